@@ -1,0 +1,73 @@
+# Boomerang — every command a newcomer needs. Each target does its own setup.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA := $(PY) -m services.local_kafka
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup kafka-up kafka-down kafka-clean kafka-status topics sample test test-unit \
+        test-integration lint schemas-check schemas-publish clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the locked packages (fast when nothing changed)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	@$(VENV)/bin/pip --version >/dev/null
+	@test -x $(VENV)/bin/uv || $(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --python $(PY) --require-hashes requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	@test -x $(VENV)/bin/uv || $(MAKE) setup
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+kafka-up: setup ## start the local KRaft broker (downloads jars first time); prints the bootstrap address
+	@$(KAFKA) up $(if $(NODES),--nodes $(NODES))
+
+kafka-down: setup ## stop the local broker (by its pid file)
+	@$(KAFKA) down
+
+kafka-clean: setup ## stop the local broker and wipe its data
+	@$(KAFKA) down --wipe
+
+kafka-status: setup ## is the local broker running, and where
+	@$(KAFKA) status
+
+topics: kafka-up ## create the declared topics (idempotent) and report drift
+	@$(PY) -m services.eventing.topic_bootstrap
+
+sample: kafka-up ## the main job for now: topics, then one sample event sent and read back
+	@$(PY) -m services.eventing.topic_bootstrap
+	@$(PY) -m services.eventing.sample_roundtrip
+
+test: setup ## the whole suite: unit tests, then integration tests on a real broker
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## fast tests, no Kafka
+	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+test-integration: setup ## tests against a real broker
+	$(PY) -m pytest -m "integration" $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+schemas-check: setup ## fail if a schema is not backward+forward compatible with its last published version
+	$(PY) -m services.eventing.schema_evolution check
+
+schemas-publish: setup ## record the current schemas as a new published version in schemas/history/
+	$(PY) -m services.eventing.schema_evolution publish
+
+clean: kafka-clean ## remove the venv and caches (keeps the Maven cache)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Shared event plumbing: the Avro contract (catalogue, codec, envelope), topics, logging setup."""

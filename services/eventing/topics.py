@@ -1,0 +1,139 @@
+"""The topic catalogue: every topic Boomerang uses, declared once.
+
+Records are keyed by return_id, so all events of one return land on one partition, in order.
+Replication is declared for a production cluster (3 replicas, min ISR 2) and capped to the
+cluster's size by the bootstrapper (a single local broker gets 1 and 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PARTITIONS = 4
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    purpose: str
+    partitions: int = PARTITIONS
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    cleanup_policy: str = "delete"
+    retention_ms: int = 14 * DAY_MS
+    record_types: tuple[str, ...] = ()  # message names written to this topic
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self, brokers: int) -> dict[str, str]:
+        """Topic-level configs for a cluster of `brokers` nodes."""
+        config = {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(self.min_insync_replicas_for(brokers)),
+            **self.extra_config,
+        }
+        return config
+
+    def replication_for(self, brokers: int) -> int:
+        return max(1, min(self.replication_factor, brokers))
+
+    def min_insync_replicas_for(self, brokers: int) -> int:
+        return max(1, min(self.min_insync_replicas, self.replication_for(brokers) - 1))
+
+
+def _stream(name: str, purpose: str, record_types: tuple[str, ...], days: int = 14) -> TopicSpec:
+    return TopicSpec(name, purpose, retention_ms=days * DAY_MS, record_types=record_types)
+
+
+# Inputs that services consume; each gets a retry topic and a dead-letter topic.
+RETURNS_EVENTS = _stream(
+    "boomerang.returns.events", "return requests and their policy outcome (front door)",
+    ("ReturnRequested", "ReturnAccepted", "ReturnRejected", "ReturnCancelled"),
+)
+PICKUP_COMMANDS = _stream(
+    "boomerang.pickup.commands", "coordinator → pickup: book / cancel a pickup",
+    ("PickupRequested", "PickupCancelRequested"), days=7,
+)
+PICKUP_EVENTS = _stream(
+    "boomerang.pickup.events", "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
+    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),
+)
+INSPECTION_EVENTS = _stream(
+    "boomerang.inspection.events", "scanners' inspection results",
+    ("InspectionRecorded",),
+)
+INTAKE_COMMANDS = _stream(
+    "boomerang.intake.commands", "coordinator → warehouse-intake: take in / reverse",
+    ("IntakeRequested", "IntakeReverseRequested"), days=7,
+)
+INTAKE_EVENTS = _stream(
+    "boomerang.intake.events", "warehouse-intake → coordinator: stock moved",
+    ("IntakeCompleted", "IntakeReversed"),
+)
+REFUND_COMMANDS = _stream(
+    "boomerang.refund.commands", "coordinator → refund: pay / void",
+    ("RefundRequested", "RefundVoidRequested"), days=7,
+)
+REFUND_EVENTS = _stream(
+    "boomerang.refund.events", "refund → coordinator: issued, failed, voided",
+    ("RefundIssued", "RefundFailed", "RefundVoided"), days=30,
+)
+SAGA_EVENTS = _stream(
+    "boomerang.saga.events", "coordinator's outcomes and timers: completed, failed, step timed out",
+    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut"), days=30,
+)
+SUPPORT_TICKETS = _stream(
+    "boomerang.support.tickets", "cases a person must decide",
+    ("TicketOpened",), days=90,
+)
+
+STREAMS: tuple[TopicSpec, ...] = (
+    RETURNS_EVENTS, PICKUP_COMMANDS, PICKUP_EVENTS, INSPECTION_EVENTS, INTAKE_COMMANDS,
+    INTAKE_EVENTS, REFUND_COMMANDS, REFUND_EVENTS, SAGA_EVENTS, SUPPORT_TICKETS,
+)  # fmt: skip
+
+
+def retry_topic(stream: TopicSpec) -> TopicSpec:
+    return TopicSpec(f"{stream.name}.retry", f"transient failures of {stream.name}, retried with backoff",
+                     retention_ms=7 * DAY_MS)  # fmt: skip
+
+
+def dead_letter_topic(stream: TopicSpec) -> TopicSpec:
+    return TopicSpec(f"{stream.name}.dlq", f"records of {stream.name} that could not be processed",
+                     retention_ms=30 * DAY_MS)  # fmt: skip
+
+
+def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
+    # Faust names a table's changelog "{app id}-{table}-changelog"; partitions match the inputs.
+    return TopicSpec(f"{app_id}-{table}-changelog", purpose, cleanup_policy="compact",
+                     retention_ms=-1)  # fmt: skip
+
+
+SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
+OPERATIONS_AUDIT = TopicSpec(
+    "boomerang.operations.audit", "who replayed / redrove / purged what, when and why",
+    partitions=1, retention_ms=365 * DAY_MS,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *STREAMS,
+    *(retry_topic(s) for s in STREAMS),
+    *(dead_letter_topic(s) for s in STREAMS),
+    SAGA_CHANGELOG,
+    OPERATIONS_AUDIT,
+)
+
+
+def topic_for_record(record_name: str) -> TopicSpec:
+    for spec in STREAMS:
+        if record_name in spec.record_types:
+            return spec
+    raise KeyError(f"no topic carries {record_name}")
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"topic {name} is not declared")
