@@ -161,7 +161,8 @@ def _is_truncated(payload: bytes, writer: MessageSchema) -> bool:
     """
     padded = io.BytesIO(payload + _PADDING)
     try:
-        schemaless_reader(padded, writer.wire, None)
+        # a cut inside a multi-byte character is still a cut: ignore UTF-8 errors here
+        schemaless_reader(padded, writer.wire, None, handle_unicode_errors="ignore")
     except Exception:  # noqa: BLE001 - still invalid: corrupt, not truncated
         return False
     return padded.tell() > len(payload)

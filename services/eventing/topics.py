@@ -101,7 +101,7 @@ def retry_topic(stream: TopicSpec) -> TopicSpec:
 
 def dead_letter_topic(stream: TopicSpec) -> TopicSpec:
     return TopicSpec(f"{stream.name}.dlq", f"records of {stream.name} that could not be processed",
-                     retention_ms=30 * DAY_MS)  # fmt: skip
+                     retention_ms=max(30 * DAY_MS, stream.retention_ms))  # fmt: skip
 
 
 def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:

@@ -1,0 +1,90 @@
+"""One structlog configuration for every process.
+
+JSON lines in services (and whenever stderr is not a terminal), readable console output
+for people. Standard-library loggers (faust, aiokafka, aiohttp) go through the same
+processors, so every line a service writes is JSON. `event_context` binds return_id,
+event_id and correlation_id for everything logged while one event is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+
+def configure_logging(service: str, *, json_lines: bool | None = None, level: str | None = None) -> None:
+    level_name = (level or os.environ.get("BOOMERANG_LOG_LEVEL") or "INFO").upper()
+    if json_lines is None:
+        fmt = os.environ.get("BOOMERANG_LOG_FORMAT")
+        json_lines = fmt == "json" if fmt else not sys.stderr.isatty()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _add_service(service),
+            structlog.processors.format_exc_info if json_lines else _identity,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level_name)
+    for noisy in ("aiokafka", "kafka", "faust", "mode", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _identity(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return event_dict
+
+
+def _add_service(service: str) -> Any:
+    def add(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add
+
+
+@contextmanager
+def event_context(envelope: dict[str, Any] | None = None, **extra: Any) -> Iterator[None]:
+    """Bind the envelope's ids to every log line written inside the block."""
+    fields: dict[str, Any] = {}
+    if envelope:
+        fields = {
+            "return_id": envelope.get("return_id"),
+            "event_id": envelope.get("event_id"),
+            "correlation_id": envelope.get("correlation_id"),
+            "event_type": envelope.get("event_type"),
+        }
+    fields.update(extra)
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,107 @@
+"""The main job for now: write a sample return's first events and read them back.
+
+    python -m services.eventing.sample_roundtrip
+
+Produces ReturnRequested and ReturnAccepted for one new return with aiokafka, consumes
+them back from a fresh consumer group, decodes them and prints what came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.envelope import new_envelope, now_ms
+from services.eventing.event_publisher import EventPublisher, producer_settings
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.settings import bootstrap_servers
+from services.eventing.topics import RETURNS_EVENTS
+
+
+def sample_return(return_id: str) -> list[tuple[str, dict[str, Any]]]:
+    requested = {
+        "envelope": new_envelope("ReturnRequested", return_id, "sample"),
+        "order_ref": "ORD-2026-000123",
+        "buyer_id": "buyer-42",
+        "seller_id": "seller-7",
+        "category": "apparel",
+        "market": "ID",
+        "reason_code": "WRONG_SIZE",
+        "lines": [
+            {"order_line_id": "L1", "sku": "TSHIRT-M-BLUE", "quantity_returned": 1,
+             "quantity_bought": 2, "unit_price": {"amount_minor": 149_000, "currency": "IDR"}},
+        ],  # fmt: skip
+        "delivered_at": now_ms() - 3 * 24 * 3600 * 1000,
+        "payment_method": "EWALLET",
+        "buyer_notes": "",
+        "photo_refs": [],
+        "idempotency_key": None,
+    }
+    envelope = requested["envelope"]
+    accepted = {
+        "envelope": new_envelope(
+            "ReturnAccepted", return_id, "sample",
+            correlation_id=envelope["correlation_id"], causation_id=envelope["event_id"],
+        ),  # fmt: skip
+        "policy_version": "sample",
+        "rules_fired": [],
+    }
+    return [("ReturnRequested", requested), ("ReturnAccepted", accepted)]
+
+
+async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
+    codec = AvroCodec(SchemaCatalogue.load())
+    return_id = f"RMA-{uuid.uuid4().hex[:12].upper()}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
+    await producer.start()
+    try:
+        publisher = EventPublisher(producer, codec)
+        sent = sample_return(return_id)
+        for name, record in sent:
+            meta = await publisher.publish(name, record)
+            print(f"sent     {name:<16} {RETURNS_EVENTS.name}[{meta.partition}]@{meta.offset} key={return_id}")
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        RETURNS_EVENTS.name, bootstrap_servers=bootstrap, group_id=f"sample-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    if message.key != return_id.encode():
+                        continue
+                    decoded = codec.decode(message.value)
+                    print(f"received {decoded.name:<16} {message.topic}[{message.partition}]@{message.offset} "
+                          f"fingerprint={decoded.writer.fingerprint.hex()}")  # fmt: skip
+                    received.append(decoded.record)
+    finally:
+        await consumer.stop()
+    if [r["envelope"]["event_id"] for r in received] != [r["envelope"]["event_id"] for _, r in sent]:
+        raise SystemExit(f"read back {len(received)} of {len(sent)} events for {return_id}")
+    return received
+
+
+def main() -> int:
+    bootstrap = bootstrap_servers()
+    received = asyncio.run(roundtrip(bootstrap))
+    print(json.dumps(received[0], indent=2))
+    print(json.dumps({"bootstrap": bootstrap, "sent": len(received), "read_back": len(received)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The topic catalogue: every message has exactly one home; replication fits the cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topics import (
+    ALL_TOPICS,
+    SAGA_CHANGELOG,
+    STREAMS,
+    by_name,
+    dead_letter_topic,
+    retry_topic,
+    topic_for_record,
+)
+
+
+def test_every_message_is_written_to_exactly_one_topic():
+    for schema in SchemaCatalogue.load().messages():
+        homes = [s.name for s in STREAMS if schema.name in s.record_types]
+        assert len(homes) == 1, (schema.name, homes)
+        assert topic_for_record(schema.name).name == homes[0]
+
+
+def test_topic_names_are_unique():
+    names = [t.name for t in ALL_TOPICS]
+    assert len(names) == len(set(names))
+
+
+def test_every_stream_has_a_retry_and_a_dead_letter_topic():
+    names = {t.name for t in ALL_TOPICS}
+    for stream in STREAMS:
+        assert retry_topic(stream).name in names
+        assert dead_letter_topic(stream).name in names
+        assert by_name(f"{stream.name}.dlq").retention_ms >= stream.retention_ms
+
+
+def test_saga_changelog_is_compacted_and_co_partitioned_with_its_inputs():
+    assert SAGA_CHANGELOG.cleanup_policy == "compact"
+    assert {s.partitions for s in STREAMS} == {SAGA_CHANGELOG.partitions}
+
+
+@pytest.mark.parametrize(("brokers", "replication", "min_isr"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+def test_replication_is_capped_to_the_cluster(brokers, replication, min_isr):
+    for spec in ALL_TOPICS:
+        assert spec.replication_for(brokers) == replication
+        assert spec.config(brokers)["min.insync.replicas"] == str(min_isr)
+
+
+def test_unknown_record_or_topic_is_a_key_error():
+    with pytest.raises(KeyError):
+        topic_for_record("NoSuchEvent")
+    with pytest.raises(KeyError):
+        by_name("no.such.topic")
