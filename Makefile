@@ -11,7 +11,7 @@ KAFKA := $(PY) -m services.local_kafka
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup kafka-up kafka-down kafka-clean kafka-status topics sample test test-unit \
+.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo test test-unit \
         test-integration lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -46,18 +46,17 @@ kafka-status: setup ## is the local broker running, and where
 topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.eventing.topic_bootstrap
 
-sample: kafka-up ## the main job for now: topics, then one sample event sent and read back
+demo: kafka-up ## the main job: start Kafka, create the topics, send a sample return's events and read them back
 	@$(PY) -m services.eventing.topic_bootstrap
 	@$(PY) -m services.eventing.sample_roundtrip
 
-test: setup ## the whole suite: unit tests, then integration tests on a real broker
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker
 
 test-unit: setup ## fast tests, no Kafka
-	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup ## tests against a real broker
-	$(PY) -m pytest -m "integration" $(PYTEST_ARGS)
+test-integration: setup ## tests against a real broker (started if needed, stopped if started here)
+	$(PY) -m pytest tests/integration --durations=5 $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .

@@ -86,7 +86,7 @@ class AvroCodec:
         schema = self.catalogue.get(name)
         try:
             validate(record, schema.wire, raise_errors=True)
-        except Exception as exc:  # noqa: BLE001 - fastavro ValidationError / TypeError
+        except Exception as exc:
             raise InvalidRecordError(f"{schema.name}: {exc}") from exc
         buffer = io.BytesIO()
         buffer.write(MARKER)
@@ -116,7 +116,7 @@ class AvroCodec:
         return writer
 
     def decode(self, data: bytes, reader_name: str | None = None) -> Decoded:
-        """Decode with the reader schema `reader_name` (default: current schema of the writer's name)."""
+        """Decode with reader schema `reader_name` (default: writer's current schema)."""
         writer = self.writer_schema(data)
         try:
             reader = self.catalogue.get(reader_name or writer.full_name)
@@ -133,7 +133,7 @@ class AvroCodec:
         resolve_with = None if reader.fingerprint == writer.fingerprint else reader.wire
         try:
             record = schemaless_reader(body, writer.wire, resolve_with)
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many types; classified here
+        except Exception as exc:
             if "SchemaResolution" in type(exc).__name__:
                 raise SchemaResolutionFailedError(
                     f"{writer.name} v{writer.version} -> v{reader.version}: {exc}"
@@ -163,6 +163,6 @@ def _is_truncated(payload: bytes, writer: MessageSchema) -> bool:
     try:
         # a cut inside a multi-byte character is still a cut: ignore UTF-8 errors here
         schemaless_reader(padded, writer.wire, None, handle_unicode_errors="ignore")
-    except Exception:  # noqa: BLE001 - still invalid: corrupt, not truncated
+    except Exception:
         return False
     return padded.tell() > len(payload)

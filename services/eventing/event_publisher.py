@@ -32,7 +32,9 @@ class EventPublisher:
         self.producer = producer
         self.codec = codec
 
-    async def publish(self, record_name: str, record: dict[str, Any], topic: str | None = None) -> Any:
+    async def publish(
+        self, record_name: str, record: dict[str, Any], topic: str | None = None
+    ) -> Any:
         """Write and wait for the broker's acknowledgement; returns the RecordMetadata."""
         check_envelope(record_name, record)
         value = self.codec.encode(record_name, record)

@@ -18,7 +18,9 @@ from typing import Any
 import structlog
 
 
-def configure_logging(service: str, *, json_lines: bool | None = None, level: str | None = None) -> None:
+def configure_logging(
+    service: str, *, json_lines: bool | None = None, level: str | None = None
+) -> None:
     level_name = (level or os.environ.get("BOOMERANG_LOG_LEVEL") or "INFO").upper()
     if json_lines is None:
         fmt = os.environ.get("BOOMERANG_LOG_FORMAT")

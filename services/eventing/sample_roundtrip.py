@@ -35,9 +35,14 @@ def sample_return(return_id: str) -> list[tuple[str, dict[str, Any]]]:
         "market": "ID",
         "reason_code": "WRONG_SIZE",
         "lines": [
-            {"order_line_id": "L1", "sku": "TSHIRT-M-BLUE", "quantity_returned": 1,
-             "quantity_bought": 2, "unit_price": {"amount_minor": 149_000, "currency": "IDR"}},
-        ],  # fmt: skip
+            {
+                "order_line_id": "L1",
+                "sku": "TSHIRT-M-BLUE",
+                "quantity_returned": 1,
+                "quantity_bought": 2,
+                "unit_price": {"amount_minor": 149_000, "currency": "IDR"},
+            },
+        ],
         "delivered_at": now_ms() - 3 * 24 * 3600 * 1000,
         "payment_method": "EWALLET",
         "buyer_notes": "",
@@ -47,9 +52,12 @@ def sample_return(return_id: str) -> list[tuple[str, dict[str, Any]]]:
     envelope = requested["envelope"]
     accepted = {
         "envelope": new_envelope(
-            "ReturnAccepted", return_id, "sample",
-            correlation_id=envelope["correlation_id"], causation_id=envelope["event_id"],
-        ),  # fmt: skip
+            "ReturnAccepted",
+            return_id,
+            "sample",
+            correlation_id=envelope["correlation_id"],
+            causation_id=envelope["event_id"],
+        ),
         "policy_version": "sample",
         "rules_fired": [],
     }
@@ -66,14 +74,18 @@ async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
         sent = sample_return(return_id)
         for name, record in sent:
             meta = await publisher.publish(name, record)
-            print(f"sent     {name:<16} {RETURNS_EVENTS.name}[{meta.partition}]@{meta.offset} key={return_id}")
+            where = f"{RETURNS_EVENTS.name}[{meta.partition}]@{meta.offset}"
+            print(f"sent     {name:<16} {where} key={return_id}")
     finally:
         await producer.stop()
 
     consumer = AIOKafkaConsumer(
-        RETURNS_EVENTS.name, bootstrap_servers=bootstrap, group_id=f"sample-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+        RETURNS_EVENTS.name,
+        bootstrap_servers=bootstrap,
+        group_id=f"sample-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     received: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
@@ -85,12 +97,15 @@ async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
                     if message.key != return_id.encode():
                         continue
                     decoded = codec.decode(message.value)
-                    print(f"received {decoded.name:<16} {message.topic}[{message.partition}]@{message.offset} "
-                          f"fingerprint={decoded.writer.fingerprint.hex()}")  # fmt: skip
+                    where = f"{message.topic}[{message.partition}]@{message.offset}"
+                    fingerprint = decoded.writer.fingerprint.hex()
+                    print(f"received {decoded.name:<16} {where} fingerprint={fingerprint}")
                     received.append(decoded.record)
     finally:
         await consumer.stop()
-    if [r["envelope"]["event_id"] for r in received] != [r["envelope"]["event_id"] for _, r in sent]:
+    if [r["envelope"]["event_id"] for r in received] != [
+        r["envelope"]["event_id"] for _, r in sent
+    ]:
         raise SystemExit(f"read back {len(received)} of {len(sent)} events for {return_id}")
     return received
 

@@ -122,7 +122,9 @@ def expand(parsed: Any, named: dict[str, Any]) -> Any:
 def load_current(schemas_dir: Path) -> dict[str, MessageSchema]:
     """Parse every `.avsc` outside history/, resolving cross-file references in any order."""
     files = sorted(
-        p for p in schemas_dir.rglob("*.avsc") if HISTORY_DIRNAME not in p.relative_to(schemas_dir).parts
+        p
+        for p in schemas_dir.rglob("*.avsc")
+        if HISTORY_DIRNAME not in p.relative_to(schemas_dir).parts
     )
     if not files:
         raise SchemaCatalogueError(f"no .avsc files under {schemas_dir}")
@@ -137,7 +139,7 @@ def load_current(schemas_dir: Path) -> dict[str, MessageSchema]:
             attempt: dict[str, Any] = dict(named)
             try:
                 parsed = parse_schema(raw, named_schemas=attempt, _write_hint=False)
-            except Exception as exc:  # noqa: BLE001 - fastavro raises several types
+            except Exception as exc:
                 errors[path] = f"{type(exc).__name__}: {exc}"
                 continue
             named.update(attempt)
@@ -170,7 +172,7 @@ def load_history(schemas_dir: Path) -> dict[str, list[MessageSchema]]:
             try:
                 number = int(path.stem[1:])
                 parsed = parse_schema(_read_json(path), named_schemas={}, _write_hint=False)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise SchemaCatalogueError(f"{path}: {type(exc).__name__}: {exc}") from exc
             versions.append(make_message_schema(parsed, version=number, source=path))
         history[directory.name] = sorted(versions, key=lambda s: s.version or 0)
@@ -190,7 +192,9 @@ class SchemaCatalogue:
         self._by_name: dict[str, MessageSchema] = {}
         for full_name, schema in current.items():
             published = self.history.get(full_name, [])
-            version = next((s.version for s in published if s.fingerprint == schema.fingerprint), None)
+            version = next(
+                (s.version for s in published if s.fingerprint == schema.fingerprint), None
+            )
             if version is not None:
                 schema = MessageSchema(**{**schema.__dict__, "version": version})
             self._by_full_name[full_name] = schema

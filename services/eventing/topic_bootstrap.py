@@ -59,7 +59,9 @@ class TopicReport:
         return out
 
 
-async def _topic_configs(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, dict[str, str]]:
+async def _topic_configs(
+    admin: AIOKafkaAdminClient, names: Sequence[str]
+) -> dict[str, dict[str, str]]:
     if not names:
         return {}
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
@@ -86,10 +88,14 @@ async def bootstrap_topics(
         if to_create and create:
             response = await admin.create_topics(
                 [
-                    NewTopic(spec.name, spec.partitions, spec.replication_for(brokers),
-                             topic_configs=spec.config(brokers))
+                    NewTopic(
+                        spec.name,
+                        spec.partitions,
+                        spec.replication_for(brokers),
+                        topic_configs=spec.config(brokers),
+                    )
                     for spec in to_create
-                ]  # fmt: skip
+                ]
             )
             for name, error_code, *rest in response.topic_errors:
                 if error_code == 0:
@@ -105,7 +111,9 @@ async def bootstrap_topics(
         configs = await _topic_configs(admin, [s.name for s in present])
         for spec in present:
             report.unchanged.append(spec.name)
-            report.drift.extend(_drift(spec, described.get(spec.name), configs.get(spec.name, {}), brokers))
+            report.drift.extend(
+                _drift(spec, described.get(spec.name), configs.get(spec.name, {}), brokers)
+            )
         report.created.sort()
         report.unchanged.sort()
         return report
@@ -113,7 +121,9 @@ async def bootstrap_topics(
         await admin.close()
 
 
-def _drift(spec: TopicSpec, described: dict | None, config: dict[str, str], brokers: int) -> list[Drift]:
+def _drift(
+    spec: TopicSpec, described: dict | None, config: dict[str, str], brokers: int
+) -> list[Drift]:
     drift: list[Drift] = []
     partitions = (described or {}).get("partitions") or []
     if len(partitions) != spec.partitions:
@@ -122,7 +132,12 @@ def _drift(spec: TopicSpec, described: dict | None, config: dict[str, str], brok
         replicas = len(partitions[0]["replicas"])
         if replicas != spec.replication_for(brokers):
             drift.append(
-                Drift(spec.name, "replication.factor", str(spec.replication_for(brokers)), str(replicas))
+                Drift(
+                    spec.name,
+                    "replication.factor",
+                    str(spec.replication_for(brokers)),
+                    str(replicas),
+                )
             )
     for key, declared in spec.config(brokers).items():
         actual = config.get(key)
@@ -133,7 +148,9 @@ def _drift(spec: TopicSpec, described: dict | None, config: dict[str, str], brok
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.eventing.topic_bootstrap")
-    parser.add_argument("--check", action="store_true", help="create nothing; exit 1 on missing or drift")
+    parser.add_argument(
+        "--check", action="store_true", help="create nothing; exit 1 on missing or drift"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     bootstrap = bootstrap_servers()

@@ -48,72 +48,105 @@ def _stream(name: str, purpose: str, record_types: tuple[str, ...], days: int = 
 
 # Inputs that services consume; each gets a retry topic and a dead-letter topic.
 RETURNS_EVENTS = _stream(
-    "boomerang.returns.events", "return requests and their policy outcome (front door)",
+    "boomerang.returns.events",
+    "return requests and their policy outcome (front door)",
     ("ReturnRequested", "ReturnAccepted", "ReturnRejected", "ReturnCancelled"),
 )
 PICKUP_COMMANDS = _stream(
-    "boomerang.pickup.commands", "coordinator → pickup: book / cancel a pickup",
-    ("PickupRequested", "PickupCancelRequested"), days=7,
+    "boomerang.pickup.commands",
+    "coordinator → pickup: book / cancel a pickup",
+    ("PickupRequested", "PickupCancelRequested"),
+    days=7,
 )
 PICKUP_EVENTS = _stream(
-    "boomerang.pickup.events", "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
+    "boomerang.pickup.events",
+    "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
     ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),
 )
 INSPECTION_EVENTS = _stream(
-    "boomerang.inspection.events", "scanners' inspection results",
+    "boomerang.inspection.events",
+    "scanners' inspection results",
     ("InspectionRecorded",),
 )
 INTAKE_COMMANDS = _stream(
-    "boomerang.intake.commands", "coordinator → warehouse-intake: take in / reverse",
-    ("IntakeRequested", "IntakeReverseRequested"), days=7,
+    "boomerang.intake.commands",
+    "coordinator → warehouse-intake: take in / reverse",
+    ("IntakeRequested", "IntakeReverseRequested"),
+    days=7,
 )
 INTAKE_EVENTS = _stream(
-    "boomerang.intake.events", "warehouse-intake → coordinator: stock moved",
+    "boomerang.intake.events",
+    "warehouse-intake → coordinator: stock moved",
     ("IntakeCompleted", "IntakeReversed"),
 )
 REFUND_COMMANDS = _stream(
-    "boomerang.refund.commands", "coordinator → refund: pay / void",
-    ("RefundRequested", "RefundVoidRequested"), days=7,
+    "boomerang.refund.commands",
+    "coordinator → refund: pay / void",
+    ("RefundRequested", "RefundVoidRequested"),
+    days=7,
 )
 REFUND_EVENTS = _stream(
-    "boomerang.refund.events", "refund → coordinator: issued, failed, voided",
-    ("RefundIssued", "RefundFailed", "RefundVoided"), days=30,
+    "boomerang.refund.events",
+    "refund → coordinator: issued, failed, voided",
+    ("RefundIssued", "RefundFailed", "RefundVoided"),
+    days=30,
 )
 SAGA_EVENTS = _stream(
-    "boomerang.saga.events", "coordinator's outcomes and timers: completed, failed, step timed out",
-    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut"), days=30,
+    "boomerang.saga.events",
+    "coordinator's outcomes and timers: completed, failed, step timed out",
+    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut"),
+    days=30,
 )
 SUPPORT_TICKETS = _stream(
-    "boomerang.support.tickets", "cases a person must decide",
-    ("TicketOpened",), days=90,
+    "boomerang.support.tickets",
+    "cases a person must decide",
+    ("TicketOpened",),
+    days=90,
 )
 
 STREAMS: tuple[TopicSpec, ...] = (
-    RETURNS_EVENTS, PICKUP_COMMANDS, PICKUP_EVENTS, INSPECTION_EVENTS, INTAKE_COMMANDS,
-    INTAKE_EVENTS, REFUND_COMMANDS, REFUND_EVENTS, SAGA_EVENTS, SUPPORT_TICKETS,
-)  # fmt: skip
+    RETURNS_EVENTS,
+    PICKUP_COMMANDS,
+    PICKUP_EVENTS,
+    INSPECTION_EVENTS,
+    INTAKE_COMMANDS,
+    INTAKE_EVENTS,
+    REFUND_COMMANDS,
+    REFUND_EVENTS,
+    SAGA_EVENTS,
+    SUPPORT_TICKETS,
+)
 
 
 def retry_topic(stream: TopicSpec) -> TopicSpec:
-    return TopicSpec(f"{stream.name}.retry", f"transient failures of {stream.name}, retried with backoff",
-                     retention_ms=7 * DAY_MS)  # fmt: skip
+    return TopicSpec(
+        f"{stream.name}.retry",
+        f"transient failures of {stream.name}, retried with backoff",
+        retention_ms=7 * DAY_MS,
+    )
 
 
 def dead_letter_topic(stream: TopicSpec) -> TopicSpec:
-    return TopicSpec(f"{stream.name}.dlq", f"records of {stream.name} that could not be processed",
-                     retention_ms=max(30 * DAY_MS, stream.retention_ms))  # fmt: skip
+    return TopicSpec(
+        f"{stream.name}.dlq",
+        f"records of {stream.name} that could not be processed",
+        retention_ms=max(30 * DAY_MS, stream.retention_ms),
+    )
 
 
 def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
     # Faust names a table's changelog "{app id}-{table}-changelog"; partitions match the inputs.
-    return TopicSpec(f"{app_id}-{table}-changelog", purpose, cleanup_policy="compact",
-                     retention_ms=-1)  # fmt: skip
+    return TopicSpec(
+        f"{app_id}-{table}-changelog", purpose, cleanup_policy="compact", retention_ms=-1
+    )
 
 
 SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
 OPERATIONS_AUDIT = TopicSpec(
-    "boomerang.operations.audit", "who replayed / redrove / purged what, when and why",
-    partitions=1, retention_ms=365 * DAY_MS,
+    "boomerang.operations.audit",
+    "who replayed / redrove / purged what, when and why",
+    partitions=1,
+    retention_ms=365 * DAY_MS,
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if existing and args.command == "up":
-        _log(f"KAFKA_BOOTSTRAP_SERVERS is set: using the existing cluster, starting nothing")
+        _log("KAFKA_BOOTSTRAP_SERVERS is set: using the existing cluster, starting nothing")
         print(existing)
         return 0
 
@@ -38,15 +38,23 @@ def main(argv: list[str] | None = None) -> int:
             print(bootstrap)
         elif args.command == "down":
             stopped = kafka.down(wipe=args.wipe)
-            _log(f"stopped {len(stopped)} broker process(es)" + (", data wiped" if args.wipe else ""))
+            _log(
+                f"stopped {len(stopped)} broker process(es)" + (", data wiped" if args.wipe else "")
+            )
         else:
             statuses = kafka.statuses()
             if not statuses:
                 print("not formatted (no local cluster yet)")
             for status in statuses:
-                state = "running" if status.running else ("stale pid file" if status.stale_pid_file else "stopped")
-                print(f"node {status.node_id}: {state} pid={status.pid} "
-                      f"port={kafka.settings.broker_port(status.node_id)}")
+                state = (
+                    "running"
+                    if status.running
+                    else ("stale pid file" if status.stale_pid_file else "stopped")
+                )
+                print(
+                    f"node {status.node_id}: {state} pid={status.pid} "
+                    f"port={kafka.settings.broker_port(status.node_id)}"
+                )
     except BrokerError as exc:
         _log(f"error: {exc}")
         return 1

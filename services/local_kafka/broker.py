@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ PORTS_PER_SLOT = 8  # broker i on base+i, controller i on base+4+i (up to 3 node
 
 
 class BrokerError(RuntimeError):
-    """Something a person must act on (a port taken, a failed download, a broker that won't start)."""
+    """For a person to act on: a port taken, a failed download, a broker that won't start."""
 
 
 def pom_kafka_version() -> str:
@@ -94,11 +95,16 @@ def install_jars(settings: LocalKafkaSettings) -> Path:
     settings.log(f"fetching Apache Kafka {settings.version} jars from Maven Central ...")
     started = time.monotonic()
     cmd = [
-        "mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+        "mvn",
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
         f"-Dkafka.version={settings.version}",
         f"-DoutputDirectory={staging}",
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
-    ]  # fmt: skip
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not (staging / marker.name).exists():
         raise BrokerError(f"mvn failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -259,8 +265,9 @@ class LocalKafka:
             if node_id not in running:
                 self.start_node(node_id)
         bootstrap = self.settings.bootstrap(nodes)
-        wait_until_ready(bootstrap, expected_brokers=nodes, timeout=timeout,
-                         on_timeout=self._tail_logs)  # fmt: skip
+        wait_until_ready(
+            bootstrap, expected_brokers=nodes, timeout=timeout, on_timeout=self._tail_logs
+        )
         return bootstrap
 
     def _format(self, nodes: int) -> None:
@@ -275,27 +282,48 @@ class LocalKafka:
             )
             (node_dir / "log4j2.properties").write_text(_LOG4J2)
             result = subprocess.run(
-                [*self._java(node_id), "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(node_dir / "server.properties")],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+                [
+                    *self._java(node_id),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(node_dir / "server.properties"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if result.returncode != 0:
-                raise BrokerError(f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}")
+                raise BrokerError(
+                    f"formatting node {node_id} failed:\n{result.stdout}{result.stderr}"
+                )
         self.state_file.write_text(
-            json.dumps({"nodes": nodes, "cluster_id": cluster_id, "version": self.settings.version,
-                        "base_port": self.settings.base_port})
-        )  # fmt: skip
+            json.dumps(
+                {
+                    "nodes": nodes,
+                    "cluster_id": cluster_id,
+                    "version": self.settings.version,
+                    "base_port": self.settings.base_port,
+                }
+            )
+        )
         self.settings.log(f"formatted KRaft storage for {nodes} node(s), cluster id {cluster_id}")
 
     def _java(self, node_id: int) -> list[str]:
         node_dir = self.node_dir(node_id)
         return [
-            "java", f"-Xms{self.settings.heap}", f"-Xmx{self.settings.heap}", "-XX:+UseG1GC",
+            "java",
+            f"-Xms{self.settings.heap}",
+            f"-Xmx{self.settings.heap}",
+            "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={node_dir}",
-            "-cp", f"{self.settings.libs_dir}/*",
-        ]  # fmt: skip
+            "-cp",
+            f"{self.settings.libs_dir}/*",
+        ]
 
     def start_node(self, node_id: int) -> int:
         port = self.settings.broker_port(node_id)
@@ -309,9 +337,12 @@ class LocalKafka:
         with open(node_dir / "kafka.out", "ab") as out:
             proc = subprocess.Popen(
                 [*self._java(node_id), "kafka.Kafka", str(node_dir / "server.properties")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=node_dir,
-            )  # fmt: skip
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=node_dir,
+            )
         (node_dir / "kafka.pid").write_text(str(proc.pid))
         self.settings.log(f"node {node_id}: started pid {proc.pid} on 127.0.0.1:{port}")
         return proc.pid
@@ -349,7 +380,9 @@ class LocalKafka:
         for node_id in range(1, self.formatted_nodes() + 1):
             out = self.node_dir(node_id) / "kafka.out"
             if out.exists():
-                tails.append(f"--- node {node_id} ({out}):\n" + "\n".join(out.read_text().splitlines()[-25:]))
+                tails.append(
+                    f"--- node {node_id} ({out}):\n" + "\n".join(out.read_text().splitlines()[-25:])
+                )
         return "\n".join(tails)
 
 
@@ -362,10 +395,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 # ---------------------------------------------------------------- readiness
@@ -395,8 +426,10 @@ def wait_until_ready(
         try:
             if asyncio.run(_metadata_brokers(bootstrap)) >= expected_brokers:
                 return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last_error = exc
         time.sleep(0.5)
     detail = on_timeout() if on_timeout else ""
-    raise BrokerError(f"no metadata answer from {bootstrap} in {timeout:.0f}s ({last_error})\n{detail}")
+    raise BrokerError(
+        f"no metadata answer from {bootstrap} in {timeout:.0f}s ({last_error})\n{detail}"
+    )

@@ -50,7 +50,9 @@ def _sample_bytes(name: str = "ReturnRequested") -> bytes:
     return CODEC.encode(name, record)
 
 
-@pytest.mark.parametrize("data", [b"", b"\xc3", b"\xc3\x01\x00\x00"], ids=["empty", "1-byte", "4-bytes"])
+@pytest.mark.parametrize(
+    "data", [b"", b"\xc3", b"\xc3\x01\x00\x00"], ids=["empty", "1-byte", "4-bytes"]
+)
 def test_too_short_for_a_header_is_not_a_frame(data):
     with pytest.raises(NotAFrameError, match="at least 10 bytes"):
         CODEC.decode(data)
@@ -103,7 +105,9 @@ def _incompatible_history_catalogue() -> tuple[SchemaCatalogue, bytes]:
         if f["name"] == "provider_refund_id":
             f["type"] = "long"  # the reader expects ["null", "string"]
             f.pop("default", None)
-    old_schema = make_message_schema(parse_schema(old, named_schemas={}, _write_hint=False), version=1)
+    old_schema = make_message_schema(
+        parse_schema(old, named_schemas={}, _write_hint=False), version=1
+    )
     catalogue = SchemaCatalogue(current, {old_schema.full_name: [old_schema]})
     old_codec_catalogue = SchemaCatalogue({old_schema.full_name: old_schema})
     record = sample_record(old_schema.wire)
@@ -148,8 +152,15 @@ def test_five_kinds_of_bad_input_raise_five_distinct_errors():
 
 
 def test_every_error_has_a_distinct_reason_code_for_dead_letter_headers():
-    classes = [NotAFrameError, BadMarkerError, UnknownFingerprintError, TruncatedBodyError,
-               CorruptBodyError, SchemaResolutionFailedError, InvalidRecordError]  # fmt: skip
+    classes = [
+        NotAFrameError,
+        BadMarkerError,
+        UnknownFingerprintError,
+        TruncatedBodyError,
+        CorruptBodyError,
+        SchemaResolutionFailedError,
+        InvalidRecordError,
+    ]
     assert len({c.reason for c in classes}) == len(classes)
     assert all(issubclass(c, CodecError) for c in classes)
 
@@ -172,7 +183,9 @@ def test_an_older_published_writer_still_decodes_with_the_current_reader():
     newer = copy.deepcopy(current_schema.parsed)
     newer["fields"].append({"name": "channel", "type": "string", "default": "app"})
     newer_schema = make_message_schema(parse_schema(newer, named_schemas={}, _write_hint=False))
-    catalogue = SchemaCatalogue({newer_schema.full_name: newer_schema}, {newer_schema.full_name: [current_schema]})
+    catalogue = SchemaCatalogue(
+        {newer_schema.full_name: newer_schema}, {newer_schema.full_name: [current_schema]}
+    )
     old_bytes = CODEC.encode("ReturnCancelled", sample_record(current_schema.wire))
     decoded = AvroCodec(catalogue).decode(old_bytes)
     assert decoded.record["channel"] == "app"

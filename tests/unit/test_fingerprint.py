@@ -24,16 +24,29 @@ EXPECTED = [
     ('"long"', '"long"', -3434872931120570953),
     ('"string"', '"string"', -8142146995180207161),
     ('["int", {"type":"boolean"}]', '["int","boolean"]', 5392556393470105090),
-    ('{"fields":[], "type":"record", "name":"foo"}', '{"name":"foo","type":"record","fields":[]}',
-     -4824392279771201922),
-    ('{"fields":[], "type":"record", "name":"foo", "namespace":"x.y"}',
-     '{"name":"x.y.foo","type":"record","fields":[]}', 5916914534497305771),
-    ('{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}',
-     '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}', 7843277075252814651),
-    ('{"namespace":"x.y.z", "type":"enum", "name":"foo", "doc":"foo bar", "symbols":["A1", "A2"]}',
-     '{"name":"x.y.z.foo","type":"enum","symbols":["A1","A2"]}', -4448647247586288245),
+    (
+        '{"fields":[], "type":"record", "name":"foo"}',
+        '{"name":"foo","type":"record","fields":[]}',
+        -4824392279771201922,
+    ),
+    (
+        '{"fields":[], "type":"record", "name":"foo", "namespace":"x.y"}',
+        '{"name":"x.y.foo","type":"record","fields":[]}',
+        5916914534497305771,
+    ),
+    (
+        '{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}',
+        '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}',
+        7843277075252814651,
+    ),
+    (
+        '{"namespace":"x.y.z", "type":"enum", "name":"foo", "doc":"foo bar",'
+        ' "symbols":["A1", "A2"]}',
+        '{"name":"x.y.z.foo","type":"enum","symbols":["A1","A2"]}',
+        -4448647247586288245,
+    ),
     ('{"values":"string", "type":"map"}', '{"type":"map","values":"string"}', -8732877298790414990),
-]  # fmt: skip
+]
 
 EMPTY = 0xC15D213AA4D7A795
 
@@ -59,14 +72,18 @@ def reference_crc64_avro(data: bytes) -> int:
     return fp
 
 
-@pytest.mark.parametrize(("schema", "canonical", "expected"), EXPECTED, ids=[e[1][:30] for e in EXPECTED])
+@pytest.mark.parametrize(
+    ("schema", "canonical", "expected"), EXPECTED, ids=[e[1][:30] for e in EXPECTED]
+)
 def test_canonical_form_and_fingerprint_match_avro_test_vectors(schema, canonical, expected):
     assert to_parsing_canonical_form(json.loads(schema)) == canonical
     fingerprint = crc64_avro_fingerprint(canonical)
     assert int.from_bytes(fingerprint, "little", signed=True) == expected
 
 
-@pytest.mark.parametrize(("schema", "canonical", "expected"), EXPECTED, ids=[e[1][:30] for e in EXPECTED])
+@pytest.mark.parametrize(
+    ("schema", "canonical", "expected"), EXPECTED, ids=[e[1][:30] for e in EXPECTED]
+)
 def test_reference_algorithm_reproduces_avro_test_vectors(schema, canonical, expected):
     assert reference_crc64_avro(canonical.encode()) == expected & 0xFFFFFFFFFFFFFFFF
 

@@ -17,8 +17,13 @@ from services.local_kafka.broker import (
 
 
 def _settings(tmp_path: Path, base_port: int = 30000) -> LocalKafkaSettings:
-    return LocalKafkaSettings(version="4.4.0", base_port=base_port, run_dir=tmp_path / "run",
-                              cache_dir=tmp_path / "cache", log=lambda m: None)  # fmt: skip
+    return LocalKafkaSettings(
+        version="4.4.0",
+        base_port=base_port,
+        run_dir=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        log=lambda m: None,
+    )
 
 
 def test_two_checkouts_get_different_default_ports():
@@ -57,8 +62,12 @@ def test_a_pid_file_naming_a_dead_process_is_reported_stale(tmp_path: Path):
     kafka = LocalKafka(_settings(tmp_path))
     (tmp_path / "run" / "node-1").mkdir(parents=True)
     kafka.state_file.write_text('{"nodes": 1}')
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (tmp_path / "run" / "node-1" / "kafka.pid").write_text(finished.stdout.strip())
     [status] = kafka.statuses()
     assert status.stale_pid_file and not status.running

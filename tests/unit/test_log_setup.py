@@ -19,8 +19,12 @@ get_logger("x").info("outside")
 
 
 def _run(json_lines: bool) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", SCRIPT.format(json_lines=json_lines)],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(json_lines=json_lines)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stderr.strip().splitlines()
 
 

@@ -17,15 +17,41 @@ from services.eventing.schema_catalogue import (
 CATALOGUE = SchemaCatalogue.load()
 SOURCE_FILES = sorted(p for p in SCHEMAS_DIR.rglob("*.avsc") if "history" not in p.parts)
 REQUIRED_MESSAGES = {
-    "ReturnRequested", "ReturnAccepted", "ReturnRejected", "ReturnCancelled",
-    "PickupRequested", "PickupScheduled", "PickupAttemptFailed", "PickupCompleted",
-    "PickupCancelRequested", "PickupCancelled", "InspectionRecorded",
-    "IntakeRequested", "IntakeCompleted", "IntakeReverseRequested", "IntakeReversed",
-    "RefundRequested", "RefundIssued", "RefundFailed", "RefundVoidRequested", "RefundVoided",
-    "SagaStepTimedOut", "ReturnCompleted", "ReturnFailed", "TicketOpened",
-}  # fmt: skip
-ENVELOPE_FIELDS = ["event_id", "event_type", "return_id", "correlation_id", "causation_id",
-                   "occurred_at", "producer", "attempt"]  # fmt: skip
+    "ReturnRequested",
+    "ReturnAccepted",
+    "ReturnRejected",
+    "ReturnCancelled",
+    "PickupRequested",
+    "PickupScheduled",
+    "PickupAttemptFailed",
+    "PickupCompleted",
+    "PickupCancelRequested",
+    "PickupCancelled",
+    "InspectionRecorded",
+    "IntakeRequested",
+    "IntakeCompleted",
+    "IntakeReverseRequested",
+    "IntakeReversed",
+    "RefundRequested",
+    "RefundIssued",
+    "RefundFailed",
+    "RefundVoidRequested",
+    "RefundVoided",
+    "SagaStepTimedOut",
+    "ReturnCompleted",
+    "ReturnFailed",
+    "TicketOpened",
+}
+ENVELOPE_FIELDS = [
+    "event_id",
+    "event_type",
+    "return_id",
+    "correlation_id",
+    "causation_id",
+    "occurred_at",
+    "producer",
+    "attempt",
+]
 
 
 def _walk(node, visit):
@@ -42,7 +68,7 @@ def _walk(node, visit):
 
 
 def test_every_record_of_the_reverse_loop_has_a_schema():
-    assert REQUIRED_MESSAGES <= {m.name for m in CATALOGUE.messages()}
+    assert {m.name for m in CATALOGUE.messages()} >= REQUIRED_MESSAGES
 
 
 def test_one_file_per_record_named_after_it():
@@ -65,7 +91,10 @@ def test_every_message_starts_with_the_common_envelope(schema):
 
 def test_money_is_integer_minor_units_and_a_currency_code():
     money = json.loads((SCHEMAS_DIR / "common" / "Money.avsc").read_text())
-    assert [(f["name"], f["type"]) for f in money["fields"]] == [("amount_minor", "long"), ("currency", "string")]
+    assert [(f["name"], f["type"]) for f in money["fields"]] == [
+        ("amount_minor", "long"),
+        ("currency", "string"),
+    ]
 
 
 @pytest.mark.parametrize("path", SOURCE_FILES, ids=lambda p: p.stem)
@@ -79,13 +108,17 @@ def test_enums_have_a_default_symbol_and_optionals_default_to_null(path):
     problems = []
 
     def visit(node):
-        if isinstance(node, dict) and node.get("type") == "enum":
-            if node.get("default") not in node["symbols"]:
-                problems.append(f"enum {node['name']} has no default symbol")
+        is_enum = isinstance(node, dict) and node.get("type") == "enum"
+        if is_enum and node.get("default") not in node["symbols"]:
+            problems.append(f"enum {node['name']} has no default symbol")
         if isinstance(node, dict) and "name" in node and isinstance(node.get("type"), list):
             union = node["type"]
-            if "null" in union and (union[0] != "null" or "default" not in node or node["default"] is not None):
-                problems.append(f"optional field {node['name']} must be ['null', ...] with default null")
+            if "null" in union and (
+                union[0] != "null" or "default" not in node or node["default"] is not None
+            ):
+                problems.append(
+                    f"optional field {node['name']} must be ['null', ...] with default null"
+                )
 
     _walk(json.loads(path.read_text()), visit)
     assert not problems
@@ -93,17 +126,23 @@ def test_enums_have_a_default_symbol_and_optionals_default_to_null(path):
 
 def test_a_reference_to_a_missing_type_names_the_file(tmp_path: Path):
     (tmp_path / "returns").mkdir()
-    (tmp_path / "returns" / "Broken.avsc").write_text(json.dumps({
-        "type": "record", "name": "Broken", "namespace": "io.boomerang.returns",
-        "fields": [{"name": "envelope", "type": "io.boomerang.common.Nope"}],
-    }))  # fmt: skip
+    (tmp_path / "returns" / "Broken.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Broken",
+                "namespace": "io.boomerang.returns",
+                "fields": [{"name": "envelope", "type": "io.boomerang.common.Nope"}],
+            }
+        )
+    )
     with pytest.raises(SchemaCatalogueError, match=r"returns/Broken.avsc"):
         load_current(tmp_path)
 
 
 def test_invalid_json_names_the_file(tmp_path: Path):
     (tmp_path / "x.avsc").write_text("{ not json")
-    with pytest.raises(SchemaCatalogueError, match="x.avsc: not valid JSON"):
+    with pytest.raises(SchemaCatalogueError, match=r"x\.avsc: not valid JSON"):
         load_current(tmp_path)
 
 

@@ -31,9 +31,19 @@ def _edit(path: Path, change) -> None:
 
 def _run_check(schemas_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.eventing.schema_evolution", "check", "--schemas-dir", str(schemas_dir)],
-        capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "services.eventing.schema_evolution",
+            "check",
+            "--schemas-dir",
+            str(schemas_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
 
 
 def test_committed_schemas_pass_and_are_all_published():
@@ -49,8 +59,10 @@ def test_the_gate_command_passes_on_the_committed_schemas():
 
 
 def test_new_required_field_without_default_fails_backward(schemas: Path):
-    _edit(schemas / "refund" / "RefundIssued.avsc",
-          lambda s: s["fields"].append({"name": "settled_at", "type": "long"}))  # fmt: skip
+    _edit(
+        schemas / "refund" / "RefundIssued.avsc",
+        lambda s: s["fields"].append({"name": "settled_at", "type": "long"}),
+    )
     result = _run_check(schemas)
     assert result.returncode == 1
     assert "RefundIssued: not backward compatible" in result.stdout
@@ -71,8 +83,10 @@ def test_changing_a_field_type_fails_both_ways(schemas: Path):
 
 
 def test_removing_a_field_without_default_fails_forward(schemas: Path):
-    _edit(schemas / "pickup" / "PickupScheduled.avsc",
-          lambda s: s.update(fields=[f for f in s["fields"] if f["name"] != "carrier"]))  # fmt: skip
+    _edit(
+        schemas / "pickup" / "PickupScheduled.avsc",
+        lambda s: s.update(fields=[f for f in s["fields"] if f["name"] != "carrier"]),
+    )
     result = _run_check(schemas)
     assert result.returncode == 1
     assert "PickupScheduled: not forward compatible" in result.stdout
@@ -91,8 +105,12 @@ def test_enum_symbol_removed_from_an_enum_without_default_fails(schemas: Path):
 
 
 def test_adding_an_optional_field_passes_and_publishes_as_v2(schemas: Path):
-    _edit(schemas / "refund" / "RefundIssued.avsc",
-          lambda s: s["fields"].append({"name": "settled_at", "type": ["null", "long"], "default": None}))  # fmt: skip
+    _edit(
+        schemas / "refund" / "RefundIssued.avsc",
+        lambda s: s["fields"].append(
+            {"name": "settled_at", "type": ["null", "long"], "default": None}
+        ),
+    )
     result = _run_check(schemas)
     assert result.returncode == 0, result.stdout
     assert "RefundIssued: changed compatibly since v1" in result.stdout
@@ -104,11 +122,19 @@ def test_adding_an_optional_field_passes_and_publishes_as_v2(schemas: Path):
 
 
 def test_an_unpublished_new_message_fails_until_published(schemas: Path):
-    (schemas / "support" / "TicketClosed.avsc").write_text(json.dumps({
-        "type": "record", "name": "TicketClosed", "namespace": "io.boomerang.support",
-        "fields": [{"name": "envelope", "type": "io.boomerang.common.Envelope"},
-                   {"name": "ticket_id", "type": "string"}],
-    }))  # fmt: skip
+    (schemas / "support" / "TicketClosed.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "TicketClosed",
+                "namespace": "io.boomerang.support",
+                "fields": [
+                    {"name": "envelope", "type": "io.boomerang.common.Envelope"},
+                    {"name": "ticket_id", "type": "string"},
+                ],
+            }
+        )
+    )
     assert _run_check(schemas).returncode == 1
     publish(schemas)
     assert _run_check(schemas).returncode == 0

@@ -41,7 +41,9 @@ def test_saga_changelog_is_compacted_and_co_partitioned_with_its_inputs():
     assert {s.partitions for s in STREAMS} == {SAGA_CHANGELOG.partitions}
 
 
-@pytest.mark.parametrize(("brokers", "replication", "min_isr"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+@pytest.mark.parametrize(
+    ("brokers", "replication", "min_isr"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)]
+)
 def test_replication_is_capped_to_the_cluster(brokers, replication, min_isr):
     for spec in ALL_TOPICS:
         assert spec.replication_for(brokers) == replication
