@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -266,7 +267,11 @@ class LocalKafka:
                 self.start_node(node_id)
         bootstrap = self.settings.bootstrap(nodes)
         wait_until_ready(
-            bootstrap, expected_brokers=nodes, timeout=timeout, on_timeout=self._tail_logs
+            bootstrap,
+            expected_brokers=nodes,
+            timeout=timeout,
+            on_timeout=self._tail_logs,
+            progress=self.settings.log,
         )
         return bootstrap
 
@@ -418,17 +423,31 @@ def wait_until_ready(
     expected_brokers: int = 1,
     timeout: float = 90.0,
     on_timeout: Callable[[], str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> None:
     """Block until the cluster answers a metadata request listing every broker."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if asyncio.run(_metadata_brokers(bootstrap)) >= expected_brokers:
-                return
-        except Exception as exc:
-            last_error = exc
-        time.sleep(0.5)
+    last_report = started
+    client_log = logging.getLogger("aiokafka")
+    previous_level = client_log.level
+    client_log.setLevel(logging.CRITICAL)  # "connection refused" is expected while it starts
+    try:
+        while time.monotonic() - started < timeout:
+            try:
+                if asyncio.run(_metadata_brokers(bootstrap)) >= expected_brokers:
+                    if progress:
+                        waited = time.monotonic() - started
+                        progress(f"{bootstrap} answered a metadata request after {waited:.1f}s")
+                    return
+            except Exception as exc:
+                last_error = exc
+            if progress and time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                progress(f"waiting for {bootstrap} ... {last_report - started:.0f}s")
+            time.sleep(0.5)
+    finally:
+        client_log.setLevel(previous_level)
     detail = on_timeout() if on_timeout else ""
     raise BrokerError(
         f"no metadata answer from {bootstrap} in {timeout:.0f}s ({last_error})\n{detail}"
