@@ -1,0 +1,1 @@
+"""Saga coordinator: drives each return through pickup → inspection → intake → refund."""

@@ -1,0 +1,5 @@
+import sys
+
+from services.coordinator.app import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""How every Boomerang service runs: a Faust app per process, our own durable producer,
+and one consume loop (decode → pure handler → publish) with dead-lettering.
+
+Agents stay thin: they hand each decoded event to a handler and publish what it returns.
+Agents run with concurrency 1 (faust-streaming #606: concurrency > 1 can commit past
+unfinished events). Outbound events go through our own aiokafka producer (acks=all,
+idempotence on) and are acknowledged before the input event is acked, so Faust never
+commits an offset whose effects are not durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+from aiokafka import AIOKafkaProducer
+
+from services.eventing.avro_codec import AvroCodec, CodecError, Decoded
+from services.eventing.dead_letters import FailedRecord, dead_letter_headers, dead_letter_topic_name
+from services.eventing.envelope import EnvelopeError, check_envelope
+from services.eventing.event_publisher import EventPublisher, producer_settings
+from services.eventing.log_setup import configure_logging, event_context, get_logger
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.settings import bootstrap_servers
+from services.eventing.topics import PARTITIONS
+
+log = get_logger(__name__)
+
+Outbound = tuple[str, dict[str, Any]]  # (record name, record)
+
+
+class DomainRejection(ValueError):
+    """The event decoded but is impossible for the domain (e.g. a negative quantity).
+    Not retried: it goes to the dead-letter topic."""
+
+    reason = "domain-validation"
+
+
+class TransientFailure(RuntimeError):
+    """A partner or the broker failed in a way worth retrying (5xx, timeout, connection)."""
+
+    reason = "transient"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service: str
+    web_port: int
+    web_host: str = "127.0.0.1"
+    bootstrap: str = ""
+    state_dir: Path = Path(".cache/state")
+    retry_attempts: int = 5
+    retry_base_delay_s: float = 0.2
+    retry_max_delay_s: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, service: str, default_port: int) -> ServiceSettings:
+        prefix = service.upper().replace("-", "_")
+        return cls(
+            service=service,
+            web_port=int(os.environ.get(f"{prefix}_PORT") or default_port),
+            web_host=os.environ.get("BOOMERANG_BIND_HOST", "127.0.0.1"),
+            bootstrap=bootstrap_servers(),
+            state_dir=Path(os.environ.get("BOOMERANG_STATE_DIR", ".cache/state")),
+            retry_attempts=int(os.environ.get("BOOMERANG_RETRY_ATTEMPTS", "5")),
+        )
+
+
+def make_app(settings: ServiceSettings) -> faust.App:
+    datadir = (settings.state_dir / f"{settings.service}-{settings.web_port}").resolve()
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"boomerang-{settings.service}",
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        topic_partitions=PARTITIONS,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        datadir=str(datadir),
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+
+
+def json_table(app: faust.App, name: str, partitions: int = PARTITIONS) -> Any:
+    """A Faust table of JSON values keyed by str, backed by the compacted changelog
+    "{app id}-{name}-changelog". Written only from agents (the event's partition)."""
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
+
+
+def raw_topic(app: faust.App, *names: str) -> Any:
+    return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+
+class Publisher(mode.Service):
+    """Our own idempotent, acks=all producer, started and stopped with the Faust app."""
+
+    def __init__(self, settings: ServiceSettings, codec: AvroCodec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.codec = codec
+        self.producer: AIOKafkaProducer | None = None
+        self.events: EventPublisher | None = None
+        self._start_lock = asyncio.Lock()
+
+    async def on_start(self) -> None:
+        await self._ensure_producer()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        # Agents may receive events before Faust starts extra services: start on first use too.
+        async with self._start_lock:
+            if self.producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.settings.bootstrap,
+                    client_id=f"boomerang-{self.settings.service}",
+                    **producer_settings(),
+                )
+                await producer.start()
+                self.producer = producer
+                self.events = EventPublisher(producer, self.codec)
+        return self.producer
+
+    async def on_stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def publish(self, outbound: Sequence[Outbound]) -> None:
+        await self._ensure_producer()
+        assert self.events is not None
+        for name, record in outbound:
+            await self.events.publish(name, record)
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        producer = await self._ensure_producer()
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+
+
+Handler = Callable[[Decoded, Any], Awaitable[Sequence[Outbound]]]
+
+
+class EventConsumer:
+    """The one consume loop every agent uses."""
+
+    def __init__(self, settings: ServiceSettings, codec: AvroCodec, publisher: Publisher) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.publisher = publisher
+
+    async def run(self, stream: Any, handler: Handler, accepts: set[str] | None = None) -> None:
+        async for event in stream.events():
+            await self.process(event.message, handler, accepts)
+
+    async def process(self, message: Any, handler: Handler, accepts: set[str] | None) -> None:
+        record = FailedRecord(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            headers=tuple((k, bytes(v)) for k, v in (message.headers or ())),
+        )
+        try:
+            decoded = self.codec.decode(message.value)
+            check_envelope(decoded.name, decoded.record, key=message.key)
+        except (CodecError, EnvelopeError) as exc:
+            await self.dead_letter(record, exc)
+            return
+        if accepts is not None and decoded.name not in accepts:
+            log.debug("event not for this consumer", event_type=decoded.name)
+            return
+        with event_context(decoded.record["envelope"], topic=message.topic):
+            delay = self.settings.retry_base_delay_s
+            for attempt in range(1, self.settings.retry_attempts + 1):
+                try:
+                    outbound = await handler(decoded, message)
+                    await self.publisher.publish(outbound)
+                    return
+                except DomainRejection as exc:
+                    await self.dead_letter(record, exc)
+                    return
+                except TransientFailure as exc:
+                    if attempt == self.settings.retry_attempts:
+                        await self.dead_letter(record, exc)
+                        return
+                    pause = min(delay, self.settings.retry_max_delay_s) * random.uniform(0.5, 1.5)
+                    log.warning("transient failure, retrying", attempt=attempt, error=str(exc),
+                                retry_in_s=round(pause, 2))  # fmt: skip
+                    await asyncio.sleep(pause)
+                    delay *= 2
+
+    async def dead_letter(self, record: FailedRecord, error: BaseException) -> None:
+        topic = dead_letter_topic_name(record.topic)
+        headers = dead_letter_headers(record, error, self.settings.service)
+        await self.publisher.publish_raw(topic, record.key, record.value, headers)
+        log.warning("dead-lettered", dlq=topic, error_class=type(error).__name__,
+                    error=str(error)[:300], source_partition=record.partition,
+                    source_offset=record.offset)  # fmt: skip
+
+
+@dataclass
+class ServiceParts:
+    """What a service's composition root builds."""
+
+    settings: ServiceSettings
+    app: faust.App
+    codec: AvroCodec
+    publisher: Publisher
+    consumer: EventConsumer
+
+
+def build_parts(settings: ServiceSettings) -> ServiceParts:
+    app = make_app(settings)
+    codec = AvroCodec(SchemaCatalogue.load())
+    publisher = Publisher(settings, codec)
+    app.add_dependency(publisher)  # started and stopped with the app
+    return ServiceParts(settings, app, codec, publisher, EventConsumer(settings, codec, publisher))
+
+
+def add_health_page(app: faust.App, service: str) -> None:
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        assigned = len(app.consumer.assignment()) if app.consumer else 0
+        recovered = app.tables.recovery.completed.is_set()
+        ready = recovered and not app.rebalancing
+        return web.json(
+            {"service": service, "ready": ready, "assigned_partitions": assigned},
+            status=200 if ready else 503,
+        )
+
+
+class ServiceWorker(faust.Worker):
+    """A Faust worker whose logs go through Boomerang's structlog configuration."""
+
+    def __init__(self, app: faust.App, service: str, **kwargs: Any) -> None:
+        self.service_name = service
+        super().__init__(app, quiet=True, redirect_stdouts=False, **kwargs)
+
+    def _setup_logging(self) -> None:
+        configure_logging(self.service_name)
+
+
+def run_worker(app: faust.App, service: str) -> int:
+    configure_logging(service)
+    worker = ServiceWorker(app, service, loglevel=os.environ.get("BOOMERANG_LOG_LEVEL", "INFO"))
+    worker.execute_from_commandline()
+    return 0

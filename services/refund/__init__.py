@@ -1,0 +1,1 @@
+"""Refund service: pays buyers back through the payment provider, exactly once."""

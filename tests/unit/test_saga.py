@@ -1,0 +1,210 @@
+"""The saga transition function: every state × every event, duplicates, outbox, determinism."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+
+from services.coordinator.saga import (
+    CONSUMED_EVENTS,
+    TERMINAL,
+    SagaState,
+    Status,
+    decide,
+    status_view,
+)
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.schema_catalogue import SchemaCatalogue
+from tests.support.return_events import event
+
+CODEC = AvroCodec(SchemaCatalogue.load())
+RID = "RMA-SAGA-1"
+NOW = itertools.count(1_800_000_000_000, 10)
+
+HAPPY_PATH = [
+    ("ReturnRequested", Status.REQUESTED, []),
+    ("ReturnAccepted", Status.PICKUP_PENDING, ["PickupRequested"]),
+    ("PickupScheduled", Status.PICKUP_SCHEDULED, []),
+    ("PickupCompleted", Status.AWAITING_INSPECTION, []),
+    ("InspectionRecorded", Status.INTAKE_PENDING, ["IntakeRequested"]),
+    ("IntakeCompleted", Status.REFUND_PENDING, ["RefundRequested"]),
+    ("RefundIssued", Status.COMPLETED, ["ReturnCompleted"]),
+]
+
+# The state changes the saga makes; every other (status, event) pair is ignored.
+EXPECTED = {
+    (Status.NEW, "ReturnRequested"): Status.REQUESTED,
+    (Status.REQUESTED, "ReturnAccepted"): Status.PICKUP_PENDING,
+    (Status.REQUESTED, "ReturnRejected"): Status.REJECTED,
+    (Status.PICKUP_PENDING, "PickupScheduled"): Status.PICKUP_SCHEDULED,
+    (Status.PICKUP_PENDING, "PickupAttemptFailed"): Status.PICKUP_PENDING,
+    (Status.PICKUP_SCHEDULED, "PickupAttemptFailed"): Status.PICKUP_SCHEDULED,
+    (Status.PICKUP_PENDING, "PickupCompleted"): Status.AWAITING_INSPECTION,
+    (Status.PICKUP_SCHEDULED, "PickupCompleted"): Status.AWAITING_INSPECTION,
+    (Status.AWAITING_INSPECTION, "InspectionRecorded"): Status.INTAKE_PENDING,
+    (Status.AWAITING_INSPECTION, "PickupScheduled"): Status.AWAITING_INSPECTION,
+    (Status.INTAKE_PENDING, "PickupScheduled"): Status.INTAKE_PENDING,
+    (Status.REFUND_PENDING, "PickupScheduled"): Status.REFUND_PENDING,
+    (Status.INTAKE_PENDING, "IntakeCompleted"): Status.REFUND_PENDING,
+    (Status.REFUND_PENDING, "RefundIssued"): Status.COMPLETED,
+    (Status.REFUND_PENDING, "RefundFailed"): Status.NEEDS_ATTENTION,
+}
+
+
+def run(names, state=None):
+    transitions = []
+    for name in names:
+        transition = decide(state, name, event(name, RID), next(NOW))
+        transitions.append(transition)
+        state = transition.state
+    return state, transitions
+
+
+def state_in(status: Status) -> SagaState | None:
+    """A saga brought into `status` through real events."""
+    paths = {
+        Status.NEW: [],
+        Status.REJECTED: ["ReturnRequested", "ReturnRejected"],
+        Status.NEEDS_ATTENTION: [n for n, *_ in HAPPY_PATH[:-1]] + ["RefundFailed"],
+    }
+    if status not in paths:
+        index = [s for _, s, _ in HAPPY_PATH].index(status)
+        paths[status] = [n for n, *_ in HAPPY_PATH[: index + 1]]
+    state, _ = run(paths[status])
+    if state is not None:
+        assert state.status == status
+    return state
+
+
+def test_happy_path_walks_every_step_and_issues_each_command_once():
+    state = None
+    for name, expected_status, expected_commands in HAPPY_PATH:
+        transition = decide(state, name, event(name, RID), next(NOW))
+        assert transition.state.status == expected_status, name
+        assert [c for c, _ in transition.commands] == expected_commands, name
+        state = transition.state
+    assert state.terminal
+    assert [h["event_type"] for h in state.history] == [n for n, *_ in HAPPY_PATH]
+    assert state.refund["provider_refund_id"] == "RF-1"
+
+
+@pytest.mark.parametrize(
+    ("status", "name"),
+    list(itertools.product(list(Status), sorted(CONSUMED_EVENTS))),
+    ids=lambda v: str(v),
+)
+def test_every_state_and_every_event(status, name):
+    before = state_in(status)
+    incoming = event(name, RID)
+    transition = decide(before, name, incoming, next(NOW))
+    after = transition.state
+    expected = EXPECTED.get((status, name))
+    assert incoming["envelope"]["event_id"] in after.processed_event_ids
+    assert after.history[-1]["event_id"] == incoming["envelope"]["event_id"]
+    if expected is None:
+        assert transition.ignored
+        assert transition.commands == ()
+        assert after.status == status
+        assert after.history[-1]["ignored"] is True
+        assert "unexpected" in after.history[-1]["note"]
+        if before is not None:
+            assert after.request == before.request and after.refund == before.refund
+    else:
+        assert not transition.ignored
+        assert after.status == expected
+    for command_name, command in transition.commands:
+        CODEC.encode(command_name, command)  # every command is a valid Avro record
+
+
+@pytest.mark.parametrize("status", sorted(TERMINAL))
+def test_terminal_states_ignore_everything(status):
+    state = state_in(status)
+    for name in sorted(CONSUMED_EVENTS):
+        transition = decide(state, name, event(name, RID), next(NOW))
+        assert transition.state.status == status
+        assert transition.commands == ()
+
+
+def test_a_redelivered_event_changes_nothing():
+    state, transitions = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled"])
+    replayed_id = transitions[1].state.last_event_id
+    replay = event("ReturnAccepted", RID, envelope={"event_id": replayed_id})
+    again = decide(state, "ReturnAccepted", replay, next(NOW))
+    assert again.duplicate
+    assert again.state == state
+    assert again.commands == (), "an older event's commands are not re-emitted"
+
+
+def test_redelivery_of_the_last_event_re_emits_its_commands_with_the_same_ids():
+    state, _ = run(["ReturnRequested"])
+    accepted = event("ReturnAccepted", RID)
+    first = decide(state, "ReturnAccepted", accepted, next(NOW))
+    again = decide(first.state, "ReturnAccepted", accepted, next(NOW))
+    assert again.duplicate and again.state == first.state
+    assert again.commands == first.commands
+
+
+def test_command_ids_are_derived_from_the_return_and_the_step():
+    def refund_command():
+        state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
+        return transitions[-1].commands[0][1]
+
+    first, second = refund_command(), refund_command()
+    assert first["envelope"]["event_id"] == second["envelope"]["event_id"]
+    assert first["idempotency_key"] == f"{RID}-refund-1"
+    pending = replace(state_in(Status.INTAKE_PENDING), return_id="RMA-OTHER")
+    other = decide(pending, "IntakeCompleted", event("IntakeCompleted", "RMA-OTHER"), next(NOW))
+    assert other.commands[0][1]["envelope"]["event_id"] != first["envelope"]["event_id"]
+
+
+def test_commands_carry_correlation_and_causation():
+    state, transitions = run(["ReturnRequested", "ReturnAccepted"])
+    [(_, pickup)] = transitions[1].commands
+    requested_envelope = transitions[0].state.history[0]
+    assert pickup["envelope"]["causation_id"] == transitions[1].state.last_event_id
+    assert pickup["envelope"]["correlation_id"] == state.correlation_id
+    assert requested_envelope["event_id"] in state.processed_event_ids
+    assert pickup["idempotency_key"] == f"{RID}-pickup"
+
+
+def test_refund_is_unit_price_times_quantity_in_minor_units():
+    state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
+    [(_, refund)] = transitions[-1].commands
+    assert refund["amount"] == {"amount_minor": 2 * 1999 + 500, "currency": "EUR"}
+    assert [line["amount"]["amount_minor"] for line in refund["lines"]] == [3998, 500]
+    assert refund["method"] == "CARD"
+
+
+def test_rejection_ends_the_saga_with_a_reason():
+    state, transitions = run(["ReturnRequested", "ReturnRejected"])
+    assert state.status == Status.REJECTED
+    [(name, failed)] = transitions[-1].commands
+    assert name == "ReturnFailed" and failed["outcome"] == "REJECTED"
+    assert "OUTSIDE_WINDOW" in state.outcome["reason"]
+
+
+def test_refund_declined_opens_a_ticket_and_needs_attention():
+    state = state_in(Status.NEEDS_ATTENTION)
+    last = state.history[-1]
+    assert [c["command"] for c in last["commands"]] == ["TicketOpened", "ReturnFailed"]
+    assert state.outcome["ticket_id"]
+
+
+def test_pickup_callback_overtaking_the_booking_is_accepted():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupCompleted", "PickupScheduled"])
+    assert state.status == Status.AWAITING_INSPECTION
+    assert state.pickup["carrier"] == "double-express"
+
+
+def test_failed_pickup_attempts_are_recorded():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "PickupAttemptFailed"])
+    assert state.pickup["failed_attempts"] == [{"attempt_no": 1, "reason": "BUYER_ABSENT"}]
+
+
+def test_state_round_trips_through_json():
+    state, _ = run([n for n, *_ in HAPPY_PATH])
+    assert SagaState.from_json(state.to_json()) == state
+    view = status_view(state)
+    assert view["status"] == "COMPLETED" and len(view["history"]) == len(HAPPY_PATH)
