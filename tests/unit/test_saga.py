@@ -148,7 +148,7 @@ def test_redelivery_of_the_last_event_re_emits_its_commands_with_the_same_ids():
 
 def test_command_ids_are_derived_from_the_return_and_the_step():
     def refund_command():
-        state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
+        _state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
         return transitions[-1].commands[0][1]
 
     first, second = refund_command(), refund_command()
@@ -170,7 +170,7 @@ def test_commands_carry_correlation_and_causation():
 
 
 def test_refund_is_unit_price_times_quantity_in_minor_units():
-    state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
+    _state, transitions = run([n for n, *_ in HAPPY_PATH[:6]])
     [(_, refund)] = transitions[-1].commands
     assert refund["amount"] == {"amount_minor": 2 * 1999 + 500, "currency": "EUR"}
     assert [line["amount"]["amount_minor"] for line in refund["lines"]] == [3998, 500]
