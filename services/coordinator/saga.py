@@ -271,8 +271,10 @@ def _pickup_scheduled(step: _Step) -> SagaState:
 
 def _pickup_attempt_failed(step: _Step) -> SagaState:
     r = step.record
-    attempts = [*step.state.pickup.get("failed_attempts", []),
-                {"attempt_no": r["attempt_no"], "reason": r["failure_reason"]}]  # fmt: skip
+    attempts = [
+        *step.state.pickup.get("failed_attempts", []),
+        {"attempt_no": r["attempt_no"], "reason": r["failure_reason"]},
+    ]
     step.notes.append(f"pickup attempt {r['attempt_no']} failed: {r['failure_reason']}")
     return replace(step.state, pickup={**step.state.pickup, "failed_attempts": attempts})
 
@@ -402,12 +404,22 @@ _HANDLERS = {
 # Everything the coordinator consumes.
 CONSUMED_EVENTS = frozenset(
     {
-        "ReturnRequested", "ReturnAccepted", "ReturnRejected", "ReturnCancelled",
-        "PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled",
-        "InspectionRecorded", "IntakeCompleted", "IntakeReversed",
-        "RefundIssued", "RefundFailed", "RefundVoided",
+        "ReturnRequested",
+        "ReturnAccepted",
+        "ReturnRejected",
+        "ReturnCancelled",
+        "PickupScheduled",
+        "PickupAttemptFailed",
+        "PickupCompleted",
+        "PickupCancelled",
+        "InspectionRecorded",
+        "IntakeCompleted",
+        "IntakeReversed",
+        "RefundIssued",
+        "RefundFailed",
+        "RefundVoided",
     }
-)  # fmt: skip
+)
 
 
 def status_view(state: SagaState) -> dict[str, Any]:

@@ -33,15 +33,19 @@ class EventPublisher:
         self.codec = codec
 
     async def publish(
-        self, record_name: str, record: dict[str, Any], topic: str | None = None
+        self,
+        record_name: str,
+        record: dict[str, Any],
+        topic: str | None = None,
+        key: bytes | None = None,
     ) -> Any:
-        """Write and wait for the broker's acknowledgement; returns the RecordMetadata."""
+        """Write and wait for the broker's acknowledgement; returns the RecordMetadata.
+        The key is the return_id unless a repartitioned topic asks for another."""
         check_envelope(record_name, record)
         value = self.codec.encode(record_name, record)
-        key = record["envelope"]["return_id"].encode()
         return await self.producer.send_and_wait(
             topic or topic_for_record(record_name).name,
             value=value,
-            key=key,
+            key=key or record["envelope"]["return_id"].encode(),
             headers=record_headers(record_name, record),
         )

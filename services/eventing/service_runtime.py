@@ -33,7 +33,8 @@ from services.eventing.topics import PARTITIONS
 
 log = get_logger(__name__)
 
-Outbound = tuple[str, dict[str, Any]]  # (record name, record)
+# (record name, record) or (record name, record, key) for a topic not keyed by return_id
+Outbound = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], bytes]
 
 
 class DomainRejection(ValueError):
@@ -146,8 +147,8 @@ class Publisher(mode.Service):
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         await self._ensure_producer()
         assert self.events is not None
-        for name, record in outbound:
-            await self.events.publish(name, record)
+        for name, record, *key in outbound:
+            await self.events.publish(name, record, key=key[0] if key else None)
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -167,11 +168,23 @@ class EventConsumer:
         self.codec = codec
         self.publisher = publisher
 
-    async def run(self, stream: Any, handler: Handler, accepts: set[str] | None = None) -> None:
+    async def run(
+        self,
+        stream: Any,
+        handler: Handler,
+        accepts: set[str] | None = None,
+        keyed_by_return: bool = True,
+    ) -> None:
         async for event in stream.events():
-            await self.process(event.message, handler, accepts)
+            await self.process(event.message, handler, accepts, keyed_by_return)
 
-    async def process(self, message: Any, handler: Handler, accepts: set[str] | None) -> None:
+    async def process(
+        self,
+        message: Any,
+        handler: Handler,
+        accepts: set[str] | None,
+        keyed_by_return: bool = True,
+    ) -> None:
         record = FailedRecord(
             topic=message.topic,
             partition=message.partition,
@@ -182,7 +195,9 @@ class EventConsumer:
         )
         try:
             decoded = self.codec.decode(message.value)
-            check_envelope(decoded.name, decoded.record, key=message.key)
+            check_envelope(
+                decoded.name, decoded.record, key=message.key if keyed_by_return else None
+            )
         except (CodecError, EnvelopeError) as exc:
             await self.dead_letter(record, exc)
             return
@@ -204,8 +219,12 @@ class EventConsumer:
                         await self.dead_letter(record, exc)
                         return
                     pause = min(delay, self.settings.retry_max_delay_s) * random.uniform(0.5, 1.5)
-                    log.warning("transient failure, retrying", attempt=attempt, error=str(exc),
-                                retry_in_s=round(pause, 2))  # fmt: skip
+                    log.warning(
+                        "transient failure, retrying",
+                        attempt=attempt,
+                        error=str(exc),
+                        retry_in_s=round(pause, 2),
+                    )
                     await asyncio.sleep(pause)
                     delay *= 2
 
@@ -213,9 +232,14 @@ class EventConsumer:
         topic = dead_letter_topic_name(record.topic)
         headers = dead_letter_headers(record, error, self.settings.service)
         await self.publisher.publish_raw(topic, record.key, record.value, headers)
-        log.warning("dead-lettered", dlq=topic, error_class=type(error).__name__,
-                    error=str(error)[:300], source_partition=record.partition,
-                    source_offset=record.offset)  # fmt: skip
+        log.warning(
+            "dead-lettered",
+            dlq=topic,
+            error_class=type(error).__name__,
+            error=str(error)[:300],
+            source_partition=record.partition,
+            source_offset=record.offset,
+        )
 
 
 @dataclass

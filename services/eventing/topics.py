@@ -79,6 +79,12 @@ INTAKE_EVENTS = _stream(
     "warehouse-intake → coordinator: stock moved",
     ("IntakeCompleted", "IntakeReversed"),
 )
+STOCK_MOVEMENTS = _stream(
+    "boomerang.intake.stock-movements",
+    "warehouse-intake → inventory ledger, keyed by sku@location (repartitioned)",
+    ("StockMovementRecorded",),
+    days=30,
+)
 REFUND_COMMANDS = _stream(
     "boomerang.refund.commands",
     "coordinator → refund: pay / void",
@@ -111,6 +117,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     INSPECTION_EVENTS,
     INTAKE_COMMANDS,
     INTAKE_EVENTS,
+    STOCK_MOVEMENTS,
     REFUND_COMMANDS,
     REFUND_EVENTS,
     SAGA_EVENTS,
@@ -142,6 +149,14 @@ def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
 
 
 SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
+SERVICE_CHANGELOGS = (
+    _changelog("boomerang-returns", "answers", "what each idempotency key answered"),
+    _changelog("boomerang-inspection", "returns", "which returns await inspection"),
+    _changelog("boomerang-inspection", "scans", "first answer per scan_id"),
+    _changelog("boomerang-warehouse-intake", "intakes", "movements decided per return"),
+    _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@location"),
+    _changelog("boomerang-refund", "refunds", "refund results per return and command"),
+)
 OPERATIONS_AUDIT = TopicSpec(
     "boomerang.operations.audit",
     "who replayed / redrove / purged what, when and why",
@@ -154,6 +169,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     *(retry_topic(s) for s in STREAMS),
     *(dead_letter_topic(s) for s in STREAMS),
     SAGA_CHANGELOG,
+    *SERVICE_CHANGELOGS,
     OPERATIONS_AUDIT,
 )
 

@@ -7,11 +7,34 @@ from dataclasses import dataclass
 # ISO 4217 minor-unit exponents for the currencies the marketplace settles in.
 # IDR and VND have a minor unit on paper but are used without one by marketplaces.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    "JPY": 0, "KRW": 0, "IDR": 0, "VND": 0, "CLP": 0, "ISK": 0,
-    "EUR": 2, "USD": 2, "GBP": 2, "SGD": 2, "MYR": 2, "THB": 2, "PHP": 2, "AUD": 2,
-    "CNY": 2, "HKD": 2, "TWD": 2, "INR": 2, "BRL": 2, "MXN": 2, "CHF": 2, "SEK": 2,
-    "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
+    "JPY": 0,
+    "KRW": 0,
+    "IDR": 0,
+    "VND": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "EUR": 2,
+    "USD": 2,
+    "GBP": 2,
+    "SGD": 2,
+    "MYR": 2,
+    "THB": 2,
+    "PHP": 2,
+    "AUD": 2,
+    "CNY": 2,
+    "HKD": 2,
+    "TWD": 2,
+    "INR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "CHF": 2,
+    "SEK": 2,
+    "KWD": 3,
+    "BHD": 3,
+    "JOD": 3,
+    "OMR": 3,
+    "TND": 3,
+}
 
 
 class MoneyError(ValueError):

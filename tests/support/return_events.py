@@ -17,53 +17,123 @@ def envelope(name: str, return_id: str, producer: str = "test", **kw: Any) -> di
 
 def return_lines(currency: str = "EUR") -> list[dict[str, Any]]:
     return [
-        {"order_line_id": "L1", "sku": "SKU-RED-M", "quantity_returned": 2, "quantity_bought": 3,
-         "unit_price": {"amount_minor": 1999, "currency": currency}},
-        {"order_line_id": "L2", "sku": "SKU-CAP", "quantity_returned": 1, "quantity_bought": 1,
-         "unit_price": {"amount_minor": 500, "currency": currency}},
-    ]  # fmt: skip
+        {
+            "order_line_id": "L1",
+            "sku": "SKU-RED-M",
+            "quantity_returned": 2,
+            "quantity_bought": 3,
+            "unit_price": {"amount_minor": 1999, "currency": currency},
+        },
+        {
+            "order_line_id": "L2",
+            "sku": "SKU-CAP",
+            "quantity_returned": 1,
+            "quantity_bought": 1,
+            "unit_price": {"amount_minor": 500, "currency": currency},
+        },
+    ]
 
 
 def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
     """A complete, schema-valid record of `name` with sensible values."""
     defaults: dict[str, dict[str, Any]] = {
         "ReturnRequested": {
-            "order_ref": "ORD-1", "buyer_id": "B-1", "seller_id": "S-1", "category": "apparel",
-            "market": "DE", "reason_code": "CHANGED_MIND", "lines": return_lines(),
-            "delivered_at": 1_789_000_000_000, "payment_method": "CARD", "buyer_notes": "",
-            "photo_refs": [], "idempotency_key": None, "request_hash": None,
+            "order_ref": "ORD-1",
+            "buyer_id": "B-1",
+            "seller_id": "S-1",
+            "category": "apparel",
+            "market": "DE",
+            "reason_code": "CHANGED_MIND",
+            "lines": return_lines(),
+            "delivered_at": 1_789_000_000_000,
+            "payment_method": "CARD",
+            "buyer_notes": "",
+            "photo_refs": [],
+            "idempotency_key": None,
+            "request_hash": None,
         },
         "ReturnAccepted": {"policy_version": "minimal-1", "rules_fired": []},
-        "ReturnRejected": {"rejection_code": "OUTSIDE_WINDOW", "detail": "45 days > 30",
-                           "policy_version": "minimal-1", "rules_fired": []},
+        "ReturnRejected": {
+            "rejection_code": "OUTSIDE_WINDOW",
+            "detail": "45 days > 30",
+            "policy_version": "minimal-1",
+            "rules_fired": [],
+        },
         "ReturnCancelled": {"cancelled_by": "buyer", "reason": "changed mind again"},
-        "PickupScheduled": {"carrier": "double-express", "booking_id": "BK-1",
-                            "tracking_number": "TRK-1", "window_start": 1, "window_end": 2},
-        "PickupAttemptFailed": {"booking_id": "BK-1", "attempt_no": 1,
-                                "failure_reason": "BUYER_ABSENT", "detail": "", "retryable": True},
-        "PickupCompleted": {"booking_id": "BK-1", "tracking_number": "TRK-1", "collected_at": 3,
-                            "carrier_noted_damage": False, "parcel_weight_grams": 800},
+        "PickupScheduled": {
+            "carrier": "double-express",
+            "booking_id": "BK-1",
+            "tracking_number": "TRK-1",
+            "window_start": 1,
+            "window_end": 2,
+        },
+        "PickupAttemptFailed": {
+            "booking_id": "BK-1",
+            "attempt_no": 1,
+            "failure_reason": "BUYER_ABSENT",
+            "detail": "",
+            "retryable": True,
+        },
+        "PickupCompleted": {
+            "booking_id": "BK-1",
+            "tracking_number": "TRK-1",
+            "collected_at": 3,
+            "carrier_noted_damage": False,
+            "parcel_weight_grams": 800,
+        },
         "PickupCancelled": {"booking_id": "BK-1", "reason": "cancelled"},
         "InspectionRecorded": {
-            "scan_id": f"SCAN-{return_id}", "station_id": "ST-1", "inspector_id": "I-1",
-            "items": [{"sku": "SKU-RED-M", "serial": None, "grade": "A", "matches_order": True,
-                       "measured_weight_grams": 400, "expected_weight_grams": 410, "notes": "",
-                       "photo_refs": []}],
+            "scan_id": f"SCAN-{return_id}",
+            "station_id": "ST-1",
+            "inspector_id": "I-1",
+            "items": [
+                {
+                    "sku": "SKU-RED-M",
+                    "serial": None,
+                    "grade": "A",
+                    "matches_order": True,
+                    "measured_weight_grams": 400,
+                    "expected_weight_grams": 410,
+                    "notes": "",
+                    "photo_refs": [],
+                }
+            ],
             "inspected_at": 4,
         },
-        "IntakeCompleted": {"warehouse_id": "WH-1", "movements": [
-            {"movement_id": f"{return_id}-intake-SKU-RED-M-1", "sku": "SKU-RED-M",
-             "location": "WH-1/SELLABLE", "disposition": "RESTOCK_SELLABLE", "quantity": 1}]},
+        "IntakeCompleted": {
+            "warehouse_id": "WH-1",
+            "movements": [
+                {
+                    "movement_id": f"{return_id}-intake-SKU-RED-M-1",
+                    "sku": "SKU-RED-M",
+                    "location": "WH-1/SELLABLE",
+                    "disposition": "RESTOCK_SELLABLE",
+                    "quantity": 1,
+                }
+            ],
+        },
         "IntakeReversed": {"movements": []},
-        "RefundIssued": {"amount": {"amount_minor": 4498, "currency": "EUR"}, "method": "CARD",
-                         "provider": "psp-double", "provider_refund_id": "RF-1",
-                         "status": "SUCCEEDED", "idempotency_key": f"{return_id}-refund-1"},
-        "RefundFailed": {"amount": {"amount_minor": 4498, "currency": "EUR"}, "method": "CARD",
-                         "provider": "psp-double", "decline_code": "account_closed", "detail": "",
-                         "retryable": False},
-        "RefundVoided": {"provider_refund_id": "RF-1",
-                         "amount": {"amount_minor": 4498, "currency": "EUR"}},
-    }  # fmt: skip
+        "RefundIssued": {
+            "amount": {"amount_minor": 4498, "currency": "EUR"},
+            "method": "CARD",
+            "provider": "psp-double",
+            "provider_refund_id": "RF-1",
+            "status": "SUCCEEDED",
+            "idempotency_key": f"{return_id}-refund-1",
+        },
+        "RefundFailed": {
+            "amount": {"amount_minor": 4498, "currency": "EUR"},
+            "method": "CARD",
+            "provider": "psp-double",
+            "decline_code": "account_closed",
+            "detail": "",
+            "retryable": False,
+        },
+        "RefundVoided": {
+            "provider_refund_id": "RF-1",
+            "amount": {"amount_minor": 4498, "currency": "EUR"},
+        },
+    }
     envelope_overrides = fields.pop("envelope", {})
     record = {"envelope": {**envelope(name, return_id), **envelope_overrides}}
     record.update(defaults[name])

@@ -1,0 +1,1 @@
+"""Inspection service: the HTTP API warehouse scanners post inspection results to."""

@@ -1,0 +1,5 @@
+import sys
+
+from services.inspection.app import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.pickup.app import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""Composition root of the pickup service.
+
+Consumes pickup commands: books (or cancels) with the carrier over HTTP, idempotency key
+`{return_id}-pickup`, and emits PickupScheduled / PickupCancelled with event ids derived
+from the command, so a retried command yields the same event. Receives the carrier's
+signed status callbacks on POST /carrier/callbacks and emits PickupAttemptFailed /
+PickupCompleted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from services.eventing.avro_codec import Decoded
+from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.http_api import ApiError, json_endpoint, parse_json_object
+from services.eventing.log_setup import event_context, get_logger
+from services.eventing.service_runtime import (
+    Outbound,
+    ServiceParts,
+    ServiceSettings,
+    add_health_page,
+    build_parts,
+    raw_topic,
+    run_worker,
+)
+from services.eventing.topics import PICKUP_COMMANDS
+from services.pickup.callback_parsing import callback_event
+from services.pickup.carrier_client import CarrierClient, carrier_http
+from services.pickup.carrier_signature import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    verify,
+)
+
+SERVICE = "pickup"
+DEFAULT_PORT = 8084
+log = get_logger(__name__)
+
+
+def _reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
+    envelope = command["envelope"]
+    return_id = envelope["return_id"]
+    record = {
+        "envelope": new_envelope(
+            name,
+            return_id,
+            SERVICE,
+            correlation_id=envelope["correlation_id"],
+            causation_id=envelope["event_id"],
+            event_id=deterministic_event_id(envelope["event_id"], name),
+        ),
+        **body,
+    }
+    return name, record
+
+
+def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: bytes) -> ServiceParts:
+    parts = build_parts(settings)
+    app = parts.app
+
+    async def handle(decoded: Decoded, message: Any) -> list[Outbound]:
+        command = decoded.record
+        return_id = command["envelope"]["return_id"]
+        if decoded.name == "PickupRequested":
+            booking = await carrier.book(
+                command["idempotency_key"],
+                return_id,
+                command["buyer_id"],
+                command["pickup_address"],
+                command["parcel_count"],
+            )
+            log.info("pickup booked", booking_id=booking.booking_id)
+            return [
+                _reply(
+                    command,
+                    "PickupScheduled",
+                    {
+                        "carrier": booking.carrier,
+                        "booking_id": booking.booking_id,
+                        "tracking_number": booking.tracking_number,
+                        "window_start": booking.window_start,
+                        "window_end": booking.window_end,
+                    },
+                )
+            ]
+        if decoded.name == "PickupCancelRequested":
+            booking_id = command.get("booking_id")
+            if booking_id:
+                await carrier.cancel(command["idempotency_key"], booking_id)
+            log.info("pickup cancelled", booking_id=booking_id)
+            return [
+                _reply(
+                    command,
+                    "PickupCancelled",
+                    {"booking_id": booking_id, "reason": command["reason"]},
+                )
+            ]
+        return []
+
+    @app.agent(raw_topic(app, PICKUP_COMMANDS.name), name="pickup-commands", concurrency=1)
+    async def pickups(stream: Any) -> None:
+        await parts.consumer.run(stream, handle)
+
+    @app.page("/carrier/callbacks")
+    @json_endpoint
+    async def carrier_callback(web: Any, request: Any) -> Any:
+        if request.method != "POST":
+            raise ApiError(405, "method_not_allowed", "the carrier POSTs callbacks here")
+        body = await request.read()
+        try:
+            verify(
+                signing_secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+                int(time.time()),
+            )
+        except SignatureError as exc:
+            raise ApiError(401, "bad_signature", str(exc)) from exc
+        name, record = callback_event(parse_json_object(body), SERVICE)
+        with event_context(record["envelope"]):
+            await parts.publisher.publish([(name, record)])
+            log.info("carrier callback", event_type=name)
+        return web.json({"accepted": True, "event_id": record["envelope"]["event_id"]}, status=202)
+
+    add_health_page(app, SERVICE)
+    return parts
+
+
+def main() -> int:
+    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
+    carrier = CarrierClient(
+        carrier_http(
+            os.environ.get("CARRIER_URL", "http://127.0.0.1:8091"),
+            float(os.environ.get("CARRIER_TIMEOUT_S", "5")),
+        )
+    )
+    secret = os.environ.get("CARRIER_SIGNING_SECRET", "dev-carrier-secret").encode()
+    return run_worker(build(settings, carrier, secret).app, SERVICE)

@@ -1,0 +1,59 @@
+"""Carrier status callbacks → pickup events (pure)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.eventing.envelope import new_envelope
+from services.eventing.http_api import Fields, invalid
+
+CALLBACK_NAMESPACE = uuid.UUID("4b0f3f7c-61a2-5b8e-9d1e-2a7c9e0b5d33")
+STATUSES = frozenset({"attempt_failed", "collected"})
+FAILURE_REASONS = frozenset({"BUYER_ABSENT", "PARCEL_NOT_READY", "ADDRESS_NOT_FOUND", "OTHER"})
+
+
+def callback_event(data: dict[str, Any], producer: str) -> tuple[str, dict[str, Any]]:
+    """Validate a callback body; the event id derives from callback_id, so the carrier's
+    re-deliveries of one callback become one event downstream."""
+    fields = Fields(data)
+    callback_id = fields.text("callback_id", max_len=64)
+    return_id = fields.text("return_id", max_len=64)
+    booking_id = fields.text("booking_id", max_len=64)
+    tracking = fields.text("tracking_number", max_len=64)
+    status = fields.choice("status", STATUSES)
+    occurred_at = fields.integer("occurred_at", minimum=0)
+    attempt_no = fields.integer("attempt_no", minimum=1, maximum=100)
+    damage = data.get("carrier_noted_damage", False)
+    if not isinstance(damage, bool):
+        fields.problem("carrier_noted_damage", "must be true or false")
+    weight = fields.integer("parcel_weight_grams", minimum=0, maximum=10**7, required=False)
+    reason = data.get("reason")
+    if status == "attempt_failed" and reason not in FAILURE_REASONS:
+        fields.problem("reason", f"must be one of {', '.join(sorted(FAILURE_REASONS))}")
+    if fields.problems:
+        raise invalid(fields.problems)
+    event_id = str(uuid.uuid5(CALLBACK_NAMESPACE, callback_id))
+    envelope = new_envelope(
+        "PickupCompleted" if status == "collected" else "PickupAttemptFailed",
+        return_id,
+        producer,
+        event_id=event_id,
+    )
+    if status == "collected":
+        return "PickupCompleted", {
+            "envelope": envelope,
+            "booking_id": booking_id,
+            "tracking_number": tracking,
+            "collected_at": occurred_at,
+            "carrier_noted_damage": damage,
+            "parcel_weight_grams": weight,
+        }
+    return "PickupAttemptFailed", {
+        "envelope": envelope,
+        "booking_id": booking_id,
+        "attempt_no": attempt_no,
+        "failure_reason": reason,
+        "detail": f"carrier reported {reason}",
+        "retryable": True,
+    }

@@ -1,0 +1,79 @@
+"""Thin httpx adapter for the carrier's booking API.
+
+Every call carries an Idempotency-Key derived from the return and the step, so a retry
+after a crash books (or cancels) once. 5xx, 429, timeouts and connection errors are
+transient (retried by the consume loop); other 4xx answers are permanent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from services.eventing.service_runtime import DomainRejection, TransientFailure
+
+
+class CarrierRefused(DomainRejection):
+    reason = "carrier-refused"
+
+
+@dataclass(frozen=True)
+class Booking:
+    booking_id: str
+    tracking_number: str
+    carrier: str
+    window_start: int
+    window_end: int
+
+
+class CarrierClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def _call(self, method: str, path: str, key: str, body: Any = None) -> dict[str, Any]:
+        try:
+            response = await self.http.request(
+                method, path, json=body, headers={"Idempotency-Key": key}
+            )
+        except httpx.TransportError as exc:  # timeouts, refused connections, resets
+            raise TransientFailure(f"carrier {method} {path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientFailure(f"carrier {method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise CarrierRefused(
+                f"carrier {method} {path}: HTTP {response.status_code} {response.text[:300]}"
+            )
+        return response.json()
+
+    async def book(
+        self, key: str, return_id: str, buyer_id: str, address: str, parcel_count: int
+    ) -> Booking:
+        body = {
+            "return_id": return_id,
+            "buyer_id": buyer_id,
+            "pickup_address": address,
+            "parcel_count": parcel_count,
+        }
+        data = await self._call("POST", "/pickups", key, body)
+        return Booking(
+            data["booking_id"],
+            data["tracking_number"],
+            data["carrier"],
+            data["window_start"],
+            data["window_end"],
+        )
+
+    async def cancel(self, key: str, booking_id: str) -> str:
+        data = await self._call("DELETE", f"/pickups/{booking_id}", key)
+        return str(data.get("status", "cancelled"))
+
+
+def carrier_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
+    """One pooled client per process."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s, connect=2.0),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )

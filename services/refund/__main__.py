@@ -1,0 +1,5 @@
+import sys
+
+from services.refund.app import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.returns.app import main
+
+sys.exit(main())

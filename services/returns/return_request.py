@@ -1,0 +1,187 @@
+"""A buyer's return request: validated from JSON, normalised, hashed (pure; no I/O).
+
+{"order_ref": "ORD-1", "buyer_id": "B-1", "seller_id": "S-1", "category": "apparel",
+ "market": "ID", "reason_code": "WRONG_SIZE", "delivered_at": "2026-11-20",
+ "payment_method": "EWALLET",
+ "lines": [{"sku": "TS-M", "quantity": 1, "quantity_bought": 2, "order_line_id": "L1",
+            "unit_price": {"amount_minor": 149000, "currency": "IDR"}}],
+ "buyer_notes": "", "photo_refs": []}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from services.eventing.http_api import ApiError, Fields, invalid
+from services.money import CURRENCY_EXPONENTS
+
+PAYMENT_METHODS = frozenset(
+    {
+        "CARD",
+        "EWALLET",
+        "BNPL",
+        "DIRECT_DEBIT",
+        "BANK_TRANSFER",
+        "VIRTUAL_ACCOUNT",
+        "COD",
+        "STORE_CREDIT",
+    }
+)
+MAX_LINES = 50
+MAX_UNIT_PRICE_MINOR = 10**13
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    sku: str
+    quantity: int
+    quantity_bought: int
+    unit_price_minor: int
+    currency: str
+    order_line_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReturnRequest:
+    order_ref: str
+    buyer_id: str
+    seller_id: str
+    category: str
+    market: str
+    reason_code: str
+    delivered_at_ms: int
+    payment_method: str
+    lines: tuple[RequestLine, ...]
+    buyer_notes: str = ""
+    photo_refs: tuple[str, ...] = ()
+
+    @property
+    def currency(self) -> str:
+        return self.lines[0].currency
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the normalised request: equal bodies (in meaning) hash equal."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def event_fields(self) -> dict[str, Any]:
+        """The ReturnRequested payload (without envelope and idempotency fields)."""
+        return {
+            "order_ref": self.order_ref,
+            "buyer_id": self.buyer_id,
+            "seller_id": self.seller_id,
+            "category": self.category,
+            "market": self.market,
+            "reason_code": self.reason_code,
+            "lines": [
+                {
+                    "order_line_id": line.order_line_id,
+                    "sku": line.sku,
+                    "quantity_returned": line.quantity,
+                    "quantity_bought": line.quantity_bought,
+                    "unit_price": {
+                        "amount_minor": line.unit_price_minor,
+                        "currency": line.currency,
+                    },
+                }
+                for line in self.lines
+            ],
+            "delivered_at": self.delivered_at_ms,
+            "payment_method": self.payment_method,
+            "buyer_notes": self.buyer_notes,
+            "photo_refs": list(self.photo_refs),
+        }
+
+
+def _delivered_at(fields: Fields) -> int:
+    raw = fields.data.get("delivered_at")
+    if not isinstance(raw, str):
+        fields.problem("delivered_at", "is required as an ISO 8601 date or date-time")
+        return 0
+    try:
+        if len(raw) == 10:
+            moment = datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        fields.problem("delivered_at", f"{raw!r} is not an ISO 8601 date or date-time")
+        return 0
+    return int(moment.timestamp() * 1000)
+
+
+def _line(fields: Fields, index: int, data: dict[str, Any]) -> RequestLine | None:
+    line = fields.nested(f"lines[{index}]", data)
+    before = len(fields.problems)
+    sku = line.text("sku", max_len=64)
+    quantity = line.integer("quantity", minimum=1, maximum=10_000)
+    bought = line.integer("quantity_bought", minimum=1, maximum=10_000)
+    order_line_id = line.text("order_line_id", required=False, max_len=64) or None
+    price = data.get("unit_price")
+    amount, currency = None, ""
+    if not isinstance(price, dict):
+        line.problem("unit_price", "is required as {amount_minor, currency}")
+    else:
+        money = line.nested("unit_price", price)
+        amount = money.integer("amount_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR)
+        currency = money.text("currency", max_len=3)
+        if currency and currency not in CURRENCY_EXPONENTS:
+            money.problem("currency", f"{currency!r} is not a supported ISO 4217 code")
+    if quantity and bought and quantity > bought:
+        line.problem("quantity", f"returns {quantity} but only {bought} were bought")
+    if len(fields.problems) > before or quantity is None or bought is None or amount is None:
+        return None
+    return RequestLine(sku, quantity, bought, amount, currency, order_line_id)
+
+
+def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
+    """Raise ApiError(422) naming every invalid field, or return the normalised request."""
+    fields = Fields(data)
+    order_ref = fields.text("order_ref", max_len=64)
+    buyer_id = fields.text("buyer_id", max_len=64)
+    seller_id = fields.text("seller_id", max_len=64)
+    category = fields.text("category", max_len=64)
+    market = fields.text("market", required=False, max_len=8)
+    reason_code = fields.text("reason_code", max_len=64)
+    payment_method = fields.choice("payment_method", PAYMENT_METHODS)
+    delivered_at = _delivered_at(fields)
+    buyer_notes = fields.text("buyer_notes", required=False, max_len=2000)
+    photo_refs = fields.string_list("photo_refs")
+    lines = [
+        line
+        for index, raw in enumerate(fields.objects("lines", max_items=MAX_LINES))
+        if (line := _line(fields, index, raw)) is not None
+    ]
+    if lines and len({line.currency for line in lines}) > 1:
+        fields.problem("lines", "all lines of one return must have the same currency")
+    skus = [(line.sku, line.order_line_id) for line in lines]
+    if len(set(skus)) != len(skus):
+        fields.problem("lines", "the same order line appears twice")
+    if fields.problems:
+        raise invalid(fields.problems)
+    return ReturnRequest(
+        order_ref=order_ref,
+        buyer_id=buyer_id,
+        seller_id=seller_id,
+        category=category.lower(),
+        market=market.upper(),
+        reason_code=reason_code.upper(),
+        delivered_at_ms=delivered_at,
+        payment_method=payment_method,
+        lines=tuple(lines),
+        buyer_notes=buyer_notes,
+        photo_refs=tuple(photo_refs),
+    )
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 128 or not value.isprintable():
+        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 printable chars")
+    return value

@@ -1,0 +1,66 @@
+"""What happens to a returned item, from its inspection (pure).
+
+| inspection                                          | disposition       |
+|-----------------------------------------------------|-------------------|
+| does not match the ordered item                     | QUARANTINE        |
+| weight below half of the expected weight            | QUARANTINE        |
+| grade A (as new)                                    | RESTOCK_SELLABLE  |
+| grade B (opened)                                    | REFURBISH         |
+| grade C (damaged)                                   | RETURN_TO_VENDOR  |
+| grade D (unusable)                                  | DISPOSE           |
+| grade unknown                                       | QUARANTINE        |
+
+The first matching row wins. LIQUIDATE is reserved for policy rules (e.g. low-value
+damaged goods) that the rules engine adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIN_WEIGHT_RATIO_NUM, MIN_WEIGHT_RATIO_DEN = 1, 2  # below 1/2 of expected is suspicious
+
+BY_GRADE = {"A": "RESTOCK_SELLABLE", "B": "REFURBISH", "C": "RETURN_TO_VENDOR", "D": "DISPOSE"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    disposition: str
+    rule: str
+
+
+def weight_far_below_expected(item: dict[str, Any]) -> bool:
+    expected = item.get("expected_weight_grams")
+    if not expected:
+        return False
+    return item["measured_weight_grams"] * MIN_WEIGHT_RATIO_DEN < expected * MIN_WEIGHT_RATIO_NUM
+
+
+def decide(item: dict[str, Any]) -> Decision:
+    if not item["matches_order"]:
+        return Decision("QUARANTINE", "item-does-not-match-order")
+    if weight_far_below_expected(item):
+        return Decision("QUARANTINE", "weight-far-below-expected")
+    disposition = BY_GRADE.get(item["grade"])
+    if disposition is None:
+        return Decision("QUARANTINE", "grade-unknown")
+    return Decision(disposition, f"grade-{item['grade']}")
+
+
+def movements_for(return_id: str, warehouse_id: str, items: list[dict[str, Any]]) -> list[dict]:
+    """One +1 movement per inspected item into the location of its disposition.
+    movement_id names the cause (return, step, item) so replays can be recognised."""
+    movements = []
+    for index, item in enumerate(items, start=1):
+        decision = decide(item)
+        movements.append(
+            {
+                "movement_id": f"{return_id}-intake-{index}-{item['sku']}",
+                "sku": item["sku"],
+                "location": f"{warehouse_id}/{decision.disposition}",
+                "disposition": decision.disposition,
+                "quantity": 1,
+            }
+        )
+    return movements
