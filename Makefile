@@ -11,7 +11,7 @@ KAFKA := $(PY) -m services.local_kafka
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo test test-unit \
+.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample test test-unit \
         test-integration lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -46,7 +46,10 @@ kafka-status: setup ## is the local broker running, and where
 topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.eventing.topic_bootstrap
 
-demo: kafka-up ## the main job: start Kafka, create the topics, send a sample return's events and read them back
+demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop
+	@$(PY) -m services.local_stack.demo $(if $(N),--returns $(N)) $(if $(SEED),--seed $(SEED))
+
+sample: kafka-up ## send one sample return's events and read them back (no services)
 	@$(PY) -m services.eventing.topic_bootstrap
 	@$(PY) -m services.eventing.sample_roundtrip
 

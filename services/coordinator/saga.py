@@ -214,6 +214,7 @@ def _requested(step: _Step) -> SagaState:
         "lines": r["lines"],
         "delivered_at": r["delivered_at"],
         "payment_method": r["payment_method"],
+        "pickup_address": r.get("pickup_address", ""),
         "requested_at": step.envelope["occurred_at"],
     }
     return replace(

@@ -179,3 +179,16 @@ class Fields:
         child = Fields(data, prefix=f"{self._name(key)}.")
         child.problems = self.problems  # share one list
         return child
+
+
+def post_page(app: Any, path: str, handler: View) -> None:
+    """Register `handler(web, request, **path_params)` as the POST handler of `path`
+    (Faust's function pages answer GET only)."""
+    from faust.web import View as FaustView
+
+    class PostView(FaustView):
+        async def post(self, request: Any, **params: Any) -> Any:
+            return await handler(self, request, **params)
+
+    PostView.__name__ = PostView.__qualname__ = f"{handler.__name__}_view"
+    app.page(path)(PostView)

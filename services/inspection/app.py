@@ -17,7 +17,7 @@ from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import new_envelope, now_ms
-from services.eventing.http_api import ApiError, json_endpoint, parse_json_object
+from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.service_runtime import (
     Outbound,
@@ -81,11 +81,8 @@ def build(settings: ServiceSettings, station_tokens: dict[str, str]) -> ServiceP
     async def follow_returns(stream: Any) -> None:
         await parts.consumer.run(stream, follow, accepts=set(return_tracking.TRACKED_EVENTS))
 
-    @app.page("/inspections")
     @json_endpoint
     async def post_inspection(web: Any, request: Any) -> Any:
-        if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "POST a scan here")
         station = authenticate(station_tokens, request.headers.get("Authorization"))
         scan = parse_scan(parse_json_object(await request.read()))
         authorize_station(station, scan.station_id)
@@ -136,6 +133,7 @@ def build(settings: ServiceSettings, station_tokens: dict[str, str]) -> ServiceP
                 log.info("inspection recorded", items=len(scan.items), event_id=event_id)
                 return web.json(body, status=202)
 
+    post_page(app, "/inspections", post_inspection)
     add_health_page(app, SERVICE)
     return parts
 

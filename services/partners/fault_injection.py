@@ -119,14 +119,14 @@ class FaultPlan:
 
 def _checked(name: str, value: object, metadata: Mapping[str, Any]) -> Any:
     kind = metadata.get(_KIND)
-    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_bool = isinstance(value, bool)  # JSON true/false are ints to Python; never accept them
     if kind == _RATE:
-        if (is_int or isinstance(value, float)) and 0 <= value <= 1:  # NaN fails this too
+        if isinstance(value, int | float) and not is_bool and 0 <= value <= 1:  # NaN fails too
             return float(value)
         raise FaultPlanError(f"{name} must be a number from 0 to 1, got {value!r}")
     if kind == _COUNT:
         maximum = metadata["maximum"]
-        if is_int and 0 <= value <= maximum:
+        if isinstance(value, int) and not is_bool and 0 <= value <= maximum:
             return value
         raise FaultPlanError(f"{name} must be an integer from 0 to {maximum}, got {value!r}")
     if kind == _CODES:
@@ -134,7 +134,7 @@ def _checked(name: str, value: object, metadata: Mapping[str, Any]) -> Any:
             return tuple(value)
         raise FaultPlanError(f"{name} must be a non-empty list of non-empty strings")
     if kind == _SEED:
-        if value is None or is_int:
+        if value is None or (isinstance(value, int) and not is_bool):
             return value
         raise FaultPlanError(f"{name} must be an integer or null, got {value!r}")
     raise FaultPlanError(f"{name} cannot be set")

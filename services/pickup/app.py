@@ -15,7 +15,7 @@ from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope
-from services.eventing.http_api import ApiError, json_endpoint, parse_json_object
+from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.service_runtime import (
     Outbound,
@@ -105,11 +105,8 @@ def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: byt
     async def pickups(stream: Any) -> None:
         await parts.consumer.run(stream, handle)
 
-    @app.page("/carrier/callbacks")
     @json_endpoint
     async def carrier_callback(web: Any, request: Any) -> Any:
-        if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "the carrier POSTs callbacks here")
         body = await request.read()
         try:
             verify(
@@ -127,6 +124,7 @@ def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: byt
             log.info("carrier callback", event_type=name)
         return web.json({"accepted": True, "event_id": record["envelope"]["event_id"]}, status=202)
 
+    post_page(app, "/carrier/callbacks", carrier_callback)
     add_health_page(app, SERVICE)
     return parts
 

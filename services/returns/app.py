@@ -16,7 +16,7 @@ from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope, now_ms
-from services.eventing.http_api import ApiError, json_endpoint, parse_json_object
+from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.service_runtime import (
     Outbound,
@@ -134,11 +134,8 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
     async def keep_answers(stream: Any) -> None:
         await parts.consumer.run(stream, record_answers)
 
-    @app.page("/returns")
     @json_endpoint
     async def create_return(web: Any, request: Any) -> Any:
-        if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "POST a return request here")
         key = check_idempotency_key(request.headers.get("Idempotency-Key"))
         return_request = parse_return_request(parse_json_object(await request.read()))
         fingerprint = return_request.fingerprint()
@@ -175,6 +172,7 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
         locks.pop(return_id, None)
         return web.json(body, status=status)
 
+    post_page(app, "/returns", create_return)
     add_health_page(app, SERVICE)
     return parts
 

@@ -56,6 +56,7 @@ class ReturnRequest:
     delivered_at_ms: int
     payment_method: str
     lines: tuple[RequestLine, ...]
+    pickup_address: str = ""
     buyer_notes: str = ""
     photo_refs: tuple[str, ...] = ()
 
@@ -92,6 +93,7 @@ class ReturnRequest:
             ],
             "delivered_at": self.delivered_at_ms,
             "payment_method": self.payment_method,
+            "pickup_address": self.pickup_address,
             "buyer_notes": self.buyer_notes,
             "photo_refs": list(self.photo_refs),
         }
@@ -150,6 +152,7 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     reason_code = fields.text("reason_code", max_len=64)
     payment_method = fields.choice("payment_method", PAYMENT_METHODS)
     delivered_at = _delivered_at(fields)
+    pickup_address = fields.text("pickup_address", max_len=500)
     buyer_notes = fields.text("buyer_notes", required=False, max_len=2000)
     photo_refs = fields.string_list("photo_refs")
     lines = [
@@ -174,6 +177,7 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
         delivered_at_ms=delivered_at,
         payment_method=payment_method,
         lines=tuple(lines),
+        pickup_address=pickup_address,
         buyer_notes=buyer_notes,
         photo_refs=tuple(photo_refs),
     )

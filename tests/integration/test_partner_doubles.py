@@ -75,7 +75,7 @@ def free_port() -> int:
 
 
 def partner_env(prefix: str, port: int, settings: dict[str, str]) -> dict[str, str]:
-    """This environment without any inherited `<prefix>_*` setting, plus the given ones."""
+    """This environment without any inherited `<prefix>*` setting, plus the given ones."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(prefix)}
     env.update(
         {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), "BOOMERANG_LOG_FORMAT": "json"}

@@ -47,6 +47,7 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "lines": return_lines(),
             "delivered_at": 1_789_000_000_000,
             "payment_method": "CARD",
+            "pickup_address": "Musterstrasse 1, Berlin",
             "buyer_notes": "",
             "photo_refs": [],
             "idempotency_key": None,

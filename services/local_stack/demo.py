@@ -1,0 +1,364 @@
+"""`make demo`: real returns through the whole loop, on a real broker, in separate processes.
+
+    python -m services.local_stack.demo [--returns N] [--seed S]
+
+Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one), creates the topics, starts
+both partner doubles and the six services, then plays the world: buyers POST return
+requests, the carrier double calls back, a simulated scanner POSTs an inspection once the
+parcel has been collected. It prints progress, a summary table and, as its last line, one
+JSON object. Every process it started is stopped at the end, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from services.eventing.avro_codec import AvroCodec, CodecError
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topic_bootstrap import bootstrap_topics
+from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
+from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
+from services.local_stack.stack import STATION_TOKENS, LocalStack
+
+console = Console(stderr=True)
+CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
+REASONS = ("CHANGED_MIND", "WRONG_SIZE", "DEFECTIVE", "NOT_AS_DESCRIBED", "DAMAGED_ON_ARRIVAL")
+
+
+@dataclass
+class TrackedReturn:
+    index: int
+    idempotency_key: str
+    body: dict[str, Any]
+    expected_minor: int
+    return_id: str = ""
+    requested_at: float = 0.0
+    collected: bool = False
+    scanned: bool = False
+    refunded_at: float = 0.0
+    terminal: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
+    lines = []
+    for n in range(rng.randint(1, 3)):
+        bought = rng.randint(1, 3)
+        lines.append(
+            {
+                "order_line_id": f"L{n + 1}",
+                "sku": f"SKU-{rng.randint(1, 400):04d}",
+                "quantity": rng.randint(1, bought),
+                "quantity_bought": bought,
+                "unit_price": {"amount_minor": rng.randint(199, 25_000), "currency": "EUR"},
+            }
+        )
+    delivered = datetime.now(UTC) - timedelta(days=rng.randint(1, 25))
+    body = {
+        "order_ref": f"ORD-{run_id}-{index:05d}",
+        "buyer_id": f"B-{rng.randint(1, 5000)}",
+        "seller_id": f"S-{rng.randint(1, 60)}",
+        "category": rng.choice(CATEGORIES),
+        "market": "DE",
+        "reason_code": rng.choice(REASONS),
+        "delivered_at": delivered.date().isoformat(),
+        "payment_method": "CARD",
+        "pickup_address": f"Musterstrasse {rng.randint(1, 200)}, Berlin",
+        "lines": lines,
+    }
+    expected = sum(line["unit_price"]["amount_minor"] * line["quantity"] for line in lines)
+    return TrackedReturn(index, f"demo-{run_id}-{index}", body, expected)
+
+
+def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    station = rng.choice(sorted(STATION_TOKENS))
+    items = []
+    for line in tracked.body["lines"]:
+        for _ in range(line["quantity"]):
+            items.append(
+                {
+                    "sku": line["sku"],
+                    "serial": None,
+                    "grade": rng.choice("AAAABBC"),
+                    "matches_order": True,
+                    "measured_weight_grams": rng.randint(300, 900),
+                    "expected_weight_grams": None,
+                    "notes": "",
+                    "photo_refs": [],
+                }
+            )
+    return station, {
+        "scan_id": f"SCAN-{tracked.idempotency_key}",
+        "return_id": tracked.return_id,
+        "station_id": station,
+        "inspector_id": f"I-{rng.randint(1, 12)}",
+        "items": items,
+    }
+
+
+class LoopDriver:
+    def __init__(
+        self, stack: LocalStack, bootstrap: str, returns: int, seed: int, concurrency: int = 25
+    ) -> None:
+        self.stack = stack
+        self.bootstrap = bootstrap
+        self.rng = random.Random(seed)
+        self.run_id = uuid.uuid4().hex[:6]
+        self.tracked = [make_request(self.rng, i, self.run_id) for i in range(returns)]
+        self.by_return_id: dict[str, TrackedReturn] = {}
+        self.concurrency = concurrency
+        self.codec = AvroCodec(SchemaCatalogue.load())
+        self.http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=50))
+        self.scans: set[asyncio.Task] = set()
+
+    async def run(self, timeout_s: float) -> None:
+        consumer = await self._watch_events()
+        watcher = asyncio.create_task(self._consume(consumer))
+        progress = asyncio.create_task(self._progress())
+        try:
+            semaphore = asyncio.Semaphore(self.concurrency)
+            await asyncio.gather(*(self._request(t, semaphore) for t in self.tracked))
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not all(t.terminal for t in self.tracked):
+                await asyncio.sleep(0.2)
+        finally:
+            progress.cancel()
+            watcher.cancel()
+            for task in self.scans:
+                task.cancel()
+            await consumer.stop()
+            await self.http.aclose()
+        self._print_progress()
+
+    async def _watch_events(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        partitions = [
+            TopicPartition(topic.name, p)
+            for topic in (PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS)
+            for p in range(topic.partitions)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end offsets now, before any return is requested
+            await consumer.position(tp)
+        return consumer
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for message in messages:
+                    self._on_event(message.value)
+
+    def _on_event(self, value: bytes) -> None:
+        try:
+            decoded = self.codec.decode(value)
+        except CodecError:
+            return
+        tracked = self.by_return_id.get(decoded.record["envelope"]["return_id"])
+        if tracked is None:
+            return
+        if decoded.name == "PickupCompleted" and not tracked.collected:
+            tracked.collected = True
+            task = asyncio.create_task(self._scan(tracked))
+            self.scans.add(task)
+            task.add_done_callback(self.scans.discard)
+        elif decoded.name == "RefundIssued" and not tracked.refunded_at:
+            tracked.refunded_at = time.monotonic()
+        elif decoded.name in ("ReturnCompleted", "ReturnFailed"):
+            tracked.terminal = decoded.name
+
+    async def _request(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
+        async with semaphore:
+            for attempt in range(5):
+                try:
+                    tracked.requested_at = time.monotonic()
+                    response = await self.http.post(
+                        f"{self.stack.url('returns')}/returns",
+                        json=tracked.body,
+                        headers={"Idempotency-Key": tracked.idempotency_key},
+                    )
+                except httpx.HTTPError as exc:
+                    tracked.errors.append(f"request: {exc!r}")
+                    await asyncio.sleep(0.5 * (attempt + 1))
+                    continue
+                if response.status_code in (202, 422) and "return_id" in response.json():
+                    tracked.return_id = response.json()["return_id"]
+                    self.by_return_id[tracked.return_id] = tracked
+                    if response.status_code == 422:
+                        tracked.terminal = "rejected at the door"
+                    return
+                tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def _scan(self, tracked: TrackedReturn) -> None:
+        await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station
+        station, body = scan_body(tracked, self.rng)
+        headers = {"Authorization": f"Bearer {STATION_TOKENS[station]}"}
+        for _ in range(200):
+            try:
+                response = await self.http.post(
+                    f"{self.stack.url('inspection')}/inspections", json=body, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"scan: {exc!r}")
+                await asyncio.sleep(0.5)
+                continue
+            if response.status_code == 202:
+                tracked.scanned = True
+                return
+            if response.status_code in (404, 409, 503):  # the view is catching up
+                await asyncio.sleep(0.15)
+                continue
+            tracked.errors.append(f"scan: HTTP {response.status_code} {response.text[:200]}")
+            return
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            self._print_progress()
+
+    def _print_progress(self) -> None:
+        total = len(self.tracked)
+        counts = (
+            sum(bool(t.return_id) for t in self.tracked),
+            sum(t.collected for t in self.tracked),
+            sum(t.scanned for t in self.tracked),
+            sum(bool(t.refunded_at) for t in self.tracked),
+            sum(bool(t.terminal) for t in self.tracked),
+        )
+        console.print(
+            f"  requested {counts[0]}/{total}  picked up {counts[1]}  inspected {counts[2]}  "
+            f"refunded {counts[3]}  finished {counts[4]}"
+        )
+
+
+async def psp_ledger(psp_url: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        response = await http.get(f"{psp_url}/refunds")
+        response.raise_for_status()
+        return response.json()["refunds"]
+
+
+def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    ours = {t.return_id: t for t in driver.tracked if t.return_id}
+    paid = [r for r in ledger if r["return_id"] in ours and r["status"] in ("succeeded", "pending")]
+    per_return = Counter(r["return_id"] for r in paid)
+    wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
+    latencies = sorted(
+        (t.refunded_at - t.requested_at) * 1000 for t in driver.tracked if t.refunded_at
+    )
+
+    def percentile(p: float) -> int:
+        if not latencies:
+            return 0
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))])
+
+    return {
+        "returns": len(driver.tracked),
+        "completed": sum(t.terminal == "ReturnCompleted" for t in driver.tracked),
+        "refunds_at_psp": len(per_return),
+        "refunded_minor_total": sum(r["amount_minor"] for r in paid),
+        "duplicates_at_psp": sum(count - 1 for count in per_return.values()),
+        "wrong_amounts": len(wrong_amounts),
+        "p50_ms": round(statistics.median(latencies)) if latencies else 0,
+        "p95_ms": percentile(0.95),
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
+    table = Table(title="Boomerang demo")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    failures = [t for t in driver.tracked if t.terminal != "ReturnCompleted"]
+    table.add_row("not completed", str(len(failures)))
+    console.print(table)
+    for tracked in failures[:5]:
+        console.print(
+            f"  {tracked.return_id or tracked.idempotency_key}: "
+            f"terminal={tracked.terminal!r} errors={tracked.errors[-2:]}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.local_stack.demo")
+    parser.add_argument("--returns", type=int, default=int(os.environ.get("N") or 50))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 42))
+    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at the end")
+    parser.add_argument("--run-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    broker: LocalKafka | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = LocalKafka(LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}")))
+        already = any(s.running for s in broker.statuses())
+        console.print("starting Kafka ..." if not already else "using the running local broker")
+        bootstrap = broker.up(nodes=broker.formatted_nodes() or 1)
+        if already:
+            broker = None  # not ours to stop
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="boomerang-demo-", dir=_cache_dir()))
+    stack = LocalStack(bootstrap, run_dir, log=lambda m: console.print(f"  {m}"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        report = asyncio.run(bootstrap_topics(bootstrap))
+        console.print(f"topics: {report.lines()[0]}")
+        console.print(f"starting 2 partner doubles and 6 services (logs in {run_dir / 'logs'}) ...")
+        stack.start_all()
+        console.print(f"driving {args.returns} returns (seed {args.seed}) ...")
+        driver = LoopDriver(stack, bootstrap, args.returns, args.seed)
+        timeout = args.timeout or 60 + args.returns * 0.5
+        asyncio.run(driver.run(timeout))
+        ledger = asyncio.run(psp_ledger(stack.url("psp")))
+        summary = summarize(driver, ledger, time.monotonic() - started)
+        print_table(summary, driver)
+        print(json.dumps(summary), flush=True)
+        ok = (
+            summary["completed"] == summary["returns"] == summary["refunds_at_psp"]
+            and summary["duplicates_at_psp"] == 0
+            and summary["wrong_amounts"] == 0
+        )
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping everything")
+        return 130
+    finally:
+        stack.stop_all()
+        if broker is not None:
+            broker.down()
+            console.print("stopped the broker this demo started")
+
+
+def _cache_dir() -> str:
+    path = Path(__file__).resolve().parents[2] / ".cache" / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Start, stop, kill and restart Boomerang's processes on this machine.
+
+Every process gets a free port, its own log file under the run directory, and the
+environment that wires it to the broker and to the partner doubles. Processes run in their
+own session so a Ctrl-C on the caller never leaves half of them behind: `stop_all` (also
+called on exit) terminates each one, then kills what did not stop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
+PARTNERS = ("carrier", "psp")
+STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
+CARRIER_SECRET = "local-stack-carrier-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    port: int
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    starts: int = 0
+    kills: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class LocalStack:
+    bootstrap: str
+    run_dir: Path
+    carrier_callback_delay_ms: int = 300
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in (*PARTNERS, *SERVICES)}
+        common = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("COV_", "PYTEST_"))},
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "BOOMERANG_LOG_FORMAT": "json",
+            "BOOMERANG_STATE_DIR": str(self.run_dir / "state"),
+            "PYTHONUNBUFFERED": "1",
+            "CARRIER_URL": f"http://127.0.0.1:{ports['carrier']}",
+            "PSP_URL": f"http://127.0.0.1:{ports['psp']}",
+            "CARRIER_CALLBACK_URL": f"http://127.0.0.1:{ports['pickup']}/carrier/callbacks",
+            "CARRIER_SIGNING_SECRET": CARRIER_SECRET,
+            "CARRIER_CALLBACK_DELAY_MS": str(self.carrier_callback_delay_ms),
+            "PSP_LEDGER_FILE": str(self.run_dir / "psp-ledger.jsonl"),
+            "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
+            **self.extra_env,
+        }
+        for name, port in ports.items():
+            env = {**common, f"{name.upper().replace('-', '_')}_PORT": str(port)}
+            self.processes[name] = ManagedProcess(
+                name, port, self.run_dir / "logs" / f"{name}.log", env
+            )
+        atexit.register(self.stop_all)
+
+    def url(self, name: str) -> str:
+        return self.processes[name].url
+
+    # -- lifecycle
+
+    def start(self, name: str) -> None:
+        managed = self.processes[name]
+        if managed.running:
+            return
+        with open(managed.log_path, "ab") as out:
+            managed.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "run", name],
+                env=managed.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        managed.starts += 1
+
+    def wait_healthy(self, names: tuple[str, ...] | list[str], timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        with httpx.Client(timeout=2.0) as http:
+            while pending:
+                for name in list(pending):
+                    managed = self.processes[name]
+                    if not managed.running:
+                        raise RuntimeError(
+                            f"{name} exited ({managed.process and managed.process.returncode}); "
+                            f"see {managed.log_path}\n{self.tail(name)}"
+                        )
+                    try:
+                        if http.get(f"{managed.url}/health").status_code == 200:
+                            pending.remove(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"not healthy after {timeout:.0f}s: {pending}\n"
+                        + "\n".join(self.tail(n) for n in pending)
+                    )
+                if pending:
+                    time.sleep(0.3)
+
+    def start_all(self, timeout: float = 180.0) -> None:
+        started = time.monotonic()
+        for name in PARTNERS:
+            self.start(name)
+        self.wait_healthy(PARTNERS, timeout)
+        for name in SERVICES:
+            self.start(name)
+        self.wait_healthy(SERVICES, timeout)
+        took = time.monotonic() - started
+        self.log(f"{len(PARTNERS) + len(SERVICES)} processes healthy in {took:.1f}s")
+
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        managed = self.processes[name]
+        process = managed.process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would (fault injection)."""
+        managed = self.processes[name]
+        if managed.running and managed.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(managed.process.pid, signal.SIGKILL)
+            managed.process.wait(10)
+            managed.kills += 1
+
+    def restart(self, name: str, hard: bool = True, timeout: float = 120.0) -> None:
+        self.kill(name) if hard else self.stop(name)
+        self.start(name)
+        self.wait_healthy([name], timeout)
+
+    def stop_all(self) -> None:
+        for name in reversed([*PARTNERS, *SERVICES]):
+            managed = self.processes.get(name)
+            if managed is not None and managed.running and managed.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(managed.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for managed in self.processes.values():
+            if managed.process is None:
+                continue
+            try:
+                managed.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(managed.process.pid, signal.SIGKILL)
+                managed.process.wait(5)
+
+    def running_pids(self) -> list[int]:
+        return [m.process.pid for m in self.processes.values() if m.running and m.process]
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        path = self.processes[name].log_path
+        if not path.exists():
+            return f"--- {name}: no log"
+        return f"--- {name} ({path}):\n" + "\n".join(
+            path.read_text(errors="replace").splitlines()[-lines:]
+        )
