@@ -59,7 +59,7 @@ test-unit: setup ## fast tests, no Kafka
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: setup ## tests against a real broker (started if needed, stopped if started here)
-	$(PY) -m pytest tests/integration --durations=5 $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/e2e --durations=8 $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,9 @@ Forward path:
   InspectionRecorded → INTAKE_PENDING        + IntakeRequested
   IntakeCompleted → REFUND_PENDING           + RefundRequested
   RefundIssued → COMPLETED                   + ReturnCompleted
-An event that does not fit the current state is recorded in the history as ignored.
+An event of a later step that arrives early (Kafka orders events within a partition,
+not across topics) is parked and applied once the saga reaches its step. Any other event
+that does not fit the current state is recorded in the history as ignored.
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.REJECTED, Status.NEEDS_ATTENTION})
 
+# Progress along the forward path, and the point on it where each event is expected.
+STATUS_RANK = {
+    Status.NEW: 0,
+    Status.REQUESTED: 1,
+    Status.PICKUP_PENDING: 2,
+    Status.PICKUP_SCHEDULED: 3,
+    Status.AWAITING_INSPECTION: 4,
+    Status.INTAKE_PENDING: 5,
+    Status.REFUND_PENDING: 6,
+}
+EVENT_RANK = {
+    "ReturnRequested": 0,
+    "ReturnAccepted": 1,
+    "ReturnRejected": 1,
+    "PickupScheduled": 2,
+    "PickupAttemptFailed": 2,
+    "PickupCompleted": 2,
+    "InspectionRecorded": 4,
+    "IntakeCompleted": 5,
+    "RefundIssued": 6,
+    "RefundFailed": 6,
+}
+
 # The step a status belongs to (for SagaStep fields and timers).
 STEP_OF = {
     Status.NEW: "REQUEST",
@@ -79,6 +104,7 @@ class SagaState:
     processed_event_ids: tuple[str, ...] = ()
     last_event_id: str = ""
     outbox: tuple[Command, ...] = ()
+    parked: tuple[Command, ...] = ()  # events that arrived before their step
     created_at: int = 0
     updated_at: int = 0
 
@@ -92,6 +118,7 @@ class SagaState:
         data["history"] = list(self.history)
         data["processed_event_ids"] = list(self.processed_event_ids)
         data["outbox"] = [[name, record] for name, record in self.outbox]
+        data["parked"] = [[name, record] for name, record in self.parked]
         return data
 
     @classmethod
@@ -103,6 +130,7 @@ class SagaState:
                 "history": tuple(data.get("history", ())),
                 "processed_event_ids": tuple(data.get("processed_event_ids", ())),
                 "outbox": tuple((name, record) for name, record in data.get("outbox", ())),
+                "parked": tuple((name, record) for name, record in data.get("parked", ())),
             }
         )
 
@@ -156,15 +184,62 @@ def decide(state: SagaState | None, name: str, record: dict[str, Any], now_ms: i
         replay = state.outbox if event_id == state.last_event_id else ()
         return Transition(state, replay, duplicate=True)
 
+    state, commands, outcome = _apply(state, name, record, now_ms)
+    if outcome == "applied":
+        state, more = _apply_parked(state, now_ms)
+        commands += more
+    state = replace(
+        state,
+        processed_event_ids=(*state.processed_event_ids, event_id),
+        last_event_id=event_id,
+        outbox=tuple(commands),
+        updated_at=now_ms,
+    )
+    return Transition(state, tuple(commands), ignored=outcome == "ignored")
+
+
+def _apply(
+    state: SagaState, name: str, record: dict[str, Any], now_ms: int, unparked: bool = False
+) -> tuple[SagaState, list[Command], str]:
+    """Handle one event: applied, parked (it belongs to a later step) or ignored."""
     step = _Step(state, name, record, now_ms)
     handler = _HANDLERS.get((state.status, name))
-    if handler is None:
-        return _ignore(step, f"unexpected {name} in state {state.status}")
-    new_state = handler(step)
-    return _record(step, new_state)
+    if handler is not None:
+        if unparked:
+            step.notes.append("arrived before its step; applied now")
+        new_state = handler(step)
+        return _with_history(step, new_state), step.commands, "applied"
+    if not state.terminal and EVENT_RANK.get(name, -1) > STATUS_RANK.get(state.status, 99):
+        # Kafka orders events per partition, not across topics: an event of a later step
+        # (an inspection before the pickup confirmation) waits for its step.
+        step.notes.append(f"{name} arrived before its step (state {state.status}); parked")
+        parked = replace(state, parked=(*state.parked, (name, record)))
+        return _with_history(step, parked, parked_event=True), [], "parked"
+    step.notes.append(f"unexpected {name} in state {state.status}")
+    return _with_history(step, state, ignored=True), [], "ignored"
 
 
-def _record(step: _Step, new_state: SagaState, ignored: bool = False) -> Transition:
+def _apply_parked(state: SagaState, now_ms: int) -> tuple[SagaState, list[Command]]:
+    commands: list[Command] = []
+    progressed = True
+    while progressed and state.parked:
+        progressed = False
+        for index, (name, record) in enumerate(state.parked):
+            if (state.status, name) in _HANDLERS:
+                rest = state.parked[:index] + state.parked[index + 1 :]
+                state, more, _ = _apply(replace(state, parked=rest), name, record, now_ms, True)
+                commands += more
+                progressed = True
+                break
+    return state, commands
+
+
+def _with_history(
+    step: _Step,
+    new_state: SagaState,
+    ignored: bool = False,
+    parked_event: bool = False,
+) -> SagaState:
     old = step.state
     entry: dict[str, Any] = {
         "at": step.now_ms,
@@ -183,20 +258,9 @@ def _record(step: _Step, new_state: SagaState, ignored: bool = False) -> Transit
         ]
     if ignored:
         entry["ignored"] = True
-    final = replace(
-        new_state,
-        history=(*old.history, entry),
-        processed_event_ids=(*old.processed_event_ids, step.envelope["event_id"]),
-        last_event_id=step.envelope["event_id"],
-        outbox=tuple(step.commands),
-        updated_at=step.now_ms,
-    )
-    return Transition(final, tuple(step.commands), ignored=ignored)
-
-
-def _ignore(step: _Step, why: str) -> Transition:
-    step.notes.append(why)
-    return _record(step, step.state, ignored=True)
+    if parked_event:
+        entry["parked"] = True
+    return replace(new_state, history=(*old.history, entry))
 
 
 # ---------------------------------------------------------------- handlers

@@ -57,6 +57,7 @@ class ServiceSettings:
     web_host: str = "127.0.0.1"
     bootstrap: str = ""
     state_dir: Path = Path(".cache/state")
+    instance_id: str = "1"
     retry_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 5.0
@@ -71,6 +72,7 @@ class ServiceSettings:
             web_host=os.environ.get("BOOMERANG_BIND_HOST", "127.0.0.1"),
             bootstrap=bootstrap_servers(),
             state_dir=Path(os.environ.get("BOOMERANG_STATE_DIR", ".cache/state")),
+            instance_id=os.environ.get("BOOMERANG_INSTANCE_ID", "1"),
             retry_attempts=int(os.environ.get("BOOMERANG_RETRY_ATTEMPTS", "5")),
         )
 
@@ -92,6 +94,10 @@ def make_app(settings: ServiceSettings) -> faust.App:
         web_bind=settings.web_host,
         datadir=str(datadir),
         broker_commit_interval=1.0,
+        # Static membership: a restarted process takes its partitions back at once instead
+        # of waiting for the dead member's session to time out.
+        consumer_group_instance_id=f"{settings.service}-{settings.instance_id}",
+        broker_session_timeout=30.0,
         stream_wait_empty=False,
     )
 

@@ -9,6 +9,8 @@ import pytest
 
 from services.coordinator.saga import (
     CONSUMED_EVENTS,
+    EVENT_RANK,
+    STATUS_RANK,
     TERMINAL,
     SagaState,
     Status,
@@ -101,9 +103,18 @@ def test_every_state_and_every_event(status, name):
     transition = decide(before, name, incoming, next(NOW))
     after = transition.state
     expected = EXPECTED.get((status, name))
-    assert incoming["envelope"]["event_id"] in after.processed_event_ids
-    assert after.history[-1]["event_id"] == incoming["envelope"]["event_id"]
-    if expected is None:
+    parks = (
+        expected is None
+        and status not in TERMINAL
+        and EVENT_RANK.get(name, -1) > STATUS_RANK.get(status, 99)
+    )
+    if parks:
+        assert not transition.ignored
+        assert transition.commands == ()
+        assert after.status == status
+        assert after.parked[-1][1]["envelope"]["event_id"] == incoming["envelope"]["event_id"]
+        assert after.history[-1]["parked"] is True
+    elif expected is None:
         assert transition.ignored
         assert transition.commands == ()
         assert after.status == status
@@ -204,7 +215,45 @@ def test_failed_pickup_attempts_are_recorded():
 
 
 def test_state_round_trips_through_json():
+    parked, _ = run(["ReturnRequested", "ReturnAccepted", "InspectionRecorded"])
+    assert SagaState.from_json(parked.to_json()) == parked
     state, _ = run([n for n, *_ in HAPPY_PATH])
     assert SagaState.from_json(state.to_json()) == state
     view = status_view(state)
     assert view["status"] == "COMPLETED" and len(view["history"]) == len(HAPPY_PATH)
+
+
+def test_an_inspection_that_overtakes_the_pickup_confirmation_waits_for_it():
+    state, transitions = run(
+        ["ReturnRequested", "ReturnAccepted", "PickupScheduled", "InspectionRecorded"]
+    )
+    assert state.status == Status.PICKUP_SCHEDULED
+    assert transitions[-1].commands == ()
+    completed = decide(state, "PickupCompleted", event("PickupCompleted", RID), next(NOW))
+    assert completed.state.status == Status.INTAKE_PENDING
+    assert [name for name, _ in completed.commands] == ["IntakeRequested"]
+    assert completed.state.parked == ()
+    assert "applied now" in completed.state.history[-1]["note"]
+
+
+def test_several_early_events_are_applied_in_step_order():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "IntakeCompleted", "InspectionRecorded"])
+    assert state.status == Status.PICKUP_PENDING and len(state.parked) == 2
+    done = decide(state, "PickupCompleted", event("PickupCompleted", RID), next(NOW))
+    assert done.state.status == Status.REFUND_PENDING
+    assert [name for name, _ in done.commands] == ["IntakeRequested", "RefundRequested"]
+    again = decide(
+        done.state,
+        "PickupCompleted",
+        event("PickupCompleted", RID, envelope={"event_id": done.state.last_event_id}),
+        next(NOW),
+    )
+    assert again.duplicate and again.commands == done.commands
+
+
+def test_a_parked_event_delivered_twice_is_a_duplicate():
+    state, _transitions = run(["ReturnRequested", "ReturnAccepted"])
+    early = event("InspectionRecorded", RID)
+    parked = decide(state, "InspectionRecorded", early, next(NOW)).state
+    again = decide(parked, "InspectionRecorded", early, next(NOW))
+    assert again.duplicate and len(again.state.parked) == 1

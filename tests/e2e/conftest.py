@@ -1,0 +1,30 @@
+"""The whole system as OS processes on the test broker: partner doubles and six services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.local_stack.stack import LocalStack
+
+
+@pytest.fixture(scope="session")
+def stack(catalogue_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    run_dir = Path(tmp_path_factory.mktemp("stack"))
+    local = LocalStack(
+        catalogue_topics, run_dir, carrier_callback_delay_ms=1000, log=lambda m: None
+    )
+    try:
+        local.start_all()
+        yield local
+    finally:
+        local.stop_all()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10.0) as client:
+        yield client

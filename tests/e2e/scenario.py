@@ -1,0 +1,140 @@
+"""Steps of the reverse loop as a test would take them, over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from services.local_stack.stack import STATION_TOKENS, LocalStack
+
+
+def return_body(**changes: Any) -> dict[str, Any]:
+    body = {
+        "order_ref": f"ORD-{uuid.uuid4().hex[:8]}",
+        "buyer_id": "B-e2e",
+        "seller_id": "S-e2e",
+        "category": "apparel",
+        "market": "DE",
+        "reason_code": "WRONG_SIZE",
+        "delivered_at": (datetime.now(UTC) - timedelta(days=3)).date().isoformat(),
+        "payment_method": "CARD",
+        "pickup_address": "Musterstrasse 1, Berlin",
+        "lines": [
+            {
+                "sku": "SKU-E2E-1",
+                "quantity": 2,
+                "quantity_bought": 2,
+                "order_line_id": "L1",
+                "unit_price": {"amount_minor": 2599, "currency": "EUR"},
+            },
+            {
+                "sku": "SKU-E2E-2",
+                "quantity": 1,
+                "quantity_bought": 3,
+                "order_line_id": "L2",
+                "unit_price": {"amount_minor": 1000, "currency": "EUR"},
+            },
+        ],
+    }
+    body.update(changes)
+    return body
+
+
+EXPECTED_REFUND_MINOR = 2 * 2599 + 1000
+
+
+def create_return(
+    http: httpx.Client, stack: LocalStack, key: str | None = None, **changes: Any
+) -> str:
+    headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+    response = http.post(
+        f"{stack.url('returns')}/returns", json=return_body(**changes), headers=headers
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["return_id"]
+
+
+def status(http: httpx.Client, stack: LocalStack, return_id: str) -> dict[str, Any] | None:
+    response = http.get(f"{stack.url('coordinator')}/returns/{return_id}")
+    return response.json() if response.status_code == 200 else None
+
+
+def wait_for_status(
+    http: httpx.Client, stack: LocalStack, return_id: str, wanted: set[str], timeout: float = 60.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = status(http, stack, return_id)
+        if seen and seen["status"] in wanted:
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"{return_id} not in {wanted} after {timeout}s; last seen {seen}")
+
+
+def scan(
+    return_id: str,
+    scan_id: str | None = None,
+    station: str = "ST-1",
+    token_station: str | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    body = {
+        "scan_id": scan_id or f"SCAN-{uuid.uuid4().hex[:10]}",
+        "return_id": return_id,
+        "station_id": station,
+        "inspector_id": "I-e2e",
+        "items": [
+            {
+                "sku": "SKU-E2E-1",
+                "serial": None,
+                "grade": "A",
+                "matches_order": True,
+                "measured_weight_grams": 500,
+                "expected_weight_grams": 510,
+                "notes": "",
+                "photo_refs": [],
+            },
+            {
+                "sku": "SKU-E2E-1",
+                "serial": None,
+                "grade": "B",
+                "matches_order": True,
+                "measured_weight_grams": 505,
+                "expected_weight_grams": 510,
+                "notes": "box opened",
+                "photo_refs": ["photo://1"],
+            },
+            {
+                "sku": "SKU-E2E-2",
+                "serial": "SN-1",
+                "grade": "A",
+                "matches_order": True,
+                "measured_weight_grams": 200,
+                "expected_weight_grams": None,
+                "notes": "",
+                "photo_refs": [],
+            },
+        ],
+    }
+    headers = {"Authorization": f"Bearer {STATION_TOKENS[token_station or station]}"}
+    return body, headers
+
+
+def post_scan(http: httpx.Client, stack: LocalStack, body: dict, headers: dict) -> httpx.Response:
+    return http.post(f"{stack.url('inspection')}/inspections", json=body, headers=headers)
+
+
+def post_scan_when_ready(
+    http: httpx.Client, stack: LocalStack, body: dict, headers: dict, timeout: float = 30.0
+) -> httpx.Response:
+    """The inspection service learns of a pickup from the stream; retry while it catches up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = post_scan(http, stack, body, headers)
+        if response.status_code not in (404, 409) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
