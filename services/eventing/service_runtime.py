@@ -97,6 +97,9 @@ def make_app(settings: ServiceSettings) -> faust.App:
         # Static membership: a restarted process takes its partitions back at once instead
         # of waiting for the dead member's session to time out.
         consumer_group_instance_id=f"{settings.service}-{settings.instance_id}",
+        # Faust checks that the assignment names this worker's URL; a static member keeps
+        # its assignment across restarts, so the URL must not change with the web port.
+        canonical_url=f"http://{settings.service}-{settings.instance_id}.boomerang",
         broker_session_timeout=30.0,
         stream_wait_empty=False,
     )
@@ -285,6 +288,7 @@ class ServiceWorker(faust.Worker):
     def __init__(self, app: faust.App, service: str, **kwargs: Any) -> None:
         self.service_name = service
         super().__init__(app, quiet=True, redirect_stdouts=False, **kwargs)
+        self.spinner = None  # a terminal spinner has no place in JSON log files
 
     def _setup_logging(self) -> None:
         configure_logging(self.service_name)

@@ -9,6 +9,7 @@ from services.eventing.envelope import new_envelope
 from services.eventing.http_api import Fields, invalid
 
 CALLBACK_NAMESPACE = uuid.UUID("4b0f3f7c-61a2-5b8e-9d1e-2a7c9e0b5d33")
+MAX_EPOCH_MS = 2**63 - 1  # Avro long
 STATUSES = frozenset({"attempt_failed", "collected"})
 FAILURE_REASONS = frozenset({"BUYER_ABSENT", "PARCEL_NOT_READY", "ADDRESS_NOT_FOUND", "OTHER"})
 
@@ -22,7 +23,7 @@ def callback_event(data: dict[str, Any], producer: str) -> tuple[str, dict[str, 
     booking_id = fields.text("booking_id", max_len=64)
     tracking = fields.text("tracking_number", max_len=64)
     status = fields.choice("status", STATUSES)
-    occurred_at = fields.integer("occurred_at", minimum=0)
+    occurred_at = fields.integer("occurred_at", minimum=0, maximum=MAX_EPOCH_MS)
     attempt_no = fields.integer("attempt_no", minimum=1, maximum=100)
     damage = data.get("carrier_noted_damage", False)
     if not isinstance(damage, bool):

@@ -48,5 +48,7 @@ def verify(
         raise SignatureError(
             f"stale timestamp ({now_s - timestamp}s off, tolerance {tolerance_s}s)"
         )
+    if not signature_header.isascii():
+        raise SignatureError("signature header is not ASCII")
     if not hmac.compare_digest(sign(secret, timestamp, body), signature_header):
         raise SignatureError("signature does not match the body")

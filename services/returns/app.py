@@ -166,6 +166,7 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
                 remember(return_id, {"request_hash": fingerprint, "status": status, "body": body})
                 log.info(
                     "return requested",
+                    event_id=events[0][1]["envelope"]["event_id"],
                     accepted=decision.accepted,
                     rules_fired=list(decision.rules_fired),
                 )

@@ -2,7 +2,7 @@
 
 {"order_ref": "ORD-1", "buyer_id": "B-1", "seller_id": "S-1", "category": "apparel",
  "market": "ID", "reason_code": "WRONG_SIZE", "delivered_at": "2026-11-20",
- "payment_method": "EWALLET",
+ "payment_method": "EWALLET", "pickup_address": "Jl. Sudirman 1, Jakarta",
  "lines": [{"sku": "TS-M", "quantity": 1, "quantity_bought": 2, "order_line_id": "L1",
             "unit_price": {"amount_minor": 149000, "currency": "IDR"}}],
  "buyer_notes": "", "photo_refs": []}
@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.eventing.http_api import ApiError, Fields, invalid
 from services.money import CURRENCY_EXPONENTS
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PAYMENT_METHODS = frozenset(
     {
         "CARD",
@@ -114,7 +115,7 @@ def _delivered_at(fields: Fields) -> int:
     except ValueError:
         fields.problem("delivered_at", f"{raw!r} is not an ISO 8601 date or date-time")
         return 0
-    return int(moment.timestamp() * 1000)
+    return (moment - EPOCH) // timedelta(milliseconds=1)  # integer arithmetic, no float
 
 
 def _line(fields: Fields, index: int, data: dict[str, Any]) -> RequestLine | None:

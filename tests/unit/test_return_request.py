@@ -197,12 +197,6 @@ def test_a_date_means_midnight_utc() -> None:
     assert parse_return_request(body(delivered_at="1970-01-02")).delivered_at_ms == 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _delivered_at computes int(moment.timestamp() * 1000) in float arithmetic and "
-    "truncates, so some millisecond date-times come out 1 ms early (e.g. in 2004 and 2038-39)",
-)
 @pytest.mark.parametrize(
     "raw",
     ["2004-03-15T07:55:47.472Z", "2038-03-12T06:55:03.930Z", "2039-06-12T03:43:29.398Z"],
