@@ -78,3 +78,18 @@ def test_docker_compose_config_accepts_the_file():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_services_listen_on_all_interfaces_inside_containers():
+    for name in sorted(BOOMERANG):
+        assert COMPOSE["services"][name]["environment"]["BOOMERANG_BIND_HOST"] == "0.0.0.0"
+    assert COMPOSE["services"]["carrier"]["environment"]["CARRIER_HOST"] == "0.0.0.0"
+    assert COMPOSE["services"]["psp"]["environment"]["PSP_HOST"] == "0.0.0.0"
+
+
+def test_partner_urls_match_the_partners_ports():
+    env = COMPOSE["services"]["pickup"]["environment"]
+    assert env["CARRIER_URL"].endswith(
+        ":" + COMPOSE["services"]["carrier"]["environment"]["CARRIER_PORT"]
+    )
+    assert env["PSP_URL"].endswith(":" + COMPOSE["services"]["psp"]["environment"]["PSP_PORT"])
