@@ -13,12 +13,10 @@ plan set at start (`PSP_FAULTS`) or at run time (`POST /admin/faults`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import re
 import sys
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
@@ -27,18 +25,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from services.eventing.log_setup import configure_logging, get_logger
-from services.partners.fault_injection import FaultPlan, FaultPlanError, codes_field, rate_field
+from services.eventing.log_setup import get_logger
+from services.partners import http_support
+from services.partners.fault_injection import FaultPlan, codes_field, rate_field
 
 SERVICE_NAME = "psp"
 DEFAULT_DECLINE_CODES = ("account_closed", "card_expired", "do_not_honor")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 MAX_AMOUNT_MINOR = 10**12
-MAX_TEXT_LENGTH = 500
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
 
 # refund statuses; pending and succeeded refunds have moved (or committed) money
 SUCCEEDED = "succeeded"
@@ -71,16 +66,13 @@ class PspSettings:
     def from_env(cls, env: Mapping[str, str]) -> PspSettings:
         """Settings from `PSP_*` variables; ValueError names the variable that is wrong."""
         defaults = cls()
-        try:
-            faults = PspFaults.from_json(env.get("PSP_FAULTS"))
-        except FaultPlanError as exc:
-            raise ValueError(f"PSP_FAULTS: {exc}") from exc
+        faults = http_support.faults_from_env(PspFaults, env, "PSP_FAULTS")
         ledger_file = env.get("PSP_LEDGER_FILE")
         return cls(
             host=env.get("PSP_HOST") or defaults.host,
-            port=_env_int(env, "PSP_PORT", defaults.port, minimum=0),
+            port=http_support.env_int(env, "PSP_PORT", defaults.port, minimum=0),
             ledger_file=Path(ledger_file) if ledger_file else None,
-            settle_delay_ms=_env_int(
+            settle_delay_ms=http_support.env_int(
                 env, "PSP_SETTLE_DELAY_MS", defaults.settle_delay_ms, minimum=0
             ),
             faults=faults,
@@ -119,7 +111,7 @@ class Refund:
 
     def change_status(self, status: str) -> None:
         self.status = status
-        self.updated_at = _now_ms()
+        self.updated_at = http_support.now_ms()
 
 
 class LedgerFile:
@@ -170,30 +162,13 @@ class LedgerFile:
             self._file = None
 
 
-class ApiError(Exception):
-    """An answer other than success, rendered as `{"error": code, "detail": reason}`."""
-
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.extra = extra
-
-    def response(self) -> web.Response:
-        body = {"error": self.code, "detail": self.detail, **self.extra}
-        return web.json_response(body, status=self.status)
-
-
-class PspDouble:
+class PspDouble(http_support.PartnerDouble[PspFaults, Refund]):
     """State and handlers of one PSP double; everything runs on one event loop."""
 
     def __init__(self, settings: PspSettings) -> None:
+        super().__init__(settings.faults, partner="payment provider")
         self.settings = settings
-        self.faults: PspFaults = settings.faults
         self.refunds: dict[str, Refund] = {}
-        self._refunds_by_key: dict[str, Refund] = {}
-        self._key_locks: dict[str, asyncio.Lock] = {}
         self._settlements: dict[str, asyncio.Task[None]] = {}
         self._ledger = LedgerFile(settings.ledger_file) if settings.ledger_file else None
 
@@ -221,24 +196,13 @@ class PspDouble:
 
     # --- refunds -------------------------------------------------------------------------
 
+    @http_support.route("POST", "/refunds")
     async def create_refund(self, request: web.Request) -> web.Response:
-        await self._inject_faults()
-        key = _idempotency_key(request)
-        payload = await _json_object(request)
-        wanted = _refund_request(payload)
-        request["return_id"] = wanted.return_id
-        fingerprint = _fingerprint(payload)
-        async with self._key_locks.setdefault(key, asyncio.Lock()):
-            existing = self._refunds_by_key.get(key)
-            if existing is not None:
-                if existing.request_fingerprint != fingerprint:
-                    raise _key_reused(key)
-                log.info("refund replayed", refund_id=existing.refund_id, status=existing.status)
-                return _refund_answer(existing, created=False)
-            refund = self._decide(wanted, key, fingerprint)
-            self._save(refund)
-            if refund.status == PENDING:
-                self._schedule_settlement(refund)
+        await self.inject_faults()
+        refund, created = await self.keys.create_once(request, _refund_request, self._create)
+        if not created:
+            log.info("refund replayed", refund_id=refund.refund_id, status=refund.status)
+            return _refund_answer(refund, created=False)
         log.info(
             "refund decided",
             refund_id=refund.refund_id,
@@ -247,17 +211,22 @@ class PspDouble:
             amount_minor=refund.amount_minor,
             currency=refund.currency,
         )
-        self._ghost_if_planned("refund")
+        self.ghost_if_planned("refund")
         return _refund_answer(refund, created=True)
 
+    @http_support.route("POST", "/refunds/{refund_id}/void")
     async def void_refund(self, request: web.Request) -> web.Response:
-        await self._inject_faults()
+        await self.inject_faults()
         refund = self._refund(request.match_info["refund_id"])
         request["return_id"] = refund.return_id
         if refund.status == SUCCEEDED:
-            raise ApiError(409, "already_settled", "the refund has settled; it cannot be voided")
+            raise http_support.ApiError(
+                409, "already_settled", "the refund has settled; it cannot be voided"
+            )
         if refund.status == DECLINED:
-            raise ApiError(409, "refund_declined", "the refund was declined; nothing to void")
+            raise http_support.ApiError(
+                409, "refund_declined", "the refund was declined; nothing to void"
+            )
         if refund.status == PENDING:
             refund.change_status(VOIDED)
             self._save(refund)
@@ -265,25 +234,21 @@ class PspDouble:
             if settlement is not None:
                 settlement.cancel()
             log.info("refund voided", refund_id=refund.refund_id)
-            self._ghost_if_planned("void")
+            self.ghost_if_planned("void")
         return web.json_response(refund.to_json())
 
+    @http_support.route("GET", "/refunds/{refund_id}")
     async def get_refund(self, request: web.Request) -> web.Response:
         refund = self._refund(request.match_info["refund_id"])
         request["return_id"] = refund.return_id
         return web.json_response(refund.to_json())
 
+    @http_support.route("GET", "/refunds")
     async def list_refunds(self, request: web.Request) -> web.Response:
-        return_id = request.query.get("return_id")
-        if return_id is not None:
-            request["return_id"] = return_id
-        refunds = [
-            refund.to_json()
-            for refund in self.refunds.values()
-            if return_id is None or refund.return_id == return_id
-        ]
-        return web.json_response({"refunds": refunds})
+        listed = http_support.filter_by_return_id(request, self.refunds.values())
+        return web.json_response({"refunds": [refund.to_json() for refund in listed]})
 
+    @http_support.route("GET", "/refunds/stats")
     async def stats(self, _request: web.Request) -> web.Response:
         statuses = Counter(refund.status for refund in self.refunds.values())
         moving = [refund for refund in self.refunds.values() if refund.status in MONEY_MOVING]
@@ -303,43 +268,26 @@ class PspDouble:
 
     # --- admin ---------------------------------------------------------------------------
 
-    async def get_faults(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.faults.to_dict())
-
-    async def set_faults(self, request: web.Request) -> web.Response:
-        changes = await _json_object(request)
-        try:
-            self.faults = self.faults.updated(changes)
-        except FaultPlanError as exc:
-            raise ApiError(400, "invalid_fault_plan", str(exc)) from exc
-        log.info("fault plan changed", faults=self.faults.to_dict())
-        return web.json_response(self.faults.to_dict())
-
+    @http_support.route("POST", "/admin/reset")
     async def reset(self, _request: web.Request) -> web.Response:
         """Forget every refund (tests start from an empty ledger); the fault plan stays."""
         self._cancel_settlements()
         self.refunds.clear()
-        self._refunds_by_key.clear()
+        self.keys.records.clear()
         if self._ledger is not None:
-            self._ledger.append({"op": "reset", "at": _now_ms()})
+            self._ledger.append({"op": "reset", "at": http_support.now_ms()})
         log.info("ledger reset")
         return web.json_response({"status": "reset"})
 
-    async def _inject_faults(self) -> None:
-        """Latency, then maybe a 503 before anything is done."""
-        if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_s)
-        if self.faults.should_error():
-            log.warning("injected fault: answering 503 without doing anything")
-            raise _unavailable()
-
-    def _ghost_if_planned(self, what: str) -> None:
-        """Maybe answer 503 although the operation was done (the caller never hears)."""
-        if self.faults.should_ghost():
-            log.warning("injected ghost: operation done, answering 503", operation=what)
-            raise _unavailable()
-
     # --- ledger --------------------------------------------------------------------------
+
+    def _create(self, wanted: RefundRequest, key: str, fingerprint: str) -> Refund:
+        """A new refund: decided, saved, and left to settle if it is pending."""
+        refund = self._decide(wanted, key, fingerprint)
+        self._save(refund)
+        if refund.status == PENDING:
+            self._schedule_settlement(refund)
+        return refund
 
     def _decide(self, wanted: RefundRequest, key: str, fingerprint: str) -> Refund:
         faults = self.faults
@@ -351,7 +299,7 @@ class PspDouble:
             status = PENDING
         else:
             status = SUCCEEDED
-        now = _now_ms()
+        now = http_support.now_ms()
         return Refund(
             refund_id=f"rf_{uuid.uuid4().hex}",
             idempotency_key=key,
@@ -369,18 +317,20 @@ class PspDouble:
 
     def _remember(self, refund: Refund) -> None:
         self.refunds[refund.refund_id] = refund
-        self._refunds_by_key[refund.idempotency_key] = refund
+        self.keys.records[refund.idempotency_key] = refund
 
     def _save(self, refund: Refund) -> None:
         """Remember the refund's new state, and write it to the ledger file if there is one."""
         self._remember(refund)
         if self._ledger is not None:
-            self._ledger.append({"op": "refund", "at": _now_ms(), "refund": asdict(refund)})
+            self._ledger.append(
+                {"op": "refund", "at": http_support.now_ms(), "refund": asdict(refund)}
+            )
 
     def _refund(self, refund_id: str) -> Refund:
         refund = self.refunds.get(refund_id)
         if refund is None:
-            raise ApiError(404, "not_found", f"no refund {refund_id!r}")
+            raise http_support.ApiError(404, "not_found", f"no refund {refund_id!r}")
         return refund
 
     def _schedule_settlement(self, refund: Refund) -> None:
@@ -404,40 +354,8 @@ class PspDouble:
 # --- app -----------------------------------------------------------------------------------
 
 
-def create_app(settings: PspSettings) -> web.Application:
-    psp = PspDouble(settings)
-    app = web.Application(middlewares=[_errors_and_request_log])
-    app.cleanup_ctx.append(psp.lifespan)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/admin/faults", psp.get_faults)
-    app.router.add_post("/admin/faults", psp.set_faults)
-    app.router.add_post("/admin/reset", psp.reset)
-    app.router.add_post("/refunds", psp.create_refund)
-    app.router.add_get("/refunds", psp.list_refunds)
-    app.router.add_get("/refunds/stats", psp.stats)
-    app.router.add_get("/refunds/{refund_id}", psp.get_refund)
-    app.router.add_post("/refunds/{refund_id}/void", psp.void_refund)
-    return app
-
-
 def main() -> int:
-    configure_logging(SERVICE_NAME)
-    try:
-        settings = PspSettings.from_env(os.environ)
-    except ValueError as exc:
-        log.error("invalid settings", error=str(exc))
-        return 2
-    # run_app turns SIGTERM/SIGINT into a graceful shutdown (cleanup contexts run)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5.0,
-    )
-    log.info("psp double stopped")
-    return 0
+    return http_support.run_double(SERVICE_NAME, PspSettings.from_env, PspDouble)
 
 
 # --- HTTP helpers --------------------------------------------------------------------------
@@ -445,7 +363,7 @@ def main() -> int:
 
 def _refund_answer(refund: Refund, *, created: bool) -> web.Response:
     """201 for a new refund, 200 + replay header for a repeat; a decline is a 402 either way."""
-    headers = None if created else REPLAYED_HEADERS
+    headers = None if created else http_support.REPLAYED_HEADERS
     if refund.status == DECLINED:
         body = {
             "error": "refund_declined",
@@ -456,138 +374,36 @@ def _refund_answer(refund: Refund, *, created: bool) -> web.Response:
     return web.json_response(refund.to_json(), status=201 if created else 200, headers=headers)
 
 
-@web.middleware
-async def _errors_and_request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure as JSON `{"error", "detail"}`, and one structured log line per request."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        response = exc.response()
-    except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, too large
-        code = exc.reason.lower().replace(" ", "_")
-        response = ApiError(exc.status, code, exc.reason).response()
-    except Exception:
-        log.exception("request failed", method=request.method, path=request.path)
-        response = ApiError(500, "internal_error", "unexpected error, see the logs").response()
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        return_id=request.get("return_id"),
-    )
-    return response
-
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-def _idempotency_key(request: web.Request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
-    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            f"the Idempotency-Key header is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
-        )
-    return key
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    return payload
-
-
-def _fingerprint(payload: Mapping[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _refund_request(payload: Mapping[str, Any]) -> RefundRequest:
     reference = payload.get("reference")
     return RefundRequest(
-        return_id=_text(payload, "return_id"),
+        return_id=http_support.text_field(payload, "return_id"),
         amount_minor=_amount_minor(payload, "amount_minor"),
         currency=_currency(payload, "currency"),
-        method=_text(payload, "method"),
-        reference=None if reference is None else _text(payload, "reference"),
+        method=http_support.text_field(payload, "method"),
+        reference=None if reference is None else http_support.text_field(payload, "reference"),
     )
 
 
 def _amount_minor(payload: Mapping[str, Any], name: str) -> int:
     """Money is a whole number of minor units (cents): no floats, no bools, more than zero."""
-    value = _required(payload, name)
+    value = http_support.required_field(payload, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid_field(name, f"must be an integer number of minor units, got {value!r}")
+        raise http_support.invalid_field(
+            name, f"must be an integer number of minor units, got {value!r}"
+        )
     if not 0 < value <= MAX_AMOUNT_MINOR:
-        raise _invalid_field(name, f"must be from 1 to {MAX_AMOUNT_MINOR}, got {value}")
+        raise http_support.invalid_field(name, f"must be from 1 to {MAX_AMOUNT_MINOR}, got {value}")
     return value
 
 
 def _currency(payload: Mapping[str, Any], name: str) -> str:
-    value = _required(payload, name)
+    value = http_support.required_field(payload, name)
     if not isinstance(value, str) or not CURRENCY_PATTERN.fullmatch(value):
-        raise _invalid_field(name, f"must be three upper-case letters (ISO 4217), got {value!r}")
+        raise http_support.invalid_field(
+            name, f"must be three upper-case letters (ISO 4217), got {value!r}"
+        )
     return value
-
-
-def _text(payload: Mapping[str, Any], name: str) -> str:
-    value = _required(payload, name)
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid_field(name, "must be a non-empty string")
-    if len(value) > MAX_TEXT_LENGTH:
-        raise _invalid_field(name, f"must be at most {MAX_TEXT_LENGTH} characters")
-    return value
-
-
-def _required(payload: Mapping[str, Any], name: str) -> Any:
-    if payload.get(name) is None:
-        raise ApiError(422, "missing_field", f"{name} is required", field=name)
-    return payload[name]
-
-
-def _invalid_field(name: str, reason: str) -> ApiError:
-    return ApiError(422, "invalid_field", f"{name} {reason}", field=name)
-
-
-def _key_reused(key: str) -> ApiError:
-    return ApiError(
-        409,
-        "idempotency_key_reused",
-        f"Idempotency-Key {key!r} was already used with a different body",
-    )
-
-
-def _unavailable() -> ApiError:
-    return ApiError(503, "service_unavailable", "the payment provider is temporarily unavailable")
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 if __name__ == "__main__":
