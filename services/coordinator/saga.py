@@ -1,36 +1,53 @@
 """The return saga as a pure transition function: (state, event) -> (new state, commands).
 
-No I/O, no clock: the caller passes `now_ms`. Every command gets a deterministic event id
-derived from the return and the step, so re-emitting it after a crash yields the same id
-and downstream consumers deduplicate it. Every event id the saga has seen is stored with
-the state it changed; a redelivered event changes nothing, and a redelivery of the *last*
-event re-emits that event's commands (the outbox) in case they were lost in a crash
-between saving the state and publishing.
+No I/O, no clock: the caller passes `now_ms` and a `SagaConfig`. Every command gets a
+deterministic event id derived from the return, the step and the try, so re-emitting it
+after a crash yields the same id and downstream consumers deduplicate it. Every event id the
+saga has seen is stored with the state it changed; a redelivered event changes nothing, and a
+redelivery of the *last* event re-emits that event's commands (the outbox) in case they were
+lost in a crash between saving the state and publishing.
 
 Forward path:
   ReturnRequested → REQUESTED
-  ReturnAccepted → PICKUP_PENDING            + PickupRequested
+  ReturnAccepted → PICKUP_PENDING            + PickupRequested     (registers: cancel pickup)
   PickupScheduled → PICKUP_SCHEDULED
   PickupCompleted → AWAITING_INSPECTION
-  InspectionRecorded → INTAKE_PENDING        + IntakeRequested
-  IntakeCompleted → REFUND_PENDING           + RefundRequested
-  RefundIssued → COMPLETED                   + ReturnCompleted
-An event of a later step that arrives early (Kafka orders events within a partition,
-not across topics) is parked and applied once the saga reaches its step. Any other event
-that does not fit the current state is recorded in the history as ignored.
+  InspectionRecorded → INTAKE_PENDING        + IntakeRequested     (registers: reverse intake)
+  IntakeCompleted → REFUND_PENDING           + RefundRequested     (registers: void refund)
+  RefundIssued → COMPLETED                   + ReturnCompleted     (the pivot: no way back)
+
+Failures:
+- Terminal states carry a reason: COMPLETED, REJECTED (policy or inspection), CANCELLED
+  (by the buyer before pickup, or the pickup failed), COMPENSATED (a step failed for good and
+  the earlier steps were undone), NEEDS_ATTENTION (a TicketOpened says what a person needs).
+- Transient failures (a retryable failure event or a missed deadline) are retried with
+  exponential backoff and jitter, at most `max_tries` per step; permanent ones are not.
+- Durable timers: the state holds one timer (deadline or retry); the coordinator's timer
+  loop turns a due timer into a SagaStepTimedOut event, which is handled here like any event.
+- A compensation is registered before its step runs; compensations run in reverse order,
+  one at a time, each confirmed by an event and recorded in the history. A refund that has
+  succeeded is the pivot: it cannot be compensated, only completed.
+
+Kafka orders a return's events within one topic, not across topics: an event of a later step
+that arrives early is parked and applied once the saga reaches its step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.refund.refund_amount import refund_for_lines
+from services.warehouse_intake.disposition import weight_far_below_expected
 
 PRODUCER = "coordinator"
 DEFAULT_WAREHOUSE = "WH-RETURNS-1"
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
 
 Command = tuple[str, dict[str, Any]]  # (record name, record)
 
@@ -43,12 +60,24 @@ class Status(StrEnum):
     AWAITING_INSPECTION = "AWAITING_INSPECTION"
     INTAKE_PENDING = "INTAKE_PENDING"
     REFUND_PENDING = "REFUND_PENDING"
+    CANCELLING = "CANCELLING"
+    COMPENSATING = "COMPENSATING"
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    COMPENSATED = "COMPENSATED"
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.REJECTED, Status.NEEDS_ATTENTION})
+TERMINAL = frozenset(
+    {
+        Status.COMPLETED,
+        Status.REJECTED,
+        Status.CANCELLED,
+        Status.COMPENSATED,
+        Status.NEEDS_ATTENTION,
+    }
+)
 
 # Progress along the forward path, and the point on it where each event is expected.
 STATUS_RANK = {
@@ -73,7 +102,7 @@ EVENT_RANK = {
     "RefundFailed": 6,
 }
 
-# The step a status belongs to (for SagaStep fields and timers).
+# The step a status belongs to (SagaStep in events, timers, retries).
 STEP_OF = {
     Status.NEW: "REQUEST",
     Status.REQUESTED: "REQUEST",
@@ -82,10 +111,49 @@ STEP_OF = {
     Status.AWAITING_INSPECTION: "INSPECTION",
     Status.INTAKE_PENDING: "INTAKE",
     Status.REFUND_PENDING: "REFUND",
+    Status.CANCELLING: "PICKUP",
+    Status.COMPENSATING: "UNKNOWN",
     Status.COMPLETED: "REFUND",
     Status.REJECTED: "REQUEST",
+    Status.CANCELLED: "PICKUP",
+    Status.COMPENSATED: "UNKNOWN",
     Status.NEEDS_ATTENTION: "UNKNOWN",
 }
+
+# Reasons a pickup attempt fails at the buyer's door (rescheduled by the carrier, bounded).
+DOORSTEP_FAILURES = frozenset({"BUYER_ABSENT", "PARCEL_NOT_READY", "ADDRESS_NOT_FOUND", "OTHER"})
+NOT_CANCELLED_PREFIX = "not-cancelled"
+
+
+@dataclass(frozen=True)
+class SagaConfig:
+    """Bounds and deadlines (configurable per deployment; the chaos run shortens them)."""
+
+    max_tries: int = 5
+    backoff_base_ms: int = 1_000
+    backoff_cap_ms: int = 60_000
+    pickup_attempt_limit: int = 3
+    booking_deadline_ms: int = 2 * HOUR_MS  # PickupRequested → PickupScheduled
+    collection_deadline_ms: int = 7 * DAY_MS  # scheduled → collected
+    inspection_deadline_ms: int = 14 * DAY_MS  # collected → inspected
+    intake_deadline_ms: int = HOUR_MS
+    refund_deadline_ms: int = HOUR_MS  # no answer from the refund service
+    settlement_deadline_ms: int = 5 * DAY_MS  # a pending refund must settle by then
+    compensation_deadline_ms: int = HOUR_MS
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> SagaConfig:
+        """SAGA_MAX_TRIES, SAGA_BACKOFF_BASE_MS, SAGA_<NAME>_MS for every deadline, …"""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, int] = {}
+        for name in cls.__dataclass_fields__:
+            key = "SAGA_" + name.upper()
+            if key in env:
+                values[name] = int(env[key])
+        return cls(**values)
+
+
+DEFAULT_CONFIG = SagaConfig()
 
 
 @dataclass(frozen=True)
@@ -100,6 +168,11 @@ class SagaState:
     intake: dict[str, Any] = field(default_factory=dict)
     refund: dict[str, Any] = field(default_factory=dict)
     outcome: dict[str, Any] = field(default_factory=dict)
+    timer: dict[str, Any] = field(default_factory=dict)  # {id, kind, step, due_at}
+    timers_set: int = 0
+    tries: dict[str, int] = field(default_factory=dict)  # deliveries of the current command
+    compensations: tuple[str, ...] = ()  # registered, in the order their steps ran
+    compensation: dict[str, Any] = field(default_factory=dict)  # while compensating
     history: tuple[dict[str, Any], ...] = ()
     processed_event_ids: tuple[str, ...] = ()
     last_event_id: str = ""
@@ -115,8 +188,8 @@ class SagaState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
-        data["history"] = list(self.history)
-        data["processed_event_ids"] = list(self.processed_event_ids)
+        for name in ("history", "processed_event_ids", "compensations"):
+            data[name] = list(getattr(self, name))
         data["outbox"] = [[name, record] for name, record in self.outbox]
         data["parked"] = [[name, record] for name, record in self.parked]
         return data
@@ -129,6 +202,7 @@ class SagaState:
                 "status": Status(data["status"]),
                 "history": tuple(data.get("history", ())),
                 "processed_event_ids": tuple(data.get("processed_event_ids", ())),
+                "compensations": tuple(data.get("compensations", ())),
                 "outbox": tuple((name, record) for name, record in data.get("outbox", ())),
                 "parked": tuple((name, record) for name, record in data.get("parked", ())),
             }
@@ -146,16 +220,19 @@ class Transition:
 class _Step:
     """Builds the next state and commands for one handled event."""
 
-    def __init__(self, state: SagaState, name: str, record: dict[str, Any], now_ms: int) -> None:
+    def __init__(
+        self, state: SagaState, name: str, record: dict[str, Any], now_ms: int, config: SagaConfig
+    ) -> None:
         self.state = state
         self.name = name
         self.record = record
         self.envelope = record["envelope"]
         self.now_ms = now_ms
+        self.config = config
         self.commands: list[Command] = []
         self.notes: list[str] = []
 
-    def command(self, name: str, body: dict[str, Any], attempt: int = 1) -> None:
+    def command(self, name: str, body: dict[str, Any], *id_parts: str, attempt: int = 1) -> None:
         return_id = self.state.return_id
         envelope = new_envelope(
             name,
@@ -164,13 +241,22 @@ class _Step:
             correlation_id=self.state.correlation_id or self.envelope["correlation_id"],
             causation_id=self.envelope["event_id"],
             attempt=attempt,
-            event_id=deterministic_event_id(return_id, "command", name, str(attempt)),
+            event_id=deterministic_event_id(return_id, "command", name, *id_parts),
             occurred_at=self.now_ms,
         )
         self.commands.append((name, {"envelope": envelope, **body}))
 
 
-def decide(state: SagaState | None, name: str, record: dict[str, Any], now_ms: int) -> Transition:
+# ---------------------------------------------------------------- entry point
+
+
+def decide(
+    state: SagaState | None,
+    name: str,
+    record: dict[str, Any],
+    now_ms: int,
+    config: SagaConfig = DEFAULT_CONFIG,
+) -> Transition:
     """The saga's only entry point. `record` is a decoded event with its envelope."""
     envelope = record["envelope"]
     event_id = envelope["event_id"]
@@ -184,9 +270,9 @@ def decide(state: SagaState | None, name: str, record: dict[str, Any], now_ms: i
         replay = state.outbox if event_id == state.last_event_id else ()
         return Transition(state, replay, duplicate=True)
 
-    state, commands, outcome = _apply(state, name, record, now_ms)
+    state, commands, outcome = _apply(state, name, record, now_ms, config)
     if outcome == "applied":
-        state, more = _apply_parked(state, now_ms)
+        state, more = _apply_parked(state, now_ms, config)
         commands += more
     state = replace(
         state,
@@ -199,27 +285,32 @@ def decide(state: SagaState | None, name: str, record: dict[str, Any], now_ms: i
 
 
 def _apply(
-    state: SagaState, name: str, record: dict[str, Any], now_ms: int, unparked: bool = False
+    state: SagaState,
+    name: str,
+    record: dict[str, Any],
+    now_ms: int,
+    config: SagaConfig,
+    unparked: bool = False,
 ) -> tuple[SagaState, list[Command], str]:
     """Handle one event: applied, parked (it belongs to a later step) or ignored."""
-    step = _Step(state, name, record, now_ms)
+    step = _Step(state, name, record, now_ms, config)
     handler = _HANDLERS.get((state.status, name))
     if handler is not None:
         if unparked:
             step.notes.append("arrived before its step; applied now")
         new_state = handler(step)
-        return _with_history(step, new_state), step.commands, "applied"
-    if not state.terminal and EVENT_RANK.get(name, -1) > STATUS_RANK.get(state.status, 99):
-        # Kafka orders events per partition, not across topics: an event of a later step
-        # (an inspection before the pickup confirmation) waits for its step.
+        if new_state is not None:
+            return _with_history(step, new_state), step.commands, "applied"
+    elif not state.terminal and EVENT_RANK.get(name, -1) > STATUS_RANK.get(state.status, 99):
         step.notes.append(f"{name} arrived before its step (state {state.status}); parked")
         parked = replace(state, parked=(*state.parked, (name, record)))
         return _with_history(step, parked, parked_event=True), [], "parked"
-    step.notes.append(f"unexpected {name} in state {state.status}")
+    if not step.notes:
+        step.notes.append(f"unexpected {name} in state {state.status}")
     return _with_history(step, state, ignored=True), [], "ignored"
 
 
-def _apply_parked(state: SagaState, now_ms: int) -> tuple[SagaState, list[Command]]:
+def _apply_parked(state: SagaState, now_ms: int, config: SagaConfig) -> tuple[SagaState, list]:
     commands: list[Command] = []
     progressed = True
     while progressed and state.parked:
@@ -227,18 +318,19 @@ def _apply_parked(state: SagaState, now_ms: int) -> tuple[SagaState, list[Comman
         for index, (name, record) in enumerate(state.parked):
             if (state.status, name) in _HANDLERS:
                 rest = state.parked[:index] + state.parked[index + 1 :]
-                state, more, _ = _apply(replace(state, parked=rest), name, record, now_ms, True)
+                state, more, _ = _apply(
+                    replace(state, parked=rest), name, record, now_ms, config, True
+                )
                 commands += more
                 progressed = True
                 break
+        if state.terminal:
+            state = replace(state, parked=())
     return state, commands
 
 
 def _with_history(
-    step: _Step,
-    new_state: SagaState,
-    ignored: bool = False,
-    parked_event: bool = False,
+    step: _Step, new_state: SagaState, ignored: bool = False, parked_event: bool = False
 ) -> SagaState:
     old = step.state
     entry: dict[str, Any] = {
@@ -256,14 +348,260 @@ def _with_history(
             {"command": name, "event_id": rec["envelope"]["event_id"]}
             for name, rec in step.commands
         ]
+    if new_state.timer != old.timer and new_state.timer:
+        entry["timer"] = new_state.timer
     if ignored:
         entry["ignored"] = True
     if parked_event:
         entry["parked"] = True
+    if new_state.terminal:
+        new_state = replace(new_state, timer={})
     return replace(new_state, history=(*old.history, entry))
 
 
-# ---------------------------------------------------------------- handlers
+# ---------------------------------------------------------------- timers and retries
+
+
+def _set_timer(step: _Step, state: SagaState, kind: str, delay_ms: int) -> SagaState:
+    number = state.timers_set + 1
+    stage = str(state.status)
+    timer = {
+        "id": f"{kind}-{stage}-{number}",
+        "kind": kind,
+        "step": STEP_OF[state.status],
+        "stage": stage,
+        "due_at": step.now_ms + delay_ms,
+    }
+    return replace(state, timer=timer, timers_set=number)
+
+
+def _deadline(step: _Step, state: SagaState, delay_ms: int) -> SagaState:
+    return _set_timer(step, state, "deadline", delay_ms)
+
+
+def backoff_ms(config: SagaConfig, return_id: str, stage: str, tries: int) -> int:
+    """Exponential backoff with deterministic jitter (50–150 %): pure and repeatable."""
+    base = min(config.backoff_cap_ms, config.backoff_base_ms * 2 ** max(0, tries - 1))
+    digest = hashlib.sha256(f"{return_id}/{stage}/{tries}".encode()).digest()
+    jitter_permille = 500 + int.from_bytes(digest[:2], "big") % 1001
+    return base * jitter_permille // 1000
+
+
+def _tries(state: SagaState, stage: str) -> int:
+    return state.tries.get(stage, 0)
+
+
+def _count_try(state: SagaState, stage: str) -> SagaState:
+    return replace(state, tries={**state.tries, stage: _tries(state, stage) + 1})
+
+
+def _retry_later(step: _Step, state: SagaState, why: str) -> SagaState:
+    """A transient failure: count it and set a retry timer (the caller checks the bound)."""
+    stage = str(state.status)
+    state = _count_try(state, stage)
+    delay = backoff_ms(step.config, state.return_id, stage, _tries(state, stage))
+    step.notes.append(
+        f"{why}; retry {_tries(state, stage)} of {step.config.max_tries - 1} in {delay} ms"
+    )
+    return _set_timer(step, state, "retry", delay)
+
+
+def _exhausted(step: _Step, state: SagaState) -> bool:
+    return _tries(state, str(state.status)) + 1 >= step.config.max_tries
+
+
+# ---------------------------------------------------------------- commands of each step
+
+
+def _request_pickup(step: _Step, state: SagaState) -> SagaState:
+    tries = _tries(state, str(Status.PICKUP_PENDING))
+    step.command(
+        "PickupRequested",
+        {
+            "buyer_id": state.request.get("buyer_id", ""),
+            "pickup_address": state.request.get("pickup_address", ""),
+            "parcel_count": 1,
+            "idempotency_key": f"{state.return_id}-pickup",
+        },
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+    return _deadline(step, state, step.config.booking_deadline_ms)
+
+
+def _request_intake(step: _Step, state: SagaState) -> SagaState:
+    tries = _tries(state, str(Status.INTAKE_PENDING))
+    step.command(
+        "IntakeRequested",
+        {"warehouse_id": DEFAULT_WAREHOUSE, "items": state.inspection["items"]},
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+    return _deadline(step, state, step.config.intake_deadline_ms)
+
+
+def _request_refund(step: _Step, state: SagaState) -> SagaState:
+    """Re-sent with the same idempotency key until the provider answers for good: a retry
+    after a lost answer must find the first refund, never make a second one."""
+    tries = _tries(state, str(Status.REFUND_PENDING))
+    money_attempt = state.refund.get("attempt", 1)
+    step.command(
+        "RefundRequested",
+        {
+            "amount": state.refund["amount"],
+            "method": state.refund["method"],
+            "lines": state.refund["lines"],
+            "idempotency_key": f"{state.return_id}-refund-{money_attempt}",
+        },
+        str(money_attempt),
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+    return _deadline(step, state, step.config.refund_deadline_ms)
+
+
+def _cancel_pickup_command(step: _Step, state: SagaState, reason: str, tries: int) -> None:
+    step.command(
+        "PickupCancelRequested",
+        {
+            "booking_id": state.pickup.get("booking_id"),
+            "reason": reason,
+            "idempotency_key": f"{state.return_id}-pickup-cancel",
+        },
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+
+
+def _ticket(step: _Step, category: str, summary: str, facts: dict[str, str]) -> str:
+    ticket_id = deterministic_event_id(step.state.return_id, "ticket", category)
+    step.command(
+        "TicketOpened",
+        {"ticket_id": ticket_id, "category": category, "summary": summary, "facts": facts},
+        category,
+    )
+    return ticket_id
+
+
+def _finish(
+    step: _Step,
+    state: SagaState,
+    status: Status,
+    failed_step: str,
+    reason: str,
+    ticket: tuple[str, dict[str, str]] | None = None,
+) -> SagaState:
+    """End the saga in a failure state with a reason (and a ticket when a person must act)."""
+    outcome: dict[str, Any] = {"outcome": str(status), "reason": reason, "failed_step": failed_step}
+    if ticket is not None:
+        outcome["ticket_id"] = _ticket(step, ticket[0], reason, ticket[1])
+    step.command(
+        "ReturnFailed", {"outcome": str(status), "failed_step": failed_step, "reason": reason}
+    )
+    step.notes.append(reason)
+    return replace(state, status=status, outcome=outcome, timer={}, parked=())
+
+
+def _facts(state: SagaState, **extra: Any) -> dict[str, str]:
+    facts = {
+        "return_id": state.return_id,
+        "status": str(state.status),
+        "order_ref": str(state.request.get("order_ref", "")),
+        "booking_id": str(state.pickup.get("booking_id", "")),
+        "refund_status": str(state.refund.get("status", "")),
+    }
+    facts.update({k: str(v) for k, v in extra.items()})
+    return facts
+
+
+# ---------------------------------------------------------------- compensation
+
+
+def _compensate(step: _Step, state: SagaState, failed_step: str, reason: str) -> SagaState:
+    """Undo the steps done so far, last first. Nothing registered → straight to the end."""
+    if state.refund.get("status") == "SUCCEEDED":  # the pivot: money paid, no way back
+        return _finish(
+            step,
+            state,
+            Status.NEEDS_ATTENTION,
+            failed_step,
+            f"{reason}; refund already paid, cannot compensate",
+            ("paid-refund-cannot-compensate", _facts(state)),
+        )
+    pending = list(reversed(state.compensations))
+    step.notes.append(f"compensating ({', '.join(pending) or 'nothing to undo'}): {reason}")
+    state = replace(
+        state,
+        status=Status.COMPENSATING,
+        compensation={"failed_step": failed_step, "reason": reason, "pending": pending, "done": []},
+        tries={**state.tries, str(Status.COMPENSATING): 0},
+    )
+    return _next_compensation(step, state)
+
+
+def _next_compensation(step: _Step, state: SagaState) -> SagaState:
+    comp = dict(state.compensation)
+    while comp["pending"]:
+        action = comp["pending"][0]
+        tries = _tries(state, str(Status.COMPENSATING))
+        if action == "void-refund":
+            refund_id = state.refund.get("provider_refund_id")
+            if state.refund.get("status") != "PENDING" or not refund_id:
+                comp = _skip(comp, action, "no pending refund to void")
+                continue
+            step.command(
+                "RefundVoidRequested",
+                {"provider_refund_id": refund_id, "reason": comp["reason"]},
+                str(tries + 1),
+                attempt=tries + 1,
+            )
+        elif action == "reverse-intake":
+            step.command(
+                "IntakeReverseRequested",
+                {"reason": comp["reason"]},
+                str(tries + 1),
+                attempt=tries + 1,
+            )
+        elif action == "cancel-pickup":
+            _cancel_pickup_command(step, state, comp["reason"], tries)
+        state = replace(state, compensation=comp)
+        return _deadline(step, state, step.config.compensation_deadline_ms)
+    reason = comp["reason"]
+    state = replace(state, compensation=comp)
+    return _finish(
+        step,
+        state,
+        Status.COMPENSATED,
+        comp["failed_step"],
+        reason,
+        ("compensated", _facts(state, undone=",".join(comp["done"]))),
+    )
+
+
+def _skip(comp: dict[str, Any], action: str, why: str) -> dict[str, Any]:
+    return {**comp, "pending": comp["pending"][1:], "done": [*comp["done"], f"{action} ({why})"]}
+
+
+def _compensation_confirmed(action: str):
+    def handle(step: _Step) -> SagaState | None:
+        state = step.state
+        comp = state.compensation
+        if not comp["pending"] or comp["pending"][0] != action:
+            return None  # not the compensation we are waiting for
+        note = step.record.get("reason", "")
+        comp = {**comp, "pending": comp["pending"][1:], "done": [*comp["done"], action]}
+        step.notes.append(f"compensation {action} confirmed{': ' + note if note else ''}")
+        state = replace(
+            state, compensation=comp, tries={**state.tries, str(Status.COMPENSATING): 0}
+        )
+        if action == "void-refund":
+            state = replace(state, refund={**state.refund, "status": "VOIDED"})
+        return _next_compensation(step, state)
+
+    return handle
+
+
+# ---------------------------------------------------------------- forward handlers
 
 
 def _requested(step: _Step) -> SagaState:
@@ -290,32 +628,41 @@ def _requested(step: _Step) -> SagaState:
 
 
 def _accepted(step: _Step) -> SagaState:
-    state = step.state
-    step.command(
-        "PickupRequested",
-        {
-            "buyer_id": state.request["buyer_id"],
-            "pickup_address": state.request.get("pickup_address", ""),
-            "parcel_count": 1,
-            "idempotency_key": f"{state.return_id}-pickup",
-        },
+    state = replace(
+        step.state,
+        status=Status.PICKUP_PENDING,
+        policy_version=step.record["policy_version"],
+        compensations=(*step.state.compensations, "cancel-pickup"),  # registered before the step
     )
-    return replace(
-        state, status=Status.PICKUP_PENDING, policy_version=step.record["policy_version"]
-    )
+    return _request_pickup(step, state)
 
 
 def _rejected(step: _Step) -> SagaState:
     reason = f"{step.record['rejection_code']}: {step.record['detail']}"
-    step.command(
-        "ReturnFailed", {"outcome": "REJECTED", "failed_step": "REQUEST", "reason": reason}
+    state = replace(step.state, policy_version=step.record.get("policy_version", ""))
+    return _finish(step, state, Status.REJECTED, "REQUEST", reason)
+
+
+def _cancelled_before_booking(step: _Step) -> SagaState:
+    reason = f"cancelled by {step.record['cancelled_by']}: {step.record['reason']}"
+    return _finish(step, step.state, Status.CANCELLED, "REQUEST", reason)
+
+
+def _cancel_pickup(step: _Step, state: SagaState, reason: str) -> SagaState:
+    step.notes.append(reason)
+    state = replace(
+        state,
+        status=Status.CANCELLING,
+        outcome={"reason": reason},
+        tries={**state.tries, str(Status.CANCELLING): 0},
     )
-    return replace(
-        step.state,
-        status=Status.REJECTED,
-        policy_version=step.record.get("policy_version", ""),
-        outcome={"outcome": "REJECTED", "reason": reason},
-    )
+    _cancel_pickup_command(step, state, reason, 0)
+    return _deadline(step, state, step.config.booking_deadline_ms)
+
+
+def _buyer_cancelled(step: _Step) -> SagaState:
+    reason = f"cancelled by {step.record['cancelled_by']}: {step.record['reason']}"
+    return _cancel_pickup(step, step.state, reason)
 
 
 def _pickup_scheduled(step: _Step) -> SagaState:
@@ -328,20 +675,38 @@ def _pickup_scheduled(step: _Step) -> SagaState:
         "window_start": r["window_start"],
         "window_end": r["window_end"],
     }
-    status = (
-        Status.PICKUP_SCHEDULED if step.state.status == Status.PICKUP_PENDING else step.state.status
-    )
-    return replace(step.state, status=status, pickup=pickup)
+    state = replace(step.state, pickup=pickup)
+    if state.status != Status.PICKUP_PENDING:
+        step.notes.append("pickup details recorded")
+        return state
+    state = replace(state, status=Status.PICKUP_SCHEDULED)
+    return _deadline(step, state, step.config.collection_deadline_ms)
 
 
 def _pickup_attempt_failed(step: _Step) -> SagaState:
     r = step.record
+    state = step.state
+    if r["failure_reason"] == "CARRIER_ERROR":  # booking failed: a transient failure
+        if _exhausted(step, state):
+            return _finish(
+                step,
+                state,
+                Status.CANCELLED,
+                "PICKUP",
+                f"carrier unavailable after {step.config.max_tries} tries: {r['detail']}",
+            )
+        return _retry_later(step, state, f"carrier error: {r['detail']}")
     attempts = [
-        *step.state.pickup.get("failed_attempts", []),
+        *state.pickup.get("failed_attempts", []),
         {"attempt_no": r["attempt_no"], "reason": r["failure_reason"]},
     ]
+    state = replace(state, pickup={**state.pickup, "failed_attempts": attempts})
     step.notes.append(f"pickup attempt {r['attempt_no']} failed: {r['failure_reason']}")
-    return replace(step.state, pickup={**step.state.pickup, "failed_attempts": attempts})
+    if len(attempts) >= step.config.pickup_attempt_limit:
+        return _cancel_pickup(
+            step, state, f"pickup failed {len(attempts)} times ({r['failure_reason']})"
+        )
+    return state
 
 
 def _pickup_completed(step: _Step) -> SagaState:
@@ -353,7 +718,30 @@ def _pickup_completed(step: _Step) -> SagaState:
         "collected_at": r["collected_at"],
         "carrier_noted_damage": r["carrier_noted_damage"],
     }
-    return replace(step.state, status=Status.AWAITING_INSPECTION, pickup=pickup)
+    state = replace(step.state, status=Status.AWAITING_INSPECTION, pickup=pickup)
+    return _deadline(step, state, step.config.inspection_deadline_ms)
+
+
+def inspection_problem(items: list[dict[str, Any]]) -> str:
+    """Why an inspection rejects the return ("" when it does not)."""
+    if not items:
+        return "empty parcel: no item inspected"
+    mismatched = [i["sku"] for i in items if not i["matches_order"]]
+    if mismatched:
+        return f"item does not match the order: {', '.join(mismatched)}"
+    light = [i["sku"] for i in items if weight_far_below_expected(i)]
+    if light:
+        return f"weight far below expected (empty box or swap?): {', '.join(light)}"
+    return ""
+
+
+def grade_worse_than_claimed(state: SagaState, items: list[dict[str, Any]]) -> str:
+    """Hook for the rules engine (a claim of "as new" but grade C, …). For now: a note only."""
+    worse = [i["sku"] for i in items if i["grade"] in ("C", "D")]
+    if worse and state.request.get("reason_code") in ("CHANGED_MIND", "WRONG_SIZE"):
+        skus = ", ".join(worse)
+        return f"grade worse than a buyer-remorse return suggests ({skus}); refund proceeds"
+    return ""
 
 
 def _inspection_recorded(step: _Step) -> SagaState:
@@ -365,33 +753,50 @@ def _inspection_recorded(step: _Step) -> SagaState:
         "items": r["items"],
         "inspected_at": r["inspected_at"],
     }
-    step.command("IntakeRequested", {"warehouse_id": DEFAULT_WAREHOUSE, "items": r["items"]})
-    return replace(step.state, status=Status.INTAKE_PENDING, inspection=inspection)
+    problem = inspection_problem(r["items"])
+    if problem:
+        inspection["rejection"] = problem
+        step.notes.append(f"inspection rejects the return: {problem}; item to quarantine")
+    elif note := grade_worse_than_claimed(step.state, r["items"]):
+        step.notes.append(note)
+    state = replace(
+        step.state,
+        status=Status.INTAKE_PENDING,
+        inspection=inspection,
+        compensations=(*step.state.compensations, "reverse-intake"),
+    )
+    return _request_intake(step, state)
 
 
 def _intake_completed(step: _Step) -> SagaState:
-    state = step.state
+    state = replace(
+        step.state,
+        intake={"warehouse_id": step.record["warehouse_id"], "movements": step.record["movements"]},
+    )
+    rejection = state.inspection.get("rejection")
+    if rejection:
+        return _finish(
+            step,
+            state,
+            Status.REJECTED,
+            "INSPECTION",
+            rejection,
+            ("inspection-rejected", _facts(state, scan_id=state.inspection["scan_id"])),
+        )
     breakdown = refund_for_lines(state.request["lines"])
-    attempt = 1
-    step.command(
-        "RefundRequested",
-        {
+    state = replace(
+        state,
+        status=Status.REFUND_PENDING,
+        refund={
             "amount": breakdown.total.to_record(),
             "method": state.request["payment_method"],
             "lines": breakdown.line_records(),
-            "idempotency_key": f"{state.return_id}-refund-{attempt}",
+            "status": "REQUESTED",
+            "attempt": 1,
         },
-        attempt=attempt,
+        compensations=(*state.compensations, "void-refund"),
     )
-    intake = {"warehouse_id": step.record["warehouse_id"], "movements": step.record["movements"]}
-    refund = {
-        "amount": breakdown.total.to_record(),
-        "method": state.request["payment_method"],
-        "lines": breakdown.line_records(),
-        "status": "REQUESTED",
-        "attempt": attempt,
-    }
-    return replace(state, status=Status.REFUND_PENDING, intake=intake, refund=refund)
+    return _request_refund(step, state)
 
 
 def _refund_issued(step: _Step) -> SagaState:
@@ -404,67 +809,192 @@ def _refund_issued(step: _Step) -> SagaState:
         "amount": r["amount"],
         "issued_at": step.envelope["occurred_at"],
     }
+    state = replace(step.state, refund=refund)
+    if r["status"] == "PENDING":
+        step.notes.append("refund pending at the provider; waiting for settlement")
+        return _deadline(step, state, step.config.settlement_deadline_ms)
     step.command("ReturnCompleted", {"refunded": r["amount"], "completed_at": step.now_ms})
-    return replace(
-        step.state, status=Status.COMPLETED, refund=refund, outcome={"outcome": "COMPLETED"}
-    )
+    return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
 
 
 def _refund_failed(step: _Step) -> SagaState:
     r = step.record
-    reason = f"refund failed: {r['decline_code']} {r.get('detail', '')}".strip()
-    ticket_id = deterministic_event_id(step.state.return_id, "ticket", "refund-failed")
-    step.command(
-        "TicketOpened",
-        {
-            "ticket_id": ticket_id,
-            "category": "refund-failed",
-            "summary": reason,
-            "facts": {
-                "decline_code": r["decline_code"],
-                "provider": r["provider"],
-                "amount_minor": str(r["amount"]["amount_minor"]),
-                "currency": r["amount"]["currency"],
-                "retryable": str(r["retryable"]).lower(),
-            },
+    state = replace(step.state, refund={**step.state.refund, "last_error": r["decline_code"]})
+    if r["retryable"]:
+        if _exhausted(step, state):
+            return _compensate(
+                step,
+                state,
+                "REFUND",
+                f"refund failed {step.config.max_tries} times: {r['decline_code']}",
+            )
+        return _retry_later(step, state, f"refund failed transiently: {r['decline_code']}")
+    state = replace(
+        state, refund={**state.refund, "status": "DECLINED", "decline_code": r["decline_code"]}
+    )
+    return _compensate(step, state, "REFUND", f"refund declined: {r['decline_code']}")
+
+
+def _cancel_confirmed(step: _Step) -> SagaState:
+    reason = step.state.outcome.get("reason", "cancelled")
+    if step.record["reason"].startswith(NOT_CANCELLED_PREFIX):
+        return _finish(
+            step,
+            step.state,
+            Status.NEEDS_ATTENTION,
+            "PICKUP",
+            f"{reason}; but the carrier had already collected the parcel",
+            ("cancelled-after-collection", _facts(step.state)),
+        )
+    return _finish(step, step.state, Status.CANCELLED, "PICKUP", reason)
+
+
+def _collected_while_cancelling(step: _Step) -> SagaState:
+    step.notes.append("the carrier collected the parcel while we were cancelling")
+    return replace(
+        step.state, pickup={**step.state.pickup, "collected_at": step.record["collected_at"]}
+    )
+
+
+def _too_late_to_cancel(step: _Step) -> None:
+    step.notes.append("cancellation refused: the parcel has already been collected")
+    return None
+
+
+def _refund_paid_while_compensating(step: _Step) -> SagaState:
+    """Forward recovery: the provider paid after all (its answer was late). Money moved, so
+    the return cannot be undone: a person reconciles stock with the refund."""
+    r = step.record
+    state = replace(
+        step.state,
+        refund={
+            **step.state.refund,
+            "status": r["status"],
+            "provider_refund_id": r["provider_refund_id"],
         },
     )
-    step.command(
-        "ReturnFailed", {"outcome": "NEEDS_ATTENTION", "failed_step": "REFUND", "reason": reason}
+    if r["status"] == "PENDING" and "void-refund" in state.compensation.get("pending", []):
+        return state  # the void will take it back
+    return _finish(
+        step,
+        state,
+        Status.NEEDS_ATTENTION,
+        "REFUND",
+        "refund paid while compensating; stock and refund need reconciling",
+        ("refund-paid-during-compensation", _facts(state)),
     )
-    refund = {**step.state.refund, "status": "FAILED", "decline_code": r["decline_code"]}
-    return replace(
-        step.state,
-        status=Status.NEEDS_ATTENTION,
-        refund=refund,
-        outcome={"outcome": "NEEDS_ATTENTION", "reason": reason, "ticket_id": ticket_id},
+
+
+# ---------------------------------------------------------------- timers
+
+
+def _timed_out(step: _Step) -> SagaState | None:
+    state = step.state
+    timer = state.timer
+    if not timer or step.record["timer_id"] != timer.get("id"):
+        step.notes.append(f"stale timer {step.record['timer_id']}")
+        return None
+    state = replace(state, timer={})
+    status = state.status
+    if timer["kind"] == "retry":
+        step.notes.append(f"retry timer fired ({timer['id']})")
+        return _redo(step, state)
+    step.notes.append(f"deadline passed ({timer['id']})")
+    if status == Status.PICKUP_SCHEDULED:
+        return _cancel_pickup(step, state, "pickup not completed before its deadline")
+    if status == Status.AWAITING_INSPECTION:
+        return _finish(
+            step,
+            state,
+            Status.NEEDS_ATTENTION,
+            "INSPECTION",
+            "parcel collected but not inspected before the deadline",
+            ("parcel-not-inspected", _facts(state)),
+        )
+    if status == Status.REFUND_PENDING and state.refund.get("status") == "PENDING":
+        return _compensate(step, state, "REFUND", "refund still pending after its settlement time")
+    if _exhausted(step, state):
+        return _give_up(step, state)
+    state = _count_try(state, str(status))
+    return _redo(step, state)
+
+
+def _redo(step: _Step, state: SagaState) -> SagaState:
+    """Send the current step's command again (same idempotency key, next try)."""
+    status = state.status
+    if status == Status.PICKUP_PENDING:
+        return _request_pickup(step, state)
+    if status == Status.INTAKE_PENDING:
+        return _request_intake(step, state)
+    if status == Status.REFUND_PENDING:
+        return _request_refund(step, state)
+    if status == Status.CANCELLING:
+        _cancel_pickup_command(
+            step, state, state.outcome.get("reason", ""), _tries(state, str(status))
+        )
+        return _deadline(step, state, step.config.booking_deadline_ms)
+    if status == Status.COMPENSATING:
+        return _next_compensation(step, state)
+    return state
+
+
+def _give_up(step: _Step, state: SagaState) -> SagaState:
+    status = state.status
+    tries = step.config.max_tries
+    if status == Status.PICKUP_PENDING:
+        return _finish(
+            step,
+            state,
+            Status.CANCELLED,
+            "PICKUP",
+            f"the carrier never confirmed the booking after {tries} tries",
+        )
+    if status == Status.REFUND_PENDING:
+        return _compensate(step, state, "REFUND", f"no refund answer after {tries} tries")
+    failed = STEP_OF[status] if status != Status.COMPENSATING else "UNKNOWN"
+    return _finish(
+        step,
+        state,
+        Status.NEEDS_ATTENTION,
+        failed,
+        f"{status} unconfirmed after {tries} tries",
+        (f"stuck-{str(status).lower()}", _facts(state)),
     )
 
 
-def _late_pickup_info(step: _Step) -> SagaState:
-    """A PickupScheduled that arrives after the parcel was collected: keep its details."""
-    step.notes.append("late pickup details recorded")
-    return _pickup_scheduled(step)
-
-
-_HANDLERS = {
+_HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.NEW, "ReturnRequested"): _requested,
     (Status.REQUESTED, "ReturnAccepted"): _accepted,
     (Status.REQUESTED, "ReturnRejected"): _rejected,
+    (Status.REQUESTED, "ReturnCancelled"): _cancelled_before_booking,
     (Status.PICKUP_PENDING, "PickupScheduled"): _pickup_scheduled,
     (Status.PICKUP_PENDING, "PickupAttemptFailed"): _pickup_attempt_failed,
     (Status.PICKUP_SCHEDULED, "PickupAttemptFailed"): _pickup_attempt_failed,
     (Status.PICKUP_PENDING, "PickupCompleted"): _pickup_completed,
     (Status.PICKUP_SCHEDULED, "PickupCompleted"): _pickup_completed,
+    (Status.PICKUP_PENDING, "ReturnCancelled"): _buyer_cancelled,
+    (Status.PICKUP_SCHEDULED, "ReturnCancelled"): _buyer_cancelled,
+    (Status.CANCELLING, "PickupCancelled"): _cancel_confirmed,
+    (Status.CANCELLING, "PickupCompleted"): _collected_while_cancelling,
+    (Status.CANCELLING, "PickupScheduled"): _pickup_scheduled,
     (Status.AWAITING_INSPECTION, "InspectionRecorded"): _inspection_recorded,
+    (Status.AWAITING_INSPECTION, "ReturnCancelled"): _too_late_to_cancel,
+    (Status.INTAKE_PENDING, "ReturnCancelled"): _too_late_to_cancel,
+    (Status.REFUND_PENDING, "ReturnCancelled"): _too_late_to_cancel,
     (Status.INTAKE_PENDING, "IntakeCompleted"): _intake_completed,
     (Status.REFUND_PENDING, "RefundIssued"): _refund_issued,
     (Status.REFUND_PENDING, "RefundFailed"): _refund_failed,
+    (Status.COMPENSATING, "RefundVoided"): _compensation_confirmed("void-refund"),
+    (Status.COMPENSATING, "IntakeReversed"): _compensation_confirmed("reverse-intake"),
+    (Status.COMPENSATING, "PickupCancelled"): _compensation_confirmed("cancel-pickup"),
+    (Status.COMPENSATING, "RefundIssued"): _refund_paid_while_compensating,
     # the carrier's callback can overtake the booking confirmation: keep its details
-    (Status.AWAITING_INSPECTION, "PickupScheduled"): _late_pickup_info,
-    (Status.INTAKE_PENDING, "PickupScheduled"): _late_pickup_info,
-    (Status.REFUND_PENDING, "PickupScheduled"): _late_pickup_info,
+    (Status.AWAITING_INSPECTION, "PickupScheduled"): _pickup_scheduled,
+    (Status.INTAKE_PENDING, "PickupScheduled"): _pickup_scheduled,
+    (Status.REFUND_PENDING, "PickupScheduled"): _pickup_scheduled,
 }
+for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
+    _HANDLERS[(_status, "SagaStepTimedOut")] = _timed_out
 
 # Everything the coordinator consumes.
 CONSUMED_EVENTS = frozenset(
@@ -483,8 +1013,16 @@ CONSUMED_EVENTS = frozenset(
         "RefundIssued",
         "RefundFailed",
         "RefundVoided",
+        "SagaStepTimedOut",
     }
 )
+
+
+def due_timer(state: SagaState, now_ms: int) -> dict[str, Any] | None:
+    """The timer that should fire now, if any (read by the coordinator's timer loop)."""
+    if state.terminal or not state.timer or state.timer["due_at"] > now_ms:
+        return None
+    return state.timer
 
 
 def status_view(state: SagaState) -> dict[str, Any]:
@@ -501,6 +1039,9 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "inspection": state.inspection or None,
         "intake": state.intake or None,
         "refund": state.refund or None,
+        "timer": state.timer or None,
+        "compensations_registered": list(state.compensations),
+        "compensation": state.compensation or None,
         "history": list(state.history),
         "created_at": state.created_at,
         "updated_at": state.updated_at,

@@ -130,6 +130,7 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "detail": "",
             "retryable": False,
         },
+        "SagaStepTimedOut": {"step": "PICKUP", "timer_id": "no-such-timer", "deadline_at": 1},
         "RefundVoided": {
             "provider_refund_id": "RF-1",
             "amount": {"amount_minor": 4498, "currency": "EUR"},
