@@ -7,12 +7,14 @@ stopped. `GET /returns/{return_id}` serves a saga's state and history from that 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from services.coordinator import saga
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     ServiceParts,
     ServiceSettings,
@@ -83,6 +85,7 @@ def build(settings: ServiceSettings) -> ServiceParts:
         return web.json({"counts": counts, "return_ids": sorted(matching)[:1000]})
 
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
+from aiohttp.web_exceptions import HTTPException
+
 from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
@@ -69,6 +71,10 @@ def json_endpoint(view: View) -> View:
         except ApiError as exc:
             log.info("request refused", status=exc.status, error=exc.code, detail=exc.detail[:300])
             return web.json(exc.body(), status=exc.status)
+        except HTTPException as exc:  # raised by aiohttp itself, e.g. a body over its limit
+            code = "body_too_large" if exc.status == 413 else "http_error"
+            log.info("request refused by the HTTP layer", status=exc.status, error=code)
+            return web.json({"error": code, "detail": exc.reason}, status=exc.status)
         except Exception:
             log.exception("request failed")
             return web.json(

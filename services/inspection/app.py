@@ -13,12 +13,14 @@ import asyncio
 import os
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import new_envelope, now_ms
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     Outbound,
     ServiceParts,
@@ -135,6 +137,7 @@ def build(settings: ServiceSettings, station_tokens: dict[str, str]) -> ServiceP
 
     post_page(app, "/inspections", post_inspection)
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

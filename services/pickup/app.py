@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     Outbound,
     ServiceParts,
@@ -126,6 +128,7 @@ def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: byt
 
     post_page(app, "/carrier/callbacks", carrier_callback)
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

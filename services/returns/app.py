@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope, now_ms
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     Outbound,
     ServiceParts,
@@ -175,6 +177,7 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
 
     post_page(app, "/returns", create_return)
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -1,0 +1,341 @@
+"""Real answers of the running services match the OpenAPI documents they serve.
+
+Each request is built to produce one documented status; its JSON body is validated against
+the schema the running service's own `/openapi.json` gives for that path, method and status,
+and the document served must be the one kept in the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from services.local_stack.stack import CARRIER_SECRET
+from services.pickup.carrier_signature import signature_headers
+from tests.e2e.scenario import (
+    create_return,
+    post_scan,
+    post_scan_when_ready,
+    return_body,
+    scan,
+    wait_for_status,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("returns", "inspection", "pickup", "coordinator")
+DOC_URI = "urn:boomerang:openapi"
+OVER_LIMIT = {"padding": "x" * (256 * 1024 + 1)}  # over MAX_BODY_BYTES, under aiohttp's 1 MiB
+
+
+@pytest.fixture(scope="module")
+def documents(stack) -> dict[str, dict[str, Any]]:
+    served = {}
+    with httpx.Client(timeout=10.0) as client:
+        for service in SERVICES:
+            response = client.get(f"{stack.url(service)}/openapi.json")
+            assert response.status_code == 200, (service, response.text)
+            assert response.headers["content-type"].startswith("application/json")
+            served[service] = response.json()
+    return served
+
+
+class Contract:
+    """Checks answers against one service's served document."""
+
+    def __init__(self, service: str, document: dict[str, Any]) -> None:
+        self.service = service
+        self.document = document
+        self.registry = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(document))
+
+    def check(
+        self, response: httpx.Response, path: str, method: str, status: int
+    ) -> dict[str, Any]:
+        """`response` has `status` and a JSON body valid for path+method+status."""
+        where = f"{self.service}: {method.upper()} {path}"
+        assert response.status_code == status, (where, response.status_code, response.text)
+        documented = self.document["paths"][path][method.lower()]["responses"]
+        assert str(status) in documented, (where, status)
+        assert response.headers["content-type"].startswith("application/json"), where
+        for header in ("Idempotent-Replayed",):
+            if header in response.headers:
+                assert header in documented[str(status)].get("headers", {}), (where, header)
+        escaped = path.replace("~", "~0").replace("/", "~1")
+        pointer = f"/paths/{escaped}/{method.lower()}/responses/{status}/content/application~1json"
+        validator = Draft202012Validator(
+            {"$ref": f"{DOC_URI}#{pointer}/schema"},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        body = response.json()
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{where} {status}: " + "; ".join(
+            f"{list(e.absolute_path)}: {e.message[:200]}" for e in errors
+        )
+        return body
+
+
+@pytest.fixture(scope="module")
+def contracts(documents) -> dict[str, Contract]:
+    return {service: Contract(service, documents[service]) for service in SERVICES}
+
+
+@pytest.fixture(scope="module")
+def client() -> httpx.Client:
+    with httpx.Client(timeout=15.0) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def rejected_return(stack, client) -> str:
+    """A return the policy rejected (perishables are not returnable)."""
+    response = client.post(
+        f"{stack.url('returns')}/returns",
+        json=return_body(category="perishables"),
+        headers={"Idempotency-Key": f"contract-rejected-{uuid.uuid4().hex}"},
+    )
+    assert response.status_code == 422, response.text
+    return response.json()["return_id"]
+
+
+@pytest.fixture(scope="module")
+def inspected_return(stack, client) -> tuple[str, dict[str, Any], dict[str, str], httpx.Response]:
+    """A return collected by the carrier double and scanned once (202)."""
+    return_id = create_return(client, stack)
+    body, headers = scan(return_id)
+    first = post_scan_when_ready(client, stack, body, headers)
+    return return_id, body, headers, first
+
+
+# ---------------------------------------------------------------- every service
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_served_document_is_the_one_in_the_repo(service, documents):
+    kept = json.loads((ROOT / "services" / service / "openapi.json").read_text(encoding="utf-8"))
+    assert documents[service] == kept
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_health_and_openapi_pages_match(service, stack, client, contracts):
+    contract = contracts[service]
+    health = contract.check(client.get(f"{stack.url(service)}/health"), "/health", "get", 200)
+    assert health["service"] == service
+    contract.check(client.get(f"{stack.url(service)}/openapi.json"), "/openapi.json", "get", 200)
+
+
+# ---------------------------------------------------------------- returns
+
+
+def test_returns_answers_match_the_document(stack, client, contracts, rejected_return):
+    contract, url = contracts["returns"], f"{stack.url('returns')}/returns"
+    key = f"contract-{uuid.uuid4().hex}"
+    body = return_body()
+
+    accepted = contract.check(
+        client.post(url, json=body, headers={"Idempotency-Key": key}), "/returns", "post", 202
+    )
+    replay = client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert contract.check(replay, "/returns", "post", 202) == accepted
+    assert replay.headers["Idempotent-Replayed"] == "true"
+
+    conflict = contract.check(
+        client.post(url, json=return_body(), headers={"Idempotency-Key": key}),
+        "/returns",
+        "post",
+        409,
+    )
+    assert conflict["error"] == "idempotency_key_reused"
+    assert conflict["return_id"] == accepted["return_id"]
+
+    for raw in (b"{not json", b"[1, 2]"):
+        answer = client.post(url, content=raw, headers={"Content-Type": "application/json"})
+        assert contract.check(answer, "/returns", "post", 400)["error"] == "malformed_json"
+    bad_key = client.post(url, json=body, headers={"Idempotency-Key": "k" * 129})
+    assert contract.check(bad_key, "/returns", "post", 400)["error"] == "bad_idempotency_key"
+
+    too_large = contract.check(client.post(url, json=OVER_LIMIT), "/returns", "post", 413)
+    assert too_large["error"] == "body_too_large"
+
+    invalid_body = return_body(buyer_id="", payment_method="CASH")
+    invalid_body["lines"][0]["unit_price"] = {"amount_minor": 25.99, "currency": "EUR"}
+    invalid = contract.check(client.post(url, json=invalid_body), "/returns", "post", 422)
+    assert invalid["error"] == "invalid_request"
+    assert {f["field"] for f in invalid["fields"]} == {
+        "buyer_id",
+        "payment_method",
+        "lines[0].unit_price.amount_minor",
+    }
+
+    rejected_key = f"contract-{uuid.uuid4().hex}"
+    rejected_body = return_body(category="perishables")
+    rejected = contract.check(
+        client.post(url, json=rejected_body, headers={"Idempotency-Key": rejected_key}),
+        "/returns",
+        "post",
+        422,
+    )
+    assert rejected["error"] == "policy_rejected"
+    assert rejected["rejection_code"] == "NON_RETURNABLE_CATEGORY"
+    replayed = client.post(url, json=rejected_body, headers={"Idempotency-Key": rejected_key})
+    assert contract.check(replayed, "/returns", "post", 422) == rejected
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+# ---------------------------------------------------------------- inspection
+
+
+def test_inspection_answers_match_the_document(
+    stack, client, contracts, inspected_return, rejected_return
+):
+    contract, url = contracts["inspection"], f"{stack.url('inspection')}/inspections"
+    return_id, body, headers, first = inspected_return
+
+    recorded = contract.check(first, "/inspections", "post", 202)
+    assert (recorded["return_id"], recorded["status"]) == (return_id, "recorded")
+    again = post_scan(client, stack, body, headers)
+    assert contract.check(again, "/inspections", "post", 202) == recorded
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+    second_body, _ = scan(return_id)  # another scan_id for an inspected return
+    conflict = contract.check(
+        post_scan(client, stack, second_body, headers), "/inspections", "post", 409
+    )
+    assert (conflict["return_id"], conflict["state"]) == (return_id, "INSPECTED")
+
+    for auth in ({}, {"Authorization": "Bearer not-a-station-token"}):
+        answer = client.post(url, json=body, headers=auth)
+        assert contract.check(answer, "/inspections", "post", 401)["error"] == "unauthenticated"
+
+    malformed = client.post(url, content=b"{", headers=headers)
+    contract.check(malformed, "/inspections", "post", 400)
+    contract.check(client.post(url, json=OVER_LIMIT, headers=headers), "/inspections", "post", 413)
+    invalid_body, _ = scan(return_id)
+    invalid_body["items"][0] |= {"grade": "E", "measured_weight_grams": -1}
+    invalid = contract.check(
+        client.post(url, json=invalid_body, headers=headers), "/inspections", "post", 422
+    )
+    assert {f["field"] for f in invalid["fields"]} == {
+        "items[0].grade",
+        "items[0].measured_weight_grams",
+    }
+
+    wrong_body, wrong_headers = scan(return_id, station="ST-1", token_station="ST-2")
+    wrong = client.post(url, json=wrong_body, headers=wrong_headers)
+    assert contract.check(wrong, "/inspections", "post", 403)["error"] == "wrong_station"
+
+    unknown_body, _ = scan(f"RMA-CONTRACT-UNKNOWN-{uuid.uuid4().hex[:8]}")
+    unknown = client.post(url, json=unknown_body, headers=headers)
+    assert contract.check(unknown, "/inspections", "post", 404)["error"] == "unknown_return"
+
+    # the rejected return is closed once the service has read its events
+    closed_body, _ = scan(rejected_return)
+    deadline = time.monotonic() + 15
+    while (answer := post_scan(client, stack, closed_body, headers)).status_code == 404:
+        assert time.monotonic() < deadline, "the inspection service never saw the return"
+        time.sleep(0.2)
+    assert contract.check(answer, "/inspections", "post", 409)["state"] == "CLOSED"
+
+
+# ---------------------------------------------------------------- pickup
+
+
+def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        **signature_headers(CARRIER_SECRET.encode(), stamp, body),
+    }
+
+
+def test_pickup_answers_match_the_document(stack, client, contracts, rejected_return):
+    contract, url = contracts["pickup"], f"{stack.url('pickup')}/carrier/callbacks"
+    # callbacks for a rejected (terminal) return: the saga records them as ignored
+    callback = {
+        "callback_id": f"contract-{uuid.uuid4()}",
+        "booking_id": "BK-CONTRACT",
+        "return_id": rejected_return,
+        "tracking_number": "TRK-CONTRACT",
+        "status": "attempt_failed",
+        "reason": "BUYER_ABSENT",
+        "attempt_no": 1,
+        "occurred_at": int(time.time() * 1000),
+        "carrier_noted_damage": False,
+        "parcel_weight_grams": None,
+    }
+    for changes in ({}, {"status": "collected", "reason": None, "parcel_weight_grams": 900}):
+        raw = json.dumps(callback | changes | {"callback_id": str(uuid.uuid4())}).encode()
+        accepted = contract.check(
+            client.post(url, content=raw, headers=signed(raw)), "/carrier/callbacks", "post", 202
+        )
+        assert accepted["accepted"] is True
+
+    raw = json.dumps(callback).encode()
+    for headers in (
+        {"Content-Type": "application/json"},
+        signed(raw, int(time.time()) - 3600),
+        signed(raw + b" "),
+    ):
+        refused = client.post(url, content=raw, headers=headers)
+        assert (
+            contract.check(refused, "/carrier/callbacks", "post", 401)["error"] == "bad_signature"
+        )
+
+    for raw, status in (
+        (b"{", 400),
+        (b"[]", 400),
+        (json.dumps(OVER_LIMIT).encode(), 413),
+        (json.dumps(callback | {"reason": None, "attempt_no": 0}).encode(), 422),
+    ):
+        contract.check(
+            client.post(url, content=raw, headers=signed(raw)), "/carrier/callbacks", "post", status
+        )
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+def test_coordinator_answers_match_the_document(
+    stack, client, contracts, inspected_return, rejected_return
+):
+    contract, base = contracts["coordinator"], f"{stack.url('coordinator')}/returns"
+
+    missing = client.get(f"{base}/RMA-CONTRACT-UNKNOWN-{uuid.uuid4().hex[:8]}")
+    assert contract.check(missing, "/returns/{return_id}", "get", 404)["error"] == "not_found"
+
+    wait_for_status(client, stack, rejected_return, {"REJECTED"}, timeout=15)
+    rejected = contract.check(
+        client.get(f"{base}/{rejected_return}"), "/returns/{return_id}", "get", 200
+    )
+    assert rejected["outcome"]["outcome"] == "REJECTED"
+
+    return_id = inspected_return[0]
+    wait_for_status(client, stack, return_id, {"COMPLETED"}, timeout=30)
+    completed = contract.check(
+        client.get(f"{base}/{return_id}"), "/returns/{return_id}", "get", 200
+    )
+    assert all(completed[part] for part in ("request", "pickup", "inspection", "intake", "refund"))
+
+    listing = contract.check(
+        client.get(base, params={"status": "REJECTED"}), "/returns", "get", 200
+    )
+    assert rejected_return in listing["return_ids"]
+    everything = contract.check(client.get(base), "/returns", "get", 200)
+    assert everything["return_ids"] == [] and everything["counts"]["COMPLETED"] >= 1
+
+
+# ---------------------------------------------------------------- the HTTP layer's own limit
+
+
+def test_a_body_over_one_mebibyte_is_a_413_too(stack, client, contracts):
+    huge = {"padding": "x" * (1024 * 1024 + 1)}
+    answer = client.post(f"{stack.url('returns')}/returns", json=huge)
+    contracts["returns"].check(answer, "/returns", "post", 413)
