@@ -784,6 +784,13 @@ def _intake_completed(step: _Step) -> SagaState:
             ("inspection-rejected", _facts(state, scan_id=state.inspection["scan_id"])),
         )
     breakdown = refund_for_lines(state.request["lines"])
+    if breakdown.total.amount_minor == 0:  # free items: nothing to pay back
+        step.notes.append("refund total is zero: nothing to pay")
+        step.command(
+            "ReturnCompleted",
+            {"refunded": breakdown.total.to_record(), "completed_at": step.now_ms},
+        )
+        return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
     state = replace(
         state,
         status=Status.REFUND_PENDING,

@@ -11,6 +11,7 @@ commits an offset whose effects are not durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import faust
 import mode
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.eventing.avro_codec import AvroCodec, CodecError, Decoded
 from services.eventing.dead_letters import FailedRecord, dead_letter_headers, dead_letter_topic_name
@@ -42,6 +44,12 @@ class DomainRejection(ValueError):
     Not retried: it goes to the dead-letter topic."""
 
     reason = "domain-validation"
+
+
+class UnhandledError(RuntimeError):
+    """A handler raised something unexpected (a bug): the record is dead-lettered."""
+
+    reason = "unhandled"
 
 
 class TransientFailure(RuntimeError):
@@ -153,6 +161,14 @@ class Publisher(mode.Service):
             await self.producer.stop()
             self.producer = None
 
+    async def reset(self) -> None:
+        """Drop a producer that keeps failing; the next publish starts a fresh one."""
+        async with self._start_lock:
+            producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         await self._ensure_producer()
         assert self.events is not None
@@ -167,6 +183,7 @@ class Publisher(mode.Service):
 
 
 Handler = Callable[[Decoded, Any], Awaitable[Sequence[Outbound]]]
+ExhaustedHandler = Callable[[Decoded, Exception], Awaitable[Sequence[Outbound]]]
 
 
 class EventConsumer:
@@ -183,9 +200,13 @@ class EventConsumer:
         handler: Handler,
         accepts: set[str] | None = None,
         keyed_by_return: bool = True,
+        on_exhausted: ExhaustedHandler | None = None,
     ) -> None:
+        """`on_exhausted(decoded, error)` turns a transient failure that outlived its retries
+        into events (e.g. a retryable RefundFailed the saga retries later); without it the
+        record is dead-lettered."""
         async for event in stream.events():
-            await self.process(event.message, handler, accepts, keyed_by_return)
+            await self.process(event.message, handler, accepts, keyed_by_return, on_exhausted)
 
     async def process(
         self,
@@ -193,6 +214,7 @@ class EventConsumer:
         handler: Handler,
         accepts: set[str] | None,
         keyed_by_return: bool = True,
+        on_exhausted: ExhaustedHandler | None = None,
     ) -> None:
         record = FailedRecord(
             topic=message.topic,
@@ -218,14 +240,16 @@ class EventConsumer:
             for attempt in range(1, self.settings.retry_attempts + 1):
                 try:
                     outbound = await handler(decoded, message)
-                    await self.publisher.publish(outbound)
-                    return
                 except DomainRejection as exc:
                     await self.dead_letter(record, exc)
                     return
                 except TransientFailure as exc:
                     if attempt == self.settings.retry_attempts:
-                        await self.dead_letter(record, exc)
+                        if on_exhausted is None:
+                            await self.dead_letter(record, exc)
+                        else:
+                            log.warning("transient failure outlived its retries", error=str(exc))
+                            await self.publish_durably(await on_exhausted(decoded, exc))
                         return
                     pause = min(delay, self.settings.retry_max_delay_s) * random.uniform(0.5, 1.5)
                     log.warning(
@@ -236,11 +260,54 @@ class EventConsumer:
                     )
                     await asyncio.sleep(pause)
                     delay *= 2
+                    continue
+                except Exception as exc:
+                    # A bug met by this record: park it where a person can redrive it after
+                    # the fix, rather than killing the agent or skipping silently.
+                    log.exception("unexpected error while handling an event")
+                    await self.dead_letter(record, UnhandledError(f"{type(exc).__name__}: {exc}"))
+                    return
+                try:
+                    await self.publish_durably(outbound)
+                except (CodecError, EnvelopeError) as exc:  # the handler built a bad record
+                    log.exception("handler produced an invalid record")
+                    await self.dead_letter(record, exc)
+                return
+
+    async def publish_durably(self, outbound: Sequence[Outbound]) -> None:
+        """Publish, waiting out a broker that is down: the input event is not acknowledged
+        (so its offset is not committed) until its effects are on the broker."""
+        pause = 0.2
+        failures = 0
+        while True:
+            try:
+                await self.publisher.publish(outbound)
+                return
+            except KafkaError as exc:
+                failures += 1
+                log.warning(
+                    "broker unavailable; publish retried",
+                    error=repr(exc),
+                    failures=failures,
+                    retry_in_s=pause,
+                )
+                if failures % 5 == 0:
+                    await self.publisher.reset()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def dead_letter(self, record: FailedRecord, error: BaseException) -> None:
         topic = dead_letter_topic_name(record.topic)
         headers = dead_letter_headers(record, error, self.settings.service)
-        await self.publisher.publish_raw(topic, record.key, record.value, headers)
+        pause = 0.2
+        while True:
+            try:
+                await self.publisher.publish_raw(topic, record.key, record.value, headers)
+                break
+            except KafkaError as exc:
+                log.warning("broker unavailable; dead letter retried", error=repr(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         log.warning(
             "dead-lettered",
             dlq=topic,

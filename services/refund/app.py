@@ -70,14 +70,30 @@ def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> O
     return name, record
 
 
+def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
+    envelope = command["envelope"]
+    record = {
+        "envelope": new_envelope(
+            name,
+            envelope["return_id"],
+            SERVICE,
+            correlation_id=envelope["correlation_id"],
+            causation_id=envelope["event_id"],
+            event_id=deterministic_event_id(envelope["event_id"], name),
+        ),
+        **body,
+    }
+    return name, record
+
+
 def build(settings: ServiceSettings, psp: PspClient) -> ServiceParts:
     parts = build_parts(settings)
     app = parts.app
     refunds = json_table(app, "refunds")  # return_id -> {command event id: [name, record]}
 
     async def handle(decoded: Decoded, message: Any) -> list[Outbound]:
-        if decoded.name != "RefundRequested":
-            return []  # voids arrive with the failure handling
+        if decoded.name == "RefundVoidRequested":
+            return await void(decoded.record)
         command = decoded.record
         return_id = command["envelope"]["return_id"]
         command_id = command["envelope"]["event_id"]
@@ -109,9 +125,42 @@ def build(settings: ServiceSettings, psp: PspClient) -> ServiceParts:
         )
         return [(name, record)]
 
+    async def void(command: dict[str, Any]) -> list[Outbound]:
+        return_id = command["envelope"]["return_id"]
+        refund_id = command.get("provider_refund_id")
+        issued = [
+            record
+            for name, record in (refunds.get(return_id) or {}).values()
+            if name == "RefundIssued" and record["provider_refund_id"] == refund_id
+        ]
+        if not refund_id or not issued:
+            raise InvalidRefundCommand(f"no refund {refund_id!r} was issued for {return_id}")
+        outcome = await psp.void(refund_id)
+        log.info("refund void answered", provider_refund_id=refund_id, outcome=outcome)
+        if outcome == "voided":
+            return [
+                reply(
+                    command,
+                    "RefundVoided",
+                    {"provider_refund_id": refund_id, "amount": issued[0]["amount"]},
+                )
+            ]
+        # the money moved before the void arrived: say so, the saga recovers forward
+        settled = {**{k: v for k, v in issued[0].items() if k != "envelope"}, "status": "SUCCEEDED"}
+        return [reply(command, "RefundIssued", settled)]
+
+    async def provider_unreachable(decoded: Decoded, error: Exception) -> list[Outbound]:
+        if decoded.name != "RefundRequested":
+            return []  # an unconfirmed void is retried by the saga's timer
+        command = decoded.record
+        answer = PspAnswer(False, decline_code="provider_unavailable", detail=str(error)[:200])
+        name, record = result_event(command, answer, psp.provider)
+        record["retryable"] = True
+        return [(name, record)]
+
     @app.agent(raw_topic(app, REFUND_COMMANDS.name), name="refund-commands", concurrency=1)
     async def refund_commands(stream: Any) -> None:
-        await parts.consumer.run(stream, handle)
+        await parts.consumer.run(stream, handle, on_exhausted=provider_unreachable)
 
     add_health_page(app, SERVICE)
     return parts

@@ -71,6 +71,20 @@ class PspClient:
             )
         raise PspRefused(f"psp: HTTP {response.status_code} {response.text[:300]}")
 
+    async def void(self, refund_id: str) -> str:
+        """Void a pending refund: "voided", or "already_settled" when money has moved."""
+        try:
+            response = await self.http.post(f"/refunds/{refund_id}/void")
+        except httpx.TransportError as exc:
+            raise TransientFailure(f"psp void: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientFailure(f"psp void: HTTP {response.status_code}")
+        if response.status_code == 200:
+            return "voided"
+        if response.status_code == 409:
+            return str(response.json().get("error", "already_settled"))
+        raise PspRefused(f"psp void: HTTP {response.status_code} {response.text[:300]}")
+
 
 def psp_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(

@@ -26,7 +26,7 @@ from services.eventing.service_runtime import (
 )
 from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
 from services.warehouse_intake import inventory_ledger
-from services.warehouse_intake.disposition import movements_for
+from services.warehouse_intake.disposition import movements_for, reversal_movements
 
 SERVICE = "warehouse-intake"
 DEFAULT_PORT = 8086
@@ -48,12 +48,8 @@ def _event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: 
     }
 
 
-def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
-    """Everything an IntakeRequested produces (pure; the same command → the same events)."""
-    return_id = command["envelope"]["return_id"]
-    warehouse = command["warehouse_id"]
-    movements = movements_for(return_id, warehouse, command["items"])
-    outbound: list[Outbound] = [
+def _movement_events(command: dict[str, Any], warehouse: str, movements: list[dict]) -> list:
+    return [
         (
             "StockMovementRecorded",
             _event(
@@ -66,6 +62,14 @@ def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
         )
         for m in movements
     ]
+
+
+def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
+    """Everything an IntakeRequested produces (pure; the same command → the same events)."""
+    return_id = command["envelope"]["return_id"]
+    warehouse = command["warehouse_id"]
+    movements = movements_for(return_id, warehouse, command["items"])
+    outbound: list[Outbound] = _movement_events(command, warehouse, movements)
     outbound.append(
         (
             "IntakeCompleted",
@@ -75,24 +79,34 @@ def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
     return outbound
 
 
+def reversal_outcome(command: dict[str, Any], intake: dict[str, Any] | None) -> list[Outbound]:
+    """What an IntakeReverseRequested produces; nothing to move when no intake happened."""
+    return_id = command["envelope"]["return_id"]
+    warehouse = (intake or {}).get("warehouse_id", "")
+    movements = reversal_movements(return_id, warehouse, (intake or {}).get("movements", []))
+    outbound: list[Outbound] = _movement_events(command, warehouse, movements)
+    outbound.append(("IntakeReversed", _event(command, "IntakeReversed", {"movements": movements})))
+    return outbound
+
+
 def build(settings: ServiceSettings) -> ServiceParts:
     parts = build_parts(settings)
     app = parts.app
-    intakes = json_table(app, "intakes")  # return_id -> {command event id: movement ids}
+    intakes = json_table(app, "intakes")  # return_id -> the intake's movements (for reversal)
     ledger = json_table(app, "ledger")  # sku@location -> ledger entry
 
     async def take_in(decoded: Decoded, message: Any) -> list[Outbound]:
-        if decoded.name != "IntakeRequested":
-            return []  # reversal arrives with the failure handling
         command = decoded.record
         return_id = command["envelope"]["return_id"]
+        if decoded.name == "IntakeReverseRequested":
+            outbound = reversal_outcome(command, intakes.get(return_id))
+            log.info("intake reversed", movements=len(outbound) - 1)
+            return outbound
         outbound = intake_outcome(command)
-        done = intakes.get(return_id) or {}
-        command_id = command["envelope"]["event_id"]
-        if command_id not in done:
-            movement_ids = [rec["movement"]["movement_id"] for _, rec, *_ in outbound[:-1]]
-            intakes[return_id] = {**done, command_id: movement_ids}
-        log.info("intake decided", movements=len(outbound) - 1, repeat=command_id in done)
+        if intakes.get(return_id) is None:
+            movements = outbound[-1][1]["movements"]
+            intakes[return_id] = {"warehouse_id": command["warehouse_id"], "movements": movements}
+        log.info("intake decided", movements=len(outbound) - 1)
         return outbound
 
     async def book(decoded: Decoded, message: Any) -> list[Outbound]:

@@ -64,3 +64,26 @@ def movements_for(return_id: str, warehouse_id: str, items: list[dict[str, Any]]
             }
         )
     return movements
+
+
+def reversal_movements(return_id: str, warehouse_id: str, movements: list[dict]) -> list[dict]:
+    """Undo an intake (compensation): each unit leaves its location and goes to quarantine.
+    Units already in quarantine stay. Ids name the cause, so a redelivery moves nothing."""
+    reversal = []
+    for index, original in enumerate(movements, start=1):
+        if original["disposition"] == "QUARANTINE":
+            continue
+        base = f"{return_id}-reverse-{index}-{original['sku']}"
+        reversal.append(
+            {**original, "movement_id": f"{base}-out", "quantity": -original["quantity"]}
+        )
+        reversal.append(
+            {
+                "movement_id": f"{base}-in",
+                "sku": original["sku"],
+                "location": f"{warehouse_id}/QUARANTINE",
+                "disposition": "QUARANTINE",
+                "quantity": original["quantity"],
+            }
+        )
+    return reversal
