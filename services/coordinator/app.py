@@ -12,7 +12,7 @@ from typing import Any
 
 from services.coordinator import saga
 from services.eventing.avro_codec import Decoded
-from services.eventing.envelope import now_ms
+from services.eventing.envelope import deterministic_event_id, new_envelope, now_ms
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
@@ -31,15 +31,46 @@ from services.eventing.topics import (
     REFUND_EVENTS,
     RETURNS_EVENTS,
     SAGA_CHANGELOG,
+    SAGA_EVENTS,
 )
 
 SERVICE = "coordinator"
+TERMINAL = frozenset(str(status) for status in saga.TERMINAL)
 DEFAULT_PORT = 8085
-INPUTS = (RETURNS_EVENTS, PICKUP_EVENTS, INSPECTION_EVENTS, INTAKE_EVENTS, REFUND_EVENTS)
+# SAGA_EVENTS carries the saga's own timeouts (SagaStepTimedOut) back to it.
+INPUTS = (
+    RETURNS_EVENTS,
+    PICKUP_EVENTS,
+    INSPECTION_EVENTS,
+    INTAKE_EVENTS,
+    REFUND_EVENTS,
+    SAGA_EVENTS,
+)
+TIMER_SCAN_S = 1.0
+REFIRE_AFTER_MS = 15_000  # a fired timer not handled yet is fired again (same event id)
 log = get_logger(__name__)
 
 
-def build(settings: ServiceSettings) -> ServiceParts:
+def timeout_event(state: dict[str, Any], timer: dict[str, Any]) -> saga.Command:
+    """The event a due timer becomes; its id derives from the timer: firing twice is one event."""
+    return_id = state["return_id"]
+    record = {
+        "envelope": new_envelope(
+            "SagaStepTimedOut",
+            return_id,
+            SERVICE,
+            correlation_id=state.get("correlation_id") or return_id,
+            event_id=deterministic_event_id(return_id, "timer", timer["id"]),
+        ),
+        "step": timer["step"],
+        "timer_id": timer["id"],
+        "deadline_at": timer["due_at"],
+    }
+    return "SagaStepTimedOut", record
+
+
+def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> ServiceParts:
+    config = config or saga.SagaConfig()
     parts = build_parts(settings)
     app = parts.app
     sagas = json_table(app, "sagas", SAGA_CHANGELOG.partitions)
@@ -49,7 +80,7 @@ def build(settings: ServiceSettings) -> ServiceParts:
         return_id = decoded.record["envelope"]["return_id"]
         stored = sagas.get(return_id)
         state = saga.SagaState.from_json(stored) if stored else None
-        transition = saga.decide(state, decoded.name, decoded.record, now_ms())
+        transition = saga.decide(state, decoded.name, decoded.record, now_ms(), config)
         if not transition.duplicate:
             sagas[return_id] = transition.state.to_json()
         log.info(
@@ -64,6 +95,28 @@ def build(settings: ServiceSettings) -> ServiceParts:
     @app.agent(inputs, name="saga", concurrency=1)
     async def drive_sagas(stream: Any) -> None:
         await parts.consumer.run(stream, handle, accepts=set(saga.CONSUMED_EVENTS))
+
+    fired: dict[tuple[str, str], int] = {}
+
+    @app.timer(TIMER_SCAN_S)
+    async def fire_due_timers() -> None:
+        """Durable timers: deadlines and retry times live in each saga's state (so they
+        survive restarts); this loop turns the due ones into SagaStepTimedOut events."""
+        now = now_ms()
+        due = []
+        for return_id, stored in list(sagas.items()):
+            timer = stored.get("timer") if stored else None
+            if not timer or stored["status"] in TERMINAL or timer["due_at"] > now:
+                continue
+            if now - fired.get((return_id, timer["id"]), 0) < REFIRE_AFTER_MS:
+                continue
+            fired[(return_id, timer["id"])] = now
+            due.append(timeout_event(stored, timer))
+        if due:
+            log.info("timers due", count=len(due))
+            await parts.consumer.publish_durably(due)
+        if len(fired) > 100_000:
+            fired.clear()
 
     @app.page("/returns/{return_id}")
     async def return_status(web: Any, request: Any, return_id: str) -> Any:
@@ -91,5 +144,5 @@ def build(settings: ServiceSettings) -> ServiceParts:
 
 def main() -> int:
     settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
-    parts = build(settings)
+    parts = build(settings, saga.SagaConfig.from_env())
     return run_worker(parts.app, SERVICE)

@@ -56,8 +56,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_name)
+    framework_level = os.environ.get("BOOMERANG_FRAMEWORK_LOG_LEVEL", "WARNING").upper()
     for noisy in ("aiokafka", "kafka", "faust", "mode", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(framework_level), root.level))
 
 
 def _identity(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:

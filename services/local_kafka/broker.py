@@ -291,8 +291,7 @@ class LocalKafka:
                     *self._java(node_id),
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",  # an id may start with "-"
                     "-c",
                     str(node_dir / "server.properties"),
                 ],

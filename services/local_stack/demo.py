@@ -118,8 +118,15 @@ def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str
 
 class LoopDriver:
     def __init__(
-        self, stack: LocalStack, bootstrap: str, returns: int, seed: int, concurrency: int = 25
+        self,
+        stack: LocalStack,
+        bootstrap: str,
+        returns: int,
+        seed: int,
+        concurrency: int = 25,
+        request_retries: int = 5,
     ) -> None:
+        self.request_retries = request_retries
         self.stack = stack
         self.bootstrap = bootstrap
         self.rng = random.Random(seed)
@@ -191,7 +198,7 @@ class LoopDriver:
 
     async def _request(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
         async with semaphore:
-            for attempt in range(5):
+            for attempt in range(self.request_retries):
                 try:
                     tracked.requested_at = time.monotonic()
                     response = await self.http.post(
@@ -201,7 +208,7 @@ class LoopDriver:
                     )
                 except httpx.HTTPError as exc:
                     tracked.errors.append(f"request: {exc!r}")
-                    await asyncio.sleep(0.5 * (attempt + 1))
+                    await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
                     continue
                 if response.status_code in (202, 422) and "return_id" in response.json():
                     tracked.return_id = response.json()["return_id"]
@@ -210,7 +217,7 @@ class LoopDriver:
                         tracked.terminal = "rejected at the door"
                     return
                 tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
-                await asyncio.sleep(0.5 * (attempt + 1))
+                await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
     async def _scan(self, tracked: TrackedReturn) -> None:
         await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.coordinator.saga import NOT_CANCELLED_PREFIX
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
@@ -91,21 +92,38 @@ def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: byt
             ]
         if decoded.name == "PickupCancelRequested":
             booking_id = command.get("booking_id")
+            outcome = "cancelled"
             if booking_id:
-                await carrier.cancel(command["idempotency_key"], booking_id)
-            log.info("pickup cancelled", booking_id=booking_id)
+                outcome = await carrier.cancel(command["idempotency_key"], booking_id)
+            log.info("pickup cancel answered", booking_id=booking_id, outcome=outcome)
+            reason = command["reason"]
+            if outcome == "already_collected":
+                reason = f"{NOT_CANCELLED_PREFIX}: the carrier had already collected the parcel"
             return [
-                _reply(
-                    command,
-                    "PickupCancelled",
-                    {"booking_id": booking_id, "reason": command["reason"]},
-                )
+                _reply(command, "PickupCancelled", {"booking_id": booking_id, "reason": reason})
             ]
         return []
 
+    async def carrier_unreachable(decoded: Decoded, error: Exception) -> list[Outbound]:
+        if decoded.name != "PickupRequested":
+            return []  # an unconfirmed cancellation is retried by the saga's timer
+        return [
+            _reply(
+                decoded.record,
+                "PickupAttemptFailed",
+                {
+                    "booking_id": "",
+                    "attempt_no": decoded.record["envelope"]["attempt"],
+                    "failure_reason": "CARRIER_ERROR",
+                    "detail": str(error)[:200],
+                    "retryable": True,
+                },
+            )
+        ]
+
     @app.agent(raw_topic(app, PICKUP_COMMANDS.name), name="pickup-commands", concurrency=1)
     async def pickups(stream: Any) -> None:
-        await parts.consumer.run(stream, handle)
+        await parts.consumer.run(stream, handle, on_exhausted=carrier_unreachable)
 
     @json_endpoint
     async def carrier_callback(web: Any, request: Any) -> Any:

@@ -66,7 +66,15 @@ class CarrierClient:
         )
 
     async def cancel(self, key: str, booking_id: str) -> str:
-        data = await self._call("DELETE", f"/pickups/{booking_id}", key)
+        """ "cancelled", or "already_collected" when the courier was faster (409)."""
+        try:
+            data = await self._call("DELETE", f"/pickups/{booking_id}", key)
+        except CarrierRefused as exc:
+            if "HTTP 409" in str(exc) and "already_collected" in str(exc):
+                return "already_collected"
+            if "HTTP 404" in str(exc):
+                return "unknown_booking"
+            raise
         return str(data.get("status", "cancelled"))
 
 

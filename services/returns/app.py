@@ -35,6 +35,7 @@ from services.returns.return_policy import MinimalPolicy, PolicyDecision, Return
 from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
+    parse_cancellation,
     parse_return_request,
 )
 
@@ -123,7 +124,7 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
 
     async def record_answers(decoded: Decoded, message: Any) -> list[Outbound]:
         record, return_id = decoded.record, decoded.record["envelope"]["return_id"]
-        if decoded.name == "ReturnRequested" and record.get("idempotency_key"):
+        if decoded.name == "ReturnRequested" and answers.get(return_id) is None:
             answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
         elif decoded.name in ("ReturnAccepted", "ReturnRejected"):
             known = answers.get(return_id)
@@ -175,7 +176,29 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
         locks.pop(return_id, None)
         return web.json(body, status=status)
 
+    @json_endpoint
+    async def cancel_return(web: Any, request: Any, return_id: str) -> Any:
+        body = parse_json_object(await request.read() or b"{}")
+        cancellation = parse_cancellation(body)
+        if answers.get(return_id) is None and return_id not in recent:
+            raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+        event_id = deterministic_event_id(return_id, "ReturnCancelled")
+        record = {
+            "envelope": new_envelope("ReturnCancelled", return_id, SERVICE, event_id=event_id),
+            "cancelled_by": cancellation["cancelled_by"],
+            "reason": cancellation["reason"],
+        }
+        with event_context(record["envelope"]):
+            await parts.publisher.publish([("ReturnCancelled", record)])
+            log.info("cancellation requested", cancelled_by=cancellation["cancelled_by"])
+        # the saga decides: before collection it cancels the pickup, after it refuses
+        return web.json(
+            {"return_id": return_id, "status": "cancellation_requested", "event_id": event_id},
+            status=202,
+        )
+
     post_page(app, "/returns", create_return)
+    post_page(app, "/returns/{return_id}/cancel", cancel_return)
     add_health_page(app, SERVICE)
     add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts

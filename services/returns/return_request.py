@@ -190,3 +190,18 @@ def check_idempotency_key(value: str | None) -> str | None:
     if not 1 <= len(value) <= 128 or not value.isprintable():
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 printable chars")
     return value
+
+
+CANCELLERS = frozenset({"buyer", "support"})
+
+
+def parse_cancellation(data: dict[str, Any]) -> dict[str, str]:
+    """`{"cancelled_by": "buyer"|"support", "reason": "..."}` (both optional)."""
+    fields = Fields(data)
+    cancelled_by = data.get("cancelled_by", "buyer")
+    if cancelled_by not in CANCELLERS:
+        fields.problem("cancelled_by", f"must be one of {', '.join(sorted(CANCELLERS))}")
+    reason = fields.text("reason", required=False, max_len=500) or "cancelled by the buyer"
+    if fields.problems:
+        raise invalid(fields.problems)
+    return {"cancelled_by": cancelled_by, "reason": reason}
