@@ -127,6 +127,7 @@ class LoopDriver:
         request_retries: int = 5,
     ) -> None:
         self.request_retries = request_retries
+        self.scan_retries = 200 if request_retries <= 5 else 800  # ~2 min when chaos is on
         self.stack = stack
         self.bootstrap = bootstrap
         self.rng = random.Random(seed)
@@ -223,7 +224,7 @@ class LoopDriver:
         await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station
         station, body = scan_body(tracked, self.rng)
         headers = {"Authorization": f"Bearer {STATION_TOKENS[station]}"}
-        for _ in range(200):
+        for _ in range(self.scan_retries):
             try:
                 response = await self.http.post(
                     f"{self.stack.url('inspection')}/inspections", json=body, headers=headers
