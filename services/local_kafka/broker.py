@@ -41,9 +41,14 @@ def pom_kafka_version() -> str:
     return match.group(1)
 
 
+LOWEST_BASE_PORT = 20000
+SLOTS = 1200  # 20000 + 1200 * 8 + spare slots stays below 32768, where Linux's ephemeral
+# ports begin: a restarted broker must not find its port taken by someone's outgoing socket
+
+
 def default_base_port(root: Path = REPO_ROOT) -> int:
     """A port derived from the checkout's path, so two checkouts don't share a broker."""
-    return 20000 + (zlib.crc32(str(root).encode()) % 4000) * PORTS_PER_SLOT
+    return LOWEST_BASE_PORT + (zlib.crc32(str(root).encode()) % SLOTS) * PORTS_PER_SLOT
 
 
 @dataclass(frozen=True)

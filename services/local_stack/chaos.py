@@ -157,7 +157,12 @@ class ChaosRun:
             name = plan.pop() if plan else self.rng.choice(SERVICES)
             console.print(f"  [chaos] SIGKILL {name}")
             self.log.kills[name] += 1
-            await asyncio.to_thread(self.stack.restart, name, True)
+            try:
+                await asyncio.to_thread(self.stack.restart, name, True)
+            except RuntimeError as exc:  # keep the monkey going; the next restart retries
+                self.log.notes.append(f"restart of {name} failed: {str(exc)[:200]}")
+                console.print(f"  [chaos] restart of {name} not healthy yet; starting it again")
+                await asyncio.to_thread(self.stack.restart, name, False)
 
     async def restart_broker(self, after_s: float) -> None:
         await asyncio.sleep(after_s)

@@ -29,7 +29,8 @@ def _settings(tmp_path: Path, base_port: int = 30000) -> LocalKafkaSettings:
 def test_two_checkouts_get_different_default_ports():
     assert default_base_port(Path("/work/a")) != default_base_port(Path("/work/b"))
     assert default_base_port(Path("/work/a")) == default_base_port(Path("/work/a"))
-    assert 20000 <= default_base_port(Path("/x")) < 52000
+    assert 20000 <= default_base_port(Path("/x"))
+    assert default_base_port(Path("/x")) + 6 * 8 < 32768, "below the ephemeral port range"
 
 
 def test_the_pom_pins_a_kafka_4_release():
