@@ -845,14 +845,17 @@ def _refund_failed(step: _Step) -> SagaState:
 def _cancel_confirmed(step: _Step) -> SagaState:
     reason = step.state.outcome.get("reason", "cancelled")
     if step.record["reason"].startswith(NOT_CANCELLED_PREFIX):
-        return _finish(
-            step,
-            step.state,
-            Status.NEEDS_ATTENTION,
-            "PICKUP",
-            f"{reason}; but the carrier had already collected the parcel",
-            ("cancelled-after-collection", _facts(step.state)),
+        # Forward recovery: the courier was faster; the parcel is on its way, so the
+        # return goes on (inspection decides) instead of being cancelled.
+        step.notes.append(
+            f"{reason}; too late: the carrier had collected the parcel, return goes on"
         )
+        state = replace(step.state, outcome={})
+        if state.pickup.get("collected_at"):
+            state = replace(state, status=Status.AWAITING_INSPECTION)
+            return _deadline(step, state, step.config.inspection_deadline_ms)
+        state = replace(state, status=Status.PICKUP_SCHEDULED)
+        return _deadline(step, state, step.config.collection_deadline_ms)
     return _finish(step, step.state, Status.CANCELLED, "PICKUP", reason)
 
 

@@ -148,21 +148,18 @@ class ChaosRun:
             )
 
     async def kill_services(self, interval_s: float) -> None:
+        """Every service is killed at least twice (a shuffled plan), then at random while
+        returns still flow. A killed service is started again at once, as a supervisor would."""
         plan = [*SERVICES, *SERVICES]
         self.rng.shuffle(plan)
-        while not self.done.is_set():
+        while plan or not self.done.is_set():
             await asyncio.sleep(interval_s * self.rng.uniform(0.7, 1.3))
-            if self.done.is_set():
-                break
             name = plan.pop() if plan else self.rng.choice(SERVICES)
             console.print(f"  [chaos] SIGKILL {name}")
             self.log.kills[name] += 1
-            try:
-                await asyncio.to_thread(self.stack.restart, name, True)
-            except RuntimeError as exc:  # keep the monkey going; the next restart retries
-                self.log.notes.append(f"restart of {name} failed: {str(exc)[:200]}")
-                console.print(f"  [chaos] restart of {name} not healthy yet; starting it again")
-                await asyncio.to_thread(self.stack.restart, name, False)
+            await asyncio.to_thread(self.stack.kill, name)
+            self.stack.start(name)
+        await asyncio.to_thread(self.stack.wait_healthy, list(SERVICES), 180.0)
 
     async def restart_broker(self, after_s: float) -> None:
         await asyncio.sleep(after_s)

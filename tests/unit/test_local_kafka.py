@@ -29,7 +29,7 @@ def _settings(tmp_path: Path, base_port: int = 30000) -> LocalKafkaSettings:
 def test_two_checkouts_get_different_default_ports():
     assert default_base_port(Path("/work/a")) != default_base_port(Path("/work/b"))
     assert default_base_port(Path("/work/a")) == default_base_port(Path("/work/a"))
-    assert 20000 <= default_base_port(Path("/x"))
+    assert default_base_port(Path("/x")) >= 20000
     assert default_base_port(Path("/x")) + 6 * 8 < 32768, "below the ephemeral port range"
 
 

@@ -241,11 +241,21 @@ def test_buyer_cancellation_after_collection_is_refused_and_recorded(at):
     assert "already been collected" in refused.state.history[-1]["note"]
 
 
-def test_a_cancellation_the_carrier_could_not_honour_needs_attention():
+def test_a_cancellation_the_carrier_could_not_honour_lets_the_return_go_on():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
+    state = apply(state, "PickupCompleted").state
+    assert state.status == Status.CANCELLING
+    answer = apply(state, "PickupCancelled", reason="not-cancelled: already collected")
+    assert answer.state.status == Status.AWAITING_INSPECTION
+    assert answer.state.timer["kind"] == "deadline"
+    assert "return goes on" in answer.state.history[-1]["note"]
+
+
+def test_a_refused_cancellation_before_the_collection_is_known_waits_for_it():
     state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
     answer = apply(state, "PickupCancelled", reason="not-cancelled: already collected")
-    assert answer.state.status == Status.NEEDS_ATTENTION
-    assert commands(answer) == ["TicketOpened", "ReturnFailed"]
+    assert answer.state.status == Status.PICKUP_SCHEDULED
+    assert apply(answer.state, "PickupCompleted").state.status == Status.AWAITING_INSPECTION
 
 
 # ---------------------------------------------------------------- inspection outcomes
