@@ -11,7 +11,7 @@ KAFKA := $(PY) -m services.local_kafka
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample test test-unit \
+.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample chaos test test-unit \
         test-integration lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -52,6 +52,9 @@ demo: setup ## the main job: broker, topics, partners and six services; N return
 sample: kafka-up ## send one sample return's events and read them back (no services)
 	@$(PY) -m services.eventing.topic_bootstrap
 	@$(PY) -m services.eventing.sample_roundtrip
+
+chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
+	@$(PY) -m services.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
 
 test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker
 

@@ -157,8 +157,7 @@ class ChaosRun:
             name = plan.pop() if plan else self.rng.choice(SERVICES)
             console.print(f"  [chaos] SIGKILL {name}")
             self.log.kills[name] += 1
-            await asyncio.to_thread(self.stack.kill, name)
-            self.stack.start(name)
+            await asyncio.to_thread(self.stack.kill, name)  # the supervisor restarts it
         await asyncio.to_thread(self.stack.wait_healthy, list(SERVICES), 180.0)
 
     async def restart_broker(self, after_s: float) -> None:
@@ -524,6 +523,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         "poison_written": len(run.log.poison),
         "poison_in_dlq": len(set(run.log.poison) & poison_found),
         "kills": sum(run.log.kills.values()),
+        "crash_restarts": sum(stack.restarts.values()),
         "broker_restarts": run.log.broker_restarts,
         "replayed_records": replayed,
         "replay_new_refunds": sum(money_moved(refunds_after, ours).values())

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,12 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = print
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    supervise: bool = True  # restart processes that exit, like `restart: unless-stopped`
+    desired: set[str] = field(default_factory=set)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _supervisor: threading.Thread | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _closing: bool = False
 
     def __post_init__(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -103,6 +110,25 @@ class LocalStack:
     # -- lifecycle
 
     def start(self, name: str) -> None:
+        with self._lock:
+            self.desired.add(name)
+            self._spawn(name)
+        if self.supervise and self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._watch, daemon=True)
+            self._supervisor.start()
+
+    def _watch(self) -> None:
+        while not self._closing:
+            time.sleep(1.0)
+            with self._lock:
+                for name in sorted(self.desired):
+                    managed = self.processes[name]
+                    if not self._closing and managed.process is not None and not managed.running:
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        self.log(f"{name} exited ({managed.process.returncode}); restarting it")
+                        self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
         managed = self.processes[name]
         if managed.running:
             return
@@ -154,6 +180,8 @@ class LocalStack:
         self.log(f"{len(PARTNERS) + len(SERVICES)} processes healthy in {took:.1f}s")
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
+        with self._lock:
+            self.desired.discard(name)
         managed = self.processes[name]
         process = managed.process
         if process is None or process.poll() is not None:
@@ -168,20 +196,30 @@ class LocalStack:
             process.wait(5)
 
     def kill(self, name: str) -> None:
-        """SIGKILL, as a crash would (fault injection)."""
+        """SIGKILL, as a crash would (fault injection). The supervisor starts it again."""
         managed = self.processes[name]
-        if managed.running and managed.process is not None:
+        with self._lock:
+            if not (managed.running and managed.process is not None):
+                return
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(managed.process.pid, signal.SIGKILL)
             managed.process.wait(10)
             managed.kills += 1
+            if name in self.desired:
+                self._spawn(name)
 
     def restart(self, name: str, hard: bool = True, timeout: float = 120.0) -> None:
-        self.kill(name) if hard else self.stop(name)
+        if hard:
+            self.kill(name)
+        else:
+            self.stop(name)
         self.start(name)
         self.wait_healthy([name], timeout)
 
     def stop_all(self) -> None:
+        self._closing = True
+        with self._lock:
+            self.desired.clear()
         for name in reversed([*PARTNERS, *SERVICES]):
             managed = self.processes.get(name)
             if managed is not None and managed.running and managed.process is not None:

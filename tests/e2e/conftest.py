@@ -10,6 +10,21 @@ import pytest
 
 from services.local_stack.stack import LocalStack
 
+# Short retries and deadlines, so failure paths resolve within a test.
+SAGA_ENV = {
+    "SAGA_MAX_TRIES": "4",
+    "SAGA_BACKOFF_BASE_MS": "200",
+    "SAGA_BACKOFF_CAP_MS": "2000",
+    "SAGA_BOOKING_DEADLINE_MS": "20000",
+    "SAGA_COLLECTION_DEADLINE_MS": "30000",
+    "SAGA_INSPECTION_DEADLINE_MS": "60000",
+    "SAGA_INTAKE_DEADLINE_MS": "15000",
+    "SAGA_REFUND_DEADLINE_MS": "15000",
+    "SAGA_SETTLEMENT_DEADLINE_MS": "30000",
+    "SAGA_COMPENSATION_DEADLINE_MS": "15000",
+    "BOOMERANG_RETRY_ATTEMPTS": "3",
+}
+
 
 @pytest.fixture(scope="session")
 def stack(catalogue_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

@@ -1,0 +1,45 @@
+"""A short chaos run in the default suite (the full `make chaos` runs 1,000 returns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from services.local_kafka.broker import REPO_ROOT
+
+
+def test_a_short_chaos_run_keeps_every_invariant():
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.local_stack.chaos",
+            "--returns",
+            "200",
+            "--seed",
+            "7",
+            "--settle-timeout",
+            "240",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stderr[-3000:]
+    summary = json.loads(lines[-1])
+    assert result.returncode == 0, (summary, result.stderr[-3000:])
+    assert summary["terminal"] == summary["returns"] == 200
+    assert summary["stuck"] == 0
+    assert summary["refunds_at_psp"] == summary["refunds_expected"]
+    assert summary["double_refunds"] == summary["double_stock_moves"] == 0
+    assert summary["lost_events"] == 0
+    assert summary["poison_in_dlq"] == summary["poison_written"] > 0
+    assert summary["replay_new_refunds"] == summary["replay_new_stock_moves"] == 0
+    assert summary["kills"] >= 12
