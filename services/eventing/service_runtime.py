@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from services.eventing.dead_letters import FailedRecord, dead_letter_headers, de
 from services.eventing.envelope import EnvelopeError, check_envelope
 from services.eventing.event_publisher import EventPublisher, producer_settings
 from services.eventing.log_setup import configure_logging, event_context, get_logger
+from services.eventing.offset_guard import OffsetGuard, Verdict
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.eventing.topics import PARTITIONS
@@ -108,6 +110,11 @@ def make_app(settings: ServiceSettings) -> faust.App:
         # measured here, see README "Design".)
         canonical_url=f"http://{settings.service}-{settings.instance_id}.boomerang",
         broker_session_timeout=10.0,
+        # After a broker restart the first metadata can say "topic missing": the consumer is
+        # then assigned nothing until it refreshes metadata (5 min by default). Measured in
+        # the chaos run: the inspection service sat with 0 partitions. Refresh often.
+        consumer_metadata_max_age_ms=5_000,
+        producer_metadata_max_age_ms=5_000,
         broker_heartbeat_interval=3.0,
         stream_wait_empty=False,
     )
@@ -208,8 +215,24 @@ class EventConsumer:
         """`on_exhausted(decoded, error)` turns a transient failure that outlived its retries
         into events (e.g. a retryable RefundFailed the saga retries later); without it the
         record is dead-lettered."""
+        guard = OffsetGuard()
         async for event in stream.events():
-            await self.process(event.message, handler, accepts, keyed_by_return, on_exhausted)
+            message = event.message
+            verdict = guard.check(message.tp, message.offset, time.monotonic())
+            if verdict is Verdict.SEEK:
+                log.error(
+                    "offset gap: the stream skipped records; seeking back to re-read them",
+                    topic=message.topic,
+                    partition=message.partition,
+                    expected_offset=guard.expected(message.tp),
+                    got_offset=message.offset,
+                )
+                await self.app.consumer.seek(message.tp, guard.expected(message.tp))
+                continue
+            if verdict is Verdict.SKIP:
+                continue
+            await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
+            guard.processed(message.tp, message.offset)
 
     async def process(
         self,
@@ -346,7 +369,8 @@ def add_health_page(app: faust.App, service: str) -> None:
     async def health(web: Any, request: Any) -> Any:
         assigned = len(app.consumer.assignment()) if app.consumer else 0
         recovered = app.tables.recovery.completed.is_set()
-        ready = recovered and not app.rebalancing
+        # one process per service here: with no partition it would consume nothing
+        ready = recovered and not app.rebalancing and assigned > 0
         return web.json(
             {"service": service, "ready": ready, "assigned_partitions": assigned},
             status=200 if ready else 503,
