@@ -267,6 +267,8 @@ class LocalKafka:
         running = {s.node_id for s in statuses if s.running}
         if not formatted:
             self._format(nodes)
+        else:
+            self._write_configs(nodes, skip=running)  # ports may have changed since formatting
         for node_id in range(1, nodes + 1):
             if node_id not in running:
                 self.start_node(node_id)
@@ -319,6 +321,16 @@ class LocalKafka:
             )
         )
         self.settings.log(f"formatted KRaft storage for {nodes} node(s), cluster id {cluster_id}")
+
+    def _write_configs(self, nodes: int, skip: set[int] | frozenset[int] = frozenset()) -> None:
+        for node_id in range(1, nodes + 1):
+            if node_id in skip:
+                continue
+            node_dir = self.node_dir(node_id)
+            (node_dir / "server.properties").write_text(
+                _server_properties(self.settings, node_id, nodes)
+            )
+            (node_dir / "log4j2.properties").write_text(_LOG4J2)
 
     def _java(self, node_id: int) -> list[str]:
         node_dir = self.node_dir(node_id)
