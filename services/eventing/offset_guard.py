@@ -5,7 +5,9 @@ already fetched and went on from later offsets (the coordinator never saw a Pick
 at offset 471 of boomerang.pickup.events-3 but processed offset 587). Our input topics are
 delete-policy and written without transactions, so their offsets are contiguous: a jump
 forward means records were skipped. The loop then seeks the partition back to the first
-missing offset and skips what arrives early; the skipped records come again. Offsets below
+missing offset and skips what arrives early; the skipped records come again. A jump up to the
+group's committed offset is not a gap (a restarted process first reads from the earliest
+offset, then the framework seeks to where the group had got). Offsets below
 what this process already handled are skipped (faust re-delivers after its own seeks).
 Reading a record twice is harmless: every consumer is idempotent. Pure bookkeeping.
 """
@@ -31,12 +33,16 @@ class OffsetGuard:
     _seek_sent_at: dict[Any, float] = field(default_factory=dict)
     gaps_seen: int = 0
 
-    def check(self, tp: Any, offset: int, now_s: float) -> Verdict:
+    def check(self, tp: Any, offset: int, now_s: float, committed: int | None = None) -> Verdict:
+        """`committed`: the group's committed offset the framework last sought to, if known.
+        A jump up to it is the framework resuming where the group left off, not a gap."""
         expected = self._expected.get(tp)
         if expected is None or offset == expected:
             return Verdict.PROCESS
         if offset < expected:
             return Verdict.SKIP
+        if committed is not None and offset <= committed:
+            return Verdict.PROCESS
         sent = self._seek_sent_at.get(tp)
         if sent is not None and now_s - sent < RESEEK_AFTER_S:
             return Verdict.SKIP

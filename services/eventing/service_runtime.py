@@ -218,7 +218,8 @@ class EventConsumer:
         guard = OffsetGuard()
         async for event in stream.events():
             message = event.message
-            verdict = guard.check(message.tp, message.offset, time.monotonic())
+            committed = getattr(self.app.consumer, "_committed_offset", {}).get(message.tp)
+            verdict = guard.check(message.tp, message.offset, time.monotonic(), committed)
             if verdict is Verdict.SEEK:
                 log.error(
                     "offset gap: the stream skipped records; seeking back to re-read them",

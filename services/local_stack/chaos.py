@@ -83,7 +83,7 @@ SAGA_ENV = {
     "SAGA_BACKOFF_CAP_MS": "5000",
     "SAGA_BOOKING_DEADLINE_MS": "20000",
     "SAGA_COLLECTION_DEADLINE_MS": "60000",
-    "SAGA_INSPECTION_DEADLINE_MS": "120000",
+    "SAGA_INSPECTION_DEADLINE_MS": "300000",
     "SAGA_INTAKE_DEADLINE_MS": "20000",
     "SAGA_REFUND_DEADLINE_MS": "20000",
     "SAGA_SETTLEMENT_DEADLINE_MS": "60000",
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES") or 1))
     parser.add_argument("--kill-interval", type=float, default=None, help="seconds between kills")
-    parser.add_argument("--settle-timeout", type=float, default=300.0)
+    parser.add_argument("--settle-timeout", type=float, default=420.0)
     args = parser.parse_args(argv)
     console.print(f"chaos: {args.returns} returns, seed {args.seed}, {args.nodes} broker node(s)")
     started = time.monotonic()

@@ -47,3 +47,10 @@ def test_partitions_are_independent():
     guard = OffsetGuard()
     guard.processed(TP, 1)
     assert guard.check(("other", 0), 100, 0.0) is Verdict.PROCESS
+
+
+def test_a_jump_to_the_committed_offset_is_the_framework_resuming_not_a_gap():
+    guard = OffsetGuard()
+    guard.processed(TP, 1)  # read from the earliest offset before the seek to committed
+    assert guard.check(TP, 115, 0.0, committed=115) is Verdict.PROCESS
+    assert guard.check(TP, 200, 0.0, committed=115) is Verdict.SEEK
