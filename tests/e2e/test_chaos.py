@@ -21,8 +21,6 @@ def test_a_short_chaos_run_keeps_every_invariant():
             "200",
             "--seed",
             "7",
-            "--settle-timeout",
-            "240",
         ],
         cwd=REPO_ROOT,
         env=env,
