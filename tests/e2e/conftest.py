@@ -30,7 +30,11 @@ SAGA_ENV = {
 def stack(catalogue_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     run_dir = Path(tmp_path_factory.mktemp("stack"))
     local = LocalStack(
-        catalogue_topics, run_dir, carrier_callback_delay_ms=1000, log=lambda m: None
+        catalogue_topics,
+        run_dir,
+        carrier_callback_delay_ms=1000,
+        extra_env=SAGA_ENV,
+        log=lambda m: None,
     )
     try:
         local.start_all()

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from services.local_kafka.broker import REPO_ROOT
 
 
+@pytest.mark.timeout(1500)
 def test_a_short_chaos_run_keeps_every_invariant():
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     result = subprocess.run(
