@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import replace
 
@@ -70,8 +71,13 @@ def test_created_topics_carry_the_declared_settings_and_drift_is_reported(kafka_
     events = specs[0]
     asyncio.run(_alter(kafka_bootstrap, events.name, "1000", events.partitions + 2))
 
-    report = asyncio.run(bootstrap_topics(kafka_bootstrap, specs))
-    drift = {(d.topic, d.setting): (d.declared, d.actual) for d in report.drift}
+    deadline = time.monotonic() + 20  # the cluster's metadata catches up with the changes
+    while True:
+        report = asyncio.run(bootstrap_topics(kafka_bootstrap, specs))
+        drift = {(d.topic, d.setting): (d.declared, d.actual) for d in report.drift}
+        if len(drift) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert drift == {
         (events.name, "retention.ms"): (str(events.retention_ms), "1000"),
         (events.name, "partitions"): (str(events.partitions), str(events.partitions + 2)),
