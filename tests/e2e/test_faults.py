@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -89,10 +90,15 @@ def test_a_permanent_decline_compensates_in_reverse_and_moves_no_money(stack, ht
     assert "refund declined: account_closed" in view["outcome"]["reason"]
     assert view["compensation"]["done"][1:] == ["reverse-intake", "cancel-pickup"]
     assert _paid(http, stack, return_id) == []
-    ledger = http.get(f"{stack.url('warehouse-intake')}/ledger", params={"sku": "SKU-E2E-2"}).json()
-    assert any(
-        e["location"].endswith("/QUARANTINE") and e["on_hand"] > 0 for e in ledger["entries"]
-    )
+    deadline = time.monotonic() + 30  # the ledger applies movements from their own topic
+    while True:
+        url = f"{stack.url('warehouse-intake')}/ledger"
+        ledger = http.get(url, params={"sku": "SKU-E2E-2"}).json()
+        quarantined = [e for e in ledger["entries"] if e["location"].endswith("/QUARANTINE")]
+        if any(e["on_hand"] > 0 for e in quarantined) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(e["on_hand"] > 0 for e in quarantined), ledger
 
 
 def test_a_buyer_never_at_home_gets_the_return_cancelled_with_the_carrier(stack, http, faults):
