@@ -41,7 +41,6 @@ class InvalidRefundCommand(DomainRejection):
 
 
 def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> Outbound:
-    envelope = command["envelope"]
     name = "RefundIssued" if answer.accepted else "RefundFailed"
     body: dict[str, Any] = {
         "amount": command["amount"],
@@ -56,21 +55,11 @@ def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> O
         }
     else:
         body |= {"decline_code": answer.decline_code, "detail": answer.detail, "retryable": False}
-    record = {
-        "envelope": new_envelope(
-            name,
-            envelope["return_id"],
-            SERVICE,
-            correlation_id=envelope["correlation_id"],
-            causation_id=envelope["event_id"],
-            event_id=deterministic_event_id(envelope["event_id"], name),
-        ),
-        **body,
-    }
-    return name, record
+    return reply(command, name, body)
 
 
 def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
+    """An event answering `command`; its id derives from the command's, so a repeat is one."""
     envelope = command["envelope"]
     record = {
         "envelope": new_envelope(
