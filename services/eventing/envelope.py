@@ -50,6 +50,25 @@ def new_envelope(
     }
 
 
+def reply_record(
+    command: dict[str, Any], name: str, body: dict[str, Any], producer: str, *id_parts: str
+) -> dict[str, Any]:
+    """An event answering `command`: same return and correlation, caused by it, its id derived
+    from the command's (and `id_parts`), so answering one command twice yields one event."""
+    envelope = command["envelope"]
+    return {
+        "envelope": new_envelope(
+            name,
+            envelope["return_id"],
+            producer,
+            correlation_id=envelope["correlation_id"],
+            causation_id=envelope["event_id"],
+            event_id=deterministic_event_id(envelope["event_id"], name, *id_parts),
+        ),
+        **body,
+    }
+
+
 def check_envelope(record_name: str, record: dict[str, Any], key: bytes | None = None) -> None:
     """Raise EnvelopeError unless the envelope is consistent with its record and Kafka key."""
     envelope = record.get("envelope") or {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from services.coordinator.saga import NOT_CANCELLED_PREFIX
 from services.eventing.avro_codec import Decoded
-from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.envelope import reply_record
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.openapi_docs import add_openapi_page
@@ -45,20 +45,7 @@ log = get_logger(__name__)
 
 
 def _reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
-    envelope = command["envelope"]
-    return_id = envelope["return_id"]
-    record = {
-        "envelope": new_envelope(
-            name,
-            return_id,
-            SERVICE,
-            correlation_id=envelope["correlation_id"],
-            causation_id=envelope["event_id"],
-            event_id=deterministic_event_id(envelope["event_id"], name),
-        ),
-        **body,
-    }
-    return name, record
+    return name, reply_record(command, name, body, SERVICE)
 
 
 def build(settings: ServiceSettings, carrier: CarrierClient, signing_secret: bytes) -> ServiceParts:

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
-from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.envelope import reply_record
 from services.eventing.log_setup import get_logger
 from services.eventing.service_runtime import (
     DomainRejection,
@@ -59,20 +59,7 @@ def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> O
 
 
 def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
-    """An event answering `command`; its id derives from the command's, so a repeat is one."""
-    envelope = command["envelope"]
-    record = {
-        "envelope": new_envelope(
-            name,
-            envelope["return_id"],
-            SERVICE,
-            correlation_id=envelope["correlation_id"],
-            causation_id=envelope["event_id"],
-            event_id=deterministic_event_id(envelope["event_id"], name),
-        ),
-        **body,
-    }
-    return name, record
+    return name, reply_record(command, name, body, SERVICE)
 
 
 def build(settings: ServiceSettings, psp: PspClient) -> ServiceParts:

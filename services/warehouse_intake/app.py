@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
-from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.envelope import reply_record
 from services.eventing.log_setup import get_logger
 from services.eventing.service_runtime import (
     Outbound,
@@ -34,18 +34,7 @@ log = get_logger(__name__)
 
 
 def _event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: str) -> dict:
-    envelope = command["envelope"]
-    return {
-        "envelope": new_envelope(
-            name,
-            envelope["return_id"],
-            SERVICE,
-            correlation_id=envelope["correlation_id"],
-            causation_id=envelope["event_id"],
-            event_id=deterministic_event_id(envelope["event_id"], name, *id_parts),
-        ),
-        **body,
-    }
+    return reply_record(command, name, body, SERVICE, *id_parts)
 
 
 def _movement_events(command: dict[str, Any], warehouse: str, movements: list[dict]) -> list:
