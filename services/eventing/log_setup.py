@@ -11,11 +11,56 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
+
+FRAMEWORK_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "aiohttp.access")
+
+
+class RepeatedMessageFilter(logging.Filter):
+    """Lets a framework's repeated line through once per window, then says how many were held.
+
+    While a broker is down aiokafka logs "Unable to update metadata" hundreds of times a
+    second; 16,000 identical lines hide the few that matter. The first line of each kind
+    passes; repeats within `window_s` are counted, and the next one after the window carries
+    `repeated` (how many were held back). Boomerang's own loggers are never filtered.
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        window_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self.clock = clock
+        self.last_passed: dict[tuple[str, int, str], float] = {}
+        self.held: dict[tuple[str, int, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        passed_at = self.last_passed.get(key)
+        if passed_at is not None and now - passed_at < self.window_s:
+            self.held[key] = self.held.get(key, 0) + 1
+            return False
+        self.last_passed[key] = now
+        held = self.held.pop(key, 0)
+        if held:
+            record.repeated = held
+        if len(self.last_passed) > 1000:  # messages with ever-changing text: forget old ones
+            cutoff = now - self.window_s
+            self.last_passed = {k: t for k, t in self.last_passed.items() if t >= cutoff}
+            self.held = {k: n for k, n in self.held.items() if k in self.last_passed}
+        return True
 
 
 def configure_logging(
@@ -53,11 +98,12 @@ def configure_logging(
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatedMessageFilter(FRAMEWORK_LOGGERS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_name)
     framework_level = os.environ.get("BOOMERANG_FRAMEWORK_LOG_LEVEL", "WARNING").upper()
-    for noisy in ("aiokafka", "kafka", "faust", "mode", "aiohttp.access"):
+    for noisy in FRAMEWORK_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(framework_level), root.level))
 
 

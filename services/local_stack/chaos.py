@@ -57,6 +57,7 @@ from services.eventing.topics import (
 )
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
 from services.local_stack.demo import LoopDriver, TrackedReturn, scan_body
+from services.local_stack.orphan_reaper import reap_children_if_i_die
 from services.local_stack.stack import SERVICES, STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
@@ -581,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"chaos: {args.returns} returns, seed {args.seed}, {args.nodes} broker node(s)")
     started = time.monotonic()
 
+    reap_children_if_i_die()  # a killed runner leaves no broker or service behind
     broker: LocalKafka | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     cache = Path(__file__).resolve().parents[2] / ".cache"

@@ -38,6 +38,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
+from services.local_stack.orphan_reaper import reap_children_if_i_die
 from services.local_stack.stack import STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
@@ -321,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
 
+    reap_children_if_i_die()  # a killed runner leaves no broker or service behind
     broker: LocalKafka | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:

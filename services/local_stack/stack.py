@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from services.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
+
 SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
 PARTNERS = ("carrier", "psp")
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
@@ -82,6 +84,7 @@ class LocalStack:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         ports = {name: free_port() for name in (*PARTNERS, *SERVICES)}
+        owner_mark = reap_children_if_i_die()
         common = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("COV_", "PYTEST_"))},
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -96,6 +99,7 @@ class LocalStack:
             "PSP_LEDGER_FILE": str(self.run_dir / "psp-ledger.jsonl"),
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
             **self.extra_env,
+            OWNER_VARIABLE: owner_mark,
         }
         for name, port in ports.items():
             env = {**common, f"{name.upper().replace('-', '_')}_PORT": str(port)}

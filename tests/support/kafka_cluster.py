@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, wait_until_ready
+from services.local_stack.orphan_reaper import reap_children_if_i_die
 
 
 @dataclass
@@ -79,6 +80,8 @@ def start_docker_kafka(version: str) -> KafkaCluster:
 def start_native_kafka() -> KafkaCluster:
     local = LocalKafka(LocalKafkaSettings.from_env(log=lambda message: None))
     already = any(status.running for status in local.statuses())
+    if not already:
+        reap_children_if_i_die()  # a killed test session leaves no broker behind
     nodes = local.formatted_nodes() or 1
     bootstrap = local.up(nodes=nodes, timeout=120)
     stop = (lambda: None) if already else (lambda: local.down())

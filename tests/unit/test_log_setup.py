@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+
+from services.eventing.log_setup import FRAMEWORK_LOGGERS, RepeatedMessageFilter
 
 SCRIPT = """
 import logging
@@ -45,3 +48,41 @@ def test_console_format_for_people():
     first = _run(json_lines=False)[0]
     assert "refund requested" in first and "return_id=RMA-9" in first
     assert not first.startswith("{")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _record(name: str, message: str, level: int = logging.ERROR) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+def test_a_framework_line_repeated_within_the_window_passes_once_then_reports_the_count():
+    clock = _Clock()
+    repeats = RepeatedMessageFilter(FRAMEWORK_LOGGERS, window_s=5.0, clock=clock)
+    passed = [
+        repeats.filter(_record("aiokafka.cluster", "Unable to update metadata")) for _ in range(500)
+    ]
+    assert passed.count(True) == 1
+    clock.now += 5.0
+    after_window = _record("aiokafka.cluster", "Unable to update metadata")
+    assert repeats.filter(after_window)
+    assert after_window.repeated == 499
+
+
+def test_different_framework_lines_and_levels_are_counted_apart():
+    repeats = RepeatedMessageFilter(FRAMEWORK_LOGGERS, clock=_Clock())
+    assert repeats.filter(_record("aiokafka", "node 1 down"))
+    assert repeats.filter(_record("aiokafka", "node 2 down"))
+    assert repeats.filter(_record("aiokafka", "node 1 down", logging.WARNING))
+    assert repeats.filter(_record("faust.agent", "node 1 down"))
+
+
+def test_boomerang_lines_are_never_held_back():
+    repeats = RepeatedMessageFilter(FRAMEWORK_LOGGERS, clock=_Clock())
+    assert all(repeats.filter(_record("services.refund.app", "dead-lettered")) for _ in range(50))
