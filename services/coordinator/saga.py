@@ -89,6 +89,9 @@ STATUS_RANK = {
     Status.INTAKE_PENDING: 5,
     Status.REFUND_PENDING: 6,
 }
+# While a pickup is being cancelled the carrier may already have the parcel: the cancel
+# then fails and the return goes on, so later steps' events are kept, not dropped.
+PARKING_RANK = {**STATUS_RANK, Status.CANCELLING: STATUS_RANK[Status.PICKUP_SCHEDULED]}
 EVENT_RANK = {
     "ReturnRequested": 0,
     "ReturnAccepted": 1,
@@ -301,7 +304,7 @@ def _apply(
         new_state = handler(step)
         if new_state is not None:
             return _with_history(step, new_state), step.commands, "applied"
-    elif not state.terminal and EVENT_RANK.get(name, -1) > STATUS_RANK.get(state.status, 99):
+    elif not state.terminal and EVENT_RANK.get(name, -1) > PARKING_RANK.get(state.status, 99):
         step.notes.append(f"{name} arrived before its step (state {state.status}); parked")
         parked = replace(state, parked=(*state.parked, (name, record)))
         return _with_history(step, parked, parked_event=True), [], "parked"
@@ -856,6 +859,16 @@ def _cancel_confirmed(step: _Step) -> SagaState:
             return _deadline(step, state, step.config.inspection_deadline_ms)
         state = replace(state, status=Status.PICKUP_SCHEDULED)
         return _deadline(step, state, step.config.collection_deadline_ms)
+    if any(name == "InspectionRecorded" for name, _ in step.state.parked):
+        # The carrier says it never collected, yet the warehouse scanned the parcel.
+        return _finish(
+            step,
+            step.state,
+            Status.NEEDS_ATTENTION,
+            "PICKUP",
+            "the carrier confirmed the cancellation but the parcel was inspected at the "
+            "warehouse: check where the item is before closing the return",
+        )
     return _finish(step, step.state, Status.CANCELLED, "PICKUP", reason)
 
 

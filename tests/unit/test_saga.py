@@ -10,7 +10,7 @@ import pytest
 from services.coordinator.saga import (
     CONSUMED_EVENTS,
     EVENT_RANK,
-    STATUS_RANK,
+    PARKING_RANK,
     TERMINAL,
     SagaState,
     Status,
@@ -131,7 +131,7 @@ def test_every_state_and_every_event(status, name):
     parks = (
         expected is None
         and status not in TERMINAL
-        and EVENT_RANK.get(name, -1) > STATUS_RANK.get(status, 99)
+        and EVENT_RANK.get(name, -1) > PARKING_RANK.get(status, 99)
     )
     if parks:
         assert not transition.ignored

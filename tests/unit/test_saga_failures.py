@@ -258,6 +258,28 @@ def test_a_refused_cancellation_before_the_collection_is_known_waits_for_it():
     assert apply(answer.state, "PickupCompleted").state.status == Status.AWAITING_INSPECTION
 
 
+def test_an_inspection_that_overtakes_a_failed_cancellation_is_kept_and_applied():
+    """Seen in a chaos run: the scan arrived while the saga was still cancelling; dropping
+    it left the return waiting for an inspection that had already happened."""
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
+    state = apply(state, "PickupCompleted").state
+    kept = apply(state, "InspectionRecorded")
+    assert kept.state.status == Status.CANCELLING
+    assert kept.state.history[-1].get("parked") is True
+    answer = apply(kept.state, "PickupCancelled", reason="not-cancelled: already collected")
+    assert answer.state.status == Status.INTAKE_PENDING
+    assert commands(answer) == ["IntakeRequested"]
+
+
+def test_a_confirmed_cancellation_of_a_parcel_the_warehouse_inspected_needs_a_person():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
+    state = apply(state, "InspectionRecorded").state
+    answer = apply(state, "PickupCancelled")
+    assert answer.state.status == Status.NEEDS_ATTENTION
+    assert "inspected at the warehouse" in answer.state.outcome["reason"]
+    assert answer.state.parked == ()
+
+
 # ---------------------------------------------------------------- inspection outcomes
 
 
