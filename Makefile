@@ -56,15 +56,15 @@ sample: kafka-up ## send one sample return's events and read them back (no servi
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
 	@$(PY) -m services.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
 
-test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker
+test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker (incl. a 200-return chaos run)
 
 test-unit: setup ## fast tests, no Kafka
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: setup ## tests against a real broker (started if needed, stopped if started here)
-	$(PY) -m pytest tests/integration tests/e2e -m "not chaos" --durations=8 $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/e2e --durations=8 $(PYTEST_ARGS)
 
-test-chaos: setup ## a 200-return chaos run with its invariants (minutes)
+test-chaos: setup ## only the 200-return chaos run of `make test` (minutes)
 	$(PY) -m pytest tests/e2e/test_chaos.py -m chaos $(PYTEST_ARGS)
 
 lint: setup ## ruff

@@ -1,8 +1,5 @@
-"""A short chaos run (`make test-chaos`; the full `make chaos` runs 1,000 returns).
-
-Not yet in the default suite: on a fresh clone its broker restart left the services without a
-broker for most of the run (issue 5 is still open on this).
-"""
+"""A short chaos run, part of `make test` (alone: `make test-chaos`; the full `make chaos`
+runs 1,000 returns). It runs on a broker of its own, next to the suite's."""
 
 from __future__ import annotations
 
