@@ -1,0 +1,360 @@
+"""What a return refunds, line by line and component by component (pure).
+
+Inputs are the order as it was paid (lines, order-level discounts and vouchers, the shipping
+fee, tax on the price basis the market uses), what earlier returns of the same order already
+refunded, the lines being returned now, who is liable and the fee terms of the policy the
+return was decided under. Everything is integer minor units of one currency.
+
+Per line:  goods   = unit price × quantity − the line's share of order-level discounts
+           + tax   (EXCLUSIVE basis: the tax charged on the line; INCLUSIVE: inside goods,
+                    shown as `tax_included` for the receipt, never added twice)
+           + shipping       (the original shipping fee, when seller, platform or carrier
+                             is liable)
+           − return_shipping, restocking_fee, damage_deduction   (when the buyer is liable)
+
+How nothing is lost or created:
+- order-level discounts are split over all lines of the order once, by largest remainder
+  over the lines' gross values, so every return of the order sees the same net line values;
+- a partial return takes `cumulative_share(net, before, after, bought)` of each line: over
+  any sequence of returns that ends with every unit back, the refunds add up to exactly what
+  was paid for the line, and never more at any point;
+- the shipping fee is shared the same way over the order's units;
+- fees are split over the returned lines by largest remainder and capped at what the line
+  refunds, so no line (and no refund) goes below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from services.money import CURRENCY_EXPONENTS, MoneyError
+from services.money.allocation import cumulative_share, split_by_weights
+
+BASIS_POINTS = 10_000
+
+
+class TaxBasis(StrEnum):
+    INCLUSIVE = "INCLUSIVE"  # prices include tax (EU, ID, SG ...)
+    EXCLUSIVE = "EXCLUSIVE"  # tax is added on top of the price (US sales tax ...)
+
+
+class Liable(StrEnum):
+    SELLER = "SELLER"
+    BUYER = "BUYER"
+    CARRIER = "CARRIER"
+    PLATFORM = "PLATFORM"
+
+
+class RefundArithmeticError(MoneyError):
+    """An order or return that cannot be refunded as given (with the reason)."""
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    line_id: str
+    sku: str
+    unit_price_minor: int
+    quantity: int
+    tax_minor: int = 0  # EXCLUSIVE basis: tax charged on the whole line
+    category: str = ""
+
+    @property
+    def gross_minor(self) -> int:
+        return self.unit_price_minor * self.quantity
+
+
+@dataclass(frozen=True)
+class Order:
+    order_ref: str
+    currency: str
+    lines: tuple[OrderLine, ...]
+    discount_minor: int = 0  # order-level discounts and vouchers, together
+    shipping_fee_minor: int = 0
+    tax_basis: TaxBasis = TaxBasis.INCLUSIVE
+    tax_rate_bp: int = 0  # INCLUSIVE basis: the rate inside prices, for the receipt
+
+    def __post_init__(self) -> None:
+        if self.currency not in CURRENCY_EXPONENTS:
+            raise RefundArithmeticError(f"unknown or unsupported currency {self.currency!r}")
+        if not self.lines:
+            raise RefundArithmeticError(f"order {self.order_ref} has no lines")
+        ids = [line.line_id for line in self.lines]
+        if len(set(ids)) != len(ids):
+            raise RefundArithmeticError(f"order {self.order_ref} repeats a line id: {ids}")
+        for line in self.lines:
+            for name in ("unit_price_minor", "quantity", "tax_minor"):
+                value = getattr(line, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise RefundArithmeticError(
+                        f"line {line.line_id}: {name} must be a non-negative integer, got {value!r}"
+                    )
+            if line.quantity == 0:
+                raise RefundArithmeticError(f"line {line.line_id}: quantity must be positive")
+        for name in ("discount_minor", "shipping_fee_minor", "tax_rate_bp"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RefundArithmeticError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.discount_minor > self.goods_gross_minor:
+            raise RefundArithmeticError(
+                f"discounts ({self.discount_minor}) exceed the goods ({self.goods_gross_minor})"
+            )
+        if self.tax_basis == TaxBasis.INCLUSIVE and any(line.tax_minor for line in self.lines):
+            raise RefundArithmeticError("tax_minor on a line needs the EXCLUSIVE tax basis")
+
+    @property
+    def goods_gross_minor(self) -> int:
+        return sum(line.gross_minor for line in self.lines)
+
+    @property
+    def units(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+    @property
+    def paid_minor(self) -> int:
+        """What the buyer paid for the order."""
+        tax = sum(line.tax_minor for line in self.lines)
+        return self.goods_gross_minor - self.discount_minor + self.shipping_fee_minor + tax
+
+    def line(self, line_id: str) -> OrderLine:
+        for line in self.lines:
+            if line.line_id == line_id:
+                return line
+        raise RefundArithmeticError(f"order {self.order_ref} has no line {line_id!r}")
+
+    def discount_shares(self) -> dict[str, int]:
+        shares = split_by_weights(self.discount_minor, [line.gross_minor for line in self.lines])
+        return {line.line_id: share for line, share in zip(self.lines, shares, strict=True)}
+
+
+@dataclass(frozen=True)
+class OrderRefundHistory:
+    """What earlier returns of the order took back (kept per order by the refund service)."""
+
+    returned_units: Mapping[str, int] = field(default_factory=dict)
+    shipping_refunded_units: int = 0
+    refunded_minor: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "returned_units": dict(sorted(self.returned_units.items())),
+            "shipping_refunded_units": self.shipping_refunded_units,
+            "refunded_minor": self.refunded_minor,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> OrderRefundHistory:
+        if not record:
+            return cls()
+        return cls(
+            dict(record.get("returned_units", {})),
+            int(record.get("shipping_refunded_units", 0)),
+            int(record.get("refunded_minor", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class FeeTerms:
+    """The policy's fees for a buyer-liable return (all zero when nobody charges any)."""
+
+    return_shipping_fee_minor: int = 0  # per return, when the buyer pays return shipping
+    restocking_fee_bp: int = 0  # of the line's goods
+    restocking_fee_flat_minor: int = 0  # per returned unit
+    damage_deduction_bp: int = 0  # item damaged by the buyer, policy says reduce
+
+    def __post_init__(self) -> None:
+        for name in (
+            "return_shipping_fee_minor",
+            "restocking_fee_bp",
+            "restocking_fee_flat_minor",
+            "damage_deduction_bp",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RefundArithmeticError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("restocking_fee_bp", "damage_deduction_bp"):
+            if getattr(self, name) > BASIS_POINTS:
+                raise RefundArithmeticError(f"{name} is above 100 %")
+
+
+@dataclass(frozen=True)
+class LineRefund:
+    line_id: str
+    sku: str
+    quantity: int
+    unit_price_minor: int
+    gross_minor: int  # unit price × quantity
+    discount_minor: int  # this return's share of order-level discounts and vouchers
+    goods_minor: int  # gross − discount
+    tax_minor: int  # EXCLUSIVE basis: tax refunded on top
+    tax_included_minor: int  # INCLUSIVE basis: tax inside goods (for the receipt)
+    shipping_minor: int  # original shipping fee refunded
+    return_shipping_minor: int  # deducted
+    restocking_fee_minor: int  # deducted
+    damage_deduction_minor: int  # deducted
+    amount_minor: int  # what this line refunds
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RefundCalculation:
+    order_ref: str
+    currency: str
+    liable: Liable
+    lines: tuple[LineRefund, ...]
+    total_minor: int
+    history_after: OrderRefundHistory
+    notes: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "order_ref": self.order_ref,
+            "currency": self.currency,
+            "liable": str(self.liable),
+            "lines": [line.to_record() for line in self.lines],
+            "total_minor": self.total_minor,
+            "history_after": self.history_after.to_record(),
+            "notes": list(self.notes),
+        }
+
+
+def calculate_refund(
+    order: Order,
+    returning: Mapping[str, int],
+    liable: Liable,
+    fees: FeeTerms = FeeTerms(),
+    history: OrderRefundHistory = OrderRefundHistory(),
+) -> RefundCalculation:
+    """`returning`: order line id → units returned now."""
+    if not returning:
+        raise RefundArithmeticError("a return needs at least one line")
+    for line_id, units in returning.items():
+        line = order.line(line_id)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise RefundArithmeticError(f"line {line_id}: units must be a positive integer")
+        before = history.returned_units.get(line_id, 0)
+        if before + units > line.quantity:
+            raise RefundArithmeticError(
+                f"line {line_id}: returning {units} after {before} of {line.quantity} bought"
+            )
+    buyer_pays = liable == Liable.BUYER
+    discounts = order.discount_shares()
+    notes: list[str] = []
+
+    returned = [order.line(line_id) for line_id in sorted(returning, key=_line_order(order))]
+    lines: list[LineRefund] = []
+    for line in returned:
+        units = returning[line.line_id]
+        before = history.returned_units.get(line.line_id, 0)
+        after = before + units
+        net = line.gross_minor - discounts[line.line_id]
+        goods = cumulative_share(net, before, after, line.quantity)
+        gross = cumulative_share(line.gross_minor, before, after, line.quantity)
+        tax = cumulative_share(line.tax_minor, before, after, line.quantity)
+        included = 0
+        if order.tax_basis == TaxBasis.INCLUSIVE and order.tax_rate_bp:
+            line_tax = net * order.tax_rate_bp // (BASIS_POINTS + order.tax_rate_bp)
+            included = cumulative_share(line_tax, before, after, line.quantity)
+        lines.append(
+            LineRefund(
+                line.line_id,
+                line.sku,
+                units,
+                line.unit_price_minor,
+                gross,
+                gross - goods,
+                goods,
+                tax,
+                included,
+                0,
+                0,
+                0,
+                0,
+                goods + tax,
+            )
+        )
+
+    units_now = sum(returning.values())
+    shipping_units_after = history.shipping_refunded_units
+    if not buyer_pays and order.shipping_fee_minor:
+        shipping_units_after += units_now
+        shipping = cumulative_share(
+            order.shipping_fee_minor,
+            history.shipping_refunded_units,
+            shipping_units_after,
+            order.units,
+        )
+        shares = split_by_weights(shipping, [line.quantity for line in lines])
+        lines = [
+            replace(line, shipping_minor=share, amount_minor=line.amount_minor + share)
+            for line, share in zip(lines, shares, strict=True)
+        ]
+    if buyer_pays:
+        lines = _deduct_fees(lines, fees, notes)
+
+    total = sum(line.amount_minor for line in lines)
+    returned_units = dict(history.returned_units)
+    for line_id, units in returning.items():
+        returned_units[line_id] = returned_units.get(line_id, 0) + units
+    history_after = OrderRefundHistory(
+        returned_units, shipping_units_after, history.refunded_minor + total
+    )
+    if history_after.refunded_minor > order.paid_minor:  # cannot happen; a guard, not a rule
+        raise RefundArithmeticError(
+            f"refunds of {order.order_ref} would reach {history_after.refunded_minor}, "
+            f"more than the {order.paid_minor} paid"
+        )
+    return RefundCalculation(
+        order.order_ref, order.currency, liable, tuple(lines), total, history_after, tuple(notes)
+    )
+
+
+def _deduct_fees(lines: list[LineRefund], fees: FeeTerms, notes: list[str]) -> list[LineRefund]:
+    """Damage deduction, restocking fee, then return shipping; each capped at what is left."""
+    out = []
+    for line in lines:
+        left = line.amount_minor
+        damage = min(left, line.goods_minor * fees.damage_deduction_bp // BASIS_POINTS)
+        left -= damage
+        restocking = line.goods_minor * fees.restocking_fee_bp // BASIS_POINTS
+        restocking = min(left, restocking + fees.restocking_fee_flat_minor * line.quantity)
+        left -= restocking
+        out.append(
+            replace(
+                line,
+                damage_deduction_minor=damage,
+                restocking_fee_minor=restocking,
+                amount_minor=left,
+            )
+        )
+    fee = fees.return_shipping_fee_minor
+    refundable = sum(line.amount_minor for line in out)
+    if fee > refundable:
+        notes.append(f"return shipping fee {fee} capped at what the return refunds ({refundable})")
+        fee = refundable
+    if fee:
+        shares = _capped_split(fee, [line.amount_minor for line in out])
+        out = [
+            replace(line, return_shipping_minor=share, amount_minor=line.amount_minor - share)
+            for line, share in zip(out, shares, strict=True)
+        ]
+    return out
+
+
+def _capped_split(amount: int, caps: Sequence[int]) -> list[int]:
+    """Split `amount` (≤ sum of caps) by the caps as weights; a share never exceeds its cap."""
+    if sum(caps) == 0:
+        return [0] * len(caps)
+    shares = split_by_weights(amount, caps)
+    # largest remainder over the caps themselves never exceeds a cap when amount ≤ sum(caps)
+    assert all(share <= cap for share, cap in zip(shares, caps, strict=True))
+    return shares
+
+
+def _line_order(order: Order):
+    position = {line.line_id: index for index, line in enumerate(order.lines)}
+    return lambda line_id: position.get(line_id, len(position))
