@@ -3,12 +3,17 @@
 boomerang run <service>     start one service process (the command docker-compose uses)
 boomerang topics [--check]  create missing topics / report drift
 boomerang schemas check     the schema evolution gate
+boomerang policy explain F  a return's decision (acceptance, liability, refund, destination)
+boomerang policy check DIR  validate policy files
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,6 +71,68 @@ def schemas_check() -> None:
     from services.eventing import schema_evolution
 
     sys.exit(schema_evolution.main(["check"]))
+
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "policies"
+
+
+def _policy_dir(option: str | None) -> Path:
+    return Path(option or os.environ.get("BOOMERANG_POLICY_DIR") or DEFAULT_POLICY_DIR)
+
+
+@main.group()
+def policy() -> None:
+    """Return policies as data: explain a decision, check policy files."""
+
+
+@policy.command("explain")
+@click.argument("request_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--policies", "policy_dir", help="Policy directory (default deploy/policies).")
+def policy_explain(request_file: Path, policy_dir: str | None) -> None:
+    """Print the decision for the return in REQUEST_FILE as JSON (no Kafka needed).
+
+    The file format is schemas/policy/return-explain-request.schema.json; examples are in
+    deploy/policy-examples/.
+    """
+    from services.policy.explain import ExplainInputError, explain, parse_request
+    from services.policy.policy_files import PolicyError, load_policy_set
+    from services.policy.policy_rules import PolicyLookupError
+
+    try:
+        policies = load_policy_set(_policy_dir(policy_dir))
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy files are invalid:\n{exc}") from exc
+    try:
+        text = request_file.read_text()
+    except OSError as exc:
+        raise click.ClickException(f"{request_file}: {exc.strerror}") from exc
+    try:
+        answer = explain(policies, parse_request(text))
+    except (ExplainInputError, PolicyLookupError) as exc:
+        raise click.ClickException(f"{request_file}: {exc}") from exc
+    click.echo(json.dumps(answer, indent=2))
+
+
+@policy.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def policy_check(directory: Path | None) -> None:
+    """Validate every policy file in DIRECTORY (default deploy/policies); exit 1 on problems."""
+    from services.policy.policy_files import PolicyError, load_policy_set
+
+    target = directory or _policy_dir(None)
+    try:
+        policies = load_policy_set(target)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(f"policy-check: {problem}", err=True)
+        click.echo(f"policy-check: {len(exc.problems)} problem(s) in {target}", err=True)
+        sys.exit(1)
+    for layer in policies.layers:
+        click.echo(f"  {layer.label:<40} {layer.file}")
+    click.echo(
+        f"policy-check: {len(policies.layers)} layer(s), {len(policies.markets)} market(s), "
+        f"0 problems (set {policies.digest})"
+    )
 
 
 if __name__ == "__main__":

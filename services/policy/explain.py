@@ -1,0 +1,218 @@
+"""`boomerang policy explain <request.json>`: a return's whole decision without Kafka (pure
+apart from reading the two inputs it is given).
+
+The request format is `schemas/policy/return-explain-request.schema.json` (examples under
+`deploy/policies/examples/`). The answer: accepted or rejected (with the code), the policy
+version, the reason family, the liable party, every rule that fired, the refund per line with
+every component, the total and where the money goes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import Any
+
+import jsonschema
+
+from services.money import Money
+from services.policy.liability import (
+    Grade,
+    InspectionFacts,
+    LiabilityDecision,
+    RefundOutcome,
+    decide_liability,
+    provisional_liability,
+)
+from services.policy.policy_files import POLICY_SCHEMAS, PolicySet
+from services.policy.policy_rules import (
+    RequestFacts,
+    decide_request,
+    fee_terms,
+    liability_terms,
+    refund_destination,
+    resolve_policy,
+)
+from services.refund.refund_arithmetic import (
+    Order,
+    OrderLine,
+    OrderRefundHistory,
+    RefundArithmeticError,
+    TaxBasis,
+    calculate_refund,
+)
+
+
+class ExplainInputError(ValueError):
+    """The request file is not a return this command can explain; says where and why."""
+
+
+@cache
+def _request_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((POLICY_SCHEMAS / "return-explain-request.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def parse_request(text: str) -> dict[str, Any]:
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExplainInputError(f"not JSON: {exc}") from exc
+    errors = sorted(_request_validator().iter_errors(request), key=lambda e: list(e.path))
+    if errors:
+        raise ExplainInputError(
+            "; ".join(
+                f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
+                for error in errors
+            )
+        )
+    return request
+
+
+def _epoch_ms(value: str, where: str) -> int:
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise ExplainInputError(f"{where}: not a date or timestamp: {value!r}") from exc
+    return _exact_ms(moment)
+
+
+def _exact_ms(moment: datetime) -> int:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    delta = moment - epoch
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def explain(policies: PolicySet, request: dict[str, Any]) -> dict[str, Any]:
+    order_in, return_in = request["order"], request["return"]
+    try:
+        order = Order(
+            order_in["order_ref"],
+            order_in["currency"],
+            tuple(
+                OrderLine(
+                    line["line_id"],
+                    line["sku"],
+                    line["unit_price_minor"],
+                    line["quantity"],
+                    line.get("tax_minor", 0),
+                )
+                for line in order_in["lines"]
+            ),
+            order_in.get("discount_minor", 0),
+            order_in.get("shipping_fee_minor", 0),
+            TaxBasis(order_in.get("tax_basis", "INCLUSIVE")),
+            order_in.get("tax_rate_bp", 0),
+        )
+    except RefundArithmeticError as exc:
+        raise ExplainInputError(f"order: {exc}") from exc
+    policy = resolve_policy(
+        policies, request["market"], return_in["category"], request["seller_id"]
+    )
+    if policy.currency != order.currency:
+        raise ExplainInputError(
+            f"order.currency: {order.currency} but market {policy.market} settles in "
+            f"{policy.currency}"
+        )
+    facts = RequestFacts(
+        return_in["category"],
+        return_in["reason_code"],
+        _epoch_ms(order_in["delivered_at"], "order.delivered_at"),
+        _epoch_ms(return_in["requested_at"], "return.requested_at"),
+        return_in.get("photos", 0),
+    )
+    decision = decide_request(policy, facts)
+    answer: dict[str, Any] = {
+        "order_ref": order.order_ref,
+        "accepted": decision.accepted,
+        "rejection": (
+            {"code": decision.rejection_code, "detail": decision.detail}
+            if not decision.accepted
+            else None
+        ),
+        "policy_version": policy.version,
+        "reason_family": str(decision.family) if decision.family else None,
+        "liability": None,
+        "rules_fired": [rule.to_record() for rule in decision.rules_fired],
+        "refund": None,
+        "destination": None,
+    }
+    if not decision.accepted or decision.family is None:
+        return answer
+
+    inspection_in = request.get("inspection")
+    liability: LiabilityDecision
+    grade: Grade | None = None
+    if inspection_in is None:
+        liability = provisional_liability(decision.family)
+    else:
+        grade = Grade(inspection_in["grade"])
+        liability = decide_liability(
+            decision.family,
+            bool(request.get("pickup", {}).get("damage_noted", False)),
+            InspectionFacts(
+                grade,
+                inspection_in.get("matches_order", True),
+                inspection_in.get("weight_plausible", True),
+                inspection_in.get("packaging_damaged_on_arrival", False),
+            ),
+            liability_terms(policy),
+        )
+    answer["liability"] = {
+        "liable": str(liability.liable),
+        "refund": str(liability.refund),
+        "family_after_inspection": str(liability.family),
+        "overturned": liability.overturned,
+        "provisional": inspection_in is None,
+    }
+    answer["rules_fired"] += [rule.to_record() for rule in liability.rules_fired]
+    if liability.refund == RefundOutcome.NONE:
+        answer["accepted"] = False
+        answer["rejection"] = {
+            "code": "INSPECTION_REJECTED",
+            "detail": liability.rules_fired[-1].effect,
+        }
+        return answer
+
+    fees, fee_rules = fee_terms(policy, liability, grade)
+    answer["rules_fired"] += [rule.to_record() for rule in fee_rules]
+    returning: dict[str, int] = {}
+    for line in return_in["lines"]:
+        returning[line["line_id"]] = returning.get(line["line_id"], 0) + line["quantity"]
+    try:
+        calculation = calculate_refund(
+            order,
+            returning,
+            liability.liable,
+            fees,
+            OrderRefundHistory.from_record(request.get("earlier_returns")),
+        )
+    except RefundArithmeticError as exc:
+        raise ExplainInputError(f"return.lines: {exc}") from exc
+    destination = refund_destination(
+        policy, order_in["payment_method"], bool(return_in.get("store_credit", False))
+    )
+    answer["rules_fired"].append(destination.rule.to_record())
+    answer["refund"] = {
+        "currency": order.currency,
+        "lines": [line.to_record() for line in calculation.lines],
+        "total_minor": calculation.total_minor,
+        "total": str(Money(calculation.total_minor, order.currency)),
+        "order_paid_minor": order.paid_minor,
+        "refunded_for_order_after_this_minor": calculation.history_after.refunded_minor,
+        "notes": list(calculation.notes),
+    }
+    answer["destination"] = {
+        "method": destination.method,
+        "paid_with": order_in["payment_method"],
+        "needs_bank_account": destination.needs_bank_account,
+        "deadline_days": destination.deadline_days,
+    }
+    return answer
