@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,7 +133,9 @@ def json_table(app: faust.App, name: str, partitions: int = PARTITIONS) -> Any:
 
 
 def raw_topic(app: faust.App, *names: str) -> Any:
-    return app.topic(*names, key_serializer="raw", value_serializer="raw")
+    """An input topic. acks=False: Faust neither tracks nor commits its offsets; the consume
+    loop commits what it has handled (see offset_guard)."""
+    return app.topic(*names, key_serializer="raw", value_serializer="raw", acks=False)
 
 
 class Publisher(mode.Service):
@@ -216,6 +219,79 @@ class EventConsumer:
         into events (e.g. a retryable RefundFailed the saga retries later); without it the
         record is dead-lettered."""
         guard = OffsetGuard()
+        topics = set(getattr(getattr(stream, "channel", None), "topics", ()) or ())
+        progress = asyncio.create_task(self.keep_progress(guard, topics))
+        try:
+            await self._consume(stream, guard, handler, accepts, keyed_by_return, on_exhausted)
+        finally:
+            progress.cancel()
+
+    async def keep_progress(
+        self, guard: OffsetGuard, topics: set[str], every_s: float = 1.0
+    ) -> None:
+        """Commit what was handled without a hole, re-seek gaps whose seek got lost, and
+        re-seek partitions that have unread records but deliver none."""
+        committed: dict[Any, int] = {}
+        rounds = 0
+        while True:
+            await asyncio.sleep(every_s)
+            rounds += 1
+            consumer = self.app.consumer
+            try:
+                assigned = consumer.assignment()
+                if rounds % 5 == 0:
+                    await self._unstall(guard, [tp for tp in assigned if tp.topic in topics])
+                for tp in [tp for tp in guard.committable() if tp not in assigned]:
+                    guard.forget(tp)
+                    committed.pop(tp, None)
+                for tp, offset in guard.due_reseeks(time.monotonic()).items():
+                    log.warning(
+                        "re-seeking a gap that is still open",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=offset,
+                    )
+                    await consumer.seek_wait({tp: offset})
+                due = {
+                    tp: offset
+                    for tp, offset in guard.committable().items()
+                    if committed.get(tp) != offset and tp in assigned
+                }
+                if due and await consumer._commit(due):  # runs on Faust's consumer thread
+                    committed.update(due)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a rebalance mid-commit: the next round retries
+                log.warning("offset commit postponed", error=repr(exc))
+
+    async def _unstall(self, guard: OffsetGuard, partitions: list[Any]) -> None:
+        if not partitions:
+            return
+        consumer = self.app.consumer
+        ends = await consumer.highwaters(*partitions)
+        faust_committed = getattr(consumer, "_committed_offset", {})
+        now = time.monotonic()
+        for tp in partitions:
+            seek_to = guard.stalled(tp, now, ends.get(tp), faust_committed.get(tp))
+            if seek_to is not None:
+                log.warning(
+                    "partition has unread records but delivers none; seeking",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=seek_to,
+                    end_offset=ends.get(tp),
+                )
+                await consumer.seek_wait({tp: seek_to})
+
+    async def _consume(
+        self,
+        stream: Any,
+        guard: OffsetGuard,
+        handler: Handler,
+        accepts: set[str] | None,
+        keyed_by_return: bool,
+        on_exhausted: ExhaustedHandler | None,
+    ) -> None:
         async for event in stream.events():
             message = event.message
             committed = getattr(self.app.consumer, "_committed_offset", {}).get(message.tp)
@@ -228,7 +304,9 @@ class EventConsumer:
                     expected_offset=guard.expected(message.tp),
                     got_offset=message.offset,
                 )
-                await self.app.consumer.seek(message.tp, guard.expected(message.tp))
+                # seek_wait runs on faust's consumer thread; Consumer.seek() touches
+                # aiokafka from this thread and stalled the fetcher (seen on replays).
+                await self.app.consumer.seek_wait({message.tp: guard.expected(message.tp)})
                 continue
             if verdict is Verdict.SKIP:
                 continue
@@ -388,6 +466,51 @@ class ServiceWorker(faust.Worker):
 
     def _setup_logging(self) -> None:
         configure_logging(self.service_name)
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        # `kill -USR1 <pid>`: every asyncio task's stack in the log, for a stuck consumer.
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGUSR1, lambda: log_consumer_state(self.app)
+        )
+
+
+def log_consumer_state(app: Any) -> None:
+    """Task stacks and the Faust consumer's fetch bookkeeping, for a consumer that stalls."""
+    log_task_stacks()
+    consumer = app.consumer
+
+    def tps(items: Any) -> list[str]:
+        return sorted(f"{tp.topic}-{tp.partition}" for tp in (items or ()))
+
+    log.warning(
+        "consumer state",
+        assigned=tps(consumer.assignment()),
+        active=tps(getattr(consumer, "_active_partitions", None)),
+        paused=tps(getattr(consumer, "_paused_partitions", None)),
+        buffered=tps(getattr(consumer, "_buffered_partitions", None)),
+        read_offsets={
+            f"{tp.topic}-{tp.partition}": offset
+            for tp, offset in getattr(consumer, "_read_offset", {}).items()
+        },
+        flow_suspended=consumer.suspend_flow.is_set()
+        if hasattr(consumer, "suspend_flow")
+        else None,
+        flow_control_suspended=app.flow_control.is_active() is False,
+    )
+
+
+def log_task_stacks() -> None:
+    """Each task's await chain, outermost first (task.get_stack() stops at one frame)."""
+    for task in asyncio.all_tasks():
+        chain = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 40:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.warning("task stack", task=task.get_name(), stack=chain)
 
 
 def run_worker(app: faust.App, service: str) -> int:

@@ -408,7 +408,7 @@ def money_moved(refunds: list[dict], ours: set[str]) -> Counter:
     )
 
 
-async def lost_events(bootstrap: str, codec: AvroCodec, views: dict[str, dict]) -> list[str]:
+async def lost_events(bootstrap: str, codec: AvroCodec, views: dict[str, dict]) -> list[dict]:
     """Events the coordinator should have consumed but whose id is in no saga's history."""
     seen = {h["event_id"] for view in views.values() for h in view["history"]}
     lost = []
@@ -424,7 +424,17 @@ async def lost_events(bootstrap: str, codec: AvroCodec, views: dict[str, dict]) 
             if decoded.name in ("ReturnCompleted", "ReturnFailed"):
                 continue  # the saga's own outcomes
             if envelope["event_id"] not in seen:
-                lost.append(f"{topic.name}:{decoded.name}:{envelope['event_id']}")
+                lost.append(
+                    {
+                        "topic": topic.name,
+                        "partition": message.partition,
+                        "offset": message.offset,
+                        "timestamp": message.timestamp,
+                        "event_type": decoded.name,
+                        "event_id": envelope["event_id"],
+                        "return_id": envelope["return_id"],
+                    }
+                )
     return lost
 
 
@@ -516,6 +526,11 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
     )
     dlq_total, poison_found = await dead_letters(bootstrap)
     lost = await lost_events(bootstrap, run.codec, views)
+    evidence = run.stack.run_dir  # what a failed run leaves to diagnose it (the broker is wiped)
+    (evidence / "sagas.json").write_text(json.dumps(views, indent=1, sort_keys=True))
+    (evidence / "lost-events.json").write_text(json.dumps(lost, indent=1))
+    for item in lost[:5]:
+        console.print(f"  lost: {item}")
     movements_expected = expected_movements(views)
     statuses = Counter(v["status"] for v in views.values())
     summary = {

@@ -1,4 +1,4 @@
-from services.eventing.offset_guard import RESEEK_AFTER_S, OffsetGuard, Verdict
+from services.eventing.offset_guard import RESEEK_AFTER_S, STALL_AFTER_S, OffsetGuard, Verdict
 
 TP = ("boomerang.pickup.events", 3)
 
@@ -54,3 +54,61 @@ def test_a_jump_to_the_committed_offset_is_the_framework_resuming_not_a_gap():
     guard.processed(TP, 1)  # read from the earliest offset before the seek to committed
     assert guard.check(TP, 115, 0.0, committed=115) is Verdict.PROCESS
     assert guard.check(TP, 200, 0.0, committed=115) is Verdict.SEEK
+
+
+def test_only_offsets_with_nothing_missing_before_them_are_committable():
+    guard = OffsetGuard()
+    guard.processed("tp", 0)
+    assert guard.check("tp", 64, now_s=0.0) is Verdict.SEEK
+    assert guard.check("tp", 65, now_s=0.1) is Verdict.SKIP  # early: not handled
+    assert guard.committable() == {"tp": 1}  # not past the hole, whatever arrived after it
+    for offset in range(1, 66):
+        assert guard.check("tp", offset, now_s=1.0) is Verdict.PROCESS
+        guard.processed("tp", offset)
+    assert guard.committable() == {"tp": 66}
+
+
+def test_a_gap_whose_records_never_come_back_is_sought_again_by_the_timer():
+    guard = OffsetGuard()
+    guard.processed("tp", 0)
+    assert guard.check("tp", 34, now_s=0.0) is Verdict.SEEK
+    assert guard.due_reseeks(now_s=RESEEK_AFTER_S / 2) == {}
+    assert guard.due_reseeks(now_s=RESEEK_AFTER_S) == {"tp": 1}
+    assert guard.due_reseeks(now_s=RESEEK_AFTER_S + 1) == {}  # marked as sent
+    guard.processed("tp", 1)
+    assert guard.due_reseeks(now_s=10 * RESEEK_AFTER_S) == {}
+
+
+def test_a_partition_given_away_is_forgotten():
+    guard = OffsetGuard()
+    guard.processed("tp", 5)
+    guard.forget("tp")
+    assert guard.committable() == {}
+    assert guard.check("tp", 40, now_s=0.0) is Verdict.PROCESS
+
+
+def test_a_partition_with_unread_records_that_delivers_none_is_sought_after_a_while():
+    guard = OffsetGuard()
+    guard.processed("tp", 0)
+    assert guard.stalled("tp", now_s=0.0, end_offset=40, committed=None) is None  # clock starts
+    assert guard.stalled("tp", now_s=STALL_AFTER_S - 1, end_offset=40, committed=None) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=40, committed=None) == 1
+    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=40, committed=None) is None
+    assert guard.stalls_seen == 1
+
+
+def test_a_partition_never_read_since_assignment_is_sought_to_its_committed_offset():
+    guard = OffsetGuard()
+    assert guard.stalled("tp", now_s=0.0, end_offset=9, committed=3) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=9, committed=3) == 3
+
+
+def test_arrivals_and_an_idle_partition_are_not_stalls():
+    guard = OffsetGuard()
+    guard.processed("tp", 4)
+    guard.stalled("tp", now_s=0.0, end_offset=9, committed=None)
+    guard.check("tp", 5, now_s=STALL_AFTER_S - 1)
+    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=9, committed=None) is None
+    caught_up = OffsetGuard()
+    caught_up.processed("tp", 8)
+    assert caught_up.stalled("tp", now_s=100.0, end_offset=9, committed=None) is None
