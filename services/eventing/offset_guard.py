@@ -47,12 +47,23 @@ class OffsetGuard:
         A jump up to it is the framework resuming where the group left off, not a gap."""
         self._last_activity[tp] = now_s
         expected = self._expected.get(tp)
-        if expected is None or offset == expected:
+        if expected is None:
+            if committed is not None and offset > committed:
+                # The first record since the assignment is past the group's committed
+                # offset: the framework dropped the records in between (seen: the first
+                # record of a partition, a timer event, was never handled).
+                self._expected[tp] = committed
+                return self._seek(tp, now_s)
+            return Verdict.PROCESS
+        if offset == expected:
             return Verdict.PROCESS
         if offset < expected:
             return Verdict.SKIP
         if committed is not None and offset <= committed:
             return Verdict.PROCESS
+        return self._seek(tp, now_s)
+
+    def _seek(self, tp: Any, now_s: float) -> Verdict:
         sent = self._seek_sent_at.get(tp)
         if sent is not None and now_s - sent < RESEEK_AFTER_S:
             return Verdict.SKIP

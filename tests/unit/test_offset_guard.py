@@ -112,3 +112,17 @@ def test_arrivals_and_an_idle_partition_are_not_stalls():
     caught_up = OffsetGuard()
     caught_up.processed("tp", 8)
     assert caught_up.stalled("tp", now_s=100.0, end_offset=9, committed=None) is None
+
+
+def test_a_first_record_past_the_committed_offset_means_the_ones_before_were_dropped():
+    guard = OffsetGuard()
+    assert guard.check("tp", 1, now_s=0.0, committed=0) is Verdict.SEEK
+    assert guard.expected("tp") == 0
+    assert guard.committable() == {"tp": 0}
+    assert guard.check("tp", 0, now_s=0.1, committed=0) is Verdict.PROCESS
+
+
+def test_a_first_record_at_or_before_the_committed_offset_is_processed():
+    assert OffsetGuard().check("tp", 7, now_s=0.0, committed=7) is Verdict.PROCESS
+    assert OffsetGuard().check("tp", 2, now_s=0.0, committed=7) is Verdict.PROCESS
+    assert OffsetGuard().check("tp", 9, now_s=0.0, committed=None) is Verdict.PROCESS
