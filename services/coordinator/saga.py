@@ -853,12 +853,13 @@ def _cancel_confirmed(step: _Step) -> SagaState:
         step.notes.append(
             f"{reason}; too late: the carrier had collected the parcel, return goes on"
         )
-        state = replace(step.state, outcome={})
-        if state.pickup.get("collected_at"):
-            state = replace(state, status=Status.AWAITING_INSPECTION)
-            return _deadline(step, state, step.config.inspection_deadline_ms)
-        state = replace(state, status=Status.PICKUP_SCHEDULED)
-        return _deadline(step, state, step.config.collection_deadline_ms)
+        state = replace(step.state, outcome={}, status=Status.AWAITING_INSPECTION)
+        if not state.pickup.get("collected_at"):
+            # The carrier has the parcel but its collection callback never reached us
+            # (waiting for it again and cancelling again looped: the carrier repeats the
+            # same answer). The warehouse scan or the inspection deadline decides.
+            step.notes.append("collection not reported yet: waiting for the warehouse scan")
+        return _deadline(step, state, step.config.inspection_deadline_ms)
     if any(name == "InspectionRecorded" for name, _ in step.state.parked):
         # The carrier says it never collected, yet the warehouse scanned the parcel.
         return _finish(
@@ -874,6 +875,15 @@ def _cancel_confirmed(step: _Step) -> SagaState:
 
 def _collected_while_cancelling(step: _Step) -> SagaState:
     step.notes.append("the carrier collected the parcel while we were cancelling")
+    return replace(
+        step.state, pickup={**step.state.pickup, "collected_at": step.record["collected_at"]}
+    )
+
+
+def _collection_reported_late(step: _Step) -> SagaState | None:
+    if step.state.pickup.get("collected_at"):
+        return None  # known already: nothing to change
+    step.notes.append("the carrier's collection report arrived after its cancellation answer")
     return replace(
         step.state, pickup={**step.state.pickup, "collected_at": step.record["collected_at"]}
     )
@@ -1001,6 +1011,7 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.CANCELLING, "PickupCompleted"): _collected_while_cancelling,
     (Status.CANCELLING, "PickupScheduled"): _pickup_scheduled,
     (Status.AWAITING_INSPECTION, "InspectionRecorded"): _inspection_recorded,
+    (Status.AWAITING_INSPECTION, "PickupCompleted"): _collection_reported_late,
     (Status.AWAITING_INSPECTION, "ReturnCancelled"): _too_late_to_cancel,
     (Status.INTAKE_PENDING, "ReturnCancelled"): _too_late_to_cancel,
     (Status.REFUND_PENDING, "ReturnCancelled"): _too_late_to_cancel,

@@ -251,11 +251,24 @@ def test_a_cancellation_the_carrier_could_not_honour_lets_the_return_go_on():
     assert "return goes on" in answer.state.history[-1]["note"]
 
 
-def test_a_refused_cancellation_before_the_collection_is_known_waits_for_it():
+def test_a_refused_cancellation_before_the_collection_is_known_waits_for_the_scan():
+    """Seen in a chaos run: waiting for the lost collection callback, then cancelling again,
+    looped forever (the carrier repeats its first answer, which the saga had seen)."""
     state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
     answer = apply(state, "PickupCancelled", reason="not-cancelled: already collected")
-    assert answer.state.status == Status.PICKUP_SCHEDULED
-    assert apply(answer.state, "PickupCompleted").state.status == Status.AWAITING_INSPECTION
+    assert answer.state.status == Status.AWAITING_INSPECTION
+    assert answer.state.timer["stage"] == "AWAITING_INSPECTION"
+    assert "waiting for the warehouse scan" in answer.state.history[-1]["note"]
+    late = apply(answer.state, "PickupCompleted")
+    assert late.state.status == Status.AWAITING_INSPECTION
+    assert late.state.pickup["collected_at"]
+    assert apply(late.state, "InspectionRecorded").state.status == Status.INTAKE_PENDING
+
+
+def test_a_scan_that_never_comes_after_a_refused_cancellation_ends_needing_attention():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled", "ReturnCancelled"])
+    state = apply(state, "PickupCancelled", reason="not-cancelled: already collected").state
+    assert fire(state).state.status == Status.NEEDS_ATTENTION
 
 
 def test_an_inspection_that_overtakes_a_failed_cancellation_is_kept_and_applied():
