@@ -38,6 +38,8 @@ from services.eventing.topics import PARTITIONS
 
 log = get_logger(__name__)
 
+GROUP_START_TIMEOUT_S = 15.0
+
 # (record name, record) or (record name, record, key) for a topic not keyed by return_id
 Outbound = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], bytes]
 
@@ -245,13 +247,7 @@ class EventConsumer:
                     guard.forget(tp)
                     committed.pop(tp, None)
                 for tp, offset in guard.due_reseeks(time.monotonic()).items():
-                    log.warning(
-                        "re-seeking a gap that is still open",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=offset,
-                    )
-                    await consumer.seek_wait({tp: offset})
+                    await self._seek_back(tp, offset, "re-seeking a gap that is still open")
                 due = {
                     tp: offset
                     for tp, offset in guard.committable().items()
@@ -267,21 +263,45 @@ class EventConsumer:
     async def _unstall(self, guard: OffsetGuard, partitions: list[Any]) -> None:
         if not partitions:
             return
-        consumer = self.app.consumer
-        ends = await consumer.highwaters(*partitions)
-        faust_committed = getattr(consumer, "_committed_offset", {})
+        ends = await self.app.consumer.highwaters(*partitions)
         now = time.monotonic()
         for tp in partitions:
-            seek_to = guard.stalled(tp, now, ends.get(tp), faust_committed.get(tp))
+            if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
+                guard.start_at(tp, start)
+            seek_to = guard.stalled(tp, now, ends.get(tp))
             if seek_to is not None:
-                log.warning(
+                await self._seek_back(
+                    tp,
+                    seek_to,
                     "partition has unread records but delivers none; seeking",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=seek_to,
                     end_offset=ends.get(tp),
                 )
-                await consumer.seek_wait({tp: seek_to})
+
+    async def _group_start(self, tp: Any) -> int | None:
+        """The group's committed offset for `tp` as the broker has it, else the log start
+        (where `auto_offset_reset=earliest` begins); None if the broker does not answer in
+        time (asked again with the next record). Faust's `_committed_offset` cannot tell
+        "never committed" from 0. Both calls run on Faust's consumer thread."""
+        thread = self.app.consumer._thread
+        try:
+            async with asyncio.timeout(GROUP_START_TIMEOUT_S):
+                committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
+                if committed is None:
+                    committed = (await self.app.consumer.earliest_offsets(tp))[tp]
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "group start unknown", topic=tp.topic, partition=tp.partition, error=repr(exc)
+            )
+            return None
+        return committed
+
+    async def _seek_back(
+        self, tp: Any, offset: int, why: str, level: str = "warning", **facts: Any
+    ) -> None:
+        """Seek on Faust's consumer thread (seek_wait): Consumer.seek() touches aiokafka
+        from this thread and stalled the fetcher (seen on replays)."""
+        getattr(log, level)(why, topic=tp.topic, partition=tp.partition, offset=offset, **facts)
+        await self.app.consumer.seek_wait({tp: offset})
 
     async def _consume(
         self,
@@ -294,24 +314,23 @@ class EventConsumer:
     ) -> None:
         async for event in stream.events():
             message = event.message
-            committed = getattr(self.app.consumer, "_committed_offset", {}).get(message.tp)
-            verdict = guard.check(message.tp, message.offset, time.monotonic(), committed)
+            tp = message.tp
+            if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
+                guard.start_at(tp, start)
+            verdict = guard.check(tp, message.offset, time.monotonic())
             if verdict is Verdict.SEEK:
-                log.error(
+                await self._seek_back(
+                    tp,
+                    guard.expected(tp),
                     "offset gap: the stream skipped records; seeking back to re-read them",
-                    topic=message.topic,
-                    partition=message.partition,
-                    expected_offset=guard.expected(message.tp),
+                    level="error",
                     got_offset=message.offset,
                 )
-                # seek_wait runs on faust's consumer thread; Consumer.seek() touches
-                # aiokafka from this thread and stalled the fetcher (seen on replays).
-                await self.app.consumer.seek_wait({message.tp: guard.expected(message.tp)})
                 continue
             if verdict is Verdict.SKIP:
                 continue
             await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
-            guard.processed(message.tp, message.offset)
+            guard.processed(tp, message.offset)
 
     async def process(
         self,

@@ -49,11 +49,19 @@ def test_partitions_are_independent():
     assert guard.check(("other", 0), 100, 0.0) is Verdict.PROCESS
 
 
-def test_a_jump_to_the_committed_offset_is_the_framework_resuming_not_a_gap():
+def started_at(offset: int, tp=TP) -> OffsetGuard:
     guard = OffsetGuard()
-    guard.processed(TP, 1)  # read from the earliest offset before the seek to committed
-    assert guard.check(TP, 115, 0.0, committed=115) is Verdict.PROCESS
-    assert guard.check(TP, 200, 0.0, committed=115) is Verdict.SEEK
+    guard.start_at(tp, offset)
+    return guard
+
+
+def test_a_jump_to_the_groups_start_is_the_framework_resuming_not_a_gap():
+    guard = started_at(115)
+    assert guard.check(TP, 0, 0.0) is Verdict.PROCESS  # read from the earliest offset first
+    guard.processed(TP, 0)
+    assert guard.check(TP, 115, 0.0) is Verdict.PROCESS  # then the seek to the group's start
+    guard.processed(TP, 115)
+    assert guard.check(TP, 200, 0.0) is Verdict.SEEK
 
 
 def test_only_offsets_with_nothing_missing_before_them_are_committable():
@@ -90,39 +98,56 @@ def test_a_partition_given_away_is_forgotten():
 def test_a_partition_with_unread_records_that_delivers_none_is_sought_after_a_while():
     guard = OffsetGuard()
     guard.processed("tp", 0)
-    assert guard.stalled("tp", now_s=0.0, end_offset=40, committed=None) is None  # clock starts
-    assert guard.stalled("tp", now_s=STALL_AFTER_S - 1, end_offset=40, committed=None) is None
-    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=40, committed=None) == 1
-    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=40, committed=None) is None
+    assert guard.stalled("tp", now_s=0.0, end_offset=40) is None  # clock starts
+    assert guard.stalled("tp", now_s=STALL_AFTER_S - 1, end_offset=40) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=40) == 1
+    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=40) is None
     assert guard.stalls_seen == 1
 
 
-def test_a_partition_never_read_since_assignment_is_sought_to_its_committed_offset():
+def test_a_partition_never_read_since_assignment_is_sought_to_the_groups_start():
+    guard = started_at(3, tp="tp")
+    assert guard.stalled("tp", now_s=0.0, end_offset=9) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=9) == 3
+
+
+def test_a_partition_whose_start_is_unknown_is_not_sought():
     guard = OffsetGuard()
-    assert guard.stalled("tp", now_s=0.0, end_offset=9, committed=3) is None
-    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=9, committed=3) == 3
+    assert guard.stalled("tp", now_s=0.0, end_offset=9) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S, end_offset=9) is None
 
 
 def test_arrivals_and_an_idle_partition_are_not_stalls():
     guard = OffsetGuard()
     guard.processed("tp", 4)
-    guard.stalled("tp", now_s=0.0, end_offset=9, committed=None)
+    guard.stalled("tp", now_s=0.0, end_offset=9)
     guard.check("tp", 5, now_s=STALL_AFTER_S - 1)
-    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=9, committed=None) is None
+    assert guard.stalled("tp", now_s=STALL_AFTER_S + 1, end_offset=9) is None
     caught_up = OffsetGuard()
     caught_up.processed("tp", 8)
-    assert caught_up.stalled("tp", now_s=100.0, end_offset=9, committed=None) is None
+    assert caught_up.stalled("tp", now_s=100.0, end_offset=9) is None
 
 
-def test_a_first_record_past_the_committed_offset_means_the_ones_before_were_dropped():
-    guard = OffsetGuard()
-    assert guard.check("tp", 1, now_s=0.0, committed=0) is Verdict.SEEK
+def test_a_first_record_past_the_groups_start_means_the_ones_before_were_dropped():
+    # A 3-node chaos run: offsets 0-5 of a partition the group had never committed were
+    # never delivered; the first record was offset 6. Start 0 is a real start, not "unknown".
+    guard = started_at(0, tp="tp")
+    assert guard.check("tp", 6, now_s=0.0) is Verdict.SEEK
     assert guard.expected("tp") == 0
     assert guard.committable() == {"tp": 0}
-    assert guard.check("tp", 0, now_s=0.1, committed=0) is Verdict.PROCESS
+    assert guard.check("tp", 0, now_s=0.1) is Verdict.PROCESS
 
 
-def test_a_first_record_at_or_before_the_committed_offset_is_processed():
-    assert OffsetGuard().check("tp", 7, now_s=0.0, committed=7) is Verdict.PROCESS
-    assert OffsetGuard().check("tp", 2, now_s=0.0, committed=7) is Verdict.PROCESS
-    assert OffsetGuard().check("tp", 9, now_s=0.0, committed=None) is Verdict.PROCESS
+def test_a_first_record_at_or_before_the_groups_start_is_processed():
+    assert started_at(7, tp="tp").check("tp", 7, now_s=0.0) is Verdict.PROCESS
+    assert started_at(7, tp="tp").check("tp", 2, now_s=0.0) is Verdict.PROCESS
+
+
+def test_without_a_known_start_the_first_record_is_taken_as_it_comes():
+    assert OffsetGuard().check("tp", 9, now_s=0.0) is Verdict.PROCESS
+
+
+def test_a_partition_given_away_loses_its_start_too():
+    guard = started_at(4, tp="tp")
+    guard.forget("tp")
+    assert not guard.knows_start("tp")
