@@ -266,7 +266,7 @@ NEEDS_BANK_ACCOUNT = frozenset({"BANK_TRANSFER", "VIRTUAL_ACCOUNT"})
 
 @dataclass(frozen=True)
 class RefundDestination:
-    method: str  # CARD, E_WALLET, BNPL, DIRECT_DEBIT, BANK_TRANSFER, STORE_CREDIT
+    method: str  # CARD, EWALLET, BNPL, DIRECT_DEBIT, BANK_TRANSFER, STORE_CREDIT
     needs_bank_account: bool
     deadline_days: int
     rule: RuleFired

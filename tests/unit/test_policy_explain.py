@@ -51,7 +51,7 @@ def test_seller_fault_with_a_voucher_in_idr():
     assert (line["gross_minor"], line["discount_minor"]) == (749000, 43195)
     assert line["shipping_minor"] == 6000  # a third of 18,000 (1 of 3 units)
     assert decision["refund"]["total"] == "711805 IDR"
-    assert decision["destination"]["method"] == "E_WALLET"
+    assert decision["destination"]["method"] == "EWALLET"
     rule_ids = [rule["rule_id"] for rule in decision["rules_fired"]]
     assert "liability.fault_claim_upheld" in rule_ids and "policy.reasons" in rule_ids
     _sum_check(decision["refund"])
@@ -81,7 +81,7 @@ def test_a_three_decimal_kwd_partial_return_after_an_earlier_one():
     assert refund["total"] == "23.717 KWD"
     assert refund["order_paid_minor"] == 39625
     assert refund["refunded_for_order_after_this_minor"] == 4048 + 23717
-    assert decision["destination"]["method"] == "E_WALLET"  # cash on delivery → wallet
+    assert decision["destination"]["method"] == "EWALLET"  # cash on delivery → wallet
     _sum_check(refund)
 
 

@@ -25,8 +25,8 @@ rules:
     CHANGED_MIND: {family: BUYER_REMORSE}
   return_shipping: {fee_minor: 15000, payer: {BUYER: BUYER}}
   buyer_damage: REDUCE
-  refund_deadline_days: {CARD: 14, E_WALLET: 1}
-  cod_refund_to: E_WALLET
+  refund_deadline_days: {CARD: 14, EWALLET: 1}
+  cod_refund_to: EWALLET
   decline_fallback: STORE_CREDIT
   exchange_out_of_stock: REFUND
 """
@@ -78,7 +78,7 @@ def test_broken_yaml_says_so():
 
 
 def test_a_market_layer_must_say_everything_the_others_fall_back_on():
-    incomplete = MARKET.replace("  cod_refund_to: E_WALLET\n", "")
+    incomplete = MARKET.replace("  cod_refund_to: EWALLET\n", "")
     [problem] = problems(("ID/market.yaml", incomplete))
     assert problem == "ID/market.yaml: rules.cod_refund_to: a market's policy must set it"
 

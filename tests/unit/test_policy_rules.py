@@ -167,11 +167,11 @@ def test_damage_by_the_buyer_reduces_or_rejects_per_market():
     ("market", "paid_with", "store_credit", "method", "deadline"),
     [
         ("ID", "CARD", False, "CARD", 14),
-        ("ID", "E_WALLET", False, "E_WALLET", 1),
+        ("ID", "EWALLET", False, "EWALLET", 1),
         ("ID", "BNPL", False, "BNPL", 7),
         ("ID", "DIRECT_DEBIT", False, "DIRECT_DEBIT", 5),
         ("ID", "VIRTUAL_ACCOUNT", False, "BANK_TRANSFER", 3),
-        ("ID", "COD", False, "E_WALLET", 1),
+        ("ID", "COD", False, "EWALLET", 1),
         ("DE", "COD", False, "BANK_TRANSFER", 3),
         ("ID", "CARD", True, "STORE_CREDIT", 0),
     ],
