@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -73,11 +72,10 @@ def schemas_check() -> None:
     sys.exit(schema_evolution.main(["check"]))
 
 
-DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "policies"
-
-
 def _policy_dir(option: str | None) -> Path:
-    return Path(option or os.environ.get("BOOMERANG_POLICY_DIR") or DEFAULT_POLICY_DIR)
+    from services.policy.policy_files import policy_dir
+
+    return policy_dir(option)
 
 
 @main.group()

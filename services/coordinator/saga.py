@@ -35,13 +35,16 @@ that arrives early is parked and applied once the saga reaches its step.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from services.coordinator.refund_plan import plan_refund
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.refund.refund_amount import refund_for_lines
+from services.refund.refund_arithmetic import RefundArithmeticError
 from services.warehouse_intake.disposition import weight_far_below_expected
 
 PRODUCER = "coordinator"
@@ -166,6 +169,8 @@ class SagaState:
     correlation_id: str = ""
     request: dict[str, Any] = field(default_factory=dict)
     policy_version: str = ""
+    policy: dict[str, Any] = field(default_factory=dict)  # effective policy, as accepted
+    rules_fired: tuple[dict[str, Any], ...] = ()  # {rule_id, facts, effect, step}
     pickup: dict[str, Any] = field(default_factory=dict)
     inspection: dict[str, Any] = field(default_factory=dict)
     intake: dict[str, Any] = field(default_factory=dict)
@@ -191,7 +196,7 @@ class SagaState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
-        for name in ("history", "processed_event_ids", "compensations"):
+        for name in ("history", "processed_event_ids", "compensations", "rules_fired"):
             data[name] = list(getattr(self, name))
         data["outbox"] = [[name, record] for name, record in self.outbox]
         data["parked"] = [[name, record] for name, record in self.parked]
@@ -206,6 +211,7 @@ class SagaState:
                 "history": tuple(data.get("history", ())),
                 "processed_event_ids": tuple(data.get("processed_event_ids", ())),
                 "compensations": tuple(data.get("compensations", ())),
+                "rules_fired": tuple(data.get("rules_fired", ())),
                 "outbox": tuple((name, record) for name, record in data.get("outbox", ())),
                 "parked": tuple((name, record) for name, record in data.get("parked", ())),
             }
@@ -455,6 +461,19 @@ def _request_refund(step: _Step, state: SagaState) -> SagaState:
             "method": state.refund["method"],
             "lines": state.refund["lines"],
             "idempotency_key": f"{state.return_id}-refund-{money_attempt}",
+            "breakdown": state.refund.get("breakdown", []),
+            "liable": state.refund.get("liable"),
+            "paid_with": state.refund.get("paid_with"),
+            "policy_version": state.refund.get("policy_version"),
+            "rules": [
+                {
+                    "rule_id": rule["rule_id"],
+                    "facts_json": json.dumps(rule["facts"], sort_keys=True),
+                    "effect": rule["effect"],
+                }
+                for rule in state.rules_fired
+                if rule.get("step") == "INSPECTION"
+            ],
         },
         str(money_attempt),
         str(tries + 1),
@@ -621,6 +640,9 @@ def _requested(step: _Step) -> SagaState:
         "payment_method": r["payment_method"],
         "pickup_address": r.get("pickup_address", ""),
         "requested_at": step.envelope["occurred_at"],
+        "order": r.get("order"),
+        "store_credit_chosen": r.get("store_credit_chosen", False),
+        "photo_refs": r.get("photo_refs", []),
     }
     return replace(
         step.state,
@@ -630,11 +652,31 @@ def _requested(step: _Step) -> SagaState:
     )
 
 
+def _decision_rules(record: dict[str, Any], step_name: str) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {
+            "rule_id": rule["rule_id"],
+            "facts": json.loads(rule["facts_json"]),
+            "effect": rule["effect"],
+            "step": step_name,
+        }
+        for rule in record.get("rules") or ()
+    )
+
+
 def _accepted(step: _Step) -> SagaState:
+    r = step.record
+    policy_json = r.get("policy_json")
+    request = step.state.request
+    if r.get("reason_family"):
+        request = {**request, "reason_family": r["reason_family"]}
     state = replace(
         step.state,
         status=Status.PICKUP_PENDING,
-        policy_version=step.record["policy_version"],
+        policy_version=r["policy_version"],
+        policy=json.loads(policy_json) if policy_json else {},
+        request=request,
+        rules_fired=(*step.state.rules_fired, *_decision_rules(r, "REQUEST")),
         compensations=(*step.state.compensations, "cancel-pickup"),  # registered before the step
     )
     return _request_pickup(step, state)
@@ -642,7 +684,11 @@ def _accepted(step: _Step) -> SagaState:
 
 def _rejected(step: _Step) -> SagaState:
     reason = f"{step.record['rejection_code']}: {step.record['detail']}"
-    state = replace(step.state, policy_version=step.record.get("policy_version", ""))
+    state = replace(
+        step.state,
+        policy_version=step.record.get("policy_version", ""),
+        rules_fired=(*step.state.rules_fired, *_decision_rules(step.record, "REQUEST")),
+    )
     return _finish(step, state, Status.REJECTED, "REQUEST", reason)
 
 
@@ -738,15 +784,6 @@ def inspection_problem(items: list[dict[str, Any]]) -> str:
     return ""
 
 
-def grade_worse_than_claimed(state: SagaState, items: list[dict[str, Any]]) -> str:
-    """Hook for the rules engine (a claim of "as new" but grade C, …). For now: a note only."""
-    worse = [i["sku"] for i in items if i["grade"] in ("C", "D")]
-    if worse and state.request.get("reason_code") in ("CHANGED_MIND", "WRONG_SIZE"):
-        skus = ", ".join(worse)
-        return f"grade worse than a buyer-remorse return suggests ({skus}); refund proceeds"
-    return ""
-
-
 def _inspection_recorded(step: _Step) -> SagaState:
     r = step.record
     inspection = {
@@ -756,17 +793,32 @@ def _inspection_recorded(step: _Step) -> SagaState:
         "items": r["items"],
         "inspected_at": r["inspected_at"],
     }
+    state = step.state
     problem = inspection_problem(r["items"])
+    if not problem:
+        try:
+            plan = plan_refund(
+                state.request,
+                state.policy,
+                r["items"],
+                bool(state.pickup.get("carrier_noted_damage")),
+            )
+        except (RefundArithmeticError, KeyError, ValueError) as exc:
+            inspection["refund_problem"] = f"the refund cannot be worked out: {exc}"
+            step.notes.append(inspection["refund_problem"])
+        else:
+            problem = plan.rejection
+            inspection["refund_plan"] = plan.refund
+            rules = tuple({**rule, "step": "INSPECTION"} for rule in plan.rules)
+            state = replace(state, rules_fired=(*state.rules_fired, *rules))
     if problem:
         inspection["rejection"] = problem
         step.notes.append(f"inspection rejects the return: {problem}; item to quarantine")
-    elif note := grade_worse_than_claimed(step.state, r["items"]):
-        step.notes.append(note)
     state = replace(
-        step.state,
+        state,
         status=Status.INTAKE_PENDING,
         inspection=inspection,
-        compensations=(*step.state.compensations, "reverse-intake"),
+        compensations=(*state.compensations, "reverse-intake"),
     )
     return _request_intake(step, state)
 
@@ -786,24 +838,38 @@ def _intake_completed(step: _Step) -> SagaState:
             rejection,
             ("inspection-rejected", _facts(state, scan_id=state.inspection["scan_id"])),
         )
-    breakdown = refund_for_lines(state.request["lines"])
-    if breakdown.total.amount_minor == 0:  # free items: nothing to pay back
-        step.notes.append("refund total is zero: nothing to pay")
-        step.command(
-            "ReturnCompleted",
-            {"refunded": breakdown.total.to_record(), "completed_at": step.now_ms},
+    problem = state.inspection.get("refund_problem")
+    if problem:
+        return _finish(
+            step,
+            state,
+            Status.NEEDS_ATTENTION,
+            "REFUND",
+            problem,
+            ("refund-not-computable", _facts(state, problem=problem)),
         )
-        return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
-    state = replace(
-        state,
-        status=Status.REFUND_PENDING,
-        refund={
+    plan = state.inspection.get("refund_plan") or {}
+    if not plan:  # inspected before plans were made at inspection: the old arithmetic
+        breakdown = refund_for_lines(state.request["lines"])
+        plan = {
             "amount": breakdown.total.to_record(),
             "method": state.request["payment_method"],
             "lines": breakdown.line_records(),
-            "status": "REQUESTED",
-            "attempt": 1,
-        },
+        }
+    if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
+        step.notes.append("refund total is zero: nothing to pay")
+        step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
+        return replace(
+            state,
+            status=Status.COMPLETED,
+            refund={**plan, "status": "NOTHING_TO_PAY"},
+            outcome={"outcome": "COMPLETED"},
+            timer={},
+        )
+    state = replace(
+        state,
+        status=Status.REFUND_PENDING,
+        refund={**plan, "status": "REQUESTED", "attempt": 1},
         compensations=(*state.compensations, "void-refund"),
     )
     return _request_refund(step, state)
@@ -1068,6 +1134,9 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "terminal": state.terminal,
         "outcome": state.outcome or None,
         "policy_version": state.policy_version or None,
+        "rules_fired": list(state.rules_fired),
+        "liability": (state.refund or {}).get("liability")
+        or (state.inspection.get("refund_plan") or {}).get("liability"),
         "request": state.request or None,
         "pickup": state.pickup or None,
         "inspection": state.inspection or None,

@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from services.coordinator.refund_plan import plan_refund
 from services.eventing.avro_codec import AvroCodec, CodecError
+from services.eventing.envelope import now_ms
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
 from services.local_stack.orphan_reaper import reap_children_if_i_die
 from services.local_stack.stack import STATION_TOKENS, LocalStack
+from services.policy.policy_files import PolicySet, load_policy_set, policy_dir
+from services.returns.return_policy import decide_return
+from services.returns.return_request import parse_return_request
 
 console = Console(stderr=True)
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
@@ -52,6 +58,9 @@ class TrackedReturn:
     idempotency_key: str
     body: dict[str, Any]
     expected_minor: int
+    grades: list[str] = field(default_factory=list)  # per returned unit, as scanned
+    expected_method: str = ""  # where the refund goes
+    expected_liable: str = ""
     return_id: str = ""
     requested_at: float = 0.0
     collected: bool = False
@@ -61,53 +70,116 @@ class TrackedReturn:
     errors: list[str] = field(default_factory=list)
 
 
+PAYMENT_METHODS = ("CARD", "CARD", "EWALLET", "BNPL", "DIRECT_DEBIT")
+PHOTO_REASONS = frozenset({"DAMAGED_ON_ARRIVAL"})  # DE asks for a photo of the damage
+
+
 def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
-    lines = []
+    """A buyer's return: mixed categories, reasons and payment methods; half of them send
+    the whole order (a voucher, shipping, a line kept). Grades are chosen now so the
+    expected refund can be worked out from the same policy files the services use."""
+    lines, order_lines = [], []
     for n in range(rng.randint(1, 3)):
         bought = rng.randint(1, 3)
+        price = rng.randint(199, 25_000)
+        line_id = f"L{n + 1}"
+        order_lines.append(
+            {"line_id": line_id, "sku": f"SKU-{rng.randint(1, 400):04d}-{n}", "quantity": bought}
+            | {"unit_price_minor": price}
+        )
         lines.append(
             {
-                "order_line_id": f"L{n + 1}",
-                "sku": f"SKU-{rng.randint(1, 400):04d}",
+                "order_line_id": line_id,
+                "sku": order_lines[-1]["sku"],
                 "quantity": rng.randint(1, bought),
                 "quantity_bought": bought,
-                "unit_price": {"amount_minor": rng.randint(199, 25_000), "currency": "EUR"},
+                "unit_price": {"amount_minor": price, "currency": "EUR"},
             }
         )
+    reason = rng.choice(REASONS)
     delivered = datetime.now(UTC) - timedelta(days=rng.randint(1, 25))
-    body = {
+    body: dict[str, Any] = {
         "order_ref": f"ORD-{run_id}-{index:05d}",
         "buyer_id": f"B-{rng.randint(1, 5000)}",
         "seller_id": f"S-{rng.randint(1, 60)}",
         "category": rng.choice(CATEGORIES),
         "market": "DE",
-        "reason_code": rng.choice(REASONS),
+        "reason_code": reason,
         "delivered_at": delivered.date().isoformat(),
-        "payment_method": "CARD",
+        "payment_method": rng.choice(PAYMENT_METHODS),
         "pickup_address": f"Musterstrasse {rng.randint(1, 200)}, Berlin",
         "lines": lines,
+        "photo_refs": [f"photo://{run_id}/{index}.jpg"] if reason in PHOTO_REASONS else [],
+        "store_credit": rng.random() < 0.1,
     }
-    expected = sum(line["unit_price"]["amount_minor"] * line["quantity"] for line in lines)
-    return TrackedReturn(index, f"demo-{run_id}-{index}", body, expected)
+    if rng.random() < 0.5:
+        kept = {"line_id": "LX", "sku": "SKU-KEPT", "quantity": 1, "unit_price_minor": 1500}
+        goods = sum(ol["unit_price_minor"] * ol["quantity"] for ol in order_lines) + 1500
+        body["order"] = {
+            "currency": "EUR",
+            "lines": [*order_lines, kept],
+            "discount_minor": rng.randint(0, goods // 5),
+            "shipping_fee_minor": rng.choice((0, 399, 499)),
+        }
+    grades = [rng.choice("AAAABBC") for line in lines for _ in range(line["quantity"])]
+    expected = expected_refund(body, grades)
+    return TrackedReturn(
+        index,
+        f"demo-{run_id}-{index}",
+        body,
+        expected.amount_minor,
+        grades,
+        expected.method,
+        expected.liable,
+    )
+
+
+@dataclass(frozen=True)
+class ExpectedRefund:
+    amount_minor: int
+    method: str
+    liable: str
+
+
+def expected_refund(body: dict[str, Any], grades: list[str]) -> ExpectedRefund:
+    """What the services should refund: the front door's and the saga's own pure decisions,
+    on the policy files they load (deploy/policies, or $BOOMERANG_POLICY_DIR)."""
+    request = parse_return_request(body)
+    decision = decide_return(_policies(), request, now_ms())
+    if not decision.accepted or decision.policy_json is None:
+        raise ValueError(f"the demo built a return the policy rejects: {decision.detail}")
+    items = [{"sku": "", "grade": grade, "matches_order": True} for grade in grades]
+    plan = plan_refund(
+        {**request.event_fields(), "reason_family": decision.reason_family},
+        json.loads(decision.policy_json),
+        items,
+        carrier_noted_damage=False,
+    )
+    refund = plan.refund
+    return ExpectedRefund(refund["amount"]["amount_minor"], refund["method"], refund["liable"])
+
+
+@cache
+def _policies() -> PolicySet:
+    return load_policy_set(policy_dir())
 
 
 def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str, Any]]:
     station = rng.choice(sorted(STATION_TOKENS))
-    items = []
-    for line in tracked.body["lines"]:
-        for _ in range(line["quantity"]):
-            items.append(
-                {
-                    "sku": line["sku"],
-                    "serial": None,
-                    "grade": rng.choice("AAAABBC"),
-                    "matches_order": True,
-                    "measured_weight_grams": rng.randint(300, 900),
-                    "expected_weight_grams": None,
-                    "notes": "",
-                    "photo_refs": [],
-                }
-            )
+    units = [line["sku"] for line in tracked.body["lines"] for _ in range(line["quantity"])]
+    items = [
+        {
+            "sku": sku,
+            "serial": None,
+            "grade": grade,
+            "matches_order": True,
+            "measured_weight_grams": rng.randint(300, 900),
+            "expected_weight_grams": None,
+            "notes": "",
+            "photo_refs": [],
+        }
+        for sku, grade in zip(units, tracked.grades, strict=True)
+    ]
     return station, {
         "scan_id": f"SCAN-{tracked.idempotency_key}",
         "return_id": tracked.return_id,
@@ -275,6 +347,8 @@ def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -
     paid = [r for r in ledger if r["return_id"] in ours and r["status"] in ("succeeded", "pending")]
     per_return = Counter(r["return_id"] for r in paid)
     wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
+    wrong_methods = [r for r in paid if r["method"] != ours[r["return_id"]].expected_method]
+    completed = [t for t in driver.tracked if t.terminal == "ReturnCompleted"]
     latencies = sorted(
         (t.refunded_at - t.requested_at) * 1000 for t in driver.tracked if t.refunded_at
     )
@@ -287,10 +361,16 @@ def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -
     return {
         "returns": len(driver.tracked),
         "completed": sum(t.terminal == "ReturnCompleted" for t in driver.tracked),
+        "refunds_expected": sum(t.expected_minor > 0 for t in completed),
         "refunds_at_psp": len(per_return),
         "refunded_minor_total": sum(r["amount_minor"] for r in paid),
         "duplicates_at_psp": sum(count - 1 for count in per_return.values()),
         "wrong_amounts": len(wrong_amounts),
+        "wrong_methods": len(wrong_methods),
+        "by_payment_method": dict(Counter(t.body["payment_method"] for t in driver.tracked)),
+        "by_refund_method": dict(Counter(t.expected_method for t in completed)),
+        "by_liable_party": dict(Counter(t.expected_liable for t in completed)),
+        "by_reason": dict(Counter(t.body["reason_code"] for t in driver.tracked)),
         "p50_ms": round(statistics.median(latencies)) if latencies else 0,
         "p95_ms": percentile(0.95),
         "wall_s": round(wall_s, 1),
@@ -349,9 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)
         ok = (
-            summary["completed"] == summary["returns"] == summary["refunds_at_psp"]
+            summary["completed"] == summary["returns"]
+            and summary["refunds_at_psp"] == summary["refunds_expected"]
             and summary["duplicates_at_psp"] == 0
-            and summary["wrong_amounts"] == 0
+            and summary["wrong_amounts"] == summary["wrong_methods"] == 0
         )
         return 0 if ok else 1
     except KeyboardInterrupt:

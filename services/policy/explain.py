@@ -16,31 +16,16 @@ from typing import Any
 
 import jsonschema
 
-from services.money import Money
-from services.policy.liability import (
-    Grade,
-    InspectionFacts,
-    LiabilityDecision,
-    RefundOutcome,
-    decide_liability,
-    provisional_liability,
-)
+from services.policy.liability import Grade, InspectionFacts
 from services.policy.policy_files import POLICY_SCHEMAS, PolicySet
-from services.policy.policy_rules import (
-    RequestFacts,
-    decide_request,
-    fee_terms,
-    liability_terms,
-    refund_destination,
-    resolve_policy,
-)
+from services.policy.policy_rules import RequestFacts, decide_request, resolve_policy
+from services.policy.return_decisions import decide_refund
 from services.refund.refund_arithmetic import (
     Order,
     OrderLine,
     OrderRefundHistory,
     RefundArithmeticError,
     TaxBasis,
-    calculate_refund,
 )
 
 
@@ -148,71 +133,40 @@ def explain(policies: PolicySet, request: dict[str, Any]) -> dict[str, Any]:
         return answer
 
     inspection_in = request.get("inspection")
-    liability: LiabilityDecision
-    grade: Grade | None = None
-    if inspection_in is None:
-        liability = provisional_liability(decision.family)
-    else:
-        grade = Grade(inspection_in["grade"])
-        liability = decide_liability(
-            decision.family,
-            bool(request.get("pickup", {}).get("damage_noted", False)),
-            InspectionFacts(
-                grade,
-                inspection_in.get("matches_order", True),
-                inspection_in.get("weight_plausible", True),
-                inspection_in.get("packaging_damaged_on_arrival", False),
-            ),
-            liability_terms(policy),
+    inspection = None
+    if inspection_in is not None:
+        inspection = InspectionFacts(
+            Grade(inspection_in["grade"]),
+            inspection_in.get("matches_order", True),
+            inspection_in.get("weight_plausible", True),
+            inspection_in.get("packaging_damaged_on_arrival", False),
         )
-    answer["liability"] = {
-        "liable": str(liability.liable),
-        "refund": str(liability.refund),
-        "family_after_inspection": str(liability.family),
-        "overturned": liability.overturned,
-        "provisional": inspection_in is None,
-    }
-    answer["rules_fired"] += [rule.to_record() for rule in liability.rules_fired]
-    if liability.refund == RefundOutcome.NONE:
-        answer["accepted"] = False
-        answer["rejection"] = {
-            "code": "INSPECTION_REJECTED",
-            "detail": liability.rules_fired[-1].effect,
-        }
-        return answer
-
-    fees, fee_rules = fee_terms(policy, liability, grade)
-    answer["rules_fired"] += [rule.to_record() for rule in fee_rules]
     returning: dict[str, int] = {}
     for line in return_in["lines"]:
         returning[line["line_id"]] = returning.get(line["line_id"], 0) + line["quantity"]
     try:
-        calculation = calculate_refund(
+        refund = decide_refund(
+            policy,
             order,
+            decision.family,
             returning,
-            liability.liable,
-            fees,
-            OrderRefundHistory.from_record(request.get("earlier_returns")),
+            order_in["payment_method"],
+            pickup_damage_noted=bool(request.get("pickup", {}).get("damage_noted", False)),
+            inspection=inspection,
+            history=OrderRefundHistory.from_record(request.get("earlier_returns")),
+            store_credit_chosen=bool(return_in.get("store_credit", False)),
         )
     except RefundArithmeticError as exc:
         raise ExplainInputError(f"return.lines: {exc}") from exc
-    destination = refund_destination(
-        policy, order_in["payment_method"], bool(return_in.get("store_credit", False))
-    )
-    answer["rules_fired"].append(destination.rule.to_record())
-    answer["refund"] = {
-        "currency": order.currency,
-        "lines": [line.to_record() for line in calculation.lines],
-        "total_minor": calculation.total_minor,
-        "total": str(Money(calculation.total_minor, order.currency)),
-        "order_paid_minor": order.paid_minor,
-        "refunded_for_order_after_this_minor": calculation.history_after.refunded_minor,
-        "notes": list(calculation.notes),
-    }
-    answer["destination"] = {
-        "method": destination.method,
-        "paid_with": order_in["payment_method"],
-        "needs_bank_account": destination.needs_bank_account,
-        "deadline_days": destination.deadline_days,
-    }
+    answer["liability"] = refund.liability_record()
+    answer["rules_fired"] += [rule.to_record() for rule in refund.rules_fired]
+    if refund.rejected:
+        answer["accepted"] = False
+        answer["rejection"] = {
+            "code": "INSPECTION_REJECTED",
+            "detail": refund.liability.rules_fired[-1].effect,
+        }
+        return answer
+    answer["refund"] = refund.refund_record(order)
+    answer["destination"] = refund.destination_record(order_in["payment_method"])
     return answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -127,6 +128,14 @@ def parse_layer(name: str, text: str) -> PolicyLayer:
         currency,
         document.get("description", ""),
     )
+
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "policies"
+
+
+def policy_dir(option: str | None = None) -> Path:
+    """`option`, else $BOOMERANG_POLICY_DIR, else the repository's deploy/policies."""
+    return Path(option or os.environ.get("BOOMERANG_POLICY_DIR") or DEFAULT_POLICY_DIR)
 
 
 def policy_files(directory: Path) -> list[Path]:

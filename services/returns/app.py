@@ -10,6 +10,7 @@ the returns topic, so the answer survives restarts.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -31,7 +32,9 @@ from services.eventing.service_runtime import (
     run_worker,
 )
 from services.eventing.topics import RETURNS_EVENTS
-from services.returns.return_policy import MinimalPolicy, PolicyDecision, ReturnPolicy
+from services.policy.policy_book import PolicyBook
+from services.policy.policy_files import policy_dir
+from services.returns.return_policy import PolicyDecision, PolicyFileRules, ReturnPolicy
 from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
@@ -42,6 +45,7 @@ from services.returns.return_request import (
 SERVICE = "returns"
 DEFAULT_PORT = 8080
 RECENT_ANSWERS = 10_000
+POLICY_RELOAD_S = 2.0
 log = get_logger(__name__)
 
 RETURN_ID_NAMESPACE = uuid.UUID("b7d7a0c4-0d0e-5a4e-8f57-3c6a4c1e2f90")
@@ -71,8 +75,11 @@ def decision_events(
     body: dict[str, Any] = {
         "policy_version": decision.policy_version,
         "rules_fired": list(decision.rules_fired),
+        "rules": decision.rule_records(),
     }
-    if not decision.accepted:
+    if decision.accepted:
+        body |= {"policy_json": decision.policy_json, "reason_family": decision.reason_family}
+    else:
         body |= {"rejection_code": decision.rejection_code, "detail": decision.detail}
     outcome = {
         "envelope": new_envelope(
@@ -89,6 +96,13 @@ def decision_events(
     return [("ReturnRequested", requested), (name, outcome)]
 
 
+def rules_view(decision_record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"rule_id": r["rule_id"], "facts": json.loads(r["facts_json"]), "effect": r["effect"]}
+        for r in decision_record.get("rules") or []
+    ]
+
+
 def answer_for(return_id: str, decision_record: dict[str, Any], accepted: bool) -> tuple[int, dict]:
     if accepted:
         return 202, {
@@ -96,6 +110,7 @@ def answer_for(return_id: str, decision_record: dict[str, Any], accepted: bool) 
             "status": "accepted",
             "policy_version": decision_record["policy_version"],
             "rules_fired": decision_record["rules_fired"],
+            "rules": rules_view(decision_record),
         }
     return 422, {
         "error": "policy_rejected",
@@ -105,13 +120,52 @@ def answer_for(return_id: str, decision_record: dict[str, Any], accepted: bool) 
         "detail": decision_record["detail"],
         "policy_version": decision_record["policy_version"],
         "rules_fired": decision_record["rules_fired"],
+        "rules": rules_view(decision_record),
     }
 
 
 def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> ServiceParts:
-    policy = policy or MinimalPolicy()
+    """Without `policy`, decides with the policy files of `policy_dir()` and reloads them
+    when they change (a bad set is rejected; the previous one stays active)."""
+    book: PolicyBook | None = None
+    if policy is None:
+        book = PolicyBook(policy_dir())
+        policy = PolicyFileRules(book)
     parts = build_parts(settings)
     app = parts.app
+
+    if book is not None:
+        loaded = book
+        rejected: list[str] = []  # the problems of the last set that failed to load
+
+        @app.timer(POLICY_RELOAD_S)
+        async def reload_policies() -> None:
+            outcome = loaded.reload_if_changed()
+            if outcome.changed:
+                rejected.clear()
+                log.info("policies reloaded", policy_set=outcome.digest)
+            elif outcome.problems:
+                rejected[:] = outcome.problems
+                log.error(
+                    "policy files rejected; the previous set stays active",
+                    policy_set=outcome.digest,
+                    problems=list(outcome.problems),
+                )
+
+        @app.page("/policies")
+        async def active_policies(web: Any, request: Any) -> Any:
+            """Which policy set decides new returns, and why a newer one was refused."""
+            return web.json(
+                {
+                    "policy_set": loaded.current.digest,
+                    "directory": str(loaded.directory),
+                    "layers": sorted(layer.label for layer in loaded.current.layers),
+                    "rejected_problems": list(rejected),
+                }
+            )
+
+        log.info("policies loaded", policy_set=book.current.digest, directory=str(book.directory))
+
     answers = json_table(app, "answers")  # return_id -> {request_hash, status, body}
     recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # answers not yet in the table
     locks: dict[str, asyncio.Lock] = {}

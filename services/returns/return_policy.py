@@ -1,11 +1,20 @@
-"""The policy check at the front door (pure). A minimal policy for now — return window and
-non-returnable categories — behind a small interface the rules engine will implement."""
+"""The policy check at the front door (pure): the policy files decide, the return keeps the
+effective policy it was accepted under (`policy_json`) for its whole life."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from services.policy.liability import RuleFired
+from services.policy.policy_files import PolicySet
+from services.policy.policy_rules import (
+    PolicyLookupError,
+    RequestFacts,
+    decide_request,
+    resolve_policy,
+)
 from services.returns.return_request import ReturnRequest
 
 DAY_MS = 24 * 3600 * 1000
@@ -15,47 +24,79 @@ DAY_MS = 24 * 3600 * 1000
 class PolicyDecision:
     accepted: bool
     policy_version: str
-    rules_fired: tuple[str, ...] = ()
+    rules: tuple[RuleFired, ...] = ()
     rejection_code: str = ""
     detail: str = ""
+    policy_json: str | None = None  # the effective policy, for an accepted return
+    reason_family: str | None = None
+
+    @property
+    def rules_fired(self) -> tuple[str, ...]:
+        return tuple(rule.rule_id for rule in self.rules)
+
+    def rule_records(self) -> list[dict[str, Any]]:
+        """As in the ReturnAccepted/ReturnRejected `rules` field."""
+        return [
+            {
+                "rule_id": rule.rule_id,
+                "facts_json": json.dumps(rule.facts, sort_keys=True),
+                "effect": rule.effect,
+            }
+            for rule in self.rules
+        ]
 
 
 class ReturnPolicy(Protocol):
     def decide(self, request: ReturnRequest, now_ms: int) -> PolicyDecision: ...
 
 
-@dataclass(frozen=True)
-class MinimalPolicy:
-    window_days: int = 30
-    non_returnable_categories: frozenset[str] = field(
-        default_factory=lambda: frozenset({"perishables", "digital_goods", "gift_cards"})
+def decide_return(policies: PolicySet, request: ReturnRequest, now_ms: int) -> PolicyDecision:
+    try:
+        policy = resolve_policy(policies, request.market, request.category, request.seller_id)
+    except PolicyLookupError as exc:
+        rule = RuleFired("policy.market", {"market": request.market}, str(exc))
+        return PolicyDecision(
+            False, f"set:{policies.digest}", (rule,), "MARKET_NOT_SERVED", str(exc)
+        )
+    if request.currency != policy.currency:
+        rule = policy.rule(
+            "currency",
+            {"currency": request.currency, "market_currency": policy.currency},
+            f"market {policy.market} refunds in {policy.currency}, not {request.currency}",
+        )
+        return PolicyDecision(False, policy.version, (rule,), "CURRENCY_NOT_OF_MARKET", rule.effect)
+    decision = decide_request(
+        policy,
+        RequestFacts(
+            request.category,
+            request.reason_code,
+            request.delivered_at_ms,
+            now_ms,
+            len(request.photo_refs),
+        ),
     )
-    version: str = "minimal-1"
+    if not decision.accepted:
+        return PolicyDecision(
+            False,
+            policy.version,
+            decision.rules_fired,
+            decision.rejection_code,
+            decision.detail,
+        )
+    return PolicyDecision(
+        True,
+        policy.version,
+        decision.rules_fired,
+        policy_json=json.dumps(policy.to_record(), sort_keys=True),
+        reason_family=str(decision.family),
+    )
+
+
+@dataclass
+class PolicyFileRules:
+    """Decides with whatever policy set `current()` gives (a PolicyBook's, reloaded live)."""
+
+    policies: Any  # an object with a `current: PolicySet` attribute
 
     def decide(self, request: ReturnRequest, now_ms: int) -> PolicyDecision:
-        if request.category in self.non_returnable_categories:
-            return PolicyDecision(
-                False,
-                self.version,
-                ("category.non_returnable",),
-                "NON_RETURNABLE_CATEGORY",
-                f"category {request.category!r} cannot be returned",
-            )
-        if request.delivered_at_ms > now_ms + DAY_MS:
-            return PolicyDecision(
-                False,
-                self.version,
-                ("window.delivered_in_future",),
-                "NOT_DELIVERED",
-                "delivered_at is in the future",
-            )
-        age_days = (now_ms - request.delivered_at_ms) // DAY_MS
-        if age_days > self.window_days:
-            return PolicyDecision(
-                False,
-                self.version,
-                ("window.expired",),
-                "OUTSIDE_RETURN_WINDOW",
-                f"delivered {age_days} days ago; the window is {self.window_days} days",
-            )
-        return PolicyDecision(True, self.version, ("window.open", "category.returnable"))
+        return decide_return(self.policies.current, request, now_ms)

@@ -5,7 +5,15 @@
  "payment_method": "EWALLET", "pickup_address": "Jl. Sudirman 1, Jakarta",
  "lines": [{"sku": "TS-M", "quantity": 1, "quantity_bought": 2, "order_line_id": "L1",
             "unit_price": {"amount_minor": 149000, "currency": "IDR"}}],
- "buyer_notes": "", "photo_refs": []}
+ "buyer_notes": "", "photo_refs": [],
+ "order": {"currency": "IDR", "discount_minor": 20000, "shipping_fee_minor": 15000,
+           "tax_basis": "INCLUSIVE", "tax_rate_bp": 1100,
+           "lines": [{"line_id": "L1", "sku": "TS-M", "unit_price_minor": 149000, "quantity": 2},
+                     {"line_id": "L2", "sku": "CAP", "unit_price_minor": 59000, "quantity": 1}]},
+ "store_credit": false}
+
+`order` (optional) is the whole order as paid: the refund shares its discounts and shipping
+across all of its lines. Without it the refund is unit price × quantity of the returned lines.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ PAYMENT_METHODS = frozenset(
     }
 )
 MAX_LINES = 50
+MAX_ORDER_LINES = 200
 MAX_UNIT_PRICE_MINOR = 10**13
 
 
@@ -44,6 +53,30 @@ class RequestLine:
     unit_price_minor: int
     currency: str
     order_line_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderLineInput:
+    line_id: str
+    sku: str
+    unit_price_minor: int
+    quantity: int
+    tax_minor: int = 0
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    currency: str
+    lines: tuple[OrderLineInput, ...]
+    discount_minor: int = 0
+    shipping_fee_minor: int = 0
+    tax_basis: str = "INCLUSIVE"
+    tax_rate_bp: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["lines"] = [asdict(line) for line in self.lines]
+        return record
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,8 @@ class ReturnRequest:
     pickup_address: str = ""
     buyer_notes: str = ""
     photo_refs: tuple[str, ...] = ()
+    order: OrderInput | None = None
+    store_credit_chosen: bool = False
 
     @property
     def currency(self) -> str:
@@ -97,6 +132,8 @@ class ReturnRequest:
             "pickup_address": self.pickup_address,
             "buyer_notes": self.buyer_notes,
             "photo_refs": list(self.photo_refs),
+            "order": self.order.to_record() if self.order else None,
+            "store_credit_chosen": self.store_credit_chosen,
         }
 
 
@@ -142,6 +179,84 @@ def _line(fields: Fields, index: int, data: dict[str, Any]) -> RequestLine | Non
     return RequestLine(sku, quantity, bought, amount, currency, order_line_id)
 
 
+TAX_BASES = frozenset({"INCLUSIVE", "EXCLUSIVE"})
+
+
+def _order(fields: Fields, data: Any) -> OrderInput | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        fields.problem("order", "must be a JSON object")
+        return None
+    order = fields.nested("order", data)
+    before = len(fields.problems)
+    currency = order.text("currency", max_len=3)
+    if currency and currency not in CURRENCY_EXPONENTS:
+        order.problem("currency", f"{currency!r} is not a supported ISO 4217 code")
+    lines = []
+    for index, raw in enumerate(order.objects("lines", max_items=MAX_ORDER_LINES)):
+        line = order.nested(f"lines[{index}]", raw)
+        lines.append(
+            OrderLineInput(
+                line.text("line_id", max_len=64),
+                line.text("sku", max_len=64),
+                line.integer("unit_price_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR) or 0,
+                line.integer("quantity", minimum=1, maximum=10_000) or 0,
+                line.integer(
+                    "tax_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR, required=False, default=0
+                )
+                or 0,
+            )
+        )
+    if len({line.line_id for line in lines}) != len(lines):
+        order.problem("lines", "line_id must be unique")
+    amounts = {}
+    for key in ("discount_minor", "shipping_fee_minor"):
+        amounts[key] = order.integer(
+            key, minimum=0, maximum=MAX_UNIT_PRICE_MINOR, required=False, default=0
+        )
+    tax_basis = data.get("tax_basis", "INCLUSIVE")
+    if tax_basis not in TAX_BASES:
+        order.problem("tax_basis", "must be INCLUSIVE or EXCLUSIVE")
+    tax_rate = order.integer("tax_rate_bp", minimum=0, maximum=10_000, required=False, default=0)
+    goods = sum(line.unit_price_minor * line.quantity for line in lines)
+    if (amounts["discount_minor"] or 0) > goods:
+        order.problem("discount_minor", f"is more than the goods ({goods})")
+    if len(fields.problems) > before:
+        return None
+    return OrderInput(
+        currency,
+        tuple(lines),
+        amounts["discount_minor"] or 0,
+        amounts["shipping_fee_minor"] or 0,
+        tax_basis,
+        tax_rate or 0,
+    )
+
+
+def _check_lines_against_order(fields: Fields, lines: list[RequestLine], order: OrderInput) -> None:
+    by_id = {line.line_id: line for line in order.lines}
+    if lines and lines[0].currency != order.currency:
+        fields.problem(
+            "order.currency", f"is {order.currency}; the lines are in {lines[0].currency}"
+        )
+    for index, line in enumerate(lines):
+        where = f"lines[{index}]"
+        ordered = by_id.get(line.order_line_id or "")
+        if ordered is None:
+            fields.problem(f"{where}.order_line_id", "must name a line of the order")
+            continue
+        if (line.sku, line.quantity_bought, line.unit_price_minor) != (
+            ordered.sku,
+            ordered.quantity,
+            ordered.unit_price_minor,
+        ):
+            fields.problem(
+                where,
+                f"sku, quantity_bought and unit_price differ from order line {ordered.line_id}",
+            )
+
+
 def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     """Raise ApiError(422) naming every invalid field, or return the normalised request."""
     fields = Fields(data)
@@ -149,7 +264,7 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     buyer_id = fields.text("buyer_id", max_len=64)
     seller_id = fields.text("seller_id", max_len=64)
     category = fields.text("category", max_len=64)
-    market = fields.text("market", required=False, max_len=8)
+    market = fields.text("market", max_len=8)
     reason_code = fields.text("reason_code", max_len=64)
     payment_method = fields.choice("payment_method", PAYMENT_METHODS)
     delivered_at = _delivered_at(fields)
@@ -166,6 +281,12 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     skus = [(line.sku, line.order_line_id) for line in lines]
     if len(set(skus)) != len(skus):
         fields.problem("lines", "the same order line appears twice")
+    order = _order(fields, data.get("order"))
+    if order is not None:
+        _check_lines_against_order(fields, lines, order)
+    store_credit = data.get("store_credit", False)
+    if not isinstance(store_credit, bool):
+        fields.problem("store_credit", "must be true or false")
     if fields.problems:
         raise invalid(fields.problems)
     return ReturnRequest(
@@ -181,6 +302,8 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
         pickup_address=pickup_address,
         buyer_notes=buyer_notes,
         photo_refs=tuple(photo_refs),
+        order=order,
+        store_credit_chosen=store_credit is True,
     )
 
 

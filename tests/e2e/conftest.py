@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from services.local_stack.stack import LocalStack
+from services.policy.policy_files import DEFAULT_POLICY_DIR
 
 # Short retries and deadlines, so failure paths resolve within a test.
 SAGA_ENV = {
@@ -26,14 +28,30 @@ SAGA_ENV = {
 }
 
 
+RELOAD_MARKET = "NL"  # a market only the policy-reload test uses and changes
+
+
 @pytest.fixture(scope="session")
-def stack(catalogue_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of deploy/policies the services read, plus a market the reload test edits."""
+    copy = Path(tmp_path_factory.mktemp("policies")) / "policies"
+    shutil.copytree(DEFAULT_POLICY_DIR, copy)
+    market = (copy / "DE" / "market.yaml").read_text().replace("market: DE", "market: NL")
+    (copy / RELOAD_MARKET).mkdir()
+    (copy / RELOAD_MARKET / "market.yaml").write_text(market)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def stack(
+    catalogue_topics: str, policy_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
     run_dir = Path(tmp_path_factory.mktemp("stack"))
     local = LocalStack(
         catalogue_topics,
         run_dir,
         carrier_callback_delay_ms=1000,
-        extra_env=SAGA_ENV,
+        extra_env={**SAGA_ENV, "BOOMERANG_POLICY_DIR": str(policy_dir)},
         log=lambda m: None,
     )
     try:

@@ -26,12 +26,12 @@ from services.money import CURRENCY_EXPONENTS
 from services.pickup.callback_parsing import FAILURE_REASONS, STATUSES, callback_event
 from services.pickup.carrier_signature import SignatureError, verify
 from services.returns.app import answer_for, decision_events
-from services.returns.return_policy import MinimalPolicy
 from services.returns.return_request import (
     PAYMENT_METHODS,
     check_idempotency_key,
     parse_return_request,
 )
+from tests.support.policies import deployed_rules
 from tests.support.return_events import event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,7 +309,7 @@ def test_returns_policy_answers_match_202_and_422(changes, status):
         body["delivered_at"] = "2026-01-01"
     request = parse_return_request(body)
     now = 1_767_500_000_000  # 2026-01-04
-    decision = MinimalPolicy().decide(request, now)
+    decision = deployed_rules().decide(request, now)
     events = decision_events("RMA-0123456789ABCDEF0123", request, decision, "key-1", now)
     answer_status, answer = answer_for("RMA-0123456789ABCDEF0123", events[1][1], decision.accepted)
     assert answer_status == status

@@ -1,18 +1,27 @@
-"""The front-door return policy: return window, non-returnable categories, future deliveries."""
+"""The front-door return policy, decided by the deployed policy files (DE: 30-day window,
+perishables/digital goods/gift cards not returnable, photos for damage on arrival)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.returns.return_policy import DAY_MS, MinimalPolicy, PolicyDecision
+from services.policy.policy_files import build_policy_set, policy_dir, policy_files
+from services.returns.return_policy import (
+    DAY_MS,
+    PolicyDecision,
+    PolicyFileRules,
+    decide_return,
+)
 from services.returns.return_request import RequestLine, ReturnRequest, parse_return_request
+from tests.support.policies import FixedPolicies, deployed_policies, deployed_rules
 
 DELIVERED = 1_790_000_000_000
-POLICY = MinimalPolicy()
+POLICY = deployed_rules()
 REQUEST = ReturnRequest(
     order_ref="ORD-1",
     buyer_id="B-1",
@@ -52,7 +61,7 @@ def test_day_31_is_rejected_as_outside_the_window() -> None:
     decision = decide(days=31)
     assert decision.accepted is False
     assert decision.rejection_code == "OUTSIDE_RETURN_WINDOW"
-    assert decision.rules_fired == ("window.expired",)
+    assert decision.rules_fired[-1] == "policy.return_window_days"
     assert "31 days" in decision.detail
     assert "30 days" in decision.detail
 
@@ -61,8 +70,19 @@ def test_a_year_later_is_rejected_as_outside_the_window() -> None:
     assert decide(days=365).rejection_code == "OUTSIDE_RETURN_WINDOW"
 
 
+def policies_with_de_window(days: int):
+    directory = policy_dir()
+    texts = []
+    for path in policy_files(directory):
+        text = path.read_text()
+        if path.name == "market.yaml" and path.parent.name == "DE":
+            text = text.replace("return_window_days: 30", f"return_window_days: {days}")
+        texts.append((str(path.relative_to(directory)), text))
+    return build_policy_set(texts)
+
+
 def test_a_longer_window_accepts_day_31() -> None:
-    policy = MinimalPolicy(window_days=60)
+    policy = PolicyFileRules(FixedPolicies(policies_with_de_window(60)))
     assert policy.decide(REQUEST, DELIVERED + 31 * DAY_MS).accepted is True
     assert policy.decide(REQUEST, DELIVERED + 61 * DAY_MS).rejection_code == (
         "OUTSIDE_RETURN_WINDOW"
@@ -74,7 +94,7 @@ def test_non_returnable_category_is_rejected(category: str) -> None:
     decision = decide(category=category)
     assert decision.accepted is False
     assert decision.rejection_code == "NON_RETURNABLE_CATEGORY"
-    assert decision.rules_fired == ("category.non_returnable",)
+    assert decision.rules_fired == ("policy.returnable",)
     assert category in decision.detail
 
 
@@ -92,6 +112,7 @@ def test_category_written_in_capitals_by_the_buyer_is_still_non_returnable() -> 
         "buyer_id": "B-1",
         "seller_id": "S-1",
         "category": "Perishables",
+        "market": "DE",
         "reason_code": "DAMAGED",
         "delivered_at": "2026-11-20",
         "payment_method": "CARD",
@@ -114,7 +135,11 @@ def test_delivery_more_than_a_day_in_the_future_is_rejected() -> None:
     decision = decide(days=-1, extra_ms=-1)
     assert decision.accepted is False
     assert decision.rejection_code == "NOT_DELIVERED"
-    assert decision.rules_fired == ("window.delivered_in_future",)
+    assert decision.rules_fired == (
+        "policy.returnable",
+        "policy.reasons",
+        "policy.return_window_days",
+    )
 
 
 def test_delivery_far_in_the_future_is_rejected() -> None:
@@ -131,13 +156,57 @@ def test_delivery_a_few_hours_ahead_is_tolerated_as_clock_skew() -> None:
 
 def test_accepted_decision_lists_the_rules_that_let_it_through() -> None:
     decision = decide(days=3)
-    assert decision == PolicyDecision(
-        accepted=True,
-        policy_version="minimal-1",
-        rules_fired=("window.open", "category.returnable"),
-        rejection_code="",
-        detail="",
+    assert decision.accepted is True
+    assert decision.policy_version == "DE/market:default@v1"
+    assert decision.rules_fired == (
+        "policy.returnable",
+        "policy.reasons",
+        "policy.return_window_days",
     )
+    assert decision.rules[2].facts["days_since_delivery"] == 3
+    assert decision.reason_family == "BUYER_REMORSE"
+
+
+def test_an_accepted_return_keeps_the_effective_policy_it_was_decided_under() -> None:
+    snapshot = json.loads(decide(days=3, category="electronics").policy_json)
+    assert snapshot["version"] == "DE/market:default@v1+DE/category:electronics@v1"
+    assert snapshot["rules"]["restocking_fee"]["B"] == {"percent_bp": 1500}
+    assert snapshot["currency"] == "EUR"
+
+
+def test_rule_records_carry_facts_as_json() -> None:
+    record = decide(days=3).rule_records()[2]
+    assert record["rule_id"] == "policy.return_window_days"
+    assert json.loads(record["facts_json"])["window_days"] == 30
+
+
+def test_a_market_without_a_policy_is_rejected_with_the_reason() -> None:
+    decision = POLICY.decide(replace(REQUEST, market="FR"), DELIVERED)
+    assert (decision.accepted, decision.rejection_code) == (False, "MARKET_NOT_SERVED")
+    assert "'FR'" in decision.detail
+
+
+def test_a_currency_other_than_the_markets_is_rejected() -> None:
+    line = RequestLine("TS-M", 1, 1, 1999, "USD", "L1")
+    decision = POLICY.decide(replace(REQUEST, lines=(line,)), DELIVERED)
+    assert decision.rejection_code == "CURRENCY_NOT_OF_MARKET"
+
+
+def test_a_reason_the_market_does_not_know_is_rejected() -> None:
+    decision = POLICY.decide(replace(REQUEST, reason_code="BORED"), DELIVERED)
+    assert decision.rejection_code == "REASON_NOT_ALLOWED"
+
+
+def test_damage_on_arrival_needs_a_photo_in_de() -> None:
+    damaged = replace(REQUEST, reason_code="DAMAGED_ON_ARRIVAL")
+    assert POLICY.decide(damaged, DELIVERED).rejection_code == "EVIDENCE_REQUIRED"
+    with_photo = replace(damaged, photo_refs=("photo-1.jpg",))
+    assert POLICY.decide(with_photo, DELIVERED).accepted is True
+
+
+def test_the_decision_uses_the_set_it_is_given_each_time() -> None:
+    assert decide_return(deployed_policies(), REQUEST, DELIVERED).accepted is True
+    assert decide_return(policies_with_de_window(0), REQUEST, DELIVERED + DAY_MS).accepted is False
 
 
 @pytest.mark.parametrize(
@@ -147,14 +216,14 @@ def test_accepted_decision_lists_the_rules_that_let_it_through() -> None:
 )
 def test_every_decision_carries_policy_version_and_rules_fired(days: int, category: str) -> None:
     decision = decide(days=days, category=category)
-    assert decision.policy_version == "minimal-1"
+    assert decision.policy_version.startswith("DE/market:default@v1")
     assert decision.rules_fired
     assert all(isinstance(rule, str) and rule for rule in decision.rules_fired)
 
 
-def test_policy_version_follows_the_configured_version() -> None:
-    assert MinimalPolicy(version="minimal-2").decide(REQUEST, DELIVERED).policy_version == (
-        "minimal-2"
+def test_policy_version_names_every_layer_used() -> None:
+    assert decide(category="electronics").policy_version == (
+        "DE/market:default@v1+DE/category:electronics@v1"
     )
 
 

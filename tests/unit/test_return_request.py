@@ -111,8 +111,8 @@ def test_reason_code_is_uppercased() -> None:
     assert parse_return_request(body(reason_code="wrong_size")).reason_code == "WRONG_SIZE"
 
 
-def test_market_is_optional() -> None:
-    assert parse_return_request(without("market")).market == ""
+def test_market_is_required_because_its_policy_decides() -> None:
+    assert fields_of(without("market")) == ["market"]
 
 
 def test_buyer_notes_are_optional() -> None:
@@ -460,6 +460,7 @@ def test_empty_body_names_every_required_field() -> None:
             "buyer_id",
             "seller_id",
             "category",
+            "market",
             "reason_code",
             "payment_method",
             "delivered_at",
@@ -710,3 +711,67 @@ def test_fingerprint_ignores_any_key_order(seed: Any) -> None:
 
     raw = body(lines=[line(order_line_id="L0"), line(order_line_id="L1", sku="CAP")])
     assert fingerprint(shuffled(raw)) == fingerprint(raw)
+
+
+# ---------------------------------------------------------------- the order as paid
+
+
+def order(**overrides: Any) -> dict[str, Any]:
+    raw = {
+        "currency": "IDR",
+        "discount_minor": 20000,
+        "shipping_fee_minor": 15000,
+        "lines": [
+            {"line_id": "L1", "sku": "TS-M", "unit_price_minor": 149000, "quantity": 2},
+            {"line_id": "L2", "sku": "CAP", "unit_price_minor": 59000, "quantity": 1},
+        ],
+    }
+    raw.update(overrides)
+    return raw
+
+
+def test_the_order_as_paid_travels_with_the_request() -> None:
+    request = parse_return_request(body(order=order()))
+    assert request.order is not None
+    assert [line.line_id for line in request.order.lines] == ["L1", "L2"]
+    fields = request.event_fields()
+    assert fields["order"]["discount_minor"] == 20000
+    assert fields["order"]["tax_basis"] == "INCLUSIVE"
+    assert fields["store_credit_chosen"] is False
+
+
+def test_without_an_order_the_event_says_none() -> None:
+    assert parse_return_request(body()).event_fields()["order"] is None
+
+
+def test_a_returned_line_must_name_a_line_of_the_order() -> None:
+    raw = body(order=order(), lines=[line(order_line_id="L9")])
+    assert fields_of(raw) == ["lines[0].order_line_id"]
+
+
+def test_a_returned_line_must_agree_with_the_order_line_it_names() -> None:
+    raw = body(order=order(), lines=[line(quantity_bought=5)])
+    assert fields_of(raw) == ["lines[0]"]
+
+
+def test_the_order_currency_must_be_the_lines_currency() -> None:
+    assert "order.currency" in fields_of(body(order=order(currency="EUR")))
+
+
+def test_a_discount_above_the_goods_is_refused() -> None:
+    assert fields_of(body(order=order(discount_minor=10**9))) == ["order.discount_minor"]
+
+
+def test_order_line_ids_must_be_unique() -> None:
+    lines = order()["lines"]
+    lines[1]["line_id"] = "L1"
+    assert "order.lines" in fields_of(body(order=order(lines=lines)))
+
+
+def test_an_unknown_tax_basis_is_refused() -> None:
+    assert fields_of(body(order=order(tax_basis="GROSS"))) == ["order.tax_basis"]
+
+
+def test_store_credit_must_be_a_boolean() -> None:
+    assert fields_of(body(store_credit="yes")) == ["store_credit"]
+    assert parse_return_request(body(store_credit=True)).store_credit_chosen is True

@@ -1,0 +1,151 @@
+"""What the saga asks the refund service to pay, decided after inspection (pure).
+
+The return carries the effective policy it was accepted under and the order as paid; the
+inspection and the carrier's damage note decide liability; `decide_refund` does the rest.
+One liability per return: the worst grade among the inspected items decides it.
+A return accepted before policies travelled with it (no `policy`) refunds unit price ×
+quantity per returned line, as it did then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.money import Money
+from services.policy.liability import Grade, InspectionFacts, ReasonFamily
+from services.policy.policy_rules import EffectivePolicy
+from services.policy.return_decisions import RefundDecision, decide_refund
+from services.refund.refund_amount import refund_for_lines
+from services.refund.refund_arithmetic import Order, OrderLine, TaxBasis
+
+GRADE_ORDER = (Grade.A, Grade.B, Grade.C, Grade.D)
+
+
+def line_id_of(line: Mapping[str, Any]) -> str:
+    return line.get("order_line_id") or line["sku"]
+
+
+def order_of(request: Mapping[str, Any]) -> Order:
+    """The order as paid; without a snapshot, the returned lines are the whole order."""
+    snapshot = request.get("order")
+    if snapshot:
+        return Order(
+            request["order_ref"],
+            snapshot["currency"],
+            tuple(
+                OrderLine(
+                    line["line_id"],
+                    line["sku"],
+                    line["unit_price_minor"],
+                    line["quantity"],
+                    line.get("tax_minor", 0),
+                )
+                for line in snapshot["lines"]
+            ),
+            snapshot.get("discount_minor", 0),
+            snapshot.get("shipping_fee_minor", 0),
+            TaxBasis(snapshot.get("tax_basis", "INCLUSIVE")),
+            snapshot.get("tax_rate_bp", 0),
+        )
+    lines = request["lines"]
+    return Order(
+        request["order_ref"],
+        lines[0]["unit_price"]["currency"],
+        tuple(
+            OrderLine(
+                line_id_of(line),
+                line["sku"],
+                line["unit_price"]["amount_minor"],
+                line["quantity_bought"],
+            )
+            for line in lines
+        ),
+    )
+
+
+def returning_units(request: Mapping[str, Any]) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for line in request["lines"]:
+        key = line_id_of(line)
+        units[key] = units.get(key, 0) + line["quantity_returned"]
+    return units
+
+
+def inspection_facts(items: Sequence[Mapping[str, Any]]) -> InspectionFacts:
+    """Items that do not match or weigh far too little reject the return before this.
+    A grade the reader did not know (UNKNOWN, from a newer writer) counts as B."""
+    grades = [Grade(item["grade"]) for item in items if item["grade"] in Grade.__members__]
+    worst = max(grades or [Grade.B], key=GRADE_ORDER.index)
+    return InspectionFacts(worst, all(item["matches_order"] for item in items))
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    decision: RefundDecision | None  # None: a return without a policy snapshot
+    refund: dict[str, Any]  # the saga's `refund` fields: amount, method, lines, breakdown…
+    rules: tuple[dict[str, Any], ...]
+
+    @property
+    def rejection(self) -> str:
+        if self.decision is None or not self.decision.rejected:
+            return ""
+        return self.decision.liability.rules_fired[-1].effect
+
+
+def plan_refund(
+    request: Mapping[str, Any],
+    policy_record: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    carrier_noted_damage: bool,
+) -> RefundPlan:
+    """Raises RefundArithmeticError when the returned lines do not fit the order."""
+    if not policy_record:
+        breakdown = refund_for_lines(request["lines"])
+        return RefundPlan(
+            None,
+            {
+                "amount": breakdown.total.to_record(),
+                "method": request["payment_method"],
+                "lines": breakdown.line_records(),
+            },
+            (),
+        )
+    policy = EffectivePolicy.from_record(dict(policy_record))
+    order = order_of(request)
+    decision = decide_refund(
+        policy,
+        order,
+        ReasonFamily(request["reason_family"]),
+        returning_units(request),
+        request["payment_method"],
+        pickup_damage_noted=carrier_noted_damage,
+        inspection=inspection_facts(items),
+        store_credit_chosen=bool(request.get("store_credit_chosen")),
+    )
+    rules = tuple(rule.to_record() for rule in decision.rules_fired)
+    calculation = decision.calculation
+    if calculation is None or decision.destination is None:
+        return RefundPlan(decision, {}, rules)
+    refund = {
+        "amount": Money(calculation.total_minor, order.currency).to_record(),
+        "method": decision.destination.method,
+        "paid_with": request["payment_method"],
+        "lines": [
+            {
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "amount": Money(line.amount_minor, order.currency).to_record(),
+            }
+            for line in calculation.lines
+        ],
+        "breakdown": [
+            {**line.to_record(), "currency": order.currency} for line in calculation.lines
+        ],
+        "liable": str(decision.liability.liable),
+        "liability": decision.liability_record(),
+        "policy_version": policy.version,
+        "notes": list(calculation.notes),
+    }
+    return RefundPlan(decision, refund, rules)

@@ -1,0 +1,53 @@
+"""The policies a running service decides with, reloaded when their files change.
+
+A reload reads and validates every file; a set with any problem is rejected (logged with
+file, path and problem) and the previous set stays active. A return keeps the effective
+policy it was accepted under (ReturnAccepted.policy_json), so a reload only affects returns
+requested after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.policy.policy_files import PolicyError, PolicySet, load_policy_set, policy_files
+
+
+@dataclass(frozen=True)
+class Reload:
+    changed: bool
+    digest: str  # the active set's digest after the attempt
+    problems: tuple[str, ...] = ()  # why a changed set was rejected
+
+
+class PolicyBook:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._stamp = self._files_stamp()
+        self.current: PolicySet = load_policy_set(directory)  # a bad set at start is fatal
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        stamp = []
+        for path in policy_files(self.directory) if self.directory.is_dir() else []:
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # removed while listing: the next look sees it gone
+            stamp.append((str(path), info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
+
+    def reload_if_changed(self) -> Reload:
+        """Cheap when nothing changed (file names, sizes and mtimes only)."""
+        stamp = self._files_stamp()
+        if stamp == self._stamp:
+            return Reload(False, self.current.digest)
+        self._stamp = stamp
+        try:
+            candidate = load_policy_set(self.directory)
+        except PolicyError as exc:
+            return Reload(False, self.current.digest, tuple(str(p) for p in exc.problems))
+        if candidate.digest == self.current.digest:
+            return Reload(False, self.current.digest)
+        self.current = candidate
+        return Reload(True, candidate.digest)
