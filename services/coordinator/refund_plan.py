@@ -18,7 +18,7 @@ from services.policy.liability import Grade, InspectionFacts, ReasonFamily
 from services.policy.policy_rules import EffectivePolicy
 from services.policy.return_decisions import RefundDecision, decide_refund
 from services.refund.refund_amount import refund_for_lines
-from services.refund.refund_arithmetic import Order, OrderLine, TaxBasis
+from services.refund.refund_arithmetic import Order, OrderLine, order_from_record
 
 GRADE_ORDER = (Grade.A, Grade.B, Grade.C, Grade.D)
 
@@ -31,24 +31,7 @@ def order_of(request: Mapping[str, Any]) -> Order:
     """The order as paid; without a snapshot, the returned lines are the whole order."""
     snapshot = request.get("order")
     if snapshot:
-        return Order(
-            request["order_ref"],
-            snapshot["currency"],
-            tuple(
-                OrderLine(
-                    line["line_id"],
-                    line["sku"],
-                    line["unit_price_minor"],
-                    line["quantity"],
-                    line.get("tax_minor", 0),
-                )
-                for line in snapshot["lines"]
-            ),
-            snapshot.get("discount_minor", 0),
-            snapshot.get("shipping_fee_minor", 0),
-            TaxBasis(snapshot.get("tax_basis", "INCLUSIVE")),
-            snapshot.get("tax_rate_bp", 0),
-        )
+        return order_from_record(request["order_ref"], snapshot)
     lines = request["lines"]
     return Order(
         request["order_ref"],

@@ -21,11 +21,9 @@ from services.policy.policy_files import POLICY_SCHEMAS, PolicySet
 from services.policy.policy_rules import RequestFacts, decide_request, resolve_policy
 from services.policy.return_decisions import decide_refund
 from services.refund.refund_arithmetic import (
-    Order,
-    OrderLine,
     OrderRefundHistory,
     RefundArithmeticError,
-    TaxBasis,
+    order_from_record,
 )
 
 
@@ -78,24 +76,7 @@ def _exact_ms(moment: datetime) -> int:
 def explain(policies: PolicySet, request: dict[str, Any]) -> dict[str, Any]:
     order_in, return_in = request["order"], request["return"]
     try:
-        order = Order(
-            order_in["order_ref"],
-            order_in["currency"],
-            tuple(
-                OrderLine(
-                    line["line_id"],
-                    line["sku"],
-                    line["unit_price_minor"],
-                    line["quantity"],
-                    line.get("tax_minor", 0),
-                )
-                for line in order_in["lines"]
-            ),
-            order_in.get("discount_minor", 0),
-            order_in.get("shipping_fee_minor", 0),
-            TaxBasis(order_in.get("tax_basis", "INCLUSIVE")),
-            order_in.get("tax_rate_bp", 0),
-        )
+        order = order_from_record(order_in["order_ref"], order_in)
     except RefundArithmeticError as exc:
         raise ExplainInputError(f"order: {exc}") from exc
     policy = resolve_policy(

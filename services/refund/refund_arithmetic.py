@@ -129,6 +129,30 @@ class Order:
         return {line.line_id: share for line, share in zip(self.lines, shares, strict=True)}
 
 
+def order_from_record(order_ref: str, record: Mapping[str, Any]) -> Order:
+    """An order as the events and the explain format write it: currency, lines (line_id,
+    sku, unit_price_minor, quantity, tax_minor), discount_minor, shipping_fee_minor,
+    tax_basis, tax_rate_bp."""
+    return Order(
+        order_ref,
+        record["currency"],
+        tuple(
+            OrderLine(
+                line["line_id"],
+                line["sku"],
+                line["unit_price_minor"],
+                line["quantity"],
+                line.get("tax_minor", 0),
+            )
+            for line in record["lines"]
+        ),
+        record.get("discount_minor", 0),
+        record.get("shipping_fee_minor", 0),
+        TaxBasis(record.get("tax_basis", "INCLUSIVE")),
+        record.get("tax_rate_bp", 0),
+    )
+
+
 @dataclass(frozen=True)
 class OrderRefundHistory:
     """What earlier returns of the order took back (kept per order by the refund service)."""
