@@ -43,7 +43,6 @@ from typing import Any
 
 from services.coordinator.refund_plan import plan_refund
 from services.eventing.envelope import deterministic_event_id, new_envelope
-from services.refund.refund_amount import refund_for_lines
 from services.refund.refund_arithmetic import RefundArithmeticError
 from services.warehouse_intake.disposition import weight_far_below_expected
 
@@ -848,14 +847,12 @@ def _intake_completed(step: _Step) -> SagaState:
             problem,
             ("refund-not-computable", _facts(state, problem=problem)),
         )
-    plan = state.inspection.get("refund_plan") or {}
-    if not plan:  # inspected before plans were made at inspection: the old arithmetic
-        breakdown = refund_for_lines(state.request["lines"])
-        plan = {
-            "amount": breakdown.total.to_record(),
-            "method": state.request["payment_method"],
-            "lines": breakdown.line_records(),
-        }
+    # A saga inspected before plans were made at inspection gets the old arithmetic
+    # (plan_refund without a policy).
+    plan = (
+        state.inspection.get("refund_plan")
+        or plan_refund(state.request, {}, state.inspection.get("items", []), False).refund
+    )
     if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
         step.notes.append("refund total is zero: nothing to pay")
         step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
