@@ -5,50 +5,33 @@ The carrier signs `"{timestamp}." + body` with HMAC-SHA256 and a shared secret a
     X-Carrier-Signature: sha256=<hex digest>
 A callback is accepted only if the signature matches (constant-time compare) and the
 timestamp is within the tolerance of our clock, so a captured callback can't be replayed later.
+The scheme itself lives in `services.eventing.webhook_signature`; this module names the headers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from services.eventing.webhook_signature import (
+    DEFAULT_TOLERANCE_S,
+    SignatureError,
+    WebhookSignature,
+    sign,
+    verify,
+)
 
 TIMESTAMP_HEADER = "X-Carrier-Timestamp"
 SIGNATURE_HEADER = "X-Carrier-Signature"
-DEFAULT_TOLERANCE_S = 300
+_CARRIER = WebhookSignature(TIMESTAMP_HEADER, SIGNATURE_HEADER)
 
-
-class SignatureError(ValueError):
-    """Why a callback's signature was refused (missing, malformed, wrong, stale)."""
-
-
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "SignatureError",
+    "sign",
+    "signature_headers",
+    "verify",
+]
 
 
 def signature_headers(secret: bytes, timestamp: int, body: bytes) -> dict[str, str]:
-    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
-
-
-def verify(
-    secret: bytes,
-    timestamp_header: str | None,
-    signature_header: str | None,
-    body: bytes,
-    now_s: int,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-) -> None:
-    if not timestamp_header or not signature_header:
-        raise SignatureError("missing signature headers")
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError as exc:
-        raise SignatureError("timestamp is not an integer") from exc
-    if abs(now_s - timestamp) > tolerance_s:
-        raise SignatureError(
-            f"stale timestamp ({now_s - timestamp}s off, tolerance {tolerance_s}s)"
-        )
-    if not signature_header.isascii():
-        raise SignatureError("signature header is not ASCII")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature_header):
-        raise SignatureError("signature does not match the body")
+    return _CARRIER.signature_headers(secret, timestamp, body)

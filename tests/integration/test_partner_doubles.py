@@ -1,6 +1,7 @@
 """The partner doubles as real OS processes: the carrier (bookings, signed at-least-once
 callbacks, cancellation, faults) and the payment provider (idempotent refunds, declines, ghost
-successes, pending/void, a ledger that survives a restart). No Kafka, no mocks.
+successes, pending/void, a ledger that survives a restart, refunds per payment method, BNPL
+plans, signed settlement webhooks). No Kafka, no mocks.
 
 Most tests share one carrier and one PSP process (starting one costs about a second); each
 test puts the fault plan (and the PSP's ledger) back to a clean state first and uses its own
@@ -30,9 +31,14 @@ import pytest
 from aiohttp import web
 
 from services.pickup import carrier_signature
+from services.refund import psp_signature
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-carrier-secret"
+WEBHOOK_SECRET = "test-psp-webhook-secret"
+SETTLE_DELAY_MS = 400  # a pending card refund, in the shared PSP
+TRANSFER_SETTLE_MS = 1000  # direct debit and bank transfer, in the shared PSP
+DAY_MS = 24 * 3600 * 1000
 STARTUP_TIMEOUT_S = 15.0
 NO_CARRIER_FAULTS = {
     "error_rate": 0,
@@ -49,6 +55,8 @@ NO_PSP_FAULTS = {
     "decline_rate": 0,
     "pending_rate": 0,
     "decline_codes": ["account_closed", "card_expired", "do_not_honor"],
+    "settlement_failure_rate": 0,
+    "webhook_duplicate_rate": 0,
 }
 
 
@@ -170,16 +178,38 @@ class ReceivedCallback:
         return json.loads(self.body)
 
 
+def carrier_return_id(payload: dict[str, Any]) -> str:
+    return str(payload["return_id"])
+
+
+def psp_return_id(payload: dict[str, Any]) -> str:
+    return str(payload["refund"]["return_id"])
+
+
 class CallbackReceiver:
-    """A real aiohttp server, in a background thread, that records the carrier's callbacks.
+    """A real aiohttp server, in a background thread, that records signed callbacks: the
+    carrier's by default, the PSP's settlement webhooks with `psp_webhooks()`.
 
     It answers 200 unless told to answer something else for a return's next callbacks.
     """
 
     PATH = "/carrier/callbacks"
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        path: str = PATH,
+        headers: tuple[str, str] = (
+            carrier_signature.TIMESTAMP_HEADER,
+            carrier_signature.SIGNATURE_HEADER,
+        ),
+        return_id_of: Callable[[dict[str, Any]], str] = carrier_return_id,
+    ) -> None:
         self.port = port
+        self.path = path
+        self._headers = headers
+        self._return_id_of = return_id_of
         self._received: list[ReceivedCallback] = []
         self._scripted: defaultdict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -188,9 +218,18 @@ class CallbackReceiver:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
 
+    @classmethod
+    def psp_webhooks(cls, port: int = 0) -> CallbackReceiver:
+        return cls(
+            port,
+            path="/webhooks/psp",
+            headers=(psp_signature.TIMESTAMP_HEADER, psp_signature.SIGNATURE_HEADER),
+            return_id_of=psp_return_id,
+        )
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.PATH}"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def start(self) -> None:
         self._thread.start()
@@ -208,7 +247,7 @@ class CallbackReceiver:
 
     def callbacks(self, return_id: str) -> list[ReceivedCallback]:
         with self._lock:
-            return [c for c in self._received if c.payload["return_id"] == return_id]
+            return [c for c in self._received if self._return_id_of(c.payload) == return_id]
 
     def wait_for_collected(self, return_id: str, timeout_s: float = 5.0) -> list[ReceivedCallback]:
         """Every callback for `return_id` so far, once an acknowledged `collected` is among them."""
@@ -220,10 +259,22 @@ class CallbackReceiver:
 
         return wait_for(once_collected, f"a collected callback for {return_id}", timeout_s)
 
+    def wait_for_acknowledged(
+        self, return_id: str, count: int = 1, timeout_s: float = 5.0
+    ) -> list[ReceivedCallback]:
+        """Every callback for `return_id` so far, once `count` of them were answered 200."""
+
+        def once_acknowledged() -> list[ReceivedCallback] | None:
+            callbacks = self.callbacks(return_id)
+            done = sum(1 for c in callbacks if c.answered == 200) >= count
+            return callbacks if done else None
+
+        return wait_for(once_acknowledged, f"{count} acknowledged for {return_id}", timeout_s)
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
-        app.router.add_post(self.PATH, self._receive)
+        app.router.add_post(self.path, self._receive)
         runner = web.AppRunner(app)
         try:
             self._loop.run_until_complete(runner.setup())
@@ -240,15 +291,16 @@ class CallbackReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
-        return_id = json.loads(body)["return_id"]
+        return_id = self._return_id_of(json.loads(body))
+        timestamp_header, signature_header = self._headers
         with self._lock:
             scripted = self._scripted[return_id]
             status = scripted.popleft() if scripted else 200
             self._received.append(
                 ReceivedCallback(
                     body=body,
-                    timestamp_header=request.headers.get(carrier_signature.TIMESTAMP_HEADER),
-                    signature_header=request.headers.get(carrier_signature.SIGNATURE_HEADER),
+                    timestamp_header=request.headers.get(timestamp_header),
+                    signature_header=request.headers.get(signature_header),
                     answered=status,
                 )
             )
@@ -256,8 +308,8 @@ class CallbackReceiver:
 
 
 @contextmanager
-def running_receiver(port: int = 0) -> Iterator[CallbackReceiver]:
-    receiver = CallbackReceiver(port)
+def running_receiver(port: int = 0, *, psp_webhooks: bool = False) -> Iterator[CallbackReceiver]:
+    receiver = CallbackReceiver.psp_webhooks(port) if psp_webhooks else CallbackReceiver(port)
     receiver.start()
     try:
         yield receiver
@@ -297,9 +349,28 @@ def carrier(carrier_process: PartnerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def psp_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PartnerProcess]:
+def webhooks() -> Iterator[CallbackReceiver]:
+    """Receives the settlement webhooks of every PSP these tests start."""
+    with running_receiver(psp_webhooks=True) as started:
+        yield started
+
+
+def psp_settings(webhooks: CallbackReceiver, **more: str) -> dict[str, str]:
+    return {
+        "PSP_SETTLE_DELAY_MS": str(SETTLE_DELAY_MS),
+        "PSP_TRANSFER_SETTLE_MS": str(TRANSFER_SETTLE_MS),
+        "PSP_WEBHOOK_URL": webhooks.url,
+        "PSP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        **more,
+    }
+
+
+@pytest.fixture(scope="module")
+def psp_process(
+    webhooks: CallbackReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PartnerProcess]:
     output = tmp_path_factory.mktemp("psp") / "psp.log"
-    with partner_process("psp_server", "PSP_", {"PSP_SETTLE_DELAY_MS": "400"}, output) as started:
+    with partner_process("psp_server", "PSP_", psp_settings(webhooks), output) as started:
         yield started
 
 
@@ -668,7 +739,9 @@ def test_psp_refunds_with_201(psp: httpx.Client) -> None:
         2599,
         "EUR",
     )
-    assert (refund["method"], refund["idempotency_key"]) == ("card", key)
+    # the method is accepted in any case and answered upper-case
+    assert (refund["method"], refund["idempotency_key"]) == ("CARD", key)
+    assert (refund["provider"], refund["settles_at"]) == ("psp", None)
     assert isinstance(refund["created_at"], int)
 
 
@@ -757,7 +830,7 @@ def test_psp_ghost_refund_is_recorded_and_a_retry_returns_it(psp: httpx.Client) 
     assert psp.get("/refunds/stats").json()["refunds"] == 1
 
 
-def test_psp_pending_refund_can_be_voided(psp: httpx.Client) -> None:
+def test_psp_pending_refund_can_be_voided(psp: httpx.Client, webhooks: CallbackReceiver) -> None:
     psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
     body = refund_body()
     refund = ask_refund(psp, body).json()
@@ -771,6 +844,7 @@ def test_psp_pending_refund_can_be_voided(psp: httpx.Client) -> None:
     time.sleep(0.5)  # past the settle delay: a voided refund stays voided
     [listed] = psp.get("/refunds", params={"return_id": body["return_id"]}).json()["refunds"]
     assert listed["status"] == "voided"
+    assert webhooks.callbacks(body["return_id"]) == []  # and sends no webhook
     stats = psp.get("/refunds/stats").json()
     assert (stats["refunds"], stats["voided"], stats["total_minor_by_currency"]) == (0, 1, {})
 
@@ -836,8 +910,10 @@ def test_psp_stats_count_duplicates_and_totals_per_currency(psp: httpx.Client) -
         "refunds": 3,
         "declined": 0,
         "voided": 0,
+        "failed": 0,
         "total_minor_by_currency": {"EUR": 5198, "SEK": 10000},
         "duplicates": 1,
+        "by_method": {"CARD": 3},
     }
 
 
@@ -865,3 +941,337 @@ def test_psp_ledger_file_survives_a_restart(tmp_path: Path) -> None:
     assert [refund["refund_id"] for refund in listed] == [refund_id]
     assert (replayed.status_code, replayed.json()["refund_id"]) == (200, refund_id)
     assert stats["refunds"] == 1
+
+
+# --- PSP: refunds per payment method -----------------------------------------------------------
+
+
+def verified_webhook(received: ReceivedCallback) -> dict[str, Any]:
+    """The webhook's payload, once its PSP signature checks out."""
+    psp_signature.verify(
+        WEBHOOK_SECRET.encode(),
+        received.timestamp_header,
+        received.signature_header,
+        received.body,
+        now_s=int(time.time()),
+    )
+    return received.payload
+
+
+def refund_status(psp: httpx.Client, refund_id: str) -> str:
+    return str(psp.get(f"/refunds/{refund_id}").json()["status"])
+
+
+def bnpl_body(order_ref: str, amount_minor: int, **overrides: Any) -> dict[str, Any]:
+    return refund_body(
+        method="BNPL",
+        amount_minor=amount_minor,
+        order_ref=order_ref,
+        order_paid_minor=10_000,
+        **overrides,
+    )
+
+
+def plan_of(refund: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(i["amount_minor"], i["status"]) for i in refund["schedule"]]
+
+
+@pytest.mark.parametrize("method", ["EWALLET", "STORE_CREDIT"])
+def test_psp_ewallet_and_store_credit_refunds_succeed_at_once(
+    psp: httpx.Client, webhooks: CallbackReceiver, method: str
+) -> None:
+    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()  # cards only
+    body = refund_body(method=method)
+
+    response = ask_refund(psp, body)
+
+    assert response.status_code == 201
+    refund = response.json()
+    assert (refund["status"], refund["method"], refund["provider"]) == ("succeeded", method, "psp")
+    assert refund["settles_at"] is None
+    assert "webhook_delivered" not in refund  # never pending: no webhook to deliver
+    assert psp.get("/refunds/stats").json()["by_method"] == {method: 1}
+    time.sleep(0.2)
+    assert webhooks.callbacks(body["return_id"]) == []  # nothing was pending: no webhook
+
+
+def test_psp_pending_card_refund_settles_with_a_signed_webhook(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    body = refund_body(method="CARD")
+    pending = ask_refund(psp, body).json()
+
+    [received] = webhooks.wait_for_acknowledged(body["return_id"])
+
+    assert pending["status"] == "pending"
+    assert pending["settles_at"] == pending["created_at"] + SETTLE_DELAY_MS
+    webhook = verified_webhook(received)
+    assert webhook["webhook_id"] == f"wh_{pending['refund_id']}_succeeded"
+    assert (webhook["type"], webhook["provider"]) == ("refund.settled", "psp")
+    settled = webhook["refund"]
+    assert (settled["refund_id"], settled["status"]) == (pending["refund_id"], "succeeded")
+    assert (settled["amount_minor"], settled["currency"], settled["method"]) == (
+        2599,
+        "EUR",
+        "CARD",
+    )
+    assert settled["settles_at"] == pending["settles_at"]
+    assert webhook["occurred_at"] == settled["updated_at"] >= pending["settles_at"]
+    wait_for(
+        lambda: psp.get(f"/refunds/{pending['refund_id']}").json()["webhook_delivered"],
+        "the PSP to note the delivery",
+    )
+
+
+def test_psp_direct_debit_is_pending_until_the_transfer_delay(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    body = refund_body(method="DIRECT_DEBIT")
+    pending = ask_refund(psp, body).json()
+    time.sleep((SETTLE_DELAY_MS + 150) / 1000)  # past a card's delay, not a transfer's
+    still_pending = refund_status(psp, pending["refund_id"])
+
+    [received] = webhooks.wait_for_acknowledged(body["return_id"])
+
+    assert pending["status"] == still_pending == "pending"
+    assert pending["settles_at"] == pending["created_at"] + TRANSFER_SETTLE_MS
+    webhook = verified_webhook(received)
+    assert (webhook["type"], webhook["refund"]["method"]) == ("refund.settled", "DIRECT_DEBIT")
+    assert webhook["occurred_at"] >= pending["settles_at"]
+    assert refund_status(psp, pending["refund_id"]) == "succeeded"
+    assert psp.get("/refunds/stats").json()["by_method"] == {"DIRECT_DEBIT": 1}
+
+
+@pytest.mark.parametrize(
+    "bank_account",
+    [
+        None,
+        "DE89370400440532013000",
+        {"holder": "A. Buyer", "number": "DE89370400440532013000"},
+        {"holder": "", "number": "DE89370400440532013000", "bank_code": "COBADEFFXXX"},
+        {"holder": "A. Buyer", "number": "12345", "bank_code": "COBADEFFXXX"},
+        {"holder": "A. Buyer", "number": "DE89-3704-0044", "bank_code": "COBADEFFXXX"},
+        {"holder": "A. Buyer", "number": "D" * 35, "bank_code": "COBADEFFXXX"},
+    ],
+    ids=["missing", "not-an-object", "no-bank-code", "no-holder", "short", "dashes", "long"],
+)
+def test_psp_bank_transfer_without_a_valid_bank_account_is_422(
+    psp: httpx.Client, bank_account: object
+) -> None:
+    body = refund_body(method="BANK_TRANSFER")
+    if bank_account is not None:
+        body["bank_account"] = bank_account
+
+    response = ask_refund(psp, body)
+
+    assert response.status_code == 422
+    assert response.json()["error"] in ("missing_field", "invalid_field")
+    assert response.json()["field"] == "bank_account"
+    assert "bank_account" in response.json()["detail"]
+    assert psp.get("/refunds", params={"return_id": body["return_id"]}).json()["refunds"] == []
+
+
+def test_psp_bank_transfer_is_pending_and_keeps_only_the_last_digits(psp: httpx.Client) -> None:
+    account = {"holder": "A. Buyer", "number": "DE89 3704 0044 0532 0130 00", "bank_code": "X1"}
+
+    refund = ask_refund(psp, refund_body(method="BANK_TRANSFER", bank_account=account)).json()
+
+    assert refund["status"] == "pending"
+    assert refund["settles_at"] == refund["created_at"] + TRANSFER_SETTLE_MS
+    assert refund["bank_account"] == {
+        "holder": "A. Buyer",
+        "number": "******************3000",
+        "bank_code": "X1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"order_ref": None}, "order_ref"),
+        ({"order_ref": " "}, "order_ref"),
+        ({"order_paid_minor": None}, "order_paid_minor"),
+        ({"order_paid_minor": 2_000}, "order_paid_minor"),  # less than the refund
+        ({"order_paid_minor": 100.0}, "order_paid_minor"),
+    ],
+    ids=["no-order-ref", "blank-order-ref", "no-paid-total", "paid-below-refund", "float"],
+)
+def test_psp_bnpl_needs_the_order_and_its_paid_total(
+    psp: httpx.Client, changes: dict[str, Any], field: str
+) -> None:
+    body = {**bnpl_body("ORD-1", 3_000), **changes}
+
+    response = ask_refund(psp, body)
+
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+def test_psp_bnpl_partial_refunds_reduce_the_plan_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    settings = {"PSP_LEDGER_FILE": str(tmp_path / "ledger.jsonl"), "PSP_NAME": "psp-bnpl"}
+    order_ref = f"ORD-{uuid.uuid4()}"
+    with own_partner("psp_server", "PSP_", settings, tmp_path / "first") as (first, psp):
+        one = ask_refund(psp, bnpl_body(order_ref, 3_000)).json()
+        two = ask_refund(psp, bnpl_body(order_ref, 5_000)).json()
+        other_order = ask_refund(psp, bnpl_body(f"ORD-{uuid.uuid4()}", 1_000)).json()
+        stop_process(first.process)
+
+    with own_partner("psp_server", "PSP_", settings, tmp_path / "second") as (_, psp):
+        three = ask_refund(psp, bnpl_body(order_ref, 1_000)).json()
+        too_much = ask_refund(psp, bnpl_body(order_ref, 1_001))  # 10 001 of 10 000 paid
+        stats = psp.get("/refunds/stats").json()
+
+    assert [r["status"] for r in (one, two, three)] == ["succeeded"] * 3
+    assert one["provider"] == "psp-bnpl"
+    # the last instalment is reduced first; what exceeds everything due goes to the buyer
+    paid, due, cancelled = "PAID", "DUE", "CANCELLED"
+    assert plan_of(one) == [(2_500, paid), (2_500, due), (2_000, due), (0, cancelled)]
+    assert one["refunded_to_buyer_minor"] == 0
+    assert plan_of(two) == [(2_500, paid), (0, cancelled), (0, cancelled), (0, cancelled)]
+    assert two["refunded_to_buyer_minor"] == 500
+    assert plan_of(three) == plan_of(two)  # the plan came back after the restart
+    assert three["refunded_to_buyer_minor"] == 1_000
+    assert plan_of(other_order) == [(2_500, paid), (2_500, due), (2_500, due), (1_500, due)]
+    # planned at the first refund, monthly
+    due_dates = [i["due_at"] for i in three["schedule"]]
+    assert due_dates == [one["created_at"] + n * 30 * DAY_MS for n in range(4)]
+    assert too_much.status_code == 402
+    assert too_much.json()["decline_code"] == "refund_exceeds_capture"
+    assert (stats["refunds"], stats["declined"], stats["by_method"]) == (4, 1, {"BNPL": 4})
+
+
+def test_psp_settlement_failure_ends_failed_with_a_refund_failed_webhook(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    psp.post("/admin/faults", json={"settlement_failure_rate": 1}).raise_for_status()
+    body = refund_body(method="DIRECT_DEBIT", amount_minor=4_000)
+    pending = ask_refund(psp, body).json()
+
+    [received] = webhooks.wait_for_acknowledged(body["return_id"])
+
+    webhook = verified_webhook(received)
+    assert webhook["webhook_id"] == f"wh_{pending['refund_id']}_failed"
+    assert webhook["type"] == "refund.failed"
+    assert (webhook["refund"]["status"], webhook["refund"]["decline_code"]) == (
+        "failed",
+        "account_closed",
+    )
+    stats = psp.get("/refunds/stats").json()
+    assert (stats["refunds"], stats["failed"], stats["total_minor_by_currency"]) == (0, 1, {})
+    assert stats["by_method"] == {}
+    void = psp.post(f"/refunds/{pending['refund_id']}/void")
+    assert (void.status_code, void.json()["error"]) == (409, "refund_failed")
+
+
+def test_psp_webhook_is_retried_until_the_receiver_answers_2xx(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    body = refund_body()
+    webhooks.answer(body["return_id"], 500, 503)
+    refund_id = ask_refund(psp, body).json()["refund_id"]
+
+    tries = webhooks.wait_for_acknowledged(body["return_id"], timeout_s=8.0)
+
+    assert [t.answered for t in tries] == [500, 503, 200]
+    assert len({t.body for t in tries}) == 1  # the same bytes every time
+    for received in tries:
+        verified_webhook(received)  # each try signed afresh
+    wait_for(
+        lambda: psp.get(f"/refunds/{refund_id}").json()["webhook_delivered"],
+        "the PSP to note the delivery",
+    )
+
+
+def test_psp_duplicate_webhook_fault_sends_a_delivered_webhook_twice(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    plan = {"pending_rate": 1, "webhook_duplicate_rate": 1}
+    psp.post("/admin/faults", json=plan).raise_for_status()
+    body = refund_body()
+    ask_refund(psp, body).raise_for_status()
+
+    twice = webhooks.wait_for_acknowledged(body["return_id"], count=2)
+
+    assert len(twice) == 2
+    assert twice[0].payload == twice[1].payload
+
+
+def test_psp_resends_an_undelivered_webhook_after_a_restart(
+    webhooks: CallbackReceiver, tmp_path: Path
+) -> None:
+    ledger = {"PSP_LEDGER_FILE": str(tmp_path / "ledger.jsonl")}
+    nobody_listens = f"http://127.0.0.1:{free_port()}/webhooks/psp"
+    down = psp_settings(webhooks, PSP_WEBHOOK_URL=nobody_listens, PSP_SETTLE_DELAY_MS="50")
+    body = refund_body()
+    with own_partner(
+        "psp_server",
+        "PSP_",
+        {**down, **ledger, "PSP_FAULTS": '{"pending_rate": 1}'},
+        tmp_path / "a",
+    ) as (first, psp):
+        refund_id = ask_refund(psp, body).json()["refund_id"]
+        wait_for(lambda: "webhook not delivered" in first.output(), "a failed delivery")
+        before_restart = psp.get(f"/refunds/{refund_id}").json()
+        stop_process(first.process)
+
+    with own_partner(
+        "psp_server", "PSP_", {**psp_settings(webhooks), **ledger}, tmp_path / "b"
+    ) as (
+        second,
+        psp,
+    ):
+        [received] = webhooks.wait_for_acknowledged(body["return_id"])
+        wait_for(
+            lambda: psp.get(f"/refunds/{refund_id}").json()["webhook_delivered"],
+            "the PSP to note the delivery",
+        )
+        stop_process(second.process)
+
+    with own_partner("psp_server", "PSP_", {**psp_settings(webhooks), **ledger}, tmp_path / "c"):
+        time.sleep(0.3)  # a delivered webhook is not sent again
+
+    assert (before_restart["status"], before_restart["webhook_delivered"]) == (
+        "succeeded",
+        False,
+    )
+    assert verified_webhook(received)["webhook_id"] == f"wh_{refund_id}_succeeded"
+    assert len(webhooks.callbacks(body["return_id"])) == 1
+
+
+def test_psp_redeliver_endpoint_resends_the_webhooks_of_ended_pending_refunds(
+    psp: httpx.Client, webhooks: CallbackReceiver
+) -> None:
+    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    settled, other, voided = refund_body(), refund_body(), refund_body()
+    ask_refund(psp, settled).raise_for_status()
+    ask_refund(psp, other).raise_for_status()
+    voided_id = ask_refund(psp, voided).json()["refund_id"]
+    psp.post(f"/refunds/{voided_id}/void").raise_for_status()
+    ask_refund(psp, refund_body(method="EWALLET")).raise_for_status()  # never pending
+    [first] = webhooks.wait_for_acknowledged(settled["return_id"])
+    webhooks.wait_for_acknowledged(other["return_id"])
+
+    one = psp.post("/admin/webhooks/redeliver", json={"return_id": settled["return_id"]})
+    [_, again] = webhooks.wait_for_acknowledged(settled["return_id"], count=2)
+    every = psp.post("/admin/webhooks/redeliver")
+
+    assert one.json() == {"queued": 1, "in_flight": 0}
+    assert again.payload == first.payload  # same webhook_id: the receiver drops it
+    assert every.json()["queued"] == 2  # settled and other; not the voided one
+    webhooks.wait_for_acknowledged(settled["return_id"], count=3)
+    webhooks.wait_for_acknowledged(other["return_id"], count=2)
+    assert webhooks.callbacks(voided["return_id"]) == []
+
+
+@pytest.mark.parametrize("method", ["CHEQUE", "VOUCHER", 7])
+def test_psp_refuses_an_unknown_method_with_422(psp: httpx.Client, method: object) -> None:
+    response = ask_refund(psp, refund_body(method=method))
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_field"
+    assert response.json()["field"] == "method"
+    assert "method" in response.json()["detail"]
