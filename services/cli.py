@@ -26,6 +26,8 @@ SERVICES: dict[str, str] = {
     "refund": "services.refund.app",
     "carrier": "services.partners.carrier_server",
     "psp": "services.partners.psp_server",
+    "psp-b": "services.partners.psp_server",
+    "marketplace": "services.partners.marketplace_server",
 }
 
 

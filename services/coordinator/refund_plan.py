@@ -130,5 +130,6 @@ def plan_refund(
         "liability": decision.liability_record(),
         "policy_version": policy.version,
         "notes": list(calculation.notes),
+        "order_paid_minor": order.paid_minor,
     }
     return RefundPlan(decision, refund, rules)

@@ -15,6 +15,18 @@ Forward path:
   InspectionRecorded → INTAKE_PENDING        + IntakeRequested     (registers: reverse intake)
   IntakeCompleted → REFUND_PENDING           + RefundRequested     (registers: void refund)
   RefundIssued → COMPLETED                   + ReturnCompleted     (the pivot: no way back)
+    (a PENDING refund waits for RefundSettled, the provider's webhook, before completing)
+
+Refund routes:
+- A bank-transfer refund without the buyer's account waits in AWAITING_BUYER_DETAILS
+  (+ BuyerDetailsRequested) for BuyerDetailsProvided; past the deadline the policy's
+  fallback (store credit) pays, or a person does.
+- A decline's next action: RETRY asks again with a new idempotency key after a backoff,
+  FALLBACK pays by the policy's `decline_fallback` (store credit; recorded as a fallback),
+  NEEDS_ATTENTION opens a ticket. A refund that cannot be paid any way compensates.
+- An exchange (resolution EXCHANGE) asks for a replacement order after intake instead
+  (EXCHANGE_PENDING + ReplacementOrderRequested); out of stock → the policy's
+  `exchange_out_of_stock` decides: REFUND (as planned) or STORE_CREDIT.
 
 Failures:
 - Terminal states carry a reason: COMPLETED, REJECTED (policy or inspection), CANCELLED
@@ -61,6 +73,8 @@ class Status(StrEnum):
     PICKUP_SCHEDULED = "PICKUP_SCHEDULED"
     AWAITING_INSPECTION = "AWAITING_INSPECTION"
     INTAKE_PENDING = "INTAKE_PENDING"
+    AWAITING_BUYER_DETAILS = "AWAITING_BUYER_DETAILS"
+    EXCHANGE_PENDING = "EXCHANGE_PENDING"
     REFUND_PENDING = "REFUND_PENDING"
     CANCELLING = "CANCELLING"
     COMPENSATING = "COMPENSATING"
@@ -89,6 +103,8 @@ STATUS_RANK = {
     Status.PICKUP_SCHEDULED: 3,
     Status.AWAITING_INSPECTION: 4,
     Status.INTAKE_PENDING: 5,
+    Status.AWAITING_BUYER_DETAILS: 6,
+    Status.EXCHANGE_PENDING: 6,
     Status.REFUND_PENDING: 6,
 }
 # While a pickup is being cancelled the carrier may already have the parcel: the cancel
@@ -104,7 +120,10 @@ EVENT_RANK = {
     "InspectionRecorded": 4,
     "IntakeCompleted": 5,
     "RefundIssued": 6,
+    "RefundSettled": 6,
     "RefundFailed": 6,
+    "ReplacementOrderPlaced": 6,
+    "ReplacementOutOfStock": 6,
 }
 
 # The step a status belongs to (SagaStep in events, timers, retries).
@@ -115,6 +134,8 @@ STEP_OF = {
     Status.PICKUP_SCHEDULED: "PICKUP",
     Status.AWAITING_INSPECTION: "INSPECTION",
     Status.INTAKE_PENDING: "INTAKE",
+    Status.AWAITING_BUYER_DETAILS: "REFUND",
+    Status.EXCHANGE_PENDING: "REFUND",
     Status.REFUND_PENDING: "REFUND",
     Status.CANCELLING: "PICKUP",
     Status.COMPENSATING: "UNKNOWN",
@@ -144,6 +165,9 @@ class SagaConfig:
     intake_deadline_ms: int = HOUR_MS
     refund_deadline_ms: int = HOUR_MS  # no answer from the refund service
     settlement_deadline_ms: int = 5 * DAY_MS  # a pending refund must settle by then
+    buyer_details_deadline_ms: int = 7 * DAY_MS  # the buyer's bank account, for a transfer
+    exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order
+    decline_retry_limit: int = 3  # refunds asked again after RETRY declines, then fallback
     compensation_deadline_ms: int = HOUR_MS
 
     @classmethod
@@ -464,6 +488,10 @@ def _request_refund(step: _Step, state: SagaState) -> SagaState:
             "liable": state.refund.get("liable"),
             "paid_with": state.refund.get("paid_with"),
             "policy_version": state.refund.get("policy_version"),
+            "refund_account": _refund_account(state),
+            "order_ref": str(state.request.get("order_ref", "")),
+            "order_paid_minor": state.refund.get("order_paid_minor"),
+            "fallback_from": (state.refund.get("fallback") or {}).get("from"),
             "rules": [
                 {
                     "rule_id": rule["rule_id"],
@@ -471,7 +499,7 @@ def _request_refund(step: _Step, state: SagaState) -> SagaState:
                     "effect": rule["effect"],
                 }
                 for rule in state.rules_fired
-                if rule.get("step") == "INSPECTION"
+                if rule.get("step") in ("INSPECTION", "REFUND")
             ],
         },
         str(money_attempt),
@@ -479,6 +507,30 @@ def _request_refund(step: _Step, state: SagaState) -> SagaState:
         attempt=tries + 1,
     )
     return _deadline(step, state, step.config.refund_deadline_ms)
+
+
+def _refund_account(state: SagaState) -> dict[str, str] | None:
+    if state.refund.get("method") != "BANK_TRANSFER":
+        return None
+    return state.request.get("refund_account") or None
+
+
+def _request_replacement(step: _Step, state: SagaState) -> SagaState:
+    tries = _tries(state, str(Status.EXCHANGE_PENDING))
+    step.command(
+        "ReplacementOrderRequested",
+        {
+            "order_ref": str(state.request.get("order_ref", "")),
+            "buyer_id": str(state.request.get("buyer_id", "")),
+            "sku": str(state.request.get("exchange_sku") or ""),
+            "quantity": sum(line["quantity_returned"] for line in state.request["lines"]),
+            "ship_to": str(state.request.get("pickup_address", "")),
+            "idempotency_key": f"{state.return_id}-replacement",
+        },
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+    return _deadline(step, state, step.config.exchange_deadline_ms)
 
 
 def _cancel_pickup_command(step: _Step, state: SagaState, reason: str, tries: int) -> None:
@@ -642,6 +694,9 @@ def _requested(step: _Step) -> SagaState:
         "order": r.get("order"),
         "store_credit_chosen": r.get("store_credit_chosen", False),
         "photo_refs": r.get("photo_refs", []),
+        "resolution": r.get("resolution") or "REFUND",
+        "exchange_sku": r.get("exchange_sku"),
+        "refund_account": r.get("refund_account"),
     }
     return replace(
         step.state,
@@ -847,12 +902,22 @@ def _intake_completed(step: _Step) -> SagaState:
             problem,
             ("refund-not-computable", _facts(state, problem=problem)),
         )
+    if state.request.get("resolution") == "EXCHANGE" and state.request.get("exchange_sku"):
+        step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
+        return _request_replacement(step, replace(state, status=Status.EXCHANGE_PENDING))
+    return _start_refund(step, state, _planned_refund(state))
+
+
+def _planned_refund(state: SagaState) -> dict[str, Any]:
     # A saga inspected before plans were made at inspection gets the old arithmetic
     # (plan_refund without a policy).
-    plan = (
+    return (
         state.inspection.get("refund_plan")
         or plan_refund(state.request, {}, state.inspection.get("items", []), False).refund
     )
+
+
+def _start_refund(step: _Step, state: SagaState, plan: dict[str, Any]) -> SagaState:
     if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
         step.notes.append("refund total is zero: nothing to pay")
         step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
@@ -863,13 +928,121 @@ def _intake_completed(step: _Step) -> SagaState:
             outcome={"outcome": "COMPLETED"},
             timer={},
         )
+    state = replace(state, refund={**plan, "status": "REQUESTED", "attempt": 1})
+    if plan["method"] == "BANK_TRANSFER" and not state.request.get("refund_account"):
+        return _await_buyer_details(step, state)
     state = replace(
         state,
         status=Status.REFUND_PENDING,
-        refund={**plan, "status": "REQUESTED", "attempt": 1},
         compensations=(*state.compensations, "void-refund"),
     )
     return _request_refund(step, state)
+
+
+def _await_buyer_details(step: _Step, state: SagaState) -> SagaState:
+    deadline_at = step.now_ms + step.config.buyer_details_deadline_ms
+    step.notes.append("a bank transfer needs the buyer's account: asked the buyer")
+    step.command("BuyerDetailsRequested", {"needed": "refund_account", "deadline_at": deadline_at})
+    return _deadline(
+        step,
+        replace(state, status=Status.AWAITING_BUYER_DETAILS),
+        step.config.buyer_details_deadline_ms,
+    )
+
+
+def _buyer_details_provided(step: _Step) -> SagaState:
+    account = step.record["refund_account"]
+    state = replace(step.state, request={**step.state.request, "refund_account": account})
+    if state.status != Status.AWAITING_BUYER_DETAILS:
+        step.notes.append("the buyer's bank account is kept for the refund")
+        return state
+    step.notes.append("the buyer gave a bank account: refund requested")
+    state = replace(
+        state,
+        status=Status.REFUND_PENDING,
+        timer={},
+        compensations=(*state.compensations, "void-refund"),
+    )
+    return _request_refund(step, state)
+
+
+def _rule(state: SagaState, rule_id: str, facts: dict[str, Any], effect: str) -> SagaState:
+    fired = {"rule_id": rule_id, "facts": facts, "effect": effect, "step": "REFUND"}
+    return replace(state, rules_fired=(*state.rules_fired, fired))
+
+
+def _fall_back(step: _Step, state: SagaState, why: str, decline_code: str) -> SagaState:
+    """Pay by the policy's fallback method (store credit) instead, recorded as a fallback;
+    with no fallback left the refund has failed for good and the return is compensated."""
+    fallback = str((state.policy.get("rules") or {}).get("decline_fallback") or "NONE")
+    method = state.refund.get("method")
+    if fallback == "NEEDS_ATTENTION":
+        return _finish(
+            step,
+            state,
+            Status.NEEDS_ATTENTION,
+            "REFUND",
+            f"{why}: the policy leaves the refund to a person",
+            ("refund-declined", _facts(state, decline_code=decline_code)),
+        )
+    if fallback != "STORE_CREDIT" or method == "STORE_CREDIT":
+        return _compensate(step, state, "REFUND", f"{why}; no fallback left ({fallback})")
+    state = _rule(
+        state,
+        "decline_fallback",
+        {"method": method, "decline_code": decline_code, "fallback": fallback},
+        f"{why}: refunded as store credit instead (policy)",
+    )
+    attempt = state.refund.get("attempt", 1) + 1
+    refund = {
+        **{k: v for k, v in state.refund.items() if k not in ("provider_refund_id", "settles_at")},
+        "method": "STORE_CREDIT",
+        "attempt": attempt,
+        "status": "REQUESTED",
+        "fallback": {"from": method, "decline_code": decline_code, "reason": why},
+    }
+    step.notes.append(f"{why}: falling back to STORE_CREDIT (refund attempt {attempt})")
+    state = replace(
+        state,
+        status=Status.REFUND_PENDING,
+        refund=refund,
+        tries={**state.tries, str(Status.REFUND_PENDING): 0},
+    )
+    if "void-refund" not in state.compensations:
+        state = replace(state, compensations=(*state.compensations, "void-refund"))
+    return _request_refund(step, state)
+
+
+def _replacement_placed(step: _Step) -> SagaState:
+    r = step.record
+    step.notes.append(f"replacement order {r['replacement_order_id']} placed: nothing to refund")
+    step.command("ReturnCompleted", {"refunded": None, "completed_at": step.now_ms})
+    return replace(
+        step.state,
+        status=Status.COMPLETED,
+        outcome={
+            "outcome": "COMPLETED",
+            "resolution": "EXCHANGE",
+            "replacement_order_id": r["replacement_order_id"],
+        },
+        timer={},
+    )
+
+
+def _replacement_out_of_stock(step: _Step) -> SagaState:
+    r = step.record
+    choice = str((step.state.policy.get("rules") or {}).get("exchange_out_of_stock") or "REFUND")
+    plan = _planned_refund(step.state)
+    if choice == "STORE_CREDIT":
+        plan = {**plan, "method": "STORE_CREDIT"}
+    state = _rule(
+        replace(step.state, timer={}),
+        "exchange_out_of_stock",
+        {"sku": r["sku"], "available": r["available"], "choice": choice},
+        f"replacement {r['sku']} out of stock: refunded to {plan['method']} (policy)",
+    )
+    step.notes.append(f"replacement {r['sku']} out of stock: refund to {plan['method']}")
+    return _start_refund(step, state, plan)
 
 
 def _refund_issued(step: _Step) -> SagaState:
@@ -882,17 +1055,52 @@ def _refund_issued(step: _Step) -> SagaState:
         "amount": r["amount"],
         "issued_at": step.envelope["occurred_at"],
     }
+    if r.get("schedule"):
+        currency = r["amount"]["currency"]
+        refund["bnpl_schedule"] = [{**i, "currency": currency} for i in r["schedule"]]
+        refund["refunded_to_buyer_minor"] = r.get("refunded_to_buyer_minor")
+    if r.get("settles_at"):
+        refund["settles_at"] = r["settles_at"]
     state = replace(step.state, refund=refund)
     if r["status"] == "PENDING":
+        if state.refund.get("settled_at"):  # its webhook came first
+            return _complete_refund(step, replace(state, refund={**refund, "status": "SUCCEEDED"}))
         step.notes.append("refund pending at the provider; waiting for settlement")
         return _deadline(step, state, step.config.settlement_deadline_ms)
-    step.command("ReturnCompleted", {"refunded": r["amount"], "completed_at": step.now_ms})
+    return _complete_refund(step, state)
+
+
+def _complete_refund(step: _Step, state: SagaState) -> SagaState:
+    step.command(
+        "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
+    )
     return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
+
+
+def _refund_settled(step: _Step) -> SagaState | None:
+    r = step.record
+    known = step.state.refund.get("provider_refund_id")
+    if known and known != r["provider_refund_id"]:
+        step.notes.append(f"settlement of another refund ({r['provider_refund_id']}) ignored")
+        return None
+    refund = {
+        **step.state.refund,
+        "provider": r["provider"],
+        "provider_refund_id": r["provider_refund_id"],
+        "settled_at": r["settled_at"],
+    }
+    if step.state.refund.get("status") != "PENDING":
+        # the webhook overtook the service's own answer: keep it, RefundIssued completes
+        step.notes.append("settlement arrived before the refund's answer; kept")
+        return replace(step.state, refund=refund)
+    step.notes.append("the provider settled the pending refund")
+    return _complete_refund(step, replace(step.state, refund={**refund, "status": "SUCCEEDED"}))
 
 
 def _refund_failed(step: _Step) -> SagaState:
     r = step.record
     state = replace(step.state, refund={**step.state.refund, "last_error": r["decline_code"]})
+    action = r.get("next_action") or ""
     if r["retryable"]:
         if _exhausted(step, state):
             return _compensate(
@@ -902,10 +1110,42 @@ def _refund_failed(step: _Step) -> SagaState:
                 f"refund failed {step.config.max_tries} times: {r['decline_code']}",
             )
         return _retry_later(step, state, f"refund failed transiently: {r['decline_code']}")
+    why = f"refund declined: {r['decline_code']}"
+    declines = [*state.refund.get("declines", []), r["decline_code"]]
     state = replace(
-        state, refund={**state.refund, "status": "DECLINED", "decline_code": r["decline_code"]}
+        state,
+        refund={
+            **state.refund,
+            "status": "DECLINED",
+            "decline_code": r["decline_code"],
+            "declines": declines,
+        },
     )
-    return _compensate(step, state, "REFUND", f"refund declined: {r['decline_code']}")
+    if action == "RETRY":
+        if len(declines) > step.config.decline_retry_limit:
+            return _fall_back(step, state, f"{why} {len(declines)} times", r["decline_code"])
+        attempt = state.refund.get("attempt", 1) + 1
+        state = replace(
+            state,
+            refund={**state.refund, "attempt": attempt, "status": "REQUESTED"},
+            tries={**state.tries, str(Status.REFUND_PENDING): 0},
+        )
+        stage = str(Status.REFUND_PENDING)
+        delay = backoff_ms(step.config, state.return_id, f"{stage}-declined", len(declines))
+        step.notes.append(f"{why}; asked again as refund attempt {attempt} in {delay} ms")
+        return _set_timer(step, state, "retry", delay)
+    if action == "FALLBACK":
+        return _fall_back(step, state, why, r["decline_code"])
+    if action == "NEEDS_ATTENTION":
+        return _finish(
+            step,
+            state,
+            Status.NEEDS_ATTENTION,
+            "REFUND",
+            f"{why}: a person must decide",
+            ("refund-declined", _facts(state, decline_code=r["decline_code"])),
+        )
+    return _compensate(step, state, "REFUND", why)  # events from before next_action existed
 
 
 def _cancel_confirmed(step: _Step) -> SagaState:
@@ -965,11 +1205,11 @@ def _refund_paid_while_compensating(step: _Step) -> SagaState:
         step.state,
         refund={
             **step.state.refund,
-            "status": r["status"],
+            "status": r.get("status", "SUCCEEDED"),  # RefundSettled: the money arrived
             "provider_refund_id": r["provider_refund_id"],
         },
     )
-    if r["status"] == "PENDING" and "void-refund" in state.compensation.get("pending", []):
+    if r.get("status") == "PENDING" and "void-refund" in state.compensation.get("pending", []):
         return state  # the void will take it back
     return _finish(
         step,
@@ -1009,6 +1249,10 @@ def _timed_out(step: _Step) -> SagaState | None:
         )
     if status == Status.REFUND_PENDING and state.refund.get("status") == "PENDING":
         return _compensate(step, state, "REFUND", "refund still pending after its settlement time")
+    if status == Status.AWAITING_BUYER_DETAILS:
+        return _fall_back(
+            step, state, "the buyer gave no bank account before the deadline", "no_bank_account"
+        )
     if _exhausted(step, state):
         return _give_up(step, state)
     state = _count_try(state, str(status))
@@ -1024,6 +1268,8 @@ def _redo(step: _Step, state: SagaState) -> SagaState:
         return _request_intake(step, state)
     if status == Status.REFUND_PENDING:
         return _request_refund(step, state)
+    if status == Status.EXCHANGE_PENDING:
+        return _request_replacement(step, state)
     if status == Status.CANCELLING:
         _cancel_pickup_command(
             step, state, state.outcome.get("reason", ""), _tries(state, str(status))
@@ -1078,9 +1324,16 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.AWAITING_INSPECTION, "ReturnCancelled"): _too_late_to_cancel,
     (Status.INTAKE_PENDING, "ReturnCancelled"): _too_late_to_cancel,
     (Status.REFUND_PENDING, "ReturnCancelled"): _too_late_to_cancel,
+    (Status.AWAITING_BUYER_DETAILS, "ReturnCancelled"): _too_late_to_cancel,
+    (Status.EXCHANGE_PENDING, "ReturnCancelled"): _too_late_to_cancel,
     (Status.INTAKE_PENDING, "IntakeCompleted"): _intake_completed,
     (Status.REFUND_PENDING, "RefundIssued"): _refund_issued,
     (Status.REFUND_PENDING, "RefundFailed"): _refund_failed,
+    (Status.REFUND_PENDING, "RefundSettled"): _refund_settled,
+    (Status.COMPENSATING, "RefundSettled"): _refund_paid_while_compensating,
+    (Status.AWAITING_BUYER_DETAILS, "BuyerDetailsProvided"): _buyer_details_provided,
+    (Status.EXCHANGE_PENDING, "ReplacementOrderPlaced"): _replacement_placed,
+    (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): _replacement_out_of_stock,
     (Status.COMPENSATING, "RefundVoided"): _compensation_confirmed("void-refund"),
     (Status.COMPENSATING, "IntakeReversed"): _compensation_confirmed("reverse-intake"),
     (Status.COMPENSATING, "PickupCancelled"): _compensation_confirmed("cancel-pickup"),
@@ -1092,6 +1345,17 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
 }
 for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaStepTimedOut")] = _timed_out
+# the buyer may give the bank account any time before the refund needs it
+for _status in (
+    Status.REQUESTED,
+    Status.PICKUP_PENDING,
+    Status.PICKUP_SCHEDULED,
+    Status.CANCELLING,
+    Status.AWAITING_INSPECTION,
+    Status.INTAKE_PENDING,
+    Status.EXCHANGE_PENDING,
+):
+    _HANDLERS[(_status, "BuyerDetailsProvided")] = _buyer_details_provided
 
 # Everything the coordinator consumes.
 CONSUMED_EVENTS = frozenset(
@@ -1100,6 +1364,7 @@ CONSUMED_EVENTS = frozenset(
         "ReturnAccepted",
         "ReturnRejected",
         "ReturnCancelled",
+        "BuyerDetailsProvided",
         "PickupScheduled",
         "PickupAttemptFailed",
         "PickupCompleted",
@@ -1108,8 +1373,11 @@ CONSUMED_EVENTS = frozenset(
         "IntakeCompleted",
         "IntakeReversed",
         "RefundIssued",
+        "RefundSettled",
         "RefundFailed",
         "RefundVoided",
+        "ReplacementOrderPlaced",
+        "ReplacementOutOfStock",
         "SagaStepTimedOut",
     }
 )
@@ -1120,6 +1388,15 @@ def due_timer(state: SagaState, now_ms: int) -> dict[str, Any] | None:
     if state.terminal or not state.timer or state.timer["due_at"] > now_ms:
         return None
     return state.timer
+
+
+def _masked_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The buyer's bank account number shows its last four characters only."""
+    account = request.get("refund_account")
+    if not account:
+        return request
+    number = str(account.get("number", ""))
+    return {**request, "refund_account": {**account, "number": f"****{number[-4:]}"}}
 
 
 def status_view(state: SagaState) -> dict[str, Any]:
@@ -1134,7 +1411,7 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "rules_fired": list(state.rules_fired),
         "liability": (state.refund or {}).get("liability")
         or (state.inspection.get("refund_plan") or {}).get("liability"),
-        "request": state.request or None,
+        "request": _masked_request(state.request) or None,
         "pickup": state.pickup or None,
         "inspection": state.inspection or None,
         "intake": state.intake or None,

@@ -49,8 +49,14 @@ def _stream(name: str, purpose: str, record_types: tuple[str, ...], days: int = 
 # Inputs that services consume; each gets a retry topic and a dead-letter topic.
 RETURNS_EVENTS = _stream(
     "boomerang.returns.events",
-    "return requests and their policy outcome (front door)",
-    ("ReturnRequested", "ReturnAccepted", "ReturnRejected", "ReturnCancelled"),
+    "return requests, their policy outcome and the buyer's later details (front door)",
+    (
+        "ReturnRequested",
+        "ReturnAccepted",
+        "ReturnRejected",
+        "ReturnCancelled",
+        "BuyerDetailsProvided",
+    ),
 )
 PICKUP_COMMANDS = _stream(
     "boomerang.pickup.commands",
@@ -87,20 +93,27 @@ STOCK_MOVEMENTS = _stream(
 )
 REFUND_COMMANDS = _stream(
     "boomerang.refund.commands",
-    "coordinator → refund: pay / void",
-    ("RefundRequested", "RefundVoidRequested"),
+    "coordinator → refund: pay / void / order a replacement (exchange)",
+    ("RefundRequested", "RefundVoidRequested", "ReplacementOrderRequested"),
     days=7,
 )
 REFUND_EVENTS = _stream(
     "boomerang.refund.events",
-    "refund → coordinator: issued, failed, voided",
-    ("RefundIssued", "RefundFailed", "RefundVoided"),
+    "refund → coordinator: issued, settled, failed, voided; replacement placed or out of stock",
+    (
+        "RefundIssued",
+        "RefundSettled",
+        "RefundFailed",
+        "RefundVoided",
+        "ReplacementOrderPlaced",
+        "ReplacementOutOfStock",
+    ),
     days=30,
 )
 SAGA_EVENTS = _stream(
     "boomerang.saga.events",
-    "coordinator's outcomes and timers: completed, failed, step timed out",
-    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut"),
+    "coordinator's outcomes, timers and requests to the buyer",
+    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut", "BuyerDetailsRequested"),
     days=30,
 )
 SUPPORT_TICKETS = _stream(

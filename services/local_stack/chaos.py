@@ -60,7 +60,7 @@ from services.eventing.topics import (
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
 from services.local_stack.demo import LoopDriver, TrackedReturn, scan_body
 from services.local_stack.orphan_reaper import reap_children_if_i_die
-from services.local_stack.stack import SERVICES, STATION_TOKENS, LocalStack
+from services.local_stack.stack import PAYMENT_PROVIDERS, SERVICES, STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
@@ -91,6 +91,8 @@ SAGA_ENV = {
     "SAGA_REFUND_DEADLINE_MS": "20000",
     "SAGA_SETTLEMENT_DEADLINE_MS": "60000",
     "SAGA_COMPENSATION_DEADLINE_MS": "20000",
+    "SAGA_EXCHANGE_DEADLINE_MS": "20000",
+    "SAGA_BUYER_DETAILS_DEADLINE_MS": "120000",
     "BOOMERANG_RETRY_ATTEMPTS": "3",
 }
 
@@ -395,7 +397,11 @@ async def saga_views(stack: LocalStack, return_ids: list[str]) -> dict[str, dict
 
 async def partner_figures(stack: LocalStack) -> tuple[list[dict], dict[str, Any]]:
     async with httpx.AsyncClient(timeout=60) as http:
-        refunds = (await http.get(f"{stack.url('psp')}/refunds")).json()["refunds"]
+        refunds = [
+            refund
+            for provider in PAYMENT_PROVIDERS
+            for refund in (await http.get(f"{stack.url(provider)}/refunds")).json()["refunds"]
+        ]
         ledger = (await http.get(f"{stack.url('warehouse-intake')}/ledger")).json()
     return refunds, ledger
 

@@ -42,7 +42,7 @@ from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
 from services.local_stack.orphan_reaper import reap_children_if_i_die
-from services.local_stack.stack import STATION_TOKENS, LocalStack
+from services.local_stack.stack import PAYMENT_PROVIDERS, STATION_TOKENS, LocalStack
 from services.policy.policy_files import PolicySet, load_policy_set, policy_dir
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
@@ -70,7 +70,8 @@ class TrackedReturn:
     errors: list[str] = field(default_factory=list)
 
 
-PAYMENT_METHODS = ("CARD", "CARD", "EWALLET", "BNPL", "DIRECT_DEBIT")
+PAYMENT_METHODS = ("CARD", "CARD", "EWALLET", "BNPL", "DIRECT_DEBIT", "BANK_TRANSFER", "COD")
+EXCHANGE_SHARE = 0.06  # returns asking for another variant instead of money
 PHOTO_REASONS = frozenset({"DAMAGED_ON_ARRIVAL"})  # DE asks for a photo of the damage
 
 
@@ -112,6 +113,11 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
         "photo_refs": [f"photo://{run_id}/{index}.jpg"] if reason in PHOTO_REASONS else [],
         "store_credit": rng.random() < 0.1,
     }
+    if body["payment_method"] == "BANK_TRANSFER" and rng.random() < 0.5:
+        body["refund_account"] = demo_bank_account(index)  # else the saga asks for it
+    if rng.random() < EXCHANGE_SHARE:
+        body |= {"resolution": "EXCHANGE", "exchange_sku": f"{lines[0]['sku']}-XL"}
+        body.pop("store_credit")
     if rng.random() < 0.5:
         kept = {"line_id": "LX", "sku": "SKU-KEPT", "quantity": 1, "unit_price_minor": 1500}
         goods = sum(ol["unit_price_minor"] * ol["quantity"] for ol in order_lines) + 1500
@@ -123,6 +129,8 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
         }
     grades = [rng.choice("AAAABBC") for line in lines for _ in range(line["quantity"])]
     expected = expected_refund(body, grades)
+    if body.get("resolution") == "EXCHANGE":  # the marketplace double has stock: no money
+        expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
     return TrackedReturn(
         index,
         f"demo-{run_id}-{index}",
@@ -132,6 +140,10 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
         expected.method,
         expected.liable,
     )
+
+
+def demo_bank_account(index: int) -> dict[str, str]:
+    return {"holder": f"Demo Buyer {index}", "number": f"DE{index:020d}", "bank_code": "DEMOBANK"}
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,10 @@ class LoopDriver:
             task.add_done_callback(self.scans.discard)
         elif decoded.name == "RefundIssued" and not tracked.refunded_at:
             tracked.refunded_at = time.monotonic()
+        elif decoded.name == "BuyerDetailsRequested":
+            task = asyncio.create_task(self._give_bank_account(tracked))
+            self.scans.add(task)
+            task.add_done_callback(self.scans.discard)
         elif decoded.name in ("ReturnCompleted", "ReturnFailed"):
             tracked.terminal = decoded.name
 
@@ -292,6 +308,21 @@ class LoopDriver:
                     return
                 tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
                 await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+
+    async def _give_bank_account(self, tracked: TrackedReturn) -> None:
+        """The buyer answers the request for a bank account (a bank transfer or COD refund)."""
+        await asyncio.sleep(self.rng.uniform(0.1, 0.5))
+        url = f"{self.stack.url('returns')}/returns/{tracked.return_id}/bank-account"
+        for attempt in range(self.request_retries):
+            try:
+                response = await self.http.post(url, json=demo_bank_account(tracked.index))
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"bank account: {exc!r}")
+            else:
+                if response.status_code == 202:
+                    return
+                tracked.errors.append(f"bank account: HTTP {response.status_code}")
+            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
     async def _scan(self, tracked: TrackedReturn) -> None:
         await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station
@@ -335,11 +366,15 @@ class LoopDriver:
         )
 
 
-async def psp_ledger(psp_url: str) -> list[dict[str, Any]]:
+async def psp_ledger(*psp_urls: str) -> list[dict[str, Any]]:
+    """Every provider's refunds (a card refund may have failed over to the second one)."""
+    refunds: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=30.0) as http:
-        response = await http.get(f"{psp_url}/refunds")
-        response.raise_for_status()
-        return response.json()["refunds"]
+        for url in psp_urls:
+            response = await http.get(f"{url}/refunds")
+            response.raise_for_status()
+            refunds += response.json()["refunds"]
+    return refunds
 
 
 def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -367,6 +402,7 @@ def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -
         "duplicates_at_psp": sum(count - 1 for count in per_return.values()),
         "wrong_amounts": len(wrong_amounts),
         "wrong_methods": len(wrong_methods),
+        "exchanges_completed": sum(t.expected_method == "EXCHANGE" for t in completed),
         "by_payment_method": dict(Counter(t.body["payment_method"] for t in driver.tracked)),
         "by_refund_method": dict(Counter(t.expected_method for t in completed)),
         "by_liable_party": dict(Counter(t.expected_liable for t in completed)),
@@ -424,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         driver = LoopDriver(stack, bootstrap, args.returns, args.seed)
         timeout = args.timeout or 60 + args.returns * 0.5
         asyncio.run(driver.run(timeout))
-        ledger = asyncio.run(psp_ledger(stack.url("psp")))
+        ledger = asyncio.run(psp_ledger(*(stack.url(p) for p in PAYMENT_PROVIDERS)))
         summary = summarize(driver, ledger, time.monotonic() - started)
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)

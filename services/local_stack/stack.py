@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import random
 import signal
@@ -27,9 +28,13 @@ import httpx
 from services.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
 
 SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
-PARTNERS = ("carrier", "psp")
+PAYMENT_PROVIDERS = ("psp", "psp-b")
+PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
 CARRIER_SECRET = "local-stack-carrier-secret"
+PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
+# cards have a second provider (failover when the first is down); other methods one
+REFUND_PROVIDER_ROUTES = '{"CARD": ["psp", "psp-b"], "*": ["psp"]}'
 
 
 def free_port(low: int = 10000, high: int = 19999) -> int:
@@ -97,12 +102,33 @@ class LocalStack:
             "CARRIER_SIGNING_SECRET": CARRIER_SECRET,
             "CARRIER_CALLBACK_DELAY_MS": str(self.carrier_callback_delay_ms),
             "PSP_LEDGER_FILE": str(self.run_dir / "psp-ledger.jsonl"),
+            "PSP_PROVIDERS": json.dumps(
+                {name: f"http://127.0.0.1:{ports[name]}" for name in PAYMENT_PROVIDERS}
+            ),
+            "REFUND_PROVIDER_ROUTES": REFUND_PROVIDER_ROUTES,
+            "PSP_WEBHOOK_URL": f"http://127.0.0.1:{ports['refund']}/webhooks/psp",
+            "PSP_WEBHOOK_SECRET": PSP_WEBHOOK_SECRET,
+            "MARKETPLACE_URL": f"http://127.0.0.1:{ports['marketplace']}",
+            "MARKETPLACE_LEDGER_FILE": str(self.run_dir / "marketplace-ledger.jsonl"),
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
             **self.extra_env,
             OWNER_VARIABLE: owner_mark,
         }
+        # the second PSP is the same program: its own name, port and ledger
+        own = {
+            "psp": {"PSP_NAME": "psp"},
+            "psp-b": {
+                "PSP_NAME": "psp-b",
+                "PSP_PORT": str(ports["psp-b"]),
+                "PSP_LEDGER_FILE": str(self.run_dir / "psp-b-ledger.jsonl"),
+            },
+        }
         for name, port in ports.items():
-            env = {**common, f"{name.upper().replace('-', '_')}_PORT": str(port)}
+            env = {
+                **common,
+                f"{name.upper().replace('-', '_')}_PORT": str(port),
+                **own.get(name, {}),
+            }
             self.processes[name] = ManagedProcess(
                 name, port, self.run_dir / "logs" / f"{name}.log", env
             )

@@ -91,6 +91,7 @@ class PspFaults(FaultPlan):
 
     decline_rate: float = rate_field()
     decline_codes: tuple[str, ...] = codes_field(DEFAULT_DECLINE_CODES)
+    declined_methods: tuple[str, ...] = codes_field(("ALL",))  # or e.g. ["CARD"]
     pending_rate: float = rate_field()
     settlement_failure_rate: float = rate_field()
     webhook_duplicate_rate: float = rate_field()
@@ -477,7 +478,8 @@ class PspDouble(http_support.PartnerDouble[PspFaults, Refund]):
     def _decide(self, wanted: RefundRequest, key: str, fingerprint: str) -> Refund:
         """A decline from the plan first (any method), then what the method does."""
         faults = self.faults
-        declined = faults.roll(faults.decline_rate)
+        applies = "ALL" in faults.declined_methods or wanted.method in faults.declined_methods
+        declined = applies and faults.roll(faults.decline_rate)
         decline_code = faults.rng.choice(faults.decline_codes) if declined else None
         if decline_code is not None:
             status = DECLINED

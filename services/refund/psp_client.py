@@ -2,8 +2,10 @@
 
 The Idempotency-Key comes from the refund command (`{return_id}-refund-{attempt}`): a retry
 after a crash between "the provider paid" and "we recorded it" gets the same refund back.
-Answers: accepted (succeeded or pending), declined with a code (permanent), or transient
-(5xx, 429, timeouts, connection errors — retried).
+Answers: accepted (succeeded or pending), declined with a code (permanent), transient
+(5xx, 429, timeouts, a connection dropped mid-request — retried with the same provider) or
+`ProviderDown` (no connection could be made: the request never left, so another provider may
+take it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import httpx
 
 from services.eventing.service_runtime import DomainRejection, TransientFailure
 
-PROVIDER = "psp-double"
+PROVIDER = "psp"
+
+
+class ProviderDown(TransientFailure):
+    """The provider could not be reached at all: nothing was sent, failing over is safe."""
 
 
 class PspRefused(DomainRejection):
@@ -32,6 +38,39 @@ class PspAnswer:
     decline_code: str = ""
     detail: str = ""
     replayed: bool = False
+    schedule: tuple[dict[str, Any], ...] = ()  # BNPL: the plan after the refund
+    refunded_to_buyer_minor: int | None = None  # BNPL: the part paid back to the buyer
+    settles_at: int | None = None  # PENDING: when the money should arrive
+
+
+@dataclass(frozen=True)
+class RefundOrder:
+    """One refund as the provider needs it."""
+
+    key: str  # Idempotency-Key, `{return_id}-refund-{attempt}`
+    return_id: str
+    amount_minor: int
+    currency: str
+    method: str
+    refund_account: dict[str, str] | None = None  # BANK_TRANSFER
+    order_ref: str = ""
+    order_paid_minor: int | None = None  # BNPL: the provider rebuilds the plan from it
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "return_id": self.return_id,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "method": self.method,
+            "reference": self.key,
+        }
+        if self.refund_account:
+            body["bank_account"] = dict(self.refund_account)
+        if self.order_ref:
+            body["order_ref"] = self.order_ref
+        if self.order_paid_minor is not None:
+            body["order_paid_minor"] = self.order_paid_minor
+        return body
 
 
 class PspClient:
@@ -39,29 +78,35 @@ class PspClient:
         self.http = http
         self.provider = provider
 
-    async def refund(
-        self, key: str, return_id: str, amount_minor: int, currency: str, method: str
-    ) -> PspAnswer:
-        body: dict[str, Any] = {
-            "return_id": return_id,
-            "amount_minor": amount_minor,
-            "currency": currency,
-            "method": method,
-            "reference": key,
-        }
+    async def refund(self, order: RefundOrder) -> PspAnswer:
         try:
-            response = await self.http.post("/refunds", json=body, headers={"Idempotency-Key": key})
+            response = await self.http.post(
+                "/refunds", json=order.body(), headers={"Idempotency-Key": order.key}
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ProviderDown(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
-            raise TransientFailure(f"psp: {type(exc).__name__}: {exc}") from exc
+            raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
-            raise TransientFailure(f"psp: HTTP {response.status_code}")
+            raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
         data = response.json()
+        if response.status_code in (200, 201) and str(data.get("status")) in ("failed", "voided"):
+            # a replayed refund that ended badly since (a transfer sent back, a void)
+            return PspAnswer(
+                False,
+                decline_code=data.get("decline_code") or str(data["status"]),
+                detail=f"the refund {data.get('refund_id')} ended {data['status']}",
+                replayed=True,
+            )
         if response.status_code in (200, 201):
             return PspAnswer(
                 True,
                 data["refund_id"],
                 str(data["status"]).upper(),
                 replayed=response.headers.get("Idempotent-Replayed") == "true",
+                schedule=tuple(data.get("schedule") or ()),
+                refunded_to_buyer_minor=data.get("refunded_to_buyer_minor"),
+                settles_at=data.get("settles_at"),
             )
         if response.status_code == 402:
             return PspAnswer(

@@ -10,6 +10,7 @@ the returns topic, so the answer survives restarts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections import OrderedDict
@@ -39,6 +40,7 @@ from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
     parse_cancellation,
+    parse_refund_account,
     parse_return_request,
 )
 
@@ -251,8 +253,29 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
             status=202,
         )
 
+    @json_endpoint
+    async def give_bank_account(web: Any, request: Any, return_id: str) -> Any:
+        account = parse_refund_account(parse_json_object(await request.read()))
+        if answers.get(return_id) is None and return_id not in recent:
+            raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+        # the same account given twice is one event; a corrected one is a new event
+        account_hash = hashlib.sha256(json.dumps(account, sort_keys=True).encode()).hexdigest()
+        event_id = deterministic_event_id(return_id, "BuyerDetailsProvided", account_hash[:16])
+        record = {
+            "envelope": new_envelope("BuyerDetailsProvided", return_id, SERVICE, event_id=event_id),
+            "refund_account": account,
+        }
+        with event_context(record["envelope"]):
+            await parts.publisher.publish([("BuyerDetailsProvided", record)])
+            log.info("buyer gave a bank account", number_ends=account["number"][-4:])
+        return web.json(
+            {"return_id": return_id, "status": "bank_account_received", "event_id": event_id},
+            status=202,
+        )
+
     post_page(app, "/returns", create_return)
     post_page(app, "/returns/{return_id}/cancel", cancel_return)
+    post_page(app, "/returns/{return_id}/bank-account", give_bank_account)
     add_health_page(app, SERVICE)
     add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts

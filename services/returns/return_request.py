@@ -12,6 +12,10 @@
                      {"line_id": "L2", "sku": "CAP", "unit_price_minor": 59000, "quantity": 1}]},
  "store_credit": false}
 
+Optional: "resolution": "EXCHANGE" with "exchange_sku" (a replacement of another variant
+instead of money), "refund_account": {"holder", "number", "bank_code"} (where a bank-transfer
+refund goes; without it the refund waits for the buyer to give it).
+
 `order` (optional) is the whole order as paid: the refund shares its discounts and shipping
 across all of its lines. Without it the refund is unit price × quantity of the returned lines.
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from services.eventing.http_api import ApiError, Fields, invalid
 from services.money import CURRENCY_EXPONENTS
+from services.returns.bank_account import parse_bank_account
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PAYMENT_METHODS = frozenset(
@@ -95,6 +100,9 @@ class ReturnRequest:
     photo_refs: tuple[str, ...] = ()
     order: OrderInput | None = None
     store_credit_chosen: bool = False
+    resolution: str = "REFUND"  # or EXCHANGE
+    exchange_sku: str | None = None
+    refund_account: tuple[tuple[str, str], ...] | None = None  # holder, number, bank_code
 
     @property
     def currency(self) -> str:
@@ -134,6 +142,9 @@ class ReturnRequest:
             "photo_refs": list(self.photo_refs),
             "order": self.order.to_record() if self.order else None,
             "store_credit_chosen": self.store_credit_chosen,
+            "resolution": self.resolution,
+            "exchange_sku": self.exchange_sku,
+            "refund_account": dict(self.refund_account) if self.refund_account else None,
         }
 
 
@@ -287,6 +298,15 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     store_credit = data.get("store_credit", False)
     if not isinstance(store_credit, bool):
         fields.problem("store_credit", "must be true or false")
+    resolution = str(data.get("resolution") or "REFUND")
+    if resolution not in RESOLUTIONS:
+        fields.problem("resolution", f"must be one of {', '.join(sorted(RESOLUTIONS))}")
+    exchange_sku = fields.text("exchange_sku", required=resolution == "EXCHANGE", max_len=64)
+    if resolution == "EXCHANGE" and store_credit is True:
+        fields.problem("store_credit", "an exchange pays no money: leave store_credit out")
+    account = None
+    if data.get("refund_account") is not None:
+        account = parse_bank_account(fields, "refund_account", data["refund_account"])
     if fields.problems:
         raise invalid(fields.problems)
     return ReturnRequest(
@@ -304,6 +324,9 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
         photo_refs=tuple(photo_refs),
         order=order,
         store_credit_chosen=store_credit is True,
+        resolution=resolution,
+        exchange_sku=(exchange_sku or None) if resolution == "EXCHANGE" else None,
+        refund_account=tuple(account.items()) if account else None,
     )
 
 
@@ -316,6 +339,16 @@ def check_idempotency_key(value: str | None) -> str | None:
 
 
 CANCELLERS = frozenset({"buyer", "support"})
+RESOLUTIONS = frozenset({"REFUND", "EXCHANGE"})
+
+
+def parse_refund_account(data: dict[str, Any]) -> dict[str, str]:
+    """`{"holder": ..., "number": ..., "bank_code": ...}`: the buyer's bank account."""
+    fields = Fields(data)
+    account = parse_bank_account(fields, "refund_account", data)
+    if fields.problems or account is None:
+        raise invalid(fields.problems)
+    return account
 
 
 def parse_cancellation(data: dict[str, Any]) -> dict[str, str]:

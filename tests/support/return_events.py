@@ -135,6 +135,25 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "provider_refund_id": "RF-1",
             "amount": {"amount_minor": 4498, "currency": "EUR"},
         },
+        "RefundSettled": {
+            "provider": "psp",
+            "provider_refund_id": "RF-1",
+            "amount": {"amount_minor": 4498, "currency": "EUR"},
+            "settled_at": 5,
+        },
+        "BuyerDetailsProvided": {
+            "refund_account": {
+                "holder": "B. Buyer",
+                "number": "DE89370400440532013000",
+                "bank_code": "COBADEFFXXX",
+            }
+        },
+        "ReplacementOrderPlaced": {
+            "replacement_order_id": "ro_1",
+            "sku": "SKU-RED-L",
+            "quantity": 3,
+        },
+        "ReplacementOutOfStock": {"sku": "SKU-RED-L", "available": 0},
     }
     envelope_overrides = fields.pop("envelope", {})
     record = {"envelope": {**envelope(name, return_id), **envelope_overrides}}

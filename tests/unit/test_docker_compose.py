@@ -14,7 +14,7 @@ from services.cli import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-PARTNERS = {"carrier", "psp"}
+PARTNERS = {"carrier", "psp", "psp-b", "marketplace"}
 BOOMERANG = set(SERVICES) - PARTNERS
 
 

@@ -61,6 +61,24 @@ EXPECTED = {
     (Status.REFUND_PENDING, "RefundFailed"): Status.COMPENSATING,
     (Status.COMPENSATING, "IntakeReversed"): Status.COMPENSATING,
     (Status.COMPENSATING, "RefundIssued"): Status.NEEDS_ATTENTION,
+    (Status.COMPENSATING, "RefundSettled"): Status.NEEDS_ATTENTION,
+    (Status.REFUND_PENDING, "RefundSettled"): Status.REFUND_PENDING,  # kept until answered
+    (Status.AWAITING_BUYER_DETAILS, "BuyerDetailsProvided"): Status.REFUND_PENDING,
+    (Status.EXCHANGE_PENDING, "ReplacementOrderPlaced"): Status.COMPLETED,
+    (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): Status.REFUND_PENDING,
+    # the buyer's bank account is kept whenever it comes before the refund
+    **{
+        (status, "BuyerDetailsProvided"): status
+        for status in (
+            Status.REQUESTED,
+            Status.PICKUP_PENDING,
+            Status.PICKUP_SCHEDULED,
+            Status.CANCELLING,
+            Status.AWAITING_INSPECTION,
+            Status.INTAKE_PENDING,
+            Status.EXCHANGE_PENDING,
+        )
+    },
 }
 
 
@@ -71,6 +89,15 @@ def run(names, state=None):
         transitions.append(transition)
         state = transition.state
     return state, transitions
+
+
+def run_events(steps) -> SagaState:
+    """Like `run`, with fields of some events overridden: [name or (name, fields)]."""
+    state = None
+    for step in steps:
+        name, fields = (step, {}) if isinstance(step, str) else step
+        state = decide(state, name, event(name, RID, **fields), next(NOW)).state
+    return state
 
 
 def state_in(status: Status) -> SagaState | None:
@@ -96,6 +123,13 @@ def state_in(status: Status) -> SagaState | None:
         Status.COMPENSATED: [*to_refund, "RefundFailed", "IntakeReversed", "PickupCancelled"],
         Status.NEEDS_ATTENTION: [*to_refund, "RefundFailed", "RefundIssued"],
     }
+    if status == Status.AWAITING_BUYER_DETAILS:  # a bank transfer without an account
+        return run_events(
+            [("ReturnRequested", {"payment_method": "BANK_TRANSFER"}), *to_refund[1:]]
+        )
+    if status == Status.EXCHANGE_PENDING:
+        exchange = {"resolution": "EXCHANGE", "exchange_sku": "SKU-RED-L"}
+        return run_events([("ReturnRequested", exchange), *to_refund[1:]])
     if status not in paths:
         index = [s for _, s, _ in HAPPY_PATH].index(status)
         paths[status] = [n for n, *_ in HAPPY_PATH[: index + 1]]

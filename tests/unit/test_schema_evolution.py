@@ -106,17 +106,17 @@ def test_enum_symbol_removed_from_an_enum_without_default_fails(schemas: Path):
 
 def test_adding_an_optional_field_passes_and_publishes_as_v2(schemas: Path):
     _edit(
-        schemas / "refund" / "RefundIssued.avsc",
+        schemas / "refund" / "RefundVoided.avsc",
         lambda s: s["fields"].append(
-            {"name": "settled_at", "type": ["null", "long"], "default": None}
+            {"name": "voided_at", "type": ["null", "long"], "default": None}
         ),
     )
     result = _run_check(schemas)
     assert result.returncode == 0, result.stdout
-    assert "RefundIssued: changed compatibly since v1" in result.stdout
+    assert "RefundVoided: changed compatibly since v1" in result.stdout
     written = publish(schemas)
     assert [p.relative_to(schemas).as_posix() for p in written] == [
-        "history/io.boomerang.refund.RefundIssued/v2.avsc"
+        "history/io.boomerang.refund.RefundVoided/v2.avsc"
     ]
     assert all(f.ok and f.message.startswith("unchanged") for f in check(schemas))
 

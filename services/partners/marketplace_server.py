@@ -1,0 +1,287 @@
+"""Marketplace order-system double: a real local HTTP server that places replacement orders.
+
+An exchange ends with a replacement order for another variant. `POST /replacement-orders`
+(with an `Idempotency-Key`) places one if the sku has stock, or answers 409 out_of_stock;
+either answer is remembered for its key, so a retry never places a second order (and a
+retry after an out-of-stock answer gets that answer again). Stock per sku comes from
+`MARKETPLACE_STOCK` (JSON sku → units) and `MARKETPLACE_DEFAULT_STOCK` for the rest, or
+`POST /admin/stock` at run time. `MARKETPLACE_LEDGER_FILE` keeps orders and stock changes
+across restarts (JSON lines). Faults as the other doubles (`MARKETPLACE_FAULTS`).
+
+    python -m services.partners.marketplace_server
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+
+from services.eventing.log_setup import get_logger
+from services.partners import http_support
+from services.partners.fault_injection import FaultPlan
+
+SERVICE_NAME = "marketplace"
+PLACED = "placed"
+OUT_OF_STOCK = "out_of_stock"
+MAX_QUANTITY = 1000
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MarketplaceSettings:
+    host: str = "127.0.0.1"
+    port: int = 8093
+    ledger_file: Path | None = None
+    stock: Mapping[str, int] = field(default_factory=dict)
+    default_stock: int = 100
+    faults: FaultPlan = field(default_factory=FaultPlan)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
+        """Settings from `MARKETPLACE_*` variables; ValueError names the variable that is wrong."""
+        defaults = cls()
+        ledger_file = env.get("MARKETPLACE_LEDGER_FILE")
+        return cls(
+            host=env.get("MARKETPLACE_HOST") or defaults.host,
+            port=http_support.env_int(env, "MARKETPLACE_PORT", defaults.port, minimum=0),
+            ledger_file=Path(ledger_file) if ledger_file else None,
+            stock=_stock_levels(env.get("MARKETPLACE_STOCK") or "{}", "MARKETPLACE_STOCK"),
+            default_stock=http_support.env_int(
+                env, "MARKETPLACE_DEFAULT_STOCK", defaults.default_stock, minimum=0
+            ),
+            faults=http_support.faults_from_env(FaultPlan, env, "MARKETPLACE_FAULTS"),
+        )
+
+
+def _stock_levels(text: str, name: str) -> dict[str, int]:
+    try:
+        levels = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from exc
+    if not isinstance(levels, dict) or not all(
+        isinstance(units, int) and not isinstance(units, bool) and units >= 0
+        for units in levels.values()
+    ):
+        raise ValueError(f"{name} must be a JSON object of sku → units (whole numbers ≥ 0)")
+    return {str(sku): units for sku, units in levels.items()}
+
+
+@dataclass(frozen=True)
+class ReplacementRequest:
+    return_id: str
+    order_ref: str
+    buyer_id: str
+    sku: str
+    quantity: int
+    ship_to: str
+
+
+@dataclass
+class ReplacementOrder:
+    replacement_order_id: str
+    idempotency_key: str
+    request_fingerprint: str
+    return_id: str
+    order_ref: str
+    buyer_id: str
+    sku: str
+    quantity: int
+    ship_to: str
+    status: str  # placed | out_of_stock
+    available: int  # units left after placing, or on hand when out of stock
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        public = asdict(self)
+        del public["request_fingerprint"]
+        return public
+
+
+class MarketplaceDouble(http_support.PartnerDouble[FaultPlan, ReplacementOrder]):
+    def __init__(self, settings: MarketplaceSettings) -> None:
+        super().__init__(settings.faults, partner="marketplace")
+        self.settings = settings
+        self.orders: dict[str, ReplacementOrder] = {}
+        self.stock: dict[str, int] = dict(settings.stock)
+        self._ledger: IO[str] | None = None
+
+    async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
+        if self.settings.ledger_file is not None:
+            self._load(self.settings.ledger_file)
+            self.settings.ledger_file.parent.mkdir(parents=True, exist_ok=True)
+            self._ledger = self.settings.ledger_file.open("a", encoding="utf-8")
+        log.info("marketplace double ready", port=self.settings.port, orders=len(self.orders))
+        try:
+            yield
+        finally:
+            if self._ledger is not None:
+                self._ledger.close()
+
+    # --- replacement orders ----------------------------------------------------------------
+
+    @http_support.route("POST", "/replacement-orders")
+    async def create_order(self, request: web.Request) -> web.Response:
+        await self.inject_faults()
+        order, created = await self.keys.create_once(request, _replacement_request, self._place)
+        log.info(
+            "replacement order answered",
+            replacement_order_id=order.replacement_order_id,
+            status=order.status,
+            sku=order.sku,
+            replayed=not created,
+        )
+        if created:
+            self.ghost_if_planned("replacement order")
+        headers = None if created else http_support.REPLAYED_HEADERS
+        if order.status == OUT_OF_STOCK:
+            body = {
+                "error": OUT_OF_STOCK,
+                "detail": f"{order.sku}: {order.available} on hand, {order.quantity} wanted",
+                **order.to_json(),
+            }
+            return web.json_response(body, status=409, headers=headers)
+        return web.json_response(order.to_json(), status=201 if created else 200, headers=headers)
+
+    @http_support.route("GET", "/replacement-orders/stats")
+    async def stats(self, _request: web.Request) -> web.Response:
+        statuses = Counter(order.status for order in self.orders.values())
+        per_return = Counter(o.return_id for o in self.orders.values() if o.status == PLACED)
+        return web.json_response(
+            {
+                "placed": statuses[PLACED],
+                "out_of_stock": statuses[OUT_OF_STOCK],
+                "duplicates": sum(1 for n in per_return.values() if n > 1),
+            }
+        )
+
+    @http_support.route("GET", "/replacement-orders")
+    async def list_orders(self, request: web.Request) -> web.Response:
+        listed = http_support.filter_by_return_id(request, self.orders.values())
+        return web.json_response({"replacement_orders": [o.to_json() for o in listed]})
+
+    @http_support.route("GET", "/replacement-orders/{order_id}")
+    async def get_order(self, request: web.Request) -> web.Response:
+        order = self.orders.get(request.match_info["order_id"])
+        if order is None:
+            raise http_support.ApiError(404, "not_found", "no such replacement order")
+        request["return_id"] = order.return_id
+        return web.json_response(order.to_json())
+
+    @http_support.route("GET", "/stock/{sku}")
+    async def get_stock(self, request: web.Request) -> web.Response:
+        sku = request.match_info["sku"]
+        return web.json_response({"sku": sku, "available": self._on_hand(sku)})
+
+    # --- admin -----------------------------------------------------------------------------
+
+    @http_support.route("POST", "/admin/stock")
+    async def set_stock(self, request: web.Request) -> web.Response:
+        try:
+            levels = _stock_levels(await request.text() or "{}", "body")
+        except ValueError as exc:
+            raise http_support.ApiError(400, "invalid_stock", str(exc)) from exc
+        self.stock.update(levels)
+        self._append({"op": "stock", "levels": levels})
+        log.info("stock set", levels=levels)
+        return web.json_response({"stock": levels})
+
+    @http_support.route("POST", "/admin/reset")
+    async def reset(self, _request: web.Request) -> web.Response:
+        self.orders.clear()
+        self.keys.records.clear()
+        self.stock = dict(self.settings.stock)
+        self._append({"op": "reset"})
+        return web.json_response({"status": "reset"})
+
+    # --- state -----------------------------------------------------------------------------
+
+    def _on_hand(self, sku: str) -> int:
+        return self.stock.get(sku, self.settings.default_stock)
+
+    def _place(self, wanted: ReplacementRequest, key: str, fingerprint: str) -> ReplacementOrder:
+        on_hand = self._on_hand(wanted.sku)
+        placed = on_hand >= wanted.quantity
+        if placed:
+            self.stock[wanted.sku] = on_hand - wanted.quantity
+        order = ReplacementOrder(
+            replacement_order_id=f"ro_{uuid.uuid4().hex}",
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+            return_id=wanted.return_id,
+            order_ref=wanted.order_ref,
+            buyer_id=wanted.buyer_id,
+            sku=wanted.sku,
+            quantity=wanted.quantity,
+            ship_to=wanted.ship_to,
+            status=PLACED if placed else OUT_OF_STOCK,
+            available=self.stock.get(wanted.sku, on_hand),
+            created_at=http_support.now_ms(),
+        )
+        self._remember(order)
+        self._append({"op": "order", "order": asdict(order)})
+        return order
+
+    def _remember(self, order: ReplacementOrder) -> None:
+        self.orders[order.replacement_order_id] = order
+        self.keys.records[order.idempotency_key] = order
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        if self._ledger is not None:
+            self._ledger.write(json.dumps({**entry, "at": http_support.now_ms()}) + "\n")
+            self._ledger.flush()
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            return
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                entry = json.loads(line)
+                if entry["op"] == "reset":
+                    self.orders.clear()
+                    self.keys.records.clear()
+                    self.stock = dict(self.settings.stock)
+                elif entry["op"] == "stock":
+                    self.stock.update(entry["levels"])
+                else:
+                    order = ReplacementOrder(**entry["order"])
+                    self._remember(order)
+                    if order.status == PLACED:
+                        self.stock[order.sku] = self._on_hand(order.sku) - order.quantity
+            except (ValueError, KeyError, TypeError) as exc:  # a torn last line
+                log.warning("ledger line skipped", line_no=line_no, error=str(exc))
+
+
+def _replacement_request(payload: Mapping[str, Any]) -> ReplacementRequest:
+    quantity = http_support.required_field(payload, "quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise http_support.invalid_field("quantity", f"must be a whole number, got {quantity!r}")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise http_support.invalid_field("quantity", f"must be from 1 to {MAX_QUANTITY}")
+    ship_to = payload.get("ship_to", "")
+    if not isinstance(ship_to, str):
+        raise http_support.invalid_field("ship_to", "must be a string")
+    return ReplacementRequest(
+        return_id=http_support.text_field(payload, "return_id"),
+        order_ref=http_support.text_field(payload, "order_ref"),
+        buyer_id=http_support.text_field(payload, "buyer_id"),
+        sku=http_support.text_field(payload, "sku"),
+        quantity=quantity,
+        ship_to=ship_to,
+    )
+
+
+def main() -> int:
+    return http_support.run_double(SERVICE_NAME, MarketplaceSettings.from_env, MarketplaceDouble)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

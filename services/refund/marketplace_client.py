@@ -1,0 +1,66 @@
+"""Thin httpx adapter for the marketplace's replacement orders (exchanges).
+
+The Idempotency-Key comes from the command (`{return_id}-replacement`): a retry after a lost
+answer finds the first order (or the first out-of-stock answer), never places a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from services.eventing.service_runtime import DomainRejection, TransientFailure
+
+
+class MarketplaceRefused(DomainRejection):
+    reason = "marketplace-refused"
+
+
+@dataclass(frozen=True)
+class ReplacementAnswer:
+    placed: bool
+    replacement_order_id: str = ""
+    available: int = 0
+
+
+class MarketplaceClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def place_replacement(
+        self,
+        key: str,
+        return_id: str,
+        order_ref: str,
+        buyer_id: str,
+        sku: str,
+        quantity: int,
+        ship_to: str,
+    ) -> ReplacementAnswer:
+        body = {
+            "return_id": return_id,
+            "order_ref": order_ref,
+            "buyer_id": buyer_id,
+            "sku": sku,
+            "quantity": quantity,
+            "ship_to": ship_to,
+        }
+        try:
+            response = await self.http.post(
+                "/replacement-orders", json=body, headers={"Idempotency-Key": key}
+            )
+        except httpx.TransportError as exc:
+            raise TransientFailure(f"marketplace: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientFailure(f"marketplace: HTTP {response.status_code}")
+        data = response.json()
+        if response.status_code in (200, 201):
+            return ReplacementAnswer(True, data["replacement_order_id"])
+        if response.status_code == 409 and data.get("error") == "out_of_stock":
+            return ReplacementAnswer(False, available=int(data.get("available", 0)))
+        raise MarketplaceRefused(f"marketplace: HTTP {response.status_code} {response.text[:300]}")
+
+
+def marketplace_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0))
