@@ -61,7 +61,11 @@ def inspection_facts(items: Sequence[Mapping[str, Any]]) -> InspectionFacts:
     A grade the reader did not know (UNKNOWN, from a newer writer) counts as B."""
     grades = [Grade(item["grade"]) for item in items if item["grade"] in Grade.__members__]
     worst = max(grades or [Grade.B], key=GRADE_ORDER.index)
-    return InspectionFacts(worst, all(item["matches_order"] for item in items))
+    return InspectionFacts(
+        worst,
+        all(item["matches_order"] for item in items),
+        packaging_damaged_on_arrival=any(item.get("packaging_damaged") for item in items),
+    )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 {"scan_id": "SCAN-1", "return_id": "RMA-…", "station_id": "ST-1", "inspector_id": "I-7",
  "items": [{"sku": "TS-M", "serial": null, "grade": "A", "matches_order": true,
             "measured_weight_grams": 410, "expected_weight_grams": 420,
-            "notes": "", "photo_refs": ["s3://…/1.jpg"]}]}
+            "notes": "", "photo_refs": ["s3://…/1.jpg"], "packaging_damaged": false}]}
+
+`packaging_damaged` (optional, default false): the outer packaging arrived damaged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class ScanRequest:
         }
 
 
+def _optional_flag(item: Fields, raw: dict[str, Any], key: str) -> bool:
+    if key not in raw:
+        return False
+    return bool(item.boolean(key))
+
+
 def parse_scan(data: dict[str, Any]) -> ScanRequest:
     fields = Fields(data)
     scan_id = fields.text("scan_id", max_len=64)
@@ -57,6 +65,7 @@ def parse_scan(data: dict[str, Any]) -> ScanRequest:
                 "expected_weight_grams": expected,
                 "notes": item.text("notes", required=False, max_len=2000),
                 "photo_refs": item.string_list("photo_refs"),
+                "packaging_damaged": _optional_flag(item, raw, "packaging_damaged"),
             }
         )
     if fields.problems:

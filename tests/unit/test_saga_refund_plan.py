@@ -217,3 +217,19 @@ def test_fees_that_eat_the_whole_refund_complete_without_a_payment():
     assert [name for name, _ in done.commands] == ["ReturnCompleted"]
     assert done.state.status == Status.COMPLETED
     assert done.state.refund["status"] == "NOTHING_TO_PAY"
+
+
+def test_packaging_damaged_on_arrival_with_a_clean_pickup_makes_the_carrier_liable():
+    state = accepted_return()
+    state = apply(state, "PickupCompleted", event("PickupCompleted", RID)).state
+    items = [
+        {**item("SKU-RED-M", "C"), "packaging_damaged": True},
+        item("SKU-RED-M", "B"),
+        item("SKU-CAP", "B"),
+    ]
+    inspected = apply(state, "InspectionRecorded", event("InspectionRecorded", RID, items=items))
+    done = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
+    command = the_refund(done)
+    assert command["liable"] == "CARRIER"
+    assert command["amount"]["amount_minor"] == 2 * 1999 + 500  # the buyer pays no fees
+    assert "liability.transit_damage" in [rule["rule_id"] for rule in command["rules"]]

@@ -70,7 +70,7 @@ def test_valid_scan_parses() -> None:
         return_id="RMA-1",
         station_id="ST-1",
         inspector_id="I-7",
-        items=(scanned_item(),),
+        items=(scanned_item() | {"packaging_damaged": False},),
     )
 
 
@@ -86,7 +86,19 @@ def test_optional_item_fields_get_their_defaults() -> None:
         "expected_weight_grams": None,
         "notes": "",
         "photo_refs": [],
+        "packaging_damaged": False,
     }
+
+
+def test_packaging_damage_is_reported_per_item() -> None:
+    (item,) = parse_scan(scan(items=[scanned_item(packaging_damaged=True)])).items
+    assert item["packaging_damaged"] is True
+
+
+def test_packaging_damage_must_be_true_or_false() -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_scan(scan(items=[scanned_item(packaging_damaged="yes")]))
+    assert "items[0].packaging_damaged" in [f.field for f in refused.value.fields]
 
 
 def test_empty_serial_becomes_none() -> None:
@@ -135,7 +147,7 @@ def test_event_fields_carry_the_scan_and_the_inspection_time() -> None:
         "scan_id": "SCAN-1",
         "station_id": "ST-1",
         "inspector_id": "I-7",
-        "items": [scanned_item()],
+        "items": [scanned_item() | {"packaging_damaged": False}],
         "inspected_at": 1_790_000_000_000,
     }
 
