@@ -38,6 +38,7 @@ from aiokafka.structs import OffsetAndMetadata
 from fastavro.utils import generate_one
 from rich.console import Console
 
+from services.coordinator.saga import CONSUMED_EVENTS
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
@@ -427,8 +428,8 @@ async def lost_events(bootstrap: str, codec: AvroCodec, views: dict[str, dict]) 
             envelope = decoded.record["envelope"]
             if envelope["return_id"] not in views or envelope["attempt"] < 1:
                 continue
-            if decoded.name in ("ReturnCompleted", "ReturnFailed"):
-                continue  # the saga's own outcomes
+            if decoded.name not in CONSUMED_EVENTS:
+                continue  # the saga's own outcomes and requests (ReturnCompleted, …)
             if envelope["event_id"] not in seen:
                 lost.append(
                     {
