@@ -1045,7 +1045,20 @@ def _replacement_out_of_stock(step: _Step) -> SagaState:
     return _start_refund(step, state, plan)
 
 
-def _refund_issued(step: _Step) -> SagaState:
+def _earlier_attempt(step: _Step) -> bool:
+    """A result for an earlier refund attempt (e.g. a decline re-sent after the saga fell
+    back to store credit) says nothing about the current one."""
+    key = step.record.get("idempotency_key") or ""
+    current = f"{step.state.return_id}-refund-{step.state.refund.get('attempt', 1)}"
+    if key and key != current:
+        step.notes.append(f"answer for an earlier refund attempt ({key}) ignored")
+        return True
+    return False
+
+
+def _refund_issued(step: _Step) -> SagaState | None:
+    if _earlier_attempt(step):
+        return None
     r = step.record
     refund = {
         **step.state.refund,
@@ -1097,7 +1110,9 @@ def _refund_settled(step: _Step) -> SagaState | None:
     return _complete_refund(step, replace(step.state, refund={**refund, "status": "SUCCEEDED"}))
 
 
-def _refund_failed(step: _Step) -> SagaState:
+def _refund_failed(step: _Step) -> SagaState | None:
+    if _earlier_attempt(step):
+        return None
     r = step.record
     state = replace(step.state, refund={**step.state.refund, "last_error": r["decline_code"]})
     action = r.get("next_action") or ""

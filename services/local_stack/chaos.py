@@ -462,8 +462,13 @@ def expected_movements(views: dict[str, dict]) -> int:
     for view in views.values():
         movements = (view.get("intake") or {}).get("movements", [])
         count += len(movements)
-        done = (view.get("compensation") or {}).get("done", [])
-        if "reverse-intake" in done:  # each unit out of its place and into quarantine
+        reversal_sent = any(
+            c["command"] == "IntakeReverseRequested"
+            for entry in view.get("history", [])
+            for c in entry.get("commands", [])
+        )
+        if reversal_sent:  # each unit out of its place and into quarantine (even when the
+            # saga ended before the reversal's confirmation came back)
             count += 2 * sum(1 for m in movements if m["disposition"] != "QUARANTINE")
     return count
 

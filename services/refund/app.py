@@ -104,6 +104,7 @@ def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> O
         }
     else:
         body |= {
+            "idempotency_key": command["idempotency_key"],
             "decline_code": answer.decline_code,
             "detail": answer.detail,
             "retryable": False,

@@ -84,6 +84,7 @@ def webhook_event(data: dict[str, Any], producer: str) -> tuple[str, dict[str, A
         "amount": amount,
         "method": method,
         "provider": provider,
+        "idempotency_key": str(refund_data.get("idempotency_key") or ""),
         "decline_code": decline_code,
         "detail": f"{provider} reported the pending refund {refund_id} failed",
         "retryable": False,

@@ -89,7 +89,8 @@ def test_a_closed_account_falls_back_to_store_credit_with_a_new_key_and_says_why
         "decline_code": "account_closed",
         "reason": "refund declined: account_closed",
     }
-    assert issued(fallback.state).state.status == Status.COMPLETED
+    paid = issued(fallback.state, idempotency_key=f"{RID}-refund-2")
+    assert paid.state.status == Status.COMPLETED
 
 
 def test_store_credit_declined_too_compensates_the_return():
@@ -220,3 +221,28 @@ def test_a_replacement_without_an_answer_is_asked_again_with_the_same_key():
     done = exchange_return()
     again = fire_timer(done.state)
     assert command(again, "ReplacementOrderRequested")["idempotency_key"] == f"{RID}-replacement"
+
+
+def test_a_decline_of_an_earlier_attempt_does_not_fail_the_fallback():
+    state = refund_pending()
+    fallback = declined(state, "card_expired", "FALLBACK").state
+    stale = event(
+        "RefundFailed",
+        RID,
+        amount=state.refund["amount"],
+        method="CARD",
+        decline_code="card_expired",
+        next_action="FALLBACK",
+        idempotency_key=f"{RID}-refund-1",
+    )
+    again = apply(fallback, "RefundFailed", stale)
+    assert again.ignored and again.state.status == Status.REFUND_PENDING
+    assert "earlier refund attempt" in again.state.history[-1]["note"]
+    paid = issued(fallback, idempotency_key=f"{RID}-refund-2")
+    assert paid.state.status == Status.COMPLETED
+
+
+def test_an_answer_of_an_earlier_attempt_does_not_complete_the_return():
+    fallback = declined(refund_pending(), "card_expired", "FALLBACK").state
+    stale = issued(fallback, idempotency_key=f"{RID}-refund-1")
+    assert stale.ignored and stale.state.status == Status.REFUND_PENDING
