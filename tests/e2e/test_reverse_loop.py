@@ -40,17 +40,21 @@ def test_twenty_returns_complete_with_exactly_one_refund_each(stack, kafka_boots
     driver = LoopDriver(stack, kafka_bootstrap, returns=20, seed=7)
     started = time.monotonic()
     asyncio.run(driver.run(timeout_s=120))
-    ledger = asyncio.run(psp_ledger(stack.url("psp")))
+    ledger = asyncio.run(psp_ledger(stack.url("psp"), stack.url("psp-b")))
     summary = summarize(driver, ledger, time.monotonic() - started)
     assert summary["completed"] == 20, [t.errors for t in driver.tracked if not t.terminal]
-    assert summary["refunds_at_psp"] == 20
+    exchanges = summary["exchanges_completed"]
+    assert summary["refunds_at_psp"] == summary["refunds_expected"] == 20 - exchanges
     assert summary["duplicates_at_psp"] == 0
-    assert summary["wrong_amounts"] == 0
+    assert summary["wrong_amounts"] == summary["wrong_methods"] == 0
     for tracked in driver.tracked:
         view = wait_for_status(http, stack, tracked.return_id, {"COMPLETED"}, timeout=5)
         statuses = [h["to"] for h in view["history"]]
         assert [s for s in statuses if s in FULL_PATH][:1] == ["REQUESTED"]
         assert statuses[-1] == "COMPLETED"
+        if tracked.expected_method == "EXCHANGE":
+            assert view["outcome"]["resolution"] == "EXCHANGE" and view["refund"] is None
+            continue
         assert view["refund"]["amount"]["amount_minor"] == tracked.expected_minor
         assert all(h["at"] > 0 and h["event_id"] for h in view["history"])
 
@@ -217,12 +221,18 @@ def test_a_coordinator_killed_mid_run_loses_no_saga(stack, kafka_bootstrap, http
     asyncio.run(run_with_a_crash())
     assert stack.processes["coordinator"].kills >= 1
     assert sum(t.terminal == "ReturnCompleted" for t in driver.tracked) == 15
-    ledger = asyncio.run(psp_ledger(stack.url("psp")))
-    ours = {t.return_id for t in driver.tracked}
+    ledger = asyncio.run(psp_ledger(stack.url("psp"), stack.url("psp-b")))
+    exchanges = {t.return_id for t in driver.tracked if t.expected_method == "EXCHANGE"}
+    ours = {t.return_id for t in driver.tracked} - exchanges
     paid = Counter(
         r["return_id"] for r in ledger if r["return_id"] in ours and r["status"] == "succeeded"
     )
     assert set(paid) == ours and set(paid.values()) == {1}
+    for return_id in exchanges:  # an exchange pays no money: one replacement order instead
+        orders = http.get(
+            f"{stack.url('marketplace')}/replacement-orders", params={"return_id": return_id}
+        ).json()["replacement_orders"]
+        assert [o["status"] for o in orders] == ["placed"]
 
 
 def test_every_service_logs_json_lines_carrying_return_and_event_ids(stack):
