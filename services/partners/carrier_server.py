@@ -17,7 +17,6 @@ import itertools
 import json
 import random
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -306,19 +305,12 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
         backoff_s = BACKOFF_START_S
         context = {"callback_id": callback["callback_id"], "callback_status": callback["status"]}
         for try_no in itertools.count(1):
-            # a fresh timestamp per try, so a long outage doesn't make the signature stale
-            headers = {
-                "Content-Type": "application/json",
-                **signature_headers(secret, int(time.time()), body),
-            }
-            outcome: int | str
-            try:
-                async with self._session.post(
-                    self.settings.callback_url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    outcome = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome = f"{type(exc).__name__}: {exc}"
+            outcome = await http_support.post_signed_once(
+                self._session,
+                self.settings.callback_url,
+                body,
+                lambda now_s: signature_headers(secret, now_s, body),
+            )
             if isinstance(outcome, int) and 200 <= outcome < 300:
                 booking.callbacks_sent += 1
                 log.info("callback delivered", try_no=try_no, **context)

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -319,6 +320,25 @@ def run_double(
     )
     log.info(f"{service} double stopped")
     return 0
+
+
+# --- signed callbacks ----------------------------------------------------------------------
+
+
+async def post_signed_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    signed_headers: Callable[[int], dict[str, str]],
+) -> int | str:
+    """POST `body` (exactly as signed) once, signed with a fresh timestamp (a long outage
+    doesn't make the signature stale): the HTTP status, or what went wrong."""
+    headers = {"Content-Type": "application/json", **signed_headers(int(time.time()))}
+    try:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
+            return answer.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 # --- settings and time ---------------------------------------------------------------------

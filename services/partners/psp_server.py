@@ -30,7 +30,6 @@ import os
 import random
 import re
 import sys
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
@@ -670,19 +669,12 @@ class PspDouble(http_support.PartnerDouble[PspFaults, Refund]):
         secret = self.settings.webhook_secret.encode()
         backoff_s = WEBHOOK_BACKOFF_START_S
         for try_no in itertools.count(1):
-            # a fresh timestamp per try, so a long outage doesn't make the signature stale
-            headers = {
-                "Content-Type": "application/json",
-                **psp_signature.signature_headers(secret, int(time.time()), body),
-            }
-            outcome: int | str
-            try:
-                async with self._session.post(
-                    self.settings.webhook_url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    outcome = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome = f"{type(exc).__name__}: {exc}"
+            outcome = await http_support.post_signed_once(
+                self._session,
+                self.settings.webhook_url,
+                body,
+                lambda now_s: psp_signature.signature_headers(secret, now_s, body),
+            )
             if isinstance(outcome, int) and 200 <= outcome < 300:
                 log.info("webhook delivered", try_no=try_no, copy_no=copy_no, status=outcome)
                 return
