@@ -16,6 +16,7 @@ from services.eventing.envelope import deterministic_event_id, new_envelope, now
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
+    Outbound,
     ServiceParts,
     ServiceSettings,
     add_health_page,
@@ -27,6 +28,7 @@ from services.eventing.service_runtime import (
 from services.eventing.topics import (
     INSPECTION_EVENTS,
     INTAKE_EVENTS,
+    ORDER_REFUND_LEDGER,
     PICKUP_EVENTS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
@@ -46,6 +48,8 @@ INPUTS = (
     REFUND_EVENTS,
     SAGA_EVENTS,
 )
+# Commands for the order refund ledger are keyed by order_ref (one owner per order).
+KEYED_BY_ORDER = frozenset(ORDER_REFUND_LEDGER.record_types)
 TIMER_SCAN_S = 1.0
 REFIRE_AFTER_MS = 15_000  # a fired timer not handled yet is fired again (same event id)
 log = get_logger(__name__)
@@ -69,6 +73,13 @@ def timeout_event(state: dict[str, Any], timer: dict[str, Any]) -> saga.Command:
     return "SagaStepTimedOut", record
 
 
+def keyed(command: saga.Command) -> Outbound:
+    name, record = command
+    if name in KEYED_BY_ORDER:
+        return name, record, record["order_ref"].encode()
+    return command
+
+
 def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> ServiceParts:
     config = config or saga.SagaConfig()
     parts = build_parts(settings)
@@ -76,7 +87,7 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
     sagas = json_table(app, "sagas", SAGA_CHANGELOG.partitions)
     inputs = raw_topic(app, *(topic.name for topic in INPUTS))
 
-    async def handle(decoded: Decoded, message: Any) -> list[saga.Command]:
+    async def handle(decoded: Decoded, message: Any) -> list[Outbound]:
         return_id = decoded.record["envelope"]["return_id"]
         stored = sagas.get(return_id)
         state = saga.SagaState.from_json(stored) if stored else None
@@ -90,7 +101,7 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
             ignored=transition.ignored,
             commands=[name for name, _ in transition.commands],
         )
-        return list(transition.commands)
+        return [keyed(command) for command in transition.commands]
 
     @app.agent(inputs, name="saga", concurrency=1)
     async def drive_sagas(stream: Any) -> None:

@@ -135,5 +135,9 @@ def plan_refund(
         "policy_version": policy.version,
         "notes": list(calculation.notes),
         "order_paid_minor": order.paid_minor,
+        # what the order refund ledger needs to work the refund out again after the
+        # order's other live returns
+        "fee_terms": dict(decision.fees.__dict__),
+        "returning": [{"line_id": k, "units": v} for k, v in returning_units(request).items()],
     }
     return RefundPlan(decision, refund, rules)

@@ -13,9 +13,16 @@ Forward path:
   PickupScheduled → PICKUP_SCHEDULED
   PickupCompleted → AWAITING_INSPECTION
   InspectionRecorded → INTAKE_PENDING        + IntakeRequested     (registers: reverse intake)
-  IntakeCompleted → REFUND_PENDING           + RefundRequested     (registers: void refund)
+  IntakeCompleted → RESERVING_REFUND        + RefundReservationRequested
+                                                       (registers: release reservation)
+  RefundReserved → REFUND_PENDING            + RefundRequested     (registers: void refund)
   RefundIssued → COMPLETED                   + ReturnCompleted     (the pivot: no way back)
     (a PENDING refund waits for RefundSettled, the provider's webhook, before completing)
+
+The order refund ledger (keyed by order_ref) works each return's refund out after every
+other live return of the same order, so partial returns of one order add up to exactly what
+was paid; units other returns already hold are refused there (a person decides). A return
+whose order came without a snapshot skips it and refunds as planned at inspection.
 
 Refund routes:
 - A bank-transfer refund without the buyer's account waits in AWAITING_BUYER_DETAILS
@@ -73,6 +80,7 @@ class Status(StrEnum):
     PICKUP_SCHEDULED = "PICKUP_SCHEDULED"
     AWAITING_INSPECTION = "AWAITING_INSPECTION"
     INTAKE_PENDING = "INTAKE_PENDING"
+    RESERVING_REFUND = "RESERVING_REFUND"
     AWAITING_BUYER_DETAILS = "AWAITING_BUYER_DETAILS"
     EXCHANGE_PENDING = "EXCHANGE_PENDING"
     REFUND_PENDING = "REFUND_PENDING"
@@ -103,6 +111,7 @@ STATUS_RANK = {
     Status.PICKUP_SCHEDULED: 3,
     Status.AWAITING_INSPECTION: 4,
     Status.INTAKE_PENDING: 5,
+    Status.RESERVING_REFUND: 6,
     Status.AWAITING_BUYER_DETAILS: 6,
     Status.EXCHANGE_PENDING: 6,
     Status.REFUND_PENDING: 6,
@@ -119,6 +128,8 @@ EVENT_RANK = {
     "PickupCompleted": 2,
     "InspectionRecorded": 4,
     "IntakeCompleted": 5,
+    "RefundReserved": 6,
+    "RefundReservationRefused": 6,
     "RefundIssued": 6,
     "RefundSettled": 6,
     "RefundFailed": 6,
@@ -134,6 +145,7 @@ STEP_OF = {
     Status.PICKUP_SCHEDULED: "PICKUP",
     Status.AWAITING_INSPECTION: "INSPECTION",
     Status.INTAKE_PENDING: "INTAKE",
+    Status.RESERVING_REFUND: "REFUND",
     Status.AWAITING_BUYER_DETAILS: "REFUND",
     Status.EXCHANGE_PENDING: "REFUND",
     Status.REFUND_PENDING: "REFUND",
@@ -515,6 +527,27 @@ def _refund_account(state: SagaState) -> dict[str, str] | None:
     return state.request.get("refund_account") or None
 
 
+def _request_reservation(step: _Step, state: SagaState) -> SagaState:
+    """Ask the order refund ledger (keyed by order_ref) for this return's share of its order;
+    asked again with the same key after a lost answer, it answers what it reserved."""
+    tries = _tries(state, str(Status.RESERVING_REFUND))
+    plan = state.inspection["refund_plan"]
+    step.command(
+        "RefundReservationRequested",
+        {
+            "order_ref": str(state.request["order_ref"]),
+            "order": state.request["order"],
+            "returning": plan["returning"],
+            "liable": plan["liable"],
+            "fees": plan["fee_terms"],
+            "idempotency_key": f"{state.return_id}-reservation",
+        },
+        str(tries + 1),
+        attempt=tries + 1,
+    )
+    return _deadline(step, state, step.config.refund_deadline_ms)
+
+
 def _request_replacement(step: _Step, state: SagaState) -> SagaState:
     tries = _tries(state, str(Status.EXCHANGE_PENDING))
     step.command(
@@ -625,6 +658,17 @@ def _next_compensation(step: _Step, state: SagaState) -> SagaState:
             step.command(
                 "RefundVoidRequested",
                 {"provider_refund_id": refund_id, "reason": comp["reason"]},
+                str(tries + 1),
+                attempt=tries + 1,
+            )
+        elif action == "release-reservation":
+            step.command(
+                "RefundReservationReleaseRequested",
+                {
+                    "order_ref": str(state.request.get("order_ref", "")),
+                    "reason": comp["reason"],
+                    "idempotency_key": f"{state.return_id}-reservation-release",
+                },
                 str(tries + 1),
                 attempt=tries + 1,
             )
@@ -902,10 +946,89 @@ def _intake_completed(step: _Step) -> SagaState:
             problem,
             ("refund-not-computable", _facts(state, problem=problem)),
         )
+    if _reserves_with_the_order(state):
+        state = replace(
+            state,
+            status=Status.RESERVING_REFUND,
+            compensations=(*state.compensations, "release-reservation"),
+        )
+        return _request_reservation(step, state)
+    return _refund_or_exchange(step, state)
+
+
+def _reserves_with_the_order(state: SagaState) -> bool:
+    """Plans made from an order snapshot go through the order refund ledger (older plans,
+    and returns without a snapshot, refund as planned)."""
+    plan = state.inspection.get("refund_plan") or {}
+    return bool(state.request.get("order") and plan.get("fee_terms") and plan.get("returning"))
+
+
+def _refund_or_exchange(step: _Step, state: SagaState) -> SagaState:
     if state.request.get("resolution") == "EXCHANGE" and state.request.get("exchange_sku"):
         step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
         return _request_replacement(step, replace(state, status=Status.EXCHANGE_PENDING))
     return _start_refund(step, state, _planned_refund(state))
+
+
+def _refund_reserved(step: _Step) -> SagaState:
+    r = step.record
+    state = step.state
+    plan = dict(state.inspection["refund_plan"])
+    currency = r["amount"]["currency"]
+    if r["amount"] != plan["amount"]:
+        step.notes.append(
+            f"the order's other returns ({', '.join(r['other_returns'])}) change the refund "
+            f"from {plan['amount']['amount_minor']} to {r['amount']['amount_minor']} {currency}"
+        )
+    plan.update(
+        {
+            "amount": r["amount"],
+            "lines": [
+                {
+                    "sku": line["sku"],
+                    "quantity": line["quantity"],
+                    "amount": {"amount_minor": line["amount_minor"], "currency": currency},
+                }
+                for line in r["breakdown"]
+            ],
+            "breakdown": list(r["breakdown"]),
+            "notes": list(r.get("notes") or ()),
+            "order_reserved_minor": r["order_reserved_minor"],
+            "other_returns": list(r["other_returns"]),
+        }
+    )
+    state = replace(
+        state,
+        inspection={**state.inspection, "refund_plan": plan},
+        timer={},
+        tries={**state.tries, str(Status.RESERVING_REFUND): 0},
+    )
+    if r["other_returns"]:
+        state = _rule(
+            state,
+            "order_refund_ledger",
+            {
+                "other_returns": list(r["other_returns"]),
+                "order_paid_minor": r["order_paid_minor"],
+                "order_reserved_minor": r["order_reserved_minor"],
+            },
+            f"worked out after {len(r['other_returns'])} earlier return(s) of the order: "
+            f"{r['amount']['amount_minor']} {currency}",
+        )
+    return _refund_or_exchange(step, state)
+
+
+def _reservation_refused(step: _Step) -> SagaState:
+    r = step.record
+    reason = f"the order refund ledger refused the refund: {r['reason']}"
+    return _finish(
+        step,
+        replace(step.state, timer={}),
+        Status.NEEDS_ATTENTION,
+        "REFUND",
+        reason,
+        ("refund-units-already-returned", _facts(step.state, held_by=",".join(r["held_by"]))),
+    )
 
 
 def _planned_refund(state: SagaState) -> dict[str, Any]:
@@ -1281,6 +1404,8 @@ def _redo(step: _Step, state: SagaState) -> SagaState:
         return _request_pickup(step, state)
     if status == Status.INTAKE_PENDING:
         return _request_intake(step, state)
+    if status == Status.RESERVING_REFUND:
+        return _request_reservation(step, state)
     if status == Status.REFUND_PENDING:
         return _request_refund(step, state)
     if status == Status.EXCHANGE_PENDING:
@@ -1342,6 +1467,10 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.AWAITING_BUYER_DETAILS, "ReturnCancelled"): _too_late_to_cancel,
     (Status.EXCHANGE_PENDING, "ReturnCancelled"): _too_late_to_cancel,
     (Status.INTAKE_PENDING, "IntakeCompleted"): _intake_completed,
+    (Status.RESERVING_REFUND, "RefundReserved"): _refund_reserved,
+    (Status.RESERVING_REFUND, "RefundReservationRefused"): _reservation_refused,
+    (Status.RESERVING_REFUND, "ReturnCancelled"): _too_late_to_cancel,
+    (Status.RESERVING_REFUND, "PickupScheduled"): _pickup_scheduled,
     (Status.REFUND_PENDING, "RefundIssued"): _refund_issued,
     (Status.REFUND_PENDING, "RefundFailed"): _refund_failed,
     (Status.REFUND_PENDING, "RefundSettled"): _refund_settled,
@@ -1351,6 +1480,9 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): _replacement_out_of_stock,
     (Status.COMPENSATING, "RefundVoided"): _compensation_confirmed("void-refund"),
     (Status.COMPENSATING, "IntakeReversed"): _compensation_confirmed("reverse-intake"),
+    (Status.COMPENSATING, "RefundReservationReleased"): _compensation_confirmed(
+        "release-reservation"
+    ),
     (Status.COMPENSATING, "PickupCancelled"): _compensation_confirmed("cancel-pickup"),
     (Status.COMPENSATING, "RefundIssued"): _refund_paid_while_compensating,
     # the carrier's callback can overtake the booking confirmation: keep its details
@@ -1368,6 +1500,7 @@ for _status in (
     Status.CANCELLING,
     Status.AWAITING_INSPECTION,
     Status.INTAKE_PENDING,
+    Status.RESERVING_REFUND,
     Status.EXCHANGE_PENDING,
 ):
     _HANDLERS[(_status, "BuyerDetailsProvided")] = _buyer_details_provided
@@ -1387,6 +1520,9 @@ CONSUMED_EVENTS = frozenset(
         "InspectionRecorded",
         "IntakeCompleted",
         "IntakeReversed",
+        "RefundReserved",
+        "RefundReservationRefused",
+        "RefundReservationReleased",
         "RefundIssued",
         "RefundSettled",
         "RefundFailed",

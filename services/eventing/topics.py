@@ -97,10 +97,21 @@ REFUND_COMMANDS = _stream(
     ("RefundRequested", "RefundVoidRequested", "ReplacementOrderRequested"),
     days=7,
 )
+ORDER_REFUND_LEDGER = _stream(
+    "boomerang.refund.order-ledger",
+    "coordinator → the order refund ledger: reserve / release a return's share of its order, "
+    "keyed by order_ref (repartitioned)",
+    ("RefundReservationRequested", "RefundReservationReleaseRequested"),
+    days=30,
+)
 REFUND_EVENTS = _stream(
     "boomerang.refund.events",
-    "refund → coordinator: issued, settled, failed, voided; replacement placed or out of stock",
+    "refund → coordinator: reserved, issued, settled, failed, voided; replacement placed or "
+    "out of stock",
     (
+        "RefundReserved",
+        "RefundReservationRefused",
+        "RefundReservationReleased",
         "RefundIssued",
         "RefundSettled",
         "RefundFailed",
@@ -132,6 +143,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     INTAKE_EVENTS,
     STOCK_MOVEMENTS,
     REFUND_COMMANDS,
+    ORDER_REFUND_LEDGER,
     REFUND_EVENTS,
     SAGA_EVENTS,
     SUPPORT_TICKETS,
@@ -169,6 +181,8 @@ SERVICE_CHANGELOGS = (
     _changelog("boomerang-warehouse-intake", "intakes", "movements decided per return"),
     _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@location"),
     _changelog("boomerang-refund", "refunds", "refund results per return and command"),
+    _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),
+    _changelog("boomerang-refund", "order-ledger", "live returns' refund shares per order"),
 )
 OPERATIONS_AUDIT = TopicSpec(
     "boomerang.operations.audit",

@@ -9,7 +9,7 @@ money goes. Every step adds the rules that fired to the decision.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.money import Money
@@ -31,6 +31,7 @@ from services.policy.policy_rules import (
     refund_destination,
 )
 from services.refund.refund_arithmetic import (
+    FeeTerms,
     Order,
     OrderRefundHistory,
     RefundCalculation,
@@ -45,6 +46,7 @@ class RefundDecision:
     rules_fired: tuple[RuleFired, ...]
     calculation: RefundCalculation | None  # None: inspection rejected the return
     destination: RefundDestination | None
+    fees: FeeTerms = field(default_factory=FeeTerms)  # what the policy charged the liable party
 
     @property
     def rejected(self) -> bool:
@@ -116,4 +118,6 @@ def decide_refund(
     )
     destination = refund_destination(policy, paid_with, store_credit_chosen)
     fired.append(destination.rule)
-    return RefundDecision(liability, inspection is None, tuple(fired), calculation, destination)
+    return RefundDecision(
+        liability, inspection is None, tuple(fired), calculation, destination, fees
+    )

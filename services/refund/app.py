@@ -8,10 +8,15 @@ Consumes the coordinator's commands:
 - RefundVoidRequested: voids a pending refund at the provider that holds it.
 - ReplacementOrderRequested (exchange): asks the marketplace for a replacement order and
   emits ReplacementOrderPlaced or ReplacementOutOfStock.
+- RefundReservationRequested / RefundReservationReleaseRequested (the order refund ledger,
+  keyed by order_ref): works a return's refund out after every other live return of the same
+  order and holds its share (`order_refund_ledger`), or gives it back; answers RefundReserved,
+  RefundReservationRefused or RefundReservationReleased.
 Each result is stored with the command's id, so a redelivered command re-emits the stored
 result (same event id) instead of calling a partner again; the provider a refund reached is
 stored with its idempotency key, so a retry never goes to another provider.
 
+`GET /orders/{order_ref}/refunds` shows an order's live and released returns.
 `POST /webhooks/psp` takes the providers' signed settlement webhooks and emits RefundSettled
 or RefundFailed with an event id derived from the webhook, so re-deliveries are one event.
 """
@@ -40,8 +45,9 @@ from services.eventing.service_runtime import (
     raw_topic,
     run_worker,
 )
-from services.eventing.topics import REFUND_COMMANDS
+from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
 from services.money import MoneyError
+from services.refund import order_refund_ledger
 from services.refund.decline_codes import NextAction, next_action
 from services.refund.marketplace_client import MarketplaceClient, marketplace_http
 from services.refund.provider_routing import ProviderRoutes, providers_to_try
@@ -65,6 +71,10 @@ log = get_logger(__name__)
 
 class InvalidRefundCommand(DomainRejection):
     reason = "invalid-refund"
+
+
+class MisroutedLedgerCommand(DomainRejection):
+    reason = "ledger-key-not-order-ref"
 
 
 @dataclass
@@ -263,6 +273,45 @@ def build(settings: ServiceSettings, partners: Partners) -> ServiceParts:
     @app.agent(raw_topic(app, REFUND_COMMANDS.name), name="refund-commands", concurrency=1)
     async def refund_commands(stream: Any) -> None:
         await parts.consumer.run(stream, handle, on_exhausted=partner_unreachable)
+
+    order_ledger = json_table(app, "order-ledger")  # order_ref -> live returns and their shares
+
+    async def keep_order_ledger(decoded: Decoded, message: Any) -> list[Outbound]:
+        command = decoded.record
+        order_ref = command["order_ref"]
+        if message.key != order_ref.encode():
+            # written under another key, the entry would have two owners
+            raise MisroutedLedgerCommand(f"key {message.key!r} is not the order_ref {order_ref}")
+        return_id = command["envelope"]["return_id"]
+        if decoded.name == "RefundReservationRequested":
+            entry, answer = order_refund_ledger.reserve(
+                order_ledger.get(order_ref), return_id, command
+            )
+        else:
+            entry, answer = order_refund_ledger.release(
+                order_ledger.get(order_ref), return_id, command
+            )
+        if entry != order_ledger.get(order_ref):
+            order_ledger[order_ref] = entry
+        log.info(
+            "order refund ledger",
+            order_ref=order_ref,
+            answer=answer.name,
+            reserved_minor=order_refund_ledger.summary(entry)["reserved_minor"],
+        )
+        return [reply(command, answer.name, answer.body)]
+
+    @app.agent(raw_topic(app, ORDER_REFUND_LEDGER.name), name="order-ledger", concurrency=1)
+    async def order_ledger_commands(stream: Any) -> None:
+        await parts.consumer.run(stream, keep_order_ledger, keyed_by_return=False)
+
+    @app.page("/orders/{order_ref}/refunds")
+    async def order_refunds(web: Any, request: Any, order_ref: str) -> Any:
+        entry = order_ledger.get(order_ref)
+        if not entry:
+            detail = f"no returns of {order_ref}"
+            return web.json({"error": "not_found", "detail": detail}, status=404)
+        return web.json(order_refund_ledger.summary(entry))
 
     @json_endpoint
     async def psp_webhook(web: Any, request: Any) -> Any:

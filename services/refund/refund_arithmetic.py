@@ -19,6 +19,10 @@ How nothing is lost or created:
   any sequence of returns that ends with every unit back, the refunds add up to exactly what
   was paid for the line, and never more at any point;
 - the shipping fee is shared the same way over the order's units;
+- the order refund ledger may hand a return the exact unit positions it takes (`UnitRanges`:
+  the lowest positions no live return holds, so a released return's units are taken again
+  at the same value); the shares of disjoint positions covering every unit still add up to
+  exactly the amount;
 - fees are split over the returned lines by largest remainder and capped at what the line
   refunds, so no line (and no refund) goes below zero.
 """
@@ -179,6 +183,37 @@ class OrderRefundHistory:
         )
 
 
+Ranges = tuple[tuple[int, int], ...]  # half-open unit positions [start, end)
+
+
+@dataclass(frozen=True)
+class UnitRanges:
+    """The unit positions a return takes: per order line, and of the order's units for the
+    shipping fee (only when the shipping fee is refunded)."""
+
+    lines: Mapping[str, Ranges]
+    shipping: Ranges = ()
+
+
+def _count(ranges: Ranges) -> int:
+    return sum(end - start for start, end in ranges)
+
+
+def _share_of(amount: int, ranges: Ranges, of: int) -> int:
+    return sum(cumulative_share(amount, start, end, of) for start, end in ranges)
+
+
+def _check_ranges(what: str, ranges: Ranges, units: int, of: int) -> None:
+    ordered = sorted(ranges)
+    for (start, end), following in zip(ordered, [*ordered[1:], None], strict=True):
+        if not 0 <= start < end <= of:
+            raise RefundArithmeticError(f"{what}: unit positions {start}..{end} outside 0..{of}")
+        if following is not None and following[0] < end:
+            raise RefundArithmeticError(f"{what}: unit positions overlap")
+    if _count(ranges) != units:
+        raise RefundArithmeticError(f"{what}: positions for {_count(ranges)} units, not {units}")
+
+
 @dataclass(frozen=True)
 class FeeTerms:
     """The policy's fees for a buyer-liable return (all zero when nobody charges any)."""
@@ -252,8 +287,10 @@ def calculate_refund(
     liable: Liable,
     fees: FeeTerms = FeeTerms(),
     history: OrderRefundHistory = OrderRefundHistory(),
+    taken: UnitRanges | None = None,
 ) -> RefundCalculation:
-    """`returning`: order line id → units returned now."""
+    """`returning`: order line id → units returned now. `taken`: the unit positions this
+    return takes (default: the next ones after `history`)."""
     if not returning:
         raise RefundArithmeticError("a return needs at least one line")
     for line_id, units in returning.items():
@@ -274,15 +311,19 @@ def calculate_refund(
     for line in returned:
         units = returning[line.line_id]
         before = history.returned_units.get(line.line_id, 0)
-        after = before + units
+        if taken is None:
+            ranges: Ranges = ((before, before + units),)
+        else:
+            ranges = tuple(taken.lines.get(line.line_id, ()))
+            _check_ranges(f"line {line.line_id}", ranges, units, line.quantity)
         net = line.gross_minor - discounts[line.line_id]
-        goods = cumulative_share(net, before, after, line.quantity)
-        gross = cumulative_share(line.gross_minor, before, after, line.quantity)
-        tax = cumulative_share(line.tax_minor, before, after, line.quantity)
+        goods = _share_of(net, ranges, line.quantity)
+        gross = _share_of(line.gross_minor, ranges, line.quantity)
+        tax = _share_of(line.tax_minor, ranges, line.quantity)
         included = 0
         if order.tax_basis == TaxBasis.INCLUSIVE and order.tax_rate_bp:
             line_tax = net * order.tax_rate_bp // (BASIS_POINTS + order.tax_rate_bp)
-            included = cumulative_share(line_tax, before, after, line.quantity)
+            included = _share_of(line_tax, ranges, line.quantity)
         lines.append(
             LineRefund(
                 line.line_id,
@@ -306,12 +347,12 @@ def calculate_refund(
     shipping_units_after = history.shipping_refunded_units
     if not buyer_pays and order.shipping_fee_minor:
         shipping_units_after += units_now
-        shipping = cumulative_share(
-            order.shipping_fee_minor,
-            history.shipping_refunded_units,
-            shipping_units_after,
-            order.units,
-        )
+        if taken is None:
+            shipping_ranges: Ranges = ((history.shipping_refunded_units, shipping_units_after),)
+        else:
+            shipping_ranges = tuple(taken.shipping)
+            _check_ranges("shipping", shipping_ranges, units_now, order.units)
+        shipping = _share_of(order.shipping_fee_minor, shipping_ranges, order.units)
         shares = split_by_weights(shipping, [line.quantity for line in lines])
         lines = [
             replace(line, shipping_minor=share, amount_minor=line.amount_minor + share)

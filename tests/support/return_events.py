@@ -131,6 +131,22 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "retryable": False,
         },
         "SagaStepTimedOut": {"step": "PICKUP", "timer_id": "no-such-timer", "deadline_at": 1},
+        "RefundReserved": {
+            "order_ref": "ORD-1",
+            "amount": {"amount_minor": 4498, "currency": "EUR"},
+            "breakdown": [],
+            "notes": [],
+            "order_paid_minor": 6497,
+            "order_reserved_minor": 4498,
+            "other_returns": [],
+            "unit_positions_json": "{}",
+        },
+        "RefundReservationRefused": {
+            "order_ref": "ORD-1",
+            "reason": "line L1: returning 2 after 2 of 3 bought",
+            "held_by": ["RMA-OTHER"],
+        },
+        "RefundReservationReleased": {"order_ref": "ORD-1", "released_minor": 4498, "reason": ""},
         "RefundVoided": {
             "provider_refund_id": "RF-1",
             "amount": {"amount_minor": 4498, "currency": "EUR"},

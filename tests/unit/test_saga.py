@@ -56,7 +56,10 @@ EXPECTED = {
     (Status.AWAITING_INSPECTION, "PickupScheduled"): Status.AWAITING_INSPECTION,
     (Status.INTAKE_PENDING, "PickupScheduled"): Status.INTAKE_PENDING,
     (Status.REFUND_PENDING, "PickupScheduled"): Status.REFUND_PENDING,
-    (Status.INTAKE_PENDING, "IntakeCompleted"): Status.REFUND_PENDING,
+    (Status.INTAKE_PENDING, "IntakeCompleted"): Status.REFUND_PENDING,  # no order snapshot
+    (Status.RESERVING_REFUND, "RefundReserved"): Status.REFUND_PENDING,
+    (Status.RESERVING_REFUND, "RefundReservationRefused"): Status.NEEDS_ATTENTION,
+    (Status.RESERVING_REFUND, "PickupScheduled"): Status.RESERVING_REFUND,
     (Status.REFUND_PENDING, "RefundIssued"): Status.COMPLETED,
     (Status.REFUND_PENDING, "RefundFailed"): Status.COMPENSATING,
     (Status.COMPENSATING, "IntakeReversed"): Status.COMPENSATING,
@@ -76,6 +79,7 @@ EXPECTED = {
             Status.CANCELLING,
             Status.AWAITING_INSPECTION,
             Status.INTAKE_PENDING,
+            Status.RESERVING_REFUND,
             Status.EXCHANGE_PENDING,
         )
     },
@@ -127,6 +131,14 @@ def state_in(status: Status) -> SagaState | None:
         return run_events(
             [("ReturnRequested", {"payment_method": "BANK_TRANSFER"}), *to_refund[1:]]
         )
+    if status == Status.RESERVING_REFUND:  # a return with its order as paid, after intake
+        from tests.unit.test_saga_refund_plan import (
+            ORDER_SNAPSHOT,
+            accepted_return,
+            intake_completed,
+        )
+
+        return intake_completed(accepted_return(order=ORDER_SNAPSHOT)).state
     if status == Status.EXCHANGE_PENDING:
         exchange = {"resolution": "EXCHANGE", "exchange_sku": "SKU-RED-L"}
         return run_events([("ReturnRequested", exchange), *to_refund[1:]])

@@ -10,7 +10,9 @@ from typing import Any
 
 from services.coordinator.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
 from services.eventing.avro_codec import AvroCodec
+from services.eventing.envelope import reply_record
 from services.eventing.schema_catalogue import SchemaCatalogue
+from services.refund import order_refund_ledger
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
 from tests.support.policies import deployed_policies
@@ -20,6 +22,14 @@ CODEC = AvroCodec(SchemaCatalogue.load())
 RID = "RMA-PLAN-1"
 NOW = itertools.count(1_790_000_000_000, 10)
 DE_RETURN_SHIPPING = 495  # deploy/policies/DE/market.yaml
+ORDER_SNAPSHOT = {
+    "currency": "EUR",
+    "discount_minor": 1000,
+    "lines": [
+        {"line_id": "L1", "sku": "SKU-RED-M", "unit_price_minor": 1999, "quantity": 3},
+        {"line_id": "L2", "sku": "SKU-CAP", "unit_price_minor": 500, "quantity": 1},
+    ],
+}
 
 
 def http_body(**overrides: Any) -> dict[str, Any]:
@@ -60,17 +70,17 @@ def apply(state: SagaState | None, name: str, record: dict[str, Any]):
     return transition
 
 
-def accepted_return(policies=None, **overrides: Any) -> SagaState:
+def accepted_return(policies=None, return_id: str = RID, **overrides: Any) -> SagaState:
     """Through the front door's real decision, then the saga up to awaiting inspection."""
     request = parse_return_request(http_body(**overrides))
     now = request.delivered_at_ms + 3 * 86_400_000
     decision = decide_return(policies or deployed_policies(), request, now)
     assert decision.accepted, decision.detail
     fields = request.event_fields()
-    state = apply(None, "ReturnRequested", event("ReturnRequested", RID, **fields)).state
+    state = apply(None, "ReturnRequested", event("ReturnRequested", return_id, **fields)).state
     accepted = event(
         "ReturnAccepted",
-        RID,
+        return_id,
         policy_version=decision.policy_version,
         rules_fired=list(decision.rules_fired),
         rules=decision.rule_records(),
@@ -78,7 +88,7 @@ def accepted_return(policies=None, **overrides: Any) -> SagaState:
         reason_family=decision.reason_family,
     )
     state = apply(state, "ReturnAccepted", accepted).state
-    state = apply(state, "PickupScheduled", event("PickupScheduled", RID)).state
+    state = apply(state, "PickupScheduled", event("PickupScheduled", return_id)).state
     return state
 
 
@@ -95,13 +105,32 @@ def item(sku: str = "SKU-RED-M", grade: str = "B") -> dict[str, Any]:
     }
 
 
-def refund_command(state: SagaState, grades=("B", "B", "B"), carrier_damage=False):
+def intake_completed(state: SagaState, grades=("B", "B", "B"), carrier_damage=False):
+    rid = state.return_id
     state = apply(
-        state, "PickupCompleted", event("PickupCompleted", RID, carrier_noted_damage=carrier_damage)
+        state, "PickupCompleted", event("PickupCompleted", rid, carrier_noted_damage=carrier_damage)
     ).state
     items = [item("SKU-RED-M", grades[0]), item("SKU-RED-M", grades[1]), item("SKU-CAP", grades[2])]
-    inspected = apply(state, "InspectionRecorded", event("InspectionRecorded", RID, items=items))
-    done = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
+    inspected = apply(state, "InspectionRecorded", event("InspectionRecorded", rid, items=items))
+    return apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", rid))
+
+
+def ledger_answer(transition, entry=None):
+    """The order refund ledger's answer to the saga's reservation (the real pure ledger, as
+    the refund service runs it) and the ledger entry after it."""
+    [(name, command)] = transition.commands
+    assert name == "RefundReservationRequested"
+    entry, answer = order_refund_ledger.reserve(entry, command["envelope"]["return_id"], command)
+    return reply_record(command, answer.name, answer.body, "refund"), entry
+
+
+def refund_command(state: SagaState, grades=("B", "B", "B"), carrier_damage=False):
+    """Through inspection, intake and the order refund ledger (a return with an order
+    snapshot reserves its share of the order first) to the saga's refund command."""
+    done = intake_completed(state, grades, carrier_damage)
+    if done.state.status == Status.RESERVING_REFUND:
+        answer, _ = ledger_answer(done)
+        done = apply(done.state, answer["envelope"]["event_type"], answer)
     return done
 
 
@@ -163,15 +192,9 @@ def test_a_remorse_return_damaged_by_the_buyer_is_reduced_by_the_de_deduction():
 
 
 def test_an_order_level_voucher_is_shared_by_the_returned_lines():
-    order = {
-        "currency": "EUR",
-        "discount_minor": 1000,
-        "lines": [
-            {"line_id": "L1", "sku": "SKU-RED-M", "unit_price_minor": 1999, "quantity": 3},
-            {"line_id": "L2", "sku": "SKU-CAP", "unit_price_minor": 500, "quantity": 1},
-        ],
-    }
-    command = the_refund(refund_command(accepted_return(reason_code="DEFECTIVE", order=order)))
+    command = the_refund(
+        refund_command(accepted_return(reason_code="DEFECTIVE", order=ORDER_SNAPSHOT))
+    )
     discount = sum(line["discount_minor"] for line in command["breakdown"])
     assert 0 < discount < 1000  # one of the three L1 units stays with the buyer
     assert command["amount"]["amount_minor"] == 2 * 1999 + 500 - discount

@@ -1,0 +1,223 @@
+"""The order refund ledger: every live return of one order, and the share each one holds (pure).
+
+Returns of one order are worked out one after another, each after the others: the ledger is
+keyed by order_ref, so one entry has one owner (the refund service's order-ledger agent).
+A reservation takes the lowest unit positions of each line that no live return holds (and,
+when the shipping fee is refunded, the lowest free positions of the order's units), and
+`calculate_refund` values exactly those positions. Positions held by disjoint returns add up
+to exactly what was paid once every unit is back; a released return's positions are free
+again and are taken at the same value by the next return, so nothing is lost either way.
+
+Idempotent by return: a reservation asked again answers what was reserved the first time; a
+released return stays released (a replayed reservation does not take its units again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.refund.refund_arithmetic import (
+    FeeTerms,
+    Liable,
+    Order,
+    OrderRefundHistory,
+    Ranges,
+    RefundArithmeticError,
+    UnitRanges,
+    calculate_refund,
+    order_from_record,
+)
+
+RESERVED = "RESERVED"
+RELEASED = "RELEASED"
+
+
+@dataclass(frozen=True)
+class LedgerAnswer:
+    name: str  # RefundReserved | RefundReservationRefused | RefundReservationReleased
+    body: dict[str, Any]
+
+
+def order_fingerprint(order_record: Mapping[str, Any]) -> str:
+    canonical = json.dumps(order_record, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def empty_entry(order_ref: str) -> dict[str, Any]:
+    return {"order_ref": order_ref, "order_fingerprint": "", "returns": {}, "sequence": 0}
+
+
+def _live(entry: Mapping[str, Any], but: str = "") -> list[tuple[str, dict[str, Any]]]:
+    held = [
+        (return_id, held)
+        for return_id, held in entry["returns"].items()
+        if held["status"] == RESERVED and return_id != but
+    ]
+    return sorted(held, key=lambda item: item[1]["sequence"])
+
+
+def _lowest_free(taken: list[tuple[int, int]], units: int, of: int) -> Ranges:
+    """The lowest `units` positions of 0..of-1 outside `taken`, as ranges."""
+    occupied = set()
+    for start, end in taken:
+        occupied.update(range(start, end))
+    free = [position for position in range(of) if position not in occupied][:units]
+    ranges: list[tuple[int, int]] = []
+    for position in free:
+        if ranges and ranges[-1][1] == position:
+            ranges[-1] = (ranges[-1][0], position + 1)
+        else:
+            ranges.append((position, position + 1))
+    return tuple(ranges)
+
+
+def _refused(order_ref: str, reason: str, held_by: list[str]) -> LedgerAnswer:
+    return LedgerAnswer(
+        "RefundReservationRefused", {"order_ref": order_ref, "reason": reason, "held_by": held_by}
+    )
+
+
+def _reserved_answer(entry: Mapping[str, Any], return_id: str) -> LedgerAnswer:
+    held = entry["returns"][return_id]
+    return LedgerAnswer("RefundReserved", dict(held["answer"]))
+
+
+def reserve(
+    entry: dict[str, Any] | None, return_id: str, command: Mapping[str, Any]
+) -> tuple[dict[str, Any], LedgerAnswer]:
+    """A RefundReservationRequested → the entry after it and the answer."""
+    order_ref = command["order_ref"]
+    entry = entry or empty_entry(order_ref)
+    known = entry["returns"].get(return_id)
+    if known is not None:
+        if known["status"] == RESERVED:
+            return entry, _reserved_answer(entry, return_id)
+        return entry, _refused(order_ref, f"return {return_id} was released", [])
+    order_record = command["order"]
+    fingerprint = order_fingerprint(order_record)
+    live = _live(entry)
+    if live and entry["order_fingerprint"] != fingerprint:
+        return entry, _refused(
+            order_ref,
+            "the order as paid differs from the one earlier returns of it were worked out on",
+            [rid for rid, _ in live],
+        )
+    try:
+        order = order_from_record(order_ref, order_record)
+        returning = {item["line_id"]: item["units"] for item in command["returning"]}
+        liable = Liable(command["liable"])
+        fees = FeeTerms(**dict(command.get("fees") or {}))
+        history, taken = _history_and_positions(order, live, returning, liable)
+        calculation = calculate_refund(order, returning, liable, fees, history, taken)
+    except (RefundArithmeticError, KeyError, ValueError, TypeError) as exc:
+        return entry, _refused(order_ref, str(exc), [rid for rid, _ in live])
+    positions = {
+        "lines": {line: [list(r) for r in ranges] for line, ranges in taken.lines.items()},
+        "shipping": [list(r) for r in taken.shipping],
+    }
+    answer = {
+        "order_ref": order_ref,
+        "amount": {"amount_minor": calculation.total_minor, "currency": order.currency},
+        "breakdown": [
+            {**line.to_record(), "currency": order.currency} for line in calculation.lines
+        ],
+        "notes": list(calculation.notes),
+        "order_paid_minor": order.paid_minor,
+        "order_reserved_minor": calculation.history_after.refunded_minor,
+        "other_returns": [rid for rid, _ in live],
+        "unit_positions_json": json.dumps(positions, sort_keys=True),
+    }
+    sequence = entry["sequence"] + 1
+    returns = dict(entry["returns"])
+    returns[return_id] = {
+        "status": RESERVED,
+        "sequence": sequence,
+        "units": returning,
+        "positions": positions,
+        "total_minor": calculation.total_minor,
+        "answer": answer,
+    }
+    entry = {
+        **entry,
+        "order_fingerprint": fingerprint,
+        "returns": returns,
+        "sequence": sequence,
+    }
+    return entry, LedgerAnswer("RefundReserved", answer)
+
+
+def _history_and_positions(
+    order: Order,
+    live: list[tuple[str, dict[str, Any]]],
+    returning: Mapping[str, int],
+    liable: Liable,
+) -> tuple[OrderRefundHistory, UnitRanges]:
+    returned_units: dict[str, int] = {}
+    line_taken: dict[str, list[tuple[int, int]]] = {}
+    shipping_taken: list[tuple[int, int]] = []
+    for _, held in live:
+        for line_id, units in held["units"].items():
+            returned_units[line_id] = returned_units.get(line_id, 0) + units
+        for line_id, ranges in held["positions"]["lines"].items():
+            line_taken.setdefault(line_id, []).extend(tuple(r) for r in ranges)
+        shipping_taken.extend(tuple(r) for r in held["positions"]["shipping"])
+    history = OrderRefundHistory(
+        returned_units,
+        sum(end - start for start, end in shipping_taken),
+        sum(held["total_minor"] for _, held in live),
+    )
+    lines: dict[str, Ranges] = {}
+    for line_id, units in returning.items():
+        line = order.line(line_id)
+        before = returned_units.get(line_id, 0)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise RefundArithmeticError(f"line {line_id}: units must be a positive integer")
+        if before + units > line.quantity:
+            raise RefundArithmeticError(
+                f"line {line_id}: returning {units} after {before} of {line.quantity} bought"
+            )
+        lines[line_id] = _lowest_free(line_taken.get(line_id, []), units, line.quantity)
+    shipping: Ranges = ()
+    if liable != Liable.BUYER and order.shipping_fee_minor:
+        shipping = _lowest_free(shipping_taken, sum(returning.values()), order.units)
+    return history, UnitRanges(lines, shipping)
+
+
+def release(
+    entry: dict[str, Any] | None, return_id: str, command: Mapping[str, Any]
+) -> tuple[dict[str, Any], LedgerAnswer]:
+    """A RefundReservationReleaseRequested → the entry after it and the answer (the same
+    answer when asked again). A return the ledger never held is recorded as released."""
+    order_ref = command["order_ref"]
+    entry = entry or empty_entry(order_ref)
+    held = entry["returns"].get(return_id)
+    returns = dict(entry["returns"])
+    if held is None:  # kept, so a replayed reservation of this return cannot take units later
+        returns[return_id] = {"status": RELEASED, "total_minor": 0, "units": {}}
+    elif held["status"] == RESERVED:
+        returns[return_id] = {**held, "status": RELEASED, "release_reason": command["reason"]}
+    entry = {**entry, "returns": returns}
+    released = returns[return_id]["total_minor"]
+    answer = {"order_ref": order_ref, "released_minor": released, "reason": command["reason"]}
+    return entry, LedgerAnswer("RefundReservationReleased", answer)
+
+
+def summary(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What `GET /orders/{order_ref}/refunds` shows."""
+    live = _live(entry)
+    return {
+        "order_ref": entry["order_ref"],
+        "live_returns": [
+            {"return_id": rid, "units": held["units"], "total_minor": held["total_minor"]}
+            for rid, held in live
+        ],
+        "released_returns": sorted(
+            rid for rid, held in entry["returns"].items() if held["status"] == RELEASED
+        ),
+        "reserved_minor": sum(held["total_minor"] for _, held in live),
+        "order_paid_minor": live[-1][1]["answer"]["order_paid_minor"] if live else None,
+    }
