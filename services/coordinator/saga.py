@@ -830,9 +830,18 @@ def _pickup_scheduled(step: _Step) -> SagaState:
     return _deadline(step, state, step.config.collection_deadline_ms)
 
 
-def _pickup_attempt_failed(step: _Step) -> SagaState:
+def _pickup_attempt_failed(step: _Step) -> SagaState | None:
     r = step.record
     state = step.state
+    if r["failure_reason"] == "CARRIER_ERROR" and state.status == Status.PICKUP_SCHEDULED:
+        # A re-sent booking failed after the first one was confirmed: the pickup stands and
+        # its collection deadline keeps running (retrying would book nothing and, with no
+        # command for this step, leave the saga without a timer).
+        step.notes.append(
+            f"booking error for a pickup already scheduled ({state.pickup.get('booking_id')}): "
+            f"{r['detail']}"
+        )
+        return None
     if r["failure_reason"] == "CARRIER_ERROR":  # booking failed: a transient failure
         if _exhausted(step, state):
             return _finish(
@@ -1410,6 +1419,8 @@ def _redo(step: _Step, state: SagaState) -> SagaState:
         return _request_refund(step, state)
     if status == Status.EXCHANGE_PENDING:
         return _request_replacement(step, state)
+    if status == Status.PICKUP_SCHEDULED:  # nothing to send: wait for the collection again
+        return _deadline(step, state, step.config.collection_deadline_ms)
     if status == Status.CANCELLING:
         _cancel_pickup_command(
             step, state, state.outcome.get("reason", ""), _tries(state, str(status))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -168,6 +169,27 @@ def test_carrier_errors_are_retried_then_the_return_is_cancelled():
     final = apply(state, *carrier_error)
     assert final.state.status == Status.CANCELLED
     assert "carrier unavailable" in final.state.outcome["reason"]
+
+
+def test_a_booking_error_after_the_pickup_was_scheduled_keeps_the_collection_deadline():
+    """Chaos seed 101: a re-sent booking failed (503) after the first booking was confirmed;
+    the saga set a retry timer for a step with nothing to send and was left without a timer."""
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled"])
+    deadline = state.timer
+    carrier_error = ("PickupAttemptFailed", {"failure_reason": "CARRIER_ERROR", "attempt_no": 1})
+    failed = apply(state, *carrier_error)
+    assert failed.ignored and failed.commands == ()
+    assert failed.state.status == Status.PICKUP_SCHEDULED
+    assert failed.state.timer == deadline
+    assert "already scheduled" in failed.state.history[-1]["note"]
+
+
+def test_a_retry_timer_while_scheduled_waits_for_the_collection_again():
+    state, _ = run(["ReturnRequested", "ReturnAccepted", "PickupScheduled"])
+    stale = replace(state, timer={**state.timer, "kind": "retry", "id": "retry-old"})
+    fired = fire(stale)
+    assert fired.state.status == Status.PICKUP_SCHEDULED
+    assert fired.state.timer and fired.state.timer["kind"] == "deadline"
 
 
 def test_a_permanent_failure_is_not_retried():
