@@ -68,6 +68,18 @@ def inspection_facts(items: Sequence[Mapping[str, Any]]) -> InspectionFacts:
     )
 
 
+def refund_lines(breakdown: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The refund command's lines (sku, quantity, amount) from the breakdown per line."""
+    return [
+        {
+            "sku": line["sku"],
+            "quantity": line["quantity"],
+            "amount": Money(line["amount_minor"], line["currency"]).to_record(),
+        }
+        for line in breakdown
+    ]
+
+
 @dataclass(frozen=True)
 class RefundPlan:
     decision: RefundDecision | None  # None: a return without a policy snapshot
@@ -115,21 +127,13 @@ def plan_refund(
     calculation = decision.calculation
     if calculation is None or decision.destination is None:
         return RefundPlan(decision, {}, rules)
+    breakdown = [{**line.to_record(), "currency": order.currency} for line in calculation.lines]
     refund = {
         "amount": Money(calculation.total_minor, order.currency).to_record(),
         "method": decision.destination.method,
         "paid_with": request["payment_method"],
-        "lines": [
-            {
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "amount": Money(line.amount_minor, order.currency).to_record(),
-            }
-            for line in calculation.lines
-        ],
-        "breakdown": [
-            {**line.to_record(), "currency": order.currency} for line in calculation.lines
-        ],
+        "lines": refund_lines(breakdown),
+        "breakdown": breakdown,
         "liable": str(decision.liability.liable),
         "liability": decision.liability_record(),
         "policy_version": policy.version,

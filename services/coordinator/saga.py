@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from services.coordinator.refund_plan import plan_refund
+from services.coordinator.refund_plan import plan_refund, refund_lines
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.refund.refund_arithmetic import RefundArithmeticError
 from services.warehouse_intake.disposition import weight_far_below_expected
@@ -992,14 +992,7 @@ def _refund_reserved(step: _Step) -> SagaState:
     plan.update(
         {
             "amount": r["amount"],
-            "lines": [
-                {
-                    "sku": line["sku"],
-                    "quantity": line["quantity"],
-                    "amount": {"amount_minor": line["amount_minor"], "currency": currency},
-                }
-                for line in r["breakdown"]
-            ],
+            "lines": refund_lines(r["breakdown"]),
             "breakdown": list(r["breakdown"]),
             "notes": list(r.get("notes") or ()),
             "order_reserved_minor": r["order_reserved_minor"],

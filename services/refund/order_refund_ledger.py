@@ -170,17 +170,12 @@ def _history_and_positions(
         sum(end - start for start, end in shipping_taken),
         sum(held["total_minor"] for _, held in live),
     )
-    lines: dict[str, Ranges] = {}
-    for line_id, units in returning.items():
-        line = order.line(line_id)
-        before = returned_units.get(line_id, 0)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise RefundArithmeticError(f"line {line_id}: units must be a positive integer")
-        if before + units > line.quantity:
-            raise RefundArithmeticError(
-                f"line {line_id}: returning {units} after {before} of {line.quantity} bought"
-            )
-        lines[line_id] = _lowest_free(line_taken.get(line_id, []), units, line.quantity)
+    # units that do not fit (more than are left, not positive) are refused by
+    # calculate_refund with the reason, before it looks at the positions
+    lines = {
+        line_id: _lowest_free(line_taken.get(line_id, []), units, order.line(line_id).quantity)
+        for line_id, units in returning.items()
+    }
     shipping: Ranges = ()
     if liable != Liable.BUYER and order.shipping_fee_minor:
         shipping = _lowest_free(shipping_taken, sum(returning.values()), order.units)
