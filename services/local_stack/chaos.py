@@ -62,6 +62,7 @@ from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_
 from services.local_stack.demo import LoopDriver, TrackedReturn, scan_body
 from services.local_stack.orphan_reaper import reap_children_if_i_die
 from services.local_stack.stack import PAYMENT_PROVIDERS, SERVICES, STATION_TOKENS, LocalStack
+from services.operations.topic_reader import read_topic
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
@@ -356,29 +357,6 @@ async def group_lag(bootstrap: str, group: str, topics: tuple) -> int:
 
 
 # ---------------------------------------------------------------- checks
-
-
-async def read_topic(bootstrap: str, topic: str, partitions: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for tp, messages in batch.items():
-                records.extend(messages)
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-            if not batch:
-                remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def saga_views(stack: LocalStack, return_ids: list[str]) -> dict[str, dict[str, Any]]:

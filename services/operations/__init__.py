@@ -1,0 +1,1 @@
+"""On-call tooling behind the `boomerang` command (dead letters, …)."""
