@@ -24,6 +24,7 @@ from services.eventing.service_runtime import (
     json_table,
     raw_topic,
     run_worker,
+    tables_recovering,
 )
 from services.eventing.topics import (
     INSPECTION_EVENTS,
@@ -131,6 +132,8 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
 
     @app.page("/returns/{return_id}")
     async def return_status(web: Any, request: Any, return_id: str) -> Any:
+        if (recovering := tables_recovering(app, web)) is not None:
+            return recovering
         stored = sagas.get(return_id)
         if not stored:
             return web.json({"error": "not_found", "detail": f"no return {return_id}"}, status=404)
@@ -138,6 +141,8 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
 
     @app.page("/returns")
     async def list_returns(web: Any, request: Any) -> Any:
+        if (recovering := tables_recovering(app, web)) is not None:
+            return recovering
         wanted = request.query.get("status")
         counts: dict[str, int] = {}
         matching = []

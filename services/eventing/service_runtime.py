@@ -462,6 +462,21 @@ def build_parts(settings: ServiceSettings) -> ServiceParts:
     return ServiceParts(settings, app, codec, publisher, consumer)
 
 
+def tables_recovering(app: faust.App, web: Any) -> Any | None:
+    """A 503 answer while the tables are still being recovered from their changelogs.
+
+    A page that reads a table during recovery would show a partial view (a saga "not
+    found", a ledger missing movements); callers answer this instead when it is not None.
+    """
+    if app.tables.recovery.completed.is_set() and not app.rebalancing:
+        return None
+    return web.json(
+        {"error": "recovering", "detail": "tables are being recovered; retry shortly"},
+        status=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def add_health_page(app: faust.App, service: str) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -381,8 +381,24 @@ async def partner_figures(stack: LocalStack) -> tuple[list[dict], dict[str, Any]
             for provider in PAYMENT_PROVIDERS
             for refund in (await http.get(f"{stack.url(provider)}/refunds")).json()["refunds"]
         ]
-        ledger = (await http.get(f"{stack.url('warehouse-intake')}/ledger")).json()
-    return refunds, ledger
+        deadline = time.monotonic() + 120
+        while True:  # 503 while the ledger table is recovering: its figures would be partial
+            answer = await http.get(f"{stack.url('warehouse-intake')}/ledger")
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                answer.raise_for_status()
+                return refunds, answer.json()
+            await asyncio.sleep(1)
+
+
+async def wait_until_consumed(bootstrap: str, timeout_s: float = 120) -> None:
+    """Every replayed group has caught up (the ledger books a movement after the saga ends)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lags = [await group_lag(bootstrap, g, t) for g, t in REPLAYED.items()]
+        if sum(lags) == 0:
+            return
+        await asyncio.sleep(2)
+    console.print(f"  consumers still behind after {timeout_s:.0f}s")
 
 
 def money_moved(refunds: list[dict], ours: set[str]) -> Counter:
@@ -482,6 +498,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         console.print(f"  settling: {len(stuck)} returns not terminal yet")
         await asyncio.sleep(5)
 
+    await wait_until_consumed(bootstrap)
     refunds_before, ledger_before = await partner_figures(stack)
 
     # replay: stop the consumers, rewind their groups, let them reprocess everything
@@ -497,12 +514,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
     for name in ("coordinator", "refund", "warehouse-intake"):
         stack.start(name)
     await asyncio.to_thread(stack.wait_healthy, ["coordinator", "refund", "warehouse-intake"])
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        lags = [await group_lag(bootstrap, g, t) for g, t in REPLAYED.items()]
-        if sum(lags) == 0:
-            break
-        await asyncio.sleep(2)
+    await wait_until_consumed(bootstrap, timeout_s=180)
     await asyncio.sleep(5)  # let any effect of the replay land
     refunds_after, ledger_after = await partner_figures(stack)
 

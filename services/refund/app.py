@@ -44,6 +44,7 @@ from services.eventing.service_runtime import (
     json_table,
     raw_topic,
     run_worker,
+    tables_recovering,
 )
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
 from services.money import MoneyError
@@ -307,6 +308,8 @@ def build(settings: ServiceSettings, partners: Partners) -> ServiceParts:
 
     @app.page("/orders/{order_ref}/refunds")
     async def order_refunds(web: Any, request: Any, order_ref: str) -> Any:
+        if (recovering := tables_recovering(app, web)) is not None:
+            return recovering
         entry = order_ledger.get(order_ref)
         if not entry:
             detail = f"no returns of {order_ref}"

@@ -23,6 +23,7 @@ from services.eventing.service_runtime import (
     json_table,
     raw_topic,
     run_worker,
+    tables_recovering,
 )
 from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
 from services.warehouse_intake import inventory_ledger
@@ -116,6 +117,8 @@ def build(settings: ServiceSettings) -> ServiceParts:
 
     @app.page("/ledger")
     async def ledger_view(web: Any, request: Any) -> Any:
+        if (recovering := tables_recovering(app, web)) is not None:
+            return recovering
         sku = request.query.get("sku")
         entries = [e for _, e in ledger.items() if not sku or e["sku"] == sku]
         return web.json(

@@ -99,7 +99,9 @@ def test_a_permanent_decline_compensates_in_reverse_and_moves_no_money(stack, ht
     while True:
         url = f"{stack.url('warehouse-intake')}/ledger"
         ledger = http.get(url, params={"sku": "SKU-E2E-2"}).json()
-        quarantined = [e for e in ledger["entries"] if e["location"].endswith("/QUARANTINE")]
+        quarantined = [
+            e for e in ledger.get("entries", []) if e["location"].endswith("/QUARANTINE")
+        ]
         if any(e["on_hand"] > 0 for e in quarantined) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
