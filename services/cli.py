@@ -5,8 +5,10 @@ boomerang topics [--check]  create missing topics / report drift
 boomerang schemas check     the schema evolution gate
 boomerang policy explain F  a return's decision (acceptance, liability, refund, destination)
 boomerang policy check DIR  validate policy files
-boomerang dlq list          dead letters grouped by topic and reason (counts, age)
-boomerang dlq show T P O    one dead letter: headers and the payload decoded
+boomerang replay ...        re-deliver records (dry run first; re-publish or rewind)
+boomerang dlq list|show|redrive|purge   dead letters
+boomerang saga show|list|retry|cancel|resume   one return's saga, steered by a person
+boomerang lag               consumer lag per service and partition
 """
 
 from __future__ import annotations
@@ -137,85 +139,15 @@ def policy_check(directory: Path | None) -> None:
     )
 
 
-@main.group()
-def dlq() -> None:
-    """Dead letters: what could not be processed, where it came from and why.
+def _add_on_call_commands() -> None:
+    from services.operations.oncall_commands import dlq, lag, replay
+    from services.operations.saga_commands import saga
 
-    Reads KAFKA_BOOTSTRAP_SERVERS (else this checkout's local broker). Read-only.
-    """
-
-
-@dlq.command("list")
-@click.option("--topic", help="Only this stream (or its .dlq topic).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def dlq_list(topic: str | None, as_json: bool) -> None:
-    """Dead letters grouped by original topic and reason, largest group first."""
-    import asyncio
-
-    from services.eventing.envelope import now_ms
-    from services.eventing.settings import bootstrap_servers
-    from services.operations.dead_letter_report import summarise
-    from services.operations.dead_letter_topics import (
-        UnknownTopic,
-        dead_letter_topics,
-        read_dead_letters,
-    )
-
-    try:
-        dead_letter_topics(topic)
-    except UnknownTopic as exc:
-        raise click.BadParameter(str(exc), param_hint="--topic") from exc
-    letters = asyncio.run(read_dead_letters(bootstrap_servers(), topic))
-    report = summarise(letters, now_ms())
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{report['total']} dead letter(s)")
-    for column in ("original topic", "reason", "count", "max attempt", "oldest", "sample"):
-        table.add_column(column)
-    for row in report["groups"]:
-        sample = row["sample"]
-        table.add_row(
-            row["original_topic"],
-            row["reason"],
-            str(row["count"]),
-            str(row["max_attempt"]),
-            f"{row['oldest_age_s']} s",
-            f"{sample['topic']} {sample['partition']} {sample['offset']}",
-        )
-    Console().print(table)
+    for command in (replay, dlq, saga, lag):
+        main.add_command(command)
 
 
-@dlq.command("show")
-@click.argument("topic")
-@click.argument("partition", type=click.IntRange(min=0))
-@click.argument("offset", type=click.IntRange(min=0))
-@click.option("--json", "as_json", is_flag=True, help="Print compact JSON (one line).")
-def dlq_show(topic: str, partition: int, offset: int, as_json: bool) -> None:
-    """One dead letter (TOPIC PARTITION OFFSET, as `dlq list` samples it): every header and
-    the payload decoded to JSON, or why it cannot be decoded."""
-    import asyncio
-
-    from services.eventing.avro_codec import AvroCodec
-    from services.eventing.schema_catalogue import SchemaCatalogue
-    from services.eventing.settings import bootstrap_servers
-    from services.operations.dead_letter_report import describe
-    from services.operations.dead_letter_topics import read_dead_letter
-
-    letter = asyncio.run(read_dead_letter(bootstrap_servers(), topic, partition, offset))
-    if letter is None:
-        raise click.ClickException(f"no record at {topic} partition {partition} offset {offset}")
-    codec = AvroCodec(SchemaCatalogue.load())
-
-    def decode(value: bytes) -> tuple[str, dict]:
-        decoded = codec.decode(value)
-        return decoded.name, decoded.record
-
-    shown = describe(letter, decode)
-    click.echo(json.dumps(shown, default=str, indent=None if as_json else 2))
+_add_on_call_commands()
 
 
 if __name__ == "__main__":

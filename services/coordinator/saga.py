@@ -161,6 +161,7 @@ STEP_OF = {
 # Reasons a pickup attempt fails at the buyer's door (rescheduled by the carrier, bounded).
 DOORSTEP_FAILURES = frozenset({"BUYER_ABSENT", "PARCEL_NOT_READY", "ADDRESS_NOT_FOUND", "OTHER"})
 NOT_CANCELLED_PREFIX = "not-cancelled"
+OPERATOR_CANCEL = "cancelled_by_operator"  # a compensation a person asked for
 
 
 @dataclass(frozen=True)
@@ -623,8 +624,11 @@ def _facts(state: SagaState, **extra: Any) -> dict[str, str]:
 # ---------------------------------------------------------------- compensation
 
 
-def _compensate(step: _Step, state: SagaState, failed_step: str, reason: str) -> SagaState:
-    """Undo the steps done so far, last first. Nothing registered → straight to the end."""
+def _compensate(
+    step: _Step, state: SagaState, failed_step: str, reason: str, by_operator: bool = False
+) -> SagaState:
+    """Undo the steps done so far, last first. Nothing registered → straight to the end.
+    `by_operator`: a person cancelled the return, which ends CANCELLED, not COMPENSATED."""
     if state.refund.get("status") == "SUCCEEDED":  # the pivot: money paid, no way back
         return _finish(
             step,
@@ -639,7 +643,13 @@ def _compensate(step: _Step, state: SagaState, failed_step: str, reason: str) ->
     state = replace(
         state,
         status=Status.COMPENSATING,
-        compensation={"failed_step": failed_step, "reason": reason, "pending": pending, "done": []},
+        compensation={
+            "failed_step": failed_step,
+            "reason": reason,
+            "pending": pending,
+            "done": [],
+            **({OPERATOR_CANCEL: True} if by_operator else {}),
+        },
         tries={**state.tries, str(Status.COMPENSATING): 0},
     )
     return _next_compensation(step, state)
@@ -685,6 +695,15 @@ def _next_compensation(step: _Step, state: SagaState) -> SagaState:
         return _deadline(step, state, step.config.compensation_deadline_ms)
     reason = comp["reason"]
     state = replace(state, compensation=comp)
+    if comp.get(OPERATOR_CANCEL):
+        return _finish(
+            step,
+            state,
+            Status.CANCELLED,
+            comp["failed_step"],
+            reason,
+            ("cancelled-by-operator", _facts(state, undone=",".join(comp["done"]))),
+        )
     return _finish(
         step,
         state,
@@ -1448,6 +1467,96 @@ def _give_up(step: _Step, state: SagaState) -> SagaState:
     )
 
 
+# ---------------------------------------------------------------- a person steers the saga
+
+NOTHING_TO_RESEND = {
+    Status.NEW: "the return request",
+    Status.REQUESTED: "the policy decision",
+    Status.AWAITING_INSPECTION: "the warehouse scan",
+    Status.AWAITING_BUYER_DETAILS: "the buyer's bank account",
+}
+
+
+def _asked_by(step: _Step) -> str:
+    return f"{step.record['requested_by']} ({step.record['reason']})"
+
+
+def _operator_retry(step: _Step) -> SagaState | None:
+    """Re-issue the current step's command: a new command id (the next try) with the step's
+    idempotency key, so a partner that did it already answers with what it did."""
+    state = step.state
+    if state.status in NOTHING_TO_RESEND:
+        step.notes.append(
+            f"retry asked by {_asked_by(step)}: nothing to re-send in {state.status}, "
+            f"waiting for {NOTHING_TO_RESEND[state.status]}"
+        )
+        return None
+    step.notes.append(f"retry asked by {_asked_by(step)}: current step re-issued")
+    state = _count_try(replace(state, timer={}), str(state.status))
+    return _redo(step, state)
+
+
+def _operator_cancel(step: _Step) -> SagaState | None:
+    state = step.state
+    reason = f"cancelled by {_asked_by(step)}"
+    if state.status == Status.NEW:
+        step.notes.append(f"cancel asked by {_asked_by(step)}: the return is not known yet")
+        return None
+    if state.status == Status.REQUESTED:
+        return _finish(step, state, Status.CANCELLED, "REQUEST", reason)
+    if state.status in (Status.PICKUP_PENDING, Status.PICKUP_SCHEDULED):
+        return _cancel_pickup(step, state, reason)
+    if state.status in (Status.CANCELLING, Status.COMPENSATING):
+        step.notes.append(f"cancel asked by {_asked_by(step)}: already being undone")
+        return None
+    # collected or later: undo what was done, last first, and end CANCELLED
+    return _compensate(step, replace(state, timer={}), STEP_OF[state.status], reason, True)
+
+
+def _operator_decision(step: _Step) -> SagaState | None:
+    """A needs-attention return decided by a person: refund, store credit or reject."""
+    state = step.state
+    decision = step.record["decision"]
+    who = _asked_by(step)
+    if decision not in ("REFUND", "STORE_CREDIT", "REJECT"):
+        step.notes.append(f"decision {decision} by {who} is not one this coordinator knows")
+        return None
+    state = _rule(
+        state,
+        "operator_decision",
+        {"decision": decision, "by": step.record["requested_by"], "reason": step.record["reason"]},
+        f"{decision} decided by {who}",
+    )
+    if decision == "REJECT":
+        return _finish(step, state, Status.REJECTED, "REFUND", f"rejected after review by {who}")
+    if state.refund.get("status") == "SUCCEEDED":
+        step.notes.append(f"{decision} decided by {who}: the refund was paid already")
+        step.command(
+            "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
+        )
+        return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
+    if not state.inspection.get("items"):
+        step.notes.append(f"{decision} decided by {who}: not inspected, nothing to refund from")
+        return None
+    plan = dict(state.refund) if state.refund.get("amount") else _planned_refund(state)
+    plan = {k: v for k, v in plan.items() if k not in ("provider_refund_id", "settles_at")}
+    attempt = state.refund.get("attempt", 1)
+    if decision == "STORE_CREDIT" and plan.get("method") != "STORE_CREDIT":
+        plan["method"] = "STORE_CREDIT"
+        attempt += 1 if state.refund else 0  # another method: another money attempt and key
+    elif state.refund.get("status") == "DECLINED":
+        attempt += 1  # declined for good: a new key; otherwise the same key finds any payment
+    step.notes.append(f"{decision} decided by {who}: refund attempt {attempt} by {plan['method']}")
+    state = replace(
+        state,
+        outcome={},
+        timer={},
+        tries={**state.tries, str(Status.REFUND_PENDING): 0},
+    )
+    state = _start_refund(step, state, plan)
+    return replace(state, refund={**state.refund, "attempt": attempt})
+
+
 _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.NEW, "ReturnRequested"): _requested,
     (Status.REQUESTED, "ReturnAccepted"): _accepted,
@@ -1496,6 +1605,9 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
 }
 for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaStepTimedOut")] = _timed_out
+    _HANDLERS[(_status, "SagaRetryRequested")] = _operator_retry
+    _HANDLERS[(_status, "SagaCancelRequested")] = _operator_cancel
+_HANDLERS[(Status.NEEDS_ATTENTION, "SagaResumeRequested")] = _operator_decision
 # the buyer may give the bank account any time before the refund needs it
 for _status in (
     Status.REQUESTED,
@@ -1534,6 +1646,9 @@ CONSUMED_EVENTS = frozenset(
         "ReplacementOrderPlaced",
         "ReplacementOutOfStock",
         "SagaStepTimedOut",
+        "SagaRetryRequested",
+        "SagaCancelRequested",
+        "SagaResumeRequested",
     }
 )
 

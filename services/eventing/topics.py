@@ -123,8 +123,16 @@ REFUND_EVENTS = _stream(
 )
 SAGA_EVENTS = _stream(
     "boomerang.saga.events",
-    "coordinator's outcomes, timers and requests to the buyer",
-    ("ReturnCompleted", "ReturnFailed", "SagaStepTimedOut", "BuyerDetailsRequested"),
+    "coordinator's outcomes, timers, requests to the buyer and a person's commands (on call)",
+    (
+        "ReturnCompleted",
+        "ReturnFailed",
+        "SagaStepTimedOut",
+        "BuyerDetailsRequested",
+        "SagaRetryRequested",
+        "SagaCancelRequested",
+        "SagaResumeRequested",
+    ),
     days=30,
 )
 SUPPORT_TICKETS = _stream(
@@ -176,6 +184,7 @@ def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
 SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
 SERVICE_CHANGELOGS = (
     _changelog("boomerang-returns", "answers", "what each idempotency key answered"),
+    _changelog("boomerang-pickup", "pickups", "carrier answers per return and command"),
     _changelog("boomerang-inspection", "returns", "which returns await inspection"),
     _changelog("boomerang-inspection", "scans", "first answer per scan_id"),
     _changelog("boomerang-warehouse-intake", "intakes", "movements decided per return"),

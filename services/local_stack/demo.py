@@ -435,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 42))
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at the end")
     parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        default=bool(os.environ.get("KEEP")),
+        help="leave the system running after the summary (Ctrl-C stops it): for on-call drills",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -470,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             and summary["duplicates_at_psp"] == 0
             and summary["wrong_amounts"] == summary["wrong_methods"] == 0
         )
+        if args.keep_running:
+            keep_running(stack, bootstrap)
         return 0 if ok else 1
     except KeyboardInterrupt:
         console.print("interrupted: stopping everything")
@@ -479,6 +487,20 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.down()
             console.print("stopped the broker this demo started")
+
+
+def keep_running(stack: LocalStack, bootstrap: str) -> None:
+    """Leave the system up for a person (e.g. an on-call drill) until Ctrl-C."""
+    console.print("the system keeps running (Ctrl-C stops it). In another terminal:")
+    console.print(f"  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+    for name in ("returns", "coordinator", "inspection", "warehouse-intake", "refund", "psp"):
+        console.print(f"  {name:<17} {stack.url(name)}")
+    (Path(stack.run_dir) / "services.json").write_text(
+        json.dumps({"bootstrap": bootstrap, **{n: stack.url(n) for n in stack.processes}}, indent=1)
+    )
+    console.print(f"  (addresses also in {Path(stack.run_dir) / 'services.json'})")
+    while True:
+        time.sleep(3600)
 
 
 def _cache_dir() -> str:

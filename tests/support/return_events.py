@@ -170,6 +170,22 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "quantity": 3,
         },
         "ReplacementOutOfStock": {"sku": "SKU-RED-L", "available": 0},
+        "SagaRetryRequested": {
+            "requested_by": "oncall@example",
+            "reason": "partner fixed",
+            "operation_id": "op-1",
+        },
+        "SagaCancelRequested": {
+            "requested_by": "oncall@example",
+            "reason": "buyer phoned support",
+            "operation_id": "op-2",
+        },
+        "SagaResumeRequested": {
+            "requested_by": "oncall@example",
+            "reason": "reviewed the photos",
+            "operation_id": "op-3",
+            "decision": "REFUND",
+        },
     }
     envelope_overrides = fields.pop("envelope", {})
     record = {"envelope": {**envelope(name, return_id), **envelope_overrides}}

@@ -69,6 +69,39 @@ EXPECTED = {
     (Status.AWAITING_BUYER_DETAILS, "BuyerDetailsProvided"): Status.REFUND_PENDING,
     (Status.EXCHANGE_PENDING, "ReplacementOrderPlaced"): Status.COMPLETED,
     (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): Status.REFUND_PENDING,
+    # a person's retry re-issues the current step's command (nothing to send while waiting
+    # for the buyer, the warehouse or the policy); the state stays
+    **{
+        (status, "SagaRetryRequested"): status
+        for status in (
+            Status.PICKUP_PENDING,
+            Status.PICKUP_SCHEDULED,
+            Status.INTAKE_PENDING,
+            Status.RESERVING_REFUND,
+            Status.REFUND_PENDING,
+            Status.EXCHANGE_PENDING,
+            Status.CANCELLING,
+            Status.COMPENSATING,
+        )
+    },
+    # a person's cancel: nothing booked → cancelled; booked → cancel the pickup; collected
+    # or later → undo what was done, last first
+    (Status.REQUESTED, "SagaCancelRequested"): Status.CANCELLED,
+    (Status.PICKUP_PENDING, "SagaCancelRequested"): Status.CANCELLING,
+    (Status.PICKUP_SCHEDULED, "SagaCancelRequested"): Status.CANCELLING,
+    **{
+        (status, "SagaCancelRequested"): Status.COMPENSATING
+        for status in (
+            Status.AWAITING_INSPECTION,
+            Status.INTAKE_PENDING,
+            Status.RESERVING_REFUND,
+            Status.AWAITING_BUYER_DETAILS,
+            Status.EXCHANGE_PENDING,
+            Status.REFUND_PENDING,
+        )
+    },
+    # a person's decision on a return that needs attention (here: paid while compensating)
+    (Status.NEEDS_ATTENTION, "SagaResumeRequested"): Status.COMPLETED,
     # the buyer's bank account is kept whenever it comes before the refund
     **{
         (status, "BuyerDetailsProvided"): status
@@ -201,9 +234,11 @@ def test_every_state_and_every_event(status, name):
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL))
-def test_terminal_states_ignore_everything(status):
+def test_terminal_states_ignore_everything_but_a_persons_decision(status):
     state = state_in(status)
     for name in sorted(CONSUMED_EVENTS):
+        if (status, name) == (Status.NEEDS_ATTENTION, "SagaResumeRequested"):
+            continue  # what needs attention waits for exactly this (tested above)
         transition = decide(state, name, event(name, RID), next(NOW))
         assert transition.state.status == status
         assert transition.commands == ()

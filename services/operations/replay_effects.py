@@ -1,0 +1,253 @@
+"""What re-delivering records would do to each consumer (pure: dedupe state in, verdicts out).
+
+Each consumer group is asked the question its own code asks on delivery, against a snapshot
+of its tables (read from their changelogs by the caller):
+
+- coordinator: `saga.decide` itself: a processed event id is a duplicate;
+- pickup / refund commands: is the command's event id among the return's stored answers;
+- order refund ledger: does `reserve`/`release` change the order's entry;
+- warehouse intake: are all the movements the command decides already in the ledger;
+- inventory ledger: is the movement id in its sku@location entry;
+- inspection's and the front door's views: does the view change (no effect outside).
+
+A record predicted "new" updates the snapshot, so a replay that holds one event twice
+predicts one new effect, as the consumer would do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.coordinator import saga
+from services.eventing.topics import (
+    INSPECTION_EVENTS,
+    INTAKE_COMMANDS,
+    INTAKE_EVENTS,
+    ORDER_REFUND_LEDGER,
+    PICKUP_COMMANDS,
+    PICKUP_EVENTS,
+    REFUND_COMMANDS,
+    REFUND_EVENTS,
+    RETURNS_EVENTS,
+    SAGA_EVENTS,
+    STOCK_MOVEMENTS,
+)
+from services.inspection import return_tracking
+from services.refund import order_refund_ledger
+from services.warehouse_intake import inventory_ledger
+from services.warehouse_intake.disposition import movements_for, reversal_movements
+
+NEW = "new"  # the consumer would change something it has not changed before
+APPLIED = "already_applied"  # its dedupe state says it was done; nothing happens again
+IGNORED = "ignored"  # the consumer does not act on this event type (or it changes nothing)
+UNDECODABLE = "dead_letter"  # it cannot be decoded: it would go to the dead-letter topic
+
+Tables = dict[str, dict[str, Any]]  # table name → key → latest value
+
+
+@dataclass
+class Consumer:
+    """One consumer group's reading of a topic: its service, group, the tables it
+    deduplicates with, and its verdict on one decoded record."""
+
+    service: str
+    agent: str
+    tables: tuple[str, ...]
+    verdict: Callable[[Tables, str, dict[str, Any], bytes | None], str]
+
+    @property
+    def group(self) -> str:
+        return f"boomerang-{self.service}"
+
+
+def _answered(table: str) -> Callable[[Tables, str, dict[str, Any], bytes | None], str]:
+    """Commands answered once per event id: {return_id: {command id: [name, record]}}."""
+
+    def verdict(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+        envelope = record["envelope"]
+        done = tables[table].get(envelope["return_id"]) or {}
+        if envelope["event_id"] in done:
+            return APPLIED
+        tables[table][envelope["return_id"]] = {**done, envelope["event_id"]: [name, {}]}
+        return NEW
+
+    return verdict
+
+
+def _saga(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    if name not in saga.CONSUMED_EVENTS:
+        return IGNORED
+    return_id = record["envelope"]["return_id"]
+    stored = tables["sagas"].get(return_id)
+    state = saga.SagaState.from_json(stored) if stored else None
+    transition = saga.decide(state, name, record, record["envelope"]["occurred_at"])
+    if transition.duplicate:
+        return APPLIED
+    tables["sagas"][return_id] = transition.state.to_json()
+    return IGNORED if transition.ignored else NEW
+
+
+def _order_ledger(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    order_ref, return_id = record["order_ref"], record["envelope"]["return_id"]
+    entry = tables["order-ledger"].get(order_ref)
+    change = (
+        order_refund_ledger.reserve
+        if name == "RefundReservationRequested"
+        else order_refund_ledger.release
+    )
+    after, _ = change(entry, return_id, record)
+    if after == entry:
+        return APPLIED
+    tables["order-ledger"][order_ref] = after
+    return NEW
+
+
+def _book(tables: Tables, movements: list[dict[str, Any]]) -> bool:
+    """Apply movements to the ledger snapshot; True if any was not there yet."""
+    moved_any = False
+    ledger = tables["ledger"]
+    for movement in movements:
+        key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
+        ledger[key], moved = inventory_ledger.apply(ledger.get(key), movement)
+        moved_any = moved_any or moved
+    return moved_any
+
+
+def _intake(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    return_id = record["envelope"]["return_id"]
+    intake = tables["intakes"].get(return_id)
+    if name == "IntakeReverseRequested":
+        warehouse = (intake or {}).get("warehouse_id", "")
+        movements = reversal_movements(return_id, warehouse, (intake or {}).get("movements", []))
+        return NEW if _book(tables, movements) else APPLIED
+    movements = movements_for(return_id, record["warehouse_id"], record["items"])
+    first_time = intake is None
+    if first_time:
+        tables["intakes"][return_id] = {
+            "warehouse_id": record["warehouse_id"],
+            "movements": movements,
+        }
+    return NEW if _book(tables, movements) or first_time else APPLIED
+
+
+def _stock_movement(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    return NEW if _book(tables, [record["movement"]]) else APPLIED
+
+
+def _returns_view(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    if name not in return_tracking.TRACKED_EVENTS:
+        return IGNORED
+    return_id = record["envelope"]["return_id"]
+    current = tables["returns"].get(return_id)
+    view = return_tracking.track(current, name, record)
+    if view is None or view == current:
+        return APPLIED
+    tables["returns"][return_id] = view
+    return NEW
+
+
+def _front_door_answers(
+    tables: Tables, name: str, record: dict[str, Any], key: bytes | None
+) -> str:
+    return_id = record["envelope"]["return_id"]
+    known = tables["answers"].get(return_id)
+    if name == "ReturnRequested":
+        if known is not None:
+            return APPLIED
+        tables["answers"][return_id] = {"status": None}
+        return NEW
+    if name in ("ReturnAccepted", "ReturnRejected"):
+        if known is None or known.get("status") is not None:
+            return APPLIED
+        tables["answers"][return_id] = {**known, "status": name}
+        return NEW
+    return IGNORED
+
+
+_COORDINATOR = Consumer("coordinator", "saga", ("sagas",), _saga)
+_INSPECTION = Consumer("inspection", "returns-view", ("returns",), _returns_view)
+
+# topic → the consumers that read it (the agents in each service's app.py)
+CONSUMERS: dict[str, tuple[Consumer, ...]] = {
+    RETURNS_EVENTS.name: (
+        _COORDINATOR,
+        _INSPECTION,
+        Consumer("returns", "answers", ("answers",), _front_door_answers),
+    ),
+    PICKUP_COMMANDS.name: (
+        Consumer("pickup", "pickup-commands", ("pickups",), _answered("pickups")),
+    ),
+    PICKUP_EVENTS.name: (_COORDINATOR, _INSPECTION),
+    INSPECTION_EVENTS.name: (_COORDINATOR, _INSPECTION),
+    INTAKE_COMMANDS.name: (
+        Consumer("warehouse-intake", "intake-commands", ("intakes", "ledger"), _intake),
+    ),
+    INTAKE_EVENTS.name: (_COORDINATOR,),
+    STOCK_MOVEMENTS.name: (Consumer("warehouse-intake", "ledger", ("ledger",), _stock_movement),),
+    REFUND_COMMANDS.name: (
+        Consumer("refund", "refund-commands", ("refunds",), _answered("refunds")),
+    ),
+    ORDER_REFUND_LEDGER.name: (
+        Consumer("refund", "order-ledger", ("order-ledger",), _order_ledger),
+    ),
+    REFUND_EVENTS.name: (_COORDINATOR,),
+    SAGA_EVENTS.name: (_COORDINATOR, _INSPECTION),
+}
+
+
+def consumers_of(topic: str) -> tuple[Consumer, ...]:
+    return CONSUMERS.get(topic, ())
+
+
+@dataclass
+class EffectPrediction:
+    """Per consumer (service/agent): how many records would be new, already applied,
+    ignored or dead-lettered."""
+
+    counts: dict[str, Counter] = field(default_factory=dict)
+
+    def add(self, consumer: Consumer, verdict: str) -> None:
+        self.counts.setdefault(f"{consumer.service}/{consumer.agent}", Counter())[verdict] += 1
+
+    @property
+    def new_effects(self) -> int:
+        return sum(c[NEW] for c in self.counts.values())
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        verdicts = (NEW, APPLIED, IGNORED, UNDECODABLE)
+        return {
+            name: {v: counts.get(v, 0) for v in verdicts}
+            for name, counts in sorted(self.counts.items())
+        }
+
+
+def predict(
+    topic: str,
+    records: list[tuple[str | None, dict[str, Any] | None, bytes | None]],
+    tables_by_service: Mapping[str, Tables],
+    consumers: tuple[Consumer, ...] | None = None,
+) -> EffectPrediction:
+    """`records` in delivery order as (event type, decoded record, key); (None, None, key)
+    for one that cannot be decoded. `tables_by_service` is changed as the consumers would."""
+    prediction = EffectPrediction()
+    for consumer in consumers if consumers is not None else consumers_of(topic):
+        tables = tables_by_service[consumer.service]
+        for table in consumer.tables:
+            tables.setdefault(table, {})
+        for name, record, key in records:
+            if name is None or record is None:
+                prediction.add(consumer, UNDECODABLE)
+            else:
+                prediction.add(consumer, consumer.verdict(tables, name, record, key))
+    return prediction
+
+
+def tables_needed(topic: str) -> dict[str, set[str]]:
+    """service → the table names whose changelogs the prediction for `topic` reads."""
+    needed: dict[str, set[str]] = {}
+    for consumer in consumers_of(topic):
+        needed.setdefault(consumer.service, set()).update(consumer.tables)
+    return needed
