@@ -162,6 +162,7 @@ STEP_OF = {
 DOORSTEP_FAILURES = frozenset({"BUYER_ABSENT", "PARCEL_NOT_READY", "ADDRESS_NOT_FOUND", "OTHER"})
 NOT_CANCELLED_PREFIX = "not-cancelled"
 OPERATOR_CANCEL = "cancelled_by_operator"  # a compensation a person asked for
+OPERATOR_EVENTS = frozenset({"SagaRetryRequested", "SagaCancelRequested", "SagaResumeRequested"})
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,8 @@ def _apply(
         step.notes.append(f"{name} arrived before its step (state {state.status}); parked")
         parked = replace(state, parked=(*state.parked, (name, record)))
         return _with_history(step, parked, parked_event=True), [], "parked"
+    if not step.notes and name in OPERATOR_EVENTS:
+        step.notes.append(f"{name} does not apply to a saga in {state.status}")
     if not step.notes:
         step.notes.append(f"unexpected {name} in state {state.status}")
     return _with_history(step, state, ignored=True), [], "ignored"
@@ -1061,7 +1064,9 @@ def _planned_refund(state: SagaState) -> dict[str, Any]:
     )
 
 
-def _start_refund(step: _Step, state: SagaState, plan: dict[str, Any]) -> SagaState:
+def _start_refund(
+    step: _Step, state: SagaState, plan: dict[str, Any], attempt: int = 1
+) -> SagaState:
     if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
         step.notes.append("refund total is zero: nothing to pay")
         step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
@@ -1072,7 +1077,7 @@ def _start_refund(step: _Step, state: SagaState, plan: dict[str, Any]) -> SagaSt
             outcome={"outcome": "COMPLETED"},
             timer={},
         )
-    state = replace(state, refund={**plan, "status": "REQUESTED", "attempt": 1})
+    state = replace(state, refund={**plan, "status": "REQUESTED", "attempt": attempt})
     if plan["method"] == "BANK_TRANSFER" and not state.request.get("refund_account"):
         return _await_buyer_details(step, state)
     state = replace(
@@ -1553,8 +1558,7 @@ def _operator_decision(step: _Step) -> SagaState | None:
         timer={},
         tries={**state.tries, str(Status.REFUND_PENDING): 0},
     )
-    state = _start_refund(step, state, plan)
-    return replace(state, refund={**state.refund, "attempt": attempt})
+    return _start_refund(step, state, plan, attempt)
 
 
 _HANDLERS: dict[tuple[Status, str], Any] = {

@@ -73,6 +73,7 @@ class RedrivePlan:
         groups = Counter((letter.original_topic, letter.reason) for letter in self.letters)
         return {
             "letters": len(self.letters),
+            "positions": [position(letter) for letter in self.letters],
             "skipped_already_redriven": [position(letter) for letter in self.skipped],
             "by_topic_and_reason": [
                 {"original_topic": topic, "reason": reason, "count": count}

@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -164,7 +165,9 @@ def replay(
             param_hint="--event-type",
         )
     if to_topic is not None and to_topic not in STREAM_NAMES:
-        raise click.BadParameter(f"{to_topic!r} is not a topic of the catalogue", "--to-topic")
+        raise click.BadParameter(
+            f"{to_topic!r} is not a topic of the catalogue", param_hint="--to-topic"
+        )
     if service is not None:
         readers = sorted({c.service for c in consumers_of(topic)})
         if service.removeprefix("boomerang-") not in readers:
@@ -427,7 +430,9 @@ def _letter_filter(letters: tuple[str, ...]) -> set[str]:
     for text in letters:
         parts = text.rsplit("/", 2)
         if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            raise click.BadParameter(f"{text!r} is not DLQ_TOPIC/PARTITION/OFFSET", "--letter")
+            raise click.BadParameter(
+                f"{text!r} is not DLQ_TOPIC/PARTITION/OFFSET", param_hint="--letter"
+            )
         positions.add(text)
     return positions
 
@@ -436,6 +441,7 @@ def _letter_filter(letters: tuple[str, ...]) -> set[str]:
 @click.option("--topic", help="Dead letters of this stream (or its .dlq topic).")
 @click.option("--error-reason", "error_reasons", multiple=True, help="Only this dlq reason.")
 @click.option("--letter", "letters", multiple=True, help="One letter: DLQ_TOPIC/PARTITION/OFFSET.")
+@click.option("--return-id", "return_ids", multiple=True, help="Only this return's letters.")
 @click.option("--all", "everything", is_flag=True, help="Every dead letter of every topic.")
 @click.option("--reason", help="Why (required with --execute; goes into headers and audit).")
 @click.option("--execute", is_flag=True, help="Write. Without it this is a dry run.")
@@ -444,6 +450,7 @@ def dlq_redrive(
     topic: str | None,
     error_reasons: tuple[str, ...],
     letters: tuple[str, ...],
+    return_ids: tuple[str, ...],
     everything: bool,
     reason: str | None,
     execute: bool,
@@ -456,8 +463,10 @@ def dlq_redrive(
     """
     from services.operations.dead_letter_topics import UnknownTopic, dead_letter_topics
 
-    if not (topic or error_reasons or letters or everything):
-        raise click.UsageError("say which letters: --topic, --error-reason, --letter or --all")
+    if not (topic or error_reasons or letters or return_ids or everything):
+        raise click.UsageError(
+            "say which letters: --topic, --error-reason, --letter, --return-id or --all"
+        )
     if execute and not (reason and reason.strip()):
         raise click.UsageError("--execute needs --reason (it goes into the headers and audit)")
     positions = _letter_filter(letters)
@@ -465,27 +474,41 @@ def dlq_redrive(
         dead_letter_topics(topic)
     except UnknownTopic as exc:
         raise click.BadParameter(str(exc), param_hint="--topic") from exc
-    sys.exit(asyncio.run(_redrive(topic, set(error_reasons), positions, reason, execute, as_json)))
+    chosen = _Chosen(topic, set(error_reasons), positions, set(return_ids))
+    sys.exit(asyncio.run(_redrive(chosen, reason, execute, as_json)))
 
 
-async def _redrive(
-    topic: str | None,
-    error_reasons: set[str],
-    positions: set[str],
-    reason: str | None,
-    execute: bool,
-    as_json: bool,
-) -> int:
+@dataclass(frozen=True)
+class _Chosen:
+    topic: str | None
+    error_reasons: set[str]
+    positions: set[str]
+    return_ids: set[str]
+
+
+def _return_id_of(letter: Any, codec: Any) -> str | None:
+    from services.eventing.avro_codec import CodecError
+
+    try:
+        return codec.decode(letter.value or b"").record["envelope"]["return_id"]
+    except (CodecError, KeyError, TypeError):
+        return letter.key.decode("utf-8", "replace") if letter.key else None
+
+
+async def _redrive(chosen: _Chosen, reason: str | None, execute: bool, as_json: bool) -> int:
     from services.eventing.envelope import now_ms
     from services.operations import dead_letter_redrive as redrive
     from services.operations.dead_letter_topics import read_dead_letters
 
     bootstrap = _bootstrap()
     console = stderr_console() if as_json else stdout_console()
-    letters = await read_dead_letters(bootstrap, topic)
+    codec = _codec()
+    letters = await read_dead_letters(bootstrap, chosen.topic)
+    if chosen.return_ids:
+        letters = [m for m in letters if _return_id_of(m, codec) in chosen.return_ids]
     skip = redrive.already_redriven(await audit_trail.read_trail(bootstrap))
-    chosen, skipped = redrive.choose(letters, error_reasons, positions, skip)
-    plan = await redrive.plan_redrive(bootstrap, chosen, skipped, _codec())
+    to_send, skipped = redrive.choose(letters, chosen.error_reasons, chosen.positions, skip)
+    plan = await redrive.plan_redrive(bootstrap, to_send, skipped, codec)
     report = plan.report()
     if not as_json:
         _render_redrive_plan(report, console)
@@ -510,9 +533,10 @@ async def _redrive(
     outcome = "interrupted" if interrupted else "completed"
     result = {"redriven": sent, "of": len(plan.letters)}
     selection = {
-        "topic": topic,
-        "error_reasons": sorted(error_reasons),
-        "letters": sorted(positions),
+        "topic": chosen.topic,
+        "error_reasons": sorted(chosen.error_reasons),
+        "letters": sorted(chosen.positions),
+        "return_ids": sorted(chosen.return_ids),
     }
     await asyncio.to_thread(
         audit_trail.record_now,

@@ -33,6 +33,7 @@ from services.operations.service_state import read_tables
 from services.operations.topic_reader import offset_bounds, offsets_at, read_ranges
 
 REPLAY_HEADER_PREFIX = "replay."
+MAX_LISTED = 5000  # records listed one by one in a report (the counts cover all)
 
 
 class ReplayRefused(RuntimeError):
@@ -70,6 +71,17 @@ class Plan:
             "by_event_type": dict(sorted(by_type.items())),
             "effects": self.prediction.as_dict(),
             "new_effects": self.prediction.new_effects,
+            "selected": [
+                {
+                    "partition": c.facts.partition,
+                    "offset": c.facts.offset,
+                    "timestamp_ms": c.facts.timestamp_ms,
+                    "return_id": c.facts.return_id,
+                    "event_type": c.facts.event_type,
+                    "event_id": c.facts.event_id,
+                }
+                for c in self.candidates[:MAX_LISTED]
+            ],
         }
         if self.group:
             report["group"] = self.group

@@ -107,6 +107,7 @@ class Booking:
     created_at: int
     status: str = "scheduled"  # scheduled | cancelled | collected
     callbacks_sent: int = 0  # callbacks the receiver acknowledged with a 2xx
+    cancel_requests: int = 0  # DELETEs received, whatever they answered
     delivery: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -176,6 +177,7 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
         await self.inject_faults()
         booking = self._booking(request.match_info["booking_id"])
         request["return_id"] = booking.return_id
+        booking.cancel_requests += 1
         if booking.status == "collected":
             raise http_support.ApiError(
                 409, "already_collected", "the parcel was already collected"
@@ -197,6 +199,7 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
                 **booking.to_json(),
                 "idempotency_key": booking.idempotency_key,
                 "callbacks_sent": booking.callbacks_sent,
+                "cancel_requests": booking.cancel_requests,
                 "bookings_for_key": per_return[booking.return_id],
             }
             for booking in listed
