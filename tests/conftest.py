@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from tests.support.kafka_cluster import KafkaCluster, provide_cluster
 
 TESTS_DIR = Path(__file__).parent
+SESSION_STARTED_MS = int(time.time() * 1000)  # records older than this came from other runs
 _cluster: KafkaCluster | None = None
 
 

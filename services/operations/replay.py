@@ -71,6 +71,10 @@ class Plan:
             "by_event_type": dict(sorted(by_type.items())),
             "effects": self.prediction.as_dict(),
             "new_effects": self.prediction.new_effects,
+            "new_effect_records": {
+                consumer: [_position(self.candidates[i]) for i in indexes[:MAX_LISTED]]
+                for consumer, indexes in sorted(self.prediction.new_at.items())
+            },
             "selected": [
                 {
                     "partition": c.facts.partition,
@@ -87,6 +91,15 @@ class Plan:
             report["group"] = self.group
             report["offsets"] = self.offsets
         return report
+
+
+def _position(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "partition": candidate.facts.partition,
+        "offset": candidate.facts.offset,
+        "return_id": candidate.facts.return_id,
+        "event_type": candidate.facts.event_type,
+    }
 
 
 def topic_spec(name: str) -> TopicSpec:
@@ -118,14 +131,15 @@ def facts_of(message: Any, codec: AvroCodec) -> Candidate:
 
 
 async def offset_ranges(bootstrap: str, selection: Selection) -> dict[int, tuple[int, int]]:
-    """[start, end) to read per partition, narrowed by offsets and the broker's time index."""
+    """[start, end) to read per partition. `--from-time` starts at the broker's answer (the
+    first offset whose timestamp is at or after it: every earlier offset is older); the end
+    is not narrowed by `--to-time`, because a later offset may carry an older timestamp
+    (producers set them), so records are filtered by timestamp as they are read."""
     spec = topic_spec(selection.topic)
     starts, ends = await offset_bounds(bootstrap, spec.name, spec.partitions)
-    from_time = to_time = None
+    from_time = None
     if selection.from_time_ms is not None:
         from_time = await offsets_at(bootstrap, spec.name, spec.partitions, selection.from_time_ms)
-    if selection.to_time_ms is not None:
-        to_time = await offsets_at(bootstrap, spec.name, spec.partitions, selection.to_time_ms)
     ranges = {}
     for partition in range(spec.partitions):
         if not selection.partition_wanted(partition):
@@ -136,8 +150,6 @@ async def offset_ranges(bootstrap: str, selection: Selection) -> dict[int, tuple
             start = max(start, from_time[partition])
         if selection.to_offset is not None:
             end = min(end, selection.to_offset)
-        if to_time is not None:
-            end = min(end, to_time[partition])
         ranges[partition] = (start, max(start, end))
     return ranges
 

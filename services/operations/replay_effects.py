@@ -208,9 +208,13 @@ class EffectPrediction:
     ignored or dead-lettered."""
 
     counts: dict[str, Counter] = field(default_factory=dict)
+    new_at: dict[str, list[int]] = field(default_factory=dict)  # consumer → record indexes
 
-    def add(self, consumer: Consumer, verdict: str) -> None:
-        self.counts.setdefault(f"{consumer.service}/{consumer.agent}", Counter())[verdict] += 1
+    def add(self, consumer: Consumer, verdict: str, index: int = 0) -> None:
+        name = f"{consumer.service}/{consumer.agent}"
+        self.counts.setdefault(name, Counter())[verdict] += 1
+        if verdict == NEW:
+            self.new_at.setdefault(name, []).append(index)
 
     @property
     def new_effects(self) -> int:
@@ -237,11 +241,11 @@ def predict(
         tables = tables_by_service[consumer.service]
         for table in consumer.tables:
             tables.setdefault(table, {})
-        for name, record, key in records:
+        for index, (name, record, key) in enumerate(records):
             if name is None or record is None:
-                prediction.add(consumer, UNDECODABLE)
+                prediction.add(consumer, UNDECODABLE, index)
             else:
-                prediction.add(consumer, consumer.verdict(tables, name, record, key))
+                prediction.add(consumer, consumer.verdict(tables, name, record, key), index)
     return prediction
 
 
