@@ -54,8 +54,11 @@ class MarketplaceClient:
             raise TransientFailure(f"marketplace: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"marketplace: HTTP {response.status_code}")
-        data = response.json()
-        if response.status_code in (200, 201):
+        try:
+            data = response.json() if response.status_code in (200, 201, 409) else {}
+        except ValueError:
+            data = {}  # an error page, not the marketplace's answer: refused below
+        if response.status_code in (200, 201) and data.get("replacement_order_id"):
             return ReplacementAnswer(True, data["replacement_order_id"])
         if response.status_code == 409 and data.get("error") == "out_of_stock":
             return ReplacementAnswer(False, available=int(data.get("available", 0)))

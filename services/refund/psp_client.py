@@ -20,6 +20,16 @@ from services.eventing.service_runtime import DomainRejection, TransientFailure
 PROVIDER = "psp"
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object; {} for anything else (a proxy's or router's error page
+    must end as a refusal with its status, not as a parsing crash)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class ProviderDown(TransientFailure):
     """The provider could not be reached at all: nothing was sent, failing over is safe."""
 
@@ -89,7 +99,7 @@ class PspClient:
             raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
-        data = response.json()
+        data = _json_object(response)
         if response.status_code in (200, 201) and str(data.get("status")) in ("failed", "voided"):
             # a replayed refund that ended badly since (a transfer sent back, a void)
             return PspAnswer(
@@ -127,7 +137,7 @@ class PspClient:
         if response.status_code == 200:
             return "voided"
         if response.status_code == 409:
-            return str(response.json().get("error", "already_settled"))
+            return str(_json_object(response).get("error", "already_settled"))
         raise PspRefused(f"psp void: HTTP {response.status_code} {response.text[:300]}")
 
 
