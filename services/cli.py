@@ -9,6 +9,7 @@ boomerang replay ...        re-deliver records (dry run first; re-publish or rew
 boomerang dlq list|show|redrive|purge   dead letters
 boomerang saga show|list|retry|cancel|resume   one return's saga, steered by a person
 boomerang lag               consumer lag per service and partition
+boomerang audit             who replayed / redrove / purged / steered what, when and why
 """
 
 from __future__ import annotations
@@ -140,10 +141,10 @@ def policy_check(directory: Path | None) -> None:
 
 
 def _add_on_call_commands() -> None:
-    from services.operations.oncall_commands import dlq, lag, replay
+    from services.operations.oncall_commands import audit, dlq, lag, replay
     from services.operations.saga_commands import saga
 
-    for command in (replay, dlq, saga, lag):
+    for command in (replay, dlq, saga, lag, audit):
         main.add_command(command)
 
 

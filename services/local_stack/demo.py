@@ -436,6 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at the end")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument(
+        "--drill",
+        choices=["consumer-bug"],
+        default=os.environ.get("DRILL") or None,
+        help="stage an incident for the runbook (implies --keep-running): consumer-bug = a "
+        "faulty refund build dead-letters the refunds until the fixed build is deployed",
+    )
+    parser.add_argument(
         "--keep-running",
         action="store_true",
         default=bool(os.environ.get("KEEP")),
@@ -462,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"topics: {report.lines()[0]}")
         console.print(f"starting 2 partner doubles and 6 services (logs in {run_dir / 'logs'}) ...")
         stack.start_all()
+        if args.drill == "consumer-bug":
+            return consumer_bug_drill(stack, bootstrap, args.returns, args.seed)
         console.print(f"driving {args.returns} returns (seed {args.seed}) ...")
         driver = LoopDriver(stack, bootstrap, args.returns, args.seed)
         timeout = args.timeout or 60 + args.returns * 0.5
@@ -487,6 +496,33 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.down()
             console.print("stopped the broker this demo started")
+
+
+def consumer_bug_drill(stack: LocalStack, bootstrap: str, returns: int, seed: int) -> int:
+    """The runbook's first incident, staged: a refund-service build with a wrong PSP base
+    URL is deployed (the PSPs answer 404, so every refund command is dead-lettered), the
+    returns reach the refund step, the fixed build is deployed; the system keeps running
+    for the on-call engineer to reprocess what failed."""
+    refund = stack.processes["refund"]
+    good = refund.env["PSP_PROVIDERS"]
+    broken = {name: f"{url}/v0" for name, url in json.loads(good).items()}
+    refund.env["PSP_PROVIDERS"] = json.dumps(broken)
+    console.print("drill: deploying a faulty refund build (its PSP base URL ends in /v0) ...")
+    stack.restart("refund", hard=False)
+    console.print(f"driving {returns} returns (seed {seed}) into the faulty build ...")
+    driver = LoopDriver(stack, bootstrap, returns, seed)
+    asyncio.run(driver.run(timeout_s=20 + returns * 0.5))
+    refund.env["PSP_PROVIDERS"] = good
+    console.print("drill: deploying the fixed refund build ...")
+    stack.restart("refund", hard=False)
+    waiting = sum(1 for t in driver.tracked if not t.terminal)
+    console.print(
+        f"drill: {waiting} of {returns} returns wait for their refund; the refund commands the "
+        "faulty build could not handle are in boomerang.refund.commands.dlq. Runbook: README, "
+        '"After an incident", 1.'
+    )
+    keep_running(stack, bootstrap)
+    return 0
 
 
 def keep_running(stack: LocalStack, bootstrap: str) -> None:

@@ -44,9 +44,13 @@ class DeadLetter:
         return int(text) if text.isdigit() else 1
 
 
-def summarise(letters: Iterable[DeadLetter], now_ms: int) -> dict[str, Any]:
-    """Groups by (original topic, reason), largest first: count, highest attempt, services
-    that gave up, oldest and newest age in seconds, and a sample's coordinates to `show`."""
+def summarise(
+    letters: Iterable[DeadLetter], now_ms: int, redriven: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Groups by (original topic, reason), largest first: count, how many were redriven
+    already (`redriven`: "topic/partition/offset" of letters the audit trail says were sent
+    back), highest attempt, services that gave up, oldest and newest age in seconds, and a
+    sample's coordinates to `show`."""
     groups: dict[tuple[str, str], list[DeadLetter]] = {}
     for letter in letters:
         groups.setdefault((letter.original_topic, letter.reason), []).append(letter)
@@ -59,6 +63,7 @@ def summarise(letters: Iterable[DeadLetter], now_ms: int) -> dict[str, Any]:
                 "original_topic": topic,
                 "reason": reason,
                 "count": len(members),
+                "redriven": sum(f"{m.topic}/{m.partition}/{m.offset}" in redriven for m in members),
                 "max_attempt": max(m.attempt for m in members),
                 "services": sorted({m.header("dlq.service") for m in members} - {""}),
                 "oldest_age_s": max(0, (now_ms - oldest.timestamp_ms) // 1000),
@@ -72,7 +77,9 @@ def summarise(letters: Iterable[DeadLetter], now_ms: int) -> dict[str, Any]:
             }
         )
     rows.sort(key=lambda row: (-row["count"], row["original_topic"], row["reason"]))
-    return {"total": sum(row["count"] for row in rows), "groups": rows}
+    total = sum(row["count"] for row in rows)
+    waiting = total - sum(row["redriven"] for row in rows)
+    return {"total": total, "not_redriven": waiting, "groups": rows}
 
 
 def describe(letter: DeadLetter, decode: Callable[[bytes], tuple[str, dict[str, Any]]]) -> dict:

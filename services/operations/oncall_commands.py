@@ -356,11 +356,11 @@ def dlq() -> None:
 @click.option("--topic", help="Only this stream (or its .dlq topic).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def dlq_list(topic: str | None, as_json: bool) -> None:
-    """Dead letters grouped by original topic and reason, largest group first."""
-    import asyncio
-
+    """Dead letters grouped by original topic and reason, largest group first (with how many
+    were redriven already)."""
     from services.eventing.envelope import now_ms
     from services.eventing.settings import bootstrap_servers
+    from services.operations.dead_letter_redrive import already_redriven
     from services.operations.dead_letter_report import summarise
     from services.operations.dead_letter_topics import (
         UnknownTopic,
@@ -373,15 +373,25 @@ def dlq_list(topic: str | None, as_json: bool) -> None:
     except UnknownTopic as exc:
         raise click.BadParameter(str(exc), param_hint="--topic") from exc
     letters = asyncio.run(read_dead_letters(bootstrap_servers(), topic))
-    report = summarise(letters, now_ms())
+    trail = asyncio.run(audit_trail.read_trail(bootstrap_servers()))
+    report = summarise(letters, now_ms(), frozenset(already_redriven(trail)))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{report['total']} dead letter(s)")
-    for column in ("original topic", "reason", "count", "max attempt", "oldest", "sample"):
+    title = f"{report['total']} dead letter(s), {report['not_redriven']} not redriven"
+    table = Table(title=title)
+    for column in (
+        "original topic",
+        "reason",
+        "count",
+        "redriven",
+        "max attempt",
+        "oldest",
+        "sample",
+    ):
         table.add_column(column)
     for row in report["groups"]:
         sample = row["sample"]
@@ -389,6 +399,7 @@ def dlq_list(topic: str | None, as_json: bool) -> None:
             row["original_topic"],
             row["reason"],
             str(row["count"]),
+            str(row["redriven"]),
             str(row["max_attempt"]),
             f"{row['oldest_age_s']} s",
             f"{sample['topic']} {sample['partition']} {sample['offset']}",
@@ -661,6 +672,42 @@ def dlq_purge(
         console.print("dry run: nothing deleted. Add --execute --reason '...' to purge.")
     elif going:
         console.print(f"purged. Audit: {report['operation_id']}")
+
+
+# ---------------------------------------------------------------- audit
+
+
+@click.command()
+@click.option("--operation", help="Only this operation (e.g. replay.republish, dlq.redrive).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+def audit(operation: str | None, limit: int, as_json: bool) -> None:
+    """The newest on-call operations from boomerang.operations.audit: who, what, when, why,
+    what the dry run predicted and what happened."""
+    events = asyncio.run(audit_trail.read_trail(_bootstrap()))
+    chosen = [e for e in events if operation is None or e.get("operation") == operation]
+    newest = chosen[-limit:]
+    if as_json:
+        click.echo(json.dumps(newest, indent=2))
+        return
+    rows = [
+        [
+            e.get("at", ""),
+            e.get("operation", ""),
+            e.get("actor", ""),
+            e.get("outcome", ""),
+            (e.get("dry_run_prediction") or {}).get("new_effects", "-"),
+            e.get("reason", ""),
+        ]
+        for e in newest
+    ]
+    stdout_console().print(
+        table(
+            f"{len(newest)} of {len(chosen)} operation(s)",
+            ["at", "operation", "who", "outcome", "new effects predicted", "why"],
+            rows,
+        )
+    )
 
 
 # ---------------------------------------------------------------- lag

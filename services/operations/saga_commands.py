@@ -26,6 +26,11 @@ from services.operations.cli_output import stderr_console, stdout_console, table
 
 DECISIONS = {"refund": "REFUND", "store-credit": "STORE_CREDIT", "reject": "REJECT"}
 PRODUCER = "boomerang-cli"
+OPERATION_OF = {
+    "SagaRetryRequested": "saga.retry",
+    "SagaCancelRequested": "saga.cancel",
+    "SagaResumeRequested": "saga.resume",
+}
 
 
 def _when(ms: int | None) -> str:
@@ -233,7 +238,14 @@ def _steer(
     result = {"event_id": record["envelope"]["event_id"], "applied": applied}
     selection = {"return_id": return_id, **{k: str(v) for k, v in body.items()}}
     audit_trail.record_now(
-        name, operation_id, actor, reason or "", "completed", selection, predicted, result
+        OPERATION_OF[name],
+        operation_id,
+        actor,
+        reason or "",
+        "completed",
+        selection,
+        predicted,
+        result,
     )
     report.update(dry_run=False, operation_id=operation_id, result=result)
     if as_json:

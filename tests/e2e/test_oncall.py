@@ -357,7 +357,7 @@ def test_saga_cancel_of_a_return_awaiting_inspection_asks_the_carrier_and_ends_c
     assert shown["status"] == "CANCELLED"
     assert any(h["event_type"] == "SagaCancelRequested" for h in shown["history"])
     audit = audit_of(stack, done["operation_id"])
-    assert audit["operation"] == "SagaCancelRequested" and audit["reason"] == "buyer called"
+    assert audit["operation"] == "saga.cancel" and audit["reason"] == "buyer called"
 
 
 def test_saga_retry_of_a_stuck_refund_pays_exactly_once(stack, http):

@@ -73,7 +73,15 @@ def test_a_record_that_failed_again_shows_its_highest_attempt():
 
 
 def test_no_dead_letters_is_an_empty_report():
-    assert summarise([], NOW) == {"total": 0, "groups": []}
+    assert summarise([], NOW) == {"total": 0, "not_redriven": 0, "groups": []}
+
+
+def test_letters_redriven_already_are_counted_per_group():
+    letters = [letter(0, Rejected("x")), letter(1, Rejected("x"))]
+    report = summarise(letters, NOW, frozenset({"boomerang.refund.commands.dlq/0/1"}))
+    [group] = report["groups"]
+    assert (group["count"], group["redriven"]) == (2, 1)
+    assert (report["total"], report["not_redriven"]) == (2, 1)
 
 
 def test_one_dead_letter_shows_every_header_and_its_payload_decoded():
