@@ -518,8 +518,8 @@ def consumer_bug_drill(stack: LocalStack, bootstrap: str, returns: int, seed: in
     waiting = sum(1 for t in driver.tracked if not t.terminal)
     console.print(
         f"drill: {waiting} of {returns} returns wait for their refund; the refund commands the "
-        "faulty build could not handle are in boomerang.refund.commands.dlq. Runbook: README, "
-        '"After an incident", 1.'
+        "faulty build could not handle are in boomerang.refund.commands.dlq. Runbook: "
+        "docs/runbook.md, incident 1."
     )
     keep_running(stack, bootstrap)
     return 0

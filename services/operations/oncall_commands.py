@@ -390,7 +390,7 @@ def dlq_list(topic: str | None, as_json: bool) -> None:
         "redriven",
         "max attempt",
         "oldest",
-        "sample",
+        "sample: partition offset",
     ):
         table.add_column(column)
     for row in report["groups"]:
@@ -402,9 +402,10 @@ def dlq_list(topic: str | None, as_json: bool) -> None:
             str(row["redriven"]),
             str(row["max_attempt"]),
             f"{row['oldest_age_s']} s",
-            f"{sample['topic']} {sample['partition']} {sample['offset']}",
+            f"{sample['partition']} {sample['offset']}",
         )
     Console().print(table)
+    Console().print("one of them: boomerang dlq show <original topic>.dlq PARTITION OFFSET")
 
 
 @dlq.command("show")

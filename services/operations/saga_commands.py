@@ -93,7 +93,10 @@ def saga_show(return_id: str, as_json: bool) -> None:
         if entry.get("note"):
             console.print(f"    note: {entry['note']}", highlight=False)
     timer = view["timer"] or {}
-    console.print(f"timer: {timer.get('kind', '-')} {_when(timer.get('due_at'))}")
+    if timer:
+        console.print(f"timer: {timer['kind']} due {_when(timer['due_at'])}")
+    else:
+        console.print("timer: none")
     console.print(f"compensations registered: {', '.join(view['compensations_registered']) or '-'}")
     if view["compensation"]:
         comp = view["compensation"]
