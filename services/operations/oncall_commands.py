@@ -65,21 +65,25 @@ def _render_effects(console: Any, effects: dict[str, dict[str, int]], target: st
     )
 
 
-def _resume_command(positions: dict[int, int]) -> str:
+def _resume_command(positions: dict[int, int], ends: dict[int, int]) -> str:
+    """The same command, starting where this run stopped and ending where its selection
+    ended (so the copies this run wrote are not selected again)."""
     from services.operations.record_selection import format_positions
 
+    replaced = ("--start-at", "--stop-at")
     argv, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
             skip = False
             continue
-        if arg == "--start-at":
+        if arg in replaced:
             skip = True
             continue
-        if arg.startswith("--start-at="):
+        if arg.startswith(tuple(f"{option}=" for option in replaced)):
             continue
         argv.append(arg)
-    return shlex.join(["boomerang", *argv, "--start-at", format_positions(positions)])
+    resume = ["--start-at", format_positions(positions), "--stop-at", format_positions(ends)]
+    return shlex.join(["boomerang", *argv, *resume])
 
 
 # ---------------------------------------------------------------- replay
@@ -105,6 +109,12 @@ STREAM_NAMES = [s.name for s in STREAMS]
 )
 @click.option("--to-topic", help="Re-publish to this topic instead of the original.")
 @click.option("--start-at", help="Resume: PARTITION:OFFSET,... as an interrupted run printed.")
+@click.option("--stop-at", help="Resume: where the interrupted run's selection ended.")
+@click.option(
+    "--include-replayed",
+    is_flag=True,
+    help="Also select copies an earlier replay wrote (they repeat their originals' event ids).",
+)
 @click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many records/s.")
 @click.option("--reason", help="Why (required with --execute; goes into headers and audit).")
 @click.option("--execute", is_flag=True, help="Write. Without it this is a dry run.")
@@ -122,6 +132,8 @@ def replay(
     service: str | None,
     to_topic: str | None,
     start_at: str | None,
+    stop_at: str | None,
+    include_replayed: bool,
     rate: float | None,
     reason: str | None,
     execute: bool,
@@ -183,6 +195,8 @@ def replay(
             "--event-type": event_types,
             "--to-topic": to_topic,
             "--start-at": start_at,
+            "--stop-at": stop_at,
+            "--include-replayed": include_replayed,
             "--rate": rate,
         }
         given = [name for name, value in rewind_conflicts.items() if value]
@@ -202,6 +216,8 @@ def replay(
             return_ids=frozenset(return_ids),
             event_types=frozenset(event_types),
             start_at=parse_positions(start_at) if start_at else {},
+            stop_at=parse_positions(stop_at, "--stop-at") if stop_at else {},
+            include_replayed=include_replayed,
         )
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -272,7 +288,9 @@ async def _replay(
             "next_positions": {str(p): o for p, o in sorted(published.next_positions.items())},
         }
         if interrupted:
-            result["resume_with"] = _resume_command(published.next_positions)
+            result["resume_with"] = _resume_command(
+                published.next_positions, plan.selection.stop_at
+            )
     report.pop("dry_run")
     operation = "replay.rewind" if service else "replay.republish"
     predicted = {k: report[k] for k in ("records", "by_partition", "effects", "new_effects")}

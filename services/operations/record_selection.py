@@ -41,6 +41,8 @@ class Selection:
     return_ids: frozenset[str] = frozenset()
     event_types: frozenset[str] = frozenset()
     start_at: dict[int, int] = field(default_factory=dict)  # resume: partition → offset
+    stop_at: dict[int, int] = field(default_factory=dict)  # resume: partition → end (excl.)
+    include_replayed: bool = False  # also copies an earlier replay wrote (replay.* headers)
 
     def __post_init__(self) -> None:
         if self.from_offset is not None and self.from_offset < 0:
@@ -78,6 +80,8 @@ class Selection:
             return False
         if self.to_offset is not None and facts.offset >= self.to_offset:
             return False
+        if facts.offset >= self.stop_at.get(facts.partition, facts.offset + 1):
+            return False
         if self.from_time_ms is not None and facts.timestamp_ms < self.from_time_ms:
             return False
         if self.to_time_ms is not None and facts.timestamp_ms >= self.to_time_ms:
@@ -98,6 +102,8 @@ class Selection:
             "return_ids": sorted(self.return_ids),
             "event_types": sorted(self.event_types),
             "start_at": {str(p): o for p, o in sorted(self.start_at.items())},
+            "stop_at": {str(p): o for p, o in sorted(self.stop_at.items())},
+            "include_replayed": self.include_replayed,
         }
 
 
@@ -118,16 +124,17 @@ def parse_instant(text: str, option: str) -> int:
 _POSITION = re.compile(r"^(\d+):(\d+)$")
 
 
-def parse_positions(text: str) -> dict[int, int]:
-    """`0:120,3:77` → {0: 120, 3: 77}: where an interrupted run stopped, per partition."""
+def parse_positions(text: str, option: str = "--start-at") -> dict[int, int]:
+    """`0:120,3:77` → {0: 120, 3: 77}: where an interrupted run stopped (or its selection
+    ended), per partition."""
     positions: dict[int, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         found = _POSITION.match(part)
         if not found:
-            raise SelectionError(f"--start-at: {part!r} is not PARTITION:OFFSET")
+            raise SelectionError(f"{option}: {part!r} is not PARTITION:OFFSET")
         positions[int(found[1])] = int(found[2])
     if not positions:
-        raise SelectionError("--start-at needs at least one PARTITION:OFFSET")
+        raise SelectionError(f"{option} needs at least one PARTITION:OFFSET")
     return positions
 
 

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -150,6 +150,7 @@ async def offset_ranges(bootstrap: str, selection: Selection) -> dict[int, tuple
             start = max(start, from_time[partition])
         if selection.to_offset is not None:
             end = min(end, selection.to_offset)
+        end = min(end, selection.stop_at.get(partition, end))
         ranges[partition] = (start, max(start, end))
     return ranges
 
@@ -163,8 +164,17 @@ async def select(
     ranges = await offset_ranges(bootstrap, selection)
     messages = await read_ranges(bootstrap, selection.topic, ranges, on_record)
     candidates = [facts_of(m, codec) for m in messages]
-    chosen = [c for c in candidates if selection.matches(c.facts)]
+    chosen = [
+        c
+        for c in candidates
+        if selection.matches(c.facts) and (selection.include_replayed or not is_replay_copy(c))
+    ]
     return sorted(chosen, key=lambda c: (c.facts.partition, c.facts.offset))
+
+
+def is_replay_copy(candidate: Candidate) -> bool:
+    """A record an earlier replay wrote: its original is in the topic too (same event id)."""
+    return any(key == "replay.operation.id" for key, _ in candidate.headers)
 
 
 async def predict(
@@ -194,6 +204,9 @@ async def plan_republish(
     on_record: Callable[[Any], None] | None = None,
 ) -> Plan:
     target = target_topic or selection.topic
+    ends = {p: end for p, (_, end) in (await offset_ranges(bootstrap, selection)).items()}
+    # the selection's end, fixed now: copies written to the same topic are never re-selected
+    selection = replace(selection, stop_at=ends)
     candidates = await select(bootstrap, selection, codec, on_record)
     prediction = await predict(bootstrap, target, candidates)
     return Plan(selection, target, candidates, prediction)

@@ -109,3 +109,13 @@ def test_durations():
     assert parse_duration_ms("7d", "--x") == 7 * 86_400_000
     with pytest.raises(SelectionError, match="30m"):
         parse_duration_ms("soon", "--stuck-for")
+
+
+def test_stop_positions_end_each_partition_where_the_interrupted_selection_ended():
+    selection = Selection(TOPIC, start_at={0: 40}, stop_at={0: 42, 1: 7})
+    assert [o for o in (39, 40, 41, 42) if selection.matches(facts(offset=o, partition=0))] == [
+        40,
+        41,
+    ]
+    assert not selection.matches(facts(offset=7, partition=1))
+    assert selection.matches(facts(offset=7, partition=2))  # no bound given for partition 2
