@@ -330,7 +330,13 @@ async def _replay(
 def _render_replay_plan(report: dict[str, Any], console: Any) -> None:
     if report["mode"] == "rewind":
         rows = [
-            [r["partition"], r["current"], r["target"], r["redelivered"]] for r in report["offsets"]
+            [
+                r["partition"],
+                "none" if r["current"] < 0 else r["current"],
+                r["target"],
+                r["redelivered"],
+            ]
+            for r in report["offsets"]
         ]
         console.print(
             table(
