@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from services.operations.dead_letter_topics import read_dead_letters
 from services.operations.topic_reader import read_topic
 from tests.conftest import SESSION_STARTED_MS
 from tests.e2e.scenario import create_return, post_scan_when_ready, scan, wait_for_status
+from tests.support.cli_process import run_cli
 
 OPERATOR = "e2e-oncall@boomerang"
 REASON = "e2e: consumer fix verified"
@@ -34,16 +33,8 @@ TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED", "COMPENSATED", "NEEDS_ATTENTIO
 CODEC = AvroCodec(SchemaCatalogue.load())
 
 
-def boomerang(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "BOOMERANG_OPERATOR": OPERATOR}
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+def boomerang(stack: LocalStack, *args: str) -> subprocess.CompletedProcess:
+    return run_cli(stack.bootstrap, *args, operator=OPERATOR)
 
 
 def report(stack: LocalStack, *args: str, exit_code: int = 0) -> dict[str, Any]:

@@ -5,52 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import uuid
 
-from aiokafka import AIOKafkaProducer
-
-from services.eventing.dead_letters import FailedRecord, dead_letter_headers
-from services.eventing.event_publisher import producer_settings
+from tests.support.cli_process import run_cli
+from tests.support.dead_letter_writer import write_dead_letters
 from tests.support.return_events import event
 
 DLQ = "boomerang.pickup.events.dlq"
 
 
 def boomerang(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-async def _write_dead_letters(bootstrap: str, reason: str, values: list[bytes]) -> None:
-    class Rejected(ValueError):
-        pass
-
-    Rejected.reason = reason  # type: ignore[attr-defined]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
-    await producer.start()
-    try:
-        for offset, value in enumerate(values):
-            failed = FailedRecord("boomerang.pickup.events", 1, offset, b"RMA-DLQ-IT", value)
-            headers = dead_letter_headers(failed, Rejected("the test's poison"), "coordinator")
-            await producer.send_and_wait(DLQ, value=value, key=b"RMA-DLQ-IT", headers=headers)
-    finally:
-        await producer.stop()
+    return run_cli(bootstrap, *args, timeout=120)
 
 
 def test_dead_letters_are_listed_by_reason_and_shown_decoded(catalogue_topics, codec):
     reason = f"it-{uuid.uuid4().hex[:8]}"  # the broker may hold other dead letters
     valid = codec.encode("PickupCancelled", event("PickupCancelled", "RMA-DLQ-IT"))
-    asyncio.run(_write_dead_letters(catalogue_topics, reason, [valid, b"\x00garbage"]))
+    asyncio.run(
+        write_dead_letters(
+            catalogue_topics,
+            "boomerang.pickup.events",
+            reason,
+            [valid, b"\x00garbage"],
+            b"RMA-DLQ-IT",
+            "coordinator",
+        )
+    )
 
     listed = boomerang(
         catalogue_topics, "dlq", "list", "--topic", "boomerang.pickup.events", "--json"

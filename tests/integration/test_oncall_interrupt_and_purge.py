@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -16,29 +15,19 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
-from services.eventing.dead_letters import FailedRecord, dead_letter_headers
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
 from services.operations.audit_trail import read_trail
 from services.operations.dead_letter_topics import read_dead_letters
 from services.operations.topic_reader import read_topic
+from tests.support.cli_process import cli_env, run_cli
+from tests.support.dead_letter_writer import write_dead_letters
 
 TICKETS = "boomerang.support.tickets"
 
 
-def env(bootstrap: str) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BOOMERANG_OPERATOR": "it@test"}
-
-
 def boomerang(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env(bootstrap),
-        timeout=120,
-        check=False,
-    )
+    return run_cli(bootstrap, *args, timeout=120)
 
 
 async def _tickets(bootstrap: str, codec, return_id: str, count: int) -> None:
@@ -81,7 +70,7 @@ def test_ctrl_c_stops_a_replay_between_records_and_the_printed_command_resumes_i
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env(catalogue_topics),
+        env=cli_env(catalogue_topics),
     )
     deadline = time.monotonic() + 60
     while not replayed_copies(catalogue_topics, return_id):  # publishing has begun
@@ -120,28 +109,11 @@ def test_ctrl_c_stops_a_replay_between_records_and_the_printed_command_resumes_i
     assert [e["outcome"] for e in trail] == ["interrupted", "completed"]
 
 
-async def _letters(bootstrap: str, dlq: str, reason: str, count: int) -> None:
-    class Rejected(ValueError):
-        pass
-
-    Rejected.reason = reason  # type: ignore[attr-defined]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
-    await producer.start()
-    try:
-        for offset in range(count):
-            failed = FailedRecord(TICKETS, 0, offset, b"RMA-PURGE", b"\x00junk")
-            headers = dead_letter_headers(failed, Rejected("junk"), "test")
-            await producer.send_and_wait(dlq, b"\x00junk", key=b"RMA-PURGE", headers=headers)
-    finally:
-        await producer.stop()
-
-
 def test_a_purge_is_a_dry_run_until_executed_with_a_reason_and_its_audit_keeps_what_went(
     catalogue_topics,
 ):
-    dlq = f"{TICKETS}.dlq"
     reason = f"purge-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_letters(catalogue_topics, dlq, reason, 3))
+    asyncio.run(write_dead_letters(catalogue_topics, TICKETS, reason, [b"\x00junk"] * 3, b"RMA-P"))
     dry = boomerang(catalogue_topics, "dlq", "purge", "--topic", TICKETS, "--json")
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
