@@ -12,7 +12,7 @@ KAFKA := $(PY) -m services.local_kafka
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample chaos test test-chaos test-unit \
-        test-integration lint schemas-check schemas-publish clean
+        test-integration bench lint schemas-check schemas-publish clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ sample: kafka-up ## send one sample return's events and read them back (no servi
 
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
 	@$(PY) -m services.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
+
+bench: setup ## open-loop load sweep of the whole loop vs a raw Kafka pipe (<10 min; QUICK=1 <2 min; LEVELS=25,50 LABEL=name); never part of `make test`
+	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL))
 
 test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker (incl. a 200-return chaos run)
 

@@ -76,9 +76,29 @@ PHOTO_REASONS = frozenset({"DAMAGED_ON_ARRIVAL"})  # DE asks for a photo of the 
 
 
 def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
-    """A buyer's return: mixed categories, reasons and payment methods; half of them send
-    the whole order (a voucher, shipping, a line kept). Grades are chosen now so the
-    expected refund can be worked out from the same policy files the services use."""
+    """A buyer's return, with the refund the services should pay for it worked out from
+    the same policy files they use."""
+    body, grades = random_return(rng, index, run_id)
+    expected = expected_refund(body, grades)
+    if body.get("resolution") == "EXCHANGE":  # the marketplace double has stock: no money
+        expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
+    return TrackedReturn(
+        index,
+        f"demo-{run_id}-{index}",
+        body,
+        expected.amount_minor,
+        grades,
+        expected.method,
+        expected.liable,
+    )
+
+
+def random_return(
+    rng: random.Random, index: int, run_id: str, exchange_share: float = EXCHANGE_SHARE
+) -> tuple[dict[str, Any], list[str]]:
+    """A buyer's return request body: mixed categories, reasons and payment methods; half of
+    them send the whole order (a voucher, shipping, a line kept). The grades each returned
+    unit will be scanned with are chosen now (so the refund can be foreseen)."""
     lines, order_lines = [], []
     for n in range(rng.randint(1, 3)):
         bought = rng.randint(1, 3)
@@ -115,7 +135,7 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
     }
     if body["payment_method"] == "BANK_TRANSFER" and rng.random() < 0.5:
         body["refund_account"] = demo_bank_account(index)  # else the saga asks for it
-    if rng.random() < EXCHANGE_SHARE:
+    if rng.random() < exchange_share:
         body |= {"resolution": "EXCHANGE", "exchange_sku": f"{lines[0]['sku']}-XL"}
         body.pop("store_credit")
     if rng.random() < 0.5:
@@ -128,18 +148,7 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
             "shipping_fee_minor": rng.choice((0, 399, 499)),
         }
     grades = [rng.choice("AAAABBC") for line in lines for _ in range(line["quantity"])]
-    expected = expected_refund(body, grades)
-    if body.get("resolution") == "EXCHANGE":  # the marketplace double has stock: no money
-        expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
-    return TrackedReturn(
-        index,
-        f"demo-{run_id}-{index}",
-        body,
-        expected.amount_minor,
-        grades,
-        expected.method,
-        expected.liable,
-    )
+    return body, grades
 
 
 def demo_bank_account(index: int) -> dict[str, str]:

@@ -1,0 +1,409 @@
+"""`make bench`: the whole loop under a sweep of open-loop load, next to a raw pipe.
+
+    python -m tests.bench.run_bench [--quick] [--levels 50,100,...] [--label NAME]
+
+Starts a broker of its own (wiped before and after; or uses $KAFKA_BOOTSTRAP_SERVERS), the
+topics, the partner doubles with zero injected latency and the six services, as `make demo`
+does. For each offered load (ascending) the load generator runs as its own process
+(load_generator.py); around it this runner reads every process's CPU time and peak RSS from
+/proc and every topic's end offsets. The sweep stops one level after the first load the
+loop cannot sustain (a backlog would only grow). Then the raw aiokafka pipe (raw_pipe.py)
+runs the same hops with the same record sizes and producer settings on the same broker.
+
+Output: a table on the terminal, tests/bench/results/<time>-<label>.json (machine, Kafka
+version, git commit, settings, all figures), a PNG next to it, and as the last line one
+JSON object (bench_figures.final_line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topic_bootstrap import bootstrap_topics
+from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
+from services.local_stack.orphan_reaper import reap_children_if_i_die
+from services.local_stack.stack import SERVICES, LocalStack
+from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
+from tests.bench.latency_plot import plot_levels
+from tests.bench.raw_pipe import run_raw_pipe
+
+console = Console(stderr=True)
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+FULL_LEVELS = (10, 25, 50, 100, 200, 400, 800, 1200)
+QUICK_LEVELS = (10, 50)
+# zero injected latency at the partners: the carrier collects at once, refunds settle at once
+ZERO_LATENCY_ENV = {"PSP_SETTLE_DELAY_MS": "0", "PSP_TRANSFER_SETTLE_MS": "0"}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    levels: tuple[float, ...]
+    warmup_s: float
+    duration_s: float
+    drain_s: float
+    raw_returns: int
+    quick: bool
+    label: str
+    profile_at: float | None = None  # offered load at which the services are profiled
+
+
+def settings_from(args: argparse.Namespace) -> BenchSettings:
+    levels = tuple(float(x) for x in args.levels.split(",")) if args.levels else None
+    profile_at = float(args.profile_at) if args.profile_at else None
+    if args.quick:
+        return BenchSettings(
+            levels or QUICK_LEVELS, 3.0, 10.0, 10.0, 3000, True, args.label, profile_at
+        )
+    return BenchSettings(
+        levels or FULL_LEVELS, 5.0, 30.0, 20.0, 10000, False, args.label, profile_at
+    )
+
+
+class Bench:
+    def __init__(self, stack: LocalStack, bootstrap: str, broker_pid: int | None, work: Path):
+        self.stack = stack
+        self.bootstrap = bootstrap
+        self.broker_pid = broker_pid
+        self.work = work
+        self.profiles: dict[str, Path] = {}
+
+    def pids(self) -> dict[str, int]:
+        pids = {
+            name: managed.process.pid
+            for name, managed in self.stack.processes.items()
+            if managed.process is not None and managed.running
+        }
+        if self.broker_pid:
+            pids["broker"] = self.broker_pid
+        return pids
+
+    def run_level(self, rate: float, settings: BenchSettings) -> dict[str, Any]:
+        pids = self.pids()
+        for pid in pids.values():
+            process_metrics.reset_peak_rss(pid)
+        cpu_before = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        offsets_before = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
+        out = self.work / f"level-{rate:g}.json"
+        generator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench.load_generator",
+                "--bootstrap",
+                self.bootstrap,
+                "--returns-url",
+                self.stack.url("returns"),
+                "--inspection-url",
+                self.stack.url("inspection"),
+                "--rate",
+                str(rate),
+                "--warmup-s",
+                str(settings.warmup_s),
+                "--duration-s",
+                str(settings.duration_s),
+                "--drain-s",
+                str(settings.drain_s),
+                "--out",
+                str(out),
+            ],
+        )
+        generator_pid = generator.pid
+        profiling = {}
+        if settings.profile_at == rate:
+            services = {name: pid for name, pid in pids.items() if name in SERVICES}
+            profiling = service_profiles.start_profiles(
+                services, settings.warmup_s + settings.duration_s, self.work / "profiles"
+            )
+        generator.wait()
+        self.profiles = service_profiles.finish_profiles(profiling) or self.profiles
+        if generator.returncode != 0:
+            raise RuntimeError(
+                f"the load generator failed at {rate:g}/s (exit {generator.returncode})"
+            )
+        result = json.loads(out.read_text())
+        offsets_after = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
+        cpu_after = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        completed = result["completed_total"]
+        cpu = {
+            name: round(cpu_after[name] - cpu_before[name], 2)
+            for name in pids
+            if cpu_after.get(name) is not None and cpu_before.get(name) is not None
+        }
+        written = bench_figures.records_delta(
+            topic_offsets.totals(offsets_before), topic_offsets.totals(offsets_after)
+        )
+        internal = sum(n for topic, n in written.items() if topic.startswith("__"))
+        records = sum(n for topic, n in written.items() if not topic.startswith("__"))
+        changelogs = sum(n for topic, n in written.items() if topic.endswith("-changelog"))
+        loop_cpu = sum(seconds for name, seconds in cpu.items())
+        level = {
+            **result,
+            "sustained": bench_figures.sustained(
+                rate, result["completed_per_s"], result["measured"], result["unfinished"]
+            ),
+            "records_per_return": round(records / completed, 2) if completed else None,
+            "changelog_records_per_return": round(changelogs / completed, 2) if completed else None,
+            "offset_commit_records_per_return": round(internal / completed, 2)
+            if completed
+            else None,
+            "records_by_topic": written,
+            "cpu_s": cpu,
+            "cpu_s_per_1000_returns": {
+                name: bench_figures.per_thousand(seconds, completed)
+                for name, seconds in cpu.items()
+            },
+            "cpu_ms_per_return": round(loop_cpu * 1000 / completed, 2) if completed else None,
+            "generator_pid": generator_pid,
+            "peak_rss_mb": {
+                name: round(mb, 1) if (mb := process_metrics.peak_rss_mb(pid)) else None
+                for name, pid in pids.items()
+            },
+        }
+        level["offsets"] = (offsets_before, offsets_after)
+        return level
+
+
+def print_levels(levels: list[dict[str, Any]]) -> None:
+    table = Table(title="Boomerang: the whole loop under open-loop load")
+    for column in (
+        "offered/s",
+        "completed/s",
+        "sustained",
+        "unfinished",
+        "errors",
+        "req→refund p50/p95/p99/max ms",
+        "scan→refund p50/p95/p99/max ms",
+        "records/return",
+        "CPU ms/return",
+        "peak RSS MB (max service)",
+    ):
+        table.add_column(column, justify="right")
+
+    def quad(figures: dict[str, Any]) -> str:
+        return "/".join(
+            "-" if figures[p] is None else f"{figures[p]:.0f}" for p in ("p50", "p95", "p99", "max")
+        )
+
+    for level in levels:
+        rss = [mb for name, mb in level["peak_rss_mb"].items() if name != "broker" and mb]
+        table.add_row(
+            f"{level['offered_per_s']:g}",
+            f"{level['completed_per_s']:.1f}",
+            "yes" if level["sustained"] else "NO",
+            str(level["unfinished"]),
+            str(level["errors"]),
+            quad(level["request_to_refund_ms"]),
+            quad(level["scan_to_refund_ms"]),
+            str(level["records_per_return"]),
+            str(level["cpu_ms_per_return"]),
+            f"{max(rss):.0f}" if rss else "-",
+        )
+    console.print(table)
+    last = levels[-1]
+    cpu_table = Table(title=f"CPU s per 1,000 completed returns at {last['offered_per_s']:g}/s")
+    cpu_table.add_column("process")
+    cpu_table.add_column("CPU s / 1,000", justify="right")
+    cpu_table.add_column("peak RSS MB", justify="right")
+    for name, per_1000 in sorted(
+        last["cpu_s_per_1000_returns"].items(), key=lambda kv: -(kv[1] or 0)
+    ):
+        cpu_table.add_row(name, str(per_1000), str(last["peak_rss_mb"].get(name)))
+    console.print(cpu_table)
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+uncommitted" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run_bench")
+    parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("QUICK")))
+    parser.add_argument("--levels", default=os.environ.get("LEVELS") or None, help="e.g. 25,50,100")
+    parser.add_argument("--label", default=os.environ.get("LABEL") or "run")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
+    parser.add_argument(
+        "--profile-at",
+        default=os.environ.get("PROFILE") or None,
+        help="offered load (one of the levels) at which py-spy samples the six services",
+    )
+    args = parser.parse_args(argv)
+    settings = settings_from(args)
+    started = time.monotonic()
+    reap_children_if_i_die()
+    cache = REPO / ".cache"
+    (cache / "runs").mkdir(parents=True, exist_ok=True)
+    broker: LocalKafka | None = None
+    broker_pid: int | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    kafka_version = "unknown (external cluster)"
+    if not bootstrap:  # a broker of its own, wiped before and after: every run starts equal
+        defaults = LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}"))
+        kafka_settings = LocalKafkaSettings(
+            version=defaults.version,
+            base_port=default_base_port() + 8 * 7,
+            run_dir=cache / "kafka-bench",
+            cache_dir=defaults.cache_dir,
+            heap=defaults.heap,
+            log=defaults.log,
+        )
+        broker = LocalKafka(kafka_settings)
+        broker.down(wipe=True)
+        console.print("starting a broker for the benchmark ...")
+        bootstrap = broker.up(nodes=1, timeout=180)
+        broker_pid = broker.statuses()[0].pid
+        kafka_version = f"Apache Kafka {kafka_settings.version} (KRaft, 1 node, local)"
+    work = Path(tempfile.mkdtemp(prefix="boomerang-bench-", dir=cache / "runs"))
+    stack = LocalStack(
+        bootstrap,
+        work,
+        carrier_callback_delay_ms=0,
+        extra_env=ZERO_LATENCY_ENV,
+        log=lambda m: console.print(f"  {m}"),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    levels: list[dict[str, Any]] = []
+    raw: dict[str, Any] | None = None
+    bench: Bench | None = None
+    try:
+        asyncio.run(bootstrap_topics(bootstrap))
+        stack.start_all()
+        bench = Bench(stack, bootstrap, broker_pid, work)
+        for rate in settings.levels:
+            console.print(
+                f"[bold]{rate:g} returns/s[/bold]: {settings.warmup_s:g} s warm-up, "
+                f"{settings.duration_s:g} s measured, up to {settings.drain_s:g} s drain"
+            )
+            level = bench.run_level(rate, settings)
+            levels.append(level)
+            console.print(
+                f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}, "
+                f"scan→refund p99 {level['scan_to_refund_ms']['p99']} ms"
+                + ("" if level["sustained"] else "  [red]not sustained[/red]")
+            )
+            if sum(not lv["sustained"] for lv in levels) >= 2:
+                console.print("  two levels not sustained: the sweep stops here")
+                break
+        if not args.no_raw:
+            raw = run_raw(bench, levels, settings)
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping everything")
+        return 130
+    finally:
+        stack.stop_all()
+        if broker is not None:
+            broker.down(wipe=True)
+    for level in levels:
+        level.pop("offsets", None)
+    saturation = bench_figures.saturation_level(levels)
+    final = bench_figures.final_line(levels, raw["returns_per_s"] if raw else None)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{stamp}-{settings.label}{'-quick' if settings.quick else ''}"
+    plot = plot_levels(
+        levels,
+        saturation,
+        f"Boomerang {settings.label}: latency vs offered load ({git_commit()[:10]})",
+        RESULTS / f"{name}.png",
+    )
+    report = {
+        "when": stamp,
+        "label": settings.label,
+        "git_commit": git_commit(),
+        "machine": {**process_metrics.machine(), "python": platform.python_version()},
+        "kafka": kafka_version,
+        "settings": {
+            "levels": settings.levels,
+            "warmup_s": settings.warmup_s,
+            "duration_s": settings.duration_s,
+            "drain_s": settings.drain_s,
+            "raw_returns": settings.raw_returns,
+            "services": list(SERVICES),
+            "partner_latency_ms": 0,
+        },
+        "levels": levels,
+        "saturation_offered_per_s": saturation,
+        "raw_pipe": raw,
+        "plot": str(plot.relative_to(REPO)),
+        "wall_s": round(time.monotonic() - started, 1),
+        "summary": final,
+    }
+    if bench is not None and bench.profiles:
+        summary_path = RESULTS / f"{name}-profile.txt"
+        service_profiles.write_summary(bench.profiles, summary_path)
+        report["profile"] = str(summary_path.relative_to(REPO))
+        console.print(f"profiles at {settings.profile_at:g}/s: {summary_path}")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, default=list))
+    print_levels(levels)
+    if raw:
+        console.print(
+            f"raw aiokafka pipe: {raw['returns_per_s']} returns/s through {raw['hops']} hops "
+            f"({raw['through']} of {raw['returns']} in {raw['elapsed_s']} s)"
+        )
+    console.print(f"results: {RESULTS / (name + '.json')}  plot: {plot}  ({report['wall_s']} s)")
+    print(json.dumps(final), flush=True)
+    return 0
+
+
+def run_raw(
+    bench: Bench, levels: list[dict[str, Any]], settings: BenchSettings
+) -> dict[str, Any] | None:
+    """The raw pipe with the hops and record sizes of one return seen in the first level."""
+    first = levels[0]
+    if not first["sample_return_id"]:
+        console.print("  no completed return to copy hops from: raw pipe skipped")
+        return None
+    before, after = first["offsets"]
+    codec = AvroCodec(SchemaCatalogue.load())
+    records = asyncio.run(
+        topic_offsets.records_of_return(
+            bench.bootstrap, first["sample_return_id"], before, after, codec
+        )
+    )
+    console.print(
+        f"raw pipe: {len(records)} hops as return {first['sample_return_id']}: "
+        + " → ".join(r["name"] for r in records)
+    )
+    figures = run_raw_pipe(
+        bench.bootstrap,
+        [r["value"] for r in records],
+        settings.raw_returns,
+        bench.work,
+        log=console.print,
+    )
+    figures["hop_names"] = [r["name"] for r in records]
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
