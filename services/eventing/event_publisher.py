@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -41,9 +42,20 @@ class EventPublisher:
     ) -> Any:
         """Write and wait for the broker's acknowledgement; returns the RecordMetadata.
         The key is the return_id unless a repartitioned topic asks for another."""
+        return await (await self.send(record_name, record, topic, key))
+
+    async def send(
+        self,
+        record_name: str,
+        record: dict[str, Any],
+        topic: str | None = None,
+        key: bytes | None = None,
+    ) -> asyncio.Future:
+        """Encode and hand the record to the producer; the future resolves to its
+        RecordMetadata once the broker acknowledged it (or fails with a KafkaError)."""
         check_envelope(record_name, record)
         value = self.codec.encode(record_name, record)
-        return await self.producer.send_and_wait(
+        return await self.producer.send(
             topic or topic_for_record(record_name).name,
             value=value,
             key=key or record["envelope"]["return_id"].encode(),

@@ -44,6 +44,7 @@ class OffsetGuard:
     _seek_sent_at: dict[Any, float] = field(default_factory=dict)
     _last_activity: dict[Any, float] = field(default_factory=dict)
     _start: dict[Any, int] = field(default_factory=dict)
+    _not_durable_from: dict[Any, int] = field(default_factory=dict)  # handled, effects unacked
     gaps_seen: int = 0
     stalls_seen: int = 0
 
@@ -84,16 +85,34 @@ class OffsetGuard:
         return Verdict.SEEK
 
     def processed(self, tp: Any, offset: int) -> None:
+        """Handled, and its effects are on the broker."""
+        self.handled(tp, offset)
+        self.durable(tp, offset)
+
+    def handled(self, tp: Any, offset: int) -> None:
+        """Handled; its effects are being written (not committable until `durable`)."""
         self._expected[tp] = offset + 1
         self._seek_sent_at.pop(tp, None)
+        self._not_durable_from.setdefault(tp, offset)
+
+    def durable(self, tp: Any, offset: int) -> None:
+        """The effects of `offset` (and, acknowledged in order, of all before it) are on
+        the broker."""
+        if offset + 1 >= self._expected.get(tp, 0):
+            self._not_durable_from.pop(tp, None)
+        elif tp in self._not_durable_from:
+            self._not_durable_from[tp] = offset + 1
 
     def expected(self, tp: Any) -> int:
         return self._expected[tp]
 
     def committable(self) -> dict[Any, int]:
         """Per partition, the offset after the last record handled with nothing missing
-        before it: the only offset it is safe to commit."""
-        return dict(self._expected)
+        before it and whose effects are on the broker: the only offset safe to commit."""
+        return {
+            tp: min(expected, self._not_durable_from.get(tp, expected))
+            for tp, expected in self._expected.items()
+        }
 
     def due_reseeks(self, now_s: float) -> dict[Any, int]:
         """Gaps whose seek brought nothing back in time (every record may have arrived,
@@ -128,3 +147,4 @@ class OffsetGuard:
         self._seek_sent_at.pop(tp, None)
         self._last_activity.pop(tp, None)
         self._start.pop(tp, None)
+        self._not_durable_from.pop(tp, None)

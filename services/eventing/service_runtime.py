@@ -4,8 +4,12 @@ and one consume loop (decode → pure handler → publish) with dead-lettering.
 Agents stay thin: they hand each decoded event to a handler and publish what it returns.
 Agents run with concurrency 1 (faust-streaming #606: concurrency > 1 can commit past
 unfinished events). Outbound events go through our own aiokafka producer (acks=all,
-idempotence on) and are acknowledged before the input event is acked, so Faust never
-commits an offset whose effects are not durable.
+idempotence on). The loop does not wait for the broker after each event: it hands the
+writes to the producer and goes on with the next event, while `acknowledge` waits for the
+acknowledgements in order; an input offset becomes committable only once the writes of it
+and of every event before it are on the broker, so no offset is committed whose effects are
+not durable (waiting per event capped each service at ~5 returns/s: see README
+"Performance").
 """
 
 from __future__ import annotations
@@ -182,10 +186,19 @@ class Publisher(mode.Service):
                 await producer.stop()
 
     async def publish(self, outbound: Sequence[Outbound]) -> None:
+        """Write every record and wait until the broker acknowledged all of them."""
+        await asyncio.gather(*await self.send_all(outbound))
+
+    async def send_all(self, outbound: Sequence[Outbound]) -> list[asyncio.Future]:
+        """Hand every record to the producer at once (they share its batches); the futures
+        resolve when the broker acknowledged each. Per partition the producer (idempotent)
+        keeps the order they were given in."""
         await self._ensure_producer()
         assert self.events is not None
-        for name, record, *key in outbound:
-            await self.events.publish(name, record, key=key[0] if key else None)
+        return [
+            await self.events.send(name, record, key=key[0] if key else None)
+            for name, record, *key in outbound
+        ]
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -193,6 +206,19 @@ class Publisher(mode.Service):
         producer = await self._ensure_producer()
         await producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
+
+@dataclass(frozen=True)
+class PendingWrites:
+    """The records one input event led to, handed to the producer but maybe not yet
+    acknowledged: the input's offset is committable only once `acknowledged` returned."""
+
+    futures: tuple[asyncio.Future, ...] = ()
+    outbound: tuple[Outbound, ...] = ()
+
+
+NOTHING_PENDING = PendingWrites()
+# input events handled ahead of their writes' acknowledgements (bounded: back-pressure)
+MAX_UNACKNOWLEDGED = 500
 
 Handler = Callable[[Decoded, Any], Awaitable[Sequence[Outbound]]]
 ExhaustedHandler = Callable[[Decoded, Exception], Awaitable[Sequence[Outbound]]]
@@ -223,10 +249,29 @@ class EventConsumer:
         guard = OffsetGuard()
         topics = set(getattr(getattr(stream, "channel", None), "topics", ()) or ())
         progress = asyncio.create_task(self.keep_progress(guard, topics))
+        unacknowledged: asyncio.Queue = asyncio.Queue(maxsize=MAX_UNACKNOWLEDGED)
+        acknowledging = asyncio.create_task(self.acknowledge(unacknowledged, guard))
         try:
-            await self._consume(stream, guard, handler, accepts, keyed_by_return, on_exhausted)
+            await self._consume(
+                stream, guard, handler, accepts, keyed_by_return, on_exhausted, unacknowledged
+            )
         finally:
             progress.cancel()
+            acknowledging.cancel()
+
+    async def acknowledge(self, unacknowledged: asyncio.Queue, guard: OffsetGuard) -> None:
+        """In the order events were handled: wait for the broker's acknowledgement of their
+        writes, then make their offsets committable. A write that failed is written again
+        (same event ids: consumers deduplicate) until it is on the broker."""
+        while True:
+            tp, offset, pending = await unacknowledged.get()
+            if pending.futures:
+                try:
+                    await asyncio.gather(*pending.futures)
+                except KafkaError as exc:
+                    log.warning("a write was not acknowledged; writing again", error=repr(exc))
+                    await self.publish_durably(pending.outbound)
+            guard.durable(tp, offset)
 
     async def keep_progress(
         self, guard: OffsetGuard, topics: set[str], every_s: float = 1.0
@@ -311,6 +356,7 @@ class EventConsumer:
         accepts: set[str] | None,
         keyed_by_return: bool,
         on_exhausted: ExhaustedHandler | None,
+        unacknowledged: asyncio.Queue,
     ) -> None:
         async for event in stream.events():
             message = event.message
@@ -329,8 +375,9 @@ class EventConsumer:
                 continue
             if verdict is Verdict.SKIP:
                 continue
-            await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
-            guard.processed(tp, message.offset)
+            pending = await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
+            guard.handled(tp, message.offset)
+            await unacknowledged.put((tp, message.offset, pending))
 
     async def process(
         self,
@@ -339,7 +386,9 @@ class EventConsumer:
         accepts: set[str] | None,
         keyed_by_return: bool = True,
         on_exhausted: ExhaustedHandler | None = None,
-    ) -> None:
+    ) -> PendingWrites:
+        """Handle one input record: its writes are handed to the producer and returned
+        (acknowledged later, see `acknowledge`); dead letters are written before returning."""
         record = FailedRecord(
             topic=message.topic,
             partition=message.partition,
@@ -355,10 +404,10 @@ class EventConsumer:
             )
         except (CodecError, EnvelopeError) as exc:
             await self.dead_letter(record, exc)
-            return
+            return NOTHING_PENDING
         if accepts is not None and decoded.name not in accepts:
             log.debug("event not for this consumer", event_type=decoded.name)
-            return
+            return NOTHING_PENDING
         with event_context(decoded.record["envelope"], topic=message.topic):
             delay = self.settings.retry_base_delay_s
             for attempt in range(1, self.settings.retry_attempts + 1):
@@ -366,7 +415,7 @@ class EventConsumer:
                     outbound = await handler(decoded, message)
                 except DomainRejection as exc:
                     await self.dead_letter(record, exc)
-                    return
+                    return NOTHING_PENDING
                 except TransientFailure as exc:
                     if attempt == self.settings.retry_attempts:
                         if on_exhausted is None:
@@ -374,7 +423,7 @@ class EventConsumer:
                         else:
                             log.warning("transient failure outlived its retries", error=str(exc))
                             await self.publish_durably(await on_exhausted(decoded, exc))
-                        return
+                        return NOTHING_PENDING
                     pause = min(delay, self.settings.retry_max_delay_s) * random.uniform(0.5, 1.5)
                     log.warning(
                         "transient failure, retrying",
@@ -390,13 +439,27 @@ class EventConsumer:
                     # the fix, rather than killing the agent or skipping silently.
                     log.exception("unexpected error while handling an event")
                     await self.dead_letter(record, UnhandledError(f"{type(exc).__name__}: {exc}"))
-                    return
+                    return NOTHING_PENDING
                 try:
-                    await self.publish_durably(outbound)
+                    return await self.send_durably(outbound)
                 except (CodecError, EnvelopeError) as exc:  # the handler built a bad record
                     log.exception("handler produced an invalid record")
                     await self.dead_letter(record, exc)
-                return
+                return NOTHING_PENDING
+        return NOTHING_PENDING
+
+    async def send_durably(self, outbound: Sequence[Outbound]) -> PendingWrites:
+        """Hand the writes to the producer without waiting for the broker; if the producer
+        cannot even take them, wait until they are on the broker (`publish_durably`)."""
+        if not outbound:
+            return NOTHING_PENDING
+        try:
+            futures = await self.publisher.send_all(outbound)
+        except KafkaError as exc:
+            log.warning("producer refused the writes; waiting for the broker", error=repr(exc))
+            await self.publish_durably(outbound)
+            return NOTHING_PENDING
+        return PendingWrites(tuple(futures), tuple(outbound))
 
     async def publish_durably(self, outbound: Sequence[Outbound]) -> None:
         """Publish, waiting out a broker that is down: the input event is not acknowledged

@@ -151,3 +151,25 @@ def test_a_partition_given_away_loses_its_start_too():
     guard = started_at(4, tp="tp")
     guard.forget("tp")
     assert not guard.knows_start("tp")
+
+
+def test_a_handled_record_is_committable_only_once_its_effects_are_durable():
+    guard = OffsetGuard()
+    guard.processed("tp", 9)
+    for offset in (10, 11, 12):
+        assert guard.check("tp", offset, 0.0) is Verdict.PROCESS
+        guard.handled("tp", offset)
+    assert guard.expected("tp") == 13  # the next record may be handled already
+    assert guard.committable() == {"tp": 10}  # but nothing past the unacknowledged writes
+    guard.durable("tp", 10)
+    assert guard.committable() == {"tp": 11}
+    guard.durable("tp", 11)
+    guard.durable("tp", 12)
+    assert guard.committable() == {"tp": 13}
+
+
+def test_forgetting_a_partition_drops_its_unacknowledged_writes():
+    guard = OffsetGuard()
+    guard.handled("tp", 4)
+    guard.forget("tp")
+    assert guard.committable() == {}
