@@ -96,6 +96,18 @@ class Bench:
             pids["broker"] = self.broker_pid
         return pids
 
+    def idle_cores(self, seconds: float = 10.0) -> dict[str, float]:
+        """CPU each process burns with no load at all (cores): the fixed cost of running."""
+        pids = self.pids()
+        before = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        time.sleep(seconds)
+        after = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        return {
+            name: round((after[name] - before[name]) / seconds, 3)
+            for name in pids
+            if after.get(name) is not None and before.get(name) is not None
+        }
+
     def run_level(self, rate: float, settings: BenchSettings) -> dict[str, Any]:
         pids = self.pids()
         for pid in pids.values():
@@ -296,10 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     levels: list[dict[str, Any]] = []
     raw: dict[str, Any] | None = None
     bench: Bench | None = None
+    idle: dict[str, float] = {}
     try:
         asyncio.run(bootstrap_topics(bootstrap))
         stack.start_all()
         bench = Bench(stack, bootstrap, broker_pid, work)
+        time.sleep(3)  # let the groups settle
+        idle = bench.idle_cores()
+        console.print(
+            f"idle: {sum(idle.values()):.2f} cores with no load ("
+            + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(idle.items()))
+            + ")"
+        )
         for rate in settings.levels:
             console.print(
                 f"[bold]{rate:g} returns/s[/bold]: {settings.warmup_s:g} s warm-up, "
@@ -351,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             "services": list(SERVICES),
             "partner_latency_ms": 0,
         },
+        "idle_cores": idle,
         "levels": levels,
         "saturation_offered_per_s": saturation,
         "raw_pipe": raw,
