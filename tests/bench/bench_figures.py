@@ -88,3 +88,16 @@ def final_line(levels: Sequence[Mapping[str, Any]], raw_returns_per_s: float | N
         "cpu_ms_per_return": best["cpu_ms_per_return"] if best else None,
         "peak_rss_mb_max_service": round(max(service_rss), 1) if service_rss else None,
     }
+
+
+def typical_path(paths: Sequence[Sequence[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+    """Of several returns' record sequences, one with the most common sequence of record
+    names (ties: the shorter); [] when there are none."""
+    if not paths:
+        return []
+    counts: dict[tuple[str, ...], int] = {}
+    for path in paths:
+        names = tuple(record["name"] for record in path)
+        counts[names] = counts.get(names, 0) + 1
+    best = max(counts, key=lambda names: (counts[names], -len(names)))
+    return list(next(path for path in paths if tuple(r["name"] for r in path) == best))

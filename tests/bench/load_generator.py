@@ -262,9 +262,9 @@ class LoadGenerator:
             "schedule_slip_ms": latency_summary(self.schedule_slip_ms),
             "errors": len(errors),
             "error_kinds": sorted(set(errors))[:10],
-            "sample_return_id": next(
-                (a.tracked.return_id for a in measured if a.refund_issued_ms and a.completed_ms), ""
-            ),
+            "sample_return_ids": [
+                a.tracked.return_id for a in measured if a.refund_issued_ms and a.completed_ms
+            ][:25],
         }
 
 

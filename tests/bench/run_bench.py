@@ -64,6 +64,7 @@ class BenchSettings:
     quick: bool
     label: str
     profile_at: float | None = None  # offered load at which the services are profiled
+    warmup_run_s: float = 15.0  # load before the sweep, not recorded
 
 
 def settings_from(args: argparse.Namespace) -> BenchSettings:
@@ -71,7 +72,7 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
     profile_at = float(args.profile_at) if args.profile_at else None
     if args.quick:
         return BenchSettings(
-            levels or QUICK_LEVELS, 3.0, 10.0, 10.0, 3000, True, args.label, profile_at
+            levels or QUICK_LEVELS, 3.0, 10.0, 10.0, 3000, True, args.label, profile_at, 8.0
         )
     return BenchSettings(
         levels or FULL_LEVELS, 5.0, 30.0, 20.0, 10000, False, args.label, profile_at
@@ -145,7 +146,9 @@ class Bench:
             profiling = service_profiles.start_profiles(
                 services, settings.warmup_s + settings.duration_s, self.work / "profiles"
             )
-        generator.wait()
+        _, status, usage = os.wait4(generator.pid, 0)
+        generator.returncode = os.waitstatus_to_exitcode(status)
+        generator_cpu_s = usage.ru_utime + usage.ru_stime
         self.profiles = service_profiles.finish_profiles(profiling) or self.profiles
         if generator.returncode != 0:
             raise RuntimeError(
@@ -185,6 +188,7 @@ class Bench:
             },
             "cpu_ms_per_return": round(loop_cpu * 1000 / completed, 2) if completed else None,
             "generator_pid": generator_pid,
+            "generator_cpu_s": round(generator_cpu_s, 2),
             "peak_rss_mb": {
                 name: round(mb, 1) if (mb := process_metrics.peak_rss_mb(pid)) else None
                 for name, pid in pids.items()
@@ -315,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(stack, bootstrap, broker_pid, work)
         time.sleep(3)  # let the groups settle
         idle = bench.idle_cores()
+        # the broker's JIT and the services' first-use paths warm up outside the figures
+        warm_rate = settings.levels[0]
+        console.print(f"warming up: {settings.warmup_run_s:g} s at {warm_rate:g}/s (not recorded)")
+        bench.run_level(
+            warm_rate,
+            BenchSettings((warm_rate,), 0.0, settings.warmup_run_s, settings.drain_s, 0, True, ""),
+        )
         console.print(
             f"idle: {sum(idle.values()):.2f} cores with no load ("
             + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(idle.items()))
@@ -368,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": settings.duration_s,
             "drain_s": settings.drain_s,
             "raw_returns": settings.raw_returns,
+            "warmup_run_s": settings.warmup_run_s,
             "services": list(SERVICES),
             "partner_latency_ms": 0,
         },
@@ -399,20 +411,22 @@ def main(argv: list[str] | None = None) -> int:
 def run_raw(
     bench: Bench, levels: list[dict[str, Any]], settings: BenchSettings
 ) -> dict[str, Any] | None:
-    """The raw pipe with the hops and record sizes of one return seen in the first level."""
+    """The raw pipe with the hops and record sizes of a typical return of the first level
+    (the most common sequence of records among up to 25 completed returns)."""
     first = levels[0]
-    if not first["sample_return_id"]:
+    if not first["sample_return_ids"]:
         console.print("  no completed return to copy hops from: raw pipe skipped")
         return None
     before, after = first["offsets"]
     codec = AvroCodec(SchemaCatalogue.load())
-    records = asyncio.run(
-        topic_offsets.records_of_return(
-            bench.bootstrap, first["sample_return_id"], before, after, codec
+    by_return = asyncio.run(
+        topic_offsets.records_of_returns(
+            bench.bootstrap, first["sample_return_ids"], before, after, codec
         )
     )
+    records = bench_figures.typical_path(list(by_return.values()))
     console.print(
-        f"raw pipe: {len(records)} hops as return {first['sample_return_id']}: "
+        f"raw pipe: {len(records)} hops, as a typical return: "
         + " → ".join(r["name"] for r in records)
     )
     figures = run_raw_pipe(

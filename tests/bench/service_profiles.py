@@ -52,7 +52,8 @@ def finish_profiles(running: Mapping[str, tuple[subprocess.Popen, Path]]) -> dic
 
 def hot_spots(collapsed: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks ("frame;frame;frame count" lines): the share of samples
-    each function is on top of the stack (own) and anywhere in it (inclusive)."""
+    each function is on top of the stack (own), anywhere in it (inclusive), and the same for
+    Boomerang's own functions. `select (selectors.py)` on top is an event loop waiting."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -67,12 +68,29 @@ def hot_spots(collapsed: str, top: int = 15) -> dict[str, list[tuple[str, float]
         for frame in set(frames):
             inclusive[frame] += count
     if total == 0:
-        return {"own": [], "inclusive": [], "samples": []}
+        return {"own": [], "inclusive": [], "ours": [], "samples": []}
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)]
+        ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return [(frame, round(100 * n / total, 1)) for frame, n in ranked]
 
-    return {"own": shares(own), "inclusive": shares(inclusive), "samples": [("total", total)]}
+    ours = Counter(
+        {
+            frame: n
+            for frame, n in inclusive.items()
+            if "(services/" in frame and not frame.startswith(ENTRY_POINTS)
+        }
+    )
+    return {
+        "own": shares(own),
+        "inclusive": shares(inclusive),
+        "ours": shares(ours),
+        "samples": [("total", total)],
+    }
+
+
+# frames every sample of a service passes through: no information
+ENTRY_POINTS = ("<module> ", "run ", "main ", "run_worker ")
 
 
 def _short(frame: str) -> str:
@@ -93,8 +111,8 @@ def write_summary(profiles: Mapping[str, Path], path: Path) -> str:
         lines.append(f"== {name} ({samples} samples)")
         lines.append("  own time:")
         lines += [f"    {share:5.1f}%  {frame}" for frame, share in spots["own"]]
-        lines.append("  including callees:")
-        lines += [f"    {share:5.1f}%  {frame}" for frame, share in spots["inclusive"]]
+        lines.append("  Boomerang's own functions, including what they call:")
+        lines += [f"    {share:5.1f}%  {frame}" for frame, share in spots["ours"]]
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text

@@ -45,18 +45,19 @@ def is_event_topic(topic: str) -> bool:
     )
 
 
-async def records_of_return(
+async def records_of_returns(
     bootstrap: str,
-    return_id: str,
+    return_ids: list[str],
     start: dict[str, dict[int, int]],
     end: dict[str, dict[int, int]],
     codec: AvroCodec,
-) -> list[dict[str, Any]]:
-    """Every event-topic record of `return_id` written between two offset snapshots,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per return id, every event-topic record of it written between two offset snapshots,
     in timestamp order: topic, record name, value bytes."""
+    keys = {return_id.encode(): return_id for return_id in return_ids}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    found: list[tuple[int, str, str, bytes]] = []
+    found: list[tuple[int, str, str, str, bytes]] = []
     try:
         wanted = {
             TopicPartition(topic, p): (start.get(topic, {}).get(p, 0), stop)
@@ -66,7 +67,7 @@ async def records_of_return(
             if stop > start.get(topic, {}).get(p, 0)
         }
         if not wanted:
-            return []
+            return {}
         consumer.assign(list(wanted))
         for tp, (first, _) in wanted.items():
             consumer.seek(tp, first)
@@ -79,16 +80,21 @@ async def records_of_return(
                 for message in messages:
                     if message.offset >= wanted[tp][1]:
                         continue
-                    if message.key == return_id.encode():
+                    if message.key in keys:
                         try:
                             name = codec.decode(message.value).name
                         except CodecError:
                             continue
-                        found.append((message.timestamp, tp.topic, name, message.value))
+                        found.append(
+                            (message.timestamp, keys[message.key], tp.topic, name, message.value)
+                        )
                 if messages and messages[-1].offset >= wanted[tp][1] - 1:
                     remaining.discard(tp)
                     consumer.pause(tp)
     finally:
         await consumer.stop()
     found.sort(key=lambda item: item[0])
-    return [{"topic": topic, "name": name, "value": value} for _, topic, name, value in found]
+    by_return: dict[str, list[dict[str, Any]]] = {}
+    for _, return_id, topic, name, value in found:
+        by_return.setdefault(return_id, []).append({"topic": topic, "name": name, "value": value})
+    return by_return
