@@ -48,7 +48,7 @@ from tests.bench.raw_pipe import run_raw_pipe
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL_LEVELS = (10, 25, 50, 100, 200, 400, 800, 1200)
+FULL_LEVELS = (10, 15, 20, 25, 50, 100, 200, 400, 800, 1200)
 QUICK_LEVELS = (10, 50)
 # zero injected latency at the partners: the carrier collects at once, refunds settle at once
 ZERO_LATENCY_ENV = {"PSP_SETTLE_DELAY_MS": "0", "PSP_TRANSFER_SETTLE_MS": "0"}
