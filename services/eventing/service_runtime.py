@@ -223,6 +223,48 @@ NOTHING_PENDING = PendingWrites()
 # input events handled ahead of their writes' acknowledgements (bounded: back-pressure)
 MAX_UNACKNOWLEDGED = 500
 
+
+@dataclass
+class LoopClock:
+    """Where a consume loop's time goes: waiting for the next event vs handling events.
+    Reported every REPORT_EVERY_S while events flow (a loop that mostly waits is starved by
+    its input, one that mostly handles is the bottleneck)."""
+
+    mark: float
+    waiting_s: float = 0.0
+    handling_s: float = 0.0
+    events: int = 0
+    reported_at: float = 0.0
+
+    REPORT_EVERY_S = 10.0
+
+    def event_arrived(self, now: float) -> float:
+        self.waiting_s += now - self.mark
+        return now
+
+    def event_done(self, started: float, now: float) -> bool:
+        self.handling_s += now - started
+        self.events += 1
+        self.mark = now
+        if not self.reported_at:
+            self.reported_at = started
+        return now - self.reported_at >= self.REPORT_EVERY_S
+
+    def report(self, unacknowledged: int) -> dict[str, Any]:
+        window = self.waiting_s + self.handling_s
+        figures = {
+            "events": self.events,
+            "events_per_s": round(self.events / window, 1) if window else 0.0,
+            "handling_share": round(self.handling_s / window, 3) if window else 0.0,
+            "handling_ms_per_event": round(1000 * self.handling_s / self.events, 2),
+            "unacknowledged": unacknowledged,
+        }
+        self.waiting_s = self.handling_s = 0.0
+        self.events = 0
+        self.reported_at = self.mark
+        return figures
+
+
 Handler = Callable[[Decoded, Any], Awaitable[Sequence[Outbound]]]
 ExhaustedHandler = Callable[[Decoded, Exception], Awaitable[Sequence[Outbound]]]
 
@@ -361,26 +403,51 @@ class EventConsumer:
         on_exhausted: ExhaustedHandler | None,
         unacknowledged: asyncio.Queue,
     ) -> None:
+        clock = LoopClock(time.perf_counter())
         async for event in stream.events():
-            message = event.message
-            tp = message.tp
-            if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
-                guard.start_at(tp, start)
-            verdict = guard.check(tp, message.offset, time.monotonic())
-            if verdict is Verdict.SEEK:
-                await self._seek_back(
-                    tp,
-                    guard.expected(tp),
-                    "offset gap: the stream skipped records; seeking back to re-read them",
-                    level="error",
-                    got_offset=message.offset,
+            started = clock.event_arrived(time.perf_counter())
+            try:
+                await self._consume_one(
+                    event.message,
+                    guard,
+                    handler,
+                    accepts,
+                    keyed_by_return,
+                    on_exhausted,
+                    unacknowledged,
                 )
-                continue
-            if verdict is Verdict.SKIP:
-                continue
-            pending = await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
-            guard.handled(tp, message.offset)
-            await unacknowledged.put((tp, message.offset, pending))
+            finally:
+                if clock.event_done(started, time.perf_counter()):
+                    log.info("consume loop", **clock.report(unacknowledged.qsize()))
+
+    async def _consume_one(
+        self,
+        message: Any,
+        guard: OffsetGuard,
+        handler: Handler,
+        accepts: set[str] | None,
+        keyed_by_return: bool,
+        on_exhausted: ExhaustedHandler | None,
+        unacknowledged: asyncio.Queue,
+    ) -> None:
+        tp = message.tp
+        if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
+            guard.start_at(tp, start)
+        verdict = guard.check(tp, message.offset, time.monotonic())
+        if verdict is Verdict.SEEK:
+            await self._seek_back(
+                tp,
+                guard.expected(tp),
+                "offset gap: the stream skipped records; seeking back to re-read them",
+                level="error",
+                got_offset=message.offset,
+            )
+            return
+        if verdict is Verdict.SKIP:
+            return
+        pending = await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
+        guard.handled(tp, message.offset)
+        await unacknowledged.put((tp, message.offset, pending))
 
     async def process(
         self,
