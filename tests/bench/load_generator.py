@@ -40,6 +40,10 @@ from services.local_stack.demo import (
 from services.local_stack.stack import STATION_TOKENS
 from tests.bench.bench_figures import latency_summary
 
+WATCHED = frozenset(
+    {"PickupCompleted", "BuyerDetailsRequested", "RefundIssued", "ReturnCompleted", "ReturnFailed"}
+)
+
 
 @dataclass
 class Arrival:
@@ -68,6 +72,7 @@ class LoadGenerator:
             tracked = TrackedReturn(i, f"bench-{run_id}-{i}", body, 0, grades)
             self.arrivals.append(Arrival(i, 0.0, i >= warmup, tracked))
         self.by_return_id: dict[str, Arrival] = {}
+        self.early: dict[str, list[tuple[str, int]]] = {}
         self.http = httpx.AsyncClient(
             timeout=30.0,
             limits=httpx.Limits(
@@ -145,10 +150,17 @@ class LoadGenerator:
             decoded = self.codec.decode(value)
         except CodecError:
             return
-        arrival = self.by_return_id.get(decoded.record["envelope"]["return_id"])
+        return_id = decoded.record["envelope"]["return_id"]
+        arrival = self.by_return_id.get(return_id)
         if arrival is None:
+            # The loop can be faster than the answer to the request: keep the event until
+            # the answer names the return (seen: collected before the 202 arrived).
+            if decoded.name in WATCHED and len(self.early) < 100_000:
+                self.early.setdefault(return_id, []).append((decoded.name, timestamp_ms))
             return
-        name = decoded.name
+        self._apply(arrival, decoded.name, timestamp_ms)
+
+    def _apply(self, arrival: Arrival, name: str, timestamp_ms: int) -> None:
         if name == "PickupCompleted" and not arrival.tracked.collected:
             arrival.tracked.collected = True
             self._spawn(self._scan(arrival))
@@ -191,6 +203,8 @@ class LoadGenerator:
         if response is not None:
             tracked.return_id = response.json()["return_id"]
             self.by_return_id[tracked.return_id] = arrival
+            for name, timestamp_ms in self.early.pop(tracked.return_id, ()):
+                self._apply(arrival, name, timestamp_ms)
 
     async def _scan(self, arrival: Arrival) -> None:
         station, body = scan_body(arrival.tracked, self.rng)
@@ -262,6 +276,11 @@ class LoadGenerator:
             "schedule_slip_ms": latency_summary(self.schedule_slip_ms),
             "errors": len(errors),
             "error_kinds": sorted(set(errors))[:10],
+            "unfinished_return_ids": [
+                a.tracked.return_id or a.tracked.idempotency_key
+                for a in measured
+                if not (a.completed_ms or a.failed)
+            ][:10],
             "sample_return_ids": [
                 a.tracked.return_id for a in measured if a.refund_issued_ms and a.completed_ms
             ][:25],

@@ -26,12 +26,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +43,7 @@ from services.eventing.topic_bootstrap import bootstrap_topics
 from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
 from services.local_stack.orphan_reaper import reap_children_if_i_die
 from services.local_stack.stack import SERVICES, LocalStack
+from services.operations import consumer_lag
 from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
 from tests.bench.latency_plot import plot_levels
 from tests.bench.raw_pipe import run_raw_pipe
@@ -140,6 +143,11 @@ class Bench:
             ],
         )
         generator_pid = generator.pid
+        lag: dict[str, Any] = {}
+        lag_probe = threading.Timer(
+            settings.warmup_s + settings.duration_s, self._measure_lag, args=(lag,)
+        )
+        lag_probe.start()
         profiling = {}
         if settings.profile_at == rate:
             services = {name: pid for name, pid in pids.items() if name in SERVICES}
@@ -149,6 +157,7 @@ class Bench:
         _, status, usage = os.wait4(generator.pid, 0)
         generator.returncode = os.waitstatus_to_exitcode(status)
         generator_cpu_s = usage.ru_utime + usage.ru_stime
+        lag_probe.join()
         self.profiles = service_profiles.finish_profiles(profiling) or self.profiles
         if generator.returncode != 0:
             raise RuntimeError(
@@ -189,13 +198,42 @@ class Bench:
             "cpu_ms_per_return": round(loop_cpu * 1000 / completed, 2) if completed else None,
             "generator_pid": generator_pid,
             "generator_cpu_s": round(generator_cpu_s, 2),
+            "lag_at_window_end": lag,
             "peak_rss_mb": {
                 name: round(mb, 1) if (mb := process_metrics.peak_rss_mb(pid)) else None
                 for name, pid in pids.items()
             },
         }
+        level["unfinished_states"] = self.saga_states(result.get("unfinished_return_ids", []))
         level["offsets"] = (offsets_before, offsets_after)
         return level
+
+    def _measure_lag(self, into: dict[str, Any]) -> None:
+        """Each service's consumer lag when the offered load stops: where the backlog is."""
+        try:
+            report = asyncio.run(consumer_lag.measure(self.bootstrap, int(time.time() * 1000)))
+        except Exception as exc:  # a figure missing is no reason to lose the run
+            into["error"] = repr(exc)
+            return
+        for group in report["groups"]:
+            into[group["service"]] = {
+                "lag": group["lag"],
+                "oldest_unprocessed_age_s": group["oldest_unprocessed_age_s"],
+            }
+
+    def saga_states(self, return_ids: list[str]) -> dict[str, str]:
+        """Where the coordinator says each unfinished return is (to tell a slow path from a
+        stuck one)."""
+        states = {}
+        with httpx.Client(timeout=5.0) as http:
+            for return_id in return_ids:
+                try:
+                    answer = http.get(f"{self.stack.url('coordinator')}/returns/{return_id}")
+                    view = answer.json() if answer.status_code == 200 else {}
+                    states[return_id] = f"{answer.status_code} {view.get('status', '')}".strip()
+                except (httpx.HTTPError, ValueError) as exc:
+                    states[return_id] = type(exc).__name__
+        return states
 
 
 def print_levels(levels: list[dict[str, Any]]) -> None:
@@ -343,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"scan→refund p99 {level['scan_to_refund_ms']['p99']} ms"
                 + ("" if level["sustained"] else "  [red]not sustained[/red]")
             )
+            backlog = {
+                name: figures["lag"]
+                for name, figures in level["lag_at_window_end"].items()
+                if isinstance(figures, dict) and figures["lag"]
+            }
+            console.print(f"  consumer lag when the load stopped: {backlog or 'none'}")
+            if level["unfinished_states"]:
+                console.print(f"  unfinished: {level['unfinished_states']}")
             if sum(not lv["sustained"] for lv in levels) >= 2:
                 console.print("  two levels not sustained: the sweep stops here")
                 break
