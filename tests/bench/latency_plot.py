@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 
 def plot_levels(
@@ -36,6 +37,8 @@ def plot_levels(
         axis.axhline(500, color="grey", linestyle=":", label="500 ms goal")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        axis.set_xticks(offered, [f"{load:g}" for load in offered])
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("offered load (returns/s)")
         axis.set_title(label)
         axis.grid(True, which="both", alpha=0.3)
