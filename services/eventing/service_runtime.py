@@ -407,47 +407,30 @@ class EventConsumer:
         async for event in stream.events():
             started = clock.event_arrived(time.perf_counter())
             try:
-                await self._consume_one(
-                    event.message,
-                    guard,
-                    handler,
-                    accepts,
-                    keyed_by_return,
-                    on_exhausted,
-                    unacknowledged,
+                message = event.message
+                tp = message.tp
+                if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
+                    guard.start_at(tp, start)
+                verdict = guard.check(tp, message.offset, time.monotonic())
+                if verdict is Verdict.SEEK:
+                    await self._seek_back(
+                        tp,
+                        guard.expected(tp),
+                        "offset gap: the stream skipped records; seeking back to re-read them",
+                        level="error",
+                        got_offset=message.offset,
+                    )
+                    continue
+                if verdict is Verdict.SKIP:
+                    continue
+                pending = await self.process(
+                    message, handler, accepts, keyed_by_return, on_exhausted
                 )
-            finally:
+                guard.handled(tp, message.offset)
+                await unacknowledged.put((tp, message.offset, pending))
+            finally:  # also after `continue`
                 if clock.event_done(started, time.perf_counter()):
                     log.info("consume loop", **clock.report(unacknowledged.qsize()))
-
-    async def _consume_one(
-        self,
-        message: Any,
-        guard: OffsetGuard,
-        handler: Handler,
-        accepts: set[str] | None,
-        keyed_by_return: bool,
-        on_exhausted: ExhaustedHandler | None,
-        unacknowledged: asyncio.Queue,
-    ) -> None:
-        tp = message.tp
-        if not guard.knows_start(tp) and (start := await self._group_start(tp)) is not None:
-            guard.start_at(tp, start)
-        verdict = guard.check(tp, message.offset, time.monotonic())
-        if verdict is Verdict.SEEK:
-            await self._seek_back(
-                tp,
-                guard.expected(tp),
-                "offset gap: the stream skipped records; seeking back to re-read them",
-                level="error",
-                got_offset=message.offset,
-            )
-            return
-        if verdict is Verdict.SKIP:
-            return
-        pending = await self.process(message, handler, accepts, keyed_by_return, on_exhausted)
-        guard.handled(tp, message.offset)
-        await unacknowledged.put((tp, message.offset, pending))
 
     async def process(
         self,

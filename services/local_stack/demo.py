@@ -253,18 +253,7 @@ class LoopDriver:
         self._print_progress()
 
     async def _watch_events(self) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        partitions = [
-            TopicPartition(topic.name, p)
-            for topic in (PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS)
-            for p in range(topic.partitions)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:  # resolve the end offsets now, before any return is requested
-            await consumer.position(tp)
-        return consumer
+        return await watch_loop_events(self.bootstrap)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -373,6 +362,23 @@ class LoopDriver:
             f"  requested {counts[0]}/{total}  picked up {counts[1]}  inspected {counts[2]}  "
             f"refunded {counts[3]}  finished {counts[4]}"
         )
+
+
+async def watch_loop_events(bootstrap: str, **settings: Any) -> AIOKafkaConsumer:
+    """A started consumer on the topics the world reacts to (pickup, refund and saga
+    events), positioned at their ends: it sees what happens from now on."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **settings)
+    await consumer.start()
+    partitions = [
+        TopicPartition(topic.name, p)
+        for topic in (PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS)
+        for p in range(topic.partitions)
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:  # resolve the end offsets now, before any return is requested
+        await consumer.position(tp)
+    return consumer
 
 
 async def psp_ledger(*psp_urls: str) -> list[dict[str, Any]]:

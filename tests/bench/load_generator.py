@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
 from services.local_stack.demo import (
     TrackedReturn,
     demo_bank_account,
     random_return,
     scan_body,
+    watch_loop_events,
 )
 from services.local_stack.stack import STATION_TOKENS
 from tests.bench.bench_figures import latency_summary
@@ -123,20 +123,7 @@ class LoadGenerator:
         task.add_done_callback(self.tasks.discard)
 
     async def _watch(self) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.args.bootstrap, enable_auto_commit=False, max_poll_records=2000
-        )
-        await consumer.start()
-        partitions = [
-            TopicPartition(topic.name, p)
-            for topic in (PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS)
-            for p in range(topic.partitions)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)
-        return consumer
+        return await watch_loop_events(self.args.bootstrap, max_poll_records=2000)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
