@@ -233,7 +233,7 @@ class SagaState:
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the sagas table (once per event). Shallow: the state is
         immutable and never changes a nested value in place, so nothing is deep-copied
-        (dataclasses.asdict did, and cost a quarter of the coordinator's CPU under load)."""
+        (dataclasses.asdict did: 13-25 % of the coordinator's py-spy samples under load)."""
         data = {name: getattr(self, name) for name in _STATE_FIELDS}
         data["status"] = str(self.status)
         for name in ("history", "processed_event_ids", "compensations", "rules_fired"):

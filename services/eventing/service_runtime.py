@@ -213,7 +213,8 @@ class Publisher(mode.Service):
 @dataclass(frozen=True)
 class PendingWrites:
     """The records one input event led to, handed to the producer but maybe not yet
-    acknowledged: the input's offset is committable only once `acknowledged` returned."""
+    acknowledged: the input's offset is committable only once `acknowledge` saw them on
+    the broker."""
 
     futures: tuple[asyncio.Future, ...] = ()
     outbound: tuple[Outbound, ...] = ()
@@ -313,7 +314,8 @@ class EventConsumer:
             if pending.futures:
                 try:
                     await asyncio.gather(*pending.futures)
-                except KafkaError as exc:
+                except Exception as exc:  # any failure: this task must not die (it would
+                    # leave every later offset uncommittable and the loop blocked)
                     log.warning("a write was not acknowledged; writing again", error=repr(exc))
                     await self.publish_durably(pending.outbound)
             guard.durable(tp, offset)
