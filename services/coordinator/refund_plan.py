@@ -18,7 +18,7 @@ from services.policy.liability import Grade, InspectionFacts, ReasonFamily
 from services.policy.policy_rules import EffectivePolicy
 from services.policy.return_decisions import RefundDecision, decide_refund
 from services.refund.refund_amount import refund_for_lines
-from services.refund.refund_arithmetic import Order, OrderLine, order_from_record
+from services.refund.refund_arithmetic import Order, order_from_record
 
 GRADE_ORDER = (Grade.A, Grade.B, Grade.C, Grade.D)
 
@@ -29,23 +29,35 @@ def line_id_of(line: Mapping[str, Any]) -> str:
 
 def order_of(request: Mapping[str, Any]) -> Order:
     """The order as paid; without a snapshot, the returned lines are the whole order."""
+    return order_from_record(request["order_ref"], order_record_of(request))
+
+
+def order_record_of(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The order as an OrderSnapshot record: the request's snapshot, or else one built from
+    the returned lines alone (units bought at their unit price, no discount, no shipping)."""
     snapshot = request.get("order")
     if snapshot:
-        return order_from_record(request["order_ref"], snapshot)
-    lines = request["lines"]
-    return Order(
-        request["order_ref"],
-        lines[0]["unit_price"]["currency"],
-        tuple(
-            OrderLine(
-                line_id_of(line),
-                line["sku"],
-                line["unit_price"]["amount_minor"],
-                line["quantity_bought"],
-            )
-            for line in lines
-        ),
-    )
+        return dict(snapshot)
+    lines: dict[str, dict[str, Any]] = {}
+    for line in request["lines"]:
+        lines.setdefault(
+            line_id_of(line),
+            {
+                "line_id": line_id_of(line),
+                "sku": line["sku"],
+                "unit_price_minor": line["unit_price"]["amount_minor"],
+                "quantity": line["quantity_bought"],
+                "tax_minor": 0,
+            },
+        )
+    return {
+        "currency": request["lines"][0]["unit_price"]["currency"],
+        "lines": list(lines.values()),
+        "discount_minor": 0,
+        "shipping_fee_minor": 0,
+        "tax_basis": "INCLUSIVE",
+        "tax_rate_bp": 0,
+    }
 
 
 def returning_units(request: Mapping[str, Any]) -> dict[str, int]:

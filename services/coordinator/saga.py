@@ -22,7 +22,8 @@ Forward path:
 The order refund ledger (keyed by order_ref) works each return's refund out after every
 other live return of the same order, so partial returns of one order add up to exactly what
 was paid; units other returns already hold are refused there (a person decides). A return
-whose order came without a snapshot skips it and refunds as planned at inspection.
+whose order came without a snapshot goes there with its returned lines: the ledger learns such
+an order line by line, so its units are never refunded twice either.
 
 Refund routes:
 - A bank-transfer refund without the buyer's account waits in AWAITING_BUYER_DETAILS
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from services.coordinator.refund_plan import plan_refund, refund_lines
+from services.coordinator.refund_plan import order_record_of, plan_refund, refund_lines
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.refund.refund_arithmetic import RefundArithmeticError
 from services.warehouse_intake.disposition import weight_far_below_expected
@@ -543,7 +544,8 @@ def _request_reservation(step: _Step, state: SagaState) -> SagaState:
         "RefundReservationRequested",
         {
             "order_ref": str(state.request["order_ref"]),
-            "order": state.request["order"],
+            "order": order_record_of(state.request),
+            "order_complete": bool(state.request.get("order")),
             "returning": plan["returning"],
             "liable": plan["liable"],
             "fees": plan["fee_terms"],
@@ -991,10 +993,11 @@ def _intake_completed(step: _Step) -> SagaState:
 
 
 def _reserves_with_the_order(state: SagaState) -> bool:
-    """Plans made from an order snapshot go through the order refund ledger (older plans,
-    and returns without a snapshot, refund as planned)."""
+    """Plans decided by a policy go through the order refund ledger, with the order's
+    snapshot or, without one, its returned lines (plans from before policies travelled with
+    returns refund as planned)."""
     plan = state.inspection.get("refund_plan") or {}
-    return bool(state.request.get("order") and plan.get("fee_terms") and plan.get("returning"))
+    return bool(plan.get("fee_terms") and plan.get("returning"))
 
 
 def _refund_or_exchange(step: _Step, state: SagaState) -> SagaState:

@@ -8,6 +8,10 @@ when the shipping fee is refunded, the lowest free positions of the order's unit
 to exactly what was paid once every unit is back; a released return's positions are free
 again and are taken at the same value by the next return, so nothing is lost either way.
 
+A return that came without the order's snapshot brings only its returned lines (units bought,
+unit price): the ledger learns such an order line by line, so two returns of it still never
+take the same units; a snapshot known from another live return values its lines instead.
+
 Idempotent by return: a reservation asked again answers what was reserved the first time; a
 released return stays released (a replayed reservation does not take its units again).
 """
@@ -34,6 +38,10 @@ from services.refund.refund_arithmetic import (
 
 RESERVED = "RESERVED"
 RELEASED = "RELEASED"
+LINES_ONLY_NOTE = (
+    "the return came without the order's snapshot: its lines are valued at their unit price, "
+    "without a share of the order's discounts or shipping"
+)
 
 
 @dataclass(frozen=True)
@@ -97,15 +105,18 @@ def reserve(
         if known["status"] == RESERVED:
             return entry, _reserved_answer(entry, return_id)
         return entry, _refused(order_ref, f"return {return_id} was released", [])
-    order_record = command["order"]
-    fingerprint = order_fingerprint(order_record)
     live = _live(entry)
-    if live and entry["order_fingerprint"] != fingerprint:
-        return entry, _refused(
-            order_ref,
-            "the order as paid differs from the one earlier returns of it were worked out on",
-            [rid for rid, _ in live],
+    order_record, complete, problem = _order_known(entry, command, bool(live))
+    fingerprint = order_fingerprint(order_record)
+    lines_only = not command.get("order_complete", True)  # checked line by line above
+    if not problem and not lines_only and live and entry["order_fingerprint"] != fingerprint:
+        problem = (
+            "the order as paid differs from the one earlier returns of it were worked out on"
+            if entry.get("order_complete", True)
+            else "the order's snapshot came after returns of it were worked out on their lines"
         )
+    if problem:
+        return entry, _refused(order_ref, problem, [rid for rid, _ in live])
     try:
         order = order_from_record(order_ref, order_record)
         returning = {item["line_id"]: item["units"] for item in command["returning"]}
@@ -125,7 +136,7 @@ def reserve(
         "breakdown": [
             {**line.to_record(), "currency": order.currency} for line in calculation.lines
         ],
-        "notes": list(calculation.notes),
+        "notes": list(calculation.notes) + ([] if complete else [LINES_ONLY_NOTE]),
         "order_paid_minor": order.paid_minor,
         "order_reserved_minor": calculation.history_after.refunded_minor,
         "other_returns": [rid for rid, _ in live],
@@ -144,10 +155,57 @@ def reserve(
     entry = {
         **entry,
         "order_fingerprint": fingerprint,
+        "order": order_record,
+        "order_complete": complete,
         "returns": returns,
         "sequence": sequence,
     }
     return entry, LedgerAnswer("RefundReserved", answer)
+
+
+def _order_known(
+    entry: Mapping[str, Any], command: Mapping[str, Any], any_live: bool
+) -> tuple[dict[str, Any], bool, str]:
+    """The order this reservation is worked out on, whether it is the whole order as paid,
+    and a problem (empty if none). A command without the order's snapshot brings only its
+    returned lines: while other returns of the order are live, they are added to the lines
+    known already (or, if a snapshot is known, found in it), and must say the same of a
+    line as earlier returns did."""
+    record = dict(command["order"])
+    if command.get("order_complete", True):
+        return record, True, ""
+    known = entry.get("order") if any_live else None
+    if not known:
+        return record, False, ""
+    known_complete = entry.get("order_complete", True)
+    if known["currency"] != record["currency"]:
+        return (
+            record,
+            False,
+            (
+                f"the returned lines are in {record['currency']}, "
+                f"earlier returns of the order in {known['currency']}"
+            ),
+        )
+    known_lines = {line["line_id"]: line for line in known["lines"]}
+    added = []
+    for line in record["lines"]:
+        earlier = known_lines.get(line["line_id"])
+        if earlier is None:
+            if known_complete:
+                return record, False, f"line {line['line_id']} is not in the order's snapshot"
+            added.append(line)
+        elif any(earlier[key] != line[key] for key in ("sku", "unit_price_minor", "quantity")):
+            return (
+                record,
+                False,
+                (
+                    f"line {line['line_id']} ({line['sku']}, {line['quantity']} bought at "
+                    f"{line['unit_price_minor']}) differs from what earlier returns of the order said "
+                    f"({earlier['sku']}, {earlier['quantity']} bought at {earlier['unit_price_minor']})"
+                ),
+            )
+    return {**known, "lines": [*known["lines"], *added]}, known_complete, ""
 
 
 def _history_and_positions(

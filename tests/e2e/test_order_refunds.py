@@ -1,7 +1,8 @@
 """Several returns of one order, on the real processes: the order refund ledger (in the refund
 service, keyed by order_ref) works each out after the others, so two partial returns in
 flight together refund exactly what the order cost, and a third return of units already
-refunded goes to a person instead of being paid again."""
+refunded goes to a person instead of being paid again — also when the returns came without
+the order's snapshot."""
 
 from __future__ import annotations
 
@@ -85,6 +86,24 @@ def test_partial_returns_in_flight_together_refund_exactly_what_the_order_cost(s
     assert "returning 1 after 3 of 3 bought" in view["outcome"]["reason"]
     assert view["outcome"]["ticket_id"]
     assert paid_at_psp(http, stack, third) == []
+
+
+def test_the_same_units_returned_twice_without_the_orders_snapshot_are_paid_once(stack, http):
+    order_ref = f"ORD-BARE-{uuid.uuid4().hex[:8]}"
+    returns = [
+        create_return(http, stack, order_ref=order_ref, reason_code="DEFECTIVE", lines=lines(2, 0))
+        for _ in range(2)
+    ]
+    for return_id in returns:
+        inspect(http, stack, return_id)
+    views = [wait_for_status(http, stack, rid, TERMINAL, timeout=90) for rid in returns]
+    assert sorted(v["status"] for v in views) == ["COMPLETED", "NEEDS_ATTENTION"]
+    refused = next(v for v in views if v["status"] == "NEEDS_ATTENTION")
+    assert "returning 2 after 2 of 3 bought" in refused["outcome"]["reason"]
+    paid = sorted(len(paid_at_psp(http, stack, rid)) for rid in returns)
+    assert paid == [0, 1]
+    completed = next(v for v in views if v["status"] == "COMPLETED")
+    assert completed["refund"]["amount"]["amount_minor"] == 2 * 2599  # its lines, no shares
 
 
 def test_an_unknown_order_has_no_refund_ledger(stack, http):

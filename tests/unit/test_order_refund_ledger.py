@@ -142,6 +142,85 @@ def test_the_summary_lists_live_and_released_returns():
     assert view["order_paid_minor"] == 4999
 
 
+# ------------------------------------------------- returns without the order's snapshot
+
+
+def lines_only(*lines: tuple[str, str, int, int]) -> dict:
+    """What the saga sends for a return without a snapshot: its lines (id, sku, unit price,
+    units bought), no discount, no shipping."""
+    return {
+        "currency": "EUR",
+        "lines": [
+            {"line_id": i, "sku": sku, "unit_price_minor": price, "quantity": bought}
+            for i, sku, price, bought in lines
+        ],
+        "discount_minor": 0,
+        "shipping_fee_minor": 0,
+    }
+
+
+MUGS = ("L1", "SKU-MUG", 1000, 3)
+TEE = ("L2", "SKU-TEE", 2500, 1)
+
+
+def lines_command(returning: dict[str, int], *lines: tuple[str, str, int, int]) -> dict:
+    return {**command(returning, order=lines_only(*lines)), "order_complete": False}
+
+
+def test_without_a_snapshot_the_same_units_cannot_be_refunded_twice():
+    entry, first = ledger.reserve(None, "RMA-1", lines_command({"L1": 3}, MUGS))
+    assert first.body["amount"]["amount_minor"] == 3000
+    assert "without the order's snapshot" in first.body["notes"][-1]
+    entry, again = ledger.reserve(entry, "RMA-2", lines_command({"L1": 1}, MUGS))
+    assert again.name == "RefundReservationRefused"
+    assert again.body["reason"] == "line L1: returning 1 after 3 of 3 bought"
+    assert again.body["held_by"] == ["RMA-1"]
+
+
+def test_without_a_snapshot_returns_of_other_lines_add_up_line_by_line():
+    entry, first = ledger.reserve(None, "RMA-1", lines_command({"L1": 2}, MUGS))
+    entry, second = ledger.reserve(entry, "RMA-2", lines_command({"L2": 1}, TEE))
+    entry, third = ledger.reserve(entry, "RMA-3", lines_command({"L1": 1}, MUGS))
+    assert [a.body["amount"]["amount_minor"] for a in (first, second, third)] == [2000, 2500, 1000]
+    assert third.body["order_reserved_minor"] == 5500
+    assert third.body["other_returns"] == ["RMA-1", "RMA-2"]
+    assert [line["line_id"] for line in entry["order"]["lines"]] == ["L1", "L2"]
+    assert entry["order_complete"] is False
+
+
+def test_without_a_snapshot_a_line_described_differently_than_before_is_refused():
+    entry, _ = ledger.reserve(None, "RMA-1", lines_command({"L1": 1}, MUGS))
+    dearer = ("L1", "SKU-MUG", 1200, 3)
+    _, answer = ledger.reserve(entry, "RMA-2", lines_command({"L1": 1}, dearer))
+    assert answer.name == "RefundReservationRefused"
+    assert "differs from what earlier returns of the order said" in answer.body["reason"]
+
+
+def test_without_a_snapshot_a_known_snapshot_values_the_lines_with_their_shares():
+    entry, _ = ledger.reserve(None, "RMA-1", command({"L1": 1}))
+    _, with_snapshot = ledger.reserve(entry, "RMA-2", command({"L1": 1}))
+    entry, second = ledger.reserve(entry, "RMA-2", lines_command({"L1": 1}, MUGS))
+    assert second.name == "RefundReserved"
+    # the same value as the snapshot's second mug (voucher and shipping shares), not 1000
+    assert second.body["amount"] == with_snapshot.body["amount"]
+    assert second.body["amount"]["amount_minor"] != 1000
+    assert entry["order_complete"] is True
+
+
+def test_without_a_snapshot_a_line_the_known_snapshot_lacks_is_refused():
+    entry, _ = ledger.reserve(None, "RMA-1", command({"L1": 1}))
+    _, answer = ledger.reserve(entry, "RMA-2", lines_command({"L7": 1}, ("L7", "SKU-X", 100, 1)))
+    assert answer.name == "RefundReservationRefused"
+    assert answer.body["reason"] == "line L7 is not in the order's snapshot"
+
+
+def test_a_snapshot_after_returns_worked_out_on_their_lines_alone_goes_to_a_person():
+    entry, _ = ledger.reserve(None, "RMA-1", lines_command({"L1": 1}, MUGS))
+    _, answer = ledger.reserve(entry, "RMA-2", command({"L2": 1}))
+    assert answer.name == "RefundReservationRefused"
+    assert "snapshot came after" in answer.body["reason"]
+
+
 # ------------------------------------------------------------------ property
 
 

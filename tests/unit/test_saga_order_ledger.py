@@ -132,3 +132,24 @@ def test_an_exchange_holds_its_units_before_the_replacement_is_ordered():
     assert done.state.status == Status.EXCHANGE_PENDING
     assert [name for name, _ in done.commands] == ["ReplacementOrderRequested"]
     assert [r["return_id"] for r in order_refund_ledger.summary(entry)["live_returns"]] == ["RMA-X"]
+
+
+def test_a_return_without_the_orders_snapshot_still_goes_through_the_ledger():
+    reserving = intake_completed(accepted_return(return_id="RMA-N", reason_code="DEFECTIVE"))
+    assert reserving.state.status == Status.RESERVING_REFUND
+    reservation = command(reserving, "RefundReservationRequested")
+    assert reservation["order_complete"] is False
+    assert [line["line_id"] for line in reservation["order"]["lines"]] == ["L1", "L2"]
+    assert reservation["order"]["discount_minor"] == 0
+
+
+def test_two_returns_of_the_same_units_without_a_snapshot_pay_once():
+    """The hole the ledger closes: each return alone looks fine (2 of 3 bought)."""
+    first, entry = through_the_ledger(accepted_return(return_id="RMA-N1", reason_code="DEFECTIVE"))
+    assert first.state.status == Status.REFUND_PENDING
+    second, _ = through_the_ledger(
+        accepted_return(return_id="RMA-N2", reason_code="DEFECTIVE"), entry
+    )
+    assert second.state.status == Status.NEEDS_ATTENTION
+    assert "returning 2 after 2 of 3 bought" in second.state.outcome["reason"]
+    assert not [name for name, _ in second.commands if name == "RefundRequested"]

@@ -125,8 +125,8 @@ def ledger_answer(transition, entry=None):
 
 
 def refund_command(state: SagaState, grades=("B", "B", "B"), carrier_damage=False):
-    """Through inspection, intake and the order refund ledger (a return with an order
-    snapshot reserves its share of the order first) to the saga's refund command."""
+    """Through inspection, intake and the order refund ledger (a return reserves its share
+    of the order first) to the saga's refund command."""
     done = intake_completed(state, grades, carrier_damage)
     if done.state.status == Status.RESERVING_REFUND:
         answer, _ = ledger_answer(done)
@@ -236,7 +236,10 @@ def test_fees_that_eat_the_whole_refund_complete_without_a_payment():
     inspected = apply(
         state, "InspectionRecorded", event("InspectionRecorded", RID, items=[item("SKU-CAP")])
     )
-    done = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
+    reserving = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
+    answer, _ = ledger_answer(reserving)
+    assert answer["amount"]["amount_minor"] == 0
+    done = apply(reserving.state, answer["envelope"]["event_type"], answer)
     assert [name for name, _ in done.commands] == ["ReturnCompleted"]
     assert done.state.status == Status.COMPLETED
     assert done.state.refund["status"] == "NOTHING_TO_PAY"
@@ -251,8 +254,9 @@ def test_packaging_damaged_on_arrival_with_a_clean_pickup_makes_the_carrier_liab
         item("SKU-CAP", "B"),
     ]
     inspected = apply(state, "InspectionRecorded", event("InspectionRecorded", RID, items=items))
-    done = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
-    command = the_refund(done)
+    reserving = apply(inspected.state, "IntakeCompleted", event("IntakeCompleted", RID))
+    answer, _ = ledger_answer(reserving)
+    command = the_refund(apply(reserving.state, answer["envelope"]["event_type"], answer))
     assert command["liable"] == "CARRIER"
     assert command["amount"]["amount_minor"] == 2 * 1999 + 500  # the buyer pays no fees
     assert "liability.transit_damage" in [rule["rule_id"] for rule in command["rules"]]
