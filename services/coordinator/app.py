@@ -102,6 +102,9 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
             ignored=transition.ignored,
             commands=[name for name, _ in transition.commands],
         )
+        already_fired = len(state.rules_fired) if state else 0
+        for rule in transition.state.rules_fired[already_fired:]:  # rules are only appended
+            log.info("rule fired", **rule)
         return [keyed(command) for command in transition.commands]
 
     @app.agent(inputs, name="saga", concurrency=1)

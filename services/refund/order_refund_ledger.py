@@ -199,13 +199,14 @@ def _order_known(
             return (
                 record,
                 False,
-                (
-                    f"line {line['line_id']} ({line['sku']}, {line['quantity']} bought at "
-                    f"{line['unit_price_minor']}) differs from what earlier returns of the order said "
-                    f"({earlier['sku']}, {earlier['quantity']} bought at {earlier['unit_price_minor']})"
-                ),
+                f"line {line['line_id']} ({_described(line)}) differs from what earlier "
+                f"returns of the order said ({_described(earlier)})",
             )
     return {**known, "lines": [*known["lines"], *added]}, known_complete, ""
+
+
+def _described(line: Mapping[str, Any]) -> str:
+    return f"{line['sku']}, {line['quantity']} bought at {line['unit_price_minor']}"
 
 
 def _history_and_positions(

@@ -227,7 +227,11 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
                     "return requested",
                     event_id=events[0][1]["envelope"]["event_id"],
                     accepted=decision.accepted,
-                    rules_fired=list(decision.rules_fired),
+                    policy_version=decision.policy_version,
+                    rules_fired=[
+                        {"rule_id": r.rule_id, "facts": r.facts, "effect": r.effect}
+                        for r in decision.rules
+                    ],
                 )
         locks.pop(return_id, None)
         return web.json(body, status=status)
