@@ -143,6 +143,7 @@ def plan_refund(
     refund = {
         "amount": Money(calculation.total_minor, order.currency).to_record(),
         "method": decision.destination.method,
+        "deadline_days": decision.destination.deadline_days,
         "paid_with": request["payment_method"],
         "lines": refund_lines(breakdown),
         "breakdown": breakdown,

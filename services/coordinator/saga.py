@@ -179,7 +179,9 @@ class SagaConfig:
     inspection_deadline_ms: int = 14 * DAY_MS  # collected → inspected
     intake_deadline_ms: int = HOUR_MS
     refund_deadline_ms: int = HOUR_MS  # no answer from the refund service
-    settlement_deadline_ms: int = 5 * DAY_MS  # a pending refund must settle by then
+    # a pending refund must settle by then, or it is compensated (the policy's refund
+    # deadline per method, usually shorter, opens a ticket first)
+    settlement_deadline_ms: int = 30 * DAY_MS
     buyer_details_deadline_ms: int = 7 * DAY_MS  # the buyer's bank account, for a transfer
     exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order
     decline_retry_limit: int = 3  # refunds asked again after RETRY declines, then fallback
@@ -1083,7 +1085,9 @@ def _start_refund(
             outcome={"outcome": "COMPLETED"},
             timer={},
         )
-    state = replace(state, refund={**plan, "status": "REQUESTED", "attempt": attempt})
+    due_by = state.refund.get("due_by") or _due_by(step, plan)  # a new attempt keeps it
+    refund = {**plan, "status": "REQUESTED", "attempt": attempt}
+    state = replace(state, refund=refund | ({"due_by": due_by} if due_by else {}))
     if plan["method"] == "BANK_TRANSFER" and not state.request.get("refund_account"):
         return _await_buyer_details(step, state)
     state = replace(
@@ -1092,6 +1096,49 @@ def _start_refund(
         compensations=(*state.compensations, "void-refund"),
     )
     return _request_refund(step, state)
+
+
+def _due_by(step: _Step, plan: dict[str, Any]) -> int | None:
+    """The policy's refund deadline for the method, counted from when the refund is decided."""
+    days = plan.get("deadline_days")
+    return None if days is None else step.now_ms + days * DAY_MS
+
+
+def _wait_for_settlement(step: _Step, state: SagaState) -> SagaState:
+    """A pending refund waits for its webhook: past the policy's deadline a person is asked
+    to chase it (the refund is not undone: the money may be on its way); past the
+    coordinator's settlement deadline it is compensated."""
+    cap_at = state.refund["pending_since"] + step.config.settlement_deadline_ms
+    due_by = state.refund.get("due_by")
+    if due_by and not state.refund.get("overdue_ticket") and due_by < cap_at:
+        if due_by <= step.now_ms:
+            return _refund_overdue(step, state)
+        return _deadline(step, state, due_by - step.now_ms)
+    return _deadline(step, state, max(0, cap_at - step.now_ms))
+
+
+def _refund_overdue(step: _Step, state: SagaState) -> SagaState:
+    refund = state.refund
+    days = refund.get("deadline_days")
+    why = (
+        f"refund by {refund['method']} still pending {days} day(s) after it was decided "
+        f"(policy deadline): ask {refund.get('provider') or 'the provider'} where it is"
+    )
+    ticket_id = _ticket(
+        step,
+        "refund-overdue",
+        why,
+        _facts(state, method=refund["method"], due_by=refund["due_by"]),
+    )
+    step.notes.append(why)
+    state = _rule(
+        state,
+        "refund_deadline_days",
+        {"method": refund["method"], "deadline_days": days, "due_by": refund["due_by"]},
+        f"overdue: ticket {ticket_id} opened, still waiting for the settlement",
+    )
+    state = replace(state, refund={**refund, "overdue_ticket": ticket_id})
+    return _wait_for_settlement(step, state)
 
 
 def _await_buyer_details(step: _Step, state: SagaState) -> SagaState:
@@ -1234,7 +1281,8 @@ def _refund_issued(step: _Step) -> SagaState | None:
         if state.refund.get("settled_at"):  # its webhook came first
             return _complete_refund(step, replace(state, refund={**refund, "status": "SUCCEEDED"}))
         step.notes.append("refund pending at the provider; waiting for settlement")
-        return _deadline(step, state, step.config.settlement_deadline_ms)
+        state = replace(state, refund={**refund, "pending_since": step.now_ms})
+        return _wait_for_settlement(step, state)
     return _complete_refund(step, state)
 
 
@@ -1418,6 +1466,10 @@ def _timed_out(step: _Step) -> SagaState | None:
             ("parcel-not-inspected", _facts(state)),
         )
     if status == Status.REFUND_PENDING and state.refund.get("status") == "PENDING":
+        due_by, since = state.refund.get("due_by"), state.refund.get("pending_since")
+        cap_at = since + step.config.settlement_deadline_ms if since else step.now_ms
+        if due_by and due_by <= step.now_ms < cap_at and not state.refund.get("overdue_ticket"):
+            return _refund_overdue(step, state)
         return _compensate(step, state, "REFUND", "refund still pending after its settlement time")
     if status == Status.AWAITING_BUYER_DETAILS:
         return _fall_back(

@@ -197,10 +197,27 @@ MARKET_REQUIRED = (
 )
 
 
+# where refunds go (COD and virtual accounts are refunded by one of these)
+REFUND_METHODS = ("CARD", "EWALLET", "BNPL", "DIRECT_DEBIT", "BANK_TRANSFER", "STORE_CREDIT")
+
+
 def _market_completeness(layer: PolicyLayer) -> list[PolicyProblem]:
-    """A market layer is the base every return falls back on: it must say everything."""
-    return [
+    """A market layer is the base every return falls back on: it must say everything,
+    including how many days a refund may take by each method it can go to."""
+    problems = [
         PolicyProblem(layer.file, f"rules.{key}", "a market's policy must set it")
         for key in MARKET_REQUIRED
         if key not in layer.rules
     ]
+    deadlines = layer.rules.get("refund_deadline_days")
+    if isinstance(deadlines, dict):
+        problems.extend(
+            PolicyProblem(
+                layer.file,
+                f"rules.refund_deadline_days.{method}",
+                "a market's policy must give the refund deadline of every refund method",
+            )
+            for method in REFUND_METHODS
+            if method not in deadlines
+        )
+    return problems

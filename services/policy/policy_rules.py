@@ -268,7 +268,7 @@ NEEDS_BANK_ACCOUNT = frozenset({"BANK_TRANSFER", "VIRTUAL_ACCOUNT"})
 class RefundDestination:
     method: str  # CARD, EWALLET, BNPL, DIRECT_DEBIT, BANK_TRANSFER, STORE_CREDIT
     needs_bank_account: bool
-    deadline_days: int
+    deadline_days: int | None  # the money reaches the buyer within this many days (None: unset)
     rule: RuleFired
 
 
@@ -286,7 +286,8 @@ def refund_destination(
         method, why = "BANK_TRANSFER", "refunded by bank transfer to the buyer's account"
     else:
         method, why = paid_with, f"back to the original {paid_with}"
-    deadline = int(rules["refund_deadline_days"].get(method, 0))
+    # every market file names every method (checked on load); a snapshot from before may not
+    deadline = rules["refund_deadline_days"].get(method)
     return RefundDestination(
         method,
         method == "BANK_TRANSFER",

@@ -25,7 +25,8 @@ rules:
     CHANGED_MIND: {family: BUYER_REMORSE}
   return_shipping: {fee_minor: 15000, payer: {BUYER: BUYER}}
   buyer_damage: REDUCE
-  refund_deadline_days: {CARD: 14, EWALLET: 1}
+  refund_deadline_days:
+    {CARD: 14, EWALLET: 1, BNPL: 7, DIRECT_DEBIT: 5, BANK_TRANSFER: 3, STORE_CREDIT: 0}
   cod_refund_to: EWALLET
   decline_fallback: STORE_CREDIT
   exchange_out_of_stock: REFUND
@@ -81,6 +82,16 @@ def test_a_market_layer_must_say_everything_the_others_fall_back_on():
     incomplete = MARKET.replace("  cod_refund_to: EWALLET\n", "")
     [problem] = problems(("ID/market.yaml", incomplete))
     assert problem == "ID/market.yaml: rules.cod_refund_to: a market's policy must set it"
+
+
+def test_a_market_layer_must_give_the_refund_deadline_of_every_refund_method():
+    incomplete = MARKET.replace(" BNPL: 7,", "")
+    assert incomplete != MARKET
+    [problem] = problems(("ID/market.yaml", incomplete))
+    assert problem == (
+        "ID/market.yaml: rules.refund_deadline_days.BNPL: "
+        "a market's policy must give the refund deadline of every refund method"
+    )
 
 
 def test_a_category_needs_its_market_and_scopes_are_unique():

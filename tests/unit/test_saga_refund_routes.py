@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.coordinator.saga import DEFAULT_CONFIG, SagaState, Status, status_view
+from services.coordinator.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
 from tests.support.return_events import event
 from tests.unit.test_saga_refund_plan import RID, accepted_return, apply, refund_command
 
@@ -246,3 +246,54 @@ def test_an_answer_of_an_earlier_attempt_does_not_complete_the_return():
     fallback = declined(refund_pending(), "card_expired", "FALLBACK").state
     stale = issued(fallback, idempotency_key=f"{RID}-refund-1")
     assert stale.ignored and stale.state.status == Status.REFUND_PENDING
+
+
+# ------------------------------------------------- the policy's refund deadline per method
+
+DAY_MS = 86_400_000
+
+
+def fire_at(state: SagaState, now_ms: int):
+    timer = state.timer
+    record = event("SagaStepTimedOut", RID, step=timer["step"], timer_id=timer["id"])
+    return decide(state, "SagaStepTimedOut", record, now_ms, DEFAULT_CONFIG)
+
+
+def test_the_refund_is_due_within_the_policys_days_for_its_method():
+    state = refund_pending()  # DE, paid by card: 10 days
+    assert state.refund["deadline_days"] == 10
+    decided_at = state.history[-1]["at"]
+    assert state.refund["due_by"] == decided_at + 10 * DAY_MS
+    assert status_view(state)["refund"]["due_by"] == state.refund["due_by"]
+
+
+def test_a_pending_refund_past_its_due_date_asks_a_person_and_keeps_waiting():
+    pending = issued(refund_pending(), "PENDING").state
+    assert pending.timer["due_at"] == pending.refund["due_by"]  # before the 30-day cap
+    overdue = fire_at(pending, pending.refund["due_by"])
+    assert overdue.state.status == Status.REFUND_PENDING  # the money may be on its way
+    ticket = command(overdue, "TicketOpened")
+    assert ticket["category"] == "refund-overdue"
+    assert ticket["facts"]["method"] == "CARD"
+    assert overdue.state.refund["overdue_ticket"] == ticket["ticket_id"]
+    cap = overdue.state.refund["pending_since"] + DEFAULT_CONFIG.settlement_deadline_ms
+    assert overdue.state.timer["due_at"] == cap
+    fired = [rule["effect"] for rule in overdue.state.rules_fired]
+    assert any(effect.startswith("overdue: ticket") for effect in fired)
+    settled = apply(overdue.state, "RefundSettled", event("RefundSettled", RID))
+    assert settled.state.status == Status.COMPLETED
+
+
+def test_a_refund_still_pending_at_the_settlement_deadline_is_compensated_after_one_ticket():
+    pending = issued(refund_pending(), "PENDING").state
+    overdue = fire_at(pending, pending.refund["due_by"]).state
+    given_up = fire_at(overdue, overdue.timer["due_at"])
+    assert given_up.state.status == Status.COMPENSATING
+    assert [name for name, _ in given_up.commands] == ["RefundVoidRequested"]
+
+
+def test_a_new_attempt_keeps_the_first_due_date():
+    pending = refund_pending()
+    fallback = declined(pending, "account_closed", "FALLBACK").state
+    assert fallback.refund["method"] == "STORE_CREDIT"
+    assert fallback.refund["due_by"] == pending.refund["due_by"]
