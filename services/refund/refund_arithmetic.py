@@ -6,8 +6,9 @@ refunded, the lines being returned now, who is liable and the fee terms of the p
 return was decided under. Everything is integer minor units of one currency.
 
 Per line:  goods   = unit price × quantity − the line's share of order-level discounts
-           + tax   (EXCLUSIVE basis: the tax charged on the line; INCLUSIVE: inside goods,
-                    shown as `tax_included` for the receipt, never added twice)
+           + tax   (EXCLUSIVE basis: the tax charged on the goods refunded; INCLUSIVE:
+                    inside the prices, never added twice — `tax_included` shows the tax
+                    inside what the line finally refunds, for the receipt)
            + shipping       (the original shipping fee, when seller, platform or carrier
                              is liable)
            − return_shipping, restocking_fee, damage_deduction   (when the buyer is liable)
@@ -247,8 +248,8 @@ class LineRefund:
     gross_minor: int  # unit price × quantity
     discount_minor: int  # this return's share of order-level discounts and vouchers
     goods_minor: int  # gross − discount
-    tax_minor: int  # EXCLUSIVE basis: tax refunded on top
-    tax_included_minor: int  # INCLUSIVE basis: tax inside goods (for the receipt)
+    tax_minor: int  # EXCLUSIVE basis: tax refunded on top (none on goods kept back as fees)
+    tax_included_minor: int  # INCLUSIVE basis: tax inside amount_minor (for the receipt)
     shipping_minor: int  # original shipping fee refunded
     return_shipping_minor: int  # deducted
     restocking_fee_minor: int  # deducted
@@ -320,10 +321,6 @@ def calculate_refund(
         goods = _share_of(net, ranges, line.quantity)
         gross = _share_of(line.gross_minor, ranges, line.quantity)
         tax = _share_of(line.tax_minor, ranges, line.quantity)
-        included = 0
-        if order.tax_basis == TaxBasis.INCLUSIVE and order.tax_rate_bp:
-            line_tax = net * order.tax_rate_bp // (BASIS_POINTS + order.tax_rate_bp)
-            included = _share_of(line_tax, ranges, line.quantity)
         lines.append(
             LineRefund(
                 line.line_id,
@@ -334,7 +331,7 @@ def calculate_refund(
                 gross - goods,
                 goods,
                 tax,
-                included,
+                0,  # tax_included: worked out from the final amount below
                 0,
                 0,
                 0,
@@ -360,6 +357,12 @@ def calculate_refund(
         ]
     if buyer_pays:
         lines = _deduct_fees(lines, fees, notes)
+    if order.tax_basis == TaxBasis.INCLUSIVE and order.tax_rate_bp:
+        rate = order.tax_rate_bp  # the tax inside what the line refunds, for the receipt
+        lines = [
+            replace(line, tax_included_minor=line.amount_minor * rate // (BASIS_POINTS + rate))
+            for line in lines
+        ]
 
     total = sum(line.amount_minor for line in lines)
     returned_units = dict(history.returned_units)
@@ -379,21 +382,25 @@ def calculate_refund(
 
 
 def _deduct_fees(lines: list[LineRefund], fees: FeeTerms, notes: list[str]) -> list[LineRefund]:
-    """Damage deduction, restocking fee, then return shipping; each capped at what is left."""
+    """Damage deduction and restocking fee keep back part of the goods (capped at the goods);
+    on the EXCLUSIVE basis the tax on the part kept back is not refunded either (rounded
+    down). Then return shipping, capped at what is left."""
     out = []
     for line in lines:
-        left = line.amount_minor
-        damage = min(left, line.goods_minor * fees.damage_deduction_bp // BASIS_POINTS)
-        left -= damage
-        restocking = line.goods_minor * fees.restocking_fee_bp // BASIS_POINTS
-        restocking = min(left, restocking + fees.restocking_fee_flat_minor * line.quantity)
-        left -= restocking
+        goods = line.goods_minor
+        damage = goods * fees.damage_deduction_bp // BASIS_POINTS
+        restocking = goods * fees.restocking_fee_bp // BASIS_POINTS
+        restocking += fees.restocking_fee_flat_minor * line.quantity
+        restocking = min(goods - damage, restocking)
+        goods_back = goods - damage - restocking
+        tax_back = line.tax_minor * goods_back // goods if goods else line.tax_minor
         out.append(
             replace(
                 line,
+                tax_minor=tax_back,
                 damage_deduction_minor=damage,
                 restocking_fee_minor=restocking,
-                amount_minor=left,
+                amount_minor=goods_back + tax_back + line.shipping_minor,
             )
         )
     fee = fees.return_shipping_fee_minor

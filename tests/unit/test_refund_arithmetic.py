@@ -87,7 +87,8 @@ def test_a_full_return_by_a_liable_seller_gives_back_exactly_what_was_paid():
     assert (l1.gross_minor, l1.discount_minor, l1.goods_minor) == (10000, 1000, 9000)
     assert (l2.gross_minor, l2.discount_minor, l2.goods_minor) == (3000, 300, 2700)
     assert l1.shipping_minor + l2.shipping_minor == 499
-    assert l1.tax_included_minor == 9000 * 1900 // 11900  # the VAT inside, for the receipt
+    # the VAT inside what the line refunds (goods and its shipping share), for the receipt
+    assert l1.tax_included_minor == (9000 + l1.shipping_minor) * 1900 // 11900
 
 
 def test_a_buyer_remorse_return_pays_no_shipping_back_and_bears_the_fees():
@@ -123,6 +124,28 @@ def test_exclusive_tax_is_refunded_on_top_of_the_goods():
     result = calculate_refund(order, {"L1": 1}, Liable.SELLER)
     assert result.lines[0].tax_minor == 206
     assert result.total_minor == 2500 + 206
+
+
+def test_exclusive_tax_on_goods_kept_back_as_fees_is_not_refunded():
+    order = Order(
+        "ORD-US",
+        "USD",
+        (OrderLine("L1", "SKU-A", 2500, 4, tax_minor=825),),
+        tax_basis=TaxBasis.EXCLUSIVE,
+    )
+    fees = FeeTerms(restocking_fee_bp=2000, return_shipping_fee_minor=300)
+    [line] = calculate_refund(order, {"L1": 1}, Liable.BUYER, fees).lines
+    assert line.restocking_fee_minor == 500  # 20 % of 25.00
+    assert line.tax_minor == 206 * 2000 // 2500  # the tax on the 20.00 refunded: 1.64
+    assert line.amount_minor == 2500 - 500 + 164 - 300
+
+
+def test_inclusive_tax_shown_is_the_tax_inside_what_is_refunded_after_fees():
+    fees = FeeTerms(return_shipping_fee_minor=350, restocking_fee_bp=1000)
+    [line] = calculate_refund(EUR_ORDER, {"L1": 1}, Liable.BUYER, fees).lines
+    assert line.amount_minor == 4500 - 450 - 350
+    assert line.tax_included_minor == 3700 * 1900 // 11900  # 5.90 of the 37.00, not of 45.00
+    assert line.tax_minor == 0  # never added on top
 
 
 @pytest.mark.parametrize(
@@ -251,6 +274,8 @@ def test_any_mix_of_liabilities_and_fees_never_refunds_more_than_was_paid(data):
         liable = data.draw(st.sampled_from(list(Liable)))
         fees = data.draw(fee_terms)
         result = calculate_refund(order, step, liable, fees, history)
+        no_fees = calculate_refund(order, step, liable, FeeTerms(), history)
+        full_tax = {line.line_id: line.tax_minor for line in no_fees.lines}
         for line in result.lines:
             deducted = (
                 line.return_shipping_minor + line.restocking_fee_minor + line.damage_deduction_minor
@@ -264,6 +289,15 @@ def test_any_mix_of_liabilities_and_fees_never_refunds_more_than_was_paid(data):
                 assert deducted == 0
             else:
                 assert line.shipping_minor == 0
+            if order.tax_basis == TaxBasis.INCLUSIVE:  # the tax inside what is refunded
+                assert line.tax_minor == 0
+                rate = order.tax_rate_bp
+                assert line.tax_included_minor == line.amount_minor * rate // (10_000 + rate)
+            elif line.goods_minor:  # no tax refunded on goods kept back as fees
+                kept = line.restocking_fee_minor + line.damage_deduction_minor
+                assert line.tax_minor * line.goods_minor <= (
+                    full_tax[line.line_id] * (line.goods_minor - kept)
+                )
         total += result.total_minor
         assert total == result.history_after.refunded_minor
         history = result.history_after
