@@ -73,6 +73,14 @@ def test_a_negative_window_and_a_percentage_above_100_are_refused():
     assert any("rules.damage_deduction_bp" in p and "10000" in p for p in found)
 
 
+def test_the_buyer_cannot_be_made_to_pay_return_shipping_for_someone_elses_fault():
+    bad = MARKET.replace("payer: {BUYER: BUYER}", "payer: {BUYER: BUYER, SELLER: BUYER}")
+    assert bad != MARKET
+    [problem] = problems(("ID/market.yaml", bad))
+    assert problem.startswith("ID/market.yaml: rules.return_shipping.payer.SELLER: ")
+    assert "'BUYER' is not one of" in problem
+
+
 def test_broken_yaml_says_so():
     [problem] = problems(("ID/market.yaml", "policy: [unclosed"))
     assert problem.startswith("ID/market.yaml: (top): not valid YAML/JSON")
