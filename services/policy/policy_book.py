@@ -1,7 +1,9 @@
 """The policies a running service decides with, reloaded when their files change.
 
 A reload reads and validates every file; a set with any problem is rejected (logged with
-file, path and problem) and the previous set stays active. A return keeps the effective
+file, path and problem) and the previous set stays active. A layer whose rules changed must
+say so with a higher `version`: a return records the versions it was decided under, and two
+different policies must never be recorded under one name. A return keeps the effective
 policy it was accepted under (ReturnAccepted.policy_json), so a reload only affects returns
 requested after it.
 """
@@ -11,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.policy.policy_files import PolicyError, PolicySet, load_policy_set, policy_files
+from services.policy.policy_files import (
+    PolicyError,
+    PolicyLayer,
+    PolicySet,
+    load_policy_set,
+    policy_files,
+)
 
 
 @dataclass(frozen=True)
@@ -49,5 +57,28 @@ class PolicyBook:
             return Reload(False, self.current.digest, tuple(str(p) for p in exc.problems))
         if candidate.digest == self.current.digest:
             return Reload(False, self.current.digest)
+        problems = version_problems(self.current, candidate)
+        if problems:
+            return Reload(False, self.current.digest, problems)
         self.current = candidate
         return Reload(True, candidate.digest)
+
+
+def _content(layer: PolicyLayer) -> tuple[object, ...]:
+    return (layer.rules, layer.currency)
+
+
+def version_problems(active: PolicySet, candidate: PolicySet) -> tuple[str, ...]:
+    """Layers of the candidate that changed without a higher version than the active one's."""
+    by_key = {layer.key: layer for layer in active.layers}
+    problems = []
+    for layer in candidate.layers:
+        before = by_key.get(layer.key)
+        changed = before is not None and _content(layer) != _content(before)
+        if changed and layer.version <= before.version:
+            problems.append(
+                f"{layer.file}: version: the rules changed but the version is "
+                f"{layer.version} (active: {before.version}); raise it so returns can say "
+                "which rules decided them"
+            )
+    return tuple(problems)
