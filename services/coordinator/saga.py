@@ -34,7 +34,8 @@ Refund routes:
   NEEDS_ATTENTION opens a ticket. A refund that cannot be paid any way compensates.
 - An exchange (resolution EXCHANGE) asks for a replacement order after intake instead
   (EXCHANGE_PENDING + ReplacementOrderRequested); out of stock → the policy's
-  `exchange_out_of_stock` decides: REFUND (as planned) or STORE_CREDIT.
+  `exchange_out_of_stock` decides: REFUND (as planned) or STORE_CREDIT. An item the buyer
+  damaged (refund REDUCED by the policy) gets no replacement: the reduced refund is paid.
 
 Failures:
 - Terminal states carry a reason: COMPLETED, REJECTED (policy or inspection), CANCELLED
@@ -1004,8 +1005,17 @@ def _reserves_with_the_order(state: SagaState) -> bool:
 
 def _refund_or_exchange(step: _Step, state: SagaState) -> SagaState:
     if state.request.get("resolution") == "EXCHANGE" and state.request.get("exchange_sku"):
-        step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
-        return _request_replacement(step, replace(state, status=Status.EXCHANGE_PENDING))
+        liability = _planned_refund(state).get("liability") or {}
+        if liability.get("refund") != "REDUCED":
+            step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
+            return _request_replacement(step, replace(state, status=Status.EXCHANGE_PENDING))
+        # a full replacement for an item the buyer damaged would undo the policy's deduction
+        state = _rule(
+            state,
+            "exchange_refused",
+            {"exchange_sku": state.request["exchange_sku"], "liable": liability.get("liable")},
+            "item damaged by the buyer: no replacement, the reduced refund is paid instead",
+        )
     return _start_refund(step, state, _planned_refund(state))
 
 

@@ -80,7 +80,8 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
     the same policy files they use."""
     body, grades = random_return(rng, index, run_id)
     expected = expected_refund(body, grades)
-    if body.get("resolution") == "EXCHANGE":  # the marketplace double has stock: no money
+    if body.get("resolution") == "EXCHANGE" and not expected.reduced:
+        # the marketplace double has stock: no money (an item the buyer damaged is refunded)
         expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
     return TrackedReturn(
         index,
@@ -160,6 +161,7 @@ class ExpectedRefund:
     amount_minor: int
     method: str
     liable: str
+    reduced: bool = False  # damaged by the buyer: the policy reduced the refund
 
 
 def expected_refund(body: dict[str, Any], grades: list[str]) -> ExpectedRefund:
@@ -177,7 +179,12 @@ def expected_refund(body: dict[str, Any], grades: list[str]) -> ExpectedRefund:
         carrier_noted_damage=False,
     )
     refund = plan.refund
-    return ExpectedRefund(refund["amount"]["amount_minor"], refund["method"], refund["liable"])
+    return ExpectedRefund(
+        refund["amount"]["amount_minor"],
+        refund["method"],
+        refund["liable"],
+        refund["liability"]["refund"] == "REDUCED",
+    )
 
 
 @cache

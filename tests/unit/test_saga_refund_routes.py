@@ -217,6 +217,18 @@ def test_an_exchange_out_of_stock_in_id_refunds_the_way_the_buyer_paid():
     assert command(out, "RefundRequested")["method"] == "EWALLET"
 
 
+def test_an_item_damaged_by_the_buyer_gets_the_reduced_refund_instead_of_a_replacement():
+    done = refund_command(
+        accepted_return(resolution="EXCHANGE", exchange_sku="SKU-RED-L"), grades=("D", "D", "D")
+    )
+    refund = command(done, "RefundRequested")
+    assert done.state.status == Status.REFUND_PENDING
+    assert not [name for name, _ in done.commands if name == "ReplacementOrderRequested"]
+    assert done.state.refund["liability"]["refund"] == "REDUCED"
+    assert sum(line["damage_deduction_minor"] for line in refund["breakdown"]) > 0
+    assert "exchange_refused" in [rule["rule_id"] for rule in done.state.rules_fired]
+
+
 def test_a_replacement_without_an_answer_is_asked_again_with_the_same_key():
     done = exchange_return()
     again = fire_timer(done.state)
