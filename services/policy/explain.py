@@ -2,7 +2,7 @@
 apart from reading the two inputs it is given).
 
 The request format is `schemas/policy/return-explain-request.schema.json` (examples under
-`deploy/policies/examples/`). The answer: accepted or rejected (with the code), the policy
+`deploy/policy-examples/`). The answer: accepted or rejected (with the code), the policy
 version, the reason family, the liable party, every rule that fired, the refund per line with
 every component, the total and where the money goes.
 """
