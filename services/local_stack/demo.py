@@ -49,7 +49,15 @@ from services.returns.return_request import parse_return_request
 
 console = Console(stderr=True)
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
-REASONS = ("CHANGED_MIND", "WRONG_SIZE", "DEFECTIVE", "NOT_AS_DESCRIBED", "DAMAGED_ON_ARRIVAL")
+REASONS = (
+    "CHANGED_MIND",
+    "WRONG_SIZE",
+    "DEFECTIVE",
+    "NOT_AS_DESCRIBED",
+    "DAMAGED_ON_ARRIVAL",
+    "LATE_DELIVERY",  # the platform's fault
+)
+TRANSIT_DAMAGE_SHARE = 0.08  # parcels that arrive damaged, outer box too: the carrier's fault
 
 
 @dataclass
@@ -59,6 +67,7 @@ class TrackedReturn:
     body: dict[str, Any]
     expected_minor: int
     grades: list[str] = field(default_factory=list)  # per returned unit, as scanned
+    packaging_damaged: bool = False  # the scanner reports the outer box damaged on arrival
     expected_method: str = ""  # where the refund goes
     expected_liable: str = ""
     return_id: str = ""
@@ -79,7 +88,10 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
     """A buyer's return, with the refund the services should pay for it worked out from
     the same policy files they use."""
     body, grades = random_return(rng, index, run_id)
-    expected = expected_refund(body, grades)
+    transit_damage = rng.random() < TRANSIT_DAMAGE_SHARE
+    if transit_damage:
+        grades = ["D", *grades[1:]]
+    expected = expected_refund(body, grades, transit_damage)
     if body.get("resolution") == "EXCHANGE" and not expected.reduced:
         # the marketplace double has stock: no money (an item the buyer damaged is refunded)
         expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
@@ -89,6 +101,7 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
         body,
         expected.amount_minor,
         grades,
+        transit_damage,
         expected.method,
         expected.liable,
     )
@@ -164,14 +177,19 @@ class ExpectedRefund:
     reduced: bool = False  # damaged by the buyer: the policy reduced the refund
 
 
-def expected_refund(body: dict[str, Any], grades: list[str]) -> ExpectedRefund:
+def expected_refund(
+    body: dict[str, Any], grades: list[str], packaging_damaged: bool = False
+) -> ExpectedRefund:
     """What the services should refund: the front door's and the saga's own pure decisions,
     on the policy files they load (deploy/policies, or $BOOMERANG_POLICY_DIR)."""
     request = parse_return_request(body)
     decision = decide_return(_policies(), request, now_ms())
     if not decision.accepted or decision.policy_json is None:
         raise ValueError(f"the demo built a return the policy rejects: {decision.detail}")
-    items = [{"sku": "", "grade": grade, "matches_order": True} for grade in grades]
+    items = [
+        {"sku": "", "grade": grade, "matches_order": True, "packaging_damaged": packaging_damaged}
+        for grade in grades
+    ]
     plan = plan_refund(
         {**request.event_fields(), "reason_family": decision.reason_family},
         json.loads(decision.policy_json),
@@ -205,6 +223,7 @@ def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str
             "expected_weight_grams": None,
             "notes": "",
             "photo_refs": [],
+            "packaging_damaged": tracked.packaging_damaged,
         }
         for sku, grade in zip(units, tracked.grades, strict=True)
     ]
@@ -399,13 +418,38 @@ async def psp_ledger(*psp_urls: str) -> list[dict[str, Any]]:
     return refunds
 
 
-def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+async def saga_views(coordinator_url: str, return_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The coordinator's view of each return (`GET /returns/{id}`), for what it decided."""
+    views: dict[str, dict[str, Any]] = {}
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        for return_id in return_ids:
+            response = await http.get(f"{coordinator_url}/returns/{return_id}")
+            if response.status_code == 200:
+                views[return_id] = response.json()
+    return views
+
+
+def summarize(
+    driver: LoopDriver,
+    ledger: list[dict[str, Any]],
+    wall_s: float,
+    views: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`views` (the coordinator's, by return id) adds the liable party the system decided,
+    checked against the one foreseen."""
     ours = {t.return_id: t for t in driver.tracked if t.return_id}
     paid = [r for r in ledger if r["return_id"] in ours and r["status"] in ("succeeded", "pending")]
     per_return = Counter(r["return_id"] for r in paid)
     wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
     wrong_methods = [r for r in paid if r["method"] != ours[r["return_id"]].expected_method]
     completed = [t for t in driver.tracked if t.terminal == "ReturnCompleted"]
+    decided = {
+        t.return_id: ((views or {}).get(t.return_id, {}).get("liability") or {}).get("liable")
+        for t in completed
+    }
+    wrong_liable = [
+        t for t in completed if views is not None and decided[t.return_id] != t.expected_liable
+    ]
     latencies = sorted(
         (t.refunded_at - t.requested_at) * 1000 for t in driver.tracked if t.refunded_at
     )
@@ -427,7 +471,10 @@ def summarize(driver: LoopDriver, ledger: list[dict[str, Any]], wall_s: float) -
         "exchanges_completed": sum(t.expected_method == "EXCHANGE" for t in completed),
         "by_payment_method": dict(Counter(t.body["payment_method"] for t in driver.tracked)),
         "by_refund_method": dict(Counter(t.expected_method for t in completed)),
-        "by_liable_party": dict(Counter(t.expected_liable for t in completed)),
+        "wrong_liable": len(wrong_liable) if views is not None else None,
+        "by_liable_party": dict(
+            Counter(decided[t.return_id] if views else t.expected_liable for t in completed)
+        ),
         "by_reason": dict(Counter(t.body["reason_code"] for t in driver.tracked)),
         "p50_ms": round(statistics.median(latencies)) if latencies else 0,
         "p95_ms": percentile(0.95),
@@ -498,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         timeout = args.timeout or 60 + args.returns * 0.5
         asyncio.run(driver.run(timeout))
         ledger = asyncio.run(psp_ledger(*(stack.url(p) for p in PAYMENT_PROVIDERS)))
-        summary = summarize(driver, ledger, time.monotonic() - started)
+        ids = [t.return_id for t in driver.tracked if t.return_id]
+        views = asyncio.run(saga_views(stack.url("coordinator"), ids))
+        summary = summarize(driver, ledger, time.monotonic() - started, views)
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)
         ok = (
@@ -506,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             and summary["refunds_at_psp"] == summary["refunds_expected"]
             and summary["duplicates_at_psp"] == 0
             and summary["wrong_amounts"] == summary["wrong_methods"] == 0
+            and summary["wrong_liable"] == 0
         )
         if args.keep_running:
             keep_running(stack, bootstrap)

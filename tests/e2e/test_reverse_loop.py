@@ -52,6 +52,7 @@ def test_twenty_returns_complete_with_exactly_one_refund_each(stack, kafka_boots
         statuses = [h["to"] for h in view["history"]]
         assert [s for s in statuses if s in FULL_PATH][:1] == ["REQUESTED"]
         assert statuses[-1] == "COMPLETED"
+        assert view["liability"]["liable"] == tracked.expected_liable
         if tracked.expected_method == "EXCHANGE":
             assert view["outcome"]["resolution"] == "EXCHANGE" and view["refund"] is None
             continue
