@@ -81,17 +81,26 @@ class TrackedReturn:
 
 PAYMENT_METHODS = ("CARD", "CARD", "EWALLET", "BNPL", "DIRECT_DEBIT", "BANK_TRANSFER", "COD")
 EXCHANGE_SHARE = 0.06  # returns asking for another variant instead of money
-PHOTO_REASONS = frozenset({"DAMAGED_ON_ARRIVAL"})  # DE asks for a photo of the damage
+# the policies ask for photos of a fault (up to two for a defect in ID electronics)
+PHOTO_REASONS = frozenset({"DAMAGED_ON_ARRIVAL", "DEFECTIVE", "NOT_AS_DESCRIBED"})
 
 
 def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
     """A buyer's return, with the refund the services should pay for it worked out from
-    the same policy files they use."""
-    body, grades = random_return(rng, index, run_id)
-    transit_damage = rng.random() < TRANSIT_DAMAGE_SHARE
-    if transit_damage:
-        grades = ["D", *grades[1:]]
-    expected = expected_refund(body, grades, transit_damage)
+    the same policy files they use. The demo drives returns that end with the money back
+    (or a replacement): a draw the policy would reject is drawn again."""
+    for _ in range(100):
+        body, grades = random_return(rng, index, run_id)
+        transit_damage = rng.random() < TRANSIT_DAMAGE_SHARE
+        if transit_damage:
+            grades = ["D", *grades[1:]]
+        try:
+            expected = expected_refund(body, grades, transit_damage)
+            break
+        except ValueError:
+            continue
+    else:
+        raise RuntimeError("100 draws in a row were rejected by the policies: check them")
     if body.get("resolution") == "EXCHANGE" and not expected.reduced:
         # the marketplace double has stock: no money (an item the buyer damaged is refunded)
         expected = ExpectedRefund(0, "EXCHANGE", expected.liable)
@@ -107,16 +116,42 @@ def make_request(rng: random.Random, index: int, run_id: str) -> TrackedReturn:
     )
 
 
+@dataclass(frozen=True)
+class DemoMarket:
+    currency: str
+    prices: tuple[int, int]  # unit prices drawn from this range, in minor units
+    shipping_fees: tuple[int, ...]
+    street: str
+    delivered_days_ago: tuple[int, int]  # inside the market's shortest return window
+
+
+MARKETS = {
+    "DE": DemoMarket("EUR", (199, 25_000), (0, 399, 499), "Musterstrasse {n}, Berlin", (1, 25)),
+    "ID": DemoMarket(
+        "IDR", (15_000, 2_500_000), (0, 9_000, 15_000), "Jl. Sudirman {n}, Jakarta", (1, 6)
+    ),
+    "KW": DemoMarket("KWD", (500, 60_000), (0, 500, 750), "Block {n}, Salmiya", (1, 10)),
+}
+MARKET_MIX = ("DE", "DE", "DE", "ID", "KW")  # euro cents, rupiah without decimals, fils
+
+
 def random_return(
-    rng: random.Random, index: int, run_id: str, exchange_share: float = EXCHANGE_SHARE
+    rng: random.Random,
+    index: int,
+    run_id: str,
+    exchange_share: float = EXCHANGE_SHARE,
+    markets: tuple[str, ...] = MARKET_MIX,
 ) -> tuple[dict[str, Any], list[str]]:
-    """A buyer's return request body: mixed categories, reasons and payment methods; half of
-    them send the whole order (a voucher, shipping, a line kept). The grades each returned
-    unit will be scanned with are chosen now (so the refund can be foreseen)."""
+    """A buyer's return request body: mixed markets (and currencies of 0, 2 and 3
+    decimals), categories, reasons and payment methods; half of them send the whole order
+    (a voucher, shipping, a line kept). The grades each returned unit will be scanned with
+    are chosen now (so the refund can be foreseen)."""
+    market_code = rng.choice(markets)
+    market = MARKETS[market_code]
     lines, order_lines = [], []
     for n in range(rng.randint(1, 3)):
         bought = rng.randint(1, 3)
-        price = rng.randint(199, 25_000)
+        price = rng.randint(*market.prices)
         line_id = f"L{n + 1}"
         order_lines.append(
             {"line_id": line_id, "sku": f"SKU-{rng.randint(1, 400):04d}-{n}", "quantity": bought}
@@ -128,23 +163,25 @@ def random_return(
                 "sku": order_lines[-1]["sku"],
                 "quantity": rng.randint(1, bought),
                 "quantity_bought": bought,
-                "unit_price": {"amount_minor": price, "currency": "EUR"},
+                "unit_price": {"amount_minor": price, "currency": market.currency},
             }
         )
     reason = rng.choice(REASONS)
-    delivered = datetime.now(UTC) - timedelta(days=rng.randint(1, 25))
+    delivered = datetime.now(UTC) - timedelta(days=rng.randint(*market.delivered_days_ago))
     body: dict[str, Any] = {
         "order_ref": f"ORD-{run_id}-{index:05d}",
         "buyer_id": f"B-{rng.randint(1, 5000)}",
         "seller_id": f"S-{rng.randint(1, 60)}",
         "category": rng.choice(CATEGORIES),
-        "market": "DE",
+        "market": market_code,
         "reason_code": reason,
         "delivered_at": delivered.date().isoformat(),
         "payment_method": rng.choice(PAYMENT_METHODS),
-        "pickup_address": f"Musterstrasse {rng.randint(1, 200)}, Berlin",
+        "pickup_address": market.street.format(n=rng.randint(1, 200)),
         "lines": lines,
-        "photo_refs": [f"photo://{run_id}/{index}.jpg"] if reason in PHOTO_REASONS else [],
+        "photo_refs": [f"photo://{run_id}/{index}-{n}.jpg" for n in range(2)]
+        if reason in PHOTO_REASONS
+        else [],
         "store_credit": rng.random() < 0.1,
     }
     if body["payment_method"] == "BANK_TRANSFER" and rng.random() < 0.5:
@@ -153,13 +190,14 @@ def random_return(
         body |= {"resolution": "EXCHANGE", "exchange_sku": f"{lines[0]['sku']}-XL"}
         body.pop("store_credit")
     if rng.random() < 0.5:
-        kept = {"line_id": "LX", "sku": "SKU-KEPT", "quantity": 1, "unit_price_minor": 1500}
-        goods = sum(ol["unit_price_minor"] * ol["quantity"] for ol in order_lines) + 1500
+        kept_price = rng.randint(*market.prices)
+        kept = {"line_id": "LX", "sku": "SKU-KEPT", "quantity": 1, "unit_price_minor": kept_price}
+        goods = sum(ol["unit_price_minor"] * ol["quantity"] for ol in order_lines) + kept_price
         body["order"] = {
-            "currency": "EUR",
+            "currency": market.currency,
             "lines": [*order_lines, kept],
             "discount_minor": rng.randint(0, goods // 5),
-            "shipping_fee_minor": rng.choice((0, 399, 499)),
+            "shipping_fee_minor": rng.choice(market.shipping_fees),
         }
     grades = [rng.choice("AAAABBC") for line in lines for _ in range(line["quantity"])]
     return body, grades
@@ -196,6 +234,8 @@ def expected_refund(
         items,
         carrier_noted_damage=False,
     )
+    if plan.rejection or not plan.refund:
+        raise ValueError(f"the policy rejects the return at inspection: {plan.rejection}")
     refund = plan.refund
     return ExpectedRefund(
         refund["amount"]["amount_minor"],
@@ -442,6 +482,9 @@ def summarize(
     per_return = Counter(r["return_id"] for r in paid)
     wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
     wrong_methods = [r for r in paid if r["method"] != ours[r["return_id"]].expected_method]
+    refunded_by_currency: Counter[str] = Counter()
+    for refund in paid:
+        refunded_by_currency[refund["currency"]] += refund["amount_minor"]
     completed = [t for t in driver.tracked if t.terminal == "ReturnCompleted"]
     decided = {
         t.return_id: ((views or {}).get(t.return_id, {}).get("liability") or {}).get("liable")
@@ -464,11 +507,12 @@ def summarize(
         "completed": sum(t.terminal == "ReturnCompleted" for t in driver.tracked),
         "refunds_expected": sum(t.expected_minor > 0 for t in completed),
         "refunds_at_psp": len(per_return),
-        "refunded_minor_total": sum(r["amount_minor"] for r in paid),
+        "refunded_minor_by_currency": dict(sorted(refunded_by_currency.items())),
         "duplicates_at_psp": sum(count - 1 for count in per_return.values()),
         "wrong_amounts": len(wrong_amounts),
         "wrong_methods": len(wrong_methods),
         "exchanges_completed": sum(t.expected_method == "EXCHANGE" for t in completed),
+        "by_market": dict(Counter(t.body["market"] for t in driver.tracked)),
         "by_payment_method": dict(Counter(t.body["payment_method"] for t in driver.tracked)),
         "by_refund_method": dict(Counter(t.expected_method for t in completed)),
         "wrong_liable": len(wrong_liable) if views is not None else None,

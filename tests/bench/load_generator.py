@@ -68,7 +68,7 @@ class LoadGenerator:
         warmup = round(args.rate * args.warmup_s)
         self.arrivals = []
         for i in range(total):  # built before the clock starts: not part of the load
-            body, grades = random_return(self.rng, i, run_id, exchange_share=0.0)
+            body, grades = random_return(self.rng, i, run_id, exchange_share=0.0, markets=("DE",))
             tracked = TrackedReturn(i, f"bench-{run_id}-{i}", body, 0, grades)
             self.arrivals.append(Arrival(i, 0.0, i >= warmup, tracked))
         self.by_return_id: dict[str, Arrival] = {}
