@@ -114,27 +114,23 @@ def test_partial_returns_of_a_line_share_its_discount_without_losing_a_cent():
     assert sum(refunds) == order.paid_minor
 
 
+US_ORDER = Order(  # sales tax on top: 8.25 on the line of 4 × 25.00
+    "ORD-US",
+    "USD",
+    (OrderLine("L1", "SKU-A", 2500, 4, tax_minor=825),),
+    tax_basis=TaxBasis.EXCLUSIVE,
+)
+
+
 def test_exclusive_tax_is_refunded_on_top_of_the_goods():
-    order = Order(
-        "ORD-US",
-        "USD",
-        (OrderLine("L1", "SKU-A", 2500, 4, tax_minor=825),),
-        tax_basis=TaxBasis.EXCLUSIVE,
-    )
-    result = calculate_refund(order, {"L1": 1}, Liable.SELLER)
+    result = calculate_refund(US_ORDER, {"L1": 1}, Liable.SELLER)
     assert result.lines[0].tax_minor == 206
     assert result.total_minor == 2500 + 206
 
 
 def test_exclusive_tax_on_goods_kept_back_as_fees_is_not_refunded():
-    order = Order(
-        "ORD-US",
-        "USD",
-        (OrderLine("L1", "SKU-A", 2500, 4, tax_minor=825),),
-        tax_basis=TaxBasis.EXCLUSIVE,
-    )
     fees = FeeTerms(restocking_fee_bp=2000, return_shipping_fee_minor=300)
-    [line] = calculate_refund(order, {"L1": 1}, Liable.BUYER, fees).lines
+    [line] = calculate_refund(US_ORDER, {"L1": 1}, Liable.BUYER, fees).lines
     assert line.restocking_fee_minor == 500  # 20 % of 25.00
     assert line.tax_minor == 206 * 2000 // 2500  # the tax on the 20.00 refunded: 1.64
     assert line.amount_minor == 2500 - 500 + 164 - 300
