@@ -591,12 +591,14 @@ def _cancel_pickup_command(step: _Step, state: SagaState, reason: str, tries: in
     )
 
 
-def _ticket(step: _Step, category: str, summary: str, facts: dict[str, str]) -> str:
-    ticket_id = deterministic_event_id(step.state.return_id, "ticket", category)
+def _ticket(step: _Step, category: str, summary: str, facts: dict[str, str], *instance: str) -> str:
+    """One ticket per return and category (and `instance`, where one may come again)."""
+    ticket_id = deterministic_event_id(step.state.return_id, "ticket", category, *instance)
     step.command(
         "TicketOpened",
         {"ticket_id": ticket_id, "category": category, "summary": summary, "facts": facts},
         category,
+        *instance,
     )
     return ticket_id
 
@@ -1095,9 +1097,8 @@ def _start_refund(
             outcome={"outcome": "COMPLETED"},
             timer={},
         )
-    due_by = state.refund.get("due_by") or _due_by(step, plan)  # a new attempt keeps it
-    refund = {**plan, "status": "REQUESTED", "attempt": attempt}
-    state = replace(state, refund=refund | ({"due_by": due_by} if due_by else {}))
+    refund = _attempt_fields(step, state, plan, plan["method"])
+    state = replace(state, refund={**refund, "status": "REQUESTED", "attempt": attempt})
     if plan["method"] == "BANK_TRANSFER" and not state.request.get("refund_account"):
         return _await_buyer_details(step, state)
     state = replace(
@@ -1108,9 +1109,37 @@ def _start_refund(
     return _request_refund(step, state)
 
 
-def _due_by(step: _Step, plan: dict[str, Any]) -> int | None:
-    """The policy's refund deadline for the method, counted from when the refund is decided."""
-    days = plan.get("deadline_days")
+# what one money attempt learnt of its provider; a new attempt starts without it
+ATTEMPT_ONLY = (
+    "provider",
+    "provider_refund_id",
+    "settles_at",
+    "issued_at",
+    "settled_at",
+    "pending_since",
+    "overdue_ticket",
+)
+
+
+def _attempt_fields(
+    step: _Step, state: SagaState, base: dict[str, Any], method: str
+) -> dict[str, Any]:
+    """A money attempt by `method`: the refund fields without the last attempt's provider
+    details, with the policy's refund deadline for the method. The same method keeps its
+    due date (a retry does not move the promise); another method is due `deadline_days`
+    from now."""
+    fields = {k: v for k, v in base.items() if k not in ATTEMPT_ONLY} | {"method": method}
+    table = (state.policy.get("rules") or {}).get("refund_deadline_days")
+    if isinstance(table, dict) and method in table:
+        fields["deadline_days"] = int(table[method])
+    kept = state.refund.get("due_by") if state.refund.get("method") == method else None
+    due_by = kept or _due_by(step, fields.get("deadline_days"))
+    fields.pop("due_by", None)
+    return fields | ({"due_by": due_by} if due_by else {})
+
+
+def _due_by(step: _Step, days: int | None) -> int | None:
+    """The policy's refund deadline for the method, counted from now."""
     return None if days is None else step.now_ms + days * DAY_MS
 
 
@@ -1139,6 +1168,7 @@ def _refund_overdue(step: _Step, state: SagaState) -> SagaState:
         "refund-overdue",
         why,
         _facts(state, method=refund["method"], due_by=refund["due_by"]),
+        str(refund.get("attempt", 1)),
     )
     step.notes.append(why)
     state = _rule(
@@ -1169,11 +1199,13 @@ def _buyer_details_provided(step: _Step) -> SagaState:
         step.notes.append("the buyer's bank account is kept for the refund")
         return state
     step.notes.append("the buyer gave a bank account: refund requested")
+    due_by = _due_by(step, state.refund.get("deadline_days"))  # the buyer's wait not counted
     state = replace(
         state,
         status=Status.REFUND_PENDING,
         timer={},
         compensations=(*state.compensations, "void-refund"),
+        refund=state.refund | ({"due_by": due_by} if due_by else {}),
     )
     return _request_refund(step, state)
 
@@ -1207,8 +1239,7 @@ def _fall_back(step: _Step, state: SagaState, why: str, decline_code: str) -> Sa
     )
     attempt = state.refund.get("attempt", 1) + 1
     refund = {
-        **{k: v for k, v in state.refund.items() if k not in ("provider_refund_id", "settles_at")},
-        "method": "STORE_CREDIT",
+        **_attempt_fields(step, state, state.refund, "STORE_CREDIT"),
         "attempt": attempt,
         "status": "REQUESTED",
         "fallback": {"from": method, "decline_code": decline_code, "reason": why},
@@ -1291,7 +1322,8 @@ def _refund_issued(step: _Step) -> SagaState | None:
         if state.refund.get("settled_at"):  # its webhook came first
             return _complete_refund(step, replace(state, refund={**refund, "status": "SUCCEEDED"}))
         step.notes.append("refund pending at the provider; waiting for settlement")
-        state = replace(state, refund={**refund, "pending_since": step.now_ms})
+        since = refund.get("pending_since") or step.now_ms  # a re-sent answer keeps it
+        state = replace(state, refund={**refund, "pending_since": since})
         return _wait_for_settlement(step, state)
     return _complete_refund(step, state)
 
@@ -1476,10 +1508,10 @@ def _timed_out(step: _Step) -> SagaState | None:
             ("parcel-not-inspected", _facts(state)),
         )
     if status == Status.REFUND_PENDING and state.refund.get("status") == "PENDING":
-        due_by, since = state.refund.get("due_by"), state.refund.get("pending_since")
-        cap_at = since + step.config.settlement_deadline_ms if since else step.now_ms
-        if due_by and due_by <= step.now_ms < cap_at and not state.refund.get("overdue_ticket"):
-            return _refund_overdue(step, state)
+        since = state.refund.get("pending_since")
+        if since and step.now_ms < since + step.config.settlement_deadline_ms:
+            # the due date passed, or another timer (an operator's retry) fired first
+            return _wait_for_settlement(step, state)
         return _compensate(step, state, "REFUND", "refund still pending after its settlement time")
     if status == Status.AWAITING_BUYER_DETAILS:
         return _fall_back(
@@ -1612,7 +1644,7 @@ def _operator_decision(step: _Step) -> SagaState | None:
         step.notes.append(f"{decision} decided by {who}: not inspected, nothing to refund from")
         return None
     plan = dict(state.refund) if state.refund.get("amount") else _planned_refund(state)
-    plan = {k: v for k, v in plan.items() if k not in ("provider_refund_id", "settles_at")}
+    plan = {k: v for k, v in plan.items() if k not in ATTEMPT_ONLY}
     attempt = state.refund.get("attempt", 1)
     if decision == "STORE_CREDIT" and plan.get("method") != "STORE_CREDIT":
         plan["method"] = "STORE_CREDIT"

@@ -174,9 +174,18 @@ def _order_known(
     record = dict(command["order"])
     if command.get("order_complete", True):
         return record, True, ""
-    known = entry.get("order") if any_live else None
-    if not known:
+    if not any_live:
         return record, False, ""
+    known = entry.get("order")
+    if not known:  # an entry kept before orders were kept: only a fingerprint to go on
+        return (
+            record,
+            False,
+            (
+                "earlier returns of the order were worked out on a snapshot this ledger did "
+                "not keep; the returned lines alone cannot be checked against it"
+            ),
+        )
     known_complete = entry.get("order_complete", True)
     if known["currency"] != record["currency"]:
         return (

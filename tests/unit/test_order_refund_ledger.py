@@ -214,6 +214,14 @@ def test_without_a_snapshot_a_line_the_known_snapshot_lacks_is_refused():
     assert answer.body["reason"] == "line L7 is not in the order's snapshot"
 
 
+def test_without_a_snapshot_an_entry_kept_before_orders_were_kept_goes_to_a_person():
+    entry, _ = ledger.reserve(None, "RMA-1", command({"L1": 1}))
+    older = {k: v for k, v in entry.items() if k not in ("order", "order_complete")}
+    _, answer = ledger.reserve(older, "RMA-2", lines_command({"L2": 1}, TEE))
+    assert answer.name == "RefundReservationRefused"
+    assert "did not keep" in answer.body["reason"]
+
+
 def test_a_snapshot_after_returns_worked_out_on_their_lines_alone_goes_to_a_person():
     entry, _ = ledger.reserve(None, "RMA-1", lines_command({"L1": 1}, MUGS))
     _, answer = ledger.reserve(entry, "RMA-2", command({"L2": 1}))

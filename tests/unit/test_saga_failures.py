@@ -406,7 +406,18 @@ def test_a_pending_refund_is_voided_first_when_it_does_not_settle():
     state, _ = run(TO_REFUND)
     pending = apply(state, "RefundIssued", status="PENDING")
     assert pending.state.status == Status.REFUND_PENDING
-    overdue = fire(pending.state)
+    early = fire(pending.state)  # another timer before the settlement deadline: waits on
+    assert early.state.status == Status.REFUND_PENDING and early.commands == ()
+    cap = pending.state.refund["pending_since"] + CONFIG.settlement_deadline_ms
+    assert early.state.timer["due_at"] == cap
+    timer = early.state.timer
+    overdue = decide(
+        early.state,
+        "SagaStepTimedOut",
+        event("SagaStepTimedOut", RID, step=timer["step"], timer_id=timer["id"]),
+        cap,
+        CONFIG,
+    )
     assert overdue.state.status == Status.COMPENSATING
     [(name, void)] = overdue.commands
     assert name == "RefundVoidRequested" and void["provider_refund_id"] == "RF-1"

@@ -304,8 +304,53 @@ def test_a_refund_still_pending_at_the_settlement_deadline_is_compensated_after_
     assert [name for name, _ in given_up.commands] == ["RefundVoidRequested"]
 
 
-def test_a_new_attempt_keeps_the_first_due_date():
+def test_a_retry_by_the_same_method_keeps_the_first_due_date():
     pending = refund_pending()
+    declined_once = declined(pending, "processor_unavailable", "RETRY").state
+    retried = fire_timer(declined_once).state
+    assert retried.refund["method"] == "CARD" and retried.refund["attempt"] == 2
+    assert retried.refund["due_by"] == pending.refund["due_by"]
+
+
+def test_a_fallback_by_another_method_is_due_by_that_methods_deadline():
+    pending = issued(refund_pending(), "PENDING").state
+    overdue = fire_at(pending, pending.refund["due_by"]).state
+    fallback = apply(
+        overdue,
+        "RefundFailed",
+        event(
+            "RefundFailed",
+            RID,
+            amount=overdue.refund["amount"],
+            method="CARD",
+            decline_code="account_closed",
+            next_action="FALLBACK",
+        ),
+    ).state
+    refund = fallback.refund
+    assert refund["method"] == "STORE_CREDIT"
+    assert refund["deadline_days"] == 0  # DE: store credit at once
+    assert refund["due_by"] == fallback.history[-1]["at"]
+    assert not {"overdue_ticket", "pending_since", "provider_refund_id"} & set(refund)
+
+
+def test_a_second_attempt_overdue_opens_its_own_ticket():
+    pending = issued(refund_pending(), "PENDING").state
+    first = command(fire_at(pending, pending.refund["due_by"]), "TicketOpened")
     fallback = declined(pending, "account_closed", "FALLBACK").state
-    assert fallback.refund["method"] == "STORE_CREDIT"
-    assert fallback.refund["due_by"] == pending.refund["due_by"]
+    # store credit is due at once in DE: pending already means overdue
+    again = issued(
+        fallback, "PENDING", provider_refund_id="RF-2", idempotency_key=f"{RID}-refund-2"
+    )
+    second = command(again, "TicketOpened")
+    assert second["ticket_id"] != first["ticket_id"]
+    assert again.state.refund["overdue_ticket"] == second["ticket_id"]
+
+
+def test_a_bank_transfer_is_due_from_when_the_buyer_gives_the_account():
+    waiting = refund_command(accepted_return(payment_method="BANK_TRANSFER")).state
+    assert waiting.status == Status.AWAITING_BUYER_DETAILS
+    given = apply(
+        waiting, "BuyerDetailsProvided", event("BuyerDetailsProvided", RID, refund_account=ACCOUNT)
+    ).state
+    assert given.refund["due_by"] == given.history[-1]["at"] + 3 * DAY_MS  # DE: 3 days
