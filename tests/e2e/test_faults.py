@@ -93,8 +93,16 @@ def test_a_permanent_decline_compensates_in_reverse_and_moves_no_money(stack, ht
     view = wait_for_status(http, stack, return_id, TERMINAL, timeout=90)
     assert view["status"] == "COMPENSATED", view["outcome"]
     assert "refund declined: account_closed" in view["outcome"]["reason"]
-    assert view["compensation"]["done"][1:] == ["reverse-intake", "cancel-pickup"]
+    # in reverse: the refund (nothing paid), its share of the order, the intake, the pickup
+    assert view["compensation"]["done"][1:] == [
+        "release-reservation",
+        "reverse-intake",
+        "cancel-pickup",
+    ]
     assert _paid(http, stack, return_id) == []
+    order_ref = view["request"]["order_ref"]
+    ledger = http.get(f"{stack.url('refund')}/orders/{order_ref}/refunds").json()
+    assert return_id in ledger["released_returns"]  # its units are free for a later return
     deadline = time.monotonic() + 30  # the ledger applies movements from their own topic
     while True:
         url = f"{stack.url('warehouse-intake')}/ledger"
