@@ -354,20 +354,23 @@ def test_saga_cancel_of_a_return_awaiting_inspection_asks_the_carrier_and_ends_c
     assert audit["operation"] == "saga.cancel" and audit["reason"] == "buyer called"
 
 
-def test_saga_retry_of_a_stuck_refund_pays_exactly_once(stack, http):
+def test_saga_retry_of_a_return_stuck_at_the_refund_step_pays_exactly_once(stack, http):
+    """The refund service (its order ledger and its payments) is down: the return waits for
+    its share of the order; the operator's retry re-asks under the same key, and once the
+    service is back the buyer is paid once."""
     stack.stop("refund")
     try:
         return_id = create_return(http, stack)
         body, headers = scan(return_id)
         assert post_scan_when_ready(http, stack, body, headers, timeout=60).status_code == 202
-        wait_for_status(http, stack, return_id, {"REFUND_PENDING"}, timeout=60)
+        wait_for_status(http, stack, return_id, {"RESERVING_REFUND"}, timeout=60)
         time.sleep(2)
-        stuck = report(stack, "saga", "list", "--state", "REFUND_PENDING", "--stuck-for", "1s")
+        stuck = report(stack, "saga", "list", "--state", "RESERVING_REFUND", "--stuck-for", "1s")
         assert return_id in [s["return_id"] for s in stuck["sagas"]]
         retried = report(
             stack, "saga", "retry", return_id, "--execute", "--reason", "refund service back"
         )
-        assert retried["result"]["applied"]["commands"] == ["RefundRequested"]
+        assert retried["result"]["applied"]["commands"] == ["RefundReservationRequested"]
     finally:
         stack.start("refund")
         stack.wait_healthy(["refund"])
