@@ -27,12 +27,14 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import reply_record
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
 from services.eventing.log_setup import event_context, get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     DomainRejection,
     Outbound,
@@ -341,6 +343,7 @@ def build(settings: ServiceSettings, partners: Partners) -> ServiceParts:
 
     post_page(app, "/webhooks/psp", psp_webhook)
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

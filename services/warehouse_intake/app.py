@@ -9,11 +9,13 @@ produces the same events and changes nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import reply_record
 from services.eventing.log_setup import get_logger
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     Outbound,
     ServiceParts,
@@ -133,6 +135,7 @@ def build(settings: ServiceSettings) -> ServiceParts:
         )
 
     add_health_page(app, SERVICE)
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -19,8 +19,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from services.local_stack.stack import CARRIER_SECRET
+from services.local_stack.stack import CARRIER_SECRET, PSP_WEBHOOK_SECRET
 from services.pickup.carrier_signature import signature_headers
+from services.refund.psp_signature import signature_headers as psp_signature_headers
 from tests.e2e.scenario import (
     create_return,
     post_scan,
@@ -31,8 +32,15 @@ from tests.e2e.scenario import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("returns", "inspection", "pickup", "coordinator")
+SERVICES = ("returns", "inspection", "pickup", "coordinator", "refund", "warehouse_intake")
 DOC_URI = "urn:boomerang:openapi"
+
+
+def process(service: str) -> str:
+    """The running process of a service package (warehouse_intake → warehouse-intake)."""
+    return service.replace("_", "-")
+
+
 OVER_LIMIT = {"padding": "x" * (256 * 1024 + 1)}  # over MAX_BODY_BYTES, under aiohttp's 1 MiB
 
 
@@ -41,7 +49,7 @@ def documents(stack) -> dict[str, dict[str, Any]]:
     served = {}
     with httpx.Client(timeout=10.0) as client:
         for service in SERVICES:
-            response = client.get(f"{stack.url(service)}/openapi.json")
+            response = client.get(f"{stack.url(process(service))}/openapi.json")
             assert response.status_code == 200, (service, response.text)
             assert response.headers["content-type"].startswith("application/json")
             served[service] = response.json()
@@ -127,9 +135,13 @@ def test_served_document_is_the_one_in_the_repo(service, documents):
 @pytest.mark.parametrize("service", SERVICES)
 def test_health_and_openapi_pages_match(service, stack, client, contracts):
     contract = contracts[service]
-    health = contract.check(client.get(f"{stack.url(service)}/health"), "/health", "get", 200)
-    assert health["service"] == service
-    contract.check(client.get(f"{stack.url(service)}/openapi.json"), "/openapi.json", "get", 200)
+    health = contract.check(
+        client.get(f"{stack.url(process(service))}/health"), "/health", "get", 200
+    )
+    assert health["service"] == process(service)
+    contract.check(
+        client.get(f"{stack.url(process(service))}/openapi.json"), "/openapi.json", "get", 200
+    )
 
 
 # ---------------------------------------------------------------- returns
@@ -330,6 +342,77 @@ def test_coordinator_answers_match_the_document(
     assert rejected_return in listing["return_ids"]
     everything = contract.check(client.get(base), "/returns", "get", 200)
     assert everything["return_ids"] == [] and everything["counts"]["COMPLETED"] >= 1
+
+
+# ---------------------------------------------------------------- refund
+
+
+def psp_signed(body: bytes, secret: str = PSP_WEBHOOK_SECRET) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        **psp_signature_headers(secret.encode(), int(time.time()), body),
+    }
+
+
+def test_refund_answers_match_the_document(stack, client, contracts, inspected_return):
+    contract, base = contracts["refund"], stack.url("refund")
+    return_id = inspected_return[0]
+    view = wait_for_status(client, stack, return_id, {"COMPLETED"}, timeout=30)
+    order_ref = view["request"]["order_ref"]
+    ledger = contract.check(
+        client.get(f"{base}/orders/{order_ref}/refunds"), "/orders/{order_ref}/refunds", "get", 200
+    )
+    assert return_id in [r["return_id"] for r in ledger["live_returns"]]
+    unknown = client.get(f"{base}/orders/ORD-CONTRACT-{uuid.uuid4().hex[:8]}/refunds")
+    assert (
+        contract.check(unknown, "/orders/{order_ref}/refunds", "get", 404)["error"] == "not_found"
+    )
+
+    # a settlement of another refund of a finished return: the saga records it as ignored
+    hook = {
+        "webhook_id": f"contract-{uuid.uuid4()}",
+        "type": "refund.settled",
+        "provider": "psp",
+        "occurred_at": int(time.time() * 1000),
+        "refund": {
+            "refund_id": "RF-CONTRACT",
+            "return_id": return_id,
+            "amount_minor": 100,
+            "currency": "EUR",
+            "method": "CARD",
+            "status": "succeeded",
+        },
+    }
+    url = f"{base}/webhooks/psp"
+    raw = json.dumps(hook).encode()
+    accepted = contract.check(
+        client.post(url, content=raw, headers=psp_signed(raw)), "/webhooks/psp", "post", 202
+    )
+    assert accepted["accepted"] is True
+    for headers in ({"Content-Type": "application/json"}, psp_signed(raw, "wrong-secret")):
+        refused = client.post(url, content=raw, headers=headers)
+        assert contract.check(refused, "/webhooks/psp", "post", 401)["error"] == "bad_signature"
+    stranger = json.dumps(hook | {"provider": "psp-unknown"}).encode()
+    refused = client.post(url, content=stranger, headers=psp_signed(stranger))
+    assert contract.check(refused, "/webhooks/psp", "post", 401)["error"] == "unknown_provider"
+    for raw, status in (
+        (b"{", 400),
+        (b"[]", 400),
+        (json.dumps(OVER_LIMIT).encode(), 413),
+        (json.dumps(hook | {"type": "refund.failed"}).encode(), 422),
+    ):
+        contract.check(
+            client.post(url, content=raw, headers=psp_signed(raw)), "/webhooks/psp", "post", status
+        )
+
+
+def test_warehouse_intake_answers_match_the_document(stack, client, contracts, inspected_return):
+    contract, url = contracts["warehouse_intake"], f"{stack.url('warehouse-intake')}/ledger"
+    wait_for_status(client, stack, inspected_return[0], {"COMPLETED"}, timeout=30)
+    whole = contract.check(client.get(url), "/ledger", "get", 200)
+    assert whole["units_on_hand"] >= 1
+    one = contract.check(client.get(url, params={"sku": "SKU-E2E-1"}), "/ledger", "get", 200)
+    assert {entry["sku"] for entry in one["entries"]} == {"SKU-E2E-1"}
 
 
 # ---------------------------------------------------------------- the HTTP layer's own limit

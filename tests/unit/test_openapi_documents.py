@@ -25,6 +25,8 @@ from services.inspection.station_auth import authenticate, authorize_station
 from services.money import CURRENCY_EXPONENTS
 from services.pickup.callback_parsing import FAILURE_REASONS, STATUSES, callback_event
 from services.pickup.carrier_signature import SignatureError, verify
+from services.refund import order_refund_ledger
+from services.refund.webhook_parsing import webhook_event
 from services.returns.app import answer_for, decision_events
 from services.returns.return_request import (
     PAYMENT_METHODS,
@@ -35,7 +37,7 @@ from tests.support.policies import deployed_rules
 from tests.support.return_events import event
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("returns", "inspection", "pickup", "coordinator")
+SERVICES = ("returns", "inspection", "pickup", "coordinator", "refund", "warehouse_intake")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOC_URI = "urn:boomerang:openapi"
 
@@ -464,3 +466,48 @@ def test_add_openapi_page_refuses_what_is_not_an_openapi_3_1_document(tmp_path, 
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError):
         add_openapi_page(FakeApp(), path)
+
+
+# ---------------------------------------------------------------- refund
+
+
+def test_refund_webhook_example_is_accepted_and_refusals_match():
+    document = DOCS["refund"]
+    operation = document["paths"]["/webhooks/psp"]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["examples"]["settled"]
+    name, record = webhook_event(example["value"], "refund")
+    assert name == "RefundSettled" and record["amount"]["amount_minor"] == 5703
+    failed = {**example["value"], "type": "refund.failed"}
+    failed["refund"] = {**failed["refund"], "status": "failed"}
+    with pytest.raises(ApiError) as refused:
+        webhook_event(failed, "refund")
+    assert refused.value.status == 422
+    assert_response("refund", "/webhooks/psp", "post", 422, refused.value.body())
+
+
+def test_refund_order_ledger_summary_matches_the_200_schema():
+    order = {
+        "currency": "EUR",
+        "lines": [{"line_id": "L1", "sku": "SKU-A", "unit_price_minor": 1000, "quantity": 3}],
+        "discount_minor": 100,
+        "shipping_fee_minor": 0,
+    }
+    fees = {
+        "return_shipping_fee_minor": 0,
+        "restocking_fee_bp": 0,
+        "restocking_fee_flat_minor": 0,
+        "damage_deduction_bp": 0,
+    }
+    entry = None
+    for return_id in ("RMA-1", "RMA-2"):
+        command = {
+            "order_ref": "ORD-1",
+            "order": order,
+            "returning": [{"line_id": "L1", "units": 1}],
+            "liable": "SELLER",
+            "fees": fees,
+        }
+        entry, _ = order_refund_ledger.reserve(entry, return_id, command)
+    entry, _ = order_refund_ledger.release(entry, "RMA-1", {"order_ref": "ORD-1", "reason": "x"})
+    summary = order_refund_ledger.summary(entry)
+    assert_response("refund", "/orders/{order_ref}/refunds", "get", 200, summary)
