@@ -21,7 +21,7 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from services.eventing.log_setup import configure_logging, event_context, get_lo
 from services.eventing.offset_guard import OffsetGuard, Verdict
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
+from services.eventing.table_writes import TrackedTable, collecting
 from services.eventing.topics import PARTITIONS
 
 log = get_logger(__name__)
@@ -107,6 +108,7 @@ def make_app(settings: ServiceSettings) -> faust.App:
         # Faust's own producer writes the tables' changelogs. Its default linger of 0 sends
         # a produce request per table write; 5 ms (as our producer) lets them share batches.
         producer_linger=0.005,
+        Table=TrackedTable,  # its changelog writes count among an input's writes
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_host=settings.web_host,
@@ -218,6 +220,7 @@ class PendingWrites:
 
     futures: tuple[asyncio.Future, ...] = ()
     outbound: tuple[Outbound, ...] = ()
+    table_writes: tuple[asyncio.Future, ...] = ()  # the tables' changelog writes
 
 
 NOTHING_PENDING = PendingWrites()
@@ -318,7 +321,20 @@ class EventConsumer:
                     # leave every later offset uncommittable and the loop blocked)
                     log.warning("a write was not acknowledged; writing again", error=repr(exc))
                     await self.publish_durably(pending.outbound)
+            if pending.table_writes:
+                try:
+                    await asyncio.gather(*pending.table_writes)
+                except Exception as exc:
+                    await self.stop_for_a_lost_table_write(exc)
             guard.durable(tp, offset)
+
+    async def stop_for_a_lost_table_write(self, exc: Exception) -> None:
+        """A table change is in memory but not in its changelog: this offset and every later
+        one stay uncommitted, and the process stops; the restarted one recovers the table
+        from the changelog and reads the input again."""
+        log.error("a table write was not acknowledged: stopping to read it again", error=repr(exc))
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.Event().wait()  # never marks anything durable again
 
     async def keep_progress(
         self, guard: OffsetGuard, topics: set[str], every_s: float = 1.0
@@ -442,8 +458,23 @@ class EventConsumer:
         keyed_by_return: bool = True,
         on_exhausted: ExhaustedHandler | None = None,
     ) -> PendingWrites:
-        """Handle one input record: its writes are handed to the producer and returned
-        (acknowledged later, see `acknowledge`); dead letters are written before returning."""
+        """Handle one input record: its writes (and its tables' changelog writes) are handed
+        to the producer and returned, acknowledged later (see `acknowledge`); dead letters
+        are written before returning."""
+        with collecting() as table_writes:
+            pending = await self._process(message, handler, accepts, keyed_by_return, on_exhausted)
+        if table_writes:
+            pending = replace(pending, table_writes=tuple(table_writes))
+        return pending
+
+    async def _process(
+        self,
+        message: Any,
+        handler: Handler,
+        accepts: set[str] | None,
+        keyed_by_return: bool,
+        on_exhausted: ExhaustedHandler | None,
+    ) -> PendingWrites:
         record = FailedRecord(
             topic=message.topic,
             partition=message.partition,
