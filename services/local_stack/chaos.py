@@ -66,6 +66,7 @@ from services.operations.topic_reader import read_topic
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
+RANDOM_KILLS_S = 240.0  # how long services are killed at random (a good run drives ~150 s)
 # Topics some service consumes (support tickets go to people, not to a consumer of ours).
 INPUT_STREAMS = tuple(s for s in STREAMS if s.name != "boomerang.support.tickets")
 COORDINATOR_INPUTS = (
@@ -125,7 +126,14 @@ class ChaosRun:
         self.seed = seed
         self.rng = random.Random(seed)
         self.driver = LoopDriver(
-            stack, bootstrap, returns, seed, concurrency=20, request_retries=60
+            # a buyer whose request failed tries again (up to ~20 min): a returns service
+            # down for minutes must not lose requests, or the run never reaches its tail
+            stack,
+            bootstrap,
+            returns,
+            seed,
+            concurrency=20,
+            request_retries=600,
         )
         self.codec = AvroCodec(SchemaCatalogue.load())
         self.log = ChaosLog()
@@ -158,12 +166,14 @@ class ChaosRun:
         """Every service is killed at least twice (a shuffled plan), then at random while
         returns still flow. A killed service is started again at once, as a supervisor would.
 
-        Random kills stop once 95 % of the returns are finished: the tail's timers and
-        retries need a group that stays up longer than one rebalance (with a kill every few
-        seconds a consumer group never settles, which no deployment sees)."""
+        Random kills stop once 95 % of the returns are finished, or after `RANDOM_KILLS_S`:
+        the tail's timers and retries need a group that stays up longer than one rebalance
+        (with a kill every few seconds a consumer group never settles, which no deployment
+        sees; a run whose services kept being killed while they recovered never got there)."""
         plan = [*SERVICES, *SERVICES]
         self.rng.shuffle(plan)
-        while plan or not (self.done.is_set() or self.in_the_tail()):
+        stop_at = time.monotonic() + RANDOM_KILLS_S
+        while plan or not (self.done.is_set() or self.in_the_tail() or time.monotonic() > stop_at):
             await asyncio.sleep(interval_s * self.rng.uniform(0.7, 1.3))
             name = plan.pop() if plan else self.rng.choice(SERVICES)
             console.print(f"  [chaos] SIGKILL {name}")
