@@ -315,18 +315,7 @@ def test_a_retry_by_the_same_method_keeps_the_first_due_date():
 def test_a_fallback_by_another_method_is_due_by_that_methods_deadline():
     pending = issued(refund_pending(), "PENDING").state
     overdue = fire_at(pending, pending.refund["due_by"]).state
-    fallback = apply(
-        overdue,
-        "RefundFailed",
-        event(
-            "RefundFailed",
-            RID,
-            amount=overdue.refund["amount"],
-            method="CARD",
-            decline_code="account_closed",
-            next_action="FALLBACK",
-        ),
-    ).state
+    fallback = declined(overdue, "account_closed", "FALLBACK").state
     refund = fallback.refund
     assert refund["method"] == "STORE_CREDIT"
     assert refund["deadline_days"] == 0  # DE: store credit at once
