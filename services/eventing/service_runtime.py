@@ -8,8 +8,8 @@ idempotence on). The loop does not wait for the broker after each event: it hand
 writes to the producer and goes on with the next event, while `acknowledge` waits for the
 acknowledgements in order; an input offset becomes committable only once the writes of it
 and of every event before it are on the broker — its tables' changelog writes included
-(`table_writes`) — so no offset is committed whose effects are not durable (waiting per event capped each service at ~5 returns/s: see README
-"Performance").
+(`table_writes`) — so no offset is committed whose effects are not durable (waiting per
+event capped each service at ~5 returns/s: see README "Performance").
 """
 
 from __future__ import annotations
