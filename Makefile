@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-KAFKA := $(PY) -m services.local_kafka
+KAFKA := $(PY) -m services.tools.local_kafka
 
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -47,14 +47,14 @@ topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.eventing.topic_bootstrap
 
 demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
-	@$(PY) -m services.local_stack.demo $(if $(N),--returns $(N)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
+	@$(PY) -m services.tools.local_stack.demo $(if $(N),--returns $(N)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
 
 sample: kafka-up ## send one sample return's events and read them back (no services)
 	@$(PY) -m services.eventing.topic_bootstrap
-	@$(PY) -m services.eventing.sample_roundtrip
+	@$(PY) -m services.tools.sample_roundtrip
 
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
-	@$(PY) -m services.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
+	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
 
 bench: setup ## open-loop load sweep of the whole loop vs a raw Kafka pipe (<10 min; QUICK=1 <2 min; LEVELS=25,50 LABEL=name); never part of `make test`
 	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL))

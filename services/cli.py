@@ -29,10 +29,10 @@ SERVICES: dict[str, str] = {
     "inspection": "services.inspection.app",
     "warehouse-intake": "services.warehouse_intake.app",
     "refund": "services.refund.app",
-    "carrier": "services.partners.carrier_server",
-    "psp": "services.partners.psp_server",
-    "psp-b": "services.partners.psp_server",
-    "marketplace": "services.partners.marketplace_server",
+    "carrier": "services.tools.partners.carrier_server",
+    "psp": "services.tools.partners.psp_server",
+    "psp-b": "services.tools.partners.psp_server",
+    "marketplace": "services.tools.partners.marketplace_server",
 }
 
 
@@ -141,8 +141,8 @@ def policy_check(directory: Path | None) -> None:
 
 
 def _add_on_call_commands() -> None:
-    from services.operations.oncall_commands import audit, dlq, lag, replay
-    from services.operations.saga_commands import saga
+    from services.tools.oncall.oncall_commands import audit, dlq, lag, replay
+    from services.tools.oncall.saga_commands import saga
 
     for command in (replay, dlq, saga, lag, audit):
         main.add_command(command)

@@ -9,7 +9,7 @@ def bootstrap_servers() -> str:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         return configured
-    from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
+    from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings
 
     local = LocalKafka(LocalKafkaSettings.from_env())
     return local.settings.bootstrap(local.formatted_nodes() or 1)

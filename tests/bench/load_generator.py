@@ -30,14 +30,14 @@ from aiokafka import AIOKafkaConsumer
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.local_stack.demo import (
+from services.tools.local_stack.demo import (
     TrackedReturn,
     demo_bank_account,
     random_return,
     scan_body,
     watch_loop_events,
 )
-from services.local_stack.stack import STATION_TOKENS
+from services.tools.local_stack.stack import STATION_TOKENS
 from tests.bench.bench_figures import latency_summary
 
 WATCHED = frozenset(

@@ -40,10 +40,10 @@ from rich.table import Table
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
-from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
-from services.local_stack.orphan_reaper import reap_children_if_i_die
-from services.local_stack.stack import SERVICES, LocalStack
-from services.operations import consumer_lag
+from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_stack.stack import SERVICES, LocalStack
+from services.tools.oncall import consumer_lag
 from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
 from tests.bench.latency_plot import plot_levels
 from tests.bench.raw_pipe import run_raw_pipe

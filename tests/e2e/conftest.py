@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.local_stack.stack import LocalStack
 from services.policy.policy_files import DEFAULT_POLICY_DIR
+from services.tools.local_stack.stack import LocalStack
 
 # Short retries and deadlines, so failure paths resolve within a test.
 SAGA_ENV = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from services.local_stack.stack import STATION_TOKENS, LocalStack
+from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
 
 def return_body(**changes: Any) -> dict[str, Any]:

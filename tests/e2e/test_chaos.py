@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from services.local_kafka.broker import REPO_ROOT
+from services.tools.local_kafka.broker import REPO_ROOT
 
 
 @pytest.mark.chaos
@@ -21,7 +21,7 @@ def test_a_short_chaos_run_keeps_every_invariant():
         [
             sys.executable,
             "-m",
-            "services.local_stack.chaos",
+            "services.tools.local_stack.chaos",
             "--returns",
             "200",
             "--seed",

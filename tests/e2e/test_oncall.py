@@ -19,10 +19,10 @@ from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import PICKUP_COMMANDS, REFUND_EVENTS, dead_letter_topic
-from services.local_stack.stack import PAYMENT_PROVIDERS, LocalStack
-from services.operations.audit_trail import read_trail
-from services.operations.dead_letter_topics import read_dead_letters
-from services.operations.topic_reader import read_topic
+from services.tools.local_stack.stack import PAYMENT_PROVIDERS, LocalStack
+from services.tools.oncall.audit_trail import read_trail
+from services.tools.oncall.dead_letter_topics import read_dead_letters
+from services.tools.oncall.topic_reader import read_topic
 from tests.conftest import SESSION_STARTED_MS
 from tests.e2e.scenario import create_return, post_scan_when_ready, scan, wait_for_status
 from tests.support.cli_process import run_cli

@@ -19,9 +19,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from services.local_stack.stack import CARRIER_SECRET, PSP_WEBHOOK_SECRET
 from services.pickup.carrier_signature import signature_headers
 from services.refund.psp_signature import signature_headers as psp_signature_headers
+from services.tools.local_stack.stack import CARRIER_SECRET, PSP_WEBHOOK_SECRET
 from tests.e2e.scenario import (
     create_return,
     post_scan,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from services.local_stack.stack import LocalStack
+from services.tools.local_stack.stack import LocalStack
 from tests.e2e.conftest import RELOAD_MARKET
 from tests.e2e.scenario import (
     DE_RETURN_SHIPPING_MINOR,

@@ -10,7 +10,7 @@ from collections import Counter
 
 import httpx
 
-from services.local_stack.demo import LoopDriver, psp_ledger, summarize
+from services.tools.local_stack.demo import LoopDriver, psp_ledger, summarize
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     create_return,

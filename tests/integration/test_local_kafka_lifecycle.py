@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from services.local_kafka.broker import REPO_ROOT, LocalKafka, LocalKafkaSettings, default_base_port
+from services.tools.local_kafka.broker import (
+    REPO_ROOT,
+    LocalKafka,
+    LocalKafkaSettings,
+    default_base_port,
+)
 
 
 @pytest.fixture
@@ -27,7 +32,7 @@ def private_broker(tmp_path: Path):
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "services.local_kafka", *args],
+            [sys.executable, "-m", "services.tools.local_kafka", *args],
             env=env,
             cwd=REPO_ROOT,
             capture_output=True,

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaProducer
 
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
-from services.operations.audit_trail import read_trail
-from services.operations.dead_letter_topics import read_dead_letters
-from services.operations.topic_reader import read_topic
+from services.tools.oncall.audit_trail import read_trail
+from services.tools.oncall.dead_letter_topics import read_dead_letters
+from services.tools.oncall.topic_reader import read_topic
 from tests.support.cli_process import cli_env, run_cli
 from tests.support.dead_letter_writer import write_dead_letters
 

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from services.local_kafka.broker import REPO_ROOT
-from services.local_stack.orphan_reaper import OWNER_VARIABLE, marked_processes
+from services.tools.local_kafka.broker import REPO_ROOT
+from services.tools.local_stack.orphan_reaper import OWNER_VARIABLE, marked_processes
 
 RUNNER = """
 import subprocess, sys, time
-from services.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
 mark = reap_children_if_i_die()
 children = [
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)

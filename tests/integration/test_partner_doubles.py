@@ -106,11 +106,12 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 def partner_process(
     module: str, prefix: str, settings: dict[str, str], output_path: Path
 ) -> Iterator[PartnerProcess]:
-    """`python -m services.partners.<module>` on a free port, answering /health; stopped after."""
+    """`python -m services.tools.partners.<module>` on a free port, answering /health; stopped
+    after."""
     port = free_port()
     with output_path.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", f"services.partners.{module}"],
+            [sys.executable, "-m", f"services.tools.partners.{module}"],
             cwd=REPO_ROOT,
             env=partner_env(prefix, port, settings),
             stdout=output,
@@ -685,7 +686,7 @@ def test_carrier_fault_plan_comes_from_the_environment(
 def test_carrier_refuses_to_start_with_an_invalid_fault_plan() -> None:
     env = partner_env("CARRIER_", free_port(), {"CARRIER_FAULTS": '{"error_rate": 2}'})
     finished = subprocess.run(
-        [sys.executable, "-m", "services.partners.carrier_server"],
+        [sys.executable, "-m", "services.tools.partners.carrier_server"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -15,8 +15,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, wait_until_ready
-from services.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, wait_until_ready
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
 
 
 @dataclass

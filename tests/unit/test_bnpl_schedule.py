@@ -1,4 +1,4 @@
-"""The BNPL instalment plan and how refunds reduce it (services.partners.bnpl_schedule).
+"""The BNPL instalment plan and how refunds reduce it (services.tools.partners.bnpl_schedule).
 
 Property tests run MAX_EXAMPLES examples each.
 """
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.partners.bnpl_schedule import (
+from services.tools.partners.bnpl_schedule import (
     CANCELLED,
     DEFAULT_INTERVAL_MS,
     DUE,

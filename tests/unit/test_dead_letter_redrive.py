@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.eventing.dead_letters import FailedRecord, dead_letter_headers
-from services.operations.dead_letter_redrive import (
+from services.tools.oncall.dead_letter_redrive import (
     already_redriven,
     choose,
     position,
@@ -11,7 +11,7 @@ from services.operations.dead_letter_redrive import (
     purged_letters,
     redrive_headers,
 )
-from services.operations.dead_letter_report import DeadLetter
+from services.tools.oncall.dead_letter_report import DeadLetter
 
 NOW = 1_800_000_000_000
 

@@ -10,7 +10,7 @@ from services.cli import main
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.dead_letters import FailedRecord, dead_letter_headers
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.operations.dead_letter_report import DeadLetter, describe, summarise
+from services.tools.oncall.dead_letter_report import DeadLetter, describe, summarise
 from tests.support.return_events import event
 
 NOW = 1_800_000_100_000

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.local_kafka.broker import (
+from services.tools.local_kafka.broker import (
     LocalKafka,
     LocalKafkaSettings,
     _is_ours,

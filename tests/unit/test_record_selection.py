@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.operations.record_selection import (
+from services.tools.oncall.record_selection import (
     RecordFacts,
     Selection,
     SelectionError,

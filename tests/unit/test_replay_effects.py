@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from services.coordinator.saga import decide
-from services.operations import replay_effects
-from services.operations.replay_effects import APPLIED, IGNORED, NEW, UNDECODABLE, predict
+from services.tools.oncall import replay_effects
+from services.tools.oncall.replay_effects import APPLIED, IGNORED, NEW, UNDECODABLE, predict
 from services.warehouse_intake import inventory_ledger
 from services.warehouse_intake.disposition import movements_for
 from tests.support.return_events import envelope, event

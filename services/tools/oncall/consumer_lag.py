@@ -8,8 +8,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.operations.replay import group_members, topic_spec
-from services.operations.replay_effects import CONSUMERS
+from services.tools.oncall.replay import group_members, topic_spec
+from services.tools.oncall.replay_effects import CONSUMERS
 
 
 def topics_by_service() -> dict[str, list[str]]:

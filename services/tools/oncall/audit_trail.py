@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from services.eventing.envelope import now_ms
 from services.eventing.settings import bootstrap_servers
 from services.eventing.topics import OPERATIONS_AUDIT
-from services.operations.topic_reader import read_topic
+from services.tools.oncall.topic_reader import read_topic
 
 ACTOR_VARIABLE = "BOOMERANG_OPERATOR"
 

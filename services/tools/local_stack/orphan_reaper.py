@@ -7,7 +7,7 @@ environment variable and starts a small reaper process holding the read end of a
 write end only this process has. When this process exits, the kernel closes the pipe, the
 reaper reads end-of-file and SIGKILLs every process still carrying the mark.
 
-Run as `python -m services.local_stack.orphan_reaper <mark>` (stdin = the pipe).
+Run as `python -m services.tools.local_stack.orphan_reaper <mark>` (stdin = the pipe).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ def reap_children_if_i_die() -> str:
     read_end, write_end = os.pipe()  # both non-inheritable; only read_end is handed over
     env = {k: v for k, v in os.environ.items() if k != OWNER_VARIABLE}
     subprocess.Popen(
-        [sys.executable, "-m", "services.local_stack.orphan_reaper", mark],
+        [sys.executable, "-m", "services.tools.local_stack.orphan_reaper", mark],
         stdin=read_end,
         stdout=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     os.close(read_end)
     # write_end stays open (unused) for the life of this process: its close is the signal.
@@ -77,7 +77,7 @@ def reap(mark: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m services.local_stack.orphan_reaper <mark>", file=sys.stderr)
+        print("usage: python -m services.tools.local_stack.orphan_reaper <mark>", file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while sys.stdin.buffer.read(65536):  # nothing is ever written: this waits for EOF

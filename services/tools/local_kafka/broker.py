@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 PORTS_PER_SLOT = 8  # broker i on base+i, controller i on base+4+i (up to 3 nodes)
 

@@ -20,8 +20,14 @@ from typing import Any
 import click
 
 from services.eventing.topics import STREAMS
-from services.operations import audit_trail
-from services.operations.cli_output import emit, progress_bar, stderr_console, stdout_console, table
+from services.tools.oncall import audit_trail
+from services.tools.oncall.cli_output import (
+    emit,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+    table,
+)
 
 INTERRUPTED_EXIT = 130
 
@@ -68,7 +74,7 @@ def _render_effects(console: Any, effects: dict[str, dict[str, int]], target: st
 def _resume_command(positions: dict[int, int], ends: dict[int, int]) -> str:
     """The same command, starting where this run stopped and ending where its selection
     ended (so the copies this run wrote are not selected again)."""
-    from services.operations.record_selection import format_positions
+    from services.tools.oncall.record_selection import format_positions
 
     replaced = ("--start-at", "--stop-at")
     argv, skip = [], False
@@ -154,13 +160,13 @@ def replay(
     the command that resumes.
     """
     from services.eventing.topics import by_name
-    from services.operations.record_selection import (
+    from services.tools.oncall.record_selection import (
         Selection,
         SelectionError,
         parse_instant,
         parse_positions,
     )
-    from services.operations.replay_effects import consumers_of
+    from services.tools.oncall.replay_effects import consumers_of
 
     def record_types(name: str) -> tuple[str, ...]:
         return by_name(name).record_types
@@ -235,7 +241,7 @@ async def _replay(
     as_json: bool,
 ) -> int:
     from services.eventing.envelope import now_ms
-    from services.operations import replay
+    from services.tools.oncall import replay
 
     bootstrap, codec = _bootstrap(), _codec()
     console = stderr_console() if as_json else stdout_console()
@@ -384,9 +390,9 @@ def dlq_list(topic: str | None, as_json: bool) -> None:
     were redriven already)."""
     from services.eventing.envelope import now_ms
     from services.eventing.settings import bootstrap_servers
-    from services.operations.dead_letter_redrive import already_redriven
-    from services.operations.dead_letter_report import summarise
-    from services.operations.dead_letter_topics import (
+    from services.tools.oncall.dead_letter_redrive import already_redriven
+    from services.tools.oncall.dead_letter_report import summarise
+    from services.tools.oncall.dead_letter_topics import (
         UnknownTopic,
         dead_letter_topics,
         read_dead_letters,
@@ -445,8 +451,8 @@ def dlq_show(topic: str, partition: int, offset: int, as_json: bool) -> None:
     from services.eventing.avro_codec import AvroCodec
     from services.eventing.schema_catalogue import SchemaCatalogue
     from services.eventing.settings import bootstrap_servers
-    from services.operations.dead_letter_report import describe
-    from services.operations.dead_letter_topics import read_dead_letter
+    from services.tools.oncall.dead_letter_report import describe
+    from services.tools.oncall.dead_letter_topics import read_dead_letter
 
     letter = asyncio.run(read_dead_letter(bootstrap_servers(), topic, partition, offset))
     if letter is None:
@@ -497,7 +503,7 @@ def dlq_redrive(
     A letter that fails again returns to the DLQ with its attempt count raised; a letter
     already redriven (per the audit trail) is skipped.
     """
-    from services.operations.dead_letter_topics import UnknownTopic, dead_letter_topics
+    from services.tools.oncall.dead_letter_topics import UnknownTopic, dead_letter_topics
 
     if not (topic or error_reasons or letters or return_ids or everything):
         raise click.UsageError(
@@ -533,8 +539,8 @@ def _return_id_of(letter: Any, codec: Any) -> str | None:
 
 async def _redrive(chosen: _Chosen, reason: str | None, execute: bool, as_json: bool) -> int:
     from services.eventing.envelope import now_ms
-    from services.operations import dead_letter_redrive as redrive
-    from services.operations.dead_letter_topics import read_dead_letters
+    from services.tools.oncall import dead_letter_redrive as redrive
+    from services.tools.oncall.dead_letter_topics import read_dead_letters
 
     bootstrap = _bootstrap()
     console = stderr_console() if as_json else stdout_console()
@@ -635,13 +641,13 @@ def dlq_purge(
     """Delete a DLQ's letters for good (all, or the oldest ones); the audit event keeps what
     went (count per reason and positions). Kafka deletes a prefix of each partition."""
     from services.eventing.envelope import now_ms
-    from services.operations import dead_letter_redrive as redrive
-    from services.operations.dead_letter_topics import (
+    from services.tools.oncall import dead_letter_redrive as redrive
+    from services.tools.oncall.dead_letter_topics import (
         UnknownTopic,
         dead_letter_topics,
         read_dead_letters,
     )
-    from services.operations.record_selection import SelectionError, parse_duration_ms
+    from services.tools.oncall.record_selection import SelectionError, parse_duration_ms
 
     try:
         [dlq_spec] = dead_letter_topics(topic)
@@ -744,7 +750,7 @@ def audit(operation: str | None, limit: int, as_json: bool) -> None:
 def lag(service: str | None, as_json: bool) -> None:
     """Consumer lag per service, topic and partition, and the oldest unprocessed record's age."""
     from services.eventing.envelope import now_ms
-    from services.operations.consumer_lag import measure, topics_by_service
+    from services.tools.oncall.consumer_lag import measure, topics_by_service
 
     if service is not None and service not in topics_by_service():
         raise click.BadParameter(

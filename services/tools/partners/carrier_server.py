@@ -7,7 +7,7 @@ Callbacks are delivered at least once, retried with backoff while the receiver i
 Faults (errors, latency, ghost successes, failed attempts, damage) come from a `CarrierFaults`
 plan set at start (`CARRIER_FAULTS`) or at run time (`POST /admin/faults`).
 
-    python -m services.partners.carrier_server
+    python -m services.tools.partners.carrier_server
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import structlog
 from aiohttp import web
 
 from services.eventing.log_setup import get_logger
-from services.partners import http_support
-from services.partners.fault_injection import FaultPlan, count_field, rate_field
 from services.pickup.carrier_signature import signature_headers
+from services.tools.partners import http_support
+from services.tools.partners.fault_injection import FaultPlan, count_field, rate_field
 
 SERVICE_NAME = "carrier"
 CARRIER_NAME = "double-express"

@@ -8,7 +8,7 @@ retry after an out-of-stock answer gets that answer again). Stock per sku comes 
 `POST /admin/stock` at run time. `MARKETPLACE_LEDGER_FILE` keeps orders and stock changes
 across restarts (JSON lines). Faults as the other doubles (`MARKETPLACE_FAULTS`).
 
-    python -m services.partners.marketplace_server
+    python -m services.tools.partners.marketplace_server
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import IO, Any
 from aiohttp import web
 
 from services.eventing.log_setup import get_logger
-from services.partners import http_support
-from services.partners.fault_injection import FaultPlan
+from services.tools.partners import http_support
+from services.tools.partners.fault_injection import FaultPlan
 
 SERVICE_NAME = "marketplace"
 PLACED = "placed"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from services.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
+from services.tools.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
 
 SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
 PAYMENT_PROVIDERS = ("psp", "psp-b")

@@ -1,6 +1,6 @@
 """`make chaos`: returns flowing through real processes while everything goes wrong.
 
-    python -m services.local_stack.chaos [--returns M] [--seed S] [--nodes 1|3]
+    python -m services.tools.local_stack.chaos [--returns M] [--seed S] [--nodes 1|3]
 
 On a broker of its own (a fresh cluster: 1 node, or 3 with NODES=3) it drives M returns and
 meanwhile, from a seeded plan:
@@ -58,11 +58,11 @@ from services.eventing.topics import (
     STREAMS,
     dead_letter_topic,
 )
-from services.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
-from services.local_stack.demo import LoopDriver, TrackedReturn, scan_body
-from services.local_stack.orphan_reaper import reap_children_if_i_die
-from services.local_stack.stack import PAYMENT_PROVIDERS, SERVICES, STATION_TOKENS, LocalStack
-from services.operations.topic_reader import read_topic
+from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
+from services.tools.local_stack.demo import LoopDriver, TrackedReturn, scan_body
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_stack.stack import PAYMENT_PROVIDERS, SERVICES, STATION_TOKENS, LocalStack
+from services.tools.oncall.topic_reader import read_topic
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
@@ -607,7 +607,7 @@ def invariants(summary: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local_stack.chaos")
+    parser = argparse.ArgumentParser(prog="python -m services.tools.local_stack.chaos")
     parser.add_argument("--returns", type=int, default=int(os.environ.get("M") or 1000))
     parser.add_argument(
         "--seed", type=int, default=int(os.environ.get("SEED") or time.time_ns() % 100_000)
@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     reap_children_if_i_die()  # a killed runner leaves no broker or service behind
     broker: LocalKafka | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    cache = Path(__file__).resolve().parents[2] / ".cache"
+    cache = Path(__file__).resolve().parents[3] / ".cache"
     if not bootstrap:  # a cluster of its own, wiped at the end: counts are exact
         settings = LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}"))
         settings = LocalKafkaSettings(

@@ -27,10 +27,10 @@ from aiokafka.structs import OffsetAndMetadata
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.topics import ALL_TOPICS, TopicSpec
-from services.operations import replay_effects
-from services.operations.record_selection import RecordFacts, Selection
-from services.operations.service_state import read_tables
-from services.operations.topic_reader import offset_bounds, offsets_at, read_ranges
+from services.tools.oncall import replay_effects
+from services.tools.oncall.record_selection import RecordFacts, Selection
+from services.tools.oncall.service_state import read_tables
+from services.tools.oncall.topic_reader import offset_bounds, offsets_at, read_ranges
 
 REPLAY_HEADER_PREFIX = "replay."
 MAX_LISTED = 5000  # records listed one by one in a report (the counts cover all)

@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.eventing.avro_codec import AvroCodec, CodecError
-from services.operations import replay_effects
-from services.operations.dead_letter_report import DeadLetter
-from services.operations.service_state import read_tables
+from services.tools.oncall import replay_effects
+from services.tools.oncall.dead_letter_report import DeadLetter
+from services.tools.oncall.service_state import read_tables
 
 REDRIVE = "dlq.redrive"
 PURGE = "dlq.purge"

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from services.eventing.log_setup import configure_logging, get_logger
-from services.partners.fault_injection import FaultPlan, FaultPlanError
+from services.tools.partners.fault_injection import FaultPlan, FaultPlanError
 
 MAX_TEXT_LENGTH = 500
 MAX_IDEMPOTENCY_KEY_LENGTH = 255

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from services.eventing.topics import ALL_TOPICS
-from services.operations.topic_reader import read_topic
+from services.tools.oncall.topic_reader import read_topic
 
 
 def changelog_topic(service: str, table: str) -> str:

@@ -1,6 +1,6 @@
 """`make demo`: real returns through the whole loop, on a real broker, in separate processes.
 
-    python -m services.local_stack.demo [--returns N] [--seed S]
+    python -m services.tools.local_stack.demo [--returns N] [--seed S]
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one), creates the topics, starts
 both partner doubles and the six services, then plays the world: buyers POST return
@@ -40,12 +40,12 @@ from services.eventing.envelope import now_ms
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
-from services.local_kafka.broker import LocalKafka, LocalKafkaSettings
-from services.local_stack.orphan_reaper import reap_children_if_i_die
-from services.local_stack.stack import PAYMENT_PROVIDERS, STATION_TOKENS, LocalStack
 from services.policy.policy_files import PolicySet, load_policy_set, policy_dir
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
+from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_stack.stack import PAYMENT_PROVIDERS, STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
@@ -543,7 +543,7 @@ def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local_stack.demo")
+    parser = argparse.ArgumentParser(prog="python -m services.tools.local_stack.demo")
     parser.add_argument("--returns", type=int, default=int(os.environ.get("N") or 50))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 42))
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at the end")
@@ -656,7 +656,7 @@ def keep_running(stack: LocalStack, bootstrap: str) -> None:
 
 
 def _cache_dir() -> str:
-    path = Path(__file__).resolve().parents[2] / ".cache" / "runs"
+    path = Path(__file__).resolve().parents[3] / ".cache" / "runs"
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
 

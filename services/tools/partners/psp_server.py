@@ -18,7 +18,7 @@ Faults (errors, latency, ghost successes, declines, pending refunds, failed sett
 duplicate webhooks) come from a `PspFaults` plan set at start (`PSP_FAULTS`) or at run time
 (`POST /admin/faults`).
 
-    python -m services.partners.psp_server
+    python -m services.tools.partners.psp_server
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import structlog
 from aiohttp import web
 
 from services.eventing.log_setup import get_logger
-from services.partners import bnpl_schedule, http_support
-from services.partners.fault_injection import FaultPlan, codes_field, rate_field
 from services.refund import psp_signature
+from services.tools.partners import bnpl_schedule, http_support
+from services.tools.partners.fault_injection import FaultPlan, codes_field, rate_field
 
 SERVICE_NAME = "psp"
 DEFAULT_DECLINE_CODES = ("account_closed", "card_expired", "do_not_honor")

@@ -7,8 +7,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.eventing.topics import STREAMS, dead_letter_topic
-from services.operations.dead_letter_report import DeadLetter
-from services.operations.topic_reader import read_topic
+from services.tools.oncall.dead_letter_report import DeadLetter
+from services.tools.oncall.topic_reader import read_topic
 
 
 class UnknownTopic(ValueError):

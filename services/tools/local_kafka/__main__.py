@@ -1,4 +1,4 @@
-"""`python -m services.local_kafka up|down|status` — what `make kafka-*` runs."""
+"""`python -m services.tools.local_kafka up|down|status` — what `make kafka-*` runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from services.local_kafka.broker import BrokerError, LocalKafka, LocalKafkaSettings
+from services.tools.local_kafka.broker import BrokerError, LocalKafka, LocalKafkaSettings
 
 
 def _log(message: str) -> None:
@@ -14,7 +14,7 @@ def _log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local_kafka")
+    parser = argparse.ArgumentParser(prog="python -m services.tools.local_kafka")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the local KRaft cluster and wait until it answers")
     up.add_argument("--nodes", type=int, default=int(os.environ.get("NODES") or 1))

@@ -21,8 +21,8 @@ import click
 
 from services.coordinator import saga as saga_core
 from services.eventing.settings import bootstrap_servers
-from services.operations import audit_trail
-from services.operations.cli_output import stderr_console, stdout_console, table
+from services.tools.oncall import audit_trail
+from services.tools.oncall.cli_output import stderr_console, stdout_console, table
 
 DECISIONS = {"refund": "REFUND", "store-credit": "STORE_CREDIT", "reject": "REJECT"}
 PRODUCER = "boomerang-cli"
@@ -44,7 +44,7 @@ def _clock(ms: int) -> str:
 
 
 async def _sagas(bootstrap: str) -> dict[str, dict[str, Any]]:
-    from services.operations.service_state import read_table
+    from services.tools.oncall.service_state import read_table
 
     return await read_table(bootstrap, "coordinator", "sagas")
 
@@ -123,7 +123,7 @@ def saga_show(return_id: str, as_json: bool) -> None:
 def saga_list(status: str | None, stuck_for: str | None, limit: int, as_json: bool) -> None:
     """Sagas by state, oldest change first; --stuck-for finds the ones that stopped moving."""
     from services.eventing.envelope import now_ms
-    from services.operations.record_selection import SelectionError, parse_duration_ms
+    from services.tools.oncall.record_selection import SelectionError, parse_duration_ms
 
     try:
         quiet_ms = parse_duration_ms(stuck_for, "--stuck-for") if stuck_for else None
