@@ -80,7 +80,7 @@ def schemas_check() -> None:
 
 
 def _policy_dir(option: str | None) -> Path:
-    from services.policy.policy_files import policy_dir
+    from services.policy_files.loader import policy_dir
 
     return policy_dir(option)
 
@@ -99,9 +99,10 @@ def policy_explain(request_file: Path, policy_dir: str | None) -> None:
     The file format is schemas/policy/return-explain-request.schema.json; examples are in
     deploy/policy-examples/.
     """
-    from services.policy.explain import ExplainInputError, explain, parse_request
-    from services.policy.policy_files import PolicyError, load_policy_set
-    from services.policy.policy_rules import PolicyLookupError
+    from services.decisions.policy.explain import ExplainInputError, explain
+    from services.decisions.policy.policy_rules import PolicyLookupError
+    from services.policy_files.explain_request import parse_request
+    from services.policy_files.loader import PolicyError, load_policy_set
 
     try:
         policies = load_policy_set(_policy_dir(policy_dir))
@@ -122,7 +123,7 @@ def policy_explain(request_file: Path, policy_dir: str | None) -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def policy_check(directory: Path | None) -> None:
     """Validate every policy file in DIRECTORY (default deploy/policies); exit 1 on problems."""
-    from services.policy.policy_files import PolicyError, load_policy_set
+    from services.policy_files.loader import PolicyError, load_policy_set
 
     target = directory or _policy_dir(None)
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.coordinator import saga
+from services.coordinator.saga_settings import saga_config_from_env
+from services.decisions import saga
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import deterministic_event_id, new_envelope, now_ms
 from services.eventing.log_setup import get_logger
@@ -163,5 +164,5 @@ def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> S
 
 def main() -> int:
     settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
-    parts = build(settings, saga.SagaConfig.from_env())
+    parts = build(settings, saga_config_from_env())
     return run_worker(parts.app, SERVICE)

@@ -1,4 +1,5 @@
-"""The common envelope every command and event carries, and the checks consumers apply to it."""
+"""The common envelope every command and event carries (a fresh id and the clock where the
+caller gives none), and the checks consumers apply to it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import time
 import uuid
 from typing import Any
 
-# Fixed namespace for deterministic event ids (uuid5): re-emitting the same effect after
-# a crash yields the same event_id, so downstream dedupe recognises it.
-EVENT_ID_NAMESPACE = uuid.UUID("6f1c5b1e-4d0a-5d3e-9a51-0b0e5e6a1c42")
+from services.decisions.event_ids import deterministic_event_id, envelope_of
 
 
 class EnvelopeError(ValueError):
@@ -19,11 +18,6 @@ class EnvelopeError(ValueError):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def deterministic_event_id(*parts: str) -> str:
-    """Same parts → same id: `deterministic_event_id(return_id, "refund", "issued")`."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "/".join(parts)))
 
 
 def new_envelope(
@@ -38,16 +32,16 @@ def new_envelope(
     occurred_at: int | None = None,
 ) -> dict[str, Any]:
     event_id = event_id or str(uuid.uuid4())
-    return {
-        "event_id": event_id,
-        "event_type": event_type,
-        "return_id": return_id,
-        "correlation_id": correlation_id or event_id,
-        "causation_id": causation_id,
-        "occurred_at": now_ms() if occurred_at is None else occurred_at,
-        "producer": producer,
-        "attempt": attempt,
-    }
+    return envelope_of(
+        event_type,
+        return_id,
+        producer,
+        event_id=event_id,
+        occurred_at=now_ms() if occurred_at is None else occurred_at,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        attempt=attempt,
+    )
 
 
 def reply_record(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.coordinator.saga import NOT_CANCELLED_PREFIX
+from services.decisions.saga import NOT_CANCELLED_PREFIX
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import reply_record
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page

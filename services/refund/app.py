@@ -30,6 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.decisions.money import MoneyError
+from services.decisions.refunds import order_refund_ledger
+from services.decisions.refunds.decline_codes import NextAction, next_action
+from services.decisions.refunds.provider_routing import ProviderRoutes, providers_to_try
+from services.decisions.refunds.refund_amount import check_refund_command
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import reply_record
 from services.eventing.http_api import ApiError, json_endpoint, parse_json_object, post_page
@@ -49,11 +54,7 @@ from services.eventing.service_runtime import (
     tables_recovering,
 )
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
-from services.money import MoneyError
-from services.refund import order_refund_ledger
-from services.refund.decline_codes import NextAction, next_action
 from services.refund.marketplace_client import MarketplaceClient, marketplace_http
-from services.refund.provider_routing import ProviderRoutes, providers_to_try
 from services.refund.psp_client import (
     PROVIDER,
     ProviderDown,
@@ -63,7 +64,6 @@ from services.refund.psp_client import (
     psp_http,
 )
 from services.refund.psp_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
-from services.refund.refund_amount import check_refund_command
 from services.refund.webhook_parsing import provider_of, webhook_event
 
 SERVICE = "refund"

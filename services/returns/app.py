@@ -33,8 +33,8 @@ from services.eventing.service_runtime import (
     run_worker,
 )
 from services.eventing.topics import RETURNS_EVENTS
-from services.policy.policy_book import PolicyBook
-from services.policy.policy_files import policy_dir
+from services.policy_files.loader import policy_dir
+from services.policy_files.policy_book import PolicyBook
 from services.returns.return_policy import PolicyDecision, PolicyFileRules, ReturnPolicy
 from services.returns.return_request import (
     ReturnRequest,

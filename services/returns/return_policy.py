@@ -7,14 +7,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.policy.liability import RuleFired
-from services.policy.policy_files import PolicySet
-from services.policy.policy_rules import (
+from services.decisions.policy.liability import RuleFired
+from services.decisions.policy.policy_rules import (
     PolicyLookupError,
     RequestFacts,
     decide_request,
     resolve_policy,
 )
+from services.policy_files.loader import PolicySet
 from services.returns.return_request import ReturnRequest
 
 DAY_MS = 24 * 3600 * 1000

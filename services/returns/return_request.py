@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from services.decisions.money import CURRENCY_EXPONENTS
 from services.eventing.http_api import ApiError, Fields, invalid
-from services.money import CURRENCY_EXPONENTS
 from services.returns.bank_account import parse_bank_account
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.decisions.stock import inventory_ledger
+from services.decisions.stock.disposition import movements_for, reversal_movements
 from services.eventing.avro_codec import Decoded
 from services.eventing.envelope import reply_record
 from services.eventing.log_setup import get_logger
@@ -28,8 +30,6 @@ from services.eventing.service_runtime import (
     tables_recovering,
 )
 from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
-from services.warehouse_intake import inventory_ledger
-from services.warehouse_intake.disposition import movements_for, reversal_movements
 
 SERVICE = "warehouse-intake"
 DEFAULT_PORT = 8086

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.policy.policy_files import DEFAULT_POLICY_DIR
+from services.policy_files.loader import DEFAULT_POLICY_DIR
 from services.tools.local_stack.stack import LocalStack
 
 # Short retries and deadlines, so failure paths resolve within a test.

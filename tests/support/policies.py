@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from services.policy.policy_files import PolicySet, load_policy_set, policy_dir
+from services.policy_files.loader import PolicySet, load_policy_set, policy_dir
 from services.returns.return_policy import PolicyFileRules
 
 

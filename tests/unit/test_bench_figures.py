@@ -103,11 +103,11 @@ def test_boomerangs_own_functions_are_listed_without_the_entry_points():
     collapsed = "\n".join(
         [
             "main (services/coordinator/app.py:1);handle (services/coordinator/app.py:9);"
-            "to_json (services/coordinator/saga.py:20) 6",
+            "to_json (services/decisions/saga/:20) 6",
             "main (services/coordinator/app.py:1);send (aiokafka/producer.py:3) 4",
         ]
     )
     assert hot_spots(collapsed)["ours"] == [
         ("handle (services/coordinator/app.py)", 60.0),
-        ("to_json (services/coordinator/saga.py)", 60.0),
+        ("to_json (services/decisions/saga/)", 60.0),
     ]

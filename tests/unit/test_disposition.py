@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.decisions.stock.disposition import Decision, decide, movements_for
 from services.eventing.avro_codec import AvroCodec
-from services.warehouse_intake.disposition import Decision, decide, movements_for
 from tests.support.return_events import envelope
 
 ALLOWED_DISPOSITIONS = {

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.warehouse_intake.disposition import movements_for
-from services.warehouse_intake.inventory_ledger import apply, empty_entry, ledger_key
+from services.decisions.stock.disposition import movements_for
+from services.decisions.stock.inventory_ledger import apply, empty_entry, ledger_key
 
 
 def movement(movement_id: str = "RMA-1-intake-1-S", quantity: int = 1) -> dict[str, Any]:

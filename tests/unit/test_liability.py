@@ -1,4 +1,4 @@
-"""Liability, cell by cell against the table in services/policy/liability_table.md."""
+"""Liability, cell by cell against the table in services/decisions/policy/liability_table.md."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.policy.liability import (
+from services.decisions.policy.liability import (
     BuyerDamage,
     Grade,
     InspectionFacts,
@@ -17,9 +17,11 @@ from services.policy.liability import (
     decide_liability,
     provisional_liability,
 )
-from services.refund.refund_arithmetic import Liable
+from services.decisions.refunds.refund_arithmetic import Liable
 
-TABLE = Path(__file__).resolve().parents[2] / "services" / "policy" / "liability_table.md"
+TABLE = (
+    Path(__file__).resolve().parents[2] / "services" / "decisions" / "policy" / "liability_table.md"
+)
 COLUMNS = (
     "claimed",
     "grade",

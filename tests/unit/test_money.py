@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.money import CURRENCY_EXPONENTS, Money, MoneyError
+from services.decisions.money import CURRENCY_EXPONENTS, Money, MoneyError
 
 CURRENCIES = sorted(CURRENCY_EXPONENTS)
 amounts = st.integers(-(10**15), 10**15)

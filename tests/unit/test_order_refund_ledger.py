@@ -9,8 +9,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.refund import order_refund_ledger as ledger
-from services.refund.refund_arithmetic import Order
+from services.decisions.refunds import order_refund_ledger as ledger
+from services.decisions.refunds.refund_arithmetic import Order
 from tests.unit.test_refund_arithmetic import orders
 
 ORDER = {

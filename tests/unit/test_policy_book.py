@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from services.policy.policy_book import PolicyBook
+from services.policy_files.policy_book import PolicyBook
 
 POLICIES = Path(__file__).resolve().parents[2] / "deploy" / "policies"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.policy.policy_files import PolicyError, build_policy_set, load_policy_set
+from services.policy_files.loader import PolicyError, build_policy_set, load_policy_set
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "deploy" / "policies"

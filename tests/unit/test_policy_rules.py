@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from services.policy.liability import (
+from services.decisions.policy.liability import (
     Grade,
     InspectionFacts,
     ReasonFamily,
     RefundOutcome,
     decide_liability,
 )
-from services.policy.policy_files import load_policy_set
-from services.policy.policy_rules import (
+from services.decisions.policy.policy_rules import (
     DAY_MS,
     EffectivePolicy,
     PolicyLookupError,
@@ -25,7 +24,8 @@ from services.policy.policy_rules import (
     refund_destination,
     resolve_policy,
 )
-from services.refund.refund_arithmetic import Liable
+from services.decisions.refunds.refund_arithmetic import Liable
+from services.policy_files.loader import load_policy_set
 
 POLICIES = load_policy_set(Path(__file__).resolve().parents[2] / "deploy" / "policies")
 T0 = 1_795_000_000_000

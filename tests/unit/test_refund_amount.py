@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.money import CURRENCY_EXPONENTS, Money, MoneyError
-from services.refund.refund_amount import (
+from services.decisions.money import CURRENCY_EXPONENTS, Money, MoneyError
+from services.decisions.refunds.refund_amount import (
     RefundBreakdown,
     RefundLineAmount,
     check_refund_command,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.money import CURRENCY_EXPONENTS
-from services.money.allocation import AllocationError, cumulative_share, split_by_weights
-from services.refund.refund_arithmetic import (
+from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money.allocation import AllocationError, cumulative_share, split_by_weights
+from services.decisions.refunds.refund_arithmetic import (
     FeeTerms,
     Liable,
     Order,

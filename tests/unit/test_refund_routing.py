@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from services.decisions.refunds.decline_codes import DECLINE_ACTIONS, NextAction, next_action
+from services.decisions.refunds.provider_routing import (
+    ProviderRoutes,
+    RoutingError,
+    providers_to_try,
+)
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.http_api import ApiError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.refund.decline_codes import DECLINE_ACTIONS, NextAction, next_action
-from services.refund.provider_routing import ProviderRoutes, RoutingError, providers_to_try
 from services.refund.webhook_parsing import provider_of, webhook_event
 
 CODEC = AvroCodec(SchemaCatalogue.load())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.coordinator.saga import decide
+from services.decisions.saga import decide
+from services.decisions.stock import inventory_ledger
+from services.decisions.stock.disposition import movements_for
 from services.tools.oncall import replay_effects
 from services.tools.oncall.replay_effects import APPLIED, IGNORED, NEW, UNDECODABLE, predict
-from services.warehouse_intake import inventory_ledger
-from services.warehouse_intake.disposition import movements_for
 from tests.support.return_events import envelope, event
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.policy.policy_files import build_policy_set, policy_dir, policy_files
+from services.policy_files.loader import build_policy_set, policy_dir, policy_files
 from services.returns.return_policy import (
     DAY_MS,
     PolicyDecision,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from services.coordinator.saga import (
+from services.decisions.saga import (
     CONSUMED_EVENTS,
     EVENT_RANK,
     PARKING_RANK,

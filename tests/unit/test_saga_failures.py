@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from services.coordinator.saga import (
+from services.coordinator.saga_settings import saga_config_from_env
+from services.decisions.saga import (
     DEFAULT_CONFIG,
     SagaConfig,
     SagaState,
@@ -455,6 +456,5 @@ def test_a_refund_paid_late_during_compensation_is_recovered_forward():
 
 def test_default_config_is_sane():
     assert DEFAULT_CONFIG.max_tries >= 3
-    assert SagaConfig.from_env({"SAGA_MAX_TRIES": "7", "SAGA_INSPECTION_DEADLINE_MS": "5"}) == (
-        SagaConfig(max_tries=7, inspection_deadline_ms=5)
-    )
+    env = {"SAGA_MAX_TRIES": "7", "SAGA_INSPECTION_DEADLINE_MS": "5"}
+    assert saga_config_from_env(env) == SagaConfig(max_tries=7, inspection_deadline_ms=5)

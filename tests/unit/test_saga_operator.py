@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.coordinator.saga import NOT_CANCELLED_PREFIX, SagaState, Status
+from services.decisions.saga import NOT_CANCELLED_PREFIX, SagaState, Status
 from tests.support.return_events import event
 from tests.unit.test_saga_refund_plan import RID, accepted_return, apply, refund_command
 from tests.unit.test_saga_refund_routes import command, declined, issued, refund_pending

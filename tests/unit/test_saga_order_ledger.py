@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.coordinator.saga import SagaState, Status
-from services.refund import order_refund_ledger
+from services.decisions.refunds import order_refund_ledger
+from services.decisions.saga import SagaState, Status
 from tests.support.return_events import event
 from tests.unit.test_saga_refund_plan import (
     ORDER_SNAPSHOT,

@@ -8,11 +8,11 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from services.coordinator.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
+from services.decisions.refunds import order_refund_ledger
+from services.decisions.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import reply_record
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.refund import order_refund_ledger
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
 from tests.support.policies import deployed_policies

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.coordinator.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
+from services.decisions.saga import DEFAULT_CONFIG, SagaState, Status, decide, status_view
 from tests.support.return_events import event
 from tests.unit.test_saga_refund_plan import RID, accepted_return, apply, refund_command
 

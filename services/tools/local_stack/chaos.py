@@ -38,7 +38,7 @@ from aiokafka.structs import OffsetAndMetadata
 from fastavro.utils import generate_one
 from rich.console import Console
 
-from services.coordinator.saga import CONSUMED_EVENTS
+from services.decisions.saga import CONSUMED_EVENTS
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings

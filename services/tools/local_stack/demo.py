@@ -34,13 +34,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from services.coordinator.refund_plan import plan_refund
+from services.decisions.refunds.refund_plan import plan_refund
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.envelope import now_ms
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
-from services.policy.policy_files import PolicySet, load_policy_set, policy_dir
+from services.policy_files.loader import PolicySet, load_policy_set, policy_dir
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
 from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings

@@ -1,8 +1,9 @@
 """The audit trail of on-call operations on `boomerang.operations.audit` (JSON records).
 
 Every write (replay, rewind, redrive, purge, saga retry/cancel/resume) is recorded with who
-ran it, when, why, what it selected, what its dry run predicted and what it did. `audit_event`
-is pure; `record` and `read_trail` are thin aiokafka adapters.
+ran it, when, why, what it selected, what its dry run predicted and what it did; a record it writes
+carries the same who/when/why in its headers (`stamp_headers`). `audit_event` and
+`stamp_headers` are pure; `record` and `read_trail` are thin aiokafka adapters.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,14 +35,43 @@ def current_actor() -> str:
 
 
 def new_operation_id() -> str:
+    """A fresh id for one operation (a UUID)."""
     return str(uuid.uuid4())
 
 
-def audit_event(
-    operation: str,
+@dataclass(frozen=True)
+class Operation:
+    """One on-call write as the audit trail names it: what, its id, who runs it and why."""
+
+    name: str
+    reason: str
+    operation_id: str = field(default_factory=new_operation_id)
+    actor: str = field(default_factory=current_actor)
+
+
+def stamp_headers(
+    prefix: str,
+    headers: Iterable[tuple[str, bytes]],
     operation_id: str,
     actor: str,
     reason: str,
+    at_ms: int,
+    source: str,
+) -> list[tuple[str, bytes]]:
+    """`headers` without an earlier stamp under `prefix`, plus who/when/why/where from."""
+    kept = [(k, v) for k, v in headers if not k.startswith(prefix)]
+    return [
+        *kept,
+        (f"{prefix}operation.id", operation_id.encode()),
+        (f"{prefix}by", actor.encode()),
+        (f"{prefix}at", str(at_ms).encode()),
+        (f"{prefix}reason", reason.encode("utf-8", "replace")),
+        (f"{prefix}source", source.encode()),
+    ]
+
+
+def audit_event(
+    operation: Operation,
     at_ms: int,
     outcome: str,
     selection: dict[str, Any],
@@ -48,10 +80,10 @@ def audit_event(
 ) -> dict[str, Any]:
     """One audit record. `outcome`: completed | interrupted | refused | failed."""
     return {
-        "operation_id": operation_id,
-        "operation": operation,
-        "actor": actor,
-        "reason": reason,
+        "operation_id": operation.operation_id,
+        "operation": operation.name,
+        "actor": operation.actor,
+        "reason": operation.reason,
         "at": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds"),
         "at_ms": at_ms,
         "outcome": outcome,
@@ -62,6 +94,7 @@ def audit_event(
 
 
 async def record(bootstrap: str, event: dict[str, Any]) -> None:
+    """Write one audit event (acknowledged by every in-sync replica)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -88,18 +121,13 @@ async def read_trail(bootstrap: str) -> list[dict[str, Any]]:
 
 
 def record_now(
-    operation: str,
-    operation_id: str,
-    actor: str,
-    reason: str,
+    operation: Operation,
     outcome: str,
     selection: dict[str, Any],
     predicted: dict[str, Any] | None,
     result: dict[str, Any],
 ) -> dict[str, Any]:
     """Record an operation that just ran (from synchronous command code)."""
-    event = audit_event(
-        operation, operation_id, actor, reason, now_ms(), outcome, selection, predicted, result
-    )
+    event = audit_event(operation, now_ms(), outcome, selection, predicted, result)
     asyncio.run(record(bootstrap_servers(), event))
     return event

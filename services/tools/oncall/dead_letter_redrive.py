@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.tools.oncall import replay_effects
+from services.tools.oncall.audit_trail import stamp_headers
 from services.tools.oncall.dead_letter_report import DeadLetter
 from services.tools.oncall.service_state import read_tables
 
@@ -113,15 +114,10 @@ async def plan_redrive(
 def redrive_headers(
     letter: DeadLetter, operation_id: str, actor: str, reason: str, at_ms: int
 ) -> list[tuple[str, bytes]]:
-    kept = [(k, v) for k, v in letter.headers if not k.startswith("redrive.")]
-    return [
-        *kept,
-        ("redrive.operation.id", operation_id.encode()),
-        ("redrive.by", actor.encode()),
-        ("redrive.at", str(at_ms).encode()),
-        ("redrive.reason", reason.encode("utf-8", "replace")),
-        ("redrive.source", position(letter).encode()),
-    ]
+    """The letter's headers (minus an earlier redrive's) plus who/when/why/where from."""
+    return stamp_headers(
+        "redrive.", letter.headers, operation_id, actor, reason, at_ms, position(letter)
+    )
 
 
 async def redrive(

@@ -28,6 +28,7 @@ from aiokafka.structs import OffsetAndMetadata
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.topics import ALL_TOPICS, TopicSpec
 from services.tools.oncall import replay_effects
+from services.tools.oncall.audit_trail import stamp_headers
 from services.tools.oncall.record_selection import RecordFacts, Selection
 from services.tools.oncall.service_state import read_tables
 from services.tools.oncall.topic_reader import offset_bounds, offsets_at, read_ranges
@@ -216,16 +217,10 @@ def replay_headers(
     candidate: Candidate, operation_id: str, actor: str, reason: str, at_ms: int
 ) -> list[tuple[str, bytes]]:
     """The record's own headers (minus an earlier replay's) plus who/when/why/where from."""
-    kept = [(k, v) for k, v in candidate.headers if not k.startswith(REPLAY_HEADER_PREFIX)]
     source = f"{candidate.facts.topic}/{candidate.facts.partition}/{candidate.facts.offset}"
-    return [
-        *kept,
-        ("replay.operation.id", operation_id.encode()),
-        ("replay.by", actor.encode()),
-        ("replay.at", str(at_ms).encode()),
-        ("replay.reason", reason.encode("utf-8", "replace")),
-        ("replay.source", source.encode()),
-    ]
+    return stamp_headers(
+        REPLAY_HEADER_PREFIX, candidate.headers, operation_id, actor, reason, at_ms, source
+    )
 
 
 @dataclass

@@ -21,7 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.coordinator import saga
+from services.decisions import saga
+from services.decisions.refunds import order_refund_ledger
+from services.decisions.stock import inventory_ledger
+from services.decisions.stock.disposition import movements_for, reversal_movements
 from services.eventing.topics import (
     INSPECTION_EVENTS,
     INTAKE_COMMANDS,
@@ -36,9 +39,6 @@ from services.eventing.topics import (
     STOCK_MOVEMENTS,
 )
 from services.inspection import return_tracking
-from services.refund import order_refund_ledger
-from services.warehouse_intake import inventory_ledger
-from services.warehouse_intake.disposition import movements_for, reversal_movements
 
 NEW = "new"  # the consumer would change something it has not changed before
 APPLIED = "already_applied"  # its dedupe state says it was done; nothing happens again

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from services.coordinator import saga as saga_core
+from services.decisions import saga as saga_core
 from services.eventing.settings import bootstrap_servers
 from services.tools.oncall import audit_trail
 from services.tools.oncall.cli_output import stderr_console, stdout_console, table

@@ -4,7 +4,7 @@ Facts: the reason family the buyer claimed, whether the carrier noted damage whe
 collected, and the inspection (grade, does the item match what was shipped, is the weight
 plausible, was the outer packaging damaged on arrival). Policy: what happens to an item the
 buyer damaged (reduce the refund or reject it), and whether a grade-A item can overturn a
-fault claim. The full table, cell by cell, is services/policy/liability_table.md; the test
+fault claim. The full table, cell by cell, is services/decisions/policy/liability_table.md; the test
 checks every cell of it against this function.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.refund.refund_arithmetic import Liable
+from services.decisions.refunds.refund_arithmetic import Liable
 
 
 class ReasonFamily(StrEnum):

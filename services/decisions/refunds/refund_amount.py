@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.money import Money, MoneyError
+from services.decisions.money import Money, MoneyError
 
 
 @dataclass(frozen=True)

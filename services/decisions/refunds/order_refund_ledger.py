@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.refund.refund_arithmetic import (
+from services.decisions.refunds.refund_arithmetic import (
     FeeTerms,
     Liable,
     Order,

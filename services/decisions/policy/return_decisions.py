@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.money import Money
-from services.policy.liability import (
+from services.decisions.money import Money
+from services.decisions.policy.liability import (
     Grade,
     InspectionFacts,
     LiabilityDecision,
@@ -23,14 +23,14 @@ from services.policy.liability import (
     decide_liability,
     provisional_liability,
 )
-from services.policy.policy_rules import (
+from services.decisions.policy.policy_rules import (
     EffectivePolicy,
     RefundDestination,
     fee_terms,
     liability_terms,
     refund_destination,
 )
-from services.refund.refund_arithmetic import (
+from services.decisions.refunds.refund_arithmetic import (
     FeeTerms,
     Order,
     OrderRefundHistory,

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from services.money import CURRENCY_EXPONENTS, MoneyError
-from services.money.allocation import cumulative_share, split_by_weights
+from services.decisions.money import CURRENCY_EXPONENTS, MoneyError
+from services.decisions.money.allocation import cumulative_share, split_by_weights
 
 BASIS_POINTS = 10_000
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.policy.policy_files import (
+from services.policy_files.loader import (
     PolicyError,
     PolicyLayer,
     PolicySet,

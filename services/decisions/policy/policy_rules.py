@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.policy.liability import (
+from services.decisions.policy.liability import (
     BuyerDamage,
     Grade,
     LiabilityDecision,
@@ -19,8 +19,8 @@ from services.policy.liability import (
     RefundOutcome,
     RuleFired,
 )
-from services.policy.policy_files import PolicyLayer, PolicySet
-from services.refund.refund_arithmetic import FeeTerms, Liable
+from services.decisions.policy.policy_layers import PolicyLayer, PolicySet
+from services.decisions.refunds.refund_arithmetic import FeeTerms, Liable
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -1,5 +1,6 @@
-"""`boomerang policy explain <request.json>`: a return's whole decision without Kafka (pure
-apart from reading the two inputs it is given).
+"""`boomerang policy explain <request.json>`: a return's whole decision without Kafka. Pure:
+the request file is read and checked against its JSON Schema by
+`services.policy_files.explain_request`.
 
 The request format is `schemas/policy/return-explain-request.schema.json` (examples under
 `deploy/policy-examples/`). The answer: accepted or rejected (with the code), the policy
@@ -9,18 +10,14 @@ every component, the total and where the money goes.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
-from functools import cache
 from typing import Any
 
-import jsonschema
-
-from services.policy.liability import Grade, InspectionFacts
-from services.policy.policy_files import POLICY_SCHEMAS, PolicySet
-from services.policy.policy_rules import RequestFacts, decide_request, resolve_policy
-from services.policy.return_decisions import decide_refund
-from services.refund.refund_arithmetic import (
+from services.decisions.policy.liability import Grade, InspectionFacts
+from services.decisions.policy.policy_layers import PolicySet
+from services.decisions.policy.policy_rules import RequestFacts, decide_request, resolve_policy
+from services.decisions.policy.return_decisions import decide_refund
+from services.decisions.refunds.refund_arithmetic import (
     OrderRefundHistory,
     RefundArithmeticError,
     order_from_record,
@@ -29,28 +26,6 @@ from services.refund.refund_arithmetic import (
 
 class ExplainInputError(ValueError):
     """The request file is not a return this command can explain; says where and why."""
-
-
-@cache
-def _request_validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads((POLICY_SCHEMAS / "return-explain-request.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
-
-
-def parse_request(text: str) -> dict[str, Any]:
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExplainInputError(f"not JSON: {exc}") from exc
-    errors = sorted(_request_validator().iter_errors(request), key=lambda e: list(e.path))
-    if errors:
-        raise ExplainInputError(
-            "; ".join(
-                f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
-                for error in errors
-            )
-        )
-    return request
 
 
 def _epoch_ms(value: str, where: str) -> int:
