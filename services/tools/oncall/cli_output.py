@@ -12,15 +12,22 @@ import click
 
 
 def stderr_console() -> Any:
+    """A rich console on stderr."""
     from rich.console import Console
 
     return Console(stderr=True)
 
 
 def stdout_console() -> Any:
+    """A rich console on stdout."""
     from rich.console import Console
 
     return Console()
+
+
+def report_console(as_json: bool) -> Any:
+    """Where a command talks to people: stderr under `--json` (stdout keeps the JSON)."""
+    return stderr_console() if as_json else stdout_console()
 
 
 @contextlib.contextmanager
@@ -44,6 +51,7 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[], N
 
 
 def emit(report: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], None]) -> None:
+    """Print `report` as one JSON document under `--json`, else `render` it for people."""
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -51,6 +59,7 @@ def emit(report: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
+    """A bold title over a table of `columns` and `rows` (cells shown as text)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -61,3 +70,21 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
     for row in rows:
         shown.add_row(*(str(cell) for cell in row))
     return Group(Text(title, style="bold"), shown)
+
+
+def print_effects(console: Any, effects: dict[str, dict[str, int]], target: str) -> None:
+    """What each consumer of `target` would do with the records (replay and redrive plans)."""
+    if not effects:
+        console.print(f"no known consumer reads {target}: nothing would be processed")
+        return
+    rows = [
+        [name, v["new"], v["already_applied"], v["ignored"], v["dead_letter"]]
+        for name, v in effects.items()
+    ]
+    console.print(
+        table(
+            f"what the consumers of {target} would do (from their dedupe state)",
+            ["consumer", "new effects", "already applied", "ignored", "to DLQ"],
+            rows,
+        )
+    )

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,8 @@ import click
 from services.decisions import saga as saga_core
 from services.eventing.settings import bootstrap_servers
 from services.tools.oncall import audit_trail
-from services.tools.oncall.cli_output import stderr_console, stdout_console, table
+from services.tools.oncall.cli_output import report_console, stdout_console, table
+from services.tools.oncall.write_safeguards import end_dry_run, require_reason
 
 DECISIONS = {"refund": "REFUND", "store-credit": "STORE_CREDIT", "reject": "REJECT"}
 PRODUCER = "boomerang-cli"
@@ -206,16 +208,18 @@ def _steer(
     wait_s: float,
     **body: Any,
 ) -> None:
+    """Dry-run the operator event `name` on the saga of `return_id`, or (with `execute`) send
+    it, audit it and wait up to `wait_s` for the coordinator to apply it."""
     from services.eventing.envelope import now_ms
 
-    if execute and not (reason and reason.strip()):
-        raise click.UsageError("--execute needs --reason (it goes into the saga and the audit)")
+    require_reason(execute, reason, "the saga and the audit")
     state = _state(return_id)
-    operation_id, actor = audit_trail.new_operation_id(), audit_trail.current_actor()
+    operation = audit_trail.Operation(OPERATION_OF[name], reason or "")
+    operation_id, actor = operation.operation_id, operation.actor
     record = _operator_event(name, state, actor, reason or "(dry run)", operation_id, **body)
     predicted = _outcome(state, saga_core.decide(state, name, record, now_ms()))
     report: dict[str, Any] = {"return_id": return_id, "command": name, "predicted": predicted}
-    console = stderr_console() if as_json else stdout_console()
+    console = report_console(as_json)
     if not as_json:
         verb = "does nothing" if predicted["ignored"] else "moves"
         console.print(
@@ -223,11 +227,12 @@ def _steer(
             f"{', '.join(predicted['commands']) or 'nothing'}. {predicted['note']}"
         )
     if not execute:
-        report["dry_run"] = True
-        if as_json:
-            click.echo(json.dumps(report, indent=2))
-        else:
-            console.print("dry run: nothing sent. Add --execute --reason '...' to send it.")
+        end_dry_run(
+            report,
+            as_json,
+            console,
+            "dry run: nothing sent. Add --execute --reason '...' to send it.",
+        )
         return
     if predicted["ignored"]:
         report["refused"] = predicted["note"]
@@ -240,16 +245,7 @@ def _steer(
     applied = asyncio.run(_wait_applied(return_id, record["envelope"]["event_id"], wait_s))
     result = {"event_id": record["envelope"]["event_id"], "applied": applied}
     selection = {"return_id": return_id, **{k: str(v) for k, v in body.items()}}
-    audit_trail.record_now(
-        OPERATION_OF[name],
-        operation_id,
-        actor,
-        reason or "",
-        "completed",
-        selection,
-        predicted,
-        result,
-    )
+    audit_trail.record_now(operation, "completed", selection, predicted, result)
     report.update(dry_run=False, operation_id=operation_id, result=result)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -268,14 +264,13 @@ def _steer(
 async def _send(name: str, record: dict[str, Any]) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from services.eventing.avro_codec import AvroCodec
     from services.eventing.event_publisher import EventPublisher, producer_settings
-    from services.eventing.schema_catalogue import SchemaCatalogue
+    from services.tools.oncall.topic_reader import catalogue_codec
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(), **producer_settings())
     await producer.start()
     try:
-        await EventPublisher(producer, AvroCodec(SchemaCatalogue.load())).publish(name, record)
+        await EventPublisher(producer, catalogue_codec()).publish(name, record)
     finally:
         await producer.stop()
 
@@ -310,12 +305,14 @@ _WAIT = click.option(
 )
 
 
+def _steering_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--reason, --execute, --wait and --json, shared by retry, cancel and resume."""
+    return _REASON(_EXECUTE(_WAIT(_JSON(command))))
+
+
 @saga.command("retry")
 @click.argument("return_id")
-@_REASON
-@_EXECUTE
-@_WAIT
-@_JSON
+@_steering_options
 def saga_retry(
     return_id: str, reason: str | None, execute: bool, wait_s: float, as_json: bool
 ) -> None:
@@ -326,10 +323,7 @@ def saga_retry(
 
 @saga.command("cancel")
 @click.argument("return_id")
-@_REASON
-@_EXECUTE
-@_WAIT
-@_JSON
+@_steering_options
 def saga_cancel(
     return_id: str, reason: str | None, execute: bool, wait_s: float, as_json: bool
 ) -> None:
@@ -341,10 +335,7 @@ def saga_cancel(
 @saga.command("resume")
 @click.argument("return_id")
 @click.option("--decision", required=True, type=click.Choice(sorted(DECISIONS)))
-@_REASON
-@_EXECUTE
-@_WAIT
-@_JSON
+@_steering_options
 def saga_resume(
     return_id: str,
     decision: str,

@@ -1,11 +1,23 @@
-"""Read a topic from its beginning to its end as of now (a thin aiokafka adapter)."""
+"""Read a topic from its beginning to its end as of now (a thin aiokafka adapter), and the
+codec that decodes its records."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+if TYPE_CHECKING:
+    from services.eventing.avro_codec import AvroCodec
+
+
+def catalogue_codec() -> AvroCodec:
+    """The Avro codec of this checkout's schema catalogue (loaded when called)."""
+    from services.eventing.avro_codec import AvroCodec
+    from services.eventing.schema_catalogue import SchemaCatalogue
+
+    return AvroCodec(SchemaCatalogue.load())
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> list[Any]:
