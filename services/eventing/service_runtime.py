@@ -30,10 +30,19 @@ import mode
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from services.eventing.avro_codec import AvroCodec, CodecError, Decoded
+from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.dead_letters import FailedRecord, dead_letter_headers, dead_letter_topic_name
 from services.eventing.envelope import EnvelopeError, check_envelope
 from services.eventing.event_publisher import EventPublisher, producer_settings
+from services.eventing.handler_contract import (
+    DomainRejection,
+    HttpAnswer,
+    Incoming,
+    Outbound,
+    TransientFailure,
+    UnhandledError,
+    recovering_answer,
+)
 from services.eventing.log_setup import configure_logging, event_context, get_logger
 from services.eventing.offset_guard import OffsetGuard, Verdict
 from services.eventing.schema_catalogue import SchemaCatalogue
@@ -44,28 +53,6 @@ from services.eventing.topics import PARTITIONS
 log = get_logger(__name__)
 
 GROUP_START_TIMEOUT_S = 15.0
-
-# (record name, record) or (record name, record, key) for a topic not keyed by return_id
-Outbound = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], bytes]
-
-
-class DomainRejection(ValueError):
-    """The event decoded but is impossible for the domain (e.g. a negative quantity).
-    Not retried: it goes to the dead-letter topic."""
-
-    reason = "domain-validation"
-
-
-class UnhandledError(RuntimeError):
-    """A handler raised something unexpected (a bug): the record is dead-lettered."""
-
-    reason = "unhandled"
-
-
-class TransientFailure(RuntimeError):
-    """A partner or the broker failed in a way worth retrying (5xx, timeout, connection)."""
-
-    reason = "transient"
 
 
 @dataclass(frozen=True)
@@ -269,8 +256,8 @@ class LoopClock:
         return figures
 
 
-Handler = Callable[[Decoded, Any], Awaitable[Sequence[Outbound]]]
-ExhaustedHandler = Callable[[Decoded, Exception], Awaitable[Sequence[Outbound]]]
+Handler = Callable[[Incoming], Awaitable[Sequence[Outbound]]]
+ExhaustedHandler = Callable[[Incoming, Exception], Awaitable[Sequence[Outbound]]]
 
 
 class EventConsumer:
@@ -292,7 +279,7 @@ class EventConsumer:
         keyed_by_return: bool = True,
         on_exhausted: ExhaustedHandler | None = None,
     ) -> None:
-        """`on_exhausted(decoded, error)` turns a transient failure that outlived its retries
+        """`on_exhausted(incoming, error)` turns a transient failure that outlived its retries
         into events (e.g. a retryable RefundFailed the saga retries later); without it the
         record is dead-lettered."""
         guard = OffsetGuard()
@@ -494,11 +481,12 @@ class EventConsumer:
         if accepts is not None and decoded.name not in accepts:
             log.debug("event not for this consumer", event_type=decoded.name)
             return NOTHING_PENDING
+        incoming = Incoming(decoded.name, decoded.record, message.key)
         with event_context(decoded.record["envelope"], topic=message.topic):
             delay = self.settings.retry_base_delay_s
             for attempt in range(1, self.settings.retry_attempts + 1):
                 try:
-                    outbound = await handler(decoded, message)
+                    outbound = await handler(incoming)
                 except DomainRejection as exc:
                     await self.dead_letter(record, exc)
                     return NOTHING_PENDING
@@ -508,7 +496,7 @@ class EventConsumer:
                             await self.dead_letter(record, exc)
                         else:
                             log.warning("transient failure outlived its retries", error=str(exc))
-                            await self.publish_durably(await on_exhausted(decoded, exc))
+                            await self.publish_durably(await on_exhausted(incoming, exc))
                         return NOTHING_PENDING
                     pause = min(delay, self.settings.retry_max_delay_s) * random.uniform(0.5, 1.5)
                     log.warning(
@@ -611,7 +599,7 @@ def build_parts(settings: ServiceSettings) -> ServiceParts:
     return ServiceParts(settings, app, codec, publisher, consumer)
 
 
-def tables_recovering(app: faust.App, web: Any) -> Any | None:
+def tables_recovering(app: faust.App) -> HttpAnswer | None:
     """A 503 answer while the tables are still being recovered from their changelogs.
 
     A page that reads a table during recovery would show a partial view (a saga "not
@@ -619,11 +607,18 @@ def tables_recovering(app: faust.App, web: Any) -> Any | None:
     """
     if app.tables.recovery.completed.is_set() and not app.rebalancing:
         return None
-    return web.json(
-        {"error": "recovering", "detail": "tables are being recovered; retry shortly"},
-        status=503,
-        headers={"Retry-After": "1"},
-    )
+    return recovering_answer()
+
+
+def while_tables_recover(
+    app: faust.App, handler: Callable[..., Awaitable[HttpAnswer]]
+) -> Callable[..., Awaitable[HttpAnswer]]:
+    """`handler` for a page that reads tables: the recovering 503 until they are recovered."""
+
+    async def answer(*args: Any, **kwargs: Any) -> HttpAnswer:
+        return tables_recovering(app) or await handler(*args, **kwargs)
+
+    return answer
 
 
 def add_health_page(app: faust.App, service: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_TOLERANCE_S = 300
@@ -81,3 +82,26 @@ class WebhookSignature:
             timestamp_header=self.timestamp_header,
             signature_header=self.signature_header,
         )
+
+    def verify(
+        self,
+        secret: bytes,
+        headers: Mapping[str, str],
+        body: bytes,
+        now_s: int,
+        tolerance_s: int = DEFAULT_TOLERANCE_S,
+    ) -> None:
+        """Raise SignatureError unless this partner's headers sign `body` recently enough."""
+        verify(
+            secret,
+            headers.get(self.timestamp_header),
+            headers.get(self.signature_header),
+            body,
+            now_s,
+            tolerance_s,
+        )
+
+
+# The partners' header names.
+CARRIER_SIGNATURE = WebhookSignature("X-Carrier-Timestamp", "X-Carrier-Signature")
+PSP_SIGNATURE = WebhookSignature("X-Psp-Timestamp", "X-Psp-Signature")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.eventing.http_api import Fields, invalid
+from services.eventing.request_fields import Fields, invalid
 
 GRADES = frozenset({"A", "B", "C", "D"})
 MAX_ITEMS = 100

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 
 
 def parse_station_tokens(raw: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from services.eventing.envelope import new_envelope
-from services.eventing.http_api import Fields, invalid
+from services.eventing.request_fields import Fields, invalid
 
 CALLBACK_NAMESPACE = uuid.UUID("4b0f3f7c-61a2-5b8e-9d1e-2a7c9e0b5d33")
 MAX_EPOCH_MS = 2**63 - 1  # Avro long

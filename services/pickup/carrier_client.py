@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from services.eventing.service_runtime import DomainRejection, TransientFailure
+from services.eventing.handler_contract import DomainRejection, TransientFailure
 
 
 class CarrierRefused(DomainRejection):

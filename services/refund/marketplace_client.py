@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from services.eventing.service_runtime import DomainRejection, TransientFailure
+from services.eventing.handler_contract import DomainRejection, TransientFailure
 
 
 class MarketplaceRefused(DomainRejection):

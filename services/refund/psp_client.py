@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from services.eventing.service_runtime import DomainRejection, TransientFailure
+from services.eventing.handler_contract import DomainRejection, TransientFailure
 
 PROVIDER = "psp"
 

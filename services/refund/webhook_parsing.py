@@ -14,7 +14,7 @@ from typing import Any
 
 from services.decisions.refunds.decline_codes import next_action
 from services.eventing.envelope import new_envelope
-from services.eventing.http_api import Fields, invalid
+from services.eventing.request_fields import Fields, invalid
 
 WEBHOOK_NAMESPACE = uuid.UUID("0c3e5f0a-8d7b-5a41-9a0e-6f1d2b7c4e90")
 WEBHOOK_TYPES = frozenset({"refund.settled", "refund.failed"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.eventing.http_api import Fields
+from services.eventing.request_fields import Fields
 
 ACCOUNT_NUMBER = re.compile(r"[A-Z0-9]{6,34}")  # domestic account numbers and IBANs
 BANK_CODE = re.compile(r"[A-Z0-9]{2,16}")  # BIC, sort code, bank id

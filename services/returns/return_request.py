@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.decisions.money import CURRENCY_EXPONENTS
-from services.eventing.http_api import ApiError, Fields, invalid
+from services.eventing.request_fields import ApiError, Fields, invalid
 from services.returns.bank_account import parse_bank_account
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

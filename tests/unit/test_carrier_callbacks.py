@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.pickup.callback_parsing import FAILURE_REASONS, callback_event
 from services.pickup.carrier_signature import (

@@ -12,7 +12,7 @@ from services.decisions.refunds.provider_routing import (
     providers_to_try,
 )
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.refund.webhook_parsing import provider_of, webhook_event
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 from services.returns.return_request import (
     MAX_LINES,
     MAX_UNIT_PRICE_MINOR,

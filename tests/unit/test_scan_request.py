@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 from services.inspection.scan_request import MAX_ITEMS, ScanRequest, parse_scan
 from tests.support.return_events import envelope
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.eventing.http_api import ApiError
+from services.eventing.request_fields import ApiError
 from services.inspection.station_auth import (
     authenticate,
     authorize_station,

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from services.eventing.service_runtime import tables_recovering
-
-
-@dataclass
-class Answer:
-    body: dict[str, Any]
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class Web:
-    def json(self, body: dict, status: int = 200, headers: dict | None = None) -> Answer:
-        return Answer(body, status, headers or {})
+from services.eventing.handler_contract import HttpAnswer, HttpRequest
+from services.eventing.service_runtime import tables_recovering, while_tables_recover
 
 
 def app(recovered: bool, rebalancing: bool = False) -> Any:
@@ -31,15 +19,24 @@ def app(recovered: bool, rebalancing: bool = False) -> Any:
 
 
 def test_a_recovered_app_lets_the_page_answer():
-    assert tables_recovering(app(recovered=True), Web()) is None
+    assert tables_recovering(app(recovered=True)) is None
 
 
 def test_a_recovering_app_answers_503_with_a_reason_and_retry_after():
-    answer = tables_recovering(app(recovered=False), Web())
+    answer = tables_recovering(app(recovered=False))
     assert answer.status == 503
     assert answer.body["error"] == "recovering"
     assert answer.headers == {"Retry-After": "1"}
 
 
 def test_a_rebalancing_app_answers_503():
-    assert tables_recovering(app(recovered=True, rebalancing=True), Web()).status == 503
+    assert tables_recovering(app(recovered=True, rebalancing=True)).status == 503
+
+
+def test_a_page_wrapped_for_recovery_answers_only_once_the_tables_are_recovered():
+    async def page(request: HttpRequest) -> HttpAnswer:
+        return HttpAnswer(200, {"seen": True})
+
+    recovering = asyncio.run(while_tables_recover(app(recovered=False), page)(HttpRequest()))
+    recovered = asyncio.run(while_tables_recover(app(recovered=True), page)(HttpRequest()))
+    assert (recovering.status, recovered.status) == (503, 200)

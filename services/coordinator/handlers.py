@@ -1,0 +1,118 @@
+"""The coordinator's handlers around the pure saga (services/decisions/saga): each event
+moves one return's saga (state in the `sagas` table), due timers become SagaStepTimedOut
+events, and the saga's state is shown on GET /returns/{return_id} and GET /returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.decisions import saga
+from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
+from services.eventing.log_setup import get_logger
+from services.eventing.topics import ORDER_REFUND_LEDGER
+
+SERVICE = "coordinator"
+TERMINAL = frozenset(str(status) for status in saga.TERMINAL)
+# Commands for the order refund ledger are keyed by order_ref (one owner per order).
+KEYED_BY_ORDER = frozenset(ORDER_REFUND_LEDGER.record_types)
+REFIRE_AFTER_MS = 15_000  # a fired timer not handled yet is fired again (same event id)
+FIRED_TIMERS_KEPT = 100_000
+LISTED_RETURNS = 1000
+log = get_logger(__name__)
+
+
+@dataclass
+class CoordinatorPorts:
+    sagas: MutableMapping[str, Any]  # return_id -> saga state (SagaState.to_json)
+    config: saga.SagaConfig
+    clock_ms: Callable[[], int]
+    fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
+
+
+def keyed(command: saga.Command) -> Outbound:
+    name, record = command
+    if name in KEYED_BY_ORDER:
+        return name, record, record["order_ref"].encode()
+    return command
+
+
+async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
+    return_id = incoming.return_id
+    stored = ports.sagas.get(return_id)
+    state = saga.SagaState.from_json(stored) if stored else None
+    transition = saga.decide(state, incoming.name, incoming.record, ports.clock_ms(), ports.config)
+    if not transition.duplicate:
+        ports.sagas[return_id] = transition.state.to_json()
+    log.info(
+        "saga event",
+        status=str(transition.state.status),
+        duplicate=transition.duplicate,
+        ignored=transition.ignored,
+        commands=[name for name, _ in transition.commands],
+    )
+    already_fired = len(state.rules_fired) if state else 0
+    for rule in transition.state.rules_fired[already_fired:]:  # rules are only appended
+        log.info("rule fired", **rule)
+    return [keyed(command) for command in transition.commands]
+
+
+def timeout_event(state: dict[str, Any], timer: dict[str, Any]) -> saga.Command:
+    """The event a due timer becomes; its id derives from the timer: firing twice is one event."""
+    return_id = state["return_id"]
+    record = {
+        "envelope": new_envelope(
+            "SagaStepTimedOut",
+            return_id,
+            SERVICE,
+            correlation_id=state.get("correlation_id") or return_id,
+            event_id=deterministic_event_id(return_id, "timer", timer["id"]),
+        ),
+        "step": timer["step"],
+        "timer_id": timer["id"],
+        "deadline_at": timer["due_at"],
+    }
+    return "SagaStepTimedOut", record
+
+
+def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
+    """Durable timers: deadlines and retry times live in each saga's state (so they survive
+    restarts); the due ones become SagaStepTimedOut events, each fired again only after
+    REFIRE_AFTER_MS if it was not handled by then."""
+    now = ports.clock_ms()
+    due: list[Outbound] = []
+    for return_id, stored in list(ports.sagas.items()):
+        timer = stored.get("timer") if stored else None
+        if not timer or stored["status"] in TERMINAL or timer["due_at"] > now:
+            continue
+        if now - ports.fired.get((return_id, timer["id"]), 0) < REFIRE_AFTER_MS:
+            continue
+        ports.fired[(return_id, timer["id"])] = now
+        due.append(timeout_event(stored, timer))
+    if len(ports.fired) > FIRED_TIMERS_KEPT:
+        ports.fired.clear()
+    return due
+
+
+async def return_status(
+    ports: CoordinatorPorts, request: HttpRequest, return_id: str
+) -> HttpAnswer:
+    stored = ports.sagas.get(return_id)
+    if not stored:
+        return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
+    return HttpAnswer(200, saga.status_view(saga.SagaState.from_json(stored)))
+
+
+async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAnswer:
+    """Counts per status, and the ids of the returns in `?status=` (at most LISTED_RETURNS)."""
+    wanted = request.query.get("status")
+    counts: dict[str, int] = {}
+    matching = []
+    for return_id, stored in ports.sagas.items():
+        status = stored["status"]
+        counts[status] = counts.get(status, 0) + 1
+        if wanted and status == wanted:
+            matching.append(return_id)
+    return HttpAnswer(200, {"counts": counts, "return_ids": sorted(matching)[:LISTED_RETURNS]})

@@ -1,0 +1,31 @@
+"""A command answered once: its answer is stored with the command's event id, per return, so
+a redelivered or replayed command re-emits the stored answer (same event id) instead of
+calling a partner again."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from services.eventing.handler_contract import Incoming, Outbound
+from services.eventing.log_setup import get_logger
+
+log = get_logger(__name__)
+
+
+async def answer_once(
+    answered: MutableMapping[str, Any],
+    incoming: Incoming,
+    answer: Callable[[], Awaitable[list[Outbound]]],
+) -> list[Outbound]:
+    """`answered` maps return_id → {command event id: [name, record]}; an empty answer is
+    not stored (nothing was done, the command may be answered later)."""
+    done = answered.get(incoming.return_id) or {}
+    if incoming.event_id in done:
+        name, record = done[incoming.event_id]
+        log.info("command seen before: stored answer re-emitted", result=name)
+        return [(name, record)]
+    outbound = await answer()
+    if outbound:
+        answered[incoming.return_id] = {**done, incoming.event_id: list(outbound[0])}
+    return outbound

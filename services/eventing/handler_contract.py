@@ -1,0 +1,85 @@
+"""What a service's handlers take and give, whatever runtime delivers their input.
+
+An event handler is `async def handle(ports, incoming: Incoming) -> list[Outbound]`: the
+decoded record in, the records to publish out. An HTTP handler is
+`async def handle(ports, request: HttpRequest, **path) -> HttpAnswer`. `ports` is the
+service's own dataclass of tables (mappings), partner clients and a `publish` callable,
+built by its composition root; tests build it from dicts and in-memory fakes. Nothing here
+imports Kafka, Faust or aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# (record name, record) or (record name, record, key) for a topic not keyed by return_id
+Outbound = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], bytes]
+Publish = Callable[[Sequence[Outbound]], Awaitable[None]]
+
+
+class DomainRejection(ValueError):
+    """The event decoded but is impossible for the domain (e.g. a negative quantity).
+    Not retried: it goes to the dead-letter topic."""
+
+    reason = "domain-validation"
+
+
+class UnhandledError(RuntimeError):
+    """A handler raised something unexpected (a bug): the record is dead-lettered."""
+
+    reason = "unhandled"
+
+
+class TransientFailure(RuntimeError):
+    """A partner or the broker failed in a way worth retrying (5xx, timeout, connection)."""
+
+    reason = "transient"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One decoded input record: its name (e.g. `PickupRequested`), the record with its
+    envelope, and the Kafka key it came with."""
+
+    name: str
+    record: dict[str, Any]
+    key: bytes | None = None
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        return self.record["envelope"]
+
+    @property
+    def return_id(self) -> str:
+        return self.record["envelope"]["return_id"]
+
+    @property
+    def event_id(self) -> str:
+        return self.record["envelope"]["event_id"]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What an HTTP handler reads of a request: the raw body, the headers and the query."""
+
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def recovering_answer() -> HttpAnswer:
+    """The 503 a page answers while its tables are being recovered from their changelogs."""
+    return HttpAnswer(
+        503,
+        {"error": "recovering", "detail": "tables are being recovered; retry shortly"},
+        {"Retry-After": "1"},
+    )

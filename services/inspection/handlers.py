@@ -1,0 +1,113 @@
+"""The inspection service's handlers: the scanners' POST /inspections and the view of
+returns it keeps from the event stream (`returns` table).
+
+POST /inspections: authenticate the station (401/403), validate (400/422), then
+- a scan_id seen before answers its first answer again and emits nothing;
+- an unknown return is 404; a return not awaiting inspection is 409 with its state;
+- otherwise InspectionRecorded is emitted (event id derived from the scan_id) and 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.eventing.envelope import new_envelope
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
+from services.eventing.log_setup import event_context, get_logger
+from services.eventing.request_fields import ApiError, parse_json_object
+from services.inspection import return_tracking
+from services.inspection.scan_request import parse_scan
+from services.inspection.station_auth import authenticate, authorize_station
+
+SERVICE = "inspection"
+SCAN_NAMESPACE = uuid.UUID("0d6c2a0e-9b7e-5f7c-a3c1-7f5e2b9d4a11")
+RECENT_SCANS = 10_000
+log = get_logger(__name__)
+
+
+def scan_event_id(scan_id: str) -> str:
+    return str(uuid.uuid5(SCAN_NAMESPACE, scan_id))
+
+
+@dataclass
+class InspectionPorts:
+    returns: MutableMapping[str, Any]  # return_id -> view (return_tracking)
+    scans: MutableMapping[str, Any]  # scan_id -> first answer
+    station_tokens: dict[str, str]
+    publish: Publish
+    clock_ms: Callable[[], int]
+    # answered by this process, not yet in the table (the table learns them from the topic)
+    recent_scans: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    submitted: dict[str, str] = field(default_factory=dict)  # return_id -> scan_id posted here
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def follow_returns(ports: InspectionPorts, incoming: Incoming) -> list[Outbound]:
+    """Keep the view of each return (is it awaiting inspection?) and each recorded scan's
+    answer, so a scan posted again after a restart gets its first answer."""
+    record, return_id = incoming.record, incoming.return_id
+    view = return_tracking.track(ports.returns.get(return_id), incoming.name, record)
+    if view is not None:
+        ports.returns[return_id] = view
+    if incoming.name == "InspectionRecorded" and ports.scans.get(record["scan_id"]) is None:
+        ports.scans[record["scan_id"]] = {
+            "status": 202,
+            "body": scan_answer(record["scan_id"], return_id, incoming.event_id),
+        }
+    return []
+
+
+def scan_answer(scan_id: str, return_id: str, event_id: str) -> dict[str, Any]:
+    return {"scan_id": scan_id, "return_id": return_id, "event_id": event_id, "status": "recorded"}
+
+
+async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpAnswer:
+    station = authenticate(ports.station_tokens, request.headers.get("Authorization"))
+    scan = parse_scan(parse_json_object(request.body))
+    authorize_station(station, scan.station_id)
+    async with ports.lock:
+        with event_context(return_id=scan.return_id, scan_id=scan.scan_id):
+            first = ports.recent_scans.get(scan.scan_id) or ports.scans.get(scan.scan_id)
+            if first is not None:
+                log.info("duplicate scan: first answer returned")
+                return HttpAnswer(first["status"], first["body"], {"Idempotent-Replayed": "true"})
+            view = ports.returns.get(scan.return_id)
+            if view is None:
+                raise ApiError(404, "unknown_return", f"no return {scan.return_id} is known")
+            state = view["state"]
+            if ports.submitted.get(scan.return_id) or state != return_tracking.AWAITING_INSPECTION:
+                current = (
+                    return_tracking.INSPECTED if ports.submitted.get(scan.return_id) else state
+                )
+                raise ApiError(
+                    409,
+                    "not_awaiting_inspection",
+                    f"return {scan.return_id} is {current}",
+                    extra={"return_id": scan.return_id, "state": current},
+                )
+            event_id = scan_event_id(scan.scan_id)
+            now = ports.clock_ms()
+            record = {
+                "envelope": new_envelope(
+                    "InspectionRecorded",
+                    scan.return_id,
+                    SERVICE,
+                    event_id=event_id,
+                    correlation_id=view.get("correlation_id") or event_id,
+                    occurred_at=now,
+                ),
+                **scan.event_fields(now),
+            }
+            await ports.publish([("InspectionRecorded", record)])
+            body = scan_answer(scan.scan_id, scan.return_id, event_id)
+            ports.recent_scans[scan.scan_id] = {"status": 202, "body": body}
+            while len(ports.recent_scans) > RECENT_SCANS:
+                ports.recent_scans.popitem(last=False)
+            ports.submitted[scan.return_id] = scan.scan_id
+            log.info("inspection recorded", items=len(scan.items), event_id=event_id)
+            return HttpAnswer(202, body)

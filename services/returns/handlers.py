@@ -1,0 +1,233 @@
+"""The returns front door's handlers.
+
+POST /returns validates the body, applies the policy and emits ReturnRequested followed by
+ReturnAccepted or ReturnRejected. With an `Idempotency-Key`, the return id is derived from
+the key: the same key and body answer the same return again (nothing new is emitted), the
+same key with another body is 409. What each key answered is kept in a table rebuilt from
+the returns topic (`record_answers`), so the answer survives restarts. A buyer may cancel
+(POST /returns/{id}/cancel) and give a bank account for a transfer refund
+(POST /returns/{id}/bank-account).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
+from services.eventing.log_setup import event_context, get_logger
+from services.eventing.request_fields import ApiError, parse_json_object
+from services.returns.return_policy import PolicyDecision, ReturnPolicy
+from services.returns.return_request import (
+    ReturnRequest,
+    check_idempotency_key,
+    parse_cancellation,
+    parse_refund_account,
+    parse_return_request,
+)
+
+SERVICE = "returns"
+RECENT_ANSWERS = 10_000
+log = get_logger(__name__)
+
+RETURN_ID_NAMESPACE = uuid.UUID("b7d7a0c4-0d0e-5a4e-8f57-3c6a4c1e2f90")
+
+
+def return_id_for_key(key: str) -> str:
+    return "RMA-" + uuid.uuid5(RETURN_ID_NAMESPACE, key).hex[:20].upper()
+
+
+def new_return_id() -> str:
+    return "RMA-" + uuid.uuid4().hex[:20].upper()
+
+
+def decision_events(
+    return_id: str, request: ReturnRequest, decision: PolicyDecision, key: str | None, at: int
+) -> list[Outbound]:
+    requested_id = deterministic_event_id(return_id, "ReturnRequested")
+    requested = {
+        "envelope": new_envelope(
+            "ReturnRequested", return_id, SERVICE, event_id=requested_id, occurred_at=at
+        ),
+        **request.event_fields(),
+        "idempotency_key": key,
+        "request_hash": request.fingerprint(),
+    }
+    name = "ReturnAccepted" if decision.accepted else "ReturnRejected"
+    body: dict[str, Any] = {
+        "policy_version": decision.policy_version,
+        "rules_fired": list(decision.rules_fired),
+        "rules": decision.rule_records(),
+    }
+    if decision.accepted:
+        body |= {"policy_json": decision.policy_json, "reason_family": decision.reason_family}
+    else:
+        body |= {"rejection_code": decision.rejection_code, "detail": decision.detail}
+    outcome = {
+        "envelope": new_envelope(
+            name,
+            return_id,
+            SERVICE,
+            correlation_id=requested_id,
+            causation_id=requested_id,
+            event_id=deterministic_event_id(return_id, name),
+            occurred_at=at,
+        ),
+        **body,
+    }
+    return [("ReturnRequested", requested), (name, outcome)]
+
+
+def rules_view(decision_record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"rule_id": r["rule_id"], "facts": json.loads(r["facts_json"]), "effect": r["effect"]}
+        for r in decision_record.get("rules") or []
+    ]
+
+
+def answer_for(return_id: str, decision_record: dict[str, Any], accepted: bool) -> tuple[int, dict]:
+    if accepted:
+        return 202, {
+            "return_id": return_id,
+            "status": "accepted",
+            "policy_version": decision_record["policy_version"],
+            "rules_fired": decision_record["rules_fired"],
+            "rules": rules_view(decision_record),
+        }
+    return 422, {
+        "error": "policy_rejected",
+        "return_id": return_id,
+        "status": "rejected",
+        "rejection_code": decision_record["rejection_code"],
+        "detail": decision_record["detail"],
+        "policy_version": decision_record["policy_version"],
+        "rules_fired": decision_record["rules_fired"],
+        "rules": rules_view(decision_record),
+    }
+
+
+@dataclass
+class ReturnsPorts:
+    answers: MutableMapping[str, Any]  # return_id -> {request_hash, status, body}
+    policy: ReturnPolicy
+    publish: Publish
+    clock_ms: Callable[[], int]
+    new_return_id: Callable[[], str] = new_return_id  # without an Idempotency-Key
+    # answers given by this process, not yet in the table (it learns them from the topic)
+    recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def remember(self, return_id: str, entry: dict[str, Any]) -> None:
+        self.recent[return_id] = entry
+        self.recent.move_to_end(return_id)
+        while len(self.recent) > RECENT_ANSWERS:
+            self.recent.popitem(last=False)
+
+    def knows(self, return_id: str) -> bool:
+        return self.answers.get(return_id) is not None or return_id in self.recent
+
+
+async def record_answers(ports: ReturnsPorts, incoming: Incoming) -> list[Outbound]:
+    record, return_id = incoming.record, incoming.return_id
+    if incoming.name == "ReturnRequested" and ports.answers.get(return_id) is None:
+        ports.answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
+    elif incoming.name in ("ReturnAccepted", "ReturnRejected"):
+        known = ports.answers.get(return_id)
+        if known is not None:
+            status, body = answer_for(return_id, record, incoming.name == "ReturnAccepted")
+            ports.answers[return_id] = {**known, "status": status, "body": body}
+    return []
+
+
+async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
+    return_request = parse_return_request(parse_json_object(request.body))
+    fingerprint = return_request.fingerprint()
+    return_id = return_id_for_key(key) if key else ports.new_return_id()
+    lock = ports.locks.setdefault(return_id, asyncio.Lock())
+    async with lock:
+        with event_context(return_id=return_id):
+            known = ports.recent.get(return_id) or (ports.answers.get(return_id) if key else None)
+            if known is not None:
+                if known["request_hash"] != fingerprint:
+                    raise ApiError(
+                        409,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different body",
+                        extra={"return_id": return_id},
+                    )
+                if known.get("status") is not None:
+                    log.info("idempotent replay", status=known["status"])
+                    replayed = {"Idempotent-Replayed": "true"}
+                    return HttpAnswer(known["status"], known["body"], replayed)
+            now = ports.clock_ms()
+            decision = ports.policy.decide(return_request, now)
+            events = decision_events(return_id, return_request, decision, key, now)
+            await ports.publish(events)
+            status, body = answer_for(return_id, events[1][1], decision.accepted)
+            ports.remember(return_id, {"request_hash": fingerprint, "status": status, "body": body})
+            log.info(
+                "return requested",
+                event_id=events[0][1]["envelope"]["event_id"],
+                accepted=decision.accepted,
+                policy_version=decision.policy_version,
+                rules_fired=[
+                    {"rule_id": r.rule_id, "facts": r.facts, "effect": r.effect}
+                    for r in decision.rules
+                ],
+            )
+    ports.locks.pop(return_id, None)
+    return HttpAnswer(status, body)
+
+
+async def cancel_return(ports: ReturnsPorts, request: HttpRequest, return_id: str) -> HttpAnswer:
+    cancellation = parse_cancellation(parse_json_object(request.body or b"{}"))
+    if not ports.knows(return_id):
+        raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+    event_id = deterministic_event_id(return_id, "ReturnCancelled")
+    record = {
+        "envelope": new_envelope(
+            "ReturnCancelled", return_id, SERVICE, event_id=event_id, occurred_at=ports.clock_ms()
+        ),
+        "cancelled_by": cancellation["cancelled_by"],
+        "reason": cancellation["reason"],
+    }
+    with event_context(record["envelope"]):
+        await ports.publish([("ReturnCancelled", record)])
+        log.info("cancellation requested", cancelled_by=cancellation["cancelled_by"])
+    # the saga decides: before collection it cancels the pickup, after it refuses
+    accepted = {"return_id": return_id, "status": "cancellation_requested", "event_id": event_id}
+    return HttpAnswer(202, accepted)
+
+
+async def give_bank_account(
+    ports: ReturnsPorts, request: HttpRequest, return_id: str
+) -> HttpAnswer:
+    account = parse_refund_account(parse_json_object(request.body))
+    if not ports.knows(return_id):
+        raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+    # the same account given twice is one event; a corrected one is a new event
+    account_hash = hashlib.sha256(json.dumps(account, sort_keys=True).encode()).hexdigest()
+    event_id = deterministic_event_id(return_id, "BuyerDetailsProvided", account_hash[:16])
+    record = {
+        "envelope": new_envelope(
+            "BuyerDetailsProvided",
+            return_id,
+            SERVICE,
+            event_id=event_id,
+            occurred_at=ports.clock_ms(),
+        ),
+        "refund_account": account,
+    }
+    with event_context(record["envelope"]):
+        await ports.publish([("BuyerDetailsProvided", record)])
+        log.info("buyer gave a bank account", number_ends=account["number"][-4:])
+    received = {"return_id": return_id, "status": "bank_account_received", "event_id": event_id}
+    return HttpAnswer(202, received)

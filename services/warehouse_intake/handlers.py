@@ -1,0 +1,118 @@
+"""Warehouse intake's handlers.
+
+IntakeRequested → a disposition per item → one StockMovementRecorded per item on the
+stock-movements topic, keyed by sku@location → IntakeCompleted. A second handler applies
+movements to the ledger table (keyed sku@location, so each entry has one owner) at most
+once per movement_id. Event ids derive from the command, so a redelivered command
+produces the same events and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.decisions.stock import inventory_ledger
+from services.decisions.stock.disposition import movements_for, reversal_movements
+from services.eventing.envelope import reply_record
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
+from services.eventing.log_setup import get_logger
+
+SERVICE = "warehouse-intake"
+LEDGER_VIEW_ENTRIES = 1000
+log = get_logger(__name__)
+
+
+@dataclass
+class IntakePorts:
+    intakes: MutableMapping[str, Any]  # return_id -> the intake's movements (for reversal)
+    ledger: MutableMapping[str, Any]  # sku@location -> ledger entry
+
+
+def intake_event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: str) -> dict:
+    return reply_record(command, name, body, SERVICE, *id_parts)
+
+
+def movement_events(command: dict[str, Any], warehouse: str, movements: list[dict]) -> list:
+    return [
+        (
+            "StockMovementRecorded",
+            intake_event(
+                command,
+                "StockMovementRecorded",
+                {"warehouse_id": warehouse, "movement": m},
+                m["movement_id"],
+            ),
+            inventory_ledger.ledger_key(m["sku"], m["location"]).encode(),
+        )
+        for m in movements
+    ]
+
+
+def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
+    """Everything an IntakeRequested produces (pure; the same command → the same events)."""
+    return_id = command["envelope"]["return_id"]
+    warehouse = command["warehouse_id"]
+    movements = movements_for(return_id, warehouse, command["items"])
+    outbound: list[Outbound] = movement_events(command, warehouse, movements)
+    outbound.append(
+        (
+            "IntakeCompleted",
+            intake_event(
+                command, "IntakeCompleted", {"warehouse_id": warehouse, "movements": movements}
+            ),
+        )
+    )
+    return outbound
+
+
+def reversal_outcome(command: dict[str, Any], intake: dict[str, Any] | None) -> list[Outbound]:
+    """What an IntakeReverseRequested produces; nothing to move when no intake happened."""
+    return_id = command["envelope"]["return_id"]
+    warehouse = (intake or {}).get("warehouse_id", "")
+    movements = reversal_movements(return_id, warehouse, (intake or {}).get("movements", []))
+    outbound: list[Outbound] = movement_events(command, warehouse, movements)
+    outbound.append(
+        ("IntakeReversed", intake_event(command, "IntakeReversed", {"movements": movements}))
+    )
+    return outbound
+
+
+async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
+    command, return_id = incoming.record, incoming.return_id
+    if incoming.name == "IntakeReverseRequested":
+        outbound = reversal_outcome(command, ports.intakes.get(return_id))
+        log.info("intake reversed", movements=len(outbound) - 1)
+        return outbound
+    outbound = intake_outcome(command)
+    if ports.intakes.get(return_id) is None:
+        movements = outbound[-1][1]["movements"]
+        ports.intakes[return_id] = {"warehouse_id": command["warehouse_id"], "movements": movements}
+    log.info("intake decided", movements=len(outbound) - 1)
+    return outbound
+
+
+async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
+    movement = incoming.record["movement"]
+    key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
+    entry, moved = inventory_ledger.apply(ports.ledger.get(key), movement)
+    ports.ledger[key] = entry
+    log.info("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
+    return []
+
+
+async def ledger_view(ports: IntakePorts, request: HttpRequest) -> HttpAnswer:
+    """GET /ledger[?sku=]: units on hand per sku@location and what the ledger applied."""
+    sku = request.query.get("sku")
+    entries = [e for _, e in ports.ledger.items() if not sku or e["sku"] == sku]
+    shown = [{k: e[k] for k in ("sku", "location", "on_hand")} for e in entries]
+    return HttpAnswer(
+        200,
+        {
+            "entries": shown[:LEDGER_VIEW_ENTRIES],
+            "movements_applied": sum(len(e["movement_ids"]) for e in entries),
+            "duplicates_ignored": sum(e["duplicates_ignored"] for e in entries),
+            "units_on_hand": sum(e["on_hand"] for e in entries),
+        },
+    )
