@@ -30,13 +30,13 @@ from aiokafka import AIOKafkaConsumer
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.tools.local_stack.demo import (
+from services.tools.local_stack.drawn_returns import (
     TrackedReturn,
     demo_bank_account,
     random_return,
-    scan_body,
-    watch_loop_events,
 )
+from services.tools.local_stack.inspection_scans import scan_body
+from services.tools.local_stack.loop_driver import watch_loop_events
 from services.tools.local_stack.stack import STATION_TOKENS
 from tests.bench.bench_figures import latency_summary
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from services.tools.local_kafka.broker import (
     LocalKafka,
     LocalKafkaSettings,
-    _is_ours,
-    _server_properties,
     default_base_port,
     pom_kafka_version,
 )
+from services.tools.local_kafka.kraft_config import server_properties as _server_properties
+from services.tools.local_kafka.node_processes import is_ours as _is_ours
 
 
 def _settings(tmp_path: Path, base_port: int = 30000) -> LocalKafkaSettings:

@@ -1,0 +1,103 @@
+"""The demo's figures: what the services did with the drawn returns, checked against what
+was foreseen (amounts, refund methods, liable parties), as a table and one JSON object."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.tools.local_stack.loop_driver import LoopDriver
+from services.tools.local_stack.loop_records import refunds_paid
+
+console = Console(stderr=True)
+
+
+def summarize(
+    driver: LoopDriver,
+    ledger: list[dict[str, Any]],
+    wall_s: float,
+    views: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The run's figures from the drivers' returns and the providers' `ledger`. `views` (the
+    coordinator's, by return id) adds the liable party the system decided, checked against
+    the one foreseen."""
+    ours = {t.return_id: t for t in driver.tracked if t.return_id}
+    paid = refunds_paid(ledger, ours)
+    per_return = Counter(r["return_id"] for r in paid)
+    wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
+    wrong_methods = [r for r in paid if r["method"] != ours[r["return_id"]].expected_method]
+    refunded_by_currency: Counter[str] = Counter()
+    for refund in paid:
+        refunded_by_currency[refund["currency"]] += refund["amount_minor"]
+    completed = [t for t in driver.tracked if t.terminal == "ReturnCompleted"]
+    decided = {
+        t.return_id: ((views or {}).get(t.return_id, {}).get("liability") or {}).get("liable")
+        for t in completed
+    }
+    wrong_liable = [
+        t for t in completed if views is not None and decided[t.return_id] != t.expected_liable
+    ]
+    latencies = sorted(
+        (t.refunded_at - t.requested_at) * 1000 for t in driver.tracked if t.refunded_at
+    )
+
+    def percentile(p: float) -> int:
+        if not latencies:
+            return 0
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))])
+
+    return {
+        "returns": len(driver.tracked),
+        "completed": sum(t.terminal == "ReturnCompleted" for t in driver.tracked),
+        "refunds_expected": sum(t.expected_minor > 0 for t in completed),
+        "refunds_at_psp": len(per_return),
+        "refunded_minor_by_currency": dict(sorted(refunded_by_currency.items())),
+        "duplicates_at_psp": sum(count - 1 for count in per_return.values()),
+        "wrong_amounts": len(wrong_amounts),
+        "wrong_methods": len(wrong_methods),
+        "exchanges_completed": sum(t.expected_method == "EXCHANGE" for t in completed),
+        "by_market": dict(Counter(t.body["market"] for t in driver.tracked)),
+        "by_payment_method": dict(Counter(t.body["payment_method"] for t in driver.tracked)),
+        "by_refund_method": dict(Counter(t.expected_method for t in completed)),
+        "wrong_liable": len(wrong_liable) if views is not None else None,
+        "by_liable_party": dict(
+            Counter(decided[t.return_id] if views else t.expected_liable for t in completed)
+        ),
+        "by_reason": dict(Counter(t.body["reason_code"] for t in driver.tracked)),
+        "p50_ms": round(statistics.median(latencies)) if latencies else 0,
+        "p95_ms": percentile(0.95),
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
+    """The figures as a table on stderr, and the first returns that did not complete."""
+    table = Table(title="Boomerang demo")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    failures = [t for t in driver.tracked if t.terminal != "ReturnCompleted"]
+    table.add_row("not completed", str(len(failures)))
+    console.print(table)
+    for tracked in failures[:5]:
+        console.print(
+            f"  {tracked.return_id or tracked.idempotency_key}: "
+            f"terminal={tracked.terminal!r} errors={tracked.errors[-2:]}"
+        )
+
+
+def demo_passed(summary: dict[str, Any]) -> bool:
+    """Every return completed, each refund paid once, with the right amount, method and
+    liable party."""
+    return (
+        summary["completed"] == summary["returns"]
+        and summary["refunds_at_psp"] == summary["refunds_expected"]
+        and summary["duplicates_at_psp"] == 0
+        and summary["wrong_amounts"] == summary["wrong_methods"] == 0
+        and summary["wrong_liable"] == 0
+    )

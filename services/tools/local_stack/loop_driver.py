@@ -1,0 +1,207 @@
+"""Playing the world around the services: buyers, the scanner, and watching the events.
+
+Buyers POST their return requests (and a bank account when the saga asks for one); once a
+parcel has been collected a station POSTs its inspection; a consumer on the pickup, refund
+and saga topics follows each return to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+
+from services.eventing.avro_codec import AvroCodec, CodecError
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
+from services.tools.local_stack.drawn_returns import TrackedReturn, demo_bank_account, make_request
+from services.tools.local_stack.inspection_scans import scan_body
+from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
+
+console = Console(stderr=True)
+
+
+class LoopDriver:
+    """Drives `returns` drawn returns (from `seed`) through the running stack to their end."""
+
+    def __init__(
+        self,
+        stack: LocalStack,
+        bootstrap: str,
+        returns: int,
+        seed: int,
+        concurrency: int = 25,
+        request_retries: int = 5,
+    ) -> None:
+        self.request_retries = request_retries
+        self.scan_retries = 200 if request_retries <= 5 else 800  # ~2 min when chaos is on
+        self.stack = stack
+        self.bootstrap = bootstrap
+        self.rng = random.Random(seed)
+        self.run_id = uuid.uuid4().hex[:6]
+        self.tracked = [make_request(self.rng, i, self.run_id) for i in range(returns)]
+        self.by_return_id: dict[str, TrackedReturn] = {}
+        self.concurrency = concurrency
+        self.codec = AvroCodec(SchemaCatalogue.load())
+        self.http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=50))
+        self.scans: set[asyncio.Task] = set()
+
+    async def run(self, timeout_s: float) -> None:
+        """Request every return, then wait up to `timeout_s` for all of them to end."""
+        consumer = await self._watch_events()
+        watcher = asyncio.create_task(self._consume(consumer))
+        progress = asyncio.create_task(self._progress())
+        try:
+            semaphore = asyncio.Semaphore(self.concurrency)
+            await asyncio.gather(*(self._request(t, semaphore) for t in self.tracked))
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not all(t.terminal for t in self.tracked):
+                await asyncio.sleep(0.2)
+        finally:
+            progress.cancel()
+            watcher.cancel()
+            for task in self.scans:
+                task.cancel()
+            await consumer.stop()
+            await self.http.aclose()
+        self._print_progress()
+
+    async def _watch_events(self) -> AIOKafkaConsumer:
+        return await watch_loop_events(self.bootstrap)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for message in messages:
+                    self._on_event(message.value)
+
+    def _on_event(self, value: bytes) -> None:
+        """Move a tracked return on: collected (scan it), refunded, asked for details, ended."""
+        try:
+            decoded = self.codec.decode(value)
+        except CodecError:
+            return
+        tracked = self.by_return_id.get(decoded.record["envelope"]["return_id"])
+        if tracked is None:
+            return
+        if decoded.name == "PickupCompleted" and not tracked.collected:
+            tracked.collected = True
+            self._in_background(self._scan(tracked))
+        elif decoded.name == "RefundIssued" and not tracked.refunded_at:
+            tracked.refunded_at = time.monotonic()
+        elif decoded.name == "BuyerDetailsRequested":
+            self._in_background(self._give_bank_account(tracked))
+        elif decoded.name in ("ReturnCompleted", "ReturnFailed"):
+            tracked.terminal = decoded.name
+
+    def _in_background(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run a buyer's or scanner's step as a task, cancelled when the run ends."""
+        task = asyncio.create_task(step)
+        self.scans.add(task)
+        task.add_done_callback(self.scans.discard)
+
+    async def _request(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
+        """The buyer POSTs the return (retrying with the same idempotency key)."""
+        async with semaphore:
+            for attempt in range(self.request_retries):
+                try:
+                    tracked.requested_at = time.monotonic()
+                    response = await self.http.post(
+                        f"{self.stack.url('returns')}/returns",
+                        json=tracked.body,
+                        headers={"Idempotency-Key": tracked.idempotency_key},
+                    )
+                except httpx.HTTPError as exc:
+                    tracked.errors.append(f"request: {exc!r}")
+                    await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+                    continue
+                if response.status_code in (202, 422) and "return_id" in response.json():
+                    tracked.return_id = response.json()["return_id"]
+                    self.by_return_id[tracked.return_id] = tracked
+                    if response.status_code == 422:
+                        tracked.terminal = "rejected at the door"
+                    return
+                tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
+                await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+
+    async def _give_bank_account(self, tracked: TrackedReturn) -> None:
+        """The buyer answers the request for a bank account (a bank transfer or COD refund)."""
+        await asyncio.sleep(self.rng.uniform(0.1, 0.5))
+        url = f"{self.stack.url('returns')}/returns/{tracked.return_id}/bank-account"
+        for attempt in range(self.request_retries):
+            try:
+                response = await self.http.post(url, json=demo_bank_account(tracked.index))
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"bank account: {exc!r}")
+            else:
+                if response.status_code == 202:
+                    return
+                tracked.errors.append(f"bank account: HTTP {response.status_code}")
+            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+
+    async def _scan(self, tracked: TrackedReturn) -> None:
+        """A station scans the collected parcel (retrying while the view catches up)."""
+        await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station
+        station, body = scan_body(tracked, self.rng)
+        headers = {"Authorization": f"Bearer {STATION_TOKENS[station]}"}
+        for _ in range(self.scan_retries):
+            try:
+                response = await self.http.post(
+                    f"{self.stack.url('inspection')}/inspections", json=body, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"scan: {exc!r}")
+                await asyncio.sleep(0.5)
+                continue
+            if response.status_code == 202:
+                tracked.scanned = True
+                return
+            if response.status_code in (404, 409, 503):  # the view is catching up
+                await asyncio.sleep(0.15)
+                continue
+            tracked.errors.append(f"scan: HTTP {response.status_code} {response.text[:200]}")
+            return
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            self._print_progress()
+
+    def _print_progress(self) -> None:
+        total = len(self.tracked)
+        counts = (
+            sum(bool(t.return_id) for t in self.tracked),
+            sum(t.collected for t in self.tracked),
+            sum(t.scanned for t in self.tracked),
+            sum(bool(t.refunded_at) for t in self.tracked),
+            sum(bool(t.terminal) for t in self.tracked),
+        )
+        console.print(
+            f"  requested {counts[0]}/{total}  picked up {counts[1]}  inspected {counts[2]}  "
+            f"refunded {counts[3]}  finished {counts[4]}"
+        )
+
+
+async def watch_loop_events(bootstrap: str, **settings: Any) -> AIOKafkaConsumer:
+    """A started consumer on the topics the world reacts to (pickup, refund and saga
+    events), positioned at their ends: it sees what happens from now on."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **settings)
+    await consumer.start()
+    partitions = [
+        TopicPartition(topic.name, p)
+        for topic in (PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS)
+        for p in range(topic.partitions)
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:  # resolve the end offsets now, before any return is requested
+        await consumer.position(tp)
+    return consumer
