@@ -1,5 +1,6 @@
 """The marketplace double as a real OS process: replacement orders placed once per key,
-out-of-stock answers remembered, stock, validation, a ledger that survives a restart."""
+out-of-stock answers remembered, stock, validation, a ledger that survives a restart (and a
+torn last line)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,18 @@ def test_orders_and_stock_survive_a_restart(tmp_path: Path):
         assert order(c, "k-1", quantity=2).json() == placed
         assert c.get("/stock/SKU-TWO").json()["available"] == 0
         assert order(c, "k-2").status_code == 409
+
+
+def test_a_torn_last_ledger_line_is_skipped_and_later_orders_still_survive(tmp_path: Path):
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text('{"op": "stock", "levels": {"SKU-TWO": 5}, "at": 1}\n{"op": "ord')
+    settings = {**STOCK, "MARKETPLACE_LEDGER_FILE": str(ledger)}
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path / "a") as (_, c):
+        placed = order(c, "k-1").json()
+        assert placed["available"] == 4
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path / "b") as (_, c):
+        assert order(c, "k-1").json() == placed
+        assert c.get("/stock/SKU-TWO").json()["available"] == 4
 
 
 def test_an_error_fault_answers_503_and_places_nothing(tmp_path: Path):

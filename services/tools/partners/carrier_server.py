@@ -13,7 +13,6 @@ plan set at start (`CARRIER_FAULTS`) or at run time (`POST /admin/faults`).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import random
 import sys
@@ -29,14 +28,16 @@ from aiohttp import web
 
 from services.eventing.log_setup import get_logger
 from services.pickup.carrier_signature import signature_headers
-from services.tools.partners import http_support
+from services.tools.partners import http_support, partner_double
 from services.tools.partners.fault_injection import FaultPlan, count_field, rate_field
+from services.tools.partners.signed_delivery import RetryPolicy, post_until_acknowledged
 
 SERVICE_NAME = "carrier"
 CARRIER_NAME = "double-express"
 FAILED_ATTEMPT_REASONS = ("BUYER_ABSENT", "PARCEL_NOT_READY")
 
-# callback delivery: exponential backoff until a 2xx, giving up after `callback_give_up_s`
+# callback delivery: exponential backoff until a 2xx, giving up after `callback_give_up_s`;
+# a 4xx other than these is final
 BACKOFF_START_S = 0.2
 BACKOFF_CAP_S = 5.0
 CALLBACK_REQUEST_TIMEOUT_S = 10.0
@@ -71,7 +72,7 @@ class CarrierSettings:
     def from_env(cls, env: Mapping[str, str]) -> CarrierSettings:
         """Settings from `CARRIER_*` variables; ValueError names the variable that is wrong."""
         defaults = cls()
-        faults = http_support.faults_from_env(CarrierFaults, env, "CARRIER_FAULTS")
+        faults = partner_double.faults_from_env(CarrierFaults, env, "CARRIER_FAULTS")
         return cls(
             host=env.get("CARRIER_HOST") or defaults.host,
             port=http_support.env_int(env, "CARRIER_PORT", defaults.port, minimum=0),
@@ -130,7 +131,7 @@ class Booking:
         }
 
 
-class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
+class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
     """State and handlers of one carrier double; everything runs on one event loop."""
 
     def __init__(self, settings: CarrierSettings) -> None:
@@ -162,21 +163,23 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
 
     # --- pickups -------------------------------------------------------------------------
 
-    @http_support.route("POST", "/pickups")
+    @partner_double.route("POST", "/pickups")
     async def create_pickup(self, request: web.Request) -> web.Response:
         await self.inject_faults()
         booking, created = await self.keys.create_once(request, _pickup_request, self._book)
-        if not created:
+        if created:
+            self.ghost_if_planned("pickup booked")
+        else:
             log.info("pickup booking replayed", booking_id=booking.booking_id)
-            return web.json_response(booking.to_json(), headers=http_support.REPLAYED_HEADERS)
-        self.ghost_if_planned("pickup booked")
-        return web.json_response(booking.to_json(), status=201)
+        return http_support.creation_answer(booking.to_json(), created=created)
 
-    @http_support.route("DELETE", "/pickups/{booking_id}")
+    @partner_double.route("DELETE", "/pickups/{booking_id}")
     async def cancel_pickup(self, request: web.Request) -> web.Response:
         await self.inject_faults()
-        booking = self._booking(request.match_info["booking_id"])
-        request["return_id"] = booking.return_id
+        booking_id = request.match_info["booking_id"]
+        booking = http_support.found(
+            request, self.bookings, booking_id, f"no booking {booking_id!r}"
+        )
         booking.cancel_requests += 1
         if booking.status == "collected":
             raise http_support.ApiError(
@@ -190,7 +193,7 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
             self.ghost_if_planned("pickup cancelled")
         return web.json_response({"booking_id": booking.booking_id, "status": booking.status})
 
-    @http_support.route("GET", "/pickups")
+    @partner_double.route("GET", "/pickups")
     async def list_pickups(self, request: web.Request) -> web.Response:
         listed = http_support.filter_by_return_id(request, self.bookings.values())
         per_return = Counter(booking.return_id for booking in self.bookings.values())
@@ -206,7 +209,7 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
         ]
         return web.json_response({"pickups": pickups})
 
-    @http_support.route("GET", "/pickups/stats")
+    @partner_double.route("GET", "/pickups/stats")
     async def stats(self, _request: web.Request) -> web.Response:
         statuses = Counter(booking.status for booking in self.bookings.values())
         per_return = Counter(booking.return_id for booking in self.bookings.values())
@@ -239,12 +242,6 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
         self._deliveries.add(booking.delivery)
         booking.delivery.add_done_callback(self._deliveries.discard)
         log.info("pickup booked", booking_id=booking.booking_id, key=key)
-        return booking
-
-    def _booking(self, booking_id: str) -> Booking:
-        booking = self.bookings.get(booking_id)
-        if booking is None:
-            raise http_support.ApiError(404, "not_found", f"no booking {booking_id!r}")
         return booking
 
     async def _run_pickup(self, booking: Booking) -> None:
@@ -299,47 +296,38 @@ class CarrierDouble(http_support.PartnerDouble[CarrierFaults, Booking]):
         }
 
     async def _deliver(self, booking: Booking, callback: dict[str, Any]) -> None:
-        """POST one signed callback until a 2xx; the same body (and callback_id) every time."""
+        """POST one signed callback until a 2xx; the same body (and callback_id) every time.
+
+        A 4xx other than 401/408/429 is final; after `callback_give_up_s` it is given up.
+        """
         assert self._session is not None, "the app is not running"
         body = json.dumps(callback).encode()
         secret = self.settings.signing_secret.encode()
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self.settings.callback_give_up_s
-        backoff_s = BACKOFF_START_S
-        context = {"callback_id": callback["callback_id"], "callback_status": callback["status"]}
-        for try_no in itertools.count(1):
-            outcome = await http_support.post_signed_once(
-                self._session,
-                self.settings.callback_url,
-                body,
-                lambda now_s: signature_headers(secret, now_s, body),
-            )
-            if isinstance(outcome, int) and 200 <= outcome < 300:
-                booking.callbacks_sent += 1
-                log.info("callback delivered", try_no=try_no, **context)
-                return
-            if isinstance(outcome, int) and 400 <= outcome < 500 and outcome not in RETRYABLE_4XX:
-                log.error("callback refused, not retried", status=outcome, **context)
-                return
-            if loop.time() + backoff_s > give_up_at:
-                log.error("callback given up", try_no=try_no, last_outcome=outcome, **context)
-                return
-            log.warning(
-                "callback not delivered, retrying",
-                try_no=try_no,
-                outcome=outcome,
-                retry_in_ms=round(backoff_s * 1000),
-                **context,
-            )
-            await asyncio.sleep(backoff_s * self._backoff_jitter.uniform(0.8, 1.0))
-            backoff_s = min(backoff_s * 2, BACKOFF_CAP_S)
+        delivered = await post_until_acknowledged(
+            self._session,
+            self.settings.callback_url,
+            body,
+            lambda now_s: signature_headers(secret, now_s, body),
+            policy=RetryPolicy(
+                BACKOFF_START_S,
+                BACKOFF_CAP_S,
+                give_up_after_s=self.settings.callback_give_up_s,
+                retried_4xx=RETRYABLE_4XX,
+            ),
+            jitter=self._backoff_jitter,
+            what="callback",
+            callback_id=callback["callback_id"],
+            callback_status=callback["status"],
+        )
+        if delivered:
+            booking.callbacks_sent += 1
 
 
 # --- app -----------------------------------------------------------------------------------
 
 
 def main() -> int:
-    return http_support.run_double(SERVICE_NAME, CarrierSettings.from_env, CarrierDouble)
+    return partner_double.run_double(SERVICE_NAME, CarrierSettings.from_env, CarrierDouble)
 
 
 # --- HTTP helpers --------------------------------------------------------------------------
@@ -350,17 +338,10 @@ def _pickup_request(payload: Mapping[str, Any]) -> PickupRequest:
         return_id=http_support.text_field(payload, "return_id"),
         buyer_id=http_support.text_field(payload, "buyer_id"),
         pickup_address=http_support.text_field(payload, "pickup_address"),
-        parcel_count=_whole_number(payload, "parcel_count", minimum=1, maximum=100),
+        parcel_count=http_support.whole_number_field(
+            payload, "parcel_count", minimum=1, maximum=100
+        ),
     )
-
-
-def _whole_number(payload: Mapping[str, Any], name: str, *, minimum: int, maximum: int) -> int:
-    value = http_support.required_field(payload, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise http_support.invalid_field(name, f"must be an integer, got {value!r}")
-    if not minimum <= value <= maximum:
-        raise http_support.invalid_field(name, f"must be from {minimum} to {maximum}, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""HTTP plumbing shared by the partner doubles (`carrier_server`, `psp_server`).
+"""HTTP plumbing of the partner doubles: reading requests and answering them.
 
 Errors as JSON `{"error", "detail"}` and one log line per request, `/health`, reading and
-checking a JSON body, creating at most once per `Idempotency-Key`, and `PartnerDouble`: the
-fault plan's admin endpoints and injected faults, routing, and running as its own process.
+checking a JSON body and its fields, creating at most once per `Idempotency-Key` (and the
+answer to such a creation), settings from environment variables. The doubles' skeleton on
+top of this is `partner_double`.
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.eventing.log_setup import configure_logging, get_logger
-from services.tools.partners.fault_injection import FaultPlan, FaultPlanError
+from services.eventing.log_setup import get_logger
 
 MAX_TEXT_LENGTH = 500
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -45,7 +44,7 @@ class ApiError(Exception):
 
 
 @web.middleware
-async def _errors_and_request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def errors_and_request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as JSON `{"error", "detail"}`, and one structured log line per request."""
     started = time.perf_counter()
     try:
@@ -69,8 +68,12 @@ async def _errors_and_request_log(request: web.Request, handler: Handler) -> web
     return response
 
 
-async def _health(_request: web.Request) -> web.Response:
+async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+def unavailable(partner: str) -> ApiError:
+    return ApiError(503, "service_unavailable", f"the {partner} is temporarily unavailable")
 
 
 # --- reading a request ---------------------------------------------------------------------
@@ -89,8 +92,11 @@ def _idempotency_key(request: web.Request) -> str:
     return key
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def json_object(request: web.Request, *, empty_is_object: bool = False) -> dict[str, Any]:
+    """The body as a JSON object (400 otherwise); an empty body is `{}` if `empty_is_object`."""
     raw = await request.read()
+    if empty_is_object and not raw.strip():
+        return {}
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -120,6 +126,18 @@ def filter_by_return_id(request: web.Request, items: Iterable[ForReturnT]) -> li
     return [item for item in items if item.return_id == return_id]
 
 
+def found(
+    request: web.Request, records: Mapping[str, ForReturnT], record_id: str, missing: str
+) -> ForReturnT:
+    """The record `record_id` names (404 with `missing` as detail if none); its return id goes
+    into the request log line."""
+    record = records.get(record_id)
+    if record is None:
+        raise ApiError(404, "not_found", missing)
+    request["return_id"] = record.return_id
+    return record
+
+
 def _request_fingerprint(payload: Mapping[str, Any]) -> str:
     """The same for the same JSON object, whatever the key order or spacing it came with."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -132,6 +150,23 @@ def text_field(payload: Mapping[str, Any], name: str) -> str:
         raise invalid_field(name, "must be a non-empty string")
     if len(value) > MAX_TEXT_LENGTH:
         raise invalid_field(name, f"must be at most {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+def whole_number_field(
+    payload: Mapping[str, Any],
+    name: str,
+    *,
+    minimum: int,
+    maximum: int,
+    expected: str = "an integer",
+) -> int:
+    """An int (never a JSON true/false) from `minimum` to `maximum`; `expected` names it."""
+    value = required_field(payload, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid_field(name, f"must be {expected}, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise invalid_field(name, f"must be from {minimum} to {maximum}, got {value}")
     return value
 
 
@@ -151,10 +186,6 @@ def _key_reused(key: str) -> ApiError:
         "idempotency_key_reused",
         f"Idempotency-Key {key!r} was already used with a different body",
     )
-
-
-def _unavailable(partner: str) -> ApiError:
-    return ApiError(503, "service_unavailable", f"the {partner} is temporarily unavailable")
 
 
 # --- idempotent creation -------------------------------------------------------------------
@@ -188,7 +219,7 @@ class IdempotencyKeys(Generic[RecordT]):
         used before with a different body is a 409. One request per key at a time.
         """
         key = _idempotency_key(request)
-        payload = await _json_object(request)
+        payload = await json_object(request)
         wanted = parse(payload)
         request["return_id"] = wanted.return_id
         fingerprint = _request_fingerprint(payload)
@@ -203,142 +234,16 @@ class IdempotencyKeys(Generic[RecordT]):
             return record, True
 
 
-# --- the double ----------------------------------------------------------------------------
-
-PlanT = TypeVar("PlanT", bound=FaultPlan)
-HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[web.StreamResponse]])
-_ROUTE = "partner_double_route"
-
-
-def route(method: str, path: str) -> Callable[[HandlerT], HandlerT]:
-    """Marks a `PartnerDouble` handler method as the one for `method path`."""
-
-    def mark(handler: HandlerT) -> HandlerT:
-        setattr(handler, _ROUTE, (method, path))
-        return handler
-
-    return mark
-
-
-class PartnerDouble(Generic[PlanT, RecordT]):
-    """What every double has: a fault plan, the records its `Idempotency-Key`s created, an app.
-
-    `partner` names the double in the 503 detail ("the {partner} is temporarily unavailable").
-    """
-
-    def __init__(self, faults: PlanT, *, partner: str) -> None:
-        self.faults = faults
-        self.keys: IdempotencyKeys[RecordT] = IdempotencyKeys()
-        self._partner = partner
-
-    def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: what runs before the first request and after the last."""
-        raise NotImplementedError
-
-    def app(self) -> web.Application:
-        """JSON errors and a log line per request, `/health`, then every `@route` handler: the
-        fault plan's, then the double's own in the order they are defined."""
-        app = web.Application(middlewares=[_errors_and_request_log])
-        app.cleanup_ctx.append(self.lifespan)
-        app.router.add_get("/health", _health)
-        for cls in reversed(type(self).__mro__):
-            for name, attribute in vars(cls).items():
-                marked: tuple[str, str] | None = getattr(attribute, _ROUTE, None)
-                if marked is not None:
-                    method, path = marked
-                    app.add_routes([web.route(method, path, getattr(self, name))])
-        return app
-
-    @route("GET", "/admin/faults")
-    async def get_faults(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.faults.to_dict())
-
-    @route("POST", "/admin/faults")
-    async def set_faults(self, request: web.Request) -> web.Response:
-        changes = await _json_object(request)
-        try:
-            self.faults = self.faults.updated(changes)
-        except FaultPlanError as exc:
-            raise ApiError(400, "invalid_fault_plan", str(exc)) from exc
-        log.info("fault plan changed", faults=self.faults.to_dict())
-        return web.json_response(self.faults.to_dict())
-
-    async def inject_faults(self) -> None:
-        """Latency, then maybe a 503 before anything is done."""
-        if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_s)
-        if self.faults.should_error():
-            log.warning("injected fault: answering 503 without doing anything")
-            raise _unavailable(self._partner)
-
-    def ghost_if_planned(self, what: str) -> None:
-        """Maybe answer 503 although the operation was done (the caller never hears)."""
-        if self.faults.should_ghost():
-            log.warning("injected ghost: operation done, answering 503", operation=what)
-            raise _unavailable(self._partner)
-
-
-def faults_from_env(plan: type[PlanT], env: Mapping[str, str], name: str) -> PlanT:
-    """The plan in the variable `name` (no faults if unset); ValueError names the variable."""
-    try:
-        return plan.from_json(env.get(name))
-    except FaultPlanError as exc:
-        raise ValueError(f"{name}: {exc}") from exc
-
-
-class DoubleSettings(Protocol):
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-
-SettingsT = TypeVar("SettingsT", bound=DoubleSettings)
-
-
-def run_double(
-    service: str,
-    settings_from_env: Callable[[Mapping[str, str]], SettingsT],
-    double: Callable[[SettingsT], PartnerDouble[Any, Any]],
-) -> int:
-    """Serve the double until SIGTERM/SIGINT; 2 if its settings are invalid, else 0."""
-    configure_logging(service)
-    try:
-        settings = settings_from_env(os.environ)
-    except ValueError as exc:
-        log.error("invalid settings", error=str(exc))
-        return 2
-    # run_app turns SIGTERM/SIGINT into a graceful shutdown (cleanup contexts run)
-    web.run_app(
-        double(settings).app(),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5.0,
-    )
-    log.info(f"{service} double stopped")
-    return 0
-
-
-# --- signed callbacks ----------------------------------------------------------------------
-
-
-async def post_signed_once(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: bytes,
-    signed_headers: Callable[[int], dict[str, str]],
-) -> int | str:
-    """POST `body` (exactly as signed) once, signed with a fresh timestamp (a long outage
-    doesn't make the signature stale): the HTTP status, or what went wrong."""
-    headers = {"Content-Type": "application/json", **signed_headers(int(time.time()))}
-    try:
-        async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
-            return answer.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+def creation_answer(
+    record: Mapping[str, Any], *, created: bool, refused: ApiError | None = None
+) -> web.Response:
+    """201 for a new record, 200 with `Idempotent-Replayed` for a repeat. A refused outcome
+    (remembered for its key like any other) is `refused`'s error plus the record, either way."""
+    headers = None if created else REPLAYED_HEADERS
+    if refused is not None:
+        body = {"error": refused.code, "detail": refused.detail, **refused.extra, **record}
+        return web.json_response(body, status=refused.status, headers=headers)
+    return web.json_response(dict(record), status=201 if created else 200, headers=headers)
 
 
 # --- settings and time ---------------------------------------------------------------------
@@ -355,6 +260,12 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) ->
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def env_path(env: Mapping[str, str], name: str) -> Path | None:
+    """The file the variable `name` names; None if it is unset or empty."""
+    raw = env.get(name)
+    return Path(raw) if raw else None
 
 
 def now_ms() -> int:

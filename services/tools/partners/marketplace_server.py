@@ -20,13 +20,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 
 from services.eventing.log_setup import get_logger
-from services.tools.partners import http_support
+from services.tools.partners import http_support, partner_double
 from services.tools.partners.fault_injection import FaultPlan
+from services.tools.partners.json_lines_ledger import JsonLinesLedger
 
 SERVICE_NAME = "marketplace"
 PLACED = "placed"
@@ -49,16 +50,15 @@ class MarketplaceSettings:
     def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
         """Settings from `MARKETPLACE_*` variables; ValueError names the variable that is wrong."""
         defaults = cls()
-        ledger_file = env.get("MARKETPLACE_LEDGER_FILE")
         return cls(
             host=env.get("MARKETPLACE_HOST") or defaults.host,
             port=http_support.env_int(env, "MARKETPLACE_PORT", defaults.port, minimum=0),
-            ledger_file=Path(ledger_file) if ledger_file else None,
+            ledger_file=http_support.env_path(env, "MARKETPLACE_LEDGER_FILE"),
             stock=_stock_levels(env.get("MARKETPLACE_STOCK") or "{}", "MARKETPLACE_STOCK"),
             default_stock=http_support.env_int(
                 env, "MARKETPLACE_DEFAULT_STOCK", defaults.default_stock, minimum=0
             ),
-            faults=http_support.faults_from_env(FaultPlan, env, "MARKETPLACE_FAULTS"),
+            faults=partner_double.faults_from_env(FaultPlan, env, "MARKETPLACE_FAULTS"),
         )
 
 
@@ -106,29 +106,29 @@ class ReplacementOrder:
         return public
 
 
-class MarketplaceDouble(http_support.PartnerDouble[FaultPlan, ReplacementOrder]):
+class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder]):
+    """State and handlers of one marketplace double; everything runs on one event loop."""
+
     def __init__(self, settings: MarketplaceSettings) -> None:
         super().__init__(settings.faults, partner="marketplace")
         self.settings = settings
         self.orders: dict[str, ReplacementOrder] = {}
         self.stock: dict[str, int] = dict(settings.stock)
-        self._ledger: IO[str] | None = None
+        self._ledger = JsonLinesLedger(settings.ledger_file)
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
-        if self.settings.ledger_file is not None:
-            self._load(self.settings.ledger_file)
-            self.settings.ledger_file.parent.mkdir(parents=True, exist_ok=True)
-            self._ledger = self.settings.ledger_file.open("a", encoding="utf-8")
+        """aiohttp cleanup context: replay the ledger file and keep it open while serving."""
+        self._ledger.replay(self._replay)
+        self._ledger.open()
         log.info("marketplace double ready", port=self.settings.port, orders=len(self.orders))
         try:
             yield
         finally:
-            if self._ledger is not None:
-                self._ledger.close()
+            self._ledger.close()
 
     # --- replacement orders ----------------------------------------------------------------
 
-    @http_support.route("POST", "/replacement-orders")
+    @partner_double.route("POST", "/replacement-orders")
     async def create_order(self, request: web.Request) -> web.Response:
         await self.inject_faults()
         order, created = await self.keys.create_once(request, _replacement_request, self._place)
@@ -141,17 +141,13 @@ class MarketplaceDouble(http_support.PartnerDouble[FaultPlan, ReplacementOrder])
         )
         if created:
             self.ghost_if_planned("replacement order")
-        headers = None if created else http_support.REPLAYED_HEADERS
+        refused = None
         if order.status == OUT_OF_STOCK:
-            body = {
-                "error": OUT_OF_STOCK,
-                "detail": f"{order.sku}: {order.available} on hand, {order.quantity} wanted",
-                **order.to_json(),
-            }
-            return web.json_response(body, status=409, headers=headers)
-        return web.json_response(order.to_json(), status=201 if created else 200, headers=headers)
+            detail = f"{order.sku}: {order.available} on hand, {order.quantity} wanted"
+            refused = http_support.ApiError(409, OUT_OF_STOCK, detail)
+        return http_support.creation_answer(order.to_json(), created=created, refused=refused)
 
-    @http_support.route("GET", "/replacement-orders/stats")
+    @partner_double.route("GET", "/replacement-orders/stats")
     async def stats(self, _request: web.Request) -> web.Response:
         statuses = Counter(order.status for order in self.orders.values())
         per_return = Counter(o.return_id for o in self.orders.values() if o.status == PLACED)
@@ -163,43 +159,39 @@ class MarketplaceDouble(http_support.PartnerDouble[FaultPlan, ReplacementOrder])
             }
         )
 
-    @http_support.route("GET", "/replacement-orders")
+    @partner_double.route("GET", "/replacement-orders")
     async def list_orders(self, request: web.Request) -> web.Response:
         listed = http_support.filter_by_return_id(request, self.orders.values())
         return web.json_response({"replacement_orders": [o.to_json() for o in listed]})
 
-    @http_support.route("GET", "/replacement-orders/{order_id}")
+    @partner_double.route("GET", "/replacement-orders/{order_id}")
     async def get_order(self, request: web.Request) -> web.Response:
-        order = self.orders.get(request.match_info["order_id"])
-        if order is None:
-            raise http_support.ApiError(404, "not_found", "no such replacement order")
-        request["return_id"] = order.return_id
+        order_id = request.match_info["order_id"]
+        order = http_support.found(request, self.orders, order_id, "no such replacement order")
         return web.json_response(order.to_json())
 
-    @http_support.route("GET", "/stock/{sku}")
+    @partner_double.route("GET", "/stock/{sku}")
     async def get_stock(self, request: web.Request) -> web.Response:
         sku = request.match_info["sku"]
         return web.json_response({"sku": sku, "available": self._on_hand(sku)})
 
     # --- admin -----------------------------------------------------------------------------
 
-    @http_support.route("POST", "/admin/stock")
+    @partner_double.route("POST", "/admin/stock")
     async def set_stock(self, request: web.Request) -> web.Response:
         try:
             levels = _stock_levels(await request.text() or "{}", "body")
         except ValueError as exc:
             raise http_support.ApiError(400, "invalid_stock", str(exc)) from exc
         self.stock.update(levels)
-        self._append({"op": "stock", "levels": levels})
+        self._ledger.append({"op": "stock", "levels": levels})
         log.info("stock set", levels=levels)
         return web.json_response({"stock": levels})
 
-    @http_support.route("POST", "/admin/reset")
+    @partner_double.route("POST", "/admin/reset")
     async def reset(self, _request: web.Request) -> web.Response:
-        self.orders.clear()
-        self.keys.records.clear()
-        self.stock = dict(self.settings.stock)
-        self._append({"op": "reset"})
+        self._forget_all()
+        self._ledger.append({"op": "reset"})
         return web.json_response({"status": "reset"})
 
     # --- state -----------------------------------------------------------------------------
@@ -227,37 +219,29 @@ class MarketplaceDouble(http_support.PartnerDouble[FaultPlan, ReplacementOrder])
             created_at=http_support.now_ms(),
         )
         self._remember(order)
-        self._append({"op": "order", "order": asdict(order)})
+        self._ledger.append({"op": "order", "order": asdict(order)})
         return order
 
     def _remember(self, order: ReplacementOrder) -> None:
         self.orders[order.replacement_order_id] = order
         self.keys.records[order.idempotency_key] = order
 
-    def _append(self, entry: dict[str, Any]) -> None:
-        if self._ledger is not None:
-            self._ledger.write(json.dumps({**entry, "at": http_support.now_ms()}) + "\n")
-            self._ledger.flush()
+    def _forget_all(self) -> None:
+        self.orders.clear()
+        self.keys.records.clear()
+        self.stock = dict(self.settings.stock)
 
-    def _load(self, path: Path) -> None:
-        if not path.exists():
-            return
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                entry = json.loads(line)
-                if entry["op"] == "reset":
-                    self.orders.clear()
-                    self.keys.records.clear()
-                    self.stock = dict(self.settings.stock)
-                elif entry["op"] == "stock":
-                    self.stock.update(entry["levels"])
-                else:
-                    order = ReplacementOrder(**entry["order"])
-                    self._remember(order)
-                    if order.status == PLACED:
-                        self.stock[order.sku] = self._on_hand(order.sku) - order.quantity
-            except (ValueError, KeyError, TypeError) as exc:  # a torn last line
-                log.warning("ledger line skipped", line_no=line_no, error=str(exc))
+    def _replay(self, entry: dict[str, Any]) -> None:
+        """One ledger line: an order (placed ones take their units again), stock set, reset."""
+        if entry["op"] == "reset":
+            self._forget_all()
+        elif entry["op"] == "stock":
+            self.stock.update(entry["levels"])
+        else:
+            order = ReplacementOrder(**entry["order"])
+            self._remember(order)
+            if order.status == PLACED:
+                self.stock[order.sku] = self._on_hand(order.sku) - order.quantity
 
 
 def _replacement_request(payload: Mapping[str, Any]) -> ReplacementRequest:
@@ -280,7 +264,7 @@ def _replacement_request(payload: Mapping[str, Any]) -> ReplacementRequest:
 
 
 def main() -> int:
-    return http_support.run_double(SERVICE_NAME, MarketplaceSettings.from_env, MarketplaceDouble)
+    return partner_double.run_double(SERVICE_NAME, MarketplaceSettings.from_env, MarketplaceDouble)
 
 
 if __name__ == "__main__":
