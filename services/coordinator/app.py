@@ -1,20 +1,20 @@
 """Composition root of the coordinator: the pure saga (services/decisions/saga) behind one
 agent, its state in a Faust table backed by a compacted changelog topic
 (boomerang-coordinator-sagas-changelog), so a restarted coordinator continues where it
-stopped; a timer loop for the sagas' durable timers; the GET /returns pages."""
+stopped; a timer loop for the sagas' durable timers; the GET /returns pages (handlers in
+services/coordinator/handlers.py)."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from services.coordinator import handlers
 from services.coordinator.handlers import SERVICE, CoordinatorPorts
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
 from services.eventing.envelope import now_ms
-from services.eventing.http_api import add_route
+from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
@@ -23,9 +23,8 @@ from services.eventing.service_runtime import (
     add_health_page,
     build_parts,
     json_table,
-    raw_topic,
     run_worker,
-    while_tables_recover,
+    serve,
 )
 from services.eventing.topics import (
     INSPECTION_EVENTS,
@@ -51,35 +50,37 @@ TIMER_SCAN_S = 1.0
 log = get_logger(__name__)
 
 
+def wiring(ports: CoordinatorPorts) -> Wiring:
+    sagas = Subscription(
+        "saga",
+        tuple(topic.name for topic in INPUTS),
+        partial(handlers.drive_saga, ports),
+        accepts=saga.CONSUMED_EVENTS,
+    )
+    status = Route(
+        "GET", "/returns/{return_id}", partial(handlers.return_status, ports), reads_tables=True
+    )
+    listing = Route("GET", "/returns", partial(handlers.list_returns, ports), reads_tables=True)
+    return Wiring((sagas,), (status, listing))
+
+
 def build(settings: ServiceSettings, config: saga.SagaConfig | None = None) -> ServiceParts:
     parts = build_parts(settings)
-    app = parts.app
     ports = CoordinatorPorts(
-        sagas=json_table(app, "sagas", SAGA_CHANGELOG.partitions),
+        sagas=json_table(parts.app, "sagas", SAGA_CHANGELOG.partitions),
         config=config or saga.SagaConfig(),
         clock_ms=now_ms,
     )
-    inputs = raw_topic(app, *(topic.name for topic in INPUTS))
+    serve(parts, wiring(ports))
 
-    @app.agent(inputs, name="saga", concurrency=1)
-    async def drive_sagas(stream: Any) -> None:
-        await parts.consumer.run(
-            stream, partial(handlers.drive_saga, ports), accepts=set(saga.CONSUMED_EVENTS)
-        )
-
-    @app.timer(TIMER_SCAN_S)
+    @parts.app.timer(TIMER_SCAN_S)
     async def fire_due_timers() -> None:
         if due := handlers.due_timer_events(ports):
             log.info("timers due", count=len(due))
             await parts.consumer.publish_durably(due)
 
-    return_status = while_tables_recover(app, partial(handlers.return_status, ports))
-    add_route(app, "GET", "/returns/{return_id}", return_status)
-    add_route(
-        app, "GET", "/returns", while_tables_recover(app, partial(handlers.list_returns, ports))
-    )
-    add_health_page(app, SERVICE)
-    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
+    add_health_page(parts.app, SERVICE)
+    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

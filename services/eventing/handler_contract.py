@@ -76,6 +76,43 @@ class HttpAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+EventHandler = Callable[[Incoming], Awaitable[Sequence[Outbound]]]
+ExhaustedHandler = Callable[[Incoming, Exception], Awaitable[Sequence[Outbound]]]
+RouteHandler = Callable[..., Awaitable[HttpAnswer]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer of a service: the topics it reads, its handler, the record names it takes
+    (None: all), whether its records are keyed by return_id, and what a transient failure
+    that outlived its retries becomes (None: a dead letter)."""
+
+    name: str
+    topics: tuple[str, ...]
+    handler: EventHandler
+    accepts: frozenset[str] | None = None
+    keyed_by_return: bool = True
+    on_exhausted: ExhaustedHandler | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered."""
+
+    method: str
+    path: str
+    handler: RouteHandler
+    reads_tables: bool = False
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a composition root hands the runtime: its consumers and its routes."""
+
+    subscriptions: tuple[Subscription, ...]
+    routes: tuple[Route, ...] = ()
+
+
 def recovering_answer() -> HttpAnswer:
     """The 503 a page answers while its tables are being recovered from their changelogs."""
     return HttpAnswer(

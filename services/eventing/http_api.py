@@ -7,18 +7,15 @@ status (see `request_fields`); anything unexpected is a logged 500.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.web_exceptions import HTTPException
 
-from services.eventing.handler_contract import HttpAnswer, HttpRequest
+from services.eventing.handler_contract import HttpRequest, RouteHandler
 from services.eventing.log_setup import get_logger
 from services.eventing.request_fields import ApiError
 
 log = get_logger(__name__)
-
-RouteHandler = Callable[..., Awaitable[HttpAnswer]]
 
 
 async def answer_request(

@@ -36,11 +36,14 @@ from services.eventing.envelope import EnvelopeError, check_envelope
 from services.eventing.event_publisher import EventPublisher, producer_settings
 from services.eventing.handler_contract import (
     DomainRejection,
+    EventHandler,
+    ExhaustedHandler,
     HttpAnswer,
     Incoming,
     Outbound,
     TransientFailure,
     UnhandledError,
+    Wiring,
     recovering_answer,
 )
 from services.eventing.log_setup import configure_logging, event_context, get_logger
@@ -256,8 +259,7 @@ class LoopClock:
         return figures
 
 
-Handler = Callable[[Incoming], Awaitable[Sequence[Outbound]]]
-ExhaustedHandler = Callable[[Incoming, Exception], Awaitable[Sequence[Outbound]]]
+Handler = EventHandler
 
 
 class EventConsumer:
@@ -619,6 +621,29 @@ def while_tables_recover(
         return tables_recovering(app) or await handler(*args, **kwargs)
 
     return answer
+
+
+def serve(parts: ServiceParts, wiring: Wiring) -> None:
+    """One agent per subscription (one event at a time, in partition order) and the routes."""
+    from services.eventing.http_api import add_route
+
+    app = parts.app
+    for subscription in wiring.subscriptions:
+
+        async def consume(stream: Any, subscription: Any = subscription) -> None:
+            await parts.consumer.run(
+                stream,
+                subscription.handler,
+                accepts=set(subscription.accepts) if subscription.accepts is not None else None,
+                keyed_by_return=subscription.keyed_by_return,
+                on_exhausted=subscription.on_exhausted,
+            )
+
+        channel = raw_topic(app, *subscription.topics)
+        app.agent(channel, name=subscription.name, concurrency=1)(consume)
+    for route in wiring.routes:
+        handler = while_tables_recover(app, route.handler) if route.reads_tables else route.handler
+        add_route(app, route.method, route.path, handler)
 
 
 def add_health_page(app: faust.App, service: str) -> None:

@@ -6,8 +6,7 @@ headers whose names each partner chooses (e.g. `X-Carrier-Timestamp` / `X-Carrie
     <signature header>: sha256=<hex digest>
 A request is accepted only if the signature matches (constant-time compare) and the
 timestamp is within the tolerance of our clock, so a captured request can't be replayed later.
-Partner modules (`services.pickup.carrier_signature`, `services.refund.psp_signature`) fix
-the header names with `WebhookSignature`.
+`CARRIER_SIGNATURE` and `PSP_SIGNATURE` bind the partners' header names (`WebhookSignature`).
 """
 
 from __future__ import annotations

@@ -1,16 +1,15 @@
 """Composition root of the inspection service (the scanners' HTTP API): the `returns` and
-`scans` tables and the station tokens wired to the handlers (services/inspection/handlers.py),
-one agent following the return events and the POST /inspections route."""
+`scans` tables and the station tokens wired to the handlers (services/inspection/handlers.py):
+one consumer following the return events and the POST /inspections route."""
 
 from __future__ import annotations
 
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from services.eventing.envelope import now_ms
-from services.eventing.http_api import add_route
+from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
@@ -19,8 +18,8 @@ from services.eventing.service_runtime import (
     add_health_page,
     build_parts,
     json_table,
-    raw_topic,
     run_worker,
+    serve,
 )
 from services.eventing.topics import INSPECTION_EVENTS, PICKUP_EVENTS, RETURNS_EVENTS, SAGA_EVENTS
 from services.inspection import handlers, return_tracking
@@ -29,34 +28,33 @@ from services.inspection.station_auth import parse_station_tokens
 
 DEFAULT_PORT = 8083
 DEV_TOKENS = "ST-1:dev-station-token-0001,ST-2:dev-station-token-0002"
+FOLLOWED = (RETURNS_EVENTS, PICKUP_EVENTS, INSPECTION_EVENTS, SAGA_EVENTS)
 log = get_logger(__name__)
+
+
+def wiring(ports: InspectionPorts) -> Wiring:
+    view = Subscription(
+        "returns-view",
+        tuple(topic.name for topic in FOLLOWED),
+        partial(handlers.follow_returns, ports),
+        accepts=return_tracking.TRACKED_EVENTS,
+    )
+    scans = Route("POST", "/inspections", partial(handlers.post_inspection, ports))
+    return Wiring((view,), (scans,))
 
 
 def build(settings: ServiceSettings, station_tokens: dict[str, str]) -> ServiceParts:
     parts = build_parts(settings)
-    app = parts.app
     ports = InspectionPorts(
-        returns=json_table(app, "returns"),
-        scans=json_table(app, "scans"),
+        returns=json_table(parts.app, "returns"),
+        scans=json_table(parts.app, "scans"),
         station_tokens=station_tokens,
         publish=parts.publisher.publish,
         clock_ms=now_ms,
     )
-    followed = raw_topic(
-        app, RETURNS_EVENTS.name, PICKUP_EVENTS.name, INSPECTION_EVENTS.name, SAGA_EVENTS.name
-    )
-
-    @app.agent(followed, name="returns-view", concurrency=1)
-    async def follow_returns(stream: Any) -> None:
-        await parts.consumer.run(
-            stream,
-            partial(handlers.follow_returns, ports),
-            accepts=set(return_tracking.TRACKED_EVENTS),
-        )
-
-    add_route(app, "POST", "/inspections", partial(handlers.post_inspection, ports))
-    add_health_page(app, SERVICE)
-    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
+    serve(parts, wiring(ports))
+    add_health_page(parts.app, SERVICE)
+    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -1,5 +1,5 @@
 """Composition root of the pickup service: the carrier client and the `pickups` table wired
-to the handlers (services/pickup/handlers.py), one agent for the pickup commands and the
+to the handlers (services/pickup/handlers.py): one consumer for the pickup commands and the
 carrier's callback route."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from services.eventing.http_api import add_route
+from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     ServiceParts,
@@ -18,8 +17,8 @@ from services.eventing.service_runtime import (
     add_health_page,
     build_parts,
     json_table,
-    raw_topic,
     run_worker,
+    serve,
 )
 from services.eventing.topics import PICKUP_COMMANDS
 from services.pickup import handlers
@@ -29,28 +28,29 @@ from services.pickup.handlers import SERVICE, Carrier, PickupPorts
 DEFAULT_PORT = 8084
 
 
+def wiring(ports: PickupPorts) -> Wiring:
+    commands = Subscription(
+        "pickup-commands",
+        (PICKUP_COMMANDS.name,),
+        partial(handlers.handle_pickup_command, ports),
+        on_exhausted=partial(handlers.carrier_unreachable, ports),
+    )
+    callbacks = Route("POST", "/carrier/callbacks", partial(handlers.carrier_callback, ports))
+    return Wiring((commands,), (callbacks,))
+
+
 def build(settings: ServiceSettings, carrier: Carrier, signing_secret: bytes) -> ServiceParts:
     parts = build_parts(settings)
-    app = parts.app
     ports = PickupPorts(
-        answered=json_table(app, "pickups"),
+        answered=json_table(parts.app, "pickups"),
         carrier=carrier,
         signing_secret=signing_secret,
         publish=parts.publisher.publish,
         clock_s=lambda: int(time.time()),
     )
-
-    @app.agent(raw_topic(app, PICKUP_COMMANDS.name), name="pickup-commands", concurrency=1)
-    async def pickups(stream: Any) -> None:
-        await parts.consumer.run(
-            stream,
-            partial(handlers.handle_pickup_command, ports),
-            on_exhausted=partial(handlers.carrier_unreachable, ports),
-        )
-
-    add_route(app, "POST", "/carrier/callbacks", partial(handlers.carrier_callback, ports))
-    add_health_page(app, SERVICE)
-    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
+    serve(parts, wiring(ports))
+    add_health_page(parts.app, SERVICE)
+    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -1,7 +1,7 @@
 """Composition root of the refund service: the payment providers, their routes and webhook
 secrets and the marketplace (from the environment), and the `refunds`, `refund-routes` and
-`order-ledger` tables wired to the handlers (services/refund/handlers.py): one agent for the
-refund commands, one for the order refund ledger (keyed by order_ref), two routes."""
+`order-ledger` tables wired to the handlers (services/refund/handlers.py): one consumer for
+the refund commands, one for the order refund ledger (keyed by order_ref), two routes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from services.decisions.refunds.provider_routing import ProviderRoutes
-from services.eventing.http_api import add_route
+from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.service_runtime import (
     ServiceParts,
@@ -21,9 +20,8 @@ from services.eventing.service_runtime import (
     add_health_page,
     build_parts,
     json_table,
-    raw_topic,
     run_worker,
-    while_tables_recover,
+    serve,
 )
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
 from services.refund import handlers
@@ -35,37 +33,42 @@ DEFAULT_PORT = 8087
 DEFAULT_WEBHOOK_SECRET = "dev-psp-webhook-secret"
 
 
+def wiring(ports: RefundPorts) -> Wiring:
+    commands = Subscription(
+        "refund-commands",
+        (REFUND_COMMANDS.name,),
+        partial(handlers.handle_refund_command, ports),
+        on_exhausted=partial(handlers.partner_unreachable, ports),
+    )
+    ledger = Subscription(
+        "order-ledger",
+        (ORDER_REFUND_LEDGER.name,),
+        partial(handlers.keep_order_ledger, ports),
+        keyed_by_return=False,
+    )
+    order_refunds = Route(
+        "GET",
+        "/orders/{order_ref}/refunds",
+        partial(handlers.order_refunds, ports),
+        reads_tables=True,
+    )
+    webhooks = Route("POST", "/webhooks/psp", partial(handlers.psp_webhook, ports))
+    return Wiring((commands, ledger), (order_refunds, webhooks))
+
+
 def build(settings: ServiceSettings, partners: Partners) -> ServiceParts:
     parts = build_parts(settings)
-    app = parts.app
     ports = RefundPorts(
-        refunds=json_table(app, "refunds"),
-        routes=json_table(app, "refund-routes"),
-        order_ledger=json_table(app, "order-ledger"),
+        refunds=json_table(parts.app, "refunds"),
+        routes=json_table(parts.app, "refund-routes"),
+        order_ledger=json_table(parts.app, "order-ledger"),
         partners=partners,
         publish=parts.publisher.publish,
         clock_s=lambda: int(time.time()),
     )
-
-    @app.agent(raw_topic(app, REFUND_COMMANDS.name), name="refund-commands", concurrency=1)
-    async def refund_commands(stream: Any) -> None:
-        await parts.consumer.run(
-            stream,
-            partial(handlers.handle_refund_command, ports),
-            on_exhausted=partial(handlers.partner_unreachable, ports),
-        )
-
-    @app.agent(raw_topic(app, ORDER_REFUND_LEDGER.name), name="order-ledger", concurrency=1)
-    async def order_ledger_commands(stream: Any) -> None:
-        await parts.consumer.run(
-            stream, partial(handlers.keep_order_ledger, ports), keyed_by_return=False
-        )
-
-    order_refunds = while_tables_recover(app, partial(handlers.order_refunds, ports))
-    add_route(app, "GET", "/orders/{order_ref}/refunds", order_refunds)
-    add_route(app, "POST", "/webhooks/psp", partial(handlers.psp_webhook, ports))
-    add_health_page(app, SERVICE)
-    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
+    serve(parts, wiring(ports))
+    add_health_page(parts.app, SERVICE)
+    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
     return parts
 
 

@@ -1,6 +1,6 @@
 """Composition root of the returns front door: the policy (files under `policy_dir()`,
 reloaded when they change) and the `answers` table wired to the handlers
-(services/returns/handlers.py), one agent keeping the answers, three POST routes and
+(services/returns/handlers.py), one consumer keeping the answers, three POST routes and
 GET /policies."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from services.eventing.envelope import now_ms
-from services.eventing.handler_contract import HttpAnswer, HttpRequest
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.http_api import add_route
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import add_openapi_page
@@ -20,8 +20,8 @@ from services.eventing.service_runtime import (
     add_health_page,
     build_parts,
     json_table,
-    raw_topic,
     run_worker,
+    serve,
 )
 from services.eventing.topics import RETURNS_EVENTS
 from services.policy_files.loader import policy_dir
@@ -33,6 +33,22 @@ from services.returns.return_policy import PolicyFileRules, ReturnPolicy
 DEFAULT_PORT = 8080
 POLICY_RELOAD_S = 2.0
 log = get_logger(__name__)
+
+
+def wiring(ports: ReturnsPorts) -> Wiring:
+    answers = Subscription(
+        "answers", (RETURNS_EVENTS.name,), partial(handlers.record_answers, ports)
+    )
+    routes = (
+        Route("POST", "/returns", partial(handlers.create_return, ports)),
+        Route("POST", "/returns/{return_id}/cancel", partial(handlers.cancel_return, ports)),
+        Route(
+            "POST",
+            "/returns/{return_id}/bank-account",
+            partial(handlers.give_bank_account, ports),
+        ),
+    )
+    return Wiring((answers,), routes)
 
 
 def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> ServiceParts:
@@ -52,15 +68,7 @@ def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> Serv
         publish=parts.publisher.publish,
         clock_ms=now_ms,
     )
-
-    @app.agent(raw_topic(app, RETURNS_EVENTS.name), name="answers", concurrency=1)
-    async def keep_answers(stream: Any) -> None:
-        await parts.consumer.run(stream, partial(handlers.record_answers, ports))
-
-    add_route(app, "POST", "/returns", partial(handlers.create_return, ports))
-    add_route(app, "POST", "/returns/{return_id}/cancel", partial(handlers.cancel_return, ports))
-    bank_account = partial(handlers.give_bank_account, ports)
-    add_route(app, "POST", "/returns/{return_id}/bank-account", bank_account)
+    serve(parts, wiring(ports))
     add_health_page(app, SERVICE)
     add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return parts

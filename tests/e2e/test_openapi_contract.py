@@ -19,8 +19,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from services.pickup.carrier_signature import signature_headers
-from services.refund.psp_signature import signature_headers as psp_signature_headers
+from services.eventing.webhook_signature import CARRIER_SIGNATURE, PSP_SIGNATURE
 from services.tools.local_stack.stack import CARRIER_SECRET, PSP_WEBHOOK_SECRET
 from tests.e2e.scenario import (
     create_return,
@@ -264,7 +263,7 @@ def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
     stamp = int(time.time()) if timestamp is None else timestamp
     return {
         "Content-Type": "application/json",
-        **signature_headers(CARRIER_SECRET.encode(), stamp, body),
+        **CARRIER_SIGNATURE.signature_headers(CARRIER_SECRET.encode(), stamp, body),
     }
 
 
@@ -350,7 +349,7 @@ def test_coordinator_answers_match_the_document(
 def psp_signed(body: bytes, secret: str = PSP_WEBHOOK_SECRET) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
-        **psp_signature_headers(secret.encode(), int(time.time()), body),
+        **PSP_SIGNATURE.signature_headers(secret.encode(), int(time.time()), body),
     }
 
 

@@ -30,8 +30,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from services.pickup import carrier_signature
-from services.refund import psp_signature
+from services.eventing import webhook_signature
+from services.eventing.webhook_signature import CARRIER_SIGNATURE, PSP_SIGNATURE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-carrier-secret"
@@ -202,8 +202,8 @@ class CallbackReceiver:
         *,
         path: str = PATH,
         headers: tuple[str, str] = (
-            carrier_signature.TIMESTAMP_HEADER,
-            carrier_signature.SIGNATURE_HEADER,
+            CARRIER_SIGNATURE.timestamp_header,
+            CARRIER_SIGNATURE.signature_header,
         ),
         return_id_of: Callable[[dict[str, Any]], str] = carrier_return_id,
     ) -> None:
@@ -224,7 +224,7 @@ class CallbackReceiver:
         return cls(
             port,
             path="/webhooks/psp",
-            headers=(psp_signature.TIMESTAMP_HEADER, psp_signature.SIGNATURE_HEADER),
+            headers=(PSP_SIGNATURE.timestamp_header, PSP_SIGNATURE.signature_header),
             return_id_of=psp_return_id,
         )
 
@@ -536,7 +536,7 @@ def test_carrier_sends_a_signed_collected_callback(
 
     [collected] = receiver.wait_for_collected(body["return_id"])
 
-    carrier_signature.verify(
+    webhook_signature.verify(
         SIGNING_SECRET.encode(),
         collected.timestamp_header,
         collected.signature_header,
@@ -949,7 +949,7 @@ def test_psp_ledger_file_survives_a_restart(tmp_path: Path) -> None:
 
 def verified_webhook(received: ReceivedCallback) -> dict[str, Any]:
     """The webhook's payload, once its PSP signature checks out."""
-    psp_signature.verify(
+    webhook_signature.verify(
         WEBHOOK_SECRET.encode(),
         received.timestamp_header,
         received.signature_header,

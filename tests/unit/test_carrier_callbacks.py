@@ -14,19 +14,21 @@ from hypothesis import strategies as st
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.request_fields import ApiError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.pickup.callback_parsing import FAILURE_REASONS, callback_event
-from services.pickup.carrier_signature import (
+from services.eventing.webhook_signature import (
+    CARRIER_SIGNATURE,
     DEFAULT_TOLERANCE_S,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
     SignatureError,
     sign,
-    signature_headers,
     verify,
 )
+from services.pickup.callback_parsing import FAILURE_REASONS, callback_event
 
 CODEC = AvroCodec(SchemaCatalogue.load())
 LONG_MAX = 2**63 - 1
+
+TIMESTAMP_HEADER = CARRIER_SIGNATURE.timestamp_header
+SIGNATURE_HEADER = CARRIER_SIGNATURE.signature_header
+signature_headers = CARRIER_SIGNATURE.signature_headers
 
 
 def callback(**overrides: Any) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from services.decisions.money import CURRENCY_EXPONENTS
 from services.decisions.refunds import order_refund_ledger
 from services.eventing.openapi_docs import add_openapi_page, load_openapi_document
 from services.eventing.request_fields import ApiError, parse_json_object
+from services.eventing.webhook_signature import SignatureError, verify
 from services.inspection import return_tracking
 from services.inspection.scan_request import GRADES, parse_scan
 from services.inspection.station_auth import authenticate, authorize_station
 from services.pickup.callback_parsing import FAILURE_REASONS, STATUSES, callback_event
-from services.pickup.carrier_signature import SignatureError, verify
 from services.refund.webhook_parsing import webhook_event
 from services.returns.handlers import answer_for, decision_events
 from services.returns.return_request import (

@@ -3,7 +3,7 @@
     python -m services.tools.local_stack.demo [--returns N] [--seed S]
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one), creates the topics, starts
-both partner doubles and the six services, then plays the world: buyers POST return
+the partner doubles and the six services, then plays the world: buyers POST return
 requests, the carrier double calls back, a simulated scanner POSTs an inspection once the
 parcel has been collected. It prints progress, a summary table and, as its last line, one
 JSON object. Every process it started is stopped at the end, also on Ctrl-C or failure.
@@ -30,7 +30,7 @@ from services.tools.local_stack.demo_report import demo_passed, print_table, sum
 from services.tools.local_stack.loop_driver import LoopDriver
 from services.tools.local_stack.loop_records import psp_ledger, saga_views
 from services.tools.local_stack.oncall_drill import consumer_bug_drill, keep_running
-from services.tools.local_stack.stack import PAYMENT_PROVIDERS
+from services.tools.local_stack.stack import PARTNERS, PAYMENT_PROVIDERS
 from services.tools.local_stack.stack_session import (
     checkout_broker,
     create_topics,
@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     stack = local_stack(bootstrap, run_dir)
     try:
         create_topics(bootstrap)
-        console.print(f"starting 2 partner doubles and 6 services (logs in {run_dir / 'logs'}) ...")
+        logs = run_dir / "logs"
+        console.print(
+            f"starting {len(PARTNERS)} partner doubles and 6 services (logs in {logs}) ..."
+        )
         stack.start_all()
         if args.drill == "consumer-bug":
             return consumer_bug_drill(stack, bootstrap, args.returns, args.seed)

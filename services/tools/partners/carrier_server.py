@@ -27,7 +27,7 @@ import structlog
 from aiohttp import web
 
 from services.eventing.log_setup import get_logger
-from services.pickup.carrier_signature import signature_headers
+from services.eventing.webhook_signature import CARRIER_SIGNATURE
 from services.tools.partners import http_support, partner_double
 from services.tools.partners.fault_injection import FaultPlan, count_field, rate_field
 from services.tools.partners.signed_delivery import RetryPolicy, post_until_acknowledged
@@ -307,7 +307,7 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
             self._session,
             self.settings.callback_url,
             body,
-            lambda now_s: signature_headers(secret, now_s, body),
+            lambda now_s: CARRIER_SIGNATURE.signature_headers(secret, now_s, body),
             policy=RetryPolicy(
                 BACKOFF_START_S,
                 BACKOFF_CAP_S,

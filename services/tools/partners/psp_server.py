@@ -12,7 +12,7 @@ BANK_TRANSFER (which needs the buyer's `bank_account`) are always pending and se
 instalment plan (`bnpl_schedule`), paying back to the buyer only what exceeds what is still due.
 A pending refund ends as succeeded, or failed (`settlement_failure_rate`: the bank sent the
 money back), and the PSP then POSTs a signed settlement webhook to `PSP_WEBHOOK_URL`
-(`psp_signature` headers), retried until a 2xx and re-sent after a restart if undelivered.
+(`PSP_SIGNATURE` headers), retried until a 2xx and re-sent after a restart if undelivered.
 
 Faults (errors, latency, ghost successes, declines, pending refunds, failed settlements,
 duplicate webhooks) come from a `PspFaults` plan set at start (`PSP_FAULTS`) or at run time

@@ -1,5 +1,5 @@
 """The PSP double's settlement webhooks: when a pending refund ends (succeeded or failed),
-a signed POST to `PSP_WEBHOOK_URL` (`psp_signature` headers), retried until a 2xx, and maybe
+a signed POST to `PSP_WEBHOOK_URL` (`PSP_SIGNATURE` headers), retried until a 2xx, and maybe
 (fault plan) sent a second time: receivers must take a webhook twice without harm."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 
 from services.eventing.log_setup import get_logger
-from services.refund import psp_signature
+from services.eventing.webhook_signature import PSP_SIGNATURE
 from services.tools.partners.psp_refunds import SUCCEEDED, Refund
 from services.tools.partners.psp_settings import PspFaults, PspSettings
 from services.tools.partners.signed_delivery import RetryPolicy, post_until_acknowledged
@@ -118,7 +118,7 @@ class SettlementWebhooks:
             self._session,
             self._url,
             body,
-            lambda now_s: psp_signature.signature_headers(secret, now_s, body),
+            lambda now_s: PSP_SIGNATURE.signature_headers(secret, now_s, body),
             policy=WEBHOOK_RETRIES,
             jitter=self._backoff_jitter,
             what="webhook",

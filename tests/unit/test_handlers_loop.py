@@ -1,0 +1,159 @@
+"""The whole loop through the services' handlers, wired by their composition roots, with
+in-memory tables and fake partners (tests/support/in_memory_loop.py): no broker, no HTTP
+server. The e2e tests run the same handlers as OS processes on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from services.decisions.saga import Status
+from tests.support.in_memory_loop import (
+    InMemoryLoop,
+    signed_carrier_callback,
+    station_headers,
+)
+from tests.unit.test_saga_refund_plan import http_body, item
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+async def request_return(loop: InMemoryLoop, key: str = "key-1", **overrides: Any) -> str:
+    body = json.dumps(http_body(**overrides)).encode()
+    answer = await loop.call("returns", "POST", "/returns", body, {"Idempotency-Key": key})
+    assert answer.status == 202, answer.body
+    await loop.run()
+    return answer.body["return_id"]
+
+
+async def collect(loop: InMemoryLoop, return_id: str) -> None:
+    booking = loop.coordinator.sagas[return_id]["pickup"]
+    body = json.dumps(
+        {
+            "callback_id": f"CB-{return_id}",
+            "return_id": return_id,
+            "booking_id": booking["booking_id"],
+            "tracking_number": booking["tracking_number"],
+            "status": "collected",
+            "occurred_at": loop.clock(),
+            "attempt_no": 1,
+        }
+    ).encode()
+    headers = signed_carrier_callback(body, loop.clock.seconds())
+    answer = await loop.call("pickup", "POST", "/carrier/callbacks", body, headers)
+    assert answer.status == 202, answer.body
+    await loop.run()
+
+
+async def inspect(loop: InMemoryLoop, return_id: str, scan_id: str = "SCAN-1") -> Any:
+    body = json.dumps(
+        {
+            "scan_id": scan_id,
+            "return_id": return_id,
+            "station_id": "ST-1",
+            "inspector_id": "I-1",
+            "items": [item("SKU-RED-M"), item("SKU-RED-M"), item("SKU-CAP")],
+        }
+    ).encode()
+    answer = await loop.call("inspection", "POST", "/inspections", body, station_headers())
+    await loop.run()
+    return answer
+
+
+async def saga_view(loop: InMemoryLoop, return_id: str) -> dict[str, Any]:
+    answer = await loop.call("coordinator", "GET", f"/returns/{return_id}")
+    assert answer.status == 200
+    return answer.body
+
+
+def test_a_return_goes_from_the_front_door_to_the_refund_through_every_services_handlers():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        return_id = await request_return(loop)
+        assert (await saga_view(loop, return_id))["status"] == Status.PICKUP_SCHEDULED
+        assert [call for call, _ in loop.carrier.calls] == ["book"]
+        await collect(loop, return_id)
+        assert (await inspect(loop, return_id)).status == 202
+        view = await saga_view(loop, return_id)
+        assert view["status"] == Status.COMPLETED
+        [order] = loop.psp.refunds.values()
+        assert order.amount_minor == view["refund"]["amount"]["amount_minor"] > 0
+        assert order.key == f"{return_id}-refund-1"
+        ledger = await loop.call("warehouse-intake", "GET", "/ledger")
+        assert ledger.body["units_on_hand"] == 3
+        assert "ReturnCompleted" in loop.names("saga.events")
+        assert loop.inspection.returns[return_id]["state"] != "AWAITING_INSPECTION"
+
+    run(scenario())
+
+
+def test_replaying_every_record_of_a_completed_return_books_and_refunds_nothing_twice():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        before = (await loop.call("warehouse-intake", "GET", "/ledger")).body
+        assert await loop.replay() > len(loop.delivered) // 3
+        after = (await loop.call("warehouse-intake", "GET", "/ledger")).body
+        assert len(loop.psp.refunds) == 1
+        assert [call for call, _ in loop.carrier.calls] == ["book"]
+        assert after["units_on_hand"] == before["units_on_hand"] == 3
+        assert after["movements_applied"] == before["movements_applied"]
+        assert (await saga_view(loop, return_id))["status"] == Status.COMPLETED
+
+    run(scenario())
+
+
+def test_a_card_that_cannot_take_money_is_refunded_by_the_policys_fallback_store_credit():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        loop.psp.decline, loop.psp.declined_methods = "card_expired", frozenset({"CARD"})
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        view = await saga_view(loop, return_id)
+        assert view["status"] == Status.COMPLETED
+        assert [o.method for o in loop.psp.refunds.values()] == ["STORE_CREDIT"]  # paid ones
+        failed = [r for _, n, r, _ in loop.delivered if n == "RefundFailed"]
+        assert [(r["decline_code"], r["next_action"]) for r in failed] == [
+            ("card_expired", "FALLBACK")
+        ]
+
+    run(scenario())
+
+
+def test_a_provider_down_for_good_gives_a_retryable_failure_and_the_saga_asks_again_later():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        loop.psp.down = True
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        failed = [r for _, n, r, _ in loop.delivered if n == "RefundFailed"]
+        assert [(r["retryable"], r["next_action"]) for r in failed] == [(True, "RETRY")]
+        view = await saga_view(loop, return_id)
+        assert view["status"] == Status.REFUND_PENDING
+        assert view["timer"]["kind"] == "retry"
+
+    run(scenario())
+
+
+def test_a_second_return_of_the_same_units_is_refused_by_the_order_ledger():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        first = await request_return(loop, key="key-1")
+        second = await request_return(loop, key="key-2")
+        for return_id, scan_id in ((first, "SCAN-1"), (second, "SCAN-2")):
+            await collect(loop, return_id)
+            await inspect(loop, return_id, scan_id)
+        statuses = [(await saga_view(loop, rid))["status"] for rid in (first, second)]
+        assert statuses == [Status.COMPLETED, Status.NEEDS_ATTENTION]
+        assert len(loop.psp.refunds) == 1
+        ledger = await loop.call("refund", "GET", "/orders/ORD-1/refunds")
+        assert ledger.status == 200
+
+    run(scenario())
