@@ -27,8 +27,7 @@ class FailedRecord:
 
 def dead_letter_topic_name(topic: str) -> str:
     """The DLQ of a topic (a redriven record that fails again returns to the same DLQ)."""
-    base = topic.removesuffix(".retry")
-    return base if base.endswith(DLQ_SUFFIX) else base + DLQ_SUFFIX
+    return topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
 
 
 def _header(headers: tuple[tuple[str, bytes], ...], name: str) -> bytes | None:

@@ -46,7 +46,8 @@ def _stream(name: str, purpose: str, record_types: tuple[str, ...], days: int = 
     return TopicSpec(name, purpose, retention_ms=days * DAY_MS, record_types=record_types)
 
 
-# Inputs that services consume; each gets a retry topic and a dead-letter topic.
+# Inputs that services consume; each gets a dead-letter topic (transient failures are retried
+# in the consume loop, with backoff, not through a topic).
 RETURNS_EVENTS = _stream(
     "boomerang.returns.events",
     "return requests, their policy outcome and the buyer's later details (front door)",
@@ -158,14 +159,6 @@ STREAMS: tuple[TopicSpec, ...] = (
 )
 
 
-def retry_topic(stream: TopicSpec) -> TopicSpec:
-    return TopicSpec(
-        f"{stream.name}.retry",
-        f"transient failures of {stream.name}, retried with backoff",
-        retention_ms=7 * DAY_MS,
-    )
-
-
 def dead_letter_topic(stream: TopicSpec) -> TopicSpec:
     return TopicSpec(
         f"{stream.name}.dlq",
@@ -202,7 +195,6 @@ OPERATIONS_AUDIT = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *STREAMS,
-    *(retry_topic(s) for s in STREAMS),
     *(dead_letter_topic(s) for s in STREAMS),
     SAGA_CHANGELOG,
     *SERVICE_CHANGELOGS,

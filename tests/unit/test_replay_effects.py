@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from services.decisions.saga import decide
@@ -10,6 +9,7 @@ from services.decisions.stock import inventory_ledger
 from services.decisions.stock.disposition import movements_for
 from services.tools.oncall import replay_effects
 from services.tools.oncall.replay_effects import APPLIED, IGNORED, NEW, UNDECODABLE, predict
+from tests.support.in_memory_loop import InMemoryLoop
 from tests.support.return_events import envelope, event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,27 +116,10 @@ def test_event_types_a_consumer_does_not_act_on_are_ignored():
 
 
 def test_the_consumer_catalogue_matches_the_topics_each_service_subscribes_to():
-    """Each service's app.py subscribes with raw_topic(app, X.name, ...): the same topics
+    """Each service's composition root declares its consumers (`wiring`): the same topics
     as the catalogue the prediction uses (so no consumer is forgotten)."""
-    modules = {
-        "coordinator": "services/coordinator/app.py",
-        "pickup": "services/pickup/app.py",
-        "inspection": "services/inspection/app.py",
-        "warehouse-intake": "services/warehouse_intake/app.py",
-        "refund": "services/refund/app.py",
-        "returns": "services/returns/app.py",
-    }
-    from services.eventing import topics
-
-    for service, module in modules.items():
-        source = (REPO / module).read_text()
-        names = set()
-        for call in re.findall(r"raw_topic\(\s*app,([^)]*)\)", source, re.S):
-            names |= {getattr(topics, n).name for n in re.findall(r"([A-Z_]+)\.name", call)}
-        if service == "coordinator":
-            from services.coordinator.app import INPUTS
-
-            names = {t.name for t in INPUTS}
+    for service, wiring in InMemoryLoop().wirings.items():
+        names = {topic for sub in wiring.subscriptions for topic in sub.topics}
         catalogued = {
             topic
             for topic, consumers in replay_effects.CONSUMERS.items()

@@ -11,7 +11,6 @@ from services.eventing.topics import (
     STREAMS,
     by_name,
     dead_letter_topic,
-    retry_topic,
     topic_for_record,
 )
 
@@ -28,12 +27,13 @@ def test_topic_names_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_every_stream_has_a_retry_and_a_dead_letter_topic():
+def test_every_stream_has_a_dead_letter_topic_and_no_topic_is_declared_that_nobody_uses():
     names = {t.name for t in ALL_TOPICS}
     for stream in STREAMS:
-        assert retry_topic(stream).name in names
         assert dead_letter_topic(stream).name in names
         assert by_name(f"{stream.name}.dlq").retention_ms >= stream.retention_ms
+    # transient failures are retried in the consume loop: no retry topics
+    assert not [name for name in names if name.endswith(".retry")]
 
 
 def test_saga_changelog_is_compacted_and_co_partitioned_with_its_inputs():

@@ -1,0 +1,81 @@
+"""The coordinator's handlers around the pure saga, over an in-memory sagas table (no
+broker, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.coordinator import handlers
+from services.coordinator.handlers import REFIRE_AFTER_MS, CoordinatorPorts
+from services.decisions.saga import SagaConfig, Status
+from services.eventing.handler_contract import HttpRequest, Incoming
+from tests.support.return_events import event
+
+RID = "RMA-COORD-1"
+
+
+class Clock:
+    def __init__(self, now_ms: int = 1_790_000_000_000) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def ports(clock: Clock | None = None) -> CoordinatorPorts:
+    return CoordinatorPorts({}, SagaConfig(booking_deadline_ms=60_000), clock or Clock())
+
+
+def drive(wired: CoordinatorPorts, name: str, record: dict[str, Any] | None = None) -> list:
+    record = record or event(name, RID)
+    return asyncio.run(handlers.drive_saga(wired, Incoming(name, record, RID.encode())))
+
+
+def status(wired: CoordinatorPorts) -> Any:
+    return asyncio.run(handlers.return_status(wired, HttpRequest(), RID))
+
+
+def test_each_event_moves_the_stored_saga_and_a_redelivery_re_emits_the_outbox():
+    wired = ports()
+    assert drive(wired, "ReturnRequested") == []
+    accepted = event("ReturnAccepted", RID)
+    commands = drive(wired, "ReturnAccepted", accepted)
+    assert [name for name, *_ in commands] == ["PickupRequested"]
+    assert wired.sagas[RID]["status"] == Status.PICKUP_PENDING
+    assert drive(wired, "ReturnAccepted", accepted) == commands  # the outbox, same ids
+    view = status(wired)
+    assert (view.status, view.body["status"]) == (200, Status.PICKUP_PENDING)
+
+
+def test_a_due_timer_fires_once_until_it_is_overdue_for_refiring():
+    clock = Clock()
+    wired = ports(clock)
+    drive(wired, "ReturnRequested")
+    drive(wired, "ReturnAccepted")
+    assert handlers.due_timer_events(wired) == []
+    clock.now_ms += 60_001
+    [(name, record)] = handlers.due_timer_events(wired)
+    assert (name, record["step"]) == ("SagaStepTimedOut", "PICKUP")
+    assert handlers.due_timer_events(wired) == []
+    clock.now_ms += REFIRE_AFTER_MS
+    [(_, again)] = handlers.due_timer_events(wired)
+    assert again["envelope"]["event_id"] == record["envelope"]["event_id"]
+    drive(wired, "SagaStepTimedOut", record)
+    assert wired.sagas[RID]["tries"]  # retried: the pickup is asked again
+
+
+def test_order_ledger_commands_are_keyed_by_the_order_not_the_return():
+    command = ("RefundReservationRequested", {"order_ref": "ORD-7", "envelope": {}})
+    assert handlers.keyed(command) == (*command, b"ORD-7")
+    assert handlers.keyed(("PickupRequested", {})) == ("PickupRequested", {})
+
+
+def test_the_status_pages_answer_404_for_an_unknown_return_and_count_by_status():
+    wired = ports()
+    assert status(wired).status == 404
+    drive(wired, "ReturnRequested")
+    listing = asyncio.run(
+        handlers.list_returns(wired, HttpRequest(query={"status": "REQUESTED"}))
+    ).body
+    assert listing == {"counts": {"REQUESTED": 1}, "return_ids": [RID]}

@@ -1,0 +1,107 @@
+"""The inspection service's handlers over in-memory tables (no broker, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from services.eventing.handler_contract import HttpRequest, Incoming
+from services.eventing.request_fields import ApiError
+from services.inspection import handlers, return_tracking
+from services.inspection.handlers import InspectionPorts
+from tests.support.fake_partners import Published
+from tests.support.in_memory_loop import STATION, STATION_TOKEN, station_headers
+from tests.support.return_events import event
+from tests.unit.test_saga_refund_plan import item
+
+RID = "RMA-INSPECT-1"
+NOW = 1_790_000_000_000
+
+
+def ports() -> InspectionPorts:
+    return InspectionPorts(
+        {}, {}, {STATION: STATION_TOKEN, "ST-2": "x" * 20}, Published(), lambda: NOW
+    )
+
+
+def follow(wired: InspectionPorts, name: str, **fields: Any) -> None:
+    record = event(name, RID, **fields)
+    asyncio.run(handlers.follow_returns(wired, Incoming(name, record, RID.encode())))
+
+
+def awaiting_inspection() -> InspectionPorts:
+    wired = ports()
+    follow(wired, "ReturnRequested")
+    follow(wired, "ReturnAccepted")
+    follow(wired, "PickupCompleted")
+    assert wired.returns[RID]["state"] == return_tracking.AWAITING_INSPECTION
+    return wired
+
+
+def scan(scan_id: str = "SCAN-1", station: str = STATION, return_id: str = RID) -> bytes:
+    body = {
+        "scan_id": scan_id,
+        "return_id": return_id,
+        "station_id": station,
+        "inspector_id": "I-1",
+        "items": [item()],
+    }
+    return json.dumps(body).encode()
+
+
+def post(wired: InspectionPorts, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    request = HttpRequest(body, station_headers() if headers is None else headers)
+    return asyncio.run(handlers.post_inspection(wired, request))
+
+
+def refused(wired: InspectionPorts, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    with pytest.raises(ApiError) as refusal:
+        post(wired, body, headers)
+    return refusal.value.status, refusal.value.code
+
+
+def test_a_scan_of_a_return_awaiting_inspection_is_recorded_once_and_answered_202():
+    wired = awaiting_inspection()
+    answer = post(wired, scan())
+    assert (answer.status, answer.body["status"]) == (202, "recorded")
+    [(name, record)] = wired.publish.records
+    assert name == "InspectionRecorded"
+    assert record["envelope"]["event_id"] == handlers.scan_event_id("SCAN-1")
+    assert record["inspected_at"] == NOW
+
+
+def test_the_same_scan_again_gets_its_first_answer_and_publishes_nothing_new():
+    wired = awaiting_inspection()
+    first = post(wired, scan())
+    again = post(wired, scan())
+    assert (again.status, again.body) == (first.status, first.body)
+    assert again.headers == {"Idempotent-Replayed": "true"}
+    assert len(wired.publish.records) == 1
+
+
+def test_a_scan_recorded_before_a_restart_is_answered_from_the_table_it_rebuilt():
+    wired = awaiting_inspection()
+    follow(wired, "InspectionRecorded", scan_id="SCAN-9")
+    answer = post(wired, scan("SCAN-9"))
+    assert (answer.status, answer.headers) == (202, {"Idempotent-Replayed": "true"})
+    assert wired.publish.records == []
+
+
+def test_unknown_returns_returns_not_awaiting_inspection_and_bad_scanners_are_refused():
+    wired = awaiting_inspection()
+    assert refused(wired, scan(return_id="RMA-NOPE")) == (404, "unknown_return")
+    assert refused(wired, scan(), {}) == (401, "unauthenticated")
+    assert refused(wired, scan(), station_headers("not-a-token-of-ours")) == (
+        401,
+        "unauthenticated",
+    )
+    assert refused(wired, scan(station="ST-2")) == (403, "wrong_station")
+    assert refused(wired, b"{not json") == (400, "malformed_json")
+    post(wired, scan("SCAN-1"))
+    assert refused(wired, scan("SCAN-2")) == (409, "not_awaiting_inspection")
+    waiting = ports()
+    follow(waiting, "ReturnRequested")
+    assert refused(waiting, scan()) == (409, "not_awaiting_inspection")

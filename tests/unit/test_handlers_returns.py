@@ -1,0 +1,105 @@
+"""The front door's handlers with the deployed policy files and an in-memory answers table
+(no broker, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from services.eventing.handler_contract import HttpRequest, Incoming
+from services.eventing.request_fields import ApiError
+from services.returns import handlers
+from services.returns.handlers import ReturnsPorts
+from tests.support.fake_partners import Published
+from tests.support.policies import deployed_rules
+from tests.unit.test_saga_refund_plan import http_body
+
+NOW = 1_790_000_000_000
+
+
+def ports() -> ReturnsPorts:
+    return ReturnsPorts({}, deployed_rules(), Published(), lambda: NOW, lambda: "RMA-NEW-1")
+
+
+def create(wired: ReturnsPorts, key: str | None = "key-1", **overrides: Any) -> Any:
+    body = json.dumps(http_body(**overrides)).encode()
+    headers = {"Idempotency-Key": key} if key else {}
+    return asyncio.run(handlers.create_return(wired, HttpRequest(body, headers)))
+
+
+def refusal(call: Any) -> tuple[int, str]:
+    with pytest.raises(ApiError) as refused:
+        call()
+    return refused.value.status, refused.value.code
+
+
+def test_an_accepted_return_emits_requested_then_accepted_and_answers_202():
+    wired = ports()
+    answer = create(wired)
+    assert (answer.status, answer.body["status"]) == (202, "accepted")
+    assert wired.publish.names() == ["ReturnRequested", "ReturnAccepted"]
+    assert answer.body["return_id"] == handlers.return_id_for_key("key-1")
+    assert answer.body["policy_version"].startswith("DE/")
+
+
+def test_the_same_key_and_body_answer_the_same_return_again_another_body_is_409():
+    wired = ports()
+    first = create(wired)
+    again = create(wired)
+    assert (again.body, again.headers) == (first.body, {"Idempotent-Replayed": "true"})
+    assert len(wired.publish.records) == 2
+    assert refusal(lambda: create(wired, reason_code="DEFECTIVE")) == (
+        409,
+        "idempotency_key_reused",
+    )
+
+
+def test_an_answer_survives_a_restart_through_the_table_rebuilt_from_the_topic():
+    before = ports()
+    create(before)
+    after = ports()  # a new process: no recent answers, the table learns from the topic
+    for name, record in before.publish.records:
+        incoming = Incoming(name, record, record["envelope"]["return_id"].encode())
+        asyncio.run(handlers.record_answers(after, incoming))
+    again = create(after)
+    assert (again.status, again.headers) == (202, {"Idempotent-Replayed": "true"})
+    assert after.publish.records == []
+
+
+def test_a_return_outside_the_policy_is_a_422_with_the_rule_and_is_still_recorded():
+    wired = ports()
+    answer = create(wired, delivered_at="2025-01-01")
+    assert (answer.status, answer.body["error"]) == (422, "policy_rejected")
+    assert wired.publish.names() == ["ReturnRequested", "ReturnRejected"]
+
+
+def test_without_a_key_each_return_gets_a_fresh_id_from_the_port():
+    answer = create(ports(), key=None)
+    assert answer.body["return_id"] == "RMA-NEW-1"
+
+
+def test_cancel_and_bank_account_need_a_known_return_and_are_one_event_each():
+    wired = ports()
+    return_id = create(wired).body["return_id"]
+    cancel = HttpRequest(json.dumps({"cancelled_by": "buyer", "reason": "found it"}).encode())
+    assert refusal(lambda: asyncio.run(handlers.cancel_return(wired, cancel, "RMA-NOPE"))) == (
+        404,
+        "unknown_return",
+    )
+    answer = asyncio.run(handlers.cancel_return(wired, cancel, return_id))
+    again = asyncio.run(handlers.cancel_return(wired, cancel, return_id))
+    assert answer.status == again.status == 202
+    assert answer.body["event_id"] == again.body["event_id"]
+    account = {
+        "holder": "Erika Mustermann",
+        "number": "DE89370400440532013000",
+        "bank_code": "COBA",
+    }
+    given = HttpRequest(json.dumps(account).encode())
+    answer = asyncio.run(handlers.give_bank_account(wired, given, return_id))
+    assert (answer.status, wired.publish.names()[-1]) == (202, "BuyerDetailsProvided")
+    bad = HttpRequest(b"[]")
+    assert refusal(lambda: asyncio.run(handlers.give_bank_account(wired, bad, return_id)))[0] == 400
