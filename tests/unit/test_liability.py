@@ -17,7 +17,7 @@ from services.decisions.policy.liability import (
     decide_liability,
     provisional_liability,
 )
-from services.decisions.refunds.refund_arithmetic import Liable
+from services.decisions.refunds.order_model import Liable
 
 TABLE = (
     Path(__file__).resolve().parents[2] / "services" / "decisions" / "policy" / "liability_table.md"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.decisions.refunds import order_refund_ledger as ledger
-from services.decisions.refunds.refund_arithmetic import Order
+from services.decisions.refunds.order_model import Order
 from tests.unit.test_refund_arithmetic import orders
 
 ORDER = {

@@ -24,7 +24,7 @@ from services.decisions.policy.policy_rules import (
     refund_destination,
     resolve_policy,
 )
-from services.decisions.refunds.refund_arithmetic import Liable
+from services.decisions.refunds.order_model import Liable
 from services.policy_files.loader import load_policy_set
 
 POLICIES = load_policy_set(Path(__file__).resolve().parents[2] / "deploy" / "policies")

@@ -12,16 +12,15 @@ from hypothesis import strategies as st
 
 from services.decisions.money import CURRENCY_EXPONENTS
 from services.decisions.money.allocation import AllocationError, cumulative_share, split_by_weights
-from services.decisions.refunds.refund_arithmetic import (
-    FeeTerms,
+from services.decisions.refunds.order_model import (
     Liable,
     Order,
     OrderLine,
     OrderRefundHistory,
     RefundArithmeticError,
     TaxBasis,
-    calculate_refund,
 )
+from services.decisions.refunds.refund_arithmetic import FeeTerms, calculate_refund
 
 # ------------------------------------------------------------------ allocation
 

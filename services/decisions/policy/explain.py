@@ -17,7 +17,7 @@ from services.decisions.policy.liability import Grade, InspectionFacts
 from services.decisions.policy.policy_layers import PolicySet
 from services.decisions.policy.policy_rules import RequestFacts, decide_request, resolve_policy
 from services.decisions.policy.return_decisions import decide_refund
-from services.decisions.refunds.refund_arithmetic import (
+from services.decisions.refunds.order_model import (
     OrderRefundHistory,
     RefundArithmeticError,
     order_from_record,

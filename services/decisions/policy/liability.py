@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.decisions.refunds.refund_arithmetic import Liable
+from services.decisions.refunds.order_model import Liable
 
 
 class ReasonFamily(StrEnum):

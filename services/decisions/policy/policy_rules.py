@@ -20,7 +20,8 @@ from services.decisions.policy.liability import (
     RuleFired,
 )
 from services.decisions.policy.policy_layers import PolicyLayer, PolicySet
-from services.decisions.refunds.refund_arithmetic import FeeTerms, Liable
+from services.decisions.refunds.order_model import Liable
+from services.decisions.refunds.refund_arithmetic import FeeTerms
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -30,10 +30,9 @@ from services.decisions.policy.policy_rules import (
     liability_terms,
     refund_destination,
 )
+from services.decisions.refunds.order_model import Order, OrderRefundHistory
 from services.decisions.refunds.refund_arithmetic import (
     FeeTerms,
-    Order,
-    OrderRefundHistory,
     RefundCalculation,
     calculate_refund,
 )

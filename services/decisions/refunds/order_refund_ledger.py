@@ -24,17 +24,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.decisions.refunds.refund_arithmetic import (
-    FeeTerms,
+from services.decisions.refunds.order_model import (
     Liable,
     Order,
     OrderRefundHistory,
     Ranges,
     RefundArithmeticError,
     UnitRanges,
-    calculate_refund,
     order_from_record,
 )
+from services.decisions.refunds.refund_arithmetic import FeeTerms, calculate_refund
 
 RESERVED = "RESERVED"
 RELEASED = "RELEASED"

@@ -17,8 +17,8 @@ from services.decisions.money import Money
 from services.decisions.policy.liability import Grade, InspectionFacts, ReasonFamily
 from services.decisions.policy.policy_rules import EffectivePolicy
 from services.decisions.policy.return_decisions import RefundDecision, decide_refund
+from services.decisions.refunds.order_model import Order, order_from_record
 from services.decisions.refunds.refund_amount import refund_for_lines
-from services.decisions.refunds.refund_arithmetic import Order, order_from_record
 
 GRADE_ORDER = (Grade.A, Grade.B, Grade.C, Grade.D)
 

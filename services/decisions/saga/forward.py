@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from services.decisions.refunds.refund_arithmetic import RefundArithmeticError
+from services.decisions.refunds.order_model import RefundArithmeticError
 from services.decisions.refunds.refund_plan import plan_refund
 from services.decisions.saga.commands import (
     cancel_pickup,
