@@ -51,7 +51,7 @@ demo: setup ## the main job: broker, topics, partners and six services; N return
 
 sample: kafka-up ## send one sample return's events and read them back (no services)
 	@$(PY) -m services.eventing.topic_bootstrap
-	@$(PY) -m services.tools.sample_roundtrip
+	@$(PY) -m services.tools.local_stack.sample_roundtrip
 
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
 	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))

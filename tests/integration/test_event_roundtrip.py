@@ -100,7 +100,7 @@ def test_records_of_several_types_come_back_field_for_field(catalogue_topics, co
 def test_the_sample_job_sends_and_reads_back(catalogue_topics):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": catalogue_topics}
     result = subprocess.run(
-        [sys.executable, "-m", "services.tools.sample_roundtrip"],
+        [sys.executable, "-m", "services.tools.local_stack.sample_roundtrip"],
         capture_output=True,
         text=True,
         env=env,

@@ -1,6 +1,6 @@
 """The main job for now: write a sample return's first events and read them back.
 
-    python -m services.tools.sample_roundtrip
+    python -m services.tools.local_stack.sample_roundtrip
 
 Produces ReturnRequested and ReturnAccepted for one new return with aiokafka, consumes
 them back from a fresh consumer group, decodes them and prints what came back.
