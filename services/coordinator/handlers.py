@@ -12,9 +12,26 @@ from services.decisions import saga
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
 from services.eventing.log_setup import get_logger
-from services.eventing.topics import ORDER_REFUND_LEDGER
+from services.eventing.topics import (
+    INSPECTION_EVENTS,
+    INTAKE_EVENTS,
+    ORDER_REFUND_LEDGER,
+    PICKUP_EVENTS,
+    REFUND_EVENTS,
+    RETURNS_EVENTS,
+    SAGA_EVENTS,
+)
 
 SERVICE = "coordinator"
+# SAGA_EVENTS carries the saga's own timeouts (SagaStepTimedOut) back to it.
+INPUTS = (
+    RETURNS_EVENTS,
+    PICKUP_EVENTS,
+    INSPECTION_EVENTS,
+    INTAKE_EVENTS,
+    REFUND_EVENTS,
+    SAGA_EVENTS,
+)
 TERMINAL = frozenset(str(status) for status in saga.TERMINAL)
 # Commands for the order refund ledger are keyed by order_ref (one owner per order).
 KEYED_BY_ORDER = frozenset(ORDER_REFUND_LEDGER.record_types)

@@ -48,6 +48,7 @@ from services.eventing.handler_contract import (
 )
 from services.eventing.log_setup import configure_logging, event_context, get_logger
 from services.eventing.offset_guard import OffsetGuard, Verdict
+from services.eventing.openapi_docs import add_openapi_page
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.eventing.table_writes import TrackedTable, collecting
@@ -644,6 +645,25 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
     for route in wiring.routes:
         handler = while_tables_recover(app, route.handler) if route.reads_tables else route.handler
         add_route(app, route.method, route.path, handler)
+
+
+def build_service(
+    settings: ServiceSettings, wire: Callable[[ServiceParts], Wiring], openapi: Path
+) -> ServiceParts:
+    """A service's parts serving the consumers and routes `wire` builds over them, with its
+    health page and its OpenAPI document."""
+    parts = build_parts(settings)
+    serve(parts, wire(parts))
+    add_health_page(parts.app, settings.service)
+    add_openapi_page(parts.app, openapi)
+    return parts
+
+
+def run_service(
+    service: str, default_port: int, build: Callable[[ServiceSettings], ServiceParts]
+) -> int:
+    """A service's process: its settings from the environment, built and run until stopped."""
+    return run_worker(build(ServiceSettings.from_env(service, default_port)).app, service)
 
 
 def add_health_page(app: faust.App, service: str) -> None:

@@ -8,19 +8,10 @@ import os
 from functools import partial
 from pathlib import Path
 
+from services.eventing import service_runtime as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
-from services.eventing.openapi_docs import add_openapi_page
-from services.eventing.service_runtime import (
-    ServiceParts,
-    ServiceSettings,
-    add_health_page,
-    build_parts,
-    json_table,
-    run_worker,
-    serve,
-)
 from services.eventing.topics import INSPECTION_EVENTS, PICKUP_EVENTS, RETURNS_EVENTS, SAGA_EVENTS
 from services.inspection import handlers, return_tracking
 from services.inspection.handlers import SERVICE, InspectionPorts
@@ -43,25 +34,27 @@ def wiring(ports: InspectionPorts) -> Wiring:
     return Wiring((view,), (scans,))
 
 
-def build(settings: ServiceSettings, station_tokens: dict[str, str]) -> ServiceParts:
-    parts = build_parts(settings)
-    ports = InspectionPorts(
-        returns=json_table(parts.app, "returns"),
-        scans=json_table(parts.app, "scans"),
-        station_tokens=station_tokens,
-        publish=parts.publisher.publish,
-        clock_ms=now_ms,
-    )
-    serve(parts, wiring(ports))
-    add_health_page(parts.app, SERVICE)
-    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
-    return parts
+def build(
+    settings: runtime.ServiceSettings, station_tokens: dict[str, str]
+) -> runtime.ServiceParts:
+    def wire(parts: runtime.ServiceParts) -> Wiring:
+        return wiring(
+            InspectionPorts(
+                returns=runtime.json_table(parts.app, "returns"),
+                scans=runtime.json_table(parts.app, "scans"),
+                station_tokens=station_tokens,
+                publish=parts.publisher.publish,
+                clock_ms=now_ms,
+            )
+        )
+
+    return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
 def main() -> int:
-    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
     raw_tokens = os.environ.get("INSPECTION_STATION_TOKENS")
     if raw_tokens is None:
         log.warning("INSPECTION_STATION_TOKENS is not set: using development tokens")
         raw_tokens = DEV_TOKENS
-    return run_worker(build(settings, parse_station_tokens(raw_tokens)).app, SERVICE)
+    tokens = parse_station_tokens(raw_tokens)
+    return runtime.run_service(SERVICE, DEFAULT_PORT, lambda settings: build(settings, tokens))

@@ -9,17 +9,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from services.eventing import service_runtime as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.openapi_docs import add_openapi_page
-from services.eventing.service_runtime import (
-    ServiceParts,
-    ServiceSettings,
-    add_health_page,
-    build_parts,
-    json_table,
-    run_worker,
-    serve,
-)
 from services.eventing.topics import PICKUP_COMMANDS
 from services.pickup import handlers
 from services.pickup.carrier_client import CarrierClient, carrier_http
@@ -39,23 +30,24 @@ def wiring(ports: PickupPorts) -> Wiring:
     return Wiring((commands,), (callbacks,))
 
 
-def build(settings: ServiceSettings, carrier: Carrier, signing_secret: bytes) -> ServiceParts:
-    parts = build_parts(settings)
-    ports = PickupPorts(
-        answered=json_table(parts.app, "pickups"),
-        carrier=carrier,
-        signing_secret=signing_secret,
-        publish=parts.publisher.publish,
-        clock_s=lambda: int(time.time()),
-    )
-    serve(parts, wiring(ports))
-    add_health_page(parts.app, SERVICE)
-    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
-    return parts
+def build(
+    settings: runtime.ServiceSettings, carrier: Carrier, signing_secret: bytes
+) -> runtime.ServiceParts:
+    def wire(parts: runtime.ServiceParts) -> Wiring:
+        return wiring(
+            PickupPorts(
+                answered=runtime.json_table(parts.app, "pickups"),
+                carrier=carrier,
+                signing_secret=signing_secret,
+                publish=parts.publisher.publish,
+                clock_s=lambda: int(time.time()),
+            )
+        )
+
+    return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
 def main() -> int:
-    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
     carrier = CarrierClient(
         carrier_http(
             os.environ.get("CARRIER_URL", "http://127.0.0.1:8091"),
@@ -63,4 +55,4 @@ def main() -> int:
         )
     )
     secret = os.environ.get("CARRIER_SIGNING_SECRET", "dev-carrier-secret").encode()
-    return run_worker(build(settings, carrier, secret).app, SERVICE)
+    return runtime.run_service(SERVICE, DEFAULT_PORT, lambda s: build(s, carrier, secret))

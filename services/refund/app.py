@@ -12,17 +12,8 @@ from functools import partial
 from pathlib import Path
 
 from services.decisions.refunds.provider_routing import ProviderRoutes
+from services.eventing import service_runtime as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.openapi_docs import add_openapi_page
-from services.eventing.service_runtime import (
-    ServiceParts,
-    ServiceSettings,
-    add_health_page,
-    build_parts,
-    json_table,
-    run_worker,
-    serve,
-)
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
 from services.refund import handlers
 from services.refund.handlers import SERVICE, Partners, RefundPorts
@@ -56,20 +47,20 @@ def wiring(ports: RefundPorts) -> Wiring:
     return Wiring((commands, ledger), (order_refunds, webhooks))
 
 
-def build(settings: ServiceSettings, partners: Partners) -> ServiceParts:
-    parts = build_parts(settings)
-    ports = RefundPorts(
-        refunds=json_table(parts.app, "refunds"),
-        routes=json_table(parts.app, "refund-routes"),
-        order_ledger=json_table(parts.app, "order-ledger"),
-        partners=partners,
-        publish=parts.publisher.publish,
-        clock_s=lambda: int(time.time()),
-    )
-    serve(parts, wiring(ports))
-    add_health_page(parts.app, SERVICE)
-    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
-    return parts
+def build(settings: runtime.ServiceSettings, partners: Partners) -> runtime.ServiceParts:
+    def wire(parts: runtime.ServiceParts) -> Wiring:
+        return wiring(
+            RefundPorts(
+                refunds=runtime.json_table(parts.app, "refunds"),
+                routes=runtime.json_table(parts.app, "refund-routes"),
+                order_ledger=runtime.json_table(parts.app, "order-ledger"),
+                partners=partners,
+                publish=parts.publisher.publish,
+                clock_s=lambda: int(time.time()),
+            )
+        )
+
+    return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
 def partners_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> Partners:
@@ -102,5 +93,5 @@ def partners_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> Pa
 
 
 def main() -> int:
-    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
-    return run_worker(build(settings, partners_from_env()).app, SERVICE)
+    partners = partners_from_env()
+    return runtime.run_service(SERVICE, DEFAULT_PORT, lambda settings: build(settings, partners))

@@ -47,7 +47,7 @@ from services.eventing.log_setup import get_logger
 from services.eventing.request_fields import ApiError, parse_json_object
 from services.eventing.signed_webhooks import publish_signed_event
 from services.eventing.webhook_signature import PSP_SIGNATURE
-from services.refund.marketplace_client import ReplacementAnswer
+from services.refund.marketplace_client import ReplacementAnswer, ReplacementOrder
 from services.refund.psp_client import PROVIDER, ProviderDown, PspAnswer, RefundOrder
 from services.refund.webhook_parsing import provider_of, webhook_event
 
@@ -70,16 +70,7 @@ class PaymentProvider(Protocol):
 
 
 class Marketplace(Protocol):
-    async def place_replacement(
-        self,
-        key: str,
-        return_id: str,
-        order_ref: str,
-        buyer_id: str,
-        sku: str,
-        quantity: int,
-        ship_to: str,
-    ) -> ReplacementAnswer: ...
+    async def place_replacement(self, order: ReplacementOrder) -> ReplacementAnswer: ...
 
 
 @dataclass
@@ -233,7 +224,7 @@ async def void(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
 async def replace(partners: Partners, command: dict[str, Any]) -> list[Outbound]:
     if partners.marketplace is None:
         raise TransientFailure("no marketplace configured (MARKETPLACE_URL)")
-    answer = await partners.marketplace.place_replacement(
+    order = ReplacementOrder(
         command["idempotency_key"],
         command["envelope"]["return_id"],
         command["order_ref"],
@@ -242,6 +233,7 @@ async def replace(partners: Partners, command: dict[str, Any]) -> list[Outbound]
         command["quantity"],
         command.get("ship_to") or "",
     )
+    answer = await partners.marketplace.place_replacement(order)
     log.info(
         "replacement order answered",
         placed=answer.placed,

@@ -7,6 +7,7 @@ answer finds the first order (or the first out-of-stock answer), never places a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -24,31 +25,33 @@ class ReplacementAnswer:
     available: int = 0
 
 
+@dataclass(frozen=True)
+class ReplacementOrder:
+    """A replacement order for an exchange, placed once per idempotency key."""
+
+    key: str
+    return_id: str
+    order_ref: str
+    buyer_id: str
+    sku: str
+    quantity: int
+    ship_to: str
+
+    def body(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in REPLACEMENT_FIELDS}
+
+
+REPLACEMENT_FIELDS = ("return_id", "order_ref", "buyer_id", "sku", "quantity", "ship_to")
+
+
 class MarketplaceClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
 
-    async def place_replacement(
-        self,
-        key: str,
-        return_id: str,
-        order_ref: str,
-        buyer_id: str,
-        sku: str,
-        quantity: int,
-        ship_to: str,
-    ) -> ReplacementAnswer:
-        body = {
-            "return_id": return_id,
-            "order_ref": order_ref,
-            "buyer_id": buyer_id,
-            "sku": sku,
-            "quantity": quantity,
-            "ship_to": ship_to,
-        }
+    async def place_replacement(self, order: ReplacementOrder) -> ReplacementAnswer:
         try:
             response = await self.http.post(
-                "/replacement-orders", json=body, headers={"Idempotency-Key": key}
+                "/replacement-orders", json=order.body(), headers={"Idempotency-Key": order.key}
             )
         except httpx.TransportError as exc:
             raise TransientFailure(f"marketplace: {type(exc).__name__}: {exc}") from exc

@@ -9,20 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from services.eventing import service_runtime as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
-from services.eventing.http_api import add_route
 from services.eventing.log_setup import get_logger
-from services.eventing.openapi_docs import add_openapi_page
-from services.eventing.service_runtime import (
-    ServiceParts,
-    ServiceSettings,
-    add_health_page,
-    build_parts,
-    json_table,
-    run_worker,
-    serve,
-)
 from services.eventing.topics import RETURNS_EVENTS
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
@@ -35,7 +25,7 @@ POLICY_RELOAD_S = 2.0
 log = get_logger(__name__)
 
 
-def wiring(ports: ReturnsPorts) -> Wiring:
+def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
     answers = Subscription(
         "answers", (RETURNS_EVENTS.name,), partial(handlers.record_answers, ports)
     )
@@ -47,36 +37,31 @@ def wiring(ports: ReturnsPorts) -> Wiring:
             "/returns/{return_id}/bank-account",
             partial(handlers.give_bank_account, ports),
         ),
+        *more_routes,
     )
     return Wiring((answers,), routes)
 
 
-def build(settings: ServiceSettings, policy: ReturnPolicy | None = None) -> ServiceParts:
+def build(
+    settings: runtime.ServiceSettings, policy: ReturnPolicy | None = None
+) -> runtime.ServiceParts:
     """Without `policy`, decides with the policy files of `policy_dir()` and reloads them
     when they change (a bad set is rejected; the previous one stays active)."""
-    book: PolicyBook | None = None
-    if policy is None:
+
+    def wire(parts: runtime.ServiceParts) -> Wiring:
+        answers = runtime.json_table(parts.app, "answers")
+        if policy is not None:
+            return wiring(ReturnsPorts(answers, policy, parts.publisher.publish, now_ms))
         book = PolicyBook(policy_dir())
-        policy = PolicyFileRules(book)
-    parts = build_parts(settings)
-    app = parts.app
-    if book is not None:
-        serve_policy_book(app, book)
-    ports = ReturnsPorts(
-        answers=json_table(app, "answers"),
-        policy=policy,
-        publish=parts.publisher.publish,
-        clock_ms=now_ms,
-    )
-    serve(parts, wiring(ports))
-    add_health_page(app, SERVICE)
-    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
-    return parts
+        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publisher.publish, now_ms)
+        return wiring(ports, serve_policy_book(parts.app, book))
+
+    return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
-def serve_policy_book(app: Any, book: PolicyBook) -> None:
-    """Reload the policy files when they change; GET /policies shows the active set and why
-    a newer one was refused."""
+def serve_policy_book(app: Any, book: PolicyBook) -> Route:
+    """Reload the policy files when they change; the GET /policies route shows the active
+    set and why a newer one was refused."""
     rejected: list[str] = []  # the problems of the last set that failed to load
 
     @app.timer(POLICY_RELOAD_S)
@@ -104,10 +89,9 @@ def serve_policy_book(app: Any, book: PolicyBook) -> None:
             },
         )
 
-    add_route(app, "GET", "/policies", active_policies)
     log.info("policies loaded", policy_set=book.current.digest, directory=str(book.directory))
+    return Route("GET", "/policies", active_policies)
 
 
 def main() -> int:
-    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
-    return run_worker(build(settings).app, SERVICE)
+    return runtime.run_service(SERVICE, DEFAULT_PORT, build)

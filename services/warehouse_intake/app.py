@@ -7,17 +7,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from services.eventing import service_runtime as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.openapi_docs import add_openapi_page
-from services.eventing.service_runtime import (
-    ServiceParts,
-    ServiceSettings,
-    add_health_page,
-    build_parts,
-    json_table,
-    run_worker,
-    serve,
-)
 from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
 from services.warehouse_intake import handlers
 from services.warehouse_intake.handlers import SERVICE, IntakePorts
@@ -39,17 +30,13 @@ def wiring(ports: IntakePorts) -> Wiring:
     return Wiring((commands, movements), (ledger,))
 
 
-def build(settings: ServiceSettings) -> ServiceParts:
-    parts = build_parts(settings)
-    ports = IntakePorts(
-        intakes=json_table(parts.app, "intakes"), ledger=json_table(parts.app, "ledger")
-    )
-    serve(parts, wiring(ports))
-    add_health_page(parts.app, SERVICE)
-    add_openapi_page(parts.app, Path(__file__).with_name("openapi.json"))
-    return parts
+def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
+    def wire(parts: runtime.ServiceParts) -> Wiring:
+        intakes = runtime.json_table(parts.app, "intakes")
+        return wiring(IntakePorts(intakes, runtime.json_table(parts.app, "ledger")))
+
+    return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
 def main() -> int:
-    settings = ServiceSettings.from_env(SERVICE, DEFAULT_PORT)
-    return run_worker(build(settings).app, SERVICE)
+    return runtime.run_service(SERVICE, DEFAULT_PORT, build)

@@ -13,6 +13,7 @@ from aiohttp import web
 from services.refund.marketplace_client import (
     MarketplaceClient,
     MarketplaceRefused,
+    ReplacementOrder,
     marketplace_http,
 )
 from services.refund.psp_client import PspClient, PspRefused, RefundOrder, psp_http
@@ -64,8 +65,7 @@ def test_a_marketplace_error_page_is_a_refusal_with_its_status():
     async def scenario(url: str) -> None:
         async with marketplace_http(url) as http:
             with pytest.raises(MarketplaceRefused, match="HTTP 404"):
-                await MarketplaceClient(http).place_replacement(
-                    "RMA-1-exchange", "RMA-1", "ORD-1", "B-1", "SKU-1", 1, ""
-                )
+                order = ReplacementOrder("RMA-1-exchange", "RMA-1", "ORD-1", "B-1", "SKU-1", 1, "")
+                await MarketplaceClient(http).place_replacement(order)
 
     asyncio.run(serving(404, "<h1>Not Found</h1>", scenario))

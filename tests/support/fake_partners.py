@@ -8,7 +8,7 @@ from typing import Any
 
 from services.eventing.handler_contract import Outbound, TransientFailure
 from services.pickup.carrier_client import Booking
-from services.refund.marketplace_client import ReplacementAnswer
+from services.refund.marketplace_client import ReplacementAnswer, ReplacementOrder
 from services.refund.psp_client import ProviderDown, PspAnswer, RefundOrder
 
 
@@ -77,19 +77,10 @@ class FakeMarketplace:
     in_stock: int = 5
     replacements: list[tuple[str, str, int]] = field(default_factory=list)  # key, sku, qty
 
-    async def place_replacement(
-        self,
-        key: str,
-        return_id: str,
-        order_ref: str,
-        buyer_id: str,
-        sku: str,
-        quantity: int,
-        ship_to: str,
-    ) -> ReplacementAnswer:
-        if quantity > self.in_stock:
+    async def place_replacement(self, order: ReplacementOrder) -> ReplacementAnswer:
+        if order.quantity > self.in_stock:
             return ReplacementAnswer(False, available=self.in_stock)
-        self.replacements.append((key, sku, quantity))
+        self.replacements.append((order.key, order.sku, order.quantity))
         return ReplacementAnswer(True, f"REPL-{len(self.replacements)}")
 
 

@@ -5,15 +5,34 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 from services.decisions.refunds.refund_plan import order_record_of
 from services.decisions.saga.state import DEFAULT_WAREHOUSE, SagaState, Status
 from services.decisions.saga.step import Step, set_deadline, tries_of
 
 
+def send_command(
+    step: Step,
+    state: SagaState,
+    stage: Status,
+    name: str,
+    body: dict[str, Any],
+    deadline_ms: int,
+    *id_parts: str,
+) -> SagaState:
+    """The stage's command, its try n+1 (the try is the last part of its id), and the stage's
+    deadline for an answer."""
+    tries = tries_of(state, str(stage))
+    step.command(name, body, *id_parts, str(tries + 1), attempt=tries + 1)
+    return set_deadline(step, state, deadline_ms)
+
+
 def request_pickup(step: Step, state: SagaState) -> SagaState:
-    tries = tries_of(state, str(Status.PICKUP_PENDING))
-    step.command(
+    return send_command(
+        step,
+        state,
+        Status.PICKUP_PENDING,
         "PickupRequested",
         {
             "buyer_id": state.request.get("buyer_id", ""),
@@ -21,29 +40,25 @@ def request_pickup(step: Step, state: SagaState) -> SagaState:
             "parcel_count": 1,
             "idempotency_key": f"{state.return_id}-pickup",
         },
-        str(tries + 1),
-        attempt=tries + 1,
+        step.config.booking_deadline_ms,
     )
-    return set_deadline(step, state, step.config.booking_deadline_ms)
 
 
 def request_intake(step: Step, state: SagaState) -> SagaState:
-    tries = tries_of(state, str(Status.INTAKE_PENDING))
-    step.command(
-        "IntakeRequested",
-        {"warehouse_id": DEFAULT_WAREHOUSE, "items": state.inspection["items"]},
-        str(tries + 1),
-        attempt=tries + 1,
+    body = {"warehouse_id": DEFAULT_WAREHOUSE, "items": state.inspection["items"]}
+    return send_command(
+        step, state, Status.INTAKE_PENDING, "IntakeRequested", body, step.config.intake_deadline_ms
     )
-    return set_deadline(step, state, step.config.intake_deadline_ms)
 
 
 def request_refund(step: Step, state: SagaState) -> SagaState:
     """Re-sent with the same idempotency key until the provider answers for good: a retry
     after a lost answer must find the first refund, never make a second one."""
-    tries = tries_of(state, str(Status.REFUND_PENDING))
     money_attempt = state.refund.get("attempt", 1)
-    step.command(
+    return send_command(
+        step,
+        state,
+        Status.REFUND_PENDING,
         "RefundRequested",
         {
             "amount": state.refund["amount"],
@@ -68,11 +83,9 @@ def request_refund(step: Step, state: SagaState) -> SagaState:
                 if rule.get("step") in ("INSPECTION", "REFUND")
             ],
         },
+        step.config.refund_deadline_ms,
         str(money_attempt),
-        str(tries + 1),
-        attempt=tries + 1,
     )
-    return set_deadline(step, state, step.config.refund_deadline_ms)
 
 
 def _refund_account(state: SagaState) -> dict[str, str] | None:
@@ -84,9 +97,11 @@ def _refund_account(state: SagaState) -> dict[str, str] | None:
 def request_reservation(step: Step, state: SagaState) -> SagaState:
     """Ask the order refund ledger (keyed by order_ref) for this return's share of its order;
     asked again with the same key after a lost answer, it answers what it reserved."""
-    tries = tries_of(state, str(Status.RESERVING_REFUND))
     plan = state.inspection["refund_plan"]
-    step.command(
+    return send_command(
+        step,
+        state,
+        Status.RESERVING_REFUND,
         "RefundReservationRequested",
         {
             "order_ref": str(state.request["order_ref"]),
@@ -97,15 +112,15 @@ def request_reservation(step: Step, state: SagaState) -> SagaState:
             "fees": plan["fee_terms"],
             "idempotency_key": f"{state.return_id}-reservation",
         },
-        str(tries + 1),
-        attempt=tries + 1,
+        step.config.refund_deadline_ms,
     )
-    return set_deadline(step, state, step.config.refund_deadline_ms)
 
 
 def request_replacement(step: Step, state: SagaState) -> SagaState:
-    tries = tries_of(state, str(Status.EXCHANGE_PENDING))
-    step.command(
+    return send_command(
+        step,
+        state,
+        Status.EXCHANGE_PENDING,
         "ReplacementOrderRequested",
         {
             "order_ref": str(state.request.get("order_ref", "")),
@@ -115,10 +130,8 @@ def request_replacement(step: Step, state: SagaState) -> SagaState:
             "ship_to": str(state.request.get("pickup_address", "")),
             "idempotency_key": f"{state.return_id}-replacement",
         },
-        str(tries + 1),
-        attempt=tries + 1,
+        step.config.exchange_deadline_ms,
     )
-    return set_deadline(step, state, step.config.exchange_deadline_ms)
 
 
 def cancel_pickup_command(step: Step, state: SagaState, reason: str, tries: int) -> None:

@@ -18,6 +18,7 @@ from services.decisions.saga.refund_routes import refund_or_exchange, reserves_w
 from services.decisions.saga.state import SagaState, Status
 from services.decisions.saga.step import (
     Step,
+    copied,
     exhausted,
     finish,
     retry_later,
@@ -30,15 +31,9 @@ from services.decisions.stock.disposition import weight_far_below_expected
 def on_requested(step: Step) -> SagaState:
     r = step.record
     request = {
-        "order_ref": r["order_ref"],
-        "buyer_id": r["buyer_id"],
-        "seller_id": r["seller_id"],
-        "category": r["category"],
+        **copied(r, "order_ref", "buyer_id", "seller_id", "category"),
         "market": r.get("market", ""),
-        "reason_code": r["reason_code"],
-        "lines": r["lines"],
-        "delivered_at": r["delivered_at"],
-        "payment_method": r["payment_method"],
+        **copied(r, "reason_code", "lines", "delivered_at", "payment_method"),
         "pickup_address": r.get("pickup_address", ""),
         "requested_at": step.envelope["occurred_at"],
         "order": r.get("order"),
@@ -110,11 +105,7 @@ def pickup_scheduled(step: Step) -> SagaState:
     r = step.record
     pickup = {
         **step.state.pickup,
-        "carrier": r["carrier"],
-        "booking_id": r["booking_id"],
-        "tracking_number": r["tracking_number"],
-        "window_start": r["window_start"],
-        "window_end": r["window_end"],
+        **copied(r, "carrier", "booking_id", "tracking_number", "window_start", "window_end"),
     }
     state = replace(step.state, pickup=pickup)
     if state.status != Status.PICKUP_PENDING:
@@ -163,10 +154,7 @@ def pickup_completed(step: Step) -> SagaState:
     r = step.record
     pickup = {
         **step.state.pickup,
-        "booking_id": r["booking_id"],
-        "tracking_number": r["tracking_number"],
-        "collected_at": r["collected_at"],
-        "carrier_noted_damage": r["carrier_noted_damage"],
+        **copied(r, "booking_id", "tracking_number", "collected_at", "carrier_noted_damage"),
     }
     state = replace(step.state, status=Status.AWAITING_INSPECTION, pickup=pickup)
     return set_deadline(step, state, step.config.inspection_deadline_ms)
@@ -188,11 +176,7 @@ def inspection_problem(items: list[dict[str, Any]]) -> str:
 def inspection_recorded(step: Step) -> SagaState:
     r = step.record
     inspection = {
-        "scan_id": r["scan_id"],
-        "station_id": r["station_id"],
-        "inspector_id": r["inspector_id"],
-        "items": r["items"],
-        "inspected_at": r["inspected_at"],
+        **copied(r, "scan_id", "station_id", "inspector_id", "items", "inspected_at"),
     }
     state = step.state
     problem = inspection_problem(r["items"])

@@ -12,6 +12,7 @@ from services.decisions.saga.state import SagaState, Status
 from services.decisions.saga.step import (
     Step,
     backoff_ms,
+    copied,
     exhausted,
     finish,
     open_ticket,
@@ -119,10 +120,7 @@ def refund_issued(step: Step) -> SagaState | None:
     r = step.record
     refund = {
         **step.state.refund,
-        "status": r["status"],
-        "provider": r["provider"],
-        "provider_refund_id": r["provider_refund_id"],
-        "amount": r["amount"],
+        **copied(r, "status", "provider", "provider_refund_id", "amount"),
         "issued_at": step.envelope["occurred_at"],
     }
     if r.get("schedule"):
@@ -157,9 +155,7 @@ def refund_settled(step: Step) -> SagaState | None:
         return None
     refund = {
         **step.state.refund,
-        "provider": r["provider"],
-        "provider_refund_id": r["provider_refund_id"],
-        "settled_at": r["settled_at"],
+        **copied(r, "provider", "provider_refund_id", "settled_at"),
     }
     if step.state.refund.get("status") != "PENDING":
         # the webhook overtook the service's own answer: keep it, RefundIssued completes

@@ -167,3 +167,8 @@ def ticket_facts(state: SagaState, **extra: Any) -> dict[str, str]:
 def rule_fired(state: SagaState, rule_id: str, facts: dict[str, Any], effect: str) -> SagaState:
     fired = {"rule_id": rule_id, "facts": facts, "effect": effect, "step": "REFUND"}
     return replace(state, rules_fired=(*state.rules_fired, fired))
+
+
+def copied(record: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The named fields of an event, as the saga keeps them."""
+    return {name: record[name] for name in names}

@@ -199,33 +199,5 @@ for _status in (
 ):
     _HANDLERS[(_status, "BuyerDetailsProvided")] = buyer_details_provided
 
-# Everything the coordinator consumes.
-CONSUMED_EVENTS = frozenset(
-    {
-        "ReturnRequested",
-        "ReturnAccepted",
-        "ReturnRejected",
-        "ReturnCancelled",
-        "BuyerDetailsProvided",
-        "PickupScheduled",
-        "PickupAttemptFailed",
-        "PickupCompleted",
-        "PickupCancelled",
-        "InspectionRecorded",
-        "IntakeCompleted",
-        "IntakeReversed",
-        "RefundReserved",
-        "RefundReservationRefused",
-        "RefundReservationReleased",
-        "RefundIssued",
-        "RefundSettled",
-        "RefundFailed",
-        "RefundVoided",
-        "ReplacementOrderPlaced",
-        "ReplacementOutOfStock",
-        "SagaStepTimedOut",
-        "SagaRetryRequested",
-        "SagaCancelRequested",
-        "SagaResumeRequested",
-    }
-)
+# Everything the coordinator consumes: the events some status has a handler for.
+CONSUMED_EVENTS = frozenset(name for _, name in _HANDLERS)

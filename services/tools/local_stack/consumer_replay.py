@@ -11,33 +11,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 from rich.console import Console
 
-from services.eventing.topics import (
-    INSPECTION_EVENTS,
-    INTAKE_COMMANDS,
-    INTAKE_EVENTS,
-    PICKUP_EVENTS,
-    REFUND_COMMANDS,
-    REFUND_EVENTS,
-    RETURNS_EVENTS,
-    SAGA_EVENTS,
-    STOCK_MOVEMENTS,
-)
+from services.eventing.topics import by_name
+from services.tools.oncall.replay_effects import CONSUMERS
 
 console = Console(stderr=True)
-# What the coordinator consumes: listed here rather than imported from its app (a Faust
-# composition root), so the check does not take its expectations from the code it checks.
-COORDINATOR_INPUTS = (
-    RETURNS_EVENTS,
-    PICKUP_EVENTS,
-    INSPECTION_EVENTS,
-    INTAKE_EVENTS,
-    REFUND_EVENTS,
-    SAGA_EVENTS,
-)
+REPLAYED_SERVICES = ("coordinator", "refund", "warehouse-intake")
+# The topics each replayed group reads, from the on-call catalogue of consumers (itself
+# checked against every service's wiring by tests/unit/test_replay_effects.py).
 REPLAYED = {
-    "boomerang-coordinator": COORDINATOR_INPUTS,
-    "boomerang-refund": (REFUND_COMMANDS,),
-    "boomerang-warehouse-intake": (INTAKE_COMMANDS, STOCK_MOVEMENTS),
+    f"boomerang-{service}": tuple(
+        by_name(topic)
+        for topic, consumers in CONSUMERS.items()
+        if any(consumer.service == service for consumer in consumers)
+    )
+    for service in REPLAYED_SERVICES
 }
 
 
