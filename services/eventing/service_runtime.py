@@ -9,7 +9,7 @@ writes to the producer and goes on with the next event, while `acknowledge` wait
 acknowledgements in order; an input offset becomes committable only once the writes of it
 and of every event before it are on the broker — its tables' changelog writes included
 (`table_writes`) — so no offset is committed whose effects are not durable (waiting per
-event capped each service at ~5 returns/s: see README "Performance").
+event capped each service at ~5 returns/s: see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def make_app(settings: ServiceSettings) -> faust.App:
         # A crashed member is noticed after 10 s and its partitions move to the restarted
         # process. (Static membership would skip that wait, but with faust-streaming 0.15.3
         # a static member that rejoins without a rebalance left some partitions unfetched:
-        # measured here, see README "Design".)
+        # measured here, see docs/design.md.)
         canonical_url=f"http://{settings.service}-{settings.instance_id}.boomerang",
         broker_session_timeout=10.0,
         # After a broker restart the first metadata can say "topic missing": the consumer is
