@@ -44,13 +44,13 @@ kafka-status: setup ## is the local broker running, and where
 	@$(KAFKA) status
 
 topics: kafka-up ## create the declared topics (idempotent) and report drift
-	@$(PY) -m services.eventing.topic_bootstrap
+	@$(PY) -m services.cli topics
 
 demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
 	@$(PY) -m services.tools.local_stack.demo $(if $(N),--returns $(N)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
 
 sample: kafka-up ## send one sample return's events and read them back (no services)
-	@$(PY) -m services.eventing.topic_bootstrap
+	@$(PY) -m services.cli topics
 	@$(PY) -m services.tools.local_stack.sample_roundtrip
 
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3

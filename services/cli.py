@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,19 @@ SERVICES: dict[str, str] = {
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Boomerang: returns, pickups, inspection, warehouse intake and refunds over Kafka."""
+    _default_to_the_local_broker()
+
+
+def _default_to_the_local_broker() -> None:
+    """Without KAFKA_BOOTSTRAP_SERVERS, a checkout's commands use its local broker (a runtime
+    build has no local broker: there the variable must be set)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return
+    try:
+        from services.tools.local_kafka.broker import checkout_bootstrap
+    except ModuleNotFoundError:
+        return
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = checkout_bootstrap()
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""Where the Kafka cluster is: KAFKA_BOOTSTRAP_SERVERS, else this checkout's local broker."""
+"""Where the Kafka cluster is: KAFKA_BOOTSTRAP_SERVERS (the `boomerang` command sets it to
+this checkout's local broker when it is unset and the local broker tool is there)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ import os
 
 def bootstrap_servers() -> str:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        return configured
-    try:  # a development checkout runs its own broker; a runtime build has none
-        from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings
-    except ModuleNotFoundError as exc:
+    if not configured:
         raise RuntimeError(
-            "KAFKA_BOOTSTRAP_SERVERS is not set (this build has no local broker)"
-        ) from exc
-
-    local = LocalKafka(LocalKafkaSettings.from_env())
-    return local.settings.bootstrap(local.formatted_nodes() or 1)
+            "KAFKA_BOOTSTRAP_SERVERS is not set (run through `boomerang`, which uses this "
+            "checkout's local broker, or set it to the cluster's bootstrap address)"
+        )
+    return configured

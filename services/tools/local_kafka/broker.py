@@ -233,3 +233,9 @@ class LocalKafka:
                     f"--- node {node_id} ({out}):\n" + "\n".join(out.read_text().splitlines()[-25:])
                 )
         return "\n".join(tails)
+
+
+def checkout_bootstrap() -> str:
+    """The bootstrap address of this checkout's local cluster (started or not)."""
+    local = LocalKafka(LocalKafkaSettings.from_env())
+    return local.settings.bootstrap(local.formatted_nodes() or 1)

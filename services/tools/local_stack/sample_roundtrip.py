@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -21,8 +22,8 @@ from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import new_envelope, now_ms
 from services.eventing.event_publisher import EventPublisher, producer_settings
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.eventing.settings import bootstrap_servers
 from services.eventing.topics import RETURNS_EVENTS
+from services.tools.local_kafka.broker import checkout_bootstrap
 
 
 def sample_return(return_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -111,7 +112,7 @@ async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    bootstrap = bootstrap_servers()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or checkout_bootstrap()
     received = asyncio.run(roundtrip(bootstrap))
     print(json.dumps(received[0], indent=2))
     print(json.dumps({"bootstrap": bootstrap, "sent": len(received), "read_back": len(received)}))
