@@ -1,2 +1,3 @@
-"""What operates or exercises Boomerang, not what runs in production: the on-call commands,
-the partner doubles, the local Kafka broker and the local stack (demo, chaos)."""
+"""What operates or exercises Boomerang rather than runs it: the on-call commands (oncall/,
+shipped with the runtime), and, for a checkout only, the partner doubles, the local Kafka
+broker and the local stack (demo, chaos, the sample round trip)."""
