@@ -13,7 +13,7 @@ from services.decisions.saga import CONSUMED_EVENTS
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.topics import STREAMS, dead_letter_topic
 from services.tools.local_stack.chaos_faults import POISON_HEADER
-from services.tools.local_stack.consumer_replay import COORDINATOR_INPUTS
+from services.tools.local_stack.consumer_replay import REPLAYED
 from services.tools.local_stack.loop_records import psp_ledger
 from services.tools.local_stack.stack import PAYMENT_PROVIDERS, LocalStack
 from services.tools.oncall.topic_reader import read_topic
@@ -41,7 +41,7 @@ async def lost_events(bootstrap: str, codec: AvroCodec, views: dict[str, dict]) 
     """Events the coordinator should have consumed but whose id is in no saga's history."""
     seen = {h["event_id"] for view in views.values() for h in view["history"]}
     lost = []
-    for topic in COORDINATOR_INPUTS:
+    for topic in REPLAYED["boomerang-coordinator"]:
         for message in await read_topic(bootstrap, topic.name, topic.partitions):
             try:
                 decoded = codec.decode(message.value)
