@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +37,17 @@ PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
 REFUND_PROVIDER_ROUTES = '{"CARD": ["psp", "psp-b"], "*": ["psp"]}'
 
 
-def free_port(low: int = 10000, high: int = 19999) -> int:
+_PORT_DRAWS = random.SystemRandom()  # its own draws: never tied to a seeded run
+
+
+def free_port(low: int = 10000, high: int = 19999, taken: Collection[int] = ()) -> int:
     """A free port below the ephemeral range (32768+), so a restarted process never finds
-    its port taken by an outgoing connection that happened to get it."""
+    its port taken by an outgoing connection that happened to get it; none of `taken` (the
+    ports already given to processes that are not listening yet)."""
     for _ in range(200):
-        port = random.randint(low, high)
+        port = _PORT_DRAWS.randint(low, high)
+        if port in taken:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -88,7 +94,9 @@ class LocalStack:
     def __post_init__(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in (*PARTNERS, *SERVICES)}
+        ports: dict[str, int] = {}
+        for name in (*PARTNERS, *SERVICES):
+            ports[name] = free_port(taken=ports.values())
         owner_mark = reap_children_if_i_die()
         common = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("COV_", "PYTEST_"))},
