@@ -44,6 +44,8 @@ def return_body(**changes: Any) -> dict[str, Any]:
     return body
 
 
+TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED", "COMPENSATED", "NEEDS_ATTENTION"}
+
 # WRONG_SIZE is buyer remorse: in DE the buyer pays the 4.95 EUR return shipping
 # (deploy/policies/DE/market.yaml); grades A and B take nothing else off.
 DE_RETURN_SHIPPING_MINOR = 495
@@ -125,6 +127,12 @@ def scan(
     }
     headers = {"Authorization": f"Bearer {STATION_TOKENS[token_station or station]}"}
     return body, headers
+
+
+def set_partner_faults(http: httpx.Client, stack: LocalStack, partner: str, **plan: Any) -> None:
+    """Set fault settings on a partner double (`carrier`, `psp`, `psp-b`)."""
+    response = http.post(f"{stack.url(partner)}/admin/faults", json=plan)
+    assert response.status_code == 200, response.text
 
 
 def post_scan(http: httpx.Client, stack: LocalStack, body: dict, headers: dict) -> httpx.Response:

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from services.tools.local_kafka.broker import REPO_ROOT
+from tests.support.cli_process import run_python_module
 
 
 @pytest.mark.chaos
 @pytest.mark.timeout(1500)
 def test_a_short_chaos_run_keeps_every_invariant():
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.tools.local_stack.chaos",
-            "--returns",
-            "200",
-            "--seed",
-            "7",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+    result = run_python_module(
+        "services.tools.local_stack.chaos", "--returns", "200", "--seed", "7", env=env, timeout=1200
     )
     lines = result.stdout.strip().splitlines()
     assert lines, result.stderr[-3000:]

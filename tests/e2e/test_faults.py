@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,24 +15,19 @@ from services.eventing.event_publisher import producer_settings
 from services.eventing.topics import REFUND_COMMANDS, dead_letter_topic
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
+    TERMINAL,
     create_return,
     post_scan_when_ready,
     scan,
+    set_partner_faults,
     wait_for_status,
 )
-
-TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED", "COMPENSATED", "NEEDS_ATTENTION"}
 
 
 @pytest.fixture
 def faults(stack, http) -> Iterator:
     """Set fault plans on the partner doubles; always cleared afterwards."""
-
-    def set_faults(partner: str, **plan) -> None:
-        response = http.post(f"{stack.url(partner)}/admin/faults", json=plan)
-        assert response.status_code == 200, response.text
-
-    yield set_faults
+    yield functools.partial(set_partner_faults, http, stack)
     for partner, off in (
         ("psp", {"error_rate": 0, "ghost_rate": 0, "decline_rate": 0, "latency_ms": 0}),
         (

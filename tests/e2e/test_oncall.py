@@ -24,12 +24,17 @@ from services.tools.oncall.audit_trail import read_trail
 from services.tools.oncall.dead_letter_topics import read_dead_letters
 from services.tools.oncall.topic_reader import read_topic
 from tests.conftest import SESSION_STARTED_MS
-from tests.e2e.scenario import create_return, post_scan_when_ready, scan, wait_for_status
+from tests.e2e.scenario import (
+    TERMINAL,
+    create_return,
+    post_scan_when_ready,
+    scan,
+    wait_for_status,
+)
 from tests.support.cli_process import run_cli
 
 OPERATOR = "e2e-oncall@boomerang"
 REASON = "e2e: consumer fix verified"
-TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED", "COMPENSATED", "NEEDS_ATTENTION"}
 CODEC = AvroCodec(SchemaCatalogue.load())
 
 

@@ -11,13 +11,14 @@ import pytest
 
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
+    TERMINAL,
     create_return,
     post_scan_when_ready,
     scan,
+    set_partner_faults,
     wait_for_status,
 )
 
-TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED", "COMPENSATED", "NEEDS_ATTENTION"}
 ACCOUNT = {
     "holder": "Erika Mustermann",
     "number": "DE89 3704 0044 0532 0130 00",
@@ -28,8 +29,7 @@ ACCOUNT = {
 @pytest.fixture
 def psp_faults(stack, http) -> Iterator:
     def set_faults(provider: str = "psp", **plan) -> None:
-        response = http.post(f"{stack.url(provider)}/admin/faults", json=plan)
-        assert response.status_code == 200, response.text
+        set_partner_faults(http, stack, provider, **plan)
 
     yield set_faults
     off = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -15,6 +13,7 @@ from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import CONTENT_TYPE, EventPublisher, producer_settings
 from services.eventing.topics import topic_for_record
 from tests.support.avro_strategies import sample_record
+from tests.support.cli_process import run_python_module
 
 EVENT_TYPES = [
     "ReturnRequested",
@@ -99,13 +98,6 @@ def test_records_of_several_types_come_back_field_for_field(catalogue_topics, co
 
 def test_the_sample_job_sends_and_reads_back(catalogue_topics):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": catalogue_topics}
-    result = subprocess.run(
-        [sys.executable, "-m", "services.tools.local_stack.sample_roundtrip"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_python_module("services.tools.local_stack.sample_roundtrip", env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].endswith('"sent": 2, "read_back": 2}')

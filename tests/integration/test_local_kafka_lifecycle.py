@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from services.tools.local_kafka.broker import (
     LocalKafkaSettings,
     default_base_port,
 )
+from tests.support.cli_process import run_python_module
 
 
 @pytest.fixture
@@ -31,15 +31,7 @@ def private_broker(tmp_path: Path):
     env.pop("NODES", None)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "services.tools.local_kafka", *args],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        return run_python_module("services.tools.local_kafka", *args, env=env, timeout=180)
 
     settings = LocalKafkaSettings(
         version=LocalKafkaSettings.from_env().version,

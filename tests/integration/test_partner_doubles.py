@@ -32,6 +32,7 @@ from aiohttp import web
 
 from services.eventing import webhook_signature
 from services.eventing.webhook_signature import CARRIER_SIGNATURE, PSP_SIGNATURE
+from tests.support.cli_process import run_python_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "test-carrier-secret"
@@ -150,6 +151,11 @@ def wait_until_healthy(partner: PartnerProcess) -> None:
             pass
         time.sleep(0.05)
     pytest.fail(f"partner not healthy after {STARTUP_TIMEOUT_S}s:\n{partner.output()}")
+
+
+def set_faults(partner: httpx.Client, **plan: Any) -> None:
+    """Post these fault settings to a partner double's /admin/faults."""
+    partner.post("/admin/faults", json=plan).raise_for_status()
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 5.0) -> Any:
@@ -345,7 +351,7 @@ def carrier_process(
 def carrier(carrier_process: PartnerProcess) -> Iterator[httpx.Client]:
     """A client for the shared carrier, whose fault plan is back to "no faults"."""
     with carrier_process.client() as client:
-        client.post("/admin/faults", json=NO_CARRIER_FAULTS).raise_for_status()
+        set_faults(client, **NO_CARRIER_FAULTS)
         yield client
 
 
@@ -379,7 +385,7 @@ def psp_process(
 def psp(psp_process: PartnerProcess) -> Iterator[httpx.Client]:
     """A client for the shared PSP, with an empty ledger and no faults."""
     with psp_process.client() as client:
-        client.post("/admin/faults", json=NO_PSP_FAULTS).raise_for_status()
+        set_faults(client, **NO_PSP_FAULTS)
         client.post("/admin/reset").raise_for_status()
         yield client
 
@@ -488,7 +494,7 @@ def test_carrier_names_a_missing_field_in_a_422(carrier: httpx.Client) -> None:
 
 
 def test_carrier_ghost_booking_is_kept_and_replayed_on_retry(carrier: httpx.Client) -> None:
-    carrier.post("/admin/faults", json={"ghost_rate": 1}).raise_for_status()
+    set_faults(carrier, ghost_rate=1)
     body, key = pickup_body(), new_key()
 
     assert book(carrier, body, key).status_code == 503
@@ -501,7 +507,7 @@ def test_carrier_ghost_booking_is_kept_and_replayed_on_retry(carrier: httpx.Clie
 
 
 def test_carrier_error_rate_one_answers_503_and_books_nothing(carrier: httpx.Client) -> None:
-    carrier.post("/admin/faults", json={"error_rate": 1}).raise_for_status()
+    set_faults(carrier, error_rate=1)
     body = pickup_body()
 
     response = book(carrier, body)
@@ -587,8 +593,7 @@ def test_carrier_does_not_retry_a_callback_refused_with_400(
 def test_carrier_reports_failed_attempts_before_collection(
     carrier: httpx.Client, receiver: CallbackReceiver
 ) -> None:
-    plan = {"max_failed_attempts": 2, "attempt_failure_rate": 1}
-    carrier.post("/admin/faults", json=plan).raise_for_status()
+    set_faults(carrier, max_failed_attempts=2, attempt_failure_rate=1)
     body = pickup_body()
     book(carrier, body)
 
@@ -606,8 +611,7 @@ def test_carrier_cancel_stops_further_callbacks(
     carrier: httpx.Client, receiver: CallbackReceiver
 ) -> None:
     # the parcel is never ready, so the carrier keeps trying until the booking is cancelled
-    plan = {"max_failed_attempts": 20, "attempt_failure_rate": 1}
-    carrier.post("/admin/faults", json=plan).raise_for_status()
+    set_faults(carrier, max_failed_attempts=20, attempt_failure_rate=1)
     body = pickup_body()
     booking_id = book(carrier, body).json()["booking_id"]
     wait_for(lambda: receiver.callbacks(body["return_id"]), "a first attempt_failed callback")
@@ -685,15 +689,7 @@ def test_carrier_fault_plan_comes_from_the_environment(
 
 def test_carrier_refuses_to_start_with_an_invalid_fault_plan() -> None:
     env = partner_env("CARRIER_", free_port(), {"CARRIER_FAULTS": '{"error_rate": 2}'})
-    finished = subprocess.run(
-        [sys.executable, "-m", "services.tools.partners.carrier_server"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    finished = run_python_module("services.tools.partners.carrier_server", env=env, timeout=30)
 
     assert finished.returncode == 2
     assert "error_rate" in finished.stderr
@@ -798,11 +794,11 @@ def test_psp_requires_an_idempotency_key(psp: httpx.Client) -> None:
 
 
 def test_psp_decline_is_remembered_for_the_key_and_moves_no_money(psp: httpx.Client) -> None:
-    psp.post("/admin/faults", json={"decline_rate": 1}).raise_for_status()
+    set_faults(psp, decline_rate=1)
     body, key = refund_body(), new_key()
 
     declined = ask_refund(psp, body, key)
-    psp.post("/admin/faults", json={"decline_rate": 0}).raise_for_status()
+    set_faults(psp, decline_rate=0)
     replayed = ask_refund(psp, body, key)
 
     assert declined.status_code == 402
@@ -817,7 +813,7 @@ def test_psp_decline_is_remembered_for_the_key_and_moves_no_money(psp: httpx.Cli
 
 
 def test_psp_ghost_refund_is_recorded_and_a_retry_returns_it(psp: httpx.Client) -> None:
-    psp.post("/admin/faults", json={"ghost_rate": 1}).raise_for_status()
+    set_faults(psp, ghost_rate=1)
     body, key = refund_body(), new_key()
 
     lost = ask_refund(psp, body, key)
@@ -832,7 +828,7 @@ def test_psp_ghost_refund_is_recorded_and_a_retry_returns_it(psp: httpx.Client) 
 
 
 def test_psp_pending_refund_can_be_voided(psp: httpx.Client, webhooks: CallbackReceiver) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    set_faults(psp, pending_rate=1)
     body = refund_body()
     refund = ask_refund(psp, body).json()
 
@@ -851,7 +847,7 @@ def test_psp_pending_refund_can_be_voided(psp: httpx.Client, webhooks: CallbackR
 
 
 def test_psp_pending_refund_settles_to_succeeded(psp: httpx.Client) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    set_faults(psp, pending_rate=1)
     body = refund_body()
     refund_id = ask_refund(psp, body).json()["refund_id"]
 
@@ -881,7 +877,7 @@ def test_psp_void_of_an_unknown_refund_is_404(psp: httpx.Client) -> None:
 def test_psp_concurrent_requests_with_one_key_make_one_refund(
     psp: httpx.Client, psp_process: PartnerProcess
 ) -> None:
-    psp.post("/admin/faults", json={"latency_ms": 30}).raise_for_status()  # they all overlap
+    set_faults(psp, latency_ms=30)  # they all overlap
     body, key = refund_body(), new_key()
 
     async def twenty_at_once() -> list[httpx.Response]:
@@ -963,6 +959,14 @@ def refund_status(psp: httpx.Client, refund_id: str) -> str:
     return str(psp.get(f"/refunds/{refund_id}").json()["status"])
 
 
+def wait_until_webhook_delivered(psp: httpx.Client, refund_id: str) -> None:
+    """Until the PSP notes that the refund's settlement webhook was acknowledged."""
+    wait_for(
+        lambda: psp.get(f"/refunds/{refund_id}").json()["webhook_delivered"],
+        "the PSP to note the delivery",
+    )
+
+
 def bnpl_body(order_ref: str, amount_minor: int, **overrides: Any) -> dict[str, Any]:
     return refund_body(
         method="BNPL",
@@ -981,7 +985,7 @@ def plan_of(refund: dict[str, Any]) -> list[tuple[int, str]]:
 def test_psp_ewallet_and_store_credit_refunds_succeed_at_once(
     psp: httpx.Client, webhooks: CallbackReceiver, method: str
 ) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()  # cards only
+    set_faults(psp, pending_rate=1)  # cards only
     body = refund_body(method=method)
 
     response = ask_refund(psp, body)
@@ -999,7 +1003,7 @@ def test_psp_ewallet_and_store_credit_refunds_succeed_at_once(
 def test_psp_pending_card_refund_settles_with_a_signed_webhook(
     psp: httpx.Client, webhooks: CallbackReceiver
 ) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    set_faults(psp, pending_rate=1)
     body = refund_body(method="CARD")
     pending = ask_refund(psp, body).json()
 
@@ -1019,10 +1023,7 @@ def test_psp_pending_card_refund_settles_with_a_signed_webhook(
     )
     assert settled["settles_at"] == pending["settles_at"]
     assert webhook["occurred_at"] == settled["updated_at"] >= pending["settles_at"]
-    wait_for(
-        lambda: psp.get(f"/refunds/{pending['refund_id']}").json()["webhook_delivered"],
-        "the PSP to note the delivery",
-    )
+    wait_until_webhook_delivered(psp, pending["refund_id"])
 
 
 def test_psp_direct_debit_is_pending_until_the_transfer_delay(
@@ -1147,7 +1148,7 @@ def test_psp_bnpl_partial_refunds_reduce_the_plan_and_survive_a_restart(
 def test_psp_settlement_failure_ends_failed_with_a_refund_failed_webhook(
     psp: httpx.Client, webhooks: CallbackReceiver
 ) -> None:
-    psp.post("/admin/faults", json={"settlement_failure_rate": 1}).raise_for_status()
+    set_faults(psp, settlement_failure_rate=1)
     body = refund_body(method="DIRECT_DEBIT", amount_minor=4_000)
     pending = ask_refund(psp, body).json()
 
@@ -1170,7 +1171,7 @@ def test_psp_settlement_failure_ends_failed_with_a_refund_failed_webhook(
 def test_psp_webhook_is_retried_until_the_receiver_answers_2xx(
     psp: httpx.Client, webhooks: CallbackReceiver
 ) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    set_faults(psp, pending_rate=1)
     body = refund_body()
     webhooks.answer(body["return_id"], 500, 503)
     refund_id = ask_refund(psp, body).json()["refund_id"]
@@ -1181,17 +1182,13 @@ def test_psp_webhook_is_retried_until_the_receiver_answers_2xx(
     assert len({t.body for t in tries}) == 1  # the same bytes every time
     for received in tries:
         verified_webhook(received)  # each try signed afresh
-    wait_for(
-        lambda: psp.get(f"/refunds/{refund_id}").json()["webhook_delivered"],
-        "the PSP to note the delivery",
-    )
+    wait_until_webhook_delivered(psp, refund_id)
 
 
 def test_psp_duplicate_webhook_fault_sends_a_delivered_webhook_twice(
     psp: httpx.Client, webhooks: CallbackReceiver
 ) -> None:
-    plan = {"pending_rate": 1, "webhook_duplicate_rate": 1}
-    psp.post("/admin/faults", json=plan).raise_for_status()
+    set_faults(psp, pending_rate=1, webhook_duplicate_rate=1)
     body = refund_body()
     ask_refund(psp, body).raise_for_status()
 
@@ -1226,10 +1223,7 @@ def test_psp_resends_an_undelivered_webhook_after_a_restart(
         psp,
     ):
         [received] = webhooks.wait_for_acknowledged(body["return_id"])
-        wait_for(
-            lambda: psp.get(f"/refunds/{refund_id}").json()["webhook_delivered"],
-            "the PSP to note the delivery",
-        )
+        wait_until_webhook_delivered(psp, refund_id)
         stop_process(second.process)
 
     with own_partner("psp_server", "PSP_", {**psp_settings(webhooks), **ledger}, tmp_path / "c"):
@@ -1246,7 +1240,7 @@ def test_psp_resends_an_undelivered_webhook_after_a_restart(
 def test_psp_redeliver_endpoint_resends_the_webhooks_of_ended_pending_refunds(
     psp: httpx.Client, webhooks: CallbackReceiver
 ) -> None:
-    psp.post("/admin/faults", json={"pending_rate": 1}).raise_for_status()
+    set_faults(psp, pending_rate=1)
     settled, other, voided = refund_body(), refund_body(), refund_body()
     ask_refund(psp, settled).raise_for_status()
     ask_refund(psp, other).raise_for_status()

@@ -34,16 +34,60 @@ def return_lines(currency: str = "EUR") -> list[dict[str, Any]]:
     ]
 
 
+# The default return: what the buyer's request and its ReturnRequested record both say.
+RETURN_REQUEST_FIELDS: dict[str, Any] = {
+    "order_ref": "ORD-1",
+    "buyer_id": "B-1",
+    "seller_id": "S-1",
+    "category": "apparel",
+    "market": "DE",
+    "reason_code": "CHANGED_MIND",
+}
+
+
+def return_request_body(**overrides: Any) -> dict[str, Any]:
+    """The default return as the buyer posts it (POST /returns): the lines of
+    `return_lines()`, with `quantity` for what comes back."""
+    lines = [
+        {
+            "order_line_id": line["order_line_id"],
+            "sku": line["sku"],
+            "quantity": line["quantity_returned"],
+            "quantity_bought": line["quantity_bought"],
+            "unit_price": line["unit_price"],
+        }
+        for line in return_lines()
+    ]
+    body = {
+        **RETURN_REQUEST_FIELDS,
+        "delivered_at": "2026-09-10",
+        "payment_method": "CARD",
+        "pickup_address": "Musterstrasse 1, Berlin",
+        "lines": lines,
+    }
+    return body | overrides
+
+
+def inspected_item(**changes: Any) -> dict[str, Any]:
+    """One item of an InspectionRecorded record: a grade-A SKU-RED-M that matches the order."""
+    item = {
+        "sku": "SKU-RED-M",
+        "serial": None,
+        "grade": "A",
+        "matches_order": True,
+        "measured_weight_grams": 400,
+        "expected_weight_grams": 410,
+        "notes": "",
+        "photo_refs": [],
+    }
+    return item | changes
+
+
 def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
     """A complete, schema-valid record of `name` with sensible values."""
     defaults: dict[str, dict[str, Any]] = {
         "ReturnRequested": {
-            "order_ref": "ORD-1",
-            "buyer_id": "B-1",
-            "seller_id": "S-1",
-            "category": "apparel",
-            "market": "DE",
-            "reason_code": "CHANGED_MIND",
+            **RETURN_REQUEST_FIELDS,
             "lines": return_lines(),
             "delivered_at": 1_789_000_000_000,
             "payment_method": "CARD",
@@ -87,18 +131,7 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "scan_id": f"SCAN-{return_id}",
             "station_id": "ST-1",
             "inspector_id": "I-1",
-            "items": [
-                {
-                    "sku": "SKU-RED-M",
-                    "serial": None,
-                    "grade": "A",
-                    "matches_order": True,
-                    "measured_weight_grams": 400,
-                    "expected_weight_grams": 410,
-                    "notes": "",
-                    "photo_refs": [],
-                }
-            ],
+            "items": [inspected_item()],
             "inspected_at": 4,
         },
         "IntakeCompleted": {

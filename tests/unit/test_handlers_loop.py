@@ -14,7 +14,8 @@ from tests.support.in_memory_loop import (
     signed_carrier_callback,
     station_headers,
 )
-from tests.unit.test_saga_refund_plan import http_body, item
+from tests.support.return_events import return_request_body
+from tests.unit.test_saga_refund_plan import item
 
 
 def run(coroutine: Any) -> Any:
@@ -22,7 +23,7 @@ def run(coroutine: Any) -> Any:
 
 
 async def request_return(loop: InMemoryLoop, key: str = "key-1", **overrides: Any) -> str:
-    body = json.dumps(http_body(**overrides)).encode()
+    body = json.dumps(return_request_body(**overrides)).encode()
     answer = await loop.call("returns", "POST", "/returns", body, {"Idempotency-Key": key})
     assert answer.status == 202, answer.body
     await loop.run()

@@ -15,7 +15,7 @@ from services.returns import handlers
 from services.returns.handlers import ReturnsPorts
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
-from tests.unit.test_saga_refund_plan import http_body
+from tests.support.return_events import return_request_body
 
 NOW = 1_790_000_000_000
 
@@ -25,7 +25,7 @@ def ports() -> ReturnsPorts:
 
 
 def create(wired: ReturnsPorts, key: str | None = "key-1", **overrides: Any) -> Any:
-    body = json.dumps(http_body(**overrides)).encode()
+    body = json.dumps(return_request_body(**overrides)).encode()
     headers = {"Idempotency-Key": key} if key else {}
     return asyncio.run(handlers.create_return(wired, HttpRequest(body, headers)))
 

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli_process import run_python_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "policy-examples"
 
 
 def explain(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "policy", "explain", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_python_module("services.cli", "policy", "explain", str(path))
+
+
+def explain_written(tmp_path: Path, content: str) -> subprocess.CompletedProcess:
+    """`policy explain` of a request file holding `content`."""
+    request = tmp_path / "request.json"
+    request.write_text(content)
+    return explain(request)
+
+
+def example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
 
 
 def answer(name: str) -> dict:
@@ -93,30 +99,24 @@ def test_a_three_decimal_kwd_partial_return_after_an_earlier_one():
     ],
 )
 def test_an_invalid_file_exits_non_zero_and_says_why(tmp_path, content, message):
-    request = tmp_path / "request.json"
-    request.write_text(content)
-    result = explain(request)
+    result = explain_written(tmp_path, content)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stdout == ""
 
 
 def test_a_wrong_field_is_named_by_its_path(tmp_path):
-    request = json.loads((EXAMPLES / "partial-return-kwd.json").read_text())
+    request = example("partial-return-kwd.json")
     request["order"]["lines"][1]["unit_price_minor"] = 41.25
-    path = tmp_path / "request.json"
-    path.write_text(json.dumps(request))
-    result = explain(path)
+    result = explain_written(tmp_path, json.dumps(request))
     assert result.returncode != 0
     assert "order.lines.1.unit_price_minor: 41.25 is not of type 'integer'" in result.stderr
 
 
 def test_returning_more_than_was_bought_is_an_input_error(tmp_path):
-    request = json.loads((EXAMPLES / "partial-return-kwd.json").read_text())
+    request = example("partial-return-kwd.json")
     request["return"]["lines"] = [{"line_id": "L2", "quantity": 1}]  # L2 was returned before
-    path = tmp_path / "request.json"
-    path.write_text(json.dumps(request))
-    result = explain(path)
+    result = explain_written(tmp_path, json.dumps(request))
     assert result.returncode != 0
     assert "returning 1 after 1 of 1 bought" in result.stderr
 

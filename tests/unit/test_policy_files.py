@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.policy_files.loader import PolicyError, build_policy_set, load_policy_set
+from tests.support.cli_process import run_python_module
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "deploy" / "policies"
@@ -123,13 +123,7 @@ def test_a_scope_cannot_be_both_category_and_seller():
 
 
 def _check(directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "policy", "check", str(directory)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_python_module("services.cli", "policy", "check", str(directory))
 
 
 def test_policy_check_passes_on_the_repository_policies():

@@ -19,7 +19,7 @@ from services.decisions.saga import (
 )
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.schema_catalogue import SchemaCatalogue
-from tests.support.return_events import event
+from tests.support.return_events import event, inspected_item
 
 CODEC = AvroCodec(SchemaCatalogue.load())
 RID = "RMA-FAIL-1"
@@ -319,26 +319,11 @@ def test_a_confirmed_cancellation_of_a_parcel_the_warehouse_inspected_needs_a_pe
 # ---------------------------------------------------------------- inspection outcomes
 
 
-def _bad_item(**changes):
-    item = {
-        "sku": "SKU-RED-M",
-        "serial": None,
-        "grade": "A",
-        "matches_order": True,
-        "measured_weight_grams": 400,
-        "expected_weight_grams": 410,
-        "notes": "",
-        "photo_refs": [],
-    }
-    item.update(changes)
-    return item
-
-
 @pytest.mark.parametrize(
     ("item", "words"),
     [
-        (_bad_item(matches_order=False), "does not match"),
-        (_bad_item(measured_weight_grams=20), "weight far below expected"),
+        (inspected_item(matches_order=False), "does not match"),
+        (inspected_item(measured_weight_grams=20), "weight far below expected"),
     ],
     ids=["mismatch", "empty-box"],
 )
@@ -358,7 +343,7 @@ def test_a_bad_inspection_quarantines_rejects_without_refund_and_opens_a_ticket(
 def test_a_return_accepted_without_a_policy_snapshot_refunds_price_times_quantity_any_grade():
     # Events from before policies travelled with the return: the arithmetic of that time.
     state, _ = run(TO_REFUND[:4])
-    inspected = apply(state, "InspectionRecorded", items=[_bad_item(grade="C")])
+    inspected = apply(state, "InspectionRecorded", items=[inspected_item(grade="C")])
     done = apply(inspected.state, "IntakeCompleted")
     assert commands(done) == ["RefundRequested"]
     assert done.commands[0][1]["breakdown"] == []

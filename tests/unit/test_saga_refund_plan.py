@@ -16,7 +16,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.returns.return_policy import decide_return
 from services.returns.return_request import parse_return_request
 from tests.support.policies import deployed_policies
-from tests.support.return_events import event
+from tests.support.return_events import event, inspected_item, return_request_body
 
 CODEC = AvroCodec(SchemaCatalogue.load())
 RID = "RMA-PLAN-1"
@@ -32,37 +32,6 @@ ORDER_SNAPSHOT = {
 }
 
 
-def http_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "order_ref": "ORD-1",
-        "buyer_id": "B-1",
-        "seller_id": "S-1",
-        "category": "apparel",
-        "market": "DE",
-        "reason_code": "CHANGED_MIND",
-        "delivered_at": "2026-09-10",
-        "payment_method": "CARD",
-        "pickup_address": "Musterstrasse 1, Berlin",
-        "lines": [
-            {
-                "order_line_id": "L1",
-                "sku": "SKU-RED-M",
-                "quantity": 2,
-                "quantity_bought": 3,
-                "unit_price": {"amount_minor": 1999, "currency": "EUR"},
-            },
-            {
-                "order_line_id": "L2",
-                "sku": "SKU-CAP",
-                "quantity": 1,
-                "quantity_bought": 1,
-                "unit_price": {"amount_minor": 500, "currency": "EUR"},
-            },
-        ],
-    }
-    return body | overrides
-
-
 def apply(state: SagaState | None, name: str, record: dict[str, Any]):
     transition = decide(state, name, record, next(NOW), DEFAULT_CONFIG)
     for command_name, command in transition.commands:
@@ -72,7 +41,7 @@ def apply(state: SagaState | None, name: str, record: dict[str, Any]):
 
 def accepted_return(policies=None, return_id: str = RID, **overrides: Any) -> SagaState:
     """Through the front door's real decision, then the saga up to awaiting inspection."""
-    request = parse_return_request(http_body(**overrides))
+    request = parse_return_request(return_request_body(**overrides))
     now = request.delivered_at_ms + 3 * 86_400_000
     decision = decide_return(policies or deployed_policies(), request, now)
     assert decision.accepted, decision.detail
@@ -93,16 +62,7 @@ def accepted_return(policies=None, return_id: str = RID, **overrides: Any) -> Sa
 
 
 def item(sku: str = "SKU-RED-M", grade: str = "B") -> dict[str, Any]:
-    return {
-        "sku": sku,
-        "serial": None,
-        "grade": grade,
-        "matches_order": True,
-        "measured_weight_grams": 400,
-        "expected_weight_grams": 410,
-        "notes": "",
-        "photo_refs": [],
-    }
+    return inspected_item(sku=sku, grade=grade)
 
 
 def intake_completed(state: SagaState, grades=("B", "B", "B"), carrier_damage=False):
@@ -230,7 +190,8 @@ def test_the_status_view_shows_the_rules_of_both_decisions_and_the_liability():
 
 
 def test_fees_that_eat_the_whole_refund_complete_without_a_payment():
-    cheap = http_body()["lines"][1] | {"unit_price": {"amount_minor": 300, "currency": "EUR"}}
+    cap_line = return_request_body()["lines"][1]
+    cheap = cap_line | {"unit_price": {"amount_minor": 300, "currency": "EUR"}}
     state = accepted_return(lines=[cheap])
     state = apply(state, "PickupCompleted", event("PickupCompleted", RID)).state
     inspected = apply(

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.eventing.schema_catalogue import SCHEMAS_DIR
 from services.eventing.schema_evolution import check, publish
-
-REPO = SCHEMAS_DIR.parent
+from tests.support.cli_process import run_python_module
 
 
 @pytest.fixture
@@ -30,19 +28,8 @@ def _edit(path: Path, change) -> None:
 
 
 def _run_check(schemas_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.eventing.schema_evolution",
-            "check",
-            "--schemas-dir",
-            str(schemas_dir),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
+    return run_python_module(
+        "services.eventing.schema_evolution", "check", "--schemas-dir", str(schemas_dir)
     )
 
 
