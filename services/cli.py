@@ -37,6 +37,9 @@ SERVICES: dict[str, str] = {
 }
 
 
+PARTNER_DOUBLES = frozenset({"carrier", "psp", "psp-b", "marketplace"})  # no Kafka
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Boomerang: returns, pickups, inspection, warehouse intake and refunds over Kafka."""
@@ -50,7 +53,9 @@ def _default_to_the_local_broker() -> None:
         return
     try:
         from services.tools.local_kafka.broker import checkout_bootstrap
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("services.tools"):
+            raise  # a dependency missing inside the tool is a real error
         return
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = checkout_bootstrap()
 
@@ -65,6 +70,8 @@ def run(service: str) -> None:
         raise click.ClickException(
             f"service {service!r} is not available in this build ({exc})"
         ) from exc
+    if service not in PARTNER_DOUBLES and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        raise click.ClickException("KAFKA_BOOTSTRAP_SERVERS is not set (no local broker here)")
     sys.exit(module.main())
 
 

@@ -76,7 +76,7 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
     return [keyed(command) for command in transition.commands]
 
 
-def timeout_event(state: dict[str, Any], timer: dict[str, Any]) -> saga.Command:
+def timeout_event(state: dict[str, Any], timer: dict[str, Any], now_ms: int) -> saga.Command:
     """The event a due timer becomes; its id derives from the timer: firing twice is one event."""
     return_id = state["return_id"]
     record = {
@@ -86,6 +86,7 @@ def timeout_event(state: dict[str, Any], timer: dict[str, Any]) -> saga.Command:
             SERVICE,
             correlation_id=state.get("correlation_id") or return_id,
             event_id=deterministic_event_id(return_id, "timer", timer["id"]),
+            occurred_at=now_ms,
         ),
         "step": timer["step"],
         "timer_id": timer["id"],
@@ -107,7 +108,7 @@ def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
         if now - ports.fired.get((return_id, timer["id"]), 0) < REFIRE_AFTER_MS:
             continue
         ports.fired[(return_id, timer["id"])] = now
-        due.append(timeout_event(stored, timer))
+        due.append(timeout_event(stored, timer, now))
     if len(ports.fired) > FIRED_TIMERS_KEPT:
         ports.fired.clear()
     return due

@@ -260,9 +260,6 @@ class LoopClock:
         return figures
 
 
-Handler = EventHandler
-
-
 class EventConsumer:
     """The one consume loop every agent uses."""
 
@@ -277,7 +274,7 @@ class EventConsumer:
     async def run(
         self,
         stream: Any,
-        handler: Handler,
+        handler: EventHandler,
         accepts: set[str] | None = None,
         keyed_by_return: bool = True,
         on_exhausted: ExhaustedHandler | None = None,
@@ -405,7 +402,7 @@ class EventConsumer:
         self,
         stream: Any,
         guard: OffsetGuard,
-        handler: Handler,
+        handler: EventHandler,
         accepts: set[str] | None,
         keyed_by_return: bool,
         on_exhausted: ExhaustedHandler | None,
@@ -443,7 +440,7 @@ class EventConsumer:
     async def process(
         self,
         message: Any,
-        handler: Handler,
+        handler: EventHandler,
         accepts: set[str] | None,
         keyed_by_return: bool = True,
         on_exhausted: ExhaustedHandler | None = None,
@@ -460,7 +457,7 @@ class EventConsumer:
     async def _process(
         self,
         message: Any,
-        handler: Handler,
+        handler: EventHandler,
         accepts: set[str] | None,
         keyed_by_return: bool,
         on_exhausted: ExhaustedHandler | None,

@@ -1,6 +1,6 @@
 """Create the declared topics that are missing (idempotently) and report drift of the rest.
 
-    python -m services.eventing.topic_bootstrap [--check] [--json]
+    boomerang topics [--check] [--json]      (KAFKA_BOOTSTRAP_SERVERS, else the local broker)
 
 Drift is reported, never "fixed" silently: changing partitions re-keys returns and
 changing retention loses data, so a person decides.
@@ -147,7 +147,7 @@ def _drift(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.eventing.topic_bootstrap")
+    parser = argparse.ArgumentParser(prog="boomerang topics")
     parser.add_argument(
         "--check", action="store_true", help="create nothing; exit 1 on missing or drift"
     )

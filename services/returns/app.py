@@ -1,7 +1,7 @@
 """Composition root of the returns front door: the policy (files under `policy_dir()`,
 reloaded when they change) and the `answers` table wired to the handlers
-(services/returns/handlers.py), one consumer keeping the answers, three POST routes and
-GET /policies."""
+(services/returns/handlers.py), one consumer keeping the answers, three POST routes and,
+when it decides with the files, GET /policies."""
 
 from __future__ import annotations
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.decisions.policy.liability import RuleFired
+from services.decisions.policy.policy_layers import PolicySet
 from services.decisions.policy.policy_rules import (
     PolicyLookupError,
     RequestFacts,
     decide_request,
     resolve_policy,
 )
-from services.policy_files.loader import PolicySet
 from services.returns.return_request import ReturnRequest
 
 DAY_MS = 24 * 3600 * 1000

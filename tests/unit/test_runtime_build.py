@@ -66,9 +66,13 @@ def test_nothing_that_ships_imports_what_does_not_unless_it_may_be_missing():
 
 def test_the_runtime_image_leaves_the_tooling_out_and_the_doubles_image_adds_them():
     dockerfile = (REPO / "deploy/docker/Dockerfile").read_text()
-    runtime, doubles = dockerfile.split("AS partner-doubles")
+    source, rest = dockerfile.split("AS runtime")
+    runtime, doubles = rest.split("AS partner-doubles")
+    pruned = source.split("RUN rm -rf", 1)[1]
     for module in NOT_IN_RUNTIME_IMAGE:
-        assert module.replace(".", "/") in runtime.split("RUN rm -rf", 1)[1].split("COPY")[0]
+        assert module.replace(".", "/") in pruned  # pruned before any runtime layer
+    assert "COPY --from=source /src/services/ services/" in runtime
+    assert "COPY services/" not in runtime  # no layer of the runtime holds the tooling
     assert "COPY deploy/policies/" in runtime  # the front door decides with them
     assert "COPY services/tools/partners/" in doubles
 

@@ -15,16 +15,21 @@ from services.eventing.topics import by_name
 from services.tools.oncall.replay_effects import CONSUMERS
 
 console = Console(stderr=True)
-REPLAYED_SERVICES = ("coordinator", "refund", "warehouse-intake")
-# The topics each replayed group reads, from the on-call catalogue of consumers (itself
-# checked against every service's wiring by tests/unit/test_replay_effects.py).
+# The consumers the replay rewinds (service -> its agents), and their topics from the on-call
+# catalogue of consumers (itself checked against every service's wiring by
+# tests/unit/test_replay_effects.py). The refund service's order ledger is not rewound.
+REPLAYED_AGENTS = {
+    "coordinator": ("saga",),
+    "refund": ("refund-commands",),
+    "warehouse-intake": ("intake-commands", "ledger"),
+}
 REPLAYED = {
     f"boomerang-{service}": tuple(
         by_name(topic)
         for topic, consumers in CONSUMERS.items()
-        if any(consumer.service == service for consumer in consumers)
+        if any(c.service == service and c.agent in agents for c in consumers)
     )
-    for service in REPLAYED_SERVICES
+    for service, agents in REPLAYED_AGENTS.items()
 }
 
 
