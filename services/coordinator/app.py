@@ -1,5 +1,5 @@
 """Composition root of the coordinator: the pure saga (services/decisions/saga) behind one
-consumer, its state in a Faust table backed by a compacted changelog topic
+consumer, its state in a table checkpointed to a compacted changelog topic
 (boomerang-coordinator-sagas-changelog), so a restarted coordinator continues where it
 stopped; a timer loop for the sagas' durable timers; the GET /returns pages (handlers in
 services/coordinator/handlers.py)."""
@@ -13,11 +13,10 @@ from services.coordinator import handlers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
-from services.eventing.topics import SAGA_CHANGELOG
 
 DEFAULT_PORT = 8085
 TIMER_SCAN_S = 1.0
@@ -43,16 +42,17 @@ def build(
 ) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
         ports = CoordinatorPorts(
-            sagas=runtime.json_table(parts.app, "sagas", SAGA_CHANGELOG.partitions),
+            sagas=parts.table("sagas"),
             config=config or saga.SagaConfig(),
             clock_ms=now_ms,
         )
 
-        @parts.app.timer(TIMER_SCAN_S)
         async def fire_due_timers() -> None:
             if due := handlers.due_timer_events(ports):
                 log.info("timers due", count=len(due))
-                await parts.consumer.publish_durably(due)
+                await parts.publish_durably(due)
+
+        parts.every(TIMER_SCAN_S, fire_due_timers)
 
         return wiring(ports)
 

@@ -5,7 +5,7 @@ decoded record in, the records to publish out. An HTTP handler is
 `async def handle(ports, request: HttpRequest, **path) -> HttpAnswer`. `ports` is the
 service's own dataclass of tables (mappings), partner clients and a `publish` callable,
 built by its composition root; tests build it from dicts and in-memory fakes. Nothing here
-imports Kafka, Faust or aiohttp.
+imports Kafka or aiohttp.
 """
 
 from __future__ import annotations
@@ -41,11 +41,15 @@ class TransientFailure(RuntimeError):
 @dataclass(frozen=True)
 class Incoming:
     """One decoded input record: its name (e.g. `PickupRequested`), the record with its
-    envelope, and the Kafka key it came with."""
+    envelope, the Kafka key it came with and its position."""
 
     name: str
     record: dict[str, Any]
     key: bytes | None = None
+    # where it was read (for handlers that store their input offsets with their effects)
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
 
     @property
     def envelope(self) -> dict[str, Any]:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import faust
+from typing import Any
 
 
 def load_openapi_document(path: Path) -> dict[str, Any]:
@@ -21,11 +18,3 @@ def load_openapi_document(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3.1."):
         raise ValueError(f"{path} is not an OpenAPI 3.1 document")
     return document
-
-
-def add_openapi_page(app: faust.App, path: Path) -> None:
-    document = load_openapi_document(path)
-
-    @app.page("/openapi.json")
-    async def openapi(web: Any, request: Any) -> Any:
-        return web.json(document)

@@ -168,7 +168,7 @@ def dead_letter_topic(stream: TopicSpec) -> TopicSpec:
 
 
 def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
-    # Faust names a table's changelog "{app id}-{table}-changelog"; partitions match the inputs.
+    # A table's changelog is "{group id}-{table}-changelog"; partitions match the inputs'.
     return TopicSpec(
         f"{app_id}-{table}-changelog", purpose, cleanup_policy="compact", retention_ms=-1
     )

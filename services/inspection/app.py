@@ -8,7 +8,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
@@ -40,10 +40,10 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             InspectionPorts(
-                returns=runtime.json_table(parts.app, "returns"),
-                scans=runtime.json_table(parts.app, "scans"),
+                returns=parts.table("returns"),
+                scans=parts.table("scans"),
                 station_tokens=station_tokens,
-                publish=parts.publisher.publish,
+                publish=parts.publish,
                 clock_ms=now_ms,
             )
         )

@@ -9,7 +9,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.topics import PICKUP_COMMANDS
 from services.pickup import handlers
@@ -36,10 +36,10 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             PickupPorts(
-                answered=runtime.json_table(parts.app, "pickups"),
+                answered=parts.table("pickups"),
                 carrier=carrier,
                 signing_secret=signing_secret,
-                publish=parts.publisher.publish,
+                publish=parts.publish,
                 clock_s=lambda: int(time.time()),
             )
         )

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from services.decisions.refunds.provider_routing import ProviderRoutes
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
 from services.refund import handlers
@@ -51,11 +51,11 @@ def build(settings: runtime.ServiceSettings, partners: Partners) -> runtime.Serv
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             RefundPorts(
-                refunds=runtime.json_table(parts.app, "refunds"),
-                routes=runtime.json_table(parts.app, "refund-routes"),
-                order_ledger=runtime.json_table(parts.app, "order-ledger"),
+                refunds=parts.table("refunds"),
+                routes=parts.table("refund-routes"),
+                order_ledger=parts.table("order-ledger"),
                 partners=partners,
-                publish=parts.publisher.publish,
+                publish=parts.publish,
                 clock_s=lambda: int(time.time()),
             )
         )

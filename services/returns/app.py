@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
@@ -49,22 +48,21 @@ def build(
     when they change (a bad set is rejected; the previous one stays active)."""
 
     def wire(parts: runtime.ServiceParts) -> Wiring:
-        answers = runtime.json_table(parts.app, "answers")
+        answers = parts.table("answers")
         if policy is not None:
-            return wiring(ReturnsPorts(answers, policy, parts.publisher.publish, now_ms))
+            return wiring(ReturnsPorts(answers, policy, parts.publish, now_ms))
         book = PolicyBook(policy_dir())
-        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publisher.publish, now_ms)
-        return wiring(ports, serve_policy_book(parts.app, book))
+        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publish, now_ms)
+        return wiring(ports, serve_policy_book(parts, book))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
-def serve_policy_book(app: Any, book: PolicyBook) -> Route:
+def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:
     """Reload the policy files when they change; the GET /policies route shows the active
     set and why a newer one was refused."""
     rejected: list[str] = []  # the problems of the last set that failed to load
 
-    @app.timer(POLICY_RELOAD_S)
     async def reload_policies() -> None:
         outcome = book.reload_if_changed()
         if outcome.changed:
@@ -77,6 +75,8 @@ def serve_policy_book(app: Any, book: PolicyBook) -> Route:
                 policy_set=outcome.digest,
                 problems=list(outcome.problems),
             )
+
+    parts.every(POLICY_RELOAD_S, reload_policies)
 
     async def active_policies(request: HttpRequest) -> HttpAnswer:
         return HttpAnswer(

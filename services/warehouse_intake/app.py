@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from services.eventing import service_runtime as runtime
+from services.engine import worker as runtime
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
 from services.warehouse_intake import handlers
@@ -32,8 +32,8 @@ def wiring(ports: IntakePorts) -> Wiring:
 
 def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
-        intakes = runtime.json_table(parts.app, "intakes")
-        return wiring(IntakePorts(intakes, runtime.json_table(parts.app, "ledger")))
+        intakes = parts.table("intakes")
+        return wiring(IntakePorts(intakes, parts.table("ledger")))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -19,7 +20,8 @@ from referencing.jsonschema import DRAFT202012
 from services.decisions import saga
 from services.decisions.money import CURRENCY_EXPONENTS
 from services.decisions.refunds import order_refund_ledger
-from services.eventing.openapi_docs import add_openapi_page, load_openapi_document
+from services.engine.web import add_openapi_page
+from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.request_fields import ApiError, parse_json_object
 from services.eventing.webhook_signature import SignatureError, verify
 from services.inspection import return_tracking
@@ -433,31 +435,18 @@ def test_status_view_schema_is_strict():
 # ---------------------------------------------------------------- serving
 
 
-class FakeApp:
-    def __init__(self) -> None:
-        self.pages: dict[str, Any] = {}
-
-    def page(self, path: str) -> Any:
-        def register(view: Any) -> Any:
-            self.pages[path] = view
-            return view
-
-        return register
-
-
-class FakeWeb:
-    def json(self, value: Any, status: int = 200) -> tuple[int, Any]:
-        return status, value
+def served_page(app: web.Application, path: str) -> Any:
+    return next(r.handler for r in app.router.routes() if r.resource.canonical == path)
 
 
 def test_add_openapi_page_reads_the_file_once_when_the_app_is_built(tmp_path):
     path = tmp_path / "openapi.json"
     path.write_text(json.dumps(DOCS["pickup"]), encoding="utf-8")
-    app = FakeApp()
+    app = web.Application()
     add_openapi_page(app, path)
     path.unlink()  # served from memory from now on
-    status, served = asyncio.run(app.pages["/openapi.json"](FakeWeb(), None))
-    assert (status, served) == (200, DOCS["pickup"])
+    response = asyncio.run(served_page(app, "/openapi.json")(None))
+    assert (response.status, json.loads(response.body)) == (200, DOCS["pickup"])
 
 
 @pytest.mark.parametrize("content", ["[]", '{"openapi": "3.0.3"}', "{"])
@@ -465,7 +454,7 @@ def test_add_openapi_page_refuses_what_is_not_an_openapi_3_1_document(tmp_path, 
     path = tmp_path / "openapi.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError):
-        add_openapi_page(FakeApp(), path)
+        add_openapi_page(web.Application(), path)
 
 
 # ---------------------------------------------------------------- refund

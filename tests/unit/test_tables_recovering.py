@@ -1,42 +1,48 @@
-"""Pages that read a table answer 503 while it is recovering, never a partial view."""
+"""Pages that read a table answer 503 while its partitions are recovered or rebalanced,
+never a partial view."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any
+from pathlib import Path
 
+from services.engine.settings import ServiceSettings
+from services.engine.worker import ServiceParts, build_parts, while_tables_recover
 from services.eventing.handler_contract import HttpAnswer, HttpRequest
-from services.eventing.service_runtime import tables_recovering, while_tables_recover
 
 
-def app(recovered: bool, rebalancing: bool = False) -> Any:
-    completed = asyncio.Event()
-    if recovered:
-        completed.set()
-    recovery = SimpleNamespace(completed=completed)
-    return SimpleNamespace(tables=SimpleNamespace(recovery=recovery), rebalancing=rebalancing)
+class ReadyLoop:
+    def __init__(self, ready: bool) -> None:
+        self.ready = ready
 
 
-def test_a_recovered_app_lets_the_page_answer():
-    assert tables_recovering(app(recovered=True)) is None
+def parts(ready: bool | None) -> ServiceParts:
+    built = build_parts(ServiceSettings("test", 0, bootstrap="127.0.0.1:1"))
+    built.loop = None if ready is None else ReadyLoop(ready)  # type: ignore[assignment]
+    return built
 
 
-def test_a_recovering_app_answers_503_with_a_reason_and_retry_after():
-    answer = tables_recovering(app(recovered=False))
-    assert answer.status == 503
-    assert answer.body["error"] == "recovering"
-    assert answer.headers == {"Retry-After": "1"}
+async def page(request: HttpRequest) -> HttpAnswer:
+    return HttpAnswer(200, {"seen": True})
 
 
-def test_a_rebalancing_app_answers_503():
-    assert tables_recovering(app(recovered=True, rebalancing=True)).status == 503
+def test_a_ready_service_lets_the_page_answer():
+    assert parts(ready=True).tables_recovering() is None
 
 
-def test_a_page_wrapped_for_recovery_answers_only_once_the_tables_are_recovered():
-    async def page(request: HttpRequest) -> HttpAnswer:
-        return HttpAnswer(200, {"seen": True})
+def test_a_recovering_or_rebalancing_service_answers_503_with_a_reason_and_retry_after():
+    for built in (parts(ready=False), parts(ready=None)):
+        answer = built.tables_recovering()
+        assert answer is not None and answer.status == 503
+        assert answer.body["error"] == "recovering"
+        assert answer.headers == {"Retry-After": "1"}
 
-    recovering = asyncio.run(while_tables_recover(app(recovered=False), page)(HttpRequest()))
-    recovered = asyncio.run(while_tables_recover(app(recovered=True), page)(HttpRequest()))
+
+def test_a_page_wrapped_for_recovery_answers_only_once_the_tables_are_ready():
+    recovering = asyncio.run(while_tables_recover(parts(ready=False), page)(HttpRequest()))
+    recovered = asyncio.run(while_tables_recover(parts(ready=True), page)(HttpRequest()))
     assert (recovering.status, recovered.status) == (503, 200)
+
+
+def test_building_the_parts_connects_to_nothing():
+    assert Path(__file__).exists()  # the broker address above does not exist: nothing dialled

@@ -42,7 +42,7 @@ def server_properties(settings: LocalKafkaSettings, node_id: int, nodes: int) ->
         "share.coordinator.state.topic.replication.factor": replication,
         "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": 0,
-        # Topics are created by the project's topic bootstrapper (or by Faust for its own).
+        # Topics are created by the project's topic bootstrapper, changelogs included.
         "auto.create.topics.enable": "false",
         "log.retention.hours": 168,
     }

@@ -1,6 +1,6 @@
 """The services' dedupe state, read from their tables' changelogs (a thin aiokafka adapter).
 
-A Faust table is the latest value per key of its compacted changelog
+A service table is the latest value per key of its compacted changelog
 "boomerang-<service>-<table>-changelog"; reading that topic to its end rebuilds the table
 without asking the service, so it works while the service is stopped (as a rewind needs).
 """

@@ -1,0 +1,275 @@
+"""The one batched consume loop of a process.
+
+`getmany` fetches what the assigned partitions have; records of one key (the Kafka key:
+return_id, order_ref, sku@location) are handled one after another in offset order, records
+of different keys concurrently (at most `max_in_flight` handlers at once, at most
+`max_buffered` records fetched and not done). A record is done once its effects are on the
+broker. Every `checkpoint_interval_s` the changed state is written to its changelogs and
+then, per input partition, the offset of the contiguous prefix of done records is committed
+(never past a state change that is not in a changelog): at least once, with effects that
+are idempotent by construction (event ids, idempotency keys, stored answers, and state that
+never takes one record twice). docs/design.md says why not Kafka transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from services.engine.changelog_recovery import recover_partitions
+from services.engine.offset_tracking import OffsetProgress
+from services.engine.producer import RecordProducer
+from services.engine.record_handling import RecordHandling, record_key
+from services.engine.settings import ServiceSettings
+from services.engine.state_store import StateStore
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.handler_contract import Subscription
+from services.eventing.log_setup import get_logger
+
+log = get_logger(__name__)
+
+
+class OffsetStore(Protocol):
+    """Where a loop's input offsets live. Kafka's group offsets by default; a service that
+    stores its offsets with its effects in a database gives its own: the loop seeks to its
+    positions on assignment, and its handlers write the offsets (`Incoming.offset`) in the
+    transaction of their effects."""
+
+    async def starting_positions(self, partitions: Sequence[TopicPartition]) -> dict[Any, int]: ...
+
+    async def commit(self, consumer: AIOKafkaConsumer, offsets: dict[Any, int]) -> None: ...
+
+
+class KafkaGroupOffsets:
+    async def starting_positions(self, partitions: Sequence[TopicPartition]) -> dict[Any, int]:
+        return {}  # the group's committed offsets (or the earliest, for a new group)
+
+    async def commit(self, consumer: AIOKafkaConsumer, offsets: dict[Any, int]) -> None:
+        await consumer.commit(offsets)
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        subscriptions: Sequence[Subscription],
+        codec: AvroCodec,
+        producer: RecordProducer,
+        store: StateStore,
+        on_fatal: Callable[[BaseException], None],
+        offsets: OffsetStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.by_topic = {topic: sub for sub in subscriptions for topic in sub.topics}
+        if len(self.by_topic) != sum(len(sub.topics) for sub in subscriptions):
+            raise ValueError("a topic is read by two subscriptions of one service")
+        self.producer = producer
+        self.store = store
+        self.on_fatal = on_fatal
+        self.offsets = offsets or KafkaGroupOffsets()
+        self.records = RecordHandling(
+            settings, codec, producer, store, asyncio.Semaphore(settings.max_in_flight)
+        )
+        self.progress = OffsetProgress()
+        self.tails: dict[str, asyncio.Task] = {}
+        self.owned: set[TopicPartition] = set()
+        self.state_partitions: set[int] = set()
+        self.recovering = False
+        self.rebalancing = False
+        self.committed: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self._space = asyncio.Event()
+        self._checkpoint_lock = asyncio.Lock()
+        self._stopping = False
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.owned) and not self.recovering and not self.rebalancing
+
+    async def start(self) -> None:
+        if not self.by_topic:
+            return
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            group_id=self.settings.group_id,
+            client_id=f"{self.settings.group_id}-{self.settings.instance_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),  # co-partitioned inputs
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=3_000,
+            metadata_max_age_ms=5_000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.consumer.subscribe(sorted(self.by_topic), listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def run(self) -> None:
+        if self.consumer is None:
+            return
+        checkpoints = asyncio.create_task(self._checkpoint_every())
+        try:
+            while not self._stopping:
+                room = self.settings.max_buffered - self.progress.outstanding()
+                if room <= 0:
+                    self._space.clear()
+                    await self._space.wait()
+                    continue
+                try:
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
+                except KafkaError as exc:
+                    log.warning("fetch failed; retrying", error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                for tp, messages in batches.items():
+                    if tp in self.owned:
+                        for message in messages:
+                            self._dispatch(message)
+        finally:
+            checkpoints.cancel()
+
+    async def stop(self) -> None:
+        """Stop fetching, finish what was fetched, checkpoint, commit, leave the group."""
+        self._stopping = True
+        self._space.set()
+        if self.consumer is None:
+            return
+        await self._drain()
+        await self.checkpoint()
+        await self.consumer.stop()
+
+    # -- records ------------------------------------------------------------------------
+
+    def _dispatch(self, message: Any) -> None:
+        self.progress.fetched(message.topic, message.partition, message.offset)
+        key = record_key(message)
+        previous = self.tails.get(key)
+        self.store.started(key)
+        task = asyncio.get_running_loop().create_task(self._handle(previous, message, key))
+        self.tails[key] = task
+
+    async def _handle(self, previous: asyncio.Task | None, message: Any, key: str) -> None:
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))
+            await self.records.handle(message, self.by_topic[message.topic])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the engine itself failed: this offset can never be
+            # committed, so stop; the restarted process reads the record again
+            log.exception("the engine failed on a record; stopping")
+            self.on_fatal(exc)
+            raise
+        finally:
+            self.store.finished(key)
+            if self.tails.get(key) is asyncio.current_task():
+                del self.tails[key]
+        if (message.topic, message.partition) in self.progress.partitions:
+            self.progress.done(message.topic, message.partition, message.offset)
+        self._space.set()
+
+    async def _drain(self) -> None:
+        while self.tails:
+            await asyncio.wait(list(self.tails.values()))
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def _checkpoint_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            try:
+                await self.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("checkpoint failed; the next one retries", error=repr(exc))
+
+    async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Changed state to the changelogs, then the done prefix of each input partition
+        (of `partitions`, default the owned ones) committed behind it."""
+        async with self._checkpoint_lock:
+            committable = self.progress.committable()
+            writes = self.store.checkpoint_writes()
+            if writes:
+                try:
+                    await asyncio.gather(
+                        *[
+                            await self.producer.send_to(
+                                w.topic, w.partition, w.key, w.value, w.headers
+                            )
+                            for w in writes
+                        ]
+                    )
+                except KafkaError as exc:
+                    self.store.checkpoint_failed(writes)
+                    log.warning("state not written; commit held back", error=repr(exc))
+                    return
+                self.store.persisted(writes)
+            floor = self.store.commit_floor()
+            allowed = self.owned if partitions is None else partitions
+            due = {}
+            for (topic, number), position in committable.items():
+                tp = TopicPartition(topic, number)
+                position = min(position, floor.get((topic, number), position))
+                if tp in allowed and self.committed.get(tp) != position:
+                    due[tp] = position
+            if due and self.consumer is not None:
+                try:
+                    await self.offsets.commit(self.consumer, due)
+                    self.committed.update(due)
+                except KafkaError as exc:
+                    log.warning(
+                        "offsets not committed; the next checkpoint retries", error=repr(exc)
+                    )
+            self.store.prune_applied()
+
+    # -- rebalances -----------------------------------------------------------------------
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions move: finish their records, checkpoint and commit them. Their
+        state stays until the assignment says whether they came back."""
+        self.rebalancing = True
+        self.owned = set()
+        await self._drain()
+        await self.checkpoint(set(revoked))
+        self.progress.forget({tp.partition for tp in revoked})
+        for tp in revoked:
+            self.committed.pop(tp, None)
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: forget the partitions that went, recover the ones that came,
+        seek where the offset store says."""
+        numbers = {tp.partition for tp in assigned}
+        self.recovering = True
+        try:
+            self.store.drop_partitions(self.state_partitions - numbers)
+            await recover_partitions(
+                self.settings.bootstrap, self.store, numbers - self.state_partitions
+            )
+            self.state_partitions = numbers
+            assert self.consumer is not None
+            for tp, position in (await self.offsets.starting_positions(list(assigned))).items():
+                self.consumer.seek(tp, position)
+            self.owned = set(assigned)
+        finally:
+            self.recovering = False
+            self.rebalancing = False
+        log.info(
+            "partitions assigned", partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned)
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, loop: ConsumeLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.loop.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.loop.assigned(set(assigned))

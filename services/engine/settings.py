@@ -1,0 +1,48 @@
+"""A service process's settings, from its environment (one place reads them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from services.eventing.settings import bootstrap_servers
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service: str
+    web_port: int
+    web_host: str = "127.0.0.1"
+    bootstrap: str = ""
+    instance_id: str = "1"
+    retry_attempts: int = 5
+    retry_base_delay_s: float = 0.2
+    retry_max_delay_s: float = 5.0
+    # state changelogs written and offsets committed this often (Kafka Streams commits every
+    # 30 s at least once, Quix every 5 s): a key changed many times in between is written once
+    checkpoint_interval_s: float = 2.0
+    # records being handled at once (different keys; one key is handled in offset order)
+    max_in_flight: int = 100
+    # records fetched but not yet done; the loop stops fetching above it (back-pressure)
+    max_buffered: int = 2000
+    session_timeout_s: float = 10.0
+
+    @property
+    def group_id(self) -> str:
+        return f"boomerang-{self.service}"
+
+    @classmethod
+    def from_env(cls, service: str, default_port: int) -> ServiceSettings:
+        prefix = service.upper().replace("-", "_")
+        env = os.environ
+        return cls(
+            service=service,
+            web_port=int(env.get(f"{prefix}_PORT") or default_port),
+            web_host=env.get("BOOMERANG_BIND_HOST", "127.0.0.1"),
+            bootstrap=bootstrap_servers(),
+            instance_id=env.get("BOOMERANG_INSTANCE_ID", "1"),
+            retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", "5")),
+            checkpoint_interval_s=float(env.get("BOOMERANG_CHECKPOINT_S", "2")),
+            max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", "100")),
+            max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", "2000")),
+        )

@@ -1,0 +1,258 @@
+"""A service's state: in-memory tables per input partition, checkpointed to compacted
+changelogs at most once per key per checkpoint.
+
+A table is written only while a record is handled (the engine sets `handling`), and a
+key's entry lives on that record's partition: changelog partition = input partition.
+Every changelog record carries, in its `boomerang.applied` header, the key of the input
+record that last wrote it and that record's offset per input topic. Recovery reads the
+changelog of each assigned partition to its end and so knows, per key, the last input
+record its state reflects; a record at or below it (re-delivered after a crash, before its
+offset was committed) is skipped: state never takes one record twice, and the commit
+never passes a change that is not in a changelog (`commit_floor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+APPLIED_HEADER = "boomerang.applied"
+
+
+@dataclass(frozen=True)
+class Handling:
+    """The input record being handled: where its writes go and what they are stamped with."""
+
+    key: str
+    topic: str
+    partition: int
+    offset: int
+
+
+_HANDLING: ContextVar[Handling | None] = ContextVar("handling", default=None)
+
+
+@contextmanager
+def handling(record: Handling) -> Iterator[None]:
+    token = _HANDLING.set(record)
+    try:
+        yield
+    finally:
+        _HANDLING.reset(token)
+
+
+class StateWriteOutsideRecord(RuntimeError):
+    """A table was written outside the handling of a record (e.g. from an HTTP handler):
+    its change could not be tied to an input offset, so it would not survive a restart."""
+
+
+@dataclass
+class ChangelogWrite:
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    entry: tuple[str, str]  # (table, key)
+    version: int
+
+
+@dataclass
+class _Dirty:
+    version: int
+    writer: str  # the key of the record that wrote it last
+    partition: int
+    first_unpersisted: dict[str, int]  # input topic → offset of the first unpersisted write
+    # while a checkpoint is writing this entry: the writes made since its snapshot
+    after_snapshot: dict[str, int] | None = None
+
+
+class StateTable(MutableMapping[str, Any]):
+    """A mapping of JSON values by str key; see the module doc for when it may be written."""
+
+    def __init__(self, store: StateStore, name: str, changelog: str) -> None:
+        self.store = store
+        self.name = name
+        self.changelog = changelog
+        self.values: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.store.changing(self, key)
+        self.values[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.store.changing(self, key)
+        del self.values[key]
+
+
+@dataclass
+class StateStore:
+    """Every table of one service, their dirty entries and what each key has applied."""
+
+    tables: dict[str, StateTable] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)  # key → input partition
+    applied: dict[str, dict[str, int]] = field(default_factory=dict)  # key → topic → offset
+    dirty: dict[tuple[str, str], _Dirty] = field(default_factory=dict)
+    busy: dict[str, int] = field(default_factory=dict)  # key → records being handled
+    versions: int = 0
+
+    def table(self, name: str, changelog: str) -> StateTable:
+        table = self.tables[name] = StateTable(self, name, changelog)
+        return table
+
+    # -- while handling ---------------------------------------------------------------
+
+    def changing(self, table: StateTable, key: str) -> None:
+        record = _HANDLING.get()
+        if record is None:
+            raise StateWriteOutsideRecord(
+                f"table {table.name!r} written outside the handling of a record (key {key!r})"
+            )
+        self.versions += 1
+        entry = (table.name, key)
+        dirty = self.dirty.get(entry)
+        if dirty is None:
+            dirty = self.dirty[entry] = _Dirty(0, record.key, record.partition, {})
+        dirty.version = self.versions
+        dirty.writer = record.key
+        dirty.first_unpersisted.setdefault(record.topic, record.offset)
+        if dirty.after_snapshot is not None:
+            dirty.after_snapshot.setdefault(record.topic, record.offset)
+        self.partition_of[key] = self.partition_of[record.key] = record.partition
+        self.applied.setdefault(record.key, {})[record.topic] = record.offset
+
+    def already_applied(self, key: str, topic: str, offset: int) -> bool:
+        """The state reflects this record already (re-delivered after a restart)."""
+        return offset <= self.applied.get(key, {}).get(topic, -1)
+
+    def started(self, key: str) -> None:
+        self.busy[key] = self.busy.get(key, 0) + 1
+
+    def finished(self, key: str) -> None:
+        left = self.busy[key] - 1
+        if left:
+            self.busy[key] = left
+        else:
+            del self.busy[key]
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def checkpoint_writes(self) -> list[ChangelogWrite]:
+        """The changelog records of every dirty entry whose writer has no record in flight
+        (an entry mid-way through a record waits for the next checkpoint)."""
+        writes = []
+        for (name, key), dirty in self.dirty.items():
+            if dirty.writer in self.busy:
+                continue
+            table = self.tables[name]
+            value = table.values.get(key, _ABSENT)
+            stamp = {"key": dirty.writer, "at": self.applied.get(dirty.writer, {})}
+            dirty.after_snapshot = {}
+            writes.append(
+                ChangelogWrite(
+                    table.changelog,
+                    dirty.partition,
+                    orjson.dumps(key),
+                    None if value is _ABSENT else orjson.dumps(value),
+                    [(APPLIED_HEADER, orjson.dumps(stamp))],
+                    (name, key),
+                    dirty.version,
+                )
+            )
+        return writes
+
+    def persisted(self, writes: list[ChangelogWrite]) -> None:
+        """These writes are on the broker: their entries are clean unless changed since."""
+        for write in writes:
+            dirty = self.dirty.get(write.entry)
+            if dirty is None:
+                continue
+            if dirty.version == write.version:
+                del self.dirty[write.entry]
+            else:  # changed while being written: only the later changes are unpersisted
+                dirty.first_unpersisted = dirty.after_snapshot or {}
+                dirty.after_snapshot = None
+
+    def checkpoint_failed(self, writes: list[ChangelogWrite]) -> None:
+        for write in writes:
+            if (dirty := self.dirty.get(write.entry)) is not None:
+                dirty.after_snapshot = None
+
+    def commit_floor(self) -> dict[tuple[str, int], int]:
+        """Per input (topic, partition): the lowest offset whose change is not persisted;
+        the commit must not pass it."""
+        floor: dict[tuple[str, int], int] = {}
+        for dirty in self.dirty.values():
+            for topic, offset in dirty.first_unpersisted.items():
+                tp = (topic, dirty.partition)
+                floor[tp] = min(offset, floor.get(tp, offset))
+        return floor
+
+    # -- recovery and revocation ------------------------------------------------------
+
+    def restore(
+        self, name: str, partition: int, key: bytes, value: bytes | None, headers: Any
+    ) -> None:
+        """One changelog record of `partition` read during recovery (in changelog order)."""
+        table = self.tables[name]
+        decoded_key = orjson.loads(key)
+        self.partition_of[decoded_key] = partition
+        if value is None:
+            table.values.pop(decoded_key, None)
+        else:
+            table.values[decoded_key] = orjson.loads(value)
+        for header, raw in headers or ():
+            if header == APPLIED_HEADER:
+                stamp = orjson.loads(raw)
+                applied = self.applied.setdefault(stamp["key"], {})
+                self.partition_of[stamp["key"]] = partition
+                for topic, offset in stamp["at"].items():
+                    applied[topic] = max(offset, applied.get(topic, -1))
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget the state of partitions this process no longer owns."""
+        gone = {key for key, number in self.partition_of.items() if number in partitions}
+        for table in self.tables.values():
+            for key in gone & table.values.keys():
+                del table.values[key]
+        for key in gone:
+            del self.partition_of[key]
+            self.applied.pop(key, None)
+        for entry in [e for e, d in self.dirty.items() if d.partition in partitions]:
+            del self.dirty[entry]
+
+    def prune_applied(self) -> None:
+        """Keys whose state is gone from every table need no stamp (memory stays bounded)."""
+        live = set().union(*(table.values.keys() for table in self.tables.values()))
+        writers = {dirty.writer for dirty in self.dirty.values()}
+        for key in [k for k in self.partition_of if k not in live]:
+            if key not in self.busy and key not in writers:
+                self.applied.pop(key, None)
+                del self.partition_of[key]
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()

@@ -1,0 +1,68 @@
+"""The services' HTTP routes on aiohttp: a route calls a handler of `handler_contract`
+(`HttpRequest` in, `HttpAnswer` out) and turns its refusals into JSON.
+
+Every refusal is `{"error": <code>, "detail": <human reason>, "fields": [...]}` with a 4xx
+status (see `request_fields`); anything unexpected is a logged 500.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, RouteHandler
+from services.eventing.log_setup import get_logger
+from services.eventing.openapi_docs import load_openapi_document
+from services.eventing.request_fields import ApiError
+
+log = get_logger(__name__)
+
+
+def json_answer(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+async def answer_request(request: web.Request, handler: RouteHandler) -> web.Response:
+    """Run `handler(HttpRequest, **path parameters)` for one request; its answer as JSON."""
+    try:
+        body = await request.read() if request.method in ("POST", "PUT") else b""
+        incoming = HttpRequest(body, request.headers, request.query)
+        answer: HttpAnswer = await handler(incoming, **request.match_info)
+    except ApiError as exc:
+        log.info("request refused", status=exc.status, error=exc.code, detail=exc.detail[:300])
+        return json_answer(exc.body(), exc.status)
+    except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body over its limit
+        code = "body_too_large" if exc.status == 413 else "http_error"
+        log.info("request refused by the HTTP layer", status=exc.status, error=code)
+        return json_answer({"error": code, "detail": exc.reason}, exc.status)
+    except Exception:
+        log.exception("request failed")
+        return json_answer({"error": "internal", "detail": "unexpected error; see logs"}, 500)
+    return json_answer(answer.body, answer.status, answer.headers or None)
+
+
+def add_route(app: web.Application, method: str, path: str, handler: RouteHandler) -> None:
+    """Serve `handler` for `method` on `path` ({name} path parameters are passed as keyword
+    arguments)."""
+
+    async def serve(request: web.Request) -> web.Response:
+        return await answer_request(request, handler)
+
+    app.router.add_route(method, path, serve)
+
+
+def add_openapi_page(app: web.Application, path: Path) -> None:
+    """GET /openapi.json: the document at `path`, read now (a bad one stops the start)."""
+    document = load_openapi_document(path)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return json_answer(document)
+
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,193 @@
+"""A service process from start to stop: its parts built by the composition root, the web
+server, the consume loop, the timers, and a graceful stop on SIGTERM/SIGINT (finish what
+was fetched, checkpoint, commit, leave the group).
+
+    parts = build_parts(settings)            # producer, state store, web app
+    parts.table("sagas")                     # a checkpointed table (changelog per table)
+    parts.every(1.0, fire_due_timers)        # a timer
+    serve(parts, wiring)                     # the consume loop and the routes
+    run_service(...)                         # the process: until SIGTERM
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from services.engine.consume_loop import ConsumeLoop, OffsetStore
+from services.engine.producer import RecordProducer
+from services.engine.settings import ServiceSettings
+from services.engine.state_store import StateStore, StateTable
+from services.engine.web import add_openapi_page, add_route, json_answer
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.handler_contract import HttpAnswer, Outbound, Wiring, recovering_answer
+from services.eventing.log_setup import configure_logging, get_logger
+from services.eventing.schema_catalogue import SchemaCatalogue
+
+log = get_logger(__name__)
+
+Timer = tuple[float, Callable[[], Awaitable[None]]]
+
+
+@dataclass
+class ServiceParts:
+    """What a service's composition root builds on."""
+
+    settings: ServiceSettings
+    codec: AvroCodec
+    producer: RecordProducer
+    store: StateStore
+    web: web.Application
+    timers: list[Timer] = field(default_factory=list)
+    loop: ConsumeLoop | None = None
+    offsets: OffsetStore | None = None
+
+    def table(self, name: str) -> StateTable:
+        """A table checkpointed to "boomerang-<service>-<name>-changelog"."""
+        return self.store.table(name, f"{self.settings.group_id}-{name}-changelog")
+
+    def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        self.timers.append((seconds, action))
+
+    async def publish(self, outbound: Sequence[Outbound]) -> None:
+        await self.producer.publish(outbound)
+
+    async def publish_durably(self, outbound: Sequence[Outbound]) -> None:
+        await self.producer.publish_durably(outbound)
+
+    @property
+    def ready(self) -> bool:
+        return self.loop is not None and self.loop.ready
+
+    def tables_recovering(self) -> HttpAnswer | None:
+        """The 503 for a page that reads tables while they are recovered or rebalanced (a
+        partial view would say "not found"); None once they are ready."""
+        return None if self.ready else recovering_answer()
+
+
+def build_parts(settings: ServiceSettings) -> ServiceParts:
+    codec = AvroCodec(SchemaCatalogue.load())
+    producer = RecordProducer(settings.bootstrap, settings.group_id, codec)
+    return ServiceParts(settings, codec, producer, StateStore(), web.Application())
+
+
+def while_tables_recover(
+    parts: ServiceParts, handler: Callable[..., Awaitable[HttpAnswer]]
+) -> Callable[..., Awaitable[HttpAnswer]]:
+    async def answer(*args: Any, **kwargs: Any) -> HttpAnswer:
+        return parts.tables_recovering() or await handler(*args, **kwargs)
+
+    return answer
+
+
+def serve(parts: ServiceParts, wiring: Wiring) -> None:
+    """The consume loop over the wiring's subscriptions, and its routes."""
+    parts.loop = ConsumeLoop(
+        parts.settings,
+        wiring.subscriptions,
+        parts.codec,
+        parts.producer,
+        parts.store,
+        on_fatal=lambda exc: os.kill(os.getpid(), signal.SIGTERM),
+        offsets=parts.offsets,
+    )
+    for route in wiring.routes:
+        handler = (
+            while_tables_recover(parts, route.handler) if route.reads_tables else route.handler
+        )
+        add_route(parts.web, route.method, route.path, handler)
+
+
+def build_service(
+    settings: ServiceSettings, wire: Callable[[ServiceParts], Wiring], openapi: Path
+) -> ServiceParts:
+    """A service's parts serving what `wire` builds over them, with its health page and
+    its OpenAPI document."""
+    parts = build_parts(settings)
+    serve(parts, wire(parts))
+    add_health_page(parts)
+    add_openapi_page(parts.web, openapi)
+    return parts
+
+
+def add_health_page(parts: ServiceParts) -> None:
+    async def health(request: web.Request) -> web.Response:
+        assigned = len(parts.loop.owned) if parts.loop else 0
+        body = {
+            "service": parts.settings.service,
+            "ready": parts.ready,
+            "assigned_partitions": assigned,
+        }
+        return json_answer(body, 200 if parts.ready else 503)
+
+    parts.web.router.add_get("/health", health)
+
+
+def run_service(
+    service: str, default_port: int, build: Callable[[ServiceSettings], ServiceParts]
+) -> int:
+    """A service's process: its settings from the environment, built and run until stopped."""
+    configure_logging(service)
+    parts = build(ServiceSettings.from_env(service, default_port))
+    return asyncio.run(run_until_stopped(parts))
+
+
+async def run_until_stopped(parts: ServiceParts) -> int:
+    settings = parts.settings
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(number, stop.set)
+    running.add_signal_handler(signal.SIGUSR1, log_task_stacks)  # for a consumer that stalls
+    runner = web.AppRunner(parts.web, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+    log.info("serving", host=settings.web_host, port=settings.web_port)
+    await parts.producer.start()
+    loop = parts.loop
+    assert loop is not None
+    await loop.start()
+    tasks = [asyncio.create_task(_every(seconds, action)) for seconds, action in parts.timers]
+    consuming = asyncio.create_task(loop.run())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait((consuming, stopped), return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping")
+    for task in tasks:
+        task.cancel()
+    await loop.stop()
+    consuming.cancel()
+    await runner.cleanup()
+    await parts.producer.stop()
+    log.info("stopped")
+    return 0
+
+
+async def _every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("timer failed", action=getattr(action, "__name__", repr(action)))
+
+
+def log_task_stacks() -> None:
+    """Each task's await chain, outermost first (task.get_stack() stops at one frame)."""
+    for task in asyncio.all_tasks():
+        chain = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 40:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.warning("task stack", task=task.get_name(), stack=chain)
