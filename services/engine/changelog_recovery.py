@@ -6,11 +6,16 @@ from __future__ import annotations
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from services.engine.state_store import StateStore
 from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
+
+
+class ChangelogUnreadable(RuntimeError):
+    """A changelog could not be read: the partitions' state would be incomplete."""
 
 
 async def recover_partitions(bootstrap: str, store: StateStore, partitions: set[int]) -> int:
@@ -31,16 +36,17 @@ async def recover_partitions(bootstrap: str, store: StateStore, partitions: set[
     await consumer.start()
     read = 0
     try:
-        await consumer._client.force_metadata_update()
-        known = {tp for tp in wanted if consumer.partitions_for_topic(tp.topic)}
-        if not known:
-            return 0
-        ends = await consumer.end_offsets(list(known))
+        consumer.assign(wanted)
+        try:
+            ends = await consumer.end_offsets(wanted)
+        except KafkaError as exc:
+            raise ChangelogUnreadable(
+                f"changelogs {sorted(table_of)} cannot be read (do they exist? `boomerang "
+                f"topics` creates them): {exc!r}"
+            ) from exc
         remaining = {tp for tp, end in ends.items() if end > 0}
-        if not remaining:
-            return 0
-        consumer.assign(list(remaining))
-        await consumer.seek_to_beginning(*remaining)
+        if remaining:
+            await consumer.seek_to_beginning(*remaining)
         while remaining:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for tp, messages in batches.items():

@@ -14,6 +14,7 @@ never takes one record twice). docs/design.md says why not Kafka transactions.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from services.eventing.handler_contract import Subscription
 from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
+REPORT_EVERY_S = 10.0
 
 
 class OffsetStore(Protocol):
@@ -83,7 +85,10 @@ class ConsumeLoop:
         self.rebalancing = False
         self.committed: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
-        self._space = asyncio.Event()
+        self._paused = False
+        self.done = 0  # records done since the last report
+        self.state_writes = 0
+        self.failed: BaseException | None = None
         self._checkpoint_lock = asyncio.Lock()
         self._stopping = False
 
@@ -98,6 +103,9 @@ class ConsumeLoop:
             bootstrap_servers=self.settings.bootstrap,
             group_id=self.settings.group_id,
             client_id=f"{self.settings.group_id}-{self.settings.instance_id}",
+            group_instance_id=f"{self.settings.group_id}-{self.settings.instance_id}"
+            if self.settings.static_membership
+            else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),  # co-partitioned inputs
@@ -107,7 +115,11 @@ class ConsumeLoop:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.consumer.subscribe(sorted(self.by_topic), listener=_Rebalance(self))
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except KafkaError:
+            await self.consumer.stop()
+            raise
 
     async def run(self) -> None:
         if self.consumer is None:
@@ -115,13 +127,15 @@ class ConsumeLoop:
         checkpoints = asyncio.create_task(self._checkpoint_every())
         try:
             while not self._stopping:
-                room = self.settings.max_buffered - self.progress.outstanding()
-                if room <= 0:
-                    self._space.clear()
-                    await self._space.wait()
+                if self.rebalancing:  # no fetch while partitions move or state is recovered
+                    await asyncio.sleep(0.05)
                     continue
+                room = self.settings.max_buffered - self.progress.outstanding()
+                # full: the partitions are paused, not left unpolled (a consumer that does not
+                # poll for max.poll.interval.ms is put out of the group)
+                self._pause(room <= 0)
                 try:
-                    batches = await self.consumer.getmany(timeout_ms=200, max_records=room)
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=max(room, 1))
                 except KafkaError as exc:
                     log.warning("fetch failed; retrying", error=repr(exc))
                     await asyncio.sleep(0.5)
@@ -130,13 +144,28 @@ class ConsumeLoop:
                     if tp in self.owned:
                         for message in messages:
                             self._dispatch(message)
+                    elif messages and tp in self.consumer.assignment():
+                        # fetched while its assignment was being recovered: read it again
+                        # (a record is never passed over; its position moved past it)
+                        self.consumer.seek(tp, messages[0].offset)
         finally:
             checkpoints.cancel()
 
-    async def stop(self) -> None:
-        """Stop fetching, finish what was fetched, checkpoint, commit, leave the group."""
+    def _pause(self, full: bool) -> None:
+        assert self.consumer is not None
+        if full and not self._paused:
+            self.consumer.pause(*self.consumer.assignment())
+        elif not full and self._paused:
+            self.consumer.resume(*self.consumer.assignment())
+        self._paused = full
+
+    def request_stop(self) -> None:
+        """Fetch no more: `run` returns within one poll."""
         self._stopping = True
-        self._space.set()
+
+    async def stop(self) -> None:
+        """Finish what was fetched, checkpoint, commit, leave the group (after `run`)."""
+        self._stopping = True
         if self.consumer is None:
             return
         await self._drain()
@@ -163,6 +192,7 @@ class ConsumeLoop:
         except BaseException as exc:  # the engine itself failed: this offset can never be
             # committed, so stop; the restarted process reads the record again
             log.exception("the engine failed on a record; stopping")
+            self.failed = exc
             self.on_fatal(exc)
             raise
         finally:
@@ -171,7 +201,7 @@ class ConsumeLoop:
                 del self.tails[key]
         if (message.topic, message.partition) in self.progress.partitions:
             self.progress.done(message.topic, message.partition, message.offset)
-        self._space.set()
+        self.done += 1
 
     async def _drain(self) -> None:
         while self.tails:
@@ -180,6 +210,7 @@ class ConsumeLoop:
     # -- checkpoints ----------------------------------------------------------------------
 
     async def _checkpoint_every(self) -> None:
+        reported_at = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.checkpoint_interval_s)
             try:
@@ -188,6 +219,16 @@ class ConsumeLoop:
                 raise
             except Exception as exc:
                 log.warning("checkpoint failed; the next one retries", error=repr(exc))
+            if (now := time.monotonic()) - reported_at >= REPORT_EVERY_S and self.done:
+                log.info(
+                    "consume loop",
+                    records_done=self.done,
+                    records_per_s=round(self.done / (now - reported_at), 1),
+                    in_flight=len(self.tails),
+                    buffered=self.progress.outstanding(),
+                    state_entries_written=self.state_writes,
+                )
+                reported_at, self.done, self.state_writes = now, 0, 0
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
         """Changed state to the changelogs, then the done prefix of each input partition
@@ -210,6 +251,7 @@ class ConsumeLoop:
                     log.warning("state not written; commit held back", error=repr(exc))
                     return
                 self.store.persisted(writes)
+                self.state_writes += len(writes)
             floor = self.store.commit_floor()
             allowed = self.owned if partitions is None else partitions
             due = {}
@@ -246,19 +288,23 @@ class ConsumeLoop:
         seek where the offset store says."""
         numbers = {tp.partition for tp in assigned}
         self.recovering = True
+        self.store.drop_partitions(self.state_partitions - numbers)
+        self.state_partitions &= numbers
         try:
-            self.store.drop_partitions(self.state_partitions - numbers)
             await recover_partitions(
                 self.settings.bootstrap, self.store, numbers - self.state_partitions
             )
-            self.state_partitions = numbers
             assert self.consumer is not None
             for tp, position in (await self.offsets.starting_positions(list(assigned))).items():
                 self.consumer.seek(tp, position)
-            self.owned = set(assigned)
-        finally:
-            self.recovering = False
-            self.rebalancing = False
+        except Exception as exc:  # never run on partial state: stop, and start again
+            log.error("state recovery failed; stopping", error=repr(exc))
+            self.failed = exc
+            self.on_fatal(exc)
+            return  # stays rebalancing: nothing is fetched
+        self.state_partitions = numbers
+        self.owned = set(assigned)
+        self.recovering = self.rebalancing = False
         log.info(
             "partitions assigned", partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned)
         )

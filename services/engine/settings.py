@@ -26,6 +26,9 @@ class ServiceSettings:
     # records fetched but not yet done; the loop stops fetching above it (back-pressure)
     max_buffered: int = 2000
     session_timeout_s: float = 10.0
+    # static group membership (KIP-345): a restarted process with the same instance id takes
+    # its partitions back at once instead of after the session timeout
+    static_membership: bool = False
 
     @property
     def group_id(self) -> str:
@@ -45,4 +48,5 @@ class ServiceSettings:
             checkpoint_interval_s=float(env.get("BOOMERANG_CHECKPOINT_S", "2")),
             max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", "100")),
             max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", "2000")),
+            static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
         )

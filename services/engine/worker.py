@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
 from services.engine.producer import RecordProducer
@@ -150,10 +151,13 @@ async def run_until_stopped(parts: ServiceParts) -> int:
     await runner.setup()
     await web.TCPSite(runner, settings.web_host, settings.web_port).start()
     log.info("serving", host=settings.web_host, port=settings.web_port)
-    await parts.producer.start()
     loop = parts.loop
     assert loop is not None
-    await loop.start()
+    if not await _until_started(parts.producer.start, "producer", stop):
+        return 0
+    if not await _until_started(loop.start, "consumer", stop):
+        await parts.producer.stop()
+        return 0
     tasks = [asyncio.create_task(_every(seconds, action)) for seconds, action in parts.timers]
     consuming = asyncio.create_task(loop.run())
     stopped = asyncio.create_task(stop.wait())
@@ -161,12 +165,32 @@ async def run_until_stopped(parts: ServiceParts) -> int:
     log.info("stopping")
     for task in tasks:
         task.cancel()
+    loop.request_stop()
+    await asyncio.wait((consuming,))
     await loop.stop()
-    consuming.cancel()
     await runner.cleanup()
     await parts.producer.stop()
     log.info("stopped")
-    return 0
+    if consuming.done() and not consuming.cancelled() and consuming.exception() is not None:
+        log.error("the consume loop failed", error=repr(consuming.exception()))
+        return 1
+    return 1 if loop.failed is not None else 0
+
+
+async def _until_started(
+    start: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event
+) -> bool:
+    """Start `what`, waiting out a broker that is not reachable yet; False if stopped first."""
+    pause = 0.5
+    while not stop.is_set():
+        try:
+            await start()
+            return True
+        except KafkaError as exc:
+            log.warning("broker not reachable; start retried", part=what, error=repr(exc))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+    return False
 
 
 async def _every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:

@@ -1,7 +1,7 @@
 """One structlog configuration for every process.
 
 JSON lines in services (and whenever stderr is not a terminal), readable console output
-for people. Standard-library loggers (faust, aiokafka, aiohttp) go through the same
+for people. Standard-library loggers (aiokafka, aiohttp) go through the same
 processors, so every line a service writes is JSON. `event_context` binds return_id,
 event_id and correlation_id for everything logged while one event is handled.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-FRAMEWORK_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "aiohttp.access")
+FRAMEWORK_LOGGERS = ("aiokafka", "kafka", "aiohttp.access")
 
 
 class RepeatedMessageFilter(logging.Filter):

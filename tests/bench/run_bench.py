@@ -6,9 +6,14 @@ Starts a broker of its own (wiped before and after; or uses $KAFKA_BOOTSTRAP_SER
 topics, the partner doubles with zero injected latency and the six services, as `make demo`
 does. For each offered load (ascending) the load generator runs as its own process
 (load_generator.py); around it this runner reads every process's CPU time and peak RSS from
-/proc and every topic's end offsets. The sweep stops one level after the first load the
-loop cannot sustain (a backlog would only grow). Then the raw aiokafka pipe (raw_pipe.py)
-runs the same hops with the same record sizes and producer settings on the same broker.
+/proc, every topic's end offsets, and then the bytes of the records written in between
+(key + value + headers; sampled per partition when there are many). The sweep stops one
+level after the first load the loop cannot sustain (a backlog would only grow); then one
+overload level offers twice the max sustained load (collapse_ratio: does throughput hold?).
+Then the raw aiokafka pipe (raw_pipe.py) pushes the loop's record budget — the records per
+return of the max sustained level, per topic and at their average size, changelogs
+included (or bench_figures.TARGET_RECORD_BUDGET with --raw-budget target) — through a
+consume → produce chain with the services' producer settings on the same broker.
 
 Output: a table on the terminal, tests/bench/results/<time>-<label>.json (machine, Kafka
 version, git commit, settings, all figures), a PNG next to it, and as the last line one
@@ -37,12 +42,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from services.eventing.avro_codec import AvroCodec
-from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
 from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
-from services.tools.local_stack.stack import SERVICES, LocalStack
+from services.tools.local_stack.stack import PARTNERS, SERVICES, LocalStack
 from services.tools.oncall import consumer_lag
 from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
 from tests.bench.latency_plot import plot_levels
@@ -51,8 +54,8 @@ from tests.bench.raw_pipe import run_raw_pipe
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL_LEVELS = (10, 15, 20, 25, 50, 100, 200, 400, 800, 1200)
-QUICK_LEVELS = (10, 50)
+FULL_LEVELS = (25, 50, 100, 150, 200, 300)
+QUICK_LEVELS = (25, 100)
 # zero injected latency at the partners: the carrier collects at once, refunds settle at once
 ZERO_LATENCY_ENV = {"PSP_SETTLE_DELAY_MS": "0", "PSP_TRANSFER_SETTLE_MS": "0"}
 
@@ -112,7 +115,9 @@ class Bench:
             if after.get(name) is not None and before.get(name) is not None
         }
 
-    def run_level(self, rate: float, settings: BenchSettings) -> dict[str, Any]:
+    def run_level(
+        self, rate: float, settings: BenchSettings, overload: bool = False
+    ) -> dict[str, Any]:
         pids = self.pids()
         for pid in pids.values():
             process_metrics.reset_peak_rss(pid)
@@ -166,6 +171,7 @@ class Bench:
         result = json.loads(out.read_text())
         offsets_after = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
         cpu_after = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        bytes_by_topic, bytes_measure = self.bytes_written(offsets_before, offsets_after)
         completed = result["completed_total"]
         cpu = {
             name: round(cpu_after[name] - cpu_before[name], 2)
@@ -177,8 +183,8 @@ class Bench:
         )
         internal = sum(n for topic, n in written.items() if topic.startswith("__"))
         records = sum(n for topic, n in written.items() if not topic.startswith("__"))
-        changelogs = sum(n for topic, n in written.items() if topic.endswith("-changelog"))
-        loop_cpu = sum(seconds for name, seconds in cpu.items())
+        changelogs = sum(n for topic, n in written.items() if bench_figures.is_state_topic(topic))
+        generator_run_cpu_s = result.get("generator_run_cpu_s", generator_cpu_s)
         level = {
             **result,
             "sustained": bench_figures.sustained(
@@ -195,9 +201,25 @@ class Bench:
                 name: bench_figures.per_thousand(seconds, completed)
                 for name, seconds in cpu.items()
             },
-            "cpu_ms_per_return": round(loop_cpu * 1000 / completed, 2) if completed else None,
+            # services + broker; the partner doubles and the load generator apart
+            "cpu_ms_per_return": bench_figures.cpu_ms_per_return(
+                cpu, {*SERVICES, "broker"}, completed
+            ),
+            "partner_doubles_cpu_ms_per_return": bench_figures.cpu_ms_per_return(
+                cpu, PARTNERS, completed
+            ),
+            # the generator's run phase (its imports and drawn returns before the clock left out)
+            "generator_cpu_ms_per_return": bench_figures.per_thousand(
+                generator_run_cpu_s, completed
+            ),
             "generator_pid": generator_pid,
             "generator_cpu_s": round(generator_cpu_s, 2),
+            "kb_per_return": None
+            if "error" in bytes_measure
+            else bench_figures.kb_per_return(bytes_by_topic, completed),
+            "bytes_by_topic": bytes_by_topic,
+            "bytes_measure": bytes_measure,
+            "overload": overload,
             "lag_at_window_end": lag,
             "peak_rss_mb": {
                 name: round(mb, 1) if (mb := process_metrics.peak_rss_mb(pid)) else None
@@ -205,8 +227,20 @@ class Bench:
             },
         }
         level["unfinished_states"] = self.saga_states(result.get("unfinished_return_ids", []))
-        level["offsets"] = (offsets_before, offsets_after)
         return level
+
+    def bytes_written(
+        self, before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
+    ) -> tuple[dict[str, int], dict[str, Any]]:
+        """Bytes the loop wrote per topic between two offset snapshots. Read after the CPU
+        snapshot: the broker's work serving this read is not the loop's."""
+        loop_topics = [topic for topic in after if bench_figures.is_loop_topic(topic)]
+        try:
+            return asyncio.run(
+                topic_offsets.bytes_written(self.bootstrap, before, after, loop_topics)
+            )
+        except Exception as exc:  # a figure missing is no reason to lose the run
+            return {}, {"error": repr(exc)}
 
     def _measure_lag(self, into: dict[str, Any]) -> None:
         """Each service's consumer lag when the offered load stops: where the backlog is."""
@@ -247,7 +281,9 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
         "req→refund p50/p95/p99/max ms",
         "scan→refund p50/p95/p99/max ms",
         "records/return",
-        "CPU ms/return",
+        "KB/return",
+        "CPU ms/return (services+broker)",
+        "doubles/generator CPU ms/return",
         "peak RSS MB (max service)",
     ):
         table.add_column(column, justify="right")
@@ -260,7 +296,7 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
     for level in levels:
         rss = [mb for name, mb in level["peak_rss_mb"].items() if name != "broker" and mb]
         table.add_row(
-            f"{level['offered_per_s']:g}",
+            f"{level['offered_per_s']:g}" + (" (2×)" if level.get("overload") else ""),
             f"{level['completed_per_s']:.1f}",
             "yes" if level["sustained"] else "NO",
             str(level["unfinished"]),
@@ -268,11 +304,13 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
             quad(level["request_to_refund_ms"]),
             quad(level["scan_to_refund_ms"]),
             str(level["records_per_return"]),
+            str(level["kb_per_return"]),
             str(level["cpu_ms_per_return"]),
+            f"{level['partner_doubles_cpu_ms_per_return']}/{level['generator_cpu_ms_per_return']}",
             f"{max(rss):.0f}" if rss else "-",
         )
     console.print(table)
-    last = levels[-1]
+    last = bench_figures.best_sustained(levels) or levels[-1]
     cpu_table = Table(title=f"CPU s per 1,000 completed returns at {last['offered_per_s']:g}/s")
     cpu_table.add_column("process")
     cpu_table.add_column("CPU s / 1,000", justify="right")
@@ -307,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=os.environ.get("LEVELS") or None, help="e.g. 25,50,100")
     parser.add_argument("--label", default=os.environ.get("LABEL") or "run")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
+    parser.add_argument(
+        "--raw-budget",
+        choices=("measured", "target"),
+        default=os.environ.get("RAW_BUDGET") or "measured",
+        help="the raw pipe's records per return: as the max sustained level wrote them, "
+        "or the target table (bench_figures.TARGET_RECORD_BUDGET)",
+    )
     parser.add_argument(
         "--profile-at",
         default=os.environ.get("PROFILE") or None,
@@ -392,8 +437,19 @@ def main(argv: list[str] | None = None) -> int:
             if sum(not lv["sustained"] for lv in levels) >= 2:
                 console.print("  two levels not sustained: the sweep stops here")
                 break
+        overload = bench_figures.overload_rate(levels)
+        if overload is not None and bench_figures.level_at(levels, overload) is None:
+            console.print(
+                f"[bold]{overload:g} returns/s[/bold] (overload: twice the max sustained "
+                f"offer): {settings.warmup_s:g} s warm-up, {settings.duration_s:g} s measured"
+            )
+            level = bench.run_level(overload, settings, overload=True)
+            levels.append(level)
+            console.print(
+                f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}"
+            )
         if not args.no_raw:
-            raw = run_raw(bench, levels, settings)
+            raw = run_raw(bench, levels, settings, args.raw_budget)
     except KeyboardInterrupt:
         console.print("interrupted: stopping everything")
         return 130
@@ -401,8 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop_all()
         if broker is not None:
             broker.down(wipe=True)
-    for level in levels:
-        level.pop("offsets", None)
     saturation = bench_figures.saturation_level(levels)
     final = bench_figures.final_line(levels, raw["returns_per_s"] if raw else None)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -425,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": settings.duration_s,
             "drain_s": settings.drain_s,
             "raw_returns": settings.raw_returns,
+            "raw_budget": args.raw_budget,
             "warmup_run_s": settings.warmup_run_s,
             "services": list(SERVICES),
             "partner_latency_ms": 0,
@@ -447,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     if raw:
         console.print(
             f"raw aiokafka pipe: {raw['returns_per_s']} returns/s through {raw['hops']} hops "
-            f"({raw['through']} of {raw['returns']} in {raw['elapsed_s']} s)"
+            f"({raw['through']} of {raw['returns']} in {raw['elapsed_s']} s; "
+            f"{raw['records_per_return']} records, {raw['kb_per_return']} KB per return)"
         )
     console.print(f"results: {RESULTS / (name + '.json')}  plot: {plot}  ({report['wall_s']} s)")
     print(json.dumps(final), flush=True)
@@ -455,34 +511,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_raw(
-    bench: Bench, levels: list[dict[str, Any]], settings: BenchSettings
+    bench: Bench, levels: list[dict[str, Any]], settings: BenchSettings, budget_from: str
 ) -> dict[str, Any] | None:
-    """The raw pipe with the hops and record sizes of a typical return of the first level
-    (the most common sequence of records among up to 25 completed returns)."""
-    first = levels[0]
-    if not first["sample_return_ids"]:
-        console.print("  no completed return to copy hops from: raw pipe skipped")
-        return None
-    before, after = first["offsets"]
-    codec = AvroCodec(SchemaCatalogue.load())
-    by_return = asyncio.run(
-        topic_offsets.records_of_returns(
-            bench.bootstrap, first["sample_return_ids"], before, after, codec
+    """The raw pipe with the loop's record budget: the records per return (per topic, at
+    their average size) of the max sustained level, else of the first level that completed
+    returns, else (or with budget_from "target") the target table."""
+    best = bench_figures.best_sustained(levels)
+    measured = next(
+        (
+            level
+            for level in ([best] if best else []) + levels
+            if level["completed_total"] and level["bytes_by_topic"]
+        ),
+        None,
+    )
+    if budget_from == "measured" and measured is not None:
+        budget = bench_figures.record_budget(
+            measured["records_by_topic"], measured["bytes_by_topic"], measured["completed_total"]
         )
-    )
-    records = bench_figures.typical_path(list(by_return.values()))
+        source = f"measured at {measured['offered_per_s']:g}/s"
+    else:
+        budget = [dict(record) for record in bench_figures.TARGET_RECORD_BUDGET]
+        source = "target table (bench_figures.TARGET_RECORD_BUDGET)"
+    totals = bench_figures.budget_totals(budget)
     console.print(
-        f"raw pipe: {len(records)} hops, as a typical return: "
-        + " → ".join(r["name"] for r in records)
+        f"raw pipe: {totals['records']} records per return ({totals['state_records']} state), "
+        f"{totals['kb']} KB, {source}"
     )
-    figures = run_raw_pipe(
-        bench.bootstrap,
-        [r["value"] for r in records],
-        settings.raw_returns,
-        bench.work,
-        log=console.print,
-    )
-    figures["hop_names"] = [r["name"] for r in records]
+    try:
+        figures = run_raw_pipe(
+            bench.bootstrap,
+            budget,
+            settings.raw_returns,
+            bench.work,
+            processes=len(SERVICES),
+            log=console.print,
+        )
+    except ValueError as exc:  # a budget the pipe cannot run (fewer than 2 events)
+        console.print(f"  raw pipe skipped: {exc}")
+        return None
+    figures["hop_names"] = [record["topic"] for record in budget if not record["state"]]
+    figures["budget_source"] = source
+    figures["budget"] = budget
     return figures
 
 

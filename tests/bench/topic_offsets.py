@@ -1,13 +1,18 @@
-"""How many records the broker holds per topic (sum of end offsets), and one return's
-records read back in the order they were written."""
+"""How many records the broker holds per topic (sum of end offsets), and how many bytes
+the records written between two offset snapshots hold (key + value + headers)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.eventing.avro_codec import AvroCodec, CodecError
+from tests.bench.bench_figures import record_bytes, scaled_bytes
+
+# At most this many consecutive offsets are read per partition (from the middle of its
+# range, where the load is steady); a partition's bytes are scaled from them.
+SAMPLE_PER_PARTITION = 1000
 
 
 async def end_offsets(bootstrap: str) -> dict[str, dict[int, int]]:
@@ -35,66 +40,77 @@ def totals(offsets: dict[str, dict[int, int]]) -> dict[str, int]:
     return {topic: sum(by_partition.values()) for topic, by_partition in offsets.items()}
 
 
-def is_event_topic(topic: str) -> bool:
-    """A topic services talk over (not a changelog, dead letters, operations or internal)."""
-    return (
-        topic.startswith("boomerang.")
-        and not topic.endswith((".dlq", "-changelog"))
-        and "operations" not in topic
-        and not topic.startswith("boomerang.bench")
-    )
-
-
-async def records_of_returns(
+async def bytes_written(
     bootstrap: str,
-    return_ids: list[str],
     start: dict[str, dict[int, int]],
     end: dict[str, dict[int, int]],
-    codec: AvroCodec,
-) -> dict[str, list[dict[str, Any]]]:
-    """Per return id, every event-topic record of it written between two offset snapshots,
-    in timestamp order: topic, record name, value bytes."""
-    keys = {return_id.encode(): return_id for return_id in return_ids}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[tuple[int, str, str, str, bytes]] = []
-    try:
-        wanted = {
-            TopicPartition(topic, p): (start.get(topic, {}).get(p, 0), stop)
-            for topic, by_partition in end.items()
-            if is_event_topic(topic)
-            for p, stop in by_partition.items()
-            if stop > start.get(topic, {}).get(p, 0)
-        }
-        if not wanted:
-            return {}
-        consumer.assign(list(wanted))
-        for tp, (first, _) in wanted.items():
-            consumer.seek(tp, first)
-        remaining = set(wanted)
-        while remaining:
-            batches = await consumer.getmany(timeout_ms=1000)
-            if not batches:
-                break
-            for tp, messages in batches.items():
-                for message in messages:
-                    if message.offset >= wanted[tp][1]:
-                        continue
-                    if message.key in keys:
-                        try:
-                            name = codec.decode(message.value).name
-                        except CodecError:
-                            continue
-                        found.append(
-                            (message.timestamp, keys[message.key], tp.topic, name, message.value)
-                        )
-                if messages and messages[-1].offset >= wanted[tp][1] - 1:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
-    finally:
-        await consumer.stop()
-    found.sort(key=lambda item: item[0])
-    by_return: dict[str, list[dict[str, Any]]] = {}
-    for _, return_id, topic, name, value in found:
-        by_return.setdefault(return_id, []).append({"topic": topic, "name": name, "value": value})
-    return by_return
+    topics: list[str],
+    sample_per_partition: int = SAMPLE_PER_PARTITION,
+    timeout_s: float = 30.0,
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Bytes (key + value + headers, as the producers wrote them, before compression) of the
+    records of `topics` between two offset snapshots: topic → bytes, and how they were
+    measured (records read, partitions sampled, complete or cut by the timeout)."""
+    wanted: dict[TopicPartition, tuple[int, int]] = {}
+    for topic in topics:
+        for partition, stop in end.get(topic, {}).items():
+            first = start.get(topic, {}).get(partition, 0)
+            if stop <= first:
+                continue
+            if stop - first > sample_per_partition:  # the middle of the range
+                first += (stop - first - sample_per_partition) // 2
+                wanted[TopicPartition(topic, partition)] = (first, first + sample_per_partition)
+            else:
+                wanted[TopicPartition(topic, partition)] = (first, stop)
+    ranges = {
+        TopicPartition(topic, partition): stop - start.get(topic, {}).get(partition, 0)
+        for topic in topics
+        for partition, stop in end.get(topic, {}).items()
+    }
+    read_bytes = dict.fromkeys(wanted, 0)
+    records_read = 0
+    complete = True
+    if wanted:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_uncommitted",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(wanted))
+            for tp, (first, _) in wanted.items():
+                consumer.seek(tp, first)
+            remaining = set(wanted)
+            deadline = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < deadline:
+                batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
+                for tp, messages in batches.items():
+                    stop = wanted[tp][1]
+                    for message in messages:
+                        if message.offset < stop:
+                            read_bytes[tp] += record_bytes(
+                                message.key, message.value, message.headers
+                            )
+                            records_read += 1
+                for tp in list(remaining):  # done once the position passed the range
+                    if await consumer.position(tp) >= wanted[tp][1]:
+                        remaining.discard(tp)
+                        consumer.pause(tp)
+            complete = not remaining
+        finally:
+            await consumer.stop()
+    by_topic: dict[str, int] = {}
+    for tp, (first, stop) in wanted.items():
+        scaled = scaled_bytes(read_bytes[tp], stop - first, ranges[tp])
+        by_topic[tp.topic] = by_topic.get(tp.topic, 0) + scaled
+    sampled = sum(1 for tp, (first, stop) in wanted.items() if stop - first < ranges[tp])
+    how = {
+        "records_read": records_read,
+        "partitions": len(wanted),
+        "partitions_sampled": sampled,
+        "sample_per_partition": sample_per_partition,
+        "complete": complete,
+    }
+    return by_topic, how

@@ -1,6 +1,6 @@
 """The six services' handlers as their composition roots wire them (each app's `wiring`),
 with in-memory tables and fake partners, records routed by topic and each one encoded and
-decoded by the real Avro codec — no broker, no HTTP server, no Faust.
+decoded by the real Avro codec — no broker, no HTTP server, no engine.
 
 Records are delivered one at a time in the order they were published, to every subscription
 of their topic that accepts them, as one consumer per service would see them; failures are

@@ -80,7 +80,7 @@ def test_different_framework_lines_and_levels_are_counted_apart():
     assert repeats.filter(_record("aiokafka", "node 1 down"))
     assert repeats.filter(_record("aiokafka", "node 2 down"))
     assert repeats.filter(_record("aiokafka", "node 1 down", logging.WARNING))
-    assert repeats.filter(_record("faust.agent", "node 1 down"))
+    assert repeats.filter(_record("aiokafka.conn", "node 1 down"))
 
 
 def test_boomerang_lines_are_never_held_back():

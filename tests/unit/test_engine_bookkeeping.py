@@ -1,0 +1,134 @@
+"""The engine's pure bookkeeping: which offsets may be committed, and what a checkpoint
+writes, persists and holds back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.engine.offset_tracking import OffsetProgress, PartitionProgress
+from services.engine.state_store import (
+    APPLIED_HEADER,
+    Handling,
+    StateStore,
+    StateWriteOutsideRecord,
+    handling,
+)
+
+
+@given(st.data(), st.lists(st.integers(1, 3), min_size=1, max_size=40))
+def test_the_committable_position_is_the_end_of_the_contiguous_done_prefix(data, gaps):
+    offsets = []
+    offset = 0
+    for gap in gaps:  # offsets with holes, as compaction and markers leave them
+        offset += gap
+        offsets.append(offset)
+    progress = PartitionProgress()
+    for o in offsets:
+        progress.fetched(o)
+    order = data.draw(st.permutations(offsets))
+    done: set[int] = set()
+    for o in order:
+        progress.done(o)
+        done.add(o)
+        prefix = [x for x in offsets if all(y in done for y in offsets if y <= x)]
+        expected = prefix[-1] + 1 if prefix else None
+        assert progress.position == expected
+    assert progress.outstanding == 0 and progress.position == offsets[-1] + 1
+
+
+def test_offsets_must_be_fetched_in_order_and_done_once():
+    progress = PartitionProgress()
+    progress.fetched(5)
+    with pytest.raises(ValueError):
+        progress.fetched(5)
+    progress.done(5)
+    with pytest.raises(ValueError):
+        progress.done(5)
+
+
+def test_progress_per_partition_and_forgetting_revoked_ones():
+    progress = OffsetProgress()
+    progress.fetched("t", 0, 10)
+    progress.fetched("t", 1, 3)
+    progress.done("t", 1, 3)
+    assert progress.committable() == {("t", 1): 4}
+    assert progress.outstanding() == 1 and progress.outstanding(1) == 0
+    progress.forget({0})
+    assert progress.outstanding() == 0
+
+
+def write(store: StateStore, table: str, key: str, value: object, offset: int, topic: str = "in"):
+    with handling(Handling(key, topic, 0, offset)):
+        store.tables[table][key] = value
+
+
+def test_a_table_cannot_be_written_outside_a_record():
+    store = StateStore()
+    table = store.table("sagas", "sagas-changelog")
+    with pytest.raises(StateWriteOutsideRecord):
+        table["R-1"] = {}
+
+
+def test_a_key_changed_many_times_is_written_once_per_checkpoint_with_its_applied_offsets():
+    store = StateStore()
+    store.table("sagas", "sagas-changelog")
+    for offset in (3, 7, 9):
+        write(store, "sagas", "R-1", {"n": offset}, offset)
+    writes = store.checkpoint_writes()
+    assert len(writes) == 1
+    assert orjson.loads(writes[0].value) == {"n": 9}
+    assert dict(writes[0].headers)[APPLIED_HEADER] == orjson.dumps({"key": "R-1", "at": {"in": 9}})
+    assert store.commit_floor() == {("in", 0): 3}
+    store.persisted(writes)
+    assert store.commit_floor() == {} and store.checkpoint_writes() == []
+
+
+def test_an_entry_changed_while_its_checkpoint_is_written_stays_dirty_from_that_change_on():
+    store = StateStore()
+    store.table("sagas", "sagas-changelog")
+    write(store, "sagas", "R-1", {"n": 1}, 1)
+    writes = store.checkpoint_writes()
+    write(store, "sagas", "R-1", {"n": 2}, 5)
+    store.persisted(writes)
+    assert store.commit_floor() == {("in", 0): 5}
+
+
+def test_a_key_with_a_record_in_flight_waits_and_holds_the_commit_back():
+    store = StateStore()
+    store.table("sagas", "sagas-changelog")
+    write(store, "sagas", "R-1", {"n": 1}, 4)
+    store.started("R-1")
+    assert store.checkpoint_writes() == []
+    assert store.commit_floor() == {("in", 0): 4}
+    store.finished("R-1")
+    assert len(store.checkpoint_writes()) == 1
+
+
+def test_recovery_restores_values_and_skips_records_the_state_already_took():
+    source = StateStore()
+    source.table("sagas", "sagas-changelog")
+    write(source, "sagas", "R-1", {"n": 1}, 11)
+    with handling(Handling("R-2", "in", 0, 12)):
+        del_me = source.tables["sagas"]
+        del_me["R-2"] = {"n": 2}
+        del del_me["R-2"]
+    recovered = StateStore()
+    recovered.table("sagas", "sagas-changelog")
+    for w in source.checkpoint_writes():
+        recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
+    assert recovered.tables["sagas"].values == {"R-1": {"n": 1}}
+    assert recovered.already_applied("R-1", "in", 11)
+    assert not recovered.already_applied("R-1", "in", 12)
+    assert recovered.already_applied("R-2", "in", 12)  # a tombstone keeps its stamp
+    assert not recovered.already_applied("R-1", "other", 0)
+
+
+def test_dropping_a_partition_forgets_its_keys():
+    store = StateStore()
+    store.table("sagas", "sagas-changelog")
+    write(store, "sagas", "R-1", {"n": 1}, 1)
+    store.drop_partitions({0})
+    assert store.tables["sagas"].values == {} and store.dirty == {} and store.applied == {}
