@@ -63,7 +63,7 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
     transition = saga.decide(state, incoming.name, incoming.record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
         ports.sagas[return_id] = transition.state.to_json()
-    log.info(
+    log.debug(
         "saga event",
         status=str(transition.state.status),
         duplicate=transition.duplicate,
@@ -72,7 +72,7 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
     )
     already_fired = len(state.rules_fired) if state else 0
     for rule in transition.state.rules_fired[already_fired:]:  # rules are only appended
-        log.info("rule fired", **rule)
+        log.debug("rule fired", **rule)
     return [keyed(command) for command in transition.commands]
 
 

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.eventing.avro_codec import AvroCodec
+from services.eventing.envelope import check_envelope
 from services.eventing.event_publisher import record_headers
 from services.eventing.handler_contract import Outbound
 from services.eventing.log_setup import get_logger
@@ -76,12 +77,17 @@ class RecordProducer:
             with contextlib.suppress(Exception):
                 await producer.stop()
 
-    def encode(self, outbound: Sequence[Outbound]) -> list[tuple[str, bytes, bytes, list]]:
+    def encode(
+        self, outbound: Sequence[Outbound], checked: bool = False
+    ) -> list[tuple[str, bytes, bytes, list]]:
         """(topic, key, value, headers) per record; raises CodecError for a record its
-        schema refuses (a handler's bug: the input is dead-lettered)."""
+        schema refuses (a handler's bug: the input is dead-lettered). `checked`: validated
+        against the schema first (records built from outside input: HTTP, timers)."""
         encoded = []
         for name, record, *key in outbound:
-            value = self.codec.encode(name, record)
+            if checked:
+                check_envelope(name, record)
+            value = self.codec.encode(name, record, checked)
             record_key = key[0] if key else record["envelope"]["return_id"].encode()
             encoded.append((self.topic_of(name), record_key, value, record_headers(name, record)))
         return encoded
@@ -110,10 +116,10 @@ class RecordProducer:
 
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         """Write every record and wait until the broker acknowledged all of them."""
-        await asyncio.gather(*await self.send_encoded(self.encode(outbound)))
+        await asyncio.gather(*await self.send_encoded(self.encode(outbound, checked=True)))
 
     async def publish_durably(self, outbound: Sequence[Outbound]) -> None:
-        await self.deliver(self.encode(outbound))
+        await self.deliver(self.encode(outbound, checked=True))
 
     async def deliver(
         self, encoded: Sequence[tuple[str, bytes | None, bytes | None, list]]

@@ -23,7 +23,7 @@ async def answer_once(
     done = answered.get(incoming.return_id) or {}
     if incoming.event_id in done:
         name, record = done[incoming.event_id]
-        log.info("command seen before: stored answer re-emitted", result=name)
+        log.debug("command seen before: stored answer re-emitted", result=name)
         return [(name, record)]
     outbound = await answer()
     if outbound:

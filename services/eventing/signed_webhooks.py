@@ -33,5 +33,5 @@ async def publish_signed_event(
     name, record, *_ = event_of(parse_json_object(request.body))
     with event_context(record["envelope"]):
         await publish([(name, record)])
-        log.info(logged_as, event_type=name, **log_fields)
+        log.debug(logged_as, event_type=name, **log_fields)
     return HttpAnswer(202, {"accepted": True, "event_id": record["envelope"]["event_id"]})

@@ -74,7 +74,7 @@ async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpA
         with event_context(return_id=scan.return_id, scan_id=scan.scan_id):
             first = ports.recent_scans.get(scan.scan_id) or ports.scans.get(scan.scan_id)
             if first is not None:
-                log.info("duplicate scan: first answer returned")
+                log.debug("duplicate scan: first answer returned")
                 return HttpAnswer(first["status"], first["body"], {"Idempotent-Replayed": "true"})
             view = ports.returns.get(scan.return_id)
             if view is None:
@@ -109,5 +109,5 @@ async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpA
             while len(ports.recent_scans) > RECENT_SCANS:
                 ports.recent_scans.popitem(last=False)
             ports.submitted[scan.return_id] = scan.scan_id
-            log.info("inspection recorded", items=len(scan.items), event_id=event_id)
+            log.debug("inspection recorded", items=len(scan.items), event_id=event_id)
             return HttpAnswer(202, body)

@@ -63,7 +63,7 @@ async def ask_carrier(ports: PickupPorts, incoming: Incoming) -> list[Outbound]:
             command["pickup_address"],
             command["parcel_count"],
         )
-        log.info("pickup booked", booking_id=booking.booking_id)
+        log.debug("pickup booked", booking_id=booking.booking_id)
         booked = {
             "carrier": booking.carrier,
             "booking_id": booking.booking_id,
@@ -77,7 +77,7 @@ async def ask_carrier(ports: PickupPorts, incoming: Incoming) -> list[Outbound]:
         outcome = "cancelled"
         if booking_id:
             outcome = await ports.carrier.cancel(command["idempotency_key"], booking_id)
-        log.info("pickup cancel answered", booking_id=booking_id, outcome=outcome)
+        log.debug("pickup cancel answered", booking_id=booking_id, outcome=outcome)
         reason = command["reason"]
         if outcome == "already_collected":
             reason = f"{NOT_CANCELLED_PREFIX}: the carrier had already collected the parcel"

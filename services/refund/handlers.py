@@ -183,7 +183,7 @@ async def pay(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
             raise
         ports.routes[return_id] = {**reached, order.key: provider}
         name, record = result_event(command, answer, provider)
-        log.info(
+        log.debug(
             "refund answered",
             result=name,
             provider=provider,
@@ -283,7 +283,7 @@ async def keep_order_ledger(ports: RefundPorts, incoming: Incoming) -> list[Outb
         entry, answer = order_refund_ledger.release(known, incoming.return_id, command)
     if entry != known:
         ports.order_ledger[order_ref] = entry
-    log.info(
+    log.debug(
         "order refund ledger",
         order_ref=order_ref,
         answer=answer.name,

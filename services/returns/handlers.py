@@ -164,7 +164,7 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
                         extra={"return_id": return_id},
                     )
                 if known.get("status") is not None:
-                    log.info("idempotent replay", status=known["status"])
+                    log.debug("idempotent replay", status=known["status"])
                     replayed = {"Idempotent-Replayed": "true"}
                     return HttpAnswer(known["status"], known["body"], replayed)
             now = ports.clock_ms()
@@ -173,7 +173,7 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
             await ports.publish(events)
             status, body = answer_for(return_id, events[1][1], decision.accepted)
             ports.remember(return_id, {"request_hash": fingerprint, "status": status, "body": body})
-            log.info(
+            log.debug(
                 "return requested",
                 event_id=events[0][1]["envelope"]["event_id"],
                 accepted=decision.accepted,

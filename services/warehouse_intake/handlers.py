@@ -89,7 +89,7 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
     if ports.intakes.get(return_id) is None:
         movements = outbound[-1][1]["movements"]
         ports.intakes[return_id] = {"warehouse_id": command["warehouse_id"], "movements": movements}
-    log.info("intake decided", movements=len(outbound) - 1)
+    log.debug("intake decided", movements=len(outbound) - 1)
     return outbound
 
 
@@ -98,7 +98,7 @@ async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound
     key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
     entry, moved = inventory_ledger.apply(ports.ledger.get(key), movement)
     ports.ledger[key] = entry
-    log.info("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
+    log.debug("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
     return []
 
 
