@@ -87,6 +87,7 @@ class ConsumeLoop:
         self.consumer: AIOKafkaConsumer | None = None
         self._paused = False
         self.done = 0  # records done since the last report
+        self.last_done_at = 0.0
         self.state_writes = 0
         self.failed: BaseException | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -202,6 +203,7 @@ class ConsumeLoop:
         if (message.topic, message.partition) in self.progress.partitions:
             self.progress.done(message.topic, message.partition, message.offset)
         self.done += 1
+        self.last_done_at = time.monotonic()
 
     async def _drain(self) -> None:
         while self.tails:
@@ -210,9 +212,20 @@ class ConsumeLoop:
     # -- checkpoints ----------------------------------------------------------------------
 
     async def _checkpoint_every(self) -> None:
-        reported_at = time.monotonic()
+        """Every checkpoint_interval_s, or sooner once the loop has been idle for
+        checkpoint_idle_s with something to write (the changelogs the on-call tools read
+        are then current whenever nothing is happening)."""
+        reported_at = checkpointed_at = time.monotonic()
+        interval, idle = self.settings.checkpoint_interval_s, self.settings.checkpoint_idle_s
         while True:
-            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            await asyncio.sleep(min(idle, interval) / 4)
+            now = time.monotonic()
+            pending = self.last_done_at > checkpointed_at
+            if not (
+                now - checkpointed_at >= interval or (pending and now - self.last_done_at >= idle)
+            ):
+                continue
+            checkpointed_at = now
             try:
                 await self.checkpoint()
             except asyncio.CancelledError:

@@ -49,6 +49,7 @@ class RecordHandling:
         self.producer = producer
         self.store = store
         self.slots = slots  # bounds the handlers running at once (partner calls included)
+        self.skipped_as_applied = 0  # re-read records the state had taken already
 
     async def handle(self, message: Any, subscription: Subscription) -> None:
         async with self.slots:
@@ -72,6 +73,7 @@ class RecordHandling:
         key = record_key(message) or decoded.record["envelope"]["return_id"]
         if self.store.already_applied(key, message.topic, message.offset):
             log.debug("record already in the state; skipped", offset=message.offset)
+            self.skipped_as_applied += 1
             return []
         incoming = Incoming(
             decoded.name,

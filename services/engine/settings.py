@@ -21,6 +21,7 @@ class ServiceSettings:
     # state changelogs written and offsets committed this often (Kafka Streams commits every
     # 30 s at least once, Quix every 5 s): a key changed many times in between is written once
     checkpoint_interval_s: float = 2.0
+    checkpoint_idle_s: float = 0.5  # sooner once nothing was done for this long
     # records being handled at once (different keys; one key is handled in offset order)
     max_in_flight: int = 100
     # records fetched but not yet done; the loop stops fetching above it (back-pressure)
@@ -46,6 +47,7 @@ class ServiceSettings:
             instance_id=env.get("BOOMERANG_INSTANCE_ID", "1"),
             retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", "5")),
             checkpoint_interval_s=float(env.get("BOOMERANG_CHECKPOINT_S", "2")),
+            checkpoint_idle_s=float(env.get("BOOMERANG_CHECKPOINT_IDLE_S", "0.5")),
             max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", "100")),
             max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", "2000")),
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",

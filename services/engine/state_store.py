@@ -114,6 +114,7 @@ class StateStore:
     applied: dict[str, dict[str, int]] = field(default_factory=dict)  # key → topic → offset
     dirty: dict[tuple[str, str], _Dirty] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)  # key → records being handled
+    in_changelog: set[tuple[str, str]] = field(default_factory=set)  # entries with a value there
     versions: int = 0
 
     def table(self, name: str, changelog: str) -> StateTable:
@@ -161,11 +162,14 @@ class StateStore:
         """The changelog records of every dirty entry whose writer has no record in flight
         (an entry mid-way through a record waits for the next checkpoint)."""
         writes = []
-        for (name, key), dirty in self.dirty.items():
+        for (name, key), dirty in list(self.dirty.items()):
             if dirty.writer in self.busy:
                 continue
             table = self.tables[name]
             value = table.values.get(key, _ABSENT)
+            if value is _ABSENT and (name, key) not in self.in_changelog:
+                del self.dirty[(name, key)]  # born and gone between two checkpoints
+                continue
             stamp = {"key": dirty.writer, "at": self.applied.get(dirty.writer, {})}
             dirty.after_snapshot = {}
             writes.append(
@@ -187,6 +191,10 @@ class StateStore:
             dirty = self.dirty.get(write.entry)
             if dirty is None:
                 continue
+            if write.value is None:
+                self.in_changelog.discard(write.entry)
+            else:
+                self.in_changelog.add(write.entry)
             if dirty.version == write.version:
                 del self.dirty[write.entry]
             else:  # changed while being written: only the later changes are unpersisted
@@ -219,8 +227,10 @@ class StateStore:
         self.partition_of[decoded_key] = partition
         if value is None:
             table.values.pop(decoded_key, None)
+            self.in_changelog.discard((name, decoded_key))
         else:
             table.values[decoded_key] = orjson.loads(value)
+            self.in_changelog.add((name, decoded_key))
         for header, raw in headers or ():
             if header == APPLIED_HEADER:
                 stamp = orjson.loads(raw)
@@ -235,6 +245,7 @@ class StateStore:
         for table in self.tables.values():
             for key in gone & table.values.keys():
                 del table.values[key]
+            self.in_changelog -= {(table.name, key) for key in gone}
         for key in gone:
             del self.partition_of[key]
             self.applied.pop(key, None)

@@ -125,6 +125,7 @@ def add_health_page(parts: ServiceParts) -> None:
             "service": parts.settings.service,
             "ready": parts.ready,
             "assigned_partitions": assigned,
+            "skipped_as_applied": parts.loop.records.skipped_as_applied if parts.loop else 0,
         }
         return json_answer(body, 200 if parts.ready else 503)
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from services.eventing.handler_contract import DomainRejection, TransientFailure
+from services.eventing.partner_pool import PARTNER_POOL
 
 
 class CarrierRefused(DomainRejection):
@@ -83,5 +84,5 @@ def carrier_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=2.0),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        limits=PARTNER_POOL,
     )

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from services.eventing.handler_contract import DomainRejection, TransientFailure
+from services.eventing.partner_pool import PARTNER_POOL
 
 
 class MarketplaceRefused(DomainRejection):
@@ -69,4 +70,6 @@ class MarketplaceClient:
 
 
 def marketplace_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0))
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0), limits=PARTNER_POOL
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from services.eventing.handler_contract import DomainRejection, TransientFailure
+from services.eventing.partner_pool import PARTNER_POOL
 
 PROVIDER = "psp"
 
@@ -145,5 +146,5 @@ def psp_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=2.0),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        limits=PARTNER_POOL,
     )

@@ -77,6 +77,7 @@ def build(run: str, port: int, bootstrap: str) -> worker.ServiceParts:
         web_port=port,
         bootstrap=bootstrap,
         checkpoint_interval_s=float(os.environ.get("PROBE_CHECKPOINT_S", "0.2")),
+        checkpoint_idle_s=float(os.environ.get("PROBE_CHECKPOINT_S", "0.2")),
         session_timeout_s=6.0,
         static_membership=True,
     )

@@ -111,18 +111,20 @@ def test_recovery_restores_values_and_skips_records_the_state_already_took():
     source = StateStore()
     source.table("sagas", "sagas-changelog")
     write(source, "sagas", "R-1", {"n": 1}, 11)
-    with handling(Handling("R-2", "in", 0, 12)):
-        del_me = source.tables["sagas"]
-        del_me["R-2"] = {"n": 2}
-        del del_me["R-2"]
+    write(source, "sagas", "R-2", {"n": 2}, 12)
+    changelog = source.checkpoint_writes()
+    source.persisted(changelog)
+    with handling(Handling("R-2", "in", 0, 13)):
+        del source.tables["sagas"]["R-2"]
+    changelog += source.checkpoint_writes()
     recovered = StateStore()
     recovered.table("sagas", "sagas-changelog")
-    for w in source.checkpoint_writes():
+    for w in changelog:
         recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
     assert recovered.tables["sagas"].values == {"R-1": {"n": 1}}
     assert recovered.already_applied("R-1", "in", 11)
     assert not recovered.already_applied("R-1", "in", 12)
-    assert recovered.already_applied("R-2", "in", 12)  # a tombstone keeps its stamp
+    assert recovered.already_applied("R-2", "in", 13)  # a tombstone keeps its stamp
     assert not recovered.already_applied("R-1", "other", 0)
 
 
@@ -132,3 +134,23 @@ def test_dropping_a_partition_forgets_its_keys():
     write(store, "sagas", "R-1", {"n": 1}, 1)
     store.drop_partitions({0})
     assert store.tables["sagas"].values == {} and store.dirty == {} and store.applied == {}
+
+
+def test_an_entry_born_and_gone_between_two_checkpoints_writes_nothing():
+    store = StateStore()
+    store.table("views", "views-changelog")
+    write(store, "views", "R-1", {"n": 1}, 1)
+    with handling(Handling("R-1", "in", 0, 2)):
+        del store.tables["views"]["R-1"]
+    assert store.checkpoint_writes() == [] and store.commit_floor() == {}
+
+
+def test_an_entry_in_the_changelog_that_goes_is_written_as_a_tombstone():
+    store = StateStore()
+    store.table("views", "views-changelog")
+    write(store, "views", "R-1", {"n": 1}, 1)
+    store.persisted(store.checkpoint_writes())
+    with handling(Handling("R-1", "in", 0, 2)):
+        del store.tables["views"]["R-1"]
+    (tombstone,) = store.checkpoint_writes()
+    assert tombstone.value is None
