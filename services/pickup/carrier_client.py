@@ -1,4 +1,4 @@
-"""Thin httpx adapter for the carrier's booking API.
+"""Thin HTTP adapter for the carrier's booking API.
 
 Every call carries an Idempotency-Key derived from the return and the step, so a retry
 after a crash books (or cancels) once. 5xx, 429, timeouts and connection errors are
@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from services.eventing.handler_contract import DomainRejection, TransientFailure
-from services.eventing.partner_pool import PARTNER_POOL
+from services.eventing.partner_http import (
+    PartnerHttp,
+    PartnerUnreachable,
+)
 
 
 class CarrierRefused(DomainRejection):
@@ -30,7 +31,7 @@ class Booking:
 
 
 class CarrierClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: PartnerHttp) -> None:
         self.http = http
 
     async def _call(self, method: str, path: str, key: str, body: Any = None) -> dict[str, Any]:
@@ -38,7 +39,7 @@ class CarrierClient:
             response = await self.http.request(
                 method, path, json=body, headers={"Idempotency-Key": key}
             )
-        except httpx.TransportError as exc:  # timeouts, refused connections, resets
+        except PartnerUnreachable as exc:  # timeouts, refused connections, resets
             raise TransientFailure(f"carrier {method} {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"carrier {method} {path}: HTTP {response.status_code}")
@@ -79,10 +80,6 @@ class CarrierClient:
         return str(data.get("status", "cancelled"))
 
 
-def carrier_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
+def carrier_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
     """One pooled client per process."""
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(timeout_s, connect=2.0),
-        limits=PARTNER_POOL,
-    )
+    return PartnerHttp(base_url, timeout_s)

@@ -1,4 +1,4 @@
-"""Thin httpx adapter for the marketplace's replacement orders (exchanges).
+"""Thin HTTP adapter for the marketplace's replacement orders (exchanges).
 
 The Idempotency-Key comes from the command (`{return_id}-replacement`): a retry after a lost
 answer finds the first order (or the first out-of-stock answer), never places a second one.
@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from services.eventing.handler_contract import DomainRejection, TransientFailure
-from services.eventing.partner_pool import PARTNER_POOL
+from services.eventing.partner_http import (
+    PartnerHttp,
+    PartnerUnreachable,
+)
 
 
 class MarketplaceRefused(DomainRejection):
@@ -46,7 +47,7 @@ REPLACEMENT_FIELDS = ("return_id", "order_ref", "buyer_id", "sku", "quantity", "
 
 
 class MarketplaceClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: PartnerHttp) -> None:
         self.http = http
 
     async def place_replacement(self, order: ReplacementOrder) -> ReplacementAnswer:
@@ -54,7 +55,7 @@ class MarketplaceClient:
             response = await self.http.post(
                 "/replacement-orders", json=order.body(), headers={"Idempotency-Key": order.key}
             )
-        except httpx.TransportError as exc:
+        except PartnerUnreachable as exc:
             raise TransientFailure(f"marketplace: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"marketplace: HTTP {response.status_code}")
@@ -69,7 +70,5 @@ class MarketplaceClient:
         raise MarketplaceRefused(f"marketplace: HTTP {response.status_code} {response.text[:300]}")
 
 
-def marketplace_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0), limits=PARTNER_POOL
-    )
+def marketplace_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
+    return PartnerHttp(base_url, timeout_s)

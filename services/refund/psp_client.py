@@ -1,4 +1,4 @@
-"""Thin httpx adapter for the payment provider's refund API.
+"""Thin HTTP adapter for the payment provider's refund API.
 
 The Idempotency-Key comes from the refund command (`{return_id}-refund-{attempt}`): a retry
 after a crash between "the provider paid" and "we recorded it" gets the same refund back.
@@ -13,15 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from services.eventing.handler_contract import DomainRejection, TransientFailure
-from services.eventing.partner_pool import PARTNER_POOL
+from services.eventing.partner_http import (
+    PartnerConnectFailed,
+    PartnerHttp,
+    PartnerResponse,
+    PartnerUnreachable,
+)
 
 PROVIDER = "psp"
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: PartnerResponse) -> dict[str, Any]:
     """The body as a JSON object; {} for anything else (a proxy's or router's error page
     must end as a refusal with its status, not as a parsing crash)."""
     try:
@@ -85,7 +88,7 @@ class RefundOrder:
 
 
 class PspClient:
-    def __init__(self, http: httpx.AsyncClient, provider: str = PROVIDER) -> None:
+    def __init__(self, http: PartnerHttp, provider: str = PROVIDER) -> None:
         self.http = http
         self.provider = provider
 
@@ -94,9 +97,9 @@ class PspClient:
             response = await self.http.post(
                 "/refunds", json=order.body(), headers={"Idempotency-Key": order.key}
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except PartnerConnectFailed as exc:
             raise ProviderDown(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:
+        except PartnerUnreachable as exc:
             raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
@@ -131,7 +134,7 @@ class PspClient:
         """Void a pending refund: "voided", or "already_settled" when money has moved."""
         try:
             response = await self.http.post(f"/refunds/{refund_id}/void")
-        except httpx.TransportError as exc:
+        except PartnerUnreachable as exc:
             raise TransientFailure(f"psp void: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"psp void: HTTP {response.status_code}")
@@ -142,9 +145,5 @@ class PspClient:
         raise PspRefused(f"psp void: HTTP {response.status_code} {response.text[:300]}")
 
 
-def psp_http(base_url: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(timeout_s, connect=2.0),
-        limits=PARTNER_POOL,
-    )
+def psp_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
+    return PartnerHttp(base_url, timeout_s)
