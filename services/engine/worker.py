@@ -47,6 +47,7 @@ class ServiceParts:
     store: StateStore
     web: web.Application
     timers: list[Timer] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     loop: ConsumeLoop | None = None
     offsets: OffsetStore | None = None
 
@@ -56,6 +57,10 @@ class ServiceParts:
 
     def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         self.timers.append((seconds, action))
+
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Called once the loop has stopped (partner clients close their connections)."""
+        self.closers.append(close)
 
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         await self.producer.publish(outbound)
@@ -169,6 +174,11 @@ async def run_until_stopped(parts: ServiceParts) -> int:
     loop.request_stop()
     await asyncio.wait((consuming,))
     await loop.stop()
+    for close in parts.closers:
+        try:
+            await close()
+        except Exception as exc:
+            log.warning("closing failed", error=repr(exc))
     await runner.cleanup()
     await parts.producer.stop()
     log.info("stopped")

@@ -55,4 +55,10 @@ def main() -> int:
         )
     )
     secret = os.environ.get("CARRIER_SIGNING_SECRET", "dev-carrier-secret").encode()
-    return runtime.run_service(SERVICE, DEFAULT_PORT, lambda s: build(s, carrier, secret))
+
+    def built(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
+        parts = build(settings, carrier, secret)
+        parts.on_stop(carrier.aclose)
+        return parts
+
+    return runtime.run_service(SERVICE, DEFAULT_PORT, built)

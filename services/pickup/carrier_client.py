@@ -34,6 +34,9 @@ class CarrierClient:
     def __init__(self, http: PartnerHttp) -> None:
         self.http = http
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def _call(self, method: str, path: str, key: str, body: Any = None) -> dict[str, Any]:
         try:
             response = await self.http.request(

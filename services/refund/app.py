@@ -94,4 +94,13 @@ def partners_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> Pa
 
 def main() -> int:
     partners = partners_from_env()
-    return runtime.run_service(SERVICE, DEFAULT_PORT, lambda settings: build(settings, partners))
+
+    def built(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
+        parts = build(settings, partners)
+        for provider in partners.providers.values():
+            parts.on_stop(provider.aclose)
+        if partners.marketplace is not None:
+            parts.on_stop(partners.marketplace.aclose)
+        return parts
+
+    return runtime.run_service(SERVICE, DEFAULT_PORT, built)

@@ -50,6 +50,9 @@ class MarketplaceClient:
     def __init__(self, http: PartnerHttp) -> None:
         self.http = http
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def place_replacement(self, order: ReplacementOrder) -> ReplacementAnswer:
         try:
             response = await self.http.post(

@@ -92,6 +92,9 @@ class PspClient:
         self.http = http
         self.provider = provider
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def refund(self, order: RefundOrder) -> PspAnswer:
         try:
             response = await self.http.post(
