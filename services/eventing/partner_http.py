@@ -1,10 +1,11 @@
 """The HTTP client every partner adapter (carrier, PSPs, marketplace) calls through: one
 pooled aiohttp session per partner, created in the running event loop on first use.
 
-aiohttp, not httpx, measured back to back here (docs/performance.md): a JSON POST to a
-local server cost 1.7 CPU-ms with httpx 0.28 (3.3 with 20 calls in flight; without
-`sniffio` installed httpcore also retries a failed import on every request) and 0.22–0.28
-with aiohttp 3.14, which is what lets a process hold a hundred partner calls in flight.
+aiohttp, not httpx, measured back to back (`python -m tests.bench.partner_client_cost`, see
+docs/performance.md): a JSON POST to a local server cost 1.7 CPU-ms with httpx 0.28 (3.3
+with 20 calls in flight; without `sniffio` installed httpcore also retries a failed import
+on every request) and 0.22–0.28 with aiohttp 3.14, which is what lets a process hold a
+hundred partner calls in flight.
 """
 
 from __future__ import annotations

@@ -51,7 +51,13 @@ def stack(
         catalogue_topics,
         run_dir,
         carrier_callback_delay_ms=1000,
-        extra_env={**SAGA_ENV, "BOOMERANG_POLICY_DIR": str(policy_dir)},
+        # per-event lines are DEBUG (none at INFO in the hot path): the logs of a test run
+        # carry every event's return_id and event_id
+        extra_env={
+            **SAGA_ENV,
+            "BOOMERANG_POLICY_DIR": str(policy_dir),
+            "BOOMERANG_LOG_LEVEL": "DEBUG",
+        },
         log=lambda m: None,
     )
     try:
