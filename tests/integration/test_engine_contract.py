@@ -269,3 +269,83 @@ def test_a_record_still_being_handled_holds_back_the_commit_of_its_partition(
     while_held, after = asyncio.run(scenario())
     assert while_held[0] == 1  # the first record is done; the held second blocks the rest
     assert after[0] == 8  # released: everything committed
+
+
+class FileLedger:
+    """Effects and the input offsets that led to them, written together and atomically (as a
+    database transaction would): the offset store of a service that keeps its offsets with
+    its effects."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        saved = orjson.loads(path.read_bytes()) if path.exists() else {}
+        self.effects: dict[str, int] = saved.get("effects", {})
+        self.positions: dict[str, int] = saved.get("positions", {})
+
+    def apply(self, incoming: Incoming) -> None:
+        self.effects[incoming.event_id] = self.effects.get(incoming.event_id, 0) + 1
+        self.positions[f"{incoming.topic}:{incoming.partition}"] = incoming.offset + 1
+        staged = self.path.with_suffix(".staged")
+        staged.write_bytes(orjson.dumps({"effects": self.effects, "positions": self.positions}))
+        os.replace(staged, self.path)
+
+    async def starting_positions(self, partitions: list[TopicPartition]) -> dict:
+        return {
+            tp: self.positions[f"{tp.topic}:{tp.partition}"]
+            for tp in partitions
+            if f"{tp.topic}:{tp.partition}" in self.positions
+        }
+
+    async def commit(self, consumer: AIOKafkaConsumer, offsets: dict) -> None:
+        """Nothing: the offsets were stored with the effects."""
+
+
+def test_a_loop_with_its_offsets_kept_beside_its_effects_starts_where_they_say(
+    kafka_bootstrap: str, codec: AvroCodec, probe_run: str, tmp_path: Path
+):
+    run, store = probe_run, tmp_path / "ledger.json"
+
+    async def run_until(total: int) -> int:
+        ledger = FileLedger(store)
+        handled = 0
+
+        async def handler(incoming: Incoming) -> list:
+            nonlocal handled
+            handled += 1
+            ledger.apply(incoming)
+            return []
+
+        settings = ServiceSettings(run, 0, bootstrap=kafka_bootstrap, checkpoint_interval_s=0.1)
+        records = RecordProducer(kafka_bootstrap, run, codec)
+        loop = ConsumeLoop(
+            settings,
+            [Subscription("ledger", (f"{run}.in",), handler)],
+            codec,
+            records,
+            StateStore(),
+            on_fatal=lambda exc: None,
+            offsets=ledger,
+        )
+        await loop.start()
+        running = asyncio.create_task(loop.run())
+        deadline = time.monotonic() + 60
+        while len(ledger.effects) < total and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        loop.request_stop()
+        await running
+        await loop.stop()
+        await records.stop()
+        return handled
+
+    asyncio.run(produce_inputs(kafka_bootstrap, codec, run, range(30)))
+    first = asyncio.run(run_until(30))
+    asyncio.run(produce_inputs(kafka_bootstrap, codec, run, range(30, 60)))
+    second = asyncio.run(run_until(60))
+
+    # the group never committed an offset: only the stored positions kept the second loop
+    # from reading the first thirty again
+    assert (
+        sum(asyncio.run(committed(kafka_bootstrap, f"boomerang-{run}", f"{run}.in")).values()) == 0
+    )
+    assert (first, second) == (30, 30)
+    assert sorted(set(FileLedger(store).effects.values())) == [1]
