@@ -174,7 +174,7 @@ class ConsumeLoop:
         if self.consumer is None:
             return
         await self._drain()
-        await self.checkpoint()
+        await self.checkpoint(everything=True)
         await self.consumer.stop()
 
     # -- records ------------------------------------------------------------------------
@@ -224,14 +224,13 @@ class ConsumeLoop:
         while True:
             await asyncio.sleep(min(idle, interval) / 4)
             now = time.monotonic()
-            pending = self.last_done_at > checkpointed_at
-            if not (
-                now - checkpointed_at >= interval or (pending and now - self.last_done_at >= idle)
-            ):
+            pending = self.last_done_at > checkpointed_at or bool(self.store.dirty)
+            quiet = pending and now - self.last_done_at >= idle and now - checkpointed_at >= idle
+            if not (now - checkpointed_at >= interval or quiet):
                 continue
             checkpointed_at = now
             try:
-                await self.checkpoint()
+                await self.checkpoint(everything=quiet)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -247,12 +246,15 @@ class ConsumeLoop:
                 )
                 reported_at, self.done, self.state_writes = now, 0, 0
 
-    async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
+    async def checkpoint(
+        self, partitions: set[TopicPartition] | None = None, everything: bool = False
+    ) -> None:
         """Changed state to the changelogs, then the done prefix of each input partition
-        (of `partitions`, default the owned ones) committed behind it."""
+        (of `partitions`, default the owned ones) committed behind it. `everything`: the
+        tables written less often too (before partitions move or the process stops)."""
         async with self._checkpoint_lock:
             committable = self.progress.committable()
-            writes = self.store.checkpoint_writes()
+            writes = self.store.checkpoint_writes(time.monotonic(), everything)
             if writes:
                 try:
                     await asyncio.gather(
@@ -295,7 +297,7 @@ class ConsumeLoop:
         self.rebalancing = True
         self.owned = set()
         await self._drain()
-        await self.checkpoint(set(revoked))
+        await self.checkpoint(set(revoked), everything=True)
         self.progress.forget({tp.partition for tp in revoked})
         for tp in revoked:
             self.committed.pop(tp, None)

@@ -75,10 +75,16 @@ class _Dirty:
 class StateTable(MutableMapping[str, Any]):
     """A mapping of JSON values by str key; see the module doc for when it may be written."""
 
-    def __init__(self, store: StateStore, name: str, changelog: str) -> None:
+    def __init__(
+        self, store: StateStore, name: str, changelog: str, every_s: float | None = None
+    ) -> None:
         self.store = store
         self.name = name
         self.changelog = changelog
+        # written at most this often (None: at every checkpoint): a table whose keys each
+        # change many times a minute (the inventory ledger) writes each key once a minute
+        self.every_s = every_s
+        self.written_at = 0.0
         self.values: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -117,8 +123,8 @@ class StateStore:
     in_changelog: set[tuple[str, str]] = field(default_factory=set)  # entries with a value there
     versions: int = 0
 
-    def table(self, name: str, changelog: str) -> StateTable:
-        table = self.tables[name] = StateTable(self, name, changelog)
+    def table(self, name: str, changelog: str, every_s: float | None = None) -> StateTable:
+        table = self.tables[name] = StateTable(self, name, changelog, every_s)
         return table
 
     # -- while handling ---------------------------------------------------------------
@@ -158,12 +164,21 @@ class StateStore:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def checkpoint_writes(self) -> list[ChangelogWrite]:
+    def checkpoint_writes(self, now: float = 0.0, everything: bool = True) -> list[ChangelogWrite]:
         """The changelog records of every dirty entry whose writer has no record in flight
-        (an entry mid-way through a record waits for the next checkpoint)."""
+        (an entry mid-way through a record waits for the next checkpoint). Unless
+        `everything` (a stop, a rebalance), a table with `every_s` is left out until that
+        long after its last write (`now`: a monotonic clock)."""
+        due = {
+            name
+            for name, table in self.tables.items()
+            if everything or table.every_s is None or now - table.written_at >= table.every_s
+        }
+        for name in due:
+            self.tables[name].written_at = now
         writes = []
         for (name, key), dirty in list(self.dirty.items()):
-            if dirty.writer in self.busy:
+            if dirty.writer in self.busy or name not in due:
                 continue
             table = self.tables[name]
             value = table.values.get(key, _ABSENT)

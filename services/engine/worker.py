@@ -51,9 +51,10 @@ class ServiceParts:
     loop: ConsumeLoop | None = None
     offsets: OffsetStore | None = None
 
-    def table(self, name: str) -> StateTable:
-        """A table checkpointed to "boomerang-<service>-<name>-changelog"."""
-        return self.store.table(name, f"{self.settings.group_id}-{name}-changelog")
+    def table(self, name: str, every_s: float | None = None) -> StateTable:
+        """A table checkpointed to "boomerang-<service>-<name>-changelog" (at most every
+        `every_s` when given: see `StateTable`)."""
+        return self.store.table(name, f"{self.settings.group_id}-{name}-changelog", every_s)
 
     def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         self.timers.append((seconds, action))

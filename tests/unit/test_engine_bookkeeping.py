@@ -154,3 +154,18 @@ def test_an_entry_in_the_changelog_that_goes_is_written_as_a_tombstone():
         del store.tables["views"]["R-1"]
     (tombstone,) = store.checkpoint_writes()
     assert tombstone.value is None
+
+
+def test_a_table_written_less_often_waits_for_its_interval_or_a_stop():
+    store = StateStore()
+    store.table("ledger", "ledger-changelog", every_s=60.0)
+    store.table("sagas", "sagas-changelog")
+    write(store, "ledger", "SKU-1@A", {"on_hand": 1}, 1)
+    write(store, "sagas", "R-1", {"n": 1}, 2)
+    first = store.checkpoint_writes(now=100.0, everything=False)
+    assert {w.entry[0] for w in first} == {"ledger", "sagas"}  # never written yet: due
+    store.persisted(first)
+    write(store, "ledger", "SKU-1@A", {"on_hand": 2}, 3)
+    assert store.checkpoint_writes(now=130.0, everything=False) == []
+    assert store.commit_floor() == {("in", 0): 3}  # the commit waits for it
+    assert len(store.checkpoint_writes(now=130.0, everything=True)) == 1
