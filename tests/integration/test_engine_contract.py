@@ -148,6 +148,21 @@ def drain_and_stop(bootstrap: str, run: str, port: int, tmp: Path, total: int) -
         stop(process, signal.SIGTERM)
 
 
+def in_process_loop(
+    bootstrap: str, codec: AvroCodec, run: str, handler, offsets=None
+) -> tuple[ConsumeLoop, RecordProducer]:
+    """A consume loop in this process over `<run>.in`, answering on `<run>.out`."""
+    settings = ServiceSettings(
+        run, 0, bootstrap=bootstrap, checkpoint_interval_s=0.1, retry_base_delay_s=0.01
+    )
+    records = RecordProducer(bootstrap, run, codec, topic_of=lambda name: f"{run}.out")
+    subscriptions = [Subscription("probe", (f"{run}.in",), handler)]
+    loop = ConsumeLoop(
+        settings, subscriptions, codec, records, StateStore(), lambda exc: None, offsets
+    )
+    return loop, records
+
+
 @pytest.fixture
 def probe_run(kafka_bootstrap: str) -> str:
     run = new_run()
@@ -234,18 +249,7 @@ def test_a_record_still_being_handled_holds_back_the_commit_of_its_partition(
             await producer.send_and_wait(f"{run}.in", value=value, key=key.encode(), partition=0)
         await producer.stop()
 
-        settings = ServiceSettings(
-            run, 0, bootstrap=kafka_bootstrap, checkpoint_interval_s=0.1, retry_base_delay_s=0.01
-        )
-        records = RecordProducer(kafka_bootstrap, run, codec, topic_of=lambda name: f"{run}.out")
-        loop = ConsumeLoop(
-            settings,
-            [Subscription("probe", (f"{run}.in",), handler)],
-            codec,
-            records,
-            StateStore(),
-            on_fatal=lambda exc: None,
-        )
+        loop, records = in_process_loop(kafka_bootstrap, codec, run, handler)
         await loop.start()
         running = asyncio.create_task(loop.run())
         try:
@@ -315,17 +319,7 @@ def test_a_loop_with_its_offsets_kept_beside_its_effects_starts_where_they_say(
             ledger.apply(incoming)
             return []
 
-        settings = ServiceSettings(run, 0, bootstrap=kafka_bootstrap, checkpoint_interval_s=0.1)
-        records = RecordProducer(kafka_bootstrap, run, codec)
-        loop = ConsumeLoop(
-            settings,
-            [Subscription("ledger", (f"{run}.in",), handler)],
-            codec,
-            records,
-            StateStore(),
-            on_fatal=lambda exc: None,
-            offsets=ledger,
-        )
+        loop, records = in_process_loop(kafka_bootstrap, codec, run, handler, offsets=ledger)
         await loop.start()
         running = asyncio.create_task(loop.run())
         deadline = time.monotonic() + 60
