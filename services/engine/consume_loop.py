@@ -34,6 +34,7 @@ from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
 REPORT_EVERY_S = 10.0
+PRUNE_EVERY_S = 60.0  # stamps of keys whose state is gone are dropped this often
 
 
 class OffsetStore(Protocol):
@@ -88,6 +89,7 @@ class ConsumeLoop:
         self._paused = False
         self.done = 0  # records done since the last report
         self.last_done_at = 0.0
+        self._pruned_at = 0.0
         self.state_writes = 0
         self.failed: BaseException | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -287,7 +289,9 @@ class ConsumeLoop:
                     log.warning(
                         "offsets not committed; the next checkpoint retries", error=repr(exc)
                     )
-            self.store.prune_applied()
+            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:  # a pass over every key
+                self.store.prune_applied()
+                self._pruned_at = time.monotonic()
 
     # -- rebalances -----------------------------------------------------------------------
 

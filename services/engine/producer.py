@@ -11,26 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import check_envelope
-from services.eventing.event_publisher import record_headers
+from services.eventing.event_publisher import producer_settings, record_headers
 from services.eventing.handler_contract import Outbound
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import topic_for_record
 
 log = get_logger(__name__)
-
-PRODUCER_SETTINGS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 5,
-    "max_batch_size": 256 * 1024,
-}
 
 
 class RecordProducer:
@@ -63,7 +55,7 @@ class RecordProducer:
                     bootstrap_servers=self.bootstrap,
                     client_id=self.client_id,
                     metadata_max_age_ms=5_000,
-                    **PRODUCER_SETTINGS,
+                    **producer_settings(),
                 )
                 await producer.start()
                 self._producer = producer
