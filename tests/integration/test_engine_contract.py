@@ -32,6 +32,7 @@ from services.eventing.avro_codec import AvroCodec
 from services.eventing.handler_contract import Incoming, Subscription, TransientFailure
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.tools.local_stack.stack import free_port
+from services.tools.oncall.topic_reader import read_topic
 from tests.support import engine_probe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,23 +58,7 @@ async def produce_inputs(bootstrap: str, codec: AvroCodec, run: str, numbers: ra
 
 
 async def read_all(bootstrap: str, topic: str) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()  # a new client may not know it yet
-        partitions = [TopicPartition(topic, p) for p in range(engine_probe.PARTITIONS)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        messages = []
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        while remaining:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                messages += batch
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        return messages
-    finally:
-        await consumer.stop()
+    return await read_topic(bootstrap, topic, engine_probe.PARTITIONS)
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:

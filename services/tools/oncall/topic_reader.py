@@ -23,7 +23,11 @@ def catalogue_codec() -> AvroCodec:
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> list[Any]:
     """Every record of `topic` up to the end offsets taken at the start (no consumer group,
     nothing committed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # "earliest": a partition whose first position is looked up after the seek below (the
+    # lookup races it on a busy machine) starts at the beginning too, never at the end
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     records = []
     try:
