@@ -16,8 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.envelope import check_envelope
-from services.eventing.event_publisher import producer_settings, record_headers
+from services.eventing.event_publisher import encoded_record, producer_settings
 from services.eventing.handler_contract import Outbound
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import topic_for_record
@@ -77,11 +76,10 @@ class RecordProducer:
         against the schema first (records built from outside input: HTTP, timers)."""
         encoded = []
         for name, record, *key in outbound:
-            if checked:
-                check_envelope(name, record)
-            value = self.codec.encode(name, record, checked)
-            record_key = key[0] if key else record["envelope"]["return_id"].encode()
-            encoded.append((self.topic_of(name), record_key, value, record_headers(name, record)))
+            _, record_key, value, headers = encoded_record(
+                self.codec, name, record, key[0] if key else None, checked
+            )
+            encoded.append((self.topic_of(name), record_key, value, headers))
         return encoded
 
     async def send_encoded(

@@ -55,11 +55,31 @@ class EventPublisher:
     ) -> asyncio.Future:
         """Encode and hand the record to the producer; the future resolves to its
         RecordMetadata once the broker acknowledged it (or fails with a KafkaError)."""
-        check_envelope(record_name, record)
-        value = self.codec.encode(record_name, record)
-        return await self.producer.send(
-            topic or topic_for_record(record_name).name,
-            value=value,
-            key=key or record["envelope"]["return_id"].encode(),
-            headers=record_headers(record_name, record),
+        default_topic, record_key, value, headers = encoded_record(
+            self.codec, record_name, record, key
         )
+        return await self.producer.send(
+            topic or default_topic, value=value, key=record_key, headers=headers
+        )
+
+
+def encoded_record(
+    codec: AvroCodec,
+    record_name: str,
+    record: dict[str, Any],
+    key: bytes | None = None,
+    checked: bool = True,
+) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    """(catalogue topic, key, value, headers) of one record; the key is the return_id unless
+    a repartitioned topic gives another. `checked`: the envelope and the schema validated
+    first (see AvroCodec.encode)."""
+    if checked:
+        check_envelope(record_name, record)
+    value = codec.encode(record_name, record, checked)
+    record_key = key or record["envelope"]["return_id"].encode()
+    return (
+        topic_for_record(record_name).name,
+        record_key,
+        value,
+        record_headers(record_name, record),
+    )
