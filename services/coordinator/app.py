@@ -43,6 +43,7 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         ports = CoordinatorPorts(
             sagas=parts.table("sagas"),
+            explanations=parts.table("saga-explanations"),
             config=config or saga.SagaConfig(),
             clock_ms=now_ms,
         )

@@ -1,6 +1,7 @@
 """The coordinator's handlers around the pure saga (services/decisions/saga): each event
-moves one return's saga (state in the `sagas` table), due timers become SagaStepTimedOut
-events, and the saga's state is shown on GET /returns/{return_id} and GET /returns."""
+moves one return's saga (its slim record in the `sagas` table, its history, rules fired and
+policy snapshot in `saga-explanations`: saga/stored.py), due timers become SagaStepTimedOut
+events, and the saga is shown on GET /returns/{return_id} and GET /returns."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.decisions import saga
+from services.decisions.saga import stored as stored_saga
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
 from services.eventing.log_setup import get_logger
@@ -43,7 +45,8 @@ log = get_logger(__name__)
 
 @dataclass
 class CoordinatorPorts:
-    sagas: MutableMapping[str, Any]  # return_id -> saga state (SagaState.to_json)
+    sagas: MutableMapping[str, Any]  # return_id -> the saga's slim record
+    explanations: MutableMapping[str, Any]  # return_id -> its history, rules, policy
     config: saga.SagaConfig
     clock_ms: Callable[[], int]
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
@@ -59,10 +62,13 @@ def keyed(command: saga.Command) -> Outbound:
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
     return_id = incoming.return_id
     stored = ports.sagas.get(return_id)
-    state = saga.SagaState.from_json(stored) if stored else None
+    state = stored_saga.loaded_state(stored) if stored else None
     transition = saga.decide(state, incoming.name, incoming.record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
-        ports.sagas[return_id] = transition.state.to_json()
+        ports.sagas[return_id] = stored_saga.slim_record(transition.state)
+        ports.explanations[return_id] = stored_saga.explanation_after(
+            ports.explanations.get(return_id), state, transition.state
+        )
     log.debug(
         "saga event",
         status=str(transition.state.status),
@@ -120,7 +126,8 @@ async def return_status(
     stored = ports.sagas.get(return_id)
     if not stored:
         return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
-    return HttpAnswer(200, saga.status_view(saga.SagaState.from_json(stored)))
+    shown = stored_saga.shown_state(stored, ports.explanations.get(return_id))
+    return HttpAnswer(200, saga.status_view(shown))
 
 
 async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAnswer:

@@ -60,7 +60,9 @@ async def recover_partitions(bootstrap: str, store: StateStore, partitions: set[
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        store.restored()
     finally:
+        store.restoring.clear()
         await consumer.stop()
     log.info(
         "state recovered",

@@ -121,6 +121,8 @@ class StateStore:
     dirty: dict[tuple[str, str], _Dirty] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)  # key → records being handled
     in_changelog: set[tuple[str, str]] = field(default_factory=set)  # entries with a value there
+    # during recovery: key → table → topic → offset its latest changelog record reflects
+    restoring: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     versions: int = 0
 
     def table(self, name: str, changelog: str, every_s: float | None = None) -> StateTable:
@@ -249,10 +251,25 @@ class StateStore:
         for header, raw in headers or ():
             if header == APPLIED_HEADER:
                 stamp = orjson.loads(raw)
-                applied = self.applied.setdefault(stamp["key"], {})
                 self.partition_of[stamp["key"]] = partition
+                per_table = self.restoring.setdefault(stamp["key"], {}).setdefault(name, {})
                 for topic, offset in stamp["at"].items():
-                    applied[topic] = max(offset, applied.get(topic, -1))
+                    per_table[topic] = max(offset, per_table.get(topic, -1))
+
+    def restored(self) -> None:
+        """Recovery has read every changelog: a key's applied offset per input topic is the
+        lowest over the tables its records wrote. A crash between two tables' checkpoint
+        writes leaves one behind; its records are then handled again (handlers dedupe)
+        rather than skipped and lost to the table that missed them."""
+        for writer, tables in self.restoring.items():
+            applied = self.applied.setdefault(writer, {})
+            lowest: dict[str, int] = {}
+            for offsets in tables.values():
+                for topic, offset in offsets.items():
+                    lowest[topic] = min(offset, lowest.get(topic, offset))
+            for topic, offset in lowest.items():
+                applied[topic] = max(offset, applied.get(topic, -1))
+        self.restoring.clear()
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the state of partitions this process no longer owns."""

@@ -176,6 +176,9 @@ def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
 
 SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
 SERVICE_CHANGELOGS = (
+    _changelog(
+        "boomerang-coordinator", "saga-explanations", "each saga's history, rules and policy"
+    ),
     _changelog("boomerang-returns", "answers", "what each idempotency key answered"),
     _changelog("boomerang-pickup", "pickups", "carrier answers per return and command"),
     _changelog("boomerang-inspection", "returns", "which returns await inspection"),

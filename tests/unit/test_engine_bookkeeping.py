@@ -121,11 +121,34 @@ def test_recovery_restores_values_and_skips_records_the_state_already_took():
     recovered.table("sagas", "sagas-changelog")
     for w in changelog:
         recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
+    recovered.restored()
     assert recovered.tables["sagas"].values == {"R-1": {"n": 1}}
     assert recovered.already_applied("R-1", "in", 11)
     assert not recovered.already_applied("R-1", "in", 12)
     assert recovered.already_applied("R-2", "in", 13)  # a tombstone keeps its stamp
     assert not recovered.already_applied("R-1", "other", 0)
+
+
+def test_a_key_two_tables_wrote_is_applied_up_to_the_table_that_is_behind():
+    # a crash between the two tables' checkpoint writes: the second one misses record 8
+    source = StateStore()
+    for name in ("sagas", "explanations"):
+        source.table(name, f"{name}-changelog")
+    write(source, "sagas", "R-1", {"n": 1}, 7)
+    write(source, "explanations", "R-1", {"n": 1}, 7)
+    first = source.checkpoint_writes()
+    source.persisted(first)
+    write(source, "sagas", "R-1", {"n": 2}, 8)
+    write(source, "explanations", "R-1", {"n": 2}, 8)
+    second = [w for w in source.checkpoint_writes() if w.topic == "sagas-changelog"]
+    recovered = StateStore()
+    for name in ("sagas", "explanations"):
+        recovered.table(name, f"{name}-changelog")
+    for w in first + second:
+        recovered.restore(w.entry[0], w.partition, w.key, w.value, w.headers)
+    recovered.restored()
+    assert recovered.already_applied("R-1", "in", 7)
+    assert not recovered.already_applied("R-1", "in", 8)  # handled again, not lost
 
 
 def test_dropping_a_partition_forgets_its_keys():

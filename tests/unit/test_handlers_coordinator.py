@@ -24,7 +24,7 @@ class Clock:
 
 
 def ports(clock: Clock | None = None) -> CoordinatorPorts:
-    return CoordinatorPorts({}, SagaConfig(booking_deadline_ms=60_000), clock or Clock())
+    return CoordinatorPorts({}, {}, SagaConfig(booking_deadline_ms=60_000), clock or Clock())
 
 
 def drive(wired: CoordinatorPorts, name: str, record: dict[str, Any] | None = None) -> list:
@@ -36,16 +36,38 @@ def status(wired: CoordinatorPorts) -> Any:
     return asyncio.run(handlers.return_status(wired, HttpRequest(), RID))
 
 
-def test_each_event_moves_the_stored_saga_and_a_redelivery_re_emits_the_outbox():
+def test_each_event_moves_the_stored_saga_and_a_redelivery_sends_nothing_again():
     wired = ports()
     assert drive(wired, "ReturnRequested") == []
     accepted = event("ReturnAccepted", RID)
     commands = drive(wired, "ReturnAccepted", accepted)
     assert [name for name, *_ in commands] == ["PickupRequested"]
     assert wired.sagas[RID]["status"] == Status.PICKUP_PENDING
-    assert drive(wired, "ReturnAccepted", accepted) == commands  # the outbox, same ids
+    # the engine stores no state before its commands are on the broker: they were sent
+    assert drive(wired, "ReturnAccepted", accepted) == []
     view = status(wired)
     assert (view.status, view.body["status"]) == (200, Status.PICKUP_PENDING)
+
+
+def test_the_slim_record_holds_what_later_steps_read_and_the_explanation_the_rest():
+    wired = ports()
+    drive(wired, "ReturnRequested")
+    rule = {"rule_id": "policy.returnable", "facts_json": '{"category": "apparel"}'}
+    drive(wired, "ReturnAccepted", event("ReturnAccepted", RID, rules=[rule | {"effect": "ok"}]))
+    drive(wired, "PickupScheduled")
+    slim, explanation = wired.sagas[RID], wired.explanations[RID]
+    assert "history" not in slim and "outbox" not in slim
+    assert [r["step"] for r in explanation["rules_fired"]] == ["REQUEST"]
+    assert slim["rules_fired"] == []  # the request's rules are not read again
+    view = status(wired).body
+    assert [e["event_type"] for e in view["history"]] == [
+        "ReturnRequested",
+        "ReturnAccepted",
+        "PickupScheduled",
+    ]
+    assert view["history"][1]["commands"][0]["command"] == "PickupRequested"
+    assert view["history"][1]["step"] == "PICKUP"
+    assert view["rules_fired"] == explanation["rules_fired"]
 
 
 def test_a_due_timer_fires_once_until_it_is_overdue_for_refiring():

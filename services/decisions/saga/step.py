@@ -8,7 +8,15 @@ from dataclasses import replace
 from typing import Any
 
 from services.decisions.event_ids import deterministic_event_id, envelope_of
-from services.decisions.saga.state import PRODUCER, STEP_OF, Command, SagaConfig, SagaState, Status
+from services.decisions.saga.state import (
+    HISTORY_KEPT,
+    PRODUCER,
+    STEP_OF,
+    Command,
+    SagaConfig,
+    SagaState,
+    Status,
+)
 
 
 class Step:
@@ -68,7 +76,7 @@ def with_history(
         entry["parked"] = True
     if new_state.terminal:
         new_state = replace(new_state, timer={})
-    return replace(new_state, history=(*old.history, entry))
+    return replace(new_state, history=(*old.history, entry)[-HISTORY_KEPT:])
 
 
 def set_timer(step: Step, state: SagaState, kind: str, delay_ms: int) -> SagaState:

@@ -43,6 +43,7 @@ from services.decisions.saga.state import (
     EVENT_RANK,
     OPERATOR_EVENTS,
     PARKING_RANK,
+    PROCESSED_IDS_KEPT,
     STATUS_RANK,
     Command,
     SagaConfig,
@@ -71,8 +72,9 @@ def decide(
             created_at=now_ms,
         )
     if event_id in state.processed_event_ids:
-        replay = state.outbox if event_id == state.last_event_id else ()
-        return Transition(state, replay, duplicate=True)
+        # Its commands are not sent again: the engine stores no state before the commands
+        # it led to are on the broker, so a redelivered event's commands were sent.
+        return Transition(state, (), duplicate=True)
 
     state, commands, outcome = _apply(state, name, record, now_ms, config)
     if outcome == "applied":
@@ -80,9 +82,8 @@ def decide(
         commands += more
     state = replace(
         state,
-        processed_event_ids=(*state.processed_event_ids, event_id),
+        processed_event_ids=(*state.processed_event_ids, event_id)[-PROCESSED_IDS_KEPT:],
         last_event_id=event_id,
-        outbox=tuple(commands),
         updated_at=now_ms,
     )
     return Transition(state, tuple(commands), ignored=outcome == "ignored")

@@ -23,6 +23,7 @@ from typing import Any
 
 from services.decisions import saga
 from services.decisions.refunds import order_refund_ledger
+from services.decisions.saga import stored as stored_saga
 from services.decisions.stock import inventory_ledger
 from services.decisions.stock.disposition import movements_for, reversal_movements
 from services.eventing.topics import (
@@ -82,11 +83,11 @@ def _saga(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) 
         return IGNORED
     return_id = record["envelope"]["return_id"]
     stored = tables["sagas"].get(return_id)
-    state = saga.SagaState.from_json(stored) if stored else None
+    state = stored_saga.loaded_state(stored) if stored else None
     transition = saga.decide(state, name, record, record["envelope"]["occurred_at"])
     if transition.duplicate:
         return APPLIED
-    tables["sagas"][return_id] = transition.state.to_json()
+    tables["sagas"][return_id] = stored_saga.slim_record(transition.state)
     return IGNORED if transition.ignored else NEW
 
 

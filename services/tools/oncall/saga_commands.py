@@ -51,11 +51,21 @@ async def _sagas(bootstrap: str) -> dict[str, dict[str, Any]]:
     return await read_table(bootstrap, "coordinator", "sagas")
 
 
+async def _explanation(bootstrap: str, return_id: str) -> dict[str, Any] | None:
+    from services.tools.oncall.service_state import read_table
+
+    return (await read_table(bootstrap, "coordinator", "saga-explanations")).get(return_id)
+
+
 def _state(return_id: str) -> saga_core.SagaState:
-    stored = asyncio.run(_sagas(bootstrap_servers())).get(return_id)
+    """The saga with its explanation (history, rules fired, policy snapshot) put back."""
+    from services.decisions.saga import stored as stored_saga
+
+    bootstrap = bootstrap_servers()
+    stored = asyncio.run(_sagas(bootstrap)).get(return_id)
     if stored is None:
         raise click.ClickException(f"no saga for {return_id} (unknown, or not started yet)")
-    return saga_core.SagaState.from_json(stored)
+    return stored_saga.shown_state(stored, asyncio.run(_explanation(bootstrap, return_id)))
 
 
 @click.group()

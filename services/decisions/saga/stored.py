@@ -1,0 +1,114 @@
+"""The saga as the coordinator stores it, in two tables checkpointed together:
+
+- the slim record: what later steps read (status, request, pickup, inspection, refund,
+  timers, tries, compensations, the ids of recent events) and nothing else;
+- its explanation: the history and the rules fired that the slim record does not keep
+  (the request's). It is shown (GET /returns/{return_id}, `boomerang saga show`), never
+  read by a step, and grows by the entries of each event, bounded (HISTORY_KEPT,
+  RULES_KEPT). The policy snapshot as accepted travels on ReturnAccepted (`policy_json`);
+  the slim record keeps the values later steps read.
+
+Both are written compactly and read back losslessly: a history entry as a row, the refund
+as its difference from the inspection's refund plan it was copied from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.decisions.saga.state import HISTORY_KEPT, STEP_OF, SagaState, Status
+
+# The policy values the steps after inspection read (refund routes and answers); the
+# whole effective policy is read once, when the inspection's refund plan is made.
+LATER_POLICY_RULES = ("decline_fallback", "refund_deadline_days", "exchange_out_of_stock")
+# Rules fired at these steps travel on the refund command, so the slim record keeps them.
+RULE_STEPS_KEPT = frozenset({"INSPECTION", "REFUND"})
+RULES_KEPT = 200
+
+
+_HISTORY_ROW = ("at", "event_type", "event_id", "from", "to")
+
+
+def slim_record(state: SagaState) -> dict[str, Any]:
+    data = state.to_json()
+    del data["history"]
+    data["rules_fired"] = [r for r in state.rules_fired if r.get("step") in RULE_STEPS_KEPT]
+    if state.inspection:
+        rules = state.policy.get("rules") or {}
+        data["policy"] = {"rules": {n: rules[n] for n in LATER_POLICY_RULES if n in rules}}
+    plan = state.inspection.get("refund_plan")
+    if state.refund and plan:
+        same = sorted(name for name, value in state.refund.items() if plan.get(name) == value)
+        data["refund"] = {name: v for name, v in state.refund.items() if name not in same}
+        data["refund_as_plan"] = same
+    return data
+
+
+def _refund_of(slim: dict[str, Any]) -> dict[str, Any]:
+    same = slim.get("refund_as_plan")
+    if same is None:
+        return slim.get("refund") or {}
+    plan = (slim.get("inspection") or {}).get("refund_plan") or {}
+    return {**{name: plan[name] for name in same}, **slim["refund"]}
+
+
+def _history_row(entry: dict[str, Any]) -> list[Any]:
+    extra = {k: v for k, v in entry.items() if k not in _HISTORY_ROW and k != "step"}
+    if "commands" in extra:
+        extra["commands"] = [[c["command"], c["event_id"]] for c in extra["commands"]]
+    return [*(entry[name] for name in _HISTORY_ROW), extra]
+
+
+def _history_entry(row: list[Any]) -> dict[str, Any]:
+    *fields, extra = row
+    entry = dict(zip(_HISTORY_ROW, fields, strict=True))
+    entry["step"] = STEP_OF[Status(entry["to"])]
+    if "commands" in extra:
+        extra = {**extra, "commands": [{"command": n, "event_id": i} for n, i in extra["commands"]]}
+    return {**entry, **extra}
+
+
+def explanation_after(
+    explanation: dict[str, Any] | None, loaded: SagaState | None, after: SagaState
+) -> dict[str, Any]:
+    """The explanation once `after` (decided from `loaded`, read from a slim record) is stored:
+    the entries this event added, appended."""
+    explanation = explanation or {}
+    history_before = len(loaded.history) if loaded else 0
+    rules_before = len(loaded.rules_fired) if loaded else 0
+    new_rules = after.rules_fired[rules_before:]
+    history = [
+        *explanation.get("history", ()),
+        *(_history_row(entry) for entry in after.history[history_before:]),
+    ]
+    rules = [
+        *explanation.get("rules_fired", ()),
+        *(rule for rule in new_rules if rule.get("step") not in RULE_STEPS_KEPT),
+    ]
+    dropped = explanation.get("history_dropped", 0) + max(0, len(history) - HISTORY_KEPT)
+    return {
+        "rules_fired": rules[-RULES_KEPT:],
+        "history": history[-HISTORY_KEPT:],
+        "history_dropped": dropped,
+    }
+
+
+def loaded_state(slim: dict[str, Any]) -> SagaState:
+    """The state a step decides from (a record stored before the split still has its
+    history: it is left out, as it is in the explanation)."""
+    return SagaState.from_json({**slim, "history": (), "refund": _refund_of(slim)})
+
+
+def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None) -> SagaState:
+    """The whole state for the views: the slim record with its explanation put back (the
+    rules in the order they fired: the request's come first)."""
+    explanation = explanation or {}
+    history = [_history_entry(row) for row in explanation.get("history", ())]
+    return SagaState.from_json(
+        {
+            **slim,
+            "refund": _refund_of(slim),
+            "history": history or slim.get("history", ()),
+            "rules_fired": [*explanation.get("rules_fired", ()), *slim.get("rules_fired", ())],
+        }
+    )
