@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
-from services.engine.changelog_recovery import recover_partitions
+from services.engine.changelog_recovery import rebuild_views, recover_partitions
 from services.engine.offset_tracking import OffsetProgress
 from services.engine.producer import RecordProducer
 from services.engine.record_handling import RecordHandling, record_key
@@ -72,6 +72,7 @@ class ConsumeLoop:
         if len(self.by_topic) != sum(len(sub.topics) for sub in subscriptions):
             raise ValueError("a topic is read by two subscriptions of one service")
         self.producer = producer
+        self.codec = codec
         self.store = store
         self.on_fatal = on_fatal
         self.offsets = offsets or KafkaGroupOffsets()
@@ -314,9 +315,9 @@ class ConsumeLoop:
         self.store.drop_partitions(self.state_partitions - numbers)
         self.state_partitions &= numbers
         try:
-            await recover_partitions(
-                self.settings.bootstrap, self.store, numbers - self.state_partitions
-            )
+            arriving = numbers - self.state_partitions
+            await recover_partitions(self.settings.bootstrap, self.store, arriving)
+            await rebuild_views(self.settings.bootstrap, self.store, arriving, self.codec)
             assert self.consumer is not None
             for tp, position in (await self.offsets.starting_positions(list(assigned))).items():
                 self.consumer.seek(tp, position)

@@ -3,6 +3,11 @@ changelogs at most once per key per checkpoint.
 
 A table is written only while a record is handled (the engine sets `handling`), and a
 key's entry lives on that record's partition: changelog partition = input partition.
+A view is a table without a changelog: its durable form is topics written anyway (a
+service's own answers, or the inputs it folds), so it is rebuilt on assignment by folding
+those topics' records of the assigned partitions (changelog_recovery.rebuild_views) and
+never written to Kafka; it holds no commit back and stamps nothing.
+
 Every changelog record carries, in its `boomerang.applied` header, the key of the input
 record that last wrote it and that record's offset per input topic. Recovery reads the
 changelog of each assigned partition to its end and so knows, per key, the last input
@@ -13,7 +18,7 @@ never passes a change that is not in a changelog (`commit_floor`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -46,6 +51,17 @@ def handling(record: Handling) -> Iterator[None]:
         _HANDLING.reset(token)
 
 
+@dataclass(frozen=True)
+class TopicView:
+    """How a view is rebuilt: `fold(view, record name, record)` for each record of `topics`
+    (co-partitioned with the service's inputs: same key, same partition count), oldest
+    first. A fold must give the same entry the handlers write, and take a record twice
+    without harm (records after the committed offset are handled again)."""
+
+    topics: tuple[str, ...]
+    fold: Callable[[MutableMapping[str, Any], str, dict[str, Any]], None]
+
+
 class StateWriteOutsideRecord(RuntimeError):
     """A table was written outside the handling of a record (e.g. from an HTTP handler):
     its change could not be tied to an input offset, so it would not survive a restart."""
@@ -76,11 +92,17 @@ class StateTable(MutableMapping[str, Any]):
     """A mapping of JSON values by str key; see the module doc for when it may be written."""
 
     def __init__(
-        self, store: StateStore, name: str, changelog: str, every_s: float | None = None
+        self,
+        store: StateStore,
+        name: str,
+        changelog: str,
+        every_s: float | None = None,
+        view: TopicView | None = None,
     ) -> None:
         self.store = store
         self.name = name
-        self.changelog = changelog
+        self.changelog = changelog  # "" for a view
+        self.view = view
         # written at most this often (None: at every checkpoint): a table whose keys each
         # change many times a minute (the inventory ledger) writes each key once a minute
         self.every_s = every_s
@@ -103,12 +125,18 @@ class StateTable(MutableMapping[str, Any]):
         return len(self.values)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.store.changing(self, key)
+        self._changing(key)
         self.values[key] = value
 
     def __delitem__(self, key: str) -> None:
-        self.store.changing(self, key)
+        self._changing(key)
         del self.values[key]
+
+    def _changing(self, key: str) -> None:
+        if self.view is None:
+            self.store.changing(self, key)
+        elif (record := _HANDLING.get()) is not None:  # a view only learns where keys live
+            self.store.partition_of[key] = record.partition
 
 
 @dataclass
@@ -128,6 +156,13 @@ class StateStore:
     def table(self, name: str, changelog: str, every_s: float | None = None) -> StateTable:
         table = self.tables[name] = StateTable(self, name, changelog, every_s)
         return table
+
+    def view(self, name: str, view: TopicView) -> StateTable:
+        table = self.tables[name] = StateTable(self, name, "", view=view)
+        return table
+
+    def changelog_tables(self) -> dict[str, StateTable]:
+        return {name: table for name, table in self.tables.items() if table.view is None}
 
     # -- while handling ---------------------------------------------------------------
 

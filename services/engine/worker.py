@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
-from services.engine.state_store import StateStore, StateTable
+from services.engine.state_store import StateStore, StateTable, TopicView
 from services.engine.web import add_openapi_page, add_route, json_answer
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.handler_contract import HttpAnswer, Outbound, Wiring, recovering_answer
@@ -55,6 +55,10 @@ class ServiceParts:
         """A table checkpointed to "boomerang-<service>-<name>-changelog" (at most every
         `every_s` when given: see `StateTable`)."""
         return self.store.table(name, f"{self.settings.group_id}-{name}-changelog", every_s)
+
+    def view(self, name: str, view: TopicView) -> StateTable:
+        """A table with no changelog, rebuilt on assignment by folding `view.topics`."""
+        return self.store.view(name, view)
 
     def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         self.timers.append((seconds, action))

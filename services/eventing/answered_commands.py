@@ -13,6 +13,24 @@ from services.eventing.log_setup import get_logger
 log = get_logger(__name__)
 
 
+def answers_fold(
+    answer_names: frozenset[str],
+) -> Callable[[MutableMapping[str, Any], str, dict[str, Any]], None]:
+    """The fold that rebuilds `answered` from the answers topic (a view, no changelog): each
+    of `answer_names` is the stored answer of the command that caused it (the first one)."""
+
+    def fold(answered: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+        envelope = record["envelope"]
+        command_id = envelope.get("causation_id")
+        if name not in answer_names or not command_id:
+            return
+        done = answered.get(envelope["return_id"]) or {}
+        if command_id not in done:
+            answered[envelope["return_id"]] = {**done, command_id: [name, record]}
+
+    return fold
+
+
 async def answer_once(
     answered: MutableMapping[str, Any],
     incoming: Incoming,

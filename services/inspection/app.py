@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from services.engine import worker as runtime
+from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
@@ -20,13 +21,14 @@ from services.inspection.station_auth import parse_station_tokens
 DEFAULT_PORT = 8083
 DEV_TOKENS = "ST-1:dev-station-token-0001,ST-2:dev-station-token-0002"
 FOLLOWED = (RETURNS_EVENTS, PICKUP_EVENTS, INSPECTION_EVENTS, SAGA_EVENTS)
+FOLLOWED_NAMES = tuple(topic.name for topic in FOLLOWED)
 log = get_logger(__name__)
 
 
 def wiring(ports: InspectionPorts) -> Wiring:
     view = Subscription(
         "returns-view",
-        tuple(topic.name for topic in FOLLOWED),
+        FOLLOWED_NAMES,
         partial(handlers.follow_returns, ports),
         accepts=return_tracking.TRACKED_EVENTS,
     )
@@ -40,8 +42,8 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             InspectionPorts(
-                returns=parts.table("returns"),
-                scans=parts.table("scans"),
+                returns=parts.view("returns", TopicView(FOLLOWED_NAMES, handlers.fold_return)),
+                scans=parts.view("scans", TopicView((INSPECTION_EVENTS.name,), handlers.fold_scan)),
                 station_tokens=station_tokens,
                 publish=parts.publish,
                 clock_ms=now_ms,

@@ -50,16 +50,27 @@ class InspectionPorts:
 async def follow_returns(ports: InspectionPorts, incoming: Incoming) -> list[Outbound]:
     """Keep the view of each return (is it awaiting inspection?) and each recorded scan's
     answer, so a scan posted again after a restart gets its first answer."""
-    record, return_id = incoming.record, incoming.return_id
-    view = return_tracking.track(ports.returns.get(return_id), incoming.name, record)
-    if view is not None:
-        ports.returns[return_id] = view
-    if incoming.name == "InspectionRecorded" and ports.scans.get(record["scan_id"]) is None:
-        ports.scans[record["scan_id"]] = {
-            "status": 202,
-            "body": scan_answer(record["scan_id"], return_id, incoming.event_id),
-        }
+    fold_return(ports.returns, incoming.name, incoming.record)
+    fold_scan(ports.scans, incoming.name, incoming.record)
     return []
+
+
+def fold_return(returns: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+    """The `returns` view (folded from the followed topics): is each awaiting inspection?"""
+    return_id = record["envelope"]["return_id"]
+    view = return_tracking.track(returns.get(return_id), name, record)
+    if view is not None:
+        returns[return_id] = view
+
+
+def fold_scan(scans: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+    """The `scans` view (folded from inspection.events): each scan's first answer."""
+    if name == "InspectionRecorded" and scans.get(record["scan_id"]) is None:
+        envelope = record["envelope"]
+        scans[record["scan_id"]] = {
+            "status": 202,
+            "body": scan_answer(record["scan_id"], envelope["return_id"], envelope["event_id"]),
+        }
 
 
 def scan_answer(scan_id: str, return_id: str, event_id: str) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from functools import partial
 from pathlib import Path
 
 from services.engine import worker as runtime
+from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.topics import PICKUP_COMMANDS
+from services.eventing.topics import PICKUP_COMMANDS, PICKUP_EVENTS
 from services.pickup import handlers
 from services.pickup.carrier_client import CarrierClient, carrier_http
 from services.pickup.handlers import SERVICE, Carrier, PickupPorts
@@ -36,7 +37,9 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             PickupPorts(
-                answered=parts.table("pickups"),
+                answered=parts.view(
+                    "pickups", TopicView((PICKUP_EVENTS.name,), handlers.fold_answers)
+                ),
                 carrier=carrier,
                 signing_secret=signing_secret,
                 publish=parts.publish,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.decisions.saga.state import NOT_CANCELLED_PREFIX
-from services.eventing.answered_commands import answer_once
+from services.eventing.answered_commands import answer_once, answers_fold
 from services.eventing.envelope import reply_record
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.log_setup import get_logger
@@ -47,6 +47,11 @@ class PickupPorts:
 
 def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
     return name, reply_record(command, name, body, SERVICE)
+
+
+# what a command is answered with (stored): the view of them is folded from pickup.events
+ANSWERS = frozenset({"PickupScheduled", "PickupCancelled"})
+fold_answers = answers_fold(ANSWERS)
 
 
 async def handle_pickup_command(ports: PickupPorts, incoming: Incoming) -> list[Outbound]:

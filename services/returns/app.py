@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from services.engine import worker as runtime
+from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
@@ -48,7 +49,7 @@ def build(
     when they change (a bad set is rejected; the previous one stays active)."""
 
     def wire(parts: runtime.ServiceParts) -> Wiring:
-        answers = parts.table("answers")
+        answers = parts.view("answers", TopicView((RETURNS_EVENTS.name,), handlers.fold_answer))
         if policy is not None:
             return wiring(ReturnsPorts(answers, policy, parts.publish, now_ms))
         book = PolicyBook(policy_dir())

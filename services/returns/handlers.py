@@ -134,15 +134,20 @@ class ReturnsPorts:
         return self.answers.get(return_id) is not None or return_id in self.recent
 
 
-async def record_answers(ports: ReturnsPorts, incoming: Incoming) -> list[Outbound]:
-    record, return_id = incoming.record, incoming.return_id
-    if incoming.name == "ReturnRequested" and ports.answers.get(return_id) is None:
-        ports.answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
-    elif incoming.name in ("ReturnAccepted", "ReturnRejected"):
-        known = ports.answers.get(return_id)
+def fold_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+    """What each return's POST answered (the `answers` view, folded from returns.events)."""
+    return_id = record["envelope"]["return_id"]
+    if name == "ReturnRequested" and answers.get(return_id) is None:
+        answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
+    elif name in ("ReturnAccepted", "ReturnRejected"):
+        known = answers.get(return_id)
         if known is not None:
-            status, body = answer_for(return_id, record, incoming.name == "ReturnAccepted")
-            ports.answers[return_id] = {**known, "status": status, "body": body}
+            status, body = answer_for(return_id, record, name == "ReturnAccepted")
+            answers[return_id] = {**known, "status": status, "body": body}
+
+
+async def record_answers(ports: ReturnsPorts, incoming: Incoming) -> list[Outbound]:
+    fold_answer(ports.answers, incoming.name, incoming.record)
     return []
 
 

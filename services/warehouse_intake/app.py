@@ -8,8 +8,9 @@ from functools import partial
 from pathlib import Path
 
 from services.engine import worker as runtime
+from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.topics import INTAKE_COMMANDS, STOCK_MOVEMENTS
+from services.eventing.topics import INTAKE_COMMANDS, INTAKE_EVENTS, STOCK_MOVEMENTS
 from services.warehouse_intake import handlers
 from services.warehouse_intake.handlers import SERVICE, IntakePorts
 
@@ -36,7 +37,7 @@ def wiring(ports: IntakePorts) -> Wiring:
 
 def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
-        intakes = parts.table("intakes")
+        intakes = parts.view("intakes", TopicView((INTAKE_EVENTS.name,), handlers.fold_intake))
         ledger = parts.table("ledger", every_s=LEDGER_WRITTEN_EVERY_S)
         return wiring(IntakePorts(intakes, ledger))
 

@@ -79,6 +79,17 @@ def reversal_outcome(command: dict[str, Any], intake: dict[str, Any] | None) -> 
     return outbound
 
 
+def fold_intake(intakes: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+    """The movements decided per return, as IntakeCompleted says (the `intakes` view is
+    folded from intake.events: a reversal reads them)."""
+    return_id = record["envelope"]["return_id"]
+    if name == "IntakeCompleted" and intakes.get(return_id) is None:
+        intakes[return_id] = {
+            "warehouse_id": record["warehouse_id"],
+            "movements": record["movements"],
+        }
+
+
 async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
     command, return_id = incoming.record, incoming.return_id
     if incoming.name == "IntakeReverseRequested":
@@ -86,9 +97,7 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
         log.info("intake reversed", movements=len(outbound) - 1)
         return outbound
     outbound = intake_outcome(command)
-    if ports.intakes.get(return_id) is None:
-        movements = outbound[-1][1]["movements"]
-        ports.intakes[return_id] = {"warehouse_id": command["warehouse_id"], "movements": movements}
+    fold_intake(ports.intakes, *outbound[-1])
     log.debug("intake decided", movements=len(outbound) - 1)
     return outbound
 
