@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from services.decisions import saga as saga_core
+from services.decisions.saga import stored as stored_saga
 from services.eventing.settings import bootstrap_servers
 from services.tools.oncall import audit_trail
 from services.tools.oncall.cli_output import report_console, stdout_console, table
@@ -58,9 +59,7 @@ async def _explanation(bootstrap: str, return_id: str) -> dict[str, Any] | None:
 
 
 def _state(return_id: str) -> saga_core.SagaState:
-    """The saga with its explanation (history, rules fired, policy snapshot) put back."""
-    from services.decisions.saga import stored as stored_saga
-
+    """The saga with its explanation (history, rules fired) put back."""
     bootstrap = bootstrap_servers()
     stored = asyncio.run(_sagas(bootstrap)).get(return_id)
     if stored is None:
@@ -289,8 +288,10 @@ async def _wait_applied(return_id: str, event_id: str, wait_s: float) -> dict[st
     """The saga's history entry for `event_id` once the coordinator has applied it."""
     deadline = time.monotonic() + wait_s
     while True:
-        stored = (await _sagas(bootstrap_servers())).get(return_id) or {}
-        for entry in stored.get("history", []):
+        bootstrap = bootstrap_servers()
+        stored = (await _sagas(bootstrap)).get(return_id)
+        shown = stored_saga.shown_state(stored, await _explanation(bootstrap, return_id))
+        for entry in shown.history if stored else ():
             if entry.get("event_id") == event_id:
                 return {
                     "to": entry["to"],
