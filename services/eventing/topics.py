@@ -48,6 +48,11 @@ def _stream(name: str, purpose: str, record_types: tuple[str, ...], days: int = 
 
 # Inputs that services consume; each gets a dead-letter topic (transient failures are retried
 # in the consume loop, with backoff, not through a topic).
+# A topic a view is folded from (engine/state_store.py) keeps its records as long as a return
+# can be open: a view rebuilt after a restart must still know every open return (booking 2 h
+# + collection 7 d + inspection 14 d + settlement 30 d, then compensation), with a margin.
+VIEW_SOURCE_DAYS = 60
+
 RETURNS_EVENTS = _stream(
     "boomerang.returns.events",
     "return requests, their policy outcome and the buyer's later details (front door)",
@@ -57,7 +62,7 @@ RETURNS_EVENTS = _stream(
         "ReturnRejected",
         "ReturnCancelled",
         "BuyerDetailsProvided",
-    ),
+    ),    days=VIEW_SOURCE_DAYS,
 )
 PICKUP_COMMANDS = _stream(
     "boomerang.pickup.commands",
@@ -68,12 +73,12 @@ PICKUP_COMMANDS = _stream(
 PICKUP_EVENTS = _stream(
     "boomerang.pickup.events",
     "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
-    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),
+    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),    days=VIEW_SOURCE_DAYS,
 )
 INSPECTION_EVENTS = _stream(
     "boomerang.inspection.events",
     "scanners' inspection results",
-    ("InspectionRecorded",),
+    ("InspectionRecorded",),    days=VIEW_SOURCE_DAYS,
 )
 INTAKE_COMMANDS = _stream(
     "boomerang.intake.commands",
@@ -84,7 +89,7 @@ INTAKE_COMMANDS = _stream(
 INTAKE_EVENTS = _stream(
     "boomerang.intake.events",
     "warehouse-intake → coordinator: stock moved",
-    ("IntakeCompleted", "IntakeReversed"),
+    ("IntakeCompleted", "IntakeReversed"),    days=VIEW_SOURCE_DAYS,
 )
 STOCK_MOVEMENTS = _stream(
     "boomerang.intake.stock-movements",
@@ -134,7 +139,7 @@ SAGA_EVENTS = _stream(
         "SagaCancelRequested",
         "SagaResumeRequested",
     ),
-    days=30,
+    days=VIEW_SOURCE_DAYS,
 )
 SUPPORT_TICKETS = _stream(
     "boomerang.support.tickets",
