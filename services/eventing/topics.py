@@ -62,7 +62,8 @@ RETURNS_EVENTS = _stream(
         "ReturnRejected",
         "ReturnCancelled",
         "BuyerDetailsProvided",
-    ),    days=VIEW_SOURCE_DAYS,
+    ),
+    days=VIEW_SOURCE_DAYS,
 )
 PICKUP_COMMANDS = _stream(
     "boomerang.pickup.commands",
@@ -73,12 +74,14 @@ PICKUP_COMMANDS = _stream(
 PICKUP_EVENTS = _stream(
     "boomerang.pickup.events",
     "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
-    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),    days=VIEW_SOURCE_DAYS,
+    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),
+    days=VIEW_SOURCE_DAYS,
 )
 INSPECTION_EVENTS = _stream(
     "boomerang.inspection.events",
     "scanners' inspection results",
-    ("InspectionRecorded",),    days=VIEW_SOURCE_DAYS,
+    ("InspectionRecorded",),
+    days=VIEW_SOURCE_DAYS,
 )
 INTAKE_COMMANDS = _stream(
     "boomerang.intake.commands",
@@ -89,12 +92,14 @@ INTAKE_COMMANDS = _stream(
 INTAKE_EVENTS = _stream(
     "boomerang.intake.events",
     "warehouse-intake → coordinator: stock moved",
-    ("IntakeCompleted", "IntakeReversed"),    days=VIEW_SOURCE_DAYS,
+    ("IntakeCompleted", "IntakeReversed"),
+    days=VIEW_SOURCE_DAYS,
 )
 STOCK_MOVEMENTS = _stream(
     "boomerang.intake.stock-movements",
-    "warehouse-intake → inventory ledger, keyed by sku@location (repartitioned)",
-    ("StockMovementRecorded",),
+    "warehouse-intake → inventory ledger, one record per intake keyed by warehouse_id "
+    "(repartitioned; StockMovementRecorded, one per item keyed by sku@location, is older)",
+    ("StockMovementsRecorded", "StockMovementRecorded"),
     days=30,
 )
 REFUND_COMMANDS = _stream(

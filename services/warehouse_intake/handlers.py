@@ -1,10 +1,10 @@
 """Warehouse intake's handlers.
 
-IntakeRequested → a disposition per item → one StockMovementRecorded per item on the
-stock-movements topic, keyed by sku@location → IntakeCompleted. A second handler applies
-movements to the ledger table (keyed sku@location, so each entry has one owner) at most
-once per movement_id. Event ids derive from the command, so a redelivered command
-produces the same events and changes nothing.
+IntakeRequested → a disposition per item → one StockMovementsRecorded with all of them on
+the stock-movements topic, keyed by warehouse_id → IntakeCompleted. A second handler applies
+movements to the ledger table (entries keyed sku@location, all of a warehouse's on its
+partition, so each entry has one owner) at most once per movement_id. Event ids derive
+from the command, so a redelivered command produces the same events and changes nothing.
 """
 
 from __future__ import annotations
@@ -35,19 +35,12 @@ def intake_event(command: dict[str, Any], name: str, body: dict[str, Any], *id_p
 
 
 def movement_events(command: dict[str, Any], warehouse: str, movements: list[dict]) -> list:
-    return [
-        (
-            "StockMovementRecorded",
-            intake_event(
-                command,
-                "StockMovementRecorded",
-                {"warehouse_id": warehouse, "movement": m},
-                m["movement_id"],
-            ),
-            inventory_ledger.ledger_key(m["sku"], m["location"]).encode(),
-        )
-        for m in movements
-    ]
+    """One record for the ledger with every movement (none when nothing moves)."""
+    if not movements:
+        return []
+    body = {"warehouse_id": warehouse, "movements": movements}
+    record = intake_event(command, "StockMovementsRecorded", body, "movements")
+    return [("StockMovementsRecorded", record, warehouse.encode())]
 
 
 def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
@@ -103,11 +96,12 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
 
 
 async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
-    movement = incoming.record["movement"]
-    key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
-    entry, moved = inventory_ledger.apply(ports.ledger.get(key), movement)
-    ports.ledger[key] = entry
-    log.debug("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
+    at = incoming.record["envelope"]["occurred_at"]
+    for movement in inventory_ledger.movements_of(incoming.name, incoming.record):
+        key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
+        entry, moved = inventory_ledger.apply(ports.ledger.get(key), movement, at)
+        ports.ledger[key] = entry
+        log.debug("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
     return []
 
 

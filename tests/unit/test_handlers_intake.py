@@ -33,7 +33,7 @@ def reverse_requested() -> Incoming:
 
 def book_all(wired: IntakePorts, outbound: list[Any]) -> None:
     for name, record, *key in outbound:
-        if name == "StockMovementRecorded":
+        if name in ("StockMovementsRecorded", "StockMovementRecorded"):
             incoming = Incoming(name, record, key[0])
             asyncio.run(handlers.book_movement(wired, incoming))
 
@@ -46,13 +46,14 @@ def ledger(wired: IntakePorts, **query: str) -> dict[str, Any]:
     return asyncio.run(handlers.ledger_view(wired, HttpRequest(query=query))).body
 
 
-def test_an_intake_moves_each_item_once_keyed_by_sku_and_location_and_says_where():
+def test_an_intake_moves_every_item_in_one_record_keyed_by_warehouse_and_says_where():
     wired = IntakePorts({}, {})
     outbound = asyncio.run(handlers.take_in(wired, intake_requested()))
     names = [record[0] for record in outbound]
-    assert names == ["StockMovementRecorded", "StockMovementRecorded", "IntakeCompleted"]
-    keys = {record[2] for record in outbound[:2]}
-    assert all(b"@" in key for key in keys)
+    assert names == ["StockMovementsRecorded", "IntakeCompleted"]
+    _, movements, key = outbound[0]
+    assert key == movements["warehouse_id"].encode()
+    assert len(movements["movements"]) == 2
     book_all(wired, outbound)
     assert ledger(wired)["units_on_hand"] == 2
     assert ledger(wired, sku="SKU-CAP")["units_on_hand"] == 1
@@ -63,7 +64,7 @@ def test_a_redelivered_intake_produces_the_same_events_and_moves_nothing_twice()
     first = asyncio.run(handlers.take_in(wired, command))
     again = asyncio.run(handlers.take_in(wired, command))
     assert ids(again) == ids(first)  # the same events (their time is when they were sent)
-    assert [r[1].get("movement") for r in again] == [r[1].get("movement") for r in first]
+    assert [r[1].get("movements") for r in again] == [r[1].get("movements") for r in first]
     book_all(wired, first)
     book_all(wired, again)
     view = ledger(wired)
@@ -86,3 +87,14 @@ def test_a_reversal_without_an_intake_moves_nothing():
     wired = IntakePorts({}, {})
     [(name, record)] = asyncio.run(handlers.take_in(wired, reverse_requested()))
     assert (name, record["movements"]) == ("IntakeReversed", [])
+
+
+def test_the_ledger_still_books_the_older_one_record_per_item_form():
+    wired = IntakePorts({}, {})
+    outbound = asyncio.run(handlers.take_in(wired, intake_requested()))
+    _, batch, _ = outbound[0]
+    for movement in batch["movements"]:
+        record = {"envelope": batch["envelope"], "warehouse_id": "WH", "movement": movement}
+        key = f"{movement['sku']}@{movement['location']}".encode()
+        asyncio.run(handlers.book_movement(wired, Incoming("StockMovementRecorded", record, key)))
+    assert ledger(wired)["units_on_hand"] == 2

@@ -8,7 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.decisions.stock.disposition import movements_for
-from services.decisions.stock.inventory_ledger import apply, empty_entry, ledger_key
+from services.decisions.stock.inventory_ledger import (
+    DEDUPE_WINDOW_MS,
+    apply,
+    empty_entry,
+    ledger_key,
+)
 
 
 def movement(movement_id: str = "RMA-1-intake-1-S", quantity: int = 1) -> dict[str, Any]:
@@ -27,6 +32,7 @@ def test_empty_entry_has_nothing_on_hand() -> None:
         "location": "WH-1/REFURBISH",
         "on_hand": 0,
         "movement_ids": [],
+        "applied_at": [],
         "duplicates_ignored": 0,
     }
 
@@ -88,6 +94,7 @@ def test_negative_movement_takes_stock_out() -> None:
 def test_apply_does_not_modify_the_entry_it_is_given() -> None:
     entry, _ = apply(None, movement("m-1"))
     snapshot = {**entry, "movement_ids": list(entry["movement_ids"])}
+    snapshot["applied_at"] = list(entry["applied_at"])
     apply(entry, movement("m-2"))
     apply(entry, movement("m-1"))
     assert entry == snapshot
@@ -142,3 +149,35 @@ def test_applying_movements_with_repeats_equals_applying_the_distinct_ones_once(
         once, _ = apply(once, movement(movement_id, pool[movement_id]))
     assert once is not None
     assert (once["on_hand"], once["movement_ids"]) == (entry["on_hand"], entry["movement_ids"])
+
+
+@given(
+    gaps=st.lists(st.integers(0, DEDUPE_WINDOW_MS // 3), min_size=1, max_size=60),
+    replayed=st.integers(0, 59),
+)
+def test_ids_are_kept_for_the_dedupe_window_and_no_longer(gaps: list[int], replayed: int) -> None:
+    """The entry stays bounded: an id is forgotten once a movement newer than it by more
+    than the window is applied; inside the window a replay still moves nothing."""
+    entry, at = None, 0
+    for number, gap in enumerate(gaps):
+        at += gap
+        entry, _ = apply(entry, movement(f"m-{number}"), at)
+    assert entry is not None
+    assert entry["on_hand"] == len(gaps)
+    assert all(at - t <= DEDUPE_WINDOW_MS for t in entry["applied_at"])
+    assert len(entry["movement_ids"]) == len(entry["applied_at"])
+    index = replayed % len(gaps)
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    if at - times[index] <= DEDUPE_WINDOW_MS:
+        again, moved = apply(entry, movement(f"m-{index}"), at)
+        assert moved is False and again["on_hand"] == entry["on_hand"]
+    else:
+        assert f"m-{index}" not in entry["movement_ids"]
+
+
+def test_an_entry_stored_before_the_window_keeps_its_ids_for_a_whole_window() -> None:
+    old = {"sku": "S", "location": "L", "on_hand": 2, "movement_ids": ["a", "b"]}
+    old["duplicates_ignored"] = 0
+    entry, _ = apply(old, movement("c"), 10 * DEDUPE_WINDOW_MS)
+    assert entry["movement_ids"] == ["a", "b", "c"]
+    assert apply(entry, movement("a"), 10 * DEDUPE_WINDOW_MS)[1] is False

@@ -106,13 +106,13 @@ def _order_ledger(tables: Tables, name: str, record: dict[str, Any], key: bytes 
     return NEW
 
 
-def _book(tables: Tables, movements: list[dict[str, Any]]) -> bool:
+def _book(tables: Tables, movements: list[dict[str, Any]], at_ms: int = 0) -> bool:
     """Apply movements to the ledger snapshot; True if any was not there yet."""
     moved_any = False
     ledger = tables["ledger"]
     for movement in movements:
         key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
-        ledger[key], moved = inventory_ledger.apply(ledger.get(key), movement)
+        ledger[key], moved = inventory_ledger.apply(ledger.get(key), movement, at_ms)
         moved_any = moved_any or moved
     return moved_any
 
@@ -135,7 +135,8 @@ def _intake(tables: Tables, name: str, record: dict[str, Any], key: bytes | None
 
 
 def _stock_movement(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
-    return NEW if _book(tables, [record["movement"]]) else APPLIED
+    movements = inventory_ledger.movements_of(name, record)
+    return NEW if _book(tables, movements, record["envelope"]["occurred_at"]) else APPLIED
 
 
 def _returns_view(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
