@@ -6,7 +6,7 @@ events, and the saga is shown on GET /returns/{return_id} and GET /returns."""
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.decisions import saga
@@ -52,6 +52,27 @@ class CoordinatorPorts:
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
 
 
+@dataclass(frozen=True)
+class LiveSaga:
+    """A saga as the coordinator keeps it in its table between checkpoints: the state itself,
+    made into its slim record (saga/stored.py) only when the checkpoint writes it (a table
+    recovered from the changelog holds those records)."""
+
+    state: saga.SagaState
+
+    def stored_json(self) -> dict[str, Any]:
+        return stored_saga.slim_record(self.state)
+
+
+def saga_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
+    """The state a step decides from, whether kept live or read from the changelog."""
+    return value.state if isinstance(value, LiveSaga) else stored_saga.loaded_state(value)
+
+
+def slim_of(value: LiveSaga | dict[str, Any]) -> dict[str, Any]:
+    return value.stored_json() if isinstance(value, LiveSaga) else value
+
+
 def keyed(command: saga.Command) -> Outbound:
     name, record = command
     if name in KEYED_BY_ORDER:
@@ -62,10 +83,12 @@ def keyed(command: saga.Command) -> Outbound:
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
     return_id = incoming.return_id
     stored = ports.sagas.get(return_id)
-    state = stored_saga.loaded_state(stored) if stored else None
+    state = saga_of(stored) if stored else None
     transition = saga.decide(state, incoming.name, incoming.record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
-        ports.sagas[return_id] = stored_saga.slim_record(transition.state)
+        # the history is not kept live: the explanation takes the entries of this event
+        after = replace(transition.state, history=())
+        ports.sagas[return_id] = LiveSaga(after)
         ports.explanations[return_id] = stored_saga.explanation_after(
             ports.explanations.get(return_id), state, transition.state
         )
@@ -82,15 +105,15 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
     return [keyed(command) for command in transition.commands]
 
 
-def timeout_event(state: dict[str, Any], timer: dict[str, Any], now_ms: int) -> saga.Command:
+def timeout_event(state: saga.SagaState, timer: dict[str, Any], now_ms: int) -> saga.Command:
     """The event a due timer becomes; its id derives from the timer: firing twice is one event."""
-    return_id = state["return_id"]
+    return_id = state.return_id
     record = {
         "envelope": new_envelope(
             "SagaStepTimedOut",
             return_id,
             SERVICE,
-            correlation_id=state.get("correlation_id") or return_id,
+            correlation_id=state.correlation_id or return_id,
             event_id=deterministic_event_id(return_id, "timer", timer["id"]),
             occurred_at=now_ms,
         ),
@@ -108,13 +131,14 @@ def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
     now = ports.clock_ms()
     due: list[Outbound] = []
     for return_id, stored in list(ports.sagas.items()):
-        timer = stored.get("timer") if stored else None
-        if not timer or stored["status"] in TERMINAL or timer["due_at"] > now:
+        state = saga_of(stored)
+        timer = state.timer
+        if not timer or state.terminal or timer["due_at"] > now:
             continue
         if now - ports.fired.get((return_id, timer["id"]), 0) < REFIRE_AFTER_MS:
             continue
         ports.fired[(return_id, timer["id"])] = now
-        due.append(timeout_event(stored, timer, now))
+        due.append(timeout_event(state, timer, now))
     if len(ports.fired) > FIRED_TIMERS_KEPT:
         ports.fired.clear()
     return due
@@ -126,7 +150,7 @@ async def return_status(
     stored = ports.sagas.get(return_id)
     if not stored:
         return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
-    shown = stored_saga.shown_state(stored, ports.explanations.get(return_id))
+    shown = stored_saga.shown_state(slim_of(stored), ports.explanations.get(return_id))
     return HttpAnswer(200, saga.status_view(shown))
 
 
@@ -136,7 +160,7 @@ async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAns
     counts: dict[str, int] = {}
     matching = []
     for return_id, stored in ports.sagas.items():
-        status = stored["status"]
+        status = str(saga_of(stored).status)
         counts[status] = counts.get(status, 0) + 1
         if wanted and status == wanted:
             matching.append(return_id)

@@ -229,7 +229,7 @@ class StateStore:
                     table.changelog,
                     dirty.partition,
                     orjson.dumps(key),
-                    None if value is _ABSENT else orjson.dumps(value),
+                    None if value is _ABSENT else _stored_bytes(value),
                     [(APPLIED_HEADER, orjson.dumps(stamp))],
                     (name, key),
                     dirty.version,
@@ -327,6 +327,20 @@ class StateStore:
             if key not in self.busy and key not in writers:
                 self.applied.pop(key, None)
                 del self.partition_of[key]
+
+
+def _stored_bytes(value: Any) -> bytes:
+    """A value's changelog form: JSON, or, for an object with `stored_json()` (kept in memory
+    as the object a handler works on, made into its stored form only here, at checkpoint),
+    that method's JSON; what is restored is always that JSON."""
+    return orjson.dumps(value, default=_stored_form, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _stored_form(value: Any) -> Any:
+    stored_json = getattr(value, "stored_json", None)
+    if stored_json is None:
+        raise TypeError(f"a table value of type {type(value).__name__} has no stored form")
+    return stored_json()
 
 
 class _Absent:

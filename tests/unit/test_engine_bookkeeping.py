@@ -192,3 +192,22 @@ def test_a_table_written_less_often_waits_for_its_interval_or_a_stop():
     assert store.checkpoint_writes(now=130.0, everything=False) == []
     assert store.commit_floor() == {("in", 0): 3}  # the commit waits for it
     assert len(store.checkpoint_writes(now=130.0, everything=True)) == 1
+
+
+def test_a_live_value_is_written_as_its_stored_form_and_restored_as_that_json():
+    class Live:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def stored_json(self) -> dict:
+            return {"n": self.n, "form": "stored"}
+
+    source = StateStore()
+    source.table("sagas", "sagas-changelog")
+    write(source, "sagas", "R-1", Live(3), 1)
+    [changelog] = source.checkpoint_writes()
+    recovered = StateStore()
+    recovered.table("sagas", "sagas-changelog")
+    recovered.restore("sagas", 0, changelog.key, changelog.value, changelog.headers)
+    recovered.restored()
+    assert recovered.tables["sagas"].values == {"R-1": {"n": 3, "form": "stored"}}

@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+from services.coordinator.handlers import saga_of
 from services.decisions.saga import Status
 from tests.support.in_memory_loop import (
     InMemoryLoop,
@@ -31,7 +32,7 @@ async def request_return(loop: InMemoryLoop, key: str = "key-1", **overrides: An
 
 
 async def collect(loop: InMemoryLoop, return_id: str) -> None:
-    booking = loop.coordinator.sagas[return_id]["pickup"]
+    booking = saga_of(loop.coordinator.sagas[return_id]).pickup
     body = json.dumps(
         {
             "callback_id": f"CB-{return_id}",

@@ -20,6 +20,7 @@ from referencing.jsonschema import DRAFT202012
 from services.decisions import saga
 from services.decisions.money import CURRENCY_EXPONENTS
 from services.decisions.refunds import order_refund_ledger
+from services.decisions.saga import stored as stored_saga
 from services.engine.web import add_openapi_page
 from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.request_fields import ApiError, parse_json_object
@@ -386,9 +387,12 @@ FORWARD = [
 
 
 def served_view(state: saga.SagaState) -> dict[str, Any]:
-    """What the coordinator serves: the state goes through its JSON table first."""
-    stored = json.loads(json.dumps(state.to_json()))
-    return json.loads(json.dumps(saga.status_view(saga.SagaState.from_json(stored))))
+    """What the coordinator serves: the state goes through its stored form first (the slim
+    record and its explanation, as JSON)."""
+    slim = json.loads(json.dumps(stored_saga.slim_record(state)))
+    explanation = json.loads(json.dumps(stored_saga.explanation_after(None, None, state)))
+    shown = stored_saga.shown_state(slim, explanation)
+    return json.loads(json.dumps(saga.status_view(shown)))
 
 
 def views_along(names: list[str]) -> list[dict[str, Any]]:
