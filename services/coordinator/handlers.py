@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.decisions import saga
+from services.decisions.folded_events import unfolded
 from services.decisions.saga import stored as stored_saga
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
@@ -81,10 +82,18 @@ def keyed(command: saga.Command) -> Outbound:
 
 
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
-    return_id = incoming.return_id
+    commands: list[Outbound] = []
+    for name, record in unfolded(incoming.name, incoming.record):
+        commands += _drive(ports, incoming.return_id, name, record)
+    return commands
+
+
+def _drive(
+    ports: CoordinatorPorts, return_id: str, name: str, record: dict[str, Any]
+) -> list[Outbound]:
     stored = ports.sagas.get(return_id)
     state = saga_of(stored) if stored else None
-    transition = saga.decide(state, incoming.name, incoming.record, ports.clock_ms(), ports.config)
+    transition = saga.decide(state, name, record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
         # the history is not kept live: the explanation takes the entries of this event
         after = replace(transition.state, history=())
@@ -94,10 +103,11 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
         )
     log.debug(
         "saga event",
+        event_type=name,
         status=str(transition.state.status),
         duplicate=transition.duplicate,
         ignored=transition.ignored,
-        commands=[name for name, _ in transition.commands],
+        commands=[command for command, _ in transition.commands],
     )
     already_fired = len(state.rules_fired) if state else 0
     for rule in transition.state.rules_fired[already_fired:]:  # rules are only appended

@@ -16,6 +16,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.decisions.folded_events import unfolded
 from services.eventing.envelope import new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.log_setup import event_context, get_logger
@@ -57,10 +58,11 @@ async def follow_returns(ports: InspectionPorts, incoming: Incoming) -> list[Out
 
 def fold_return(returns: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
     """The `returns` view (folded from the followed topics): is each awaiting inspection?"""
-    return_id = record["envelope"]["return_id"]
-    view = return_tracking.track(returns.get(return_id), name, record)
-    if view is not None:
-        returns[return_id] = view
+    for event_name, event in unfolded(name, record):
+        return_id = event["envelope"]["return_id"]
+        view = return_tracking.track(returns.get(return_id), event_name, event)
+        if view is not None:
+            returns[return_id] = view
 
 
 def fold_scan(scans: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """The returns front door's handlers.
 
-POST /returns validates the body, applies the policy and emits ReturnRequested followed by
-ReturnAccepted or ReturnRejected. With an `Idempotency-Key`, the return id is derived from
+POST /returns validates the body, applies the policy and emits one record: ReturnAccepted or
+ReturnRejected carrying the ReturnRequested it answers (`requested`, services/decisions/
+folded_events.py). With an `Idempotency-Key`, the return id is derived from
 the key: the same key and body answer the same return again (nothing new is emitted), the
 same key with another body is 409. What each key answered is kept in a table rebuilt from
 the returns topic (`record_answers`), so the answer survives restarts. A buyer may cancel
@@ -20,6 +21,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.decisions.folded_events import unfolded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.log_setup import event_context, get_logger
@@ -81,8 +83,9 @@ def decision_events(
             occurred_at=at,
         ),
         **body,
+        "requested": requested,
     }
-    return [("ReturnRequested", requested), (name, outcome)]
+    return [(name, outcome)]
 
 
 def rules_view(decision_record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,6 +139,11 @@ class ReturnsPorts:
 
 def fold_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
     """What each return's POST answered (the `answers` view, folded from returns.events)."""
+    for event_name, event in unfolded(name, record):
+        _fold_one_answer(answers, event_name, event)
+
+
+def _fold_one_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
     return_id = record["envelope"]["return_id"]
     if name == "ReturnRequested" and answers.get(return_id) is None:
         answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
@@ -176,11 +184,12 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
             decision = ports.policy.decide(return_request, now)
             events = decision_events(return_id, return_request, decision, key, now)
             await ports.publish(events)
-            status, body = answer_for(return_id, events[1][1], decision.accepted)
+            [(_, decided)] = events
+            status, body = answer_for(return_id, decided, decision.accepted)
             ports.remember(return_id, {"request_hash": fingerprint, "status": status, "body": body})
             log.debug(
                 "return requested",
-                event_id=events[0][1]["envelope"]["event_id"],
+                event_id=decided["requested"]["envelope"]["event_id"],
                 accepted=decision.accepted,
                 policy_version=decision.policy_version,
                 rules_fired=[

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.decisions.folded_events import unfolded
 from services.eventing.handler_contract import HttpRequest, Incoming
 from services.eventing.request_fields import ApiError
 from services.returns import handlers
@@ -36,11 +37,19 @@ def refusal(call: Any) -> tuple[int, str]:
     return refused.value.status, refused.value.code
 
 
-def test_an_accepted_return_emits_requested_then_accepted_and_answers_202():
+def unfolded_names(wired: ReturnsPorts) -> list[str]:
+    return [each for name, record in wired.publish.records for each, _ in unfolded(name, record)]
+
+
+def test_an_accepted_return_is_one_record_carrying_its_request_and_answers_202():
     wired = ports()
     answer = create(wired)
     assert (answer.status, answer.body["status"]) == (202, "accepted")
-    assert wired.publish.names() == ["ReturnRequested", "ReturnAccepted"]
+    assert wired.publish.names() == ["ReturnAccepted"]
+    assert unfolded_names(wired) == ["ReturnRequested", "ReturnAccepted"]
+    [(_, accepted)] = wired.publish.records
+    request = accepted["requested"]
+    assert accepted["envelope"]["causation_id"] == request["envelope"]["event_id"]
     assert answer.body["return_id"] == handlers.return_id_for_key("key-1")
     assert answer.body["policy_version"].startswith("DE/")
 
@@ -50,7 +59,7 @@ def test_the_same_key_and_body_answer_the_same_return_again_another_body_is_409(
     first = create(wired)
     again = create(wired)
     assert (again.body, again.headers) == (first.body, {"Idempotent-Replayed": "true"})
-    assert len(wired.publish.records) == 2
+    assert len(wired.publish.records) == 1
     assert refusal(lambda: create(wired, reason_code="DEFECTIVE")) == (
         409,
         "idempotency_key_reused",
@@ -73,7 +82,8 @@ def test_a_return_outside_the_policy_is_a_422_with_the_rule_and_is_still_recorde
     wired = ports()
     answer = create(wired, delivered_at="2025-01-01")
     assert (answer.status, answer.body["error"]) == (422, "policy_rejected")
-    assert wired.publish.names() == ["ReturnRequested", "ReturnRejected"]
+    assert wired.publish.names() == ["ReturnRejected"]
+    assert unfolded_names(wired) == ["ReturnRequested", "ReturnRejected"]
 
 
 def test_without_a_key_each_return_gets_a_fresh_id_from_the_port():

@@ -316,7 +316,8 @@ def test_returns_policy_answers_match_202_and_422(changes, status):
     now = 1_767_500_000_000  # 2026-01-04
     decision = deployed_rules().decide(request, now)
     events = decision_events("RMA-0123456789ABCDEF0123", request, decision, "key-1", now)
-    answer_status, answer = answer_for("RMA-0123456789ABCDEF0123", events[1][1], decision.accepted)
+    [(_, decided)] = events
+    answer_status, answer = answer_for("RMA-0123456789ABCDEF0123", decided, decision.accepted)
     assert answer_status == status
     assert_response("returns", "/returns", "post", answer_status, answer)
 

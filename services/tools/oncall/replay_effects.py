@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.decisions import saga
+from services.decisions.folded_events import unfolded
 from services.decisions.refunds import order_refund_ledger
 from services.decisions.saga import stored as stored_saga
 from services.decisions.stock import inventory_ledger
@@ -169,15 +170,28 @@ def _front_door_answers(
     return IGNORED
 
 
-_COORDINATOR = Consumer("coordinator", "saga", ("sagas",), _saga)
-_INSPECTION = Consumer("inspection", "returns-view", ("returns",), _returns_view)
+Verdict = Callable[[Tables, str, dict[str, Any], bytes | None], str]
+
+
+def _unfolding(verdict: Verdict) -> Verdict:
+    """A record carrying its request is judged as the events it stands for: new if any is."""
+
+    def judged(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+        verdicts = {verdict(tables, each, event, key) for each, event in unfolded(name, record)}
+        return next(v for v in (NEW, APPLIED, IGNORED) if v in verdicts)
+
+    return judged
+
+
+_COORDINATOR = Consumer("coordinator", "saga", ("sagas",), _unfolding(_saga))
+_INSPECTION = Consumer("inspection", "returns-view", ("returns",), _unfolding(_returns_view))
 
 # topic → the consumers that read it (the agents in each service's app.py)
 CONSUMERS: dict[str, tuple[Consumer, ...]] = {
     RETURNS_EVENTS.name: (
         _COORDINATOR,
         _INSPECTION,
-        Consumer("returns", "answers", ("answers",), _front_door_answers),
+        Consumer("returns", "answers", ("answers",), _unfolding(_front_door_answers)),
     ),
     PICKUP_COMMANDS.name: (
         Consumer("pickup", "pickup-commands", ("pickups",), _answered("pickups")),
