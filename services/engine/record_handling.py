@@ -59,6 +59,8 @@ class RecordHandling:
 
     async def _effects(self, message: Any, subscription: Subscription) -> list[tuple]:
         """The encoded records this input leads to (its outputs or its dead letter)."""
+        if subscription.accepts is not None and self._not_for(subscription, message.value):
+            return []
         try:
             decoded = self.codec.decode(message.value)
             check_envelope(
@@ -94,6 +96,16 @@ class RecordHandling:
             except (CodecError, EnvelopeError, KeyError) as exc:  # the handler built a bad record
                 log.exception("handler produced an invalid record")
                 return [self.dead_letter(message, UnhandledError(f"{type(exc).__name__}: {exc}"))]
+
+    def _not_for(self, subscription: Subscription, value: Any) -> bool:
+        """A record of a type the subscription does not act on, told by its schema
+        fingerprint without decoding the body (a frame that does not say is decoded, and
+        dead-lettered if it is bad)."""
+        try:
+            writer = self.codec.writer_schema(value)
+        except CodecError:
+            return False
+        return writer.name not in (subscription.accepts or ())
 
     async def _outbound(self, incoming: Incoming, subscription: Subscription) -> Sequence[Outbound]:
         delay = self.settings.retry_base_delay_s

@@ -4,6 +4,10 @@ JSON lines in services (and whenever stderr is not a terminal), readable console
 for people. Standard-library loggers (aiokafka, aiohttp) go through the same
 processors, so every line a service writes is JSON. `event_context` binds return_id,
 event_id and correlation_id for everything logged while one event is handled.
+
+Both are on every record's path: a line below the level is dropped before any processor
+runs (`filter_by_level` first), and an event's fields are one context variable holding a
+dict, set and reset once per record, merged into each line by `merge_event_fields`.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
 
 FRAMEWORK_LOGGERS = ("aiokafka", "kafka", "aiohttp.access")
+
+_EVENT_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("boomerang_event", default=None)
 
 
 class RepeatedMessageFilter(logging.Filter):
@@ -71,6 +77,7 @@ def configure_logging(
         fmt = os.environ.get("BOOMERANG_LOG_FORMAT")
         json_lines = fmt == "json" if fmt else not sys.stderr.isatty()
     shared: list[Any] = [
+        merge_event_fields,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -82,7 +89,11 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -119,20 +130,39 @@ def _add_service(service: str) -> Any:
     return add
 
 
-@contextmanager
-def event_context(envelope: dict[str, Any] | None = None, **extra: Any) -> Iterator[None]:
-    """Bind the envelope's ids to every log line written inside the block."""
-    fields: dict[str, Any] = {}
-    if envelope:
-        fields = {
-            "return_id": envelope.get("return_id"),
-            "event_id": envelope.get("event_id"),
-            "correlation_id": envelope.get("correlation_id"),
-            "event_type": envelope.get("event_type"),
-        }
-    fields.update(extra)
-    with structlog.contextvars.bound_contextvars(**fields):
-        yield
+def merge_event_fields(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the event being handled, under what the line says itself."""
+    fields = _EVENT_FIELDS.get()
+    if fields:
+        for name, value in fields.items():
+            event_dict.setdefault(name, value)
+    return event_dict
+
+
+class event_context:  # lower case: used as `with event_context(...)`, like a function
+    """Bind the envelope's ids (and `extra`) to every log line written inside the block;
+    an inner block adds to the outer one's fields and gives them back when it ends."""
+
+    __slots__ = ("fields", "token")
+
+    def __init__(self, envelope: dict[str, Any] | None = None, **extra: Any) -> None:
+        fields = dict(_EVENT_FIELDS.get() or ())
+        if envelope:
+            fields["return_id"] = envelope.get("return_id")
+            fields["event_id"] = envelope.get("event_id")
+            fields["correlation_id"] = envelope.get("correlation_id")
+            fields["event_type"] = envelope.get("event_type")
+        fields.update(extra)
+        self.fields = fields
+        self.token: Token[dict[str, Any] | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _EVENT_FIELDS.set(self.fields)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            _EVENT_FIELDS.reset(self.token)
+            self.token = None
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -17,6 +17,10 @@ with event_context({{"return_id": "RMA-9", "event_id": "e-1", "correlation_id": 
                     "event_type": "RefundRequested"}}):
     get_logger("x").info("refund requested", amount_minor=1500)
     logging.getLogger("aiokafka").warning("library line")
+    get_logger("x").debug("below the level")
+    with event_context(topic="boomerang.refund.commands"):
+        get_logger("x").info("inner", event_id="said-by-the-line")
+    get_logger("x").info("after inner")
 get_logger("x").info("outside")
 """
 
@@ -33,7 +37,7 @@ def _run(json_lines: bool) -> list[str]:
 
 def test_json_lines_carry_return_and_event_ids_also_for_library_loggers():
     lines = [json.loads(line) for line in _run(json_lines=True)]
-    ours, library, outside = lines
+    ours, library, inner, after_inner, outside = lines
     for line in (ours, library):
         assert line["return_id"] == "RMA-9"
         assert line["event_id"] == "e-1"
@@ -42,10 +46,18 @@ def test_json_lines_carry_return_and_event_ids_also_for_library_loggers():
     assert ours["amount_minor"] == 1500 and ours["level"] == "info"
     assert library["event"] == "library line"
     assert "return_id" not in outside
+    # an inner context adds its fields and gives the outer ones back; a line's own field wins
+    assert (inner["return_id"], inner["topic"], inner["event_id"]) == (
+        "RMA-9",
+        "boomerang.refund.commands",
+        "said-by-the-line",
+    )
+    assert (after_inner["event_id"], "topic" in after_inner) == ("e-1", False)
 
 
 def test_console_format_for_people():
     first = _run(json_lines=False)[0]
+    assert not any("below the level" in line for line in _run(json_lines=False))
     assert "refund requested" in first and "return_id=RMA-9" in first
     assert not first.startswith("{")
 
