@@ -6,7 +6,7 @@ events, and the saga is shown on GET /returns/{return_id} and GET /returns."""
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.decisions import saga
@@ -96,7 +96,7 @@ def _drive(
     transition = saga.decide(state, name, record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
         # the history is not kept live: the explanation takes the entries of this event
-        after = replace(transition.state, history=())
+        after = saga.changed(transition.state, history=())
         ports.sagas[return_id] = LiveSaga(after)
         ports.explanations[return_id] = stored_saga.explanation_after(
             ports.explanations.get(return_id), state, transition.state

@@ -68,6 +68,7 @@ from services.decisions.saga.state import (
     SagaState,
     Status,
     Transition,
+    changed,
 )
 from services.decisions.saga.step import backoff_ms
 from services.decisions.saga.transitions import CONSUMED_EVENTS, decide
@@ -89,6 +90,7 @@ __all__ = [
     "Status",
     "Transition",
     "backoff_ms",
+    "changed",
     "decide",
     "due_timer",
     "inspection_problem",

@@ -4,11 +4,10 @@ each with its deterministic id and deadline."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.refunds.refund_plan import order_record_of
-from services.decisions.saga.state import DEFAULT_WAREHOUSE, SagaState, Status
+from services.decisions.saga.state import DEFAULT_WAREHOUSE, SagaState, Status, changed
 from services.decisions.saga.step import Step, set_deadline, tries_of
 
 
@@ -149,7 +148,7 @@ def cancel_pickup_command(step: Step, state: SagaState, reason: str, tries: int)
 
 def cancel_pickup(step: Step, state: SagaState, reason: str) -> SagaState:
     step.notes.append(reason)
-    state = replace(
+    state = changed(
         state,
         status=Status.CANCELLING,
         outcome={"reason": reason},

@@ -3,11 +3,16 @@ an event; what arrives while cancelling or compensating."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.saga.commands import cancel_pickup_command
-from services.decisions.saga.state import NOT_CANCELLED_PREFIX, OPERATOR_CANCEL, SagaState, Status
+from services.decisions.saga.state import (
+    NOT_CANCELLED_PREFIX,
+    OPERATOR_CANCEL,
+    SagaState,
+    Status,
+    changed,
+)
 from services.decisions.saga.step import Step, finish, set_deadline, ticket_facts, tries_of
 
 
@@ -27,7 +32,7 @@ def start_compensation(
         )
     pending = list(reversed(state.compensations))
     step.notes.append(f"compensating ({', '.join(pending) or 'nothing to undo'}): {reason}")
-    state = replace(
+    state = changed(
         state,
         status=Status.COMPENSATING,
         compensation={
@@ -78,10 +83,10 @@ def next_compensation(step: Step, state: SagaState) -> SagaState:
             )
         elif action == "cancel-pickup":
             cancel_pickup_command(step, state, comp["reason"], tries)
-        state = replace(state, compensation=comp)
+        state = changed(state, compensation=comp)
         return set_deadline(step, state, step.config.compensation_deadline_ms)
     reason = comp["reason"]
-    state = replace(state, compensation=comp)
+    state = changed(state, compensation=comp)
     if comp.get(OPERATOR_CANCEL):
         return finish(
             step,
@@ -114,11 +119,11 @@ def compensation_confirmed(action: str):
         note = step.record.get("reason", "")
         comp = {**comp, "pending": comp["pending"][1:], "done": [*comp["done"], action]}
         step.notes.append(f"compensation {action} confirmed{': ' + note if note else ''}")
-        state = replace(
+        state = changed(
             state, compensation=comp, tries={**state.tries, str(Status.COMPENSATING): 0}
         )
         if action == "void-refund":
-            state = replace(state, refund={**state.refund, "status": "VOIDED"})
+            state = changed(state, refund={**state.refund, "status": "VOIDED"})
         return next_compensation(step, state)
 
     return handle
@@ -132,7 +137,7 @@ def cancel_confirmed(step: Step) -> SagaState:
         step.notes.append(
             f"{reason}; too late: the carrier had collected the parcel, return goes on"
         )
-        state = replace(step.state, outcome={}, status=Status.AWAITING_INSPECTION)
+        state = changed(step.state, outcome={}, status=Status.AWAITING_INSPECTION)
         if not state.pickup.get("collected_at"):
             # The carrier has the parcel but its collection callback never reached us
             # (waiting for it again and cancelling again looped: the carrier repeats the
@@ -154,7 +159,7 @@ def cancel_confirmed(step: Step) -> SagaState:
 
 def collected_while_cancelling(step: Step) -> SagaState:
     step.notes.append("the carrier collected the parcel while we were cancelling")
-    return replace(
+    return changed(
         step.state, pickup={**step.state.pickup, "collected_at": step.record["collected_at"]}
     )
 
@@ -163,7 +168,7 @@ def collection_reported_late(step: Step) -> SagaState | None:
     if step.state.pickup.get("collected_at"):
         return None  # known already: nothing to change
     step.notes.append("the carrier's collection report arrived after its cancellation answer")
-    return replace(
+    return changed(
         step.state, pickup={**step.state.pickup, "collected_at": step.record["collected_at"]}
     )
 
@@ -177,7 +182,7 @@ def refund_paid_while_compensating(step: Step) -> SagaState:
     """Forward recovery: the provider paid after all (its answer was late). Money moved, so
     the return cannot be undone: a person reconciles stock with the refund."""
     r = step.record
-    state = replace(
+    state = changed(
         step.state,
         refund={
             **step.state.refund,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.refunds.order_model import RefundArithmeticError
@@ -15,7 +14,7 @@ from services.decisions.saga.commands import (
     request_reservation,
 )
 from services.decisions.saga.refund_routes import refund_or_exchange, reserves_with_the_order
-from services.decisions.saga.state import SagaState, Status
+from services.decisions.saga.state import SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
     copied,
@@ -43,7 +42,7 @@ def on_requested(step: Step) -> SagaState:
         "exchange_sku": r.get("exchange_sku"),
         "refund_account": r.get("refund_account"),
     }
-    return replace(
+    return changed(
         step.state,
         status=Status.REQUESTED,
         request=request,
@@ -69,7 +68,7 @@ def on_accepted(step: Step) -> SagaState:
     request = step.state.request
     if r.get("reason_family"):
         request = {**request, "reason_family": r["reason_family"]}
-    state = replace(
+    state = changed(
         step.state,
         status=Status.PICKUP_PENDING,
         policy_version=r["policy_version"],
@@ -83,7 +82,7 @@ def on_accepted(step: Step) -> SagaState:
 
 def on_rejected(step: Step) -> SagaState:
     reason = f"{step.record['rejection_code']}: {step.record['detail']}"
-    state = replace(
+    state = changed(
         step.state,
         policy_version=step.record.get("policy_version", ""),
         rules_fired=(*step.state.rules_fired, *_decision_rules(step.record, "REQUEST")),
@@ -107,11 +106,11 @@ def pickup_scheduled(step: Step) -> SagaState:
         **step.state.pickup,
         **copied(r, "carrier", "booking_id", "tracking_number", "window_start", "window_end"),
     }
-    state = replace(step.state, pickup=pickup)
+    state = changed(step.state, pickup=pickup)
     if state.status != Status.PICKUP_PENDING:
         step.notes.append("pickup details recorded")
         return state
-    state = replace(state, status=Status.PICKUP_SCHEDULED)
+    state = changed(state, status=Status.PICKUP_SCHEDULED)
     return set_deadline(step, state, step.config.collection_deadline_ms)
 
 
@@ -141,7 +140,7 @@ def pickup_attempt_failed(step: Step) -> SagaState | None:
         *state.pickup.get("failed_attempts", []),
         {"attempt_no": r["attempt_no"], "reason": r["failure_reason"]},
     ]
-    state = replace(state, pickup={**state.pickup, "failed_attempts": attempts})
+    state = changed(state, pickup={**state.pickup, "failed_attempts": attempts})
     step.notes.append(f"pickup attempt {r['attempt_no']} failed: {r['failure_reason']}")
     if len(attempts) >= step.config.pickup_attempt_limit:
         return cancel_pickup(
@@ -156,7 +155,7 @@ def pickup_completed(step: Step) -> SagaState:
         **step.state.pickup,
         **copied(r, "booking_id", "tracking_number", "collected_at", "carrier_noted_damage"),
     }
-    state = replace(step.state, status=Status.AWAITING_INSPECTION, pickup=pickup)
+    state = changed(step.state, status=Status.AWAITING_INSPECTION, pickup=pickup)
     return set_deadline(step, state, step.config.inspection_deadline_ms)
 
 
@@ -195,11 +194,11 @@ def inspection_recorded(step: Step) -> SagaState:
             problem = plan.rejection
             inspection["refund_plan"] = plan.refund
             rules = tuple({**rule, "step": "INSPECTION"} for rule in plan.rules)
-            state = replace(state, rules_fired=(*state.rules_fired, *rules))
+            state = changed(state, rules_fired=(*state.rules_fired, *rules))
     if problem:
         inspection["rejection"] = problem
         step.notes.append(f"inspection rejects the return: {problem}; item to quarantine")
-    state = replace(
+    state = changed(
         state,
         status=Status.INTAKE_PENDING,
         inspection=inspection,
@@ -209,7 +208,7 @@ def inspection_recorded(step: Step) -> SagaState:
 
 
 def intake_completed(step: Step) -> SagaState:
-    state = replace(
+    state = changed(
         step.state,
         intake={"warehouse_id": step.record["warehouse_id"], "movements": step.record["movements"]},
     )
@@ -234,7 +233,7 @@ def intake_completed(step: Step) -> SagaState:
             ("refund-not-computable", ticket_facts(state, problem=problem)),
         )
     if reserves_with_the_order(state):
-        state = replace(
+        state = changed(
             state,
             status=Status.RESERVING_REFUND,
             compensations=(*state.compensations, "release-reservation"),

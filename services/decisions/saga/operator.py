@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from services.decisions.saga.commands import cancel_pickup
 from services.decisions.saga.compensation import start_compensation
 from services.decisions.saga.refund_routes import ATTEMPT_ONLY, planned_refund, start_refund
-from services.decisions.saga.state import STEP_OF, SagaState, Status
+from services.decisions.saga.state import STEP_OF, SagaState, Status, changed
 from services.decisions.saga.step import Step, count_try, finish, rule_fired
 from services.decisions.saga.timeouts import redo
 
@@ -34,7 +32,7 @@ def on_operator_retry(step: Step) -> SagaState | None:
         )
         return None
     step.notes.append(f"retry asked by {_asked_by(step)}: current step re-issued")
-    state = count_try(replace(state, timer={}), str(state.status))
+    state = count_try(changed(state, timer={}), str(state.status))
     return redo(step, state)
 
 
@@ -52,7 +50,7 @@ def on_operator_cancel(step: Step) -> SagaState | None:
         step.notes.append(f"cancel asked by {_asked_by(step)}: already being undone")
         return None
     # collected or later: undo what was done, last first, and end CANCELLED
-    return start_compensation(step, replace(state, timer={}), STEP_OF[state.status], reason, True)
+    return start_compensation(step, changed(state, timer={}), STEP_OF[state.status], reason, True)
 
 
 def on_operator_decision(step: Step) -> SagaState | None:
@@ -76,7 +74,7 @@ def on_operator_decision(step: Step) -> SagaState | None:
         step.command(
             "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
         )
-        return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
+        return changed(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
     if not state.inspection.get("items"):
         step.notes.append(f"{decision} decided by {who}: not inspected, nothing to refund from")
         return None
@@ -89,7 +87,7 @@ def on_operator_decision(step: Step) -> SagaState | None:
     elif state.refund.get("status") == "DECLINED":
         attempt += 1  # declined for good: a new key; otherwise the same key finds any payment
     step.notes.append(f"{decision} decided by {who}: refund attempt {attempt} by {plan['method']}")
-    state = replace(
+    state = changed(
         state,
         outcome={},
         timer={},

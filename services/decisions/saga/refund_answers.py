@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from services.decisions.saga.commands import request_refund
 from services.decisions.saga.compensation import start_compensation
 from services.decisions.saga.refund_routes import attempt_fields
-from services.decisions.saga.state import SagaState, Status
+from services.decisions.saga.state import SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
     backoff_ms,
@@ -58,7 +56,7 @@ def _refund_overdue(step: Step, state: SagaState) -> SagaState:
         {"method": refund["method"], "deadline_days": days, "due_by": refund["due_by"]},
         f"overdue: ticket {ticket_id} opened, still waiting for the settlement",
     )
-    state = replace(state, refund={**refund, "overdue_ticket": ticket_id})
+    state = changed(state, refund={**refund, "overdue_ticket": ticket_id})
     return wait_for_settlement(step, state)
 
 
@@ -92,14 +90,14 @@ def fall_back(step: Step, state: SagaState, why: str, decline_code: str) -> Saga
         "fallback": {"from": method, "decline_code": decline_code, "reason": why},
     }
     step.notes.append(f"{why}: falling back to STORE_CREDIT (refund attempt {attempt})")
-    state = replace(
+    state = changed(
         state,
         status=Status.REFUND_PENDING,
         refund=refund,
         tries={**state.tries, str(Status.REFUND_PENDING): 0},
     )
     if "void-refund" not in state.compensations:
-        state = replace(state, compensations=(*state.compensations, "void-refund"))
+        state = changed(state, compensations=(*state.compensations, "void-refund"))
     return request_refund(step, state)
 
 
@@ -129,13 +127,13 @@ def refund_issued(step: Step) -> SagaState | None:
         refund["refunded_to_buyer_minor"] = r.get("refunded_to_buyer_minor")
     if r.get("settles_at"):
         refund["settles_at"] = r["settles_at"]
-    state = replace(step.state, refund=refund)
+    state = changed(step.state, refund=refund)
     if r["status"] == "PENDING":
         if state.refund.get("settled_at"):  # its webhook came first
-            return _complete_refund(step, replace(state, refund={**refund, "status": "SUCCEEDED"}))
+            return _complete_refund(step, changed(state, refund={**refund, "status": "SUCCEEDED"}))
         step.notes.append("refund pending at the provider; waiting for settlement")
         since = refund.get("pending_since") or step.now_ms  # a re-sent answer keeps it
-        state = replace(state, refund={**refund, "pending_since": since})
+        state = changed(state, refund={**refund, "pending_since": since})
         return wait_for_settlement(step, state)
     return _complete_refund(step, state)
 
@@ -144,7 +142,7 @@ def _complete_refund(step: Step, state: SagaState) -> SagaState:
     step.command(
         "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
     )
-    return replace(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
+    return changed(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
 
 
 def refund_settled(step: Step) -> SagaState | None:
@@ -160,16 +158,16 @@ def refund_settled(step: Step) -> SagaState | None:
     if step.state.refund.get("status") != "PENDING":
         # the webhook overtook the service's own answer: keep it, RefundIssued completes
         step.notes.append("settlement arrived before the refund's answer; kept")
-        return replace(step.state, refund=refund)
+        return changed(step.state, refund=refund)
     step.notes.append("the provider settled the pending refund")
-    return _complete_refund(step, replace(step.state, refund={**refund, "status": "SUCCEEDED"}))
+    return _complete_refund(step, changed(step.state, refund={**refund, "status": "SUCCEEDED"}))
 
 
 def refund_failed(step: Step) -> SagaState | None:
     if _earlier_attempt(step):
         return None
     r = step.record
-    state = replace(step.state, refund={**step.state.refund, "last_error": r["decline_code"]})
+    state = changed(step.state, refund={**step.state.refund, "last_error": r["decline_code"]})
     action = r.get("next_action") or ""
     if r["retryable"]:
         if exhausted(step, state):
@@ -182,7 +180,7 @@ def refund_failed(step: Step) -> SagaState | None:
         return retry_later(step, state, f"refund failed transiently: {r['decline_code']}")
     why = f"refund declined: {r['decline_code']}"
     declines = [*state.refund.get("declines", []), r["decline_code"]]
-    state = replace(
+    state = changed(
         state,
         refund={
             **state.refund,
@@ -195,7 +193,7 @@ def refund_failed(step: Step) -> SagaState | None:
         if len(declines) > step.config.decline_retry_limit:
             return fall_back(step, state, f"{why} {len(declines)} times", r["decline_code"])
         attempt = state.refund.get("attempt", 1) + 1
-        state = replace(
+        state = changed(
             state,
             refund={**state.refund, "attempt": attempt, "status": "REQUESTED"},
             tries={**state.tries, str(Status.REFUND_PENDING): 0},

@@ -3,12 +3,11 @@ attempt's fields and deadline, waiting for the buyer's bank account, replacement
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.refunds.refund_plan import plan_refund, refund_lines
 from services.decisions.saga.commands import request_refund, request_replacement
-from services.decisions.saga.state import DAY_MS, SagaState, Status
+from services.decisions.saga.state import DAY_MS, SagaState, Status, changed
 from services.decisions.saga.step import Step, finish, rule_fired, set_deadline, ticket_facts
 
 
@@ -25,7 +24,7 @@ def refund_or_exchange(step: Step, state: SagaState) -> SagaState:
         liability = planned_refund(state).get("liability") or {}
         if liability.get("refund") != "REDUCED":
             step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
-            return request_replacement(step, replace(state, status=Status.EXCHANGE_PENDING))
+            return request_replacement(step, changed(state, status=Status.EXCHANGE_PENDING))
         # a full replacement for an item the buyer damaged would undo the policy's deduction
         state = rule_fired(
             state,
@@ -56,7 +55,7 @@ def refund_reserved(step: Step) -> SagaState:
             "other_returns": list(r["other_returns"]),
         }
     )
-    state = replace(
+    state = changed(
         state,
         inspection={**state.inspection, "refund_plan": plan},
         timer={},
@@ -82,7 +81,7 @@ def reservation_refused(step: Step) -> SagaState:
     reason = f"the order refund ledger refused the refund: {r['reason']}"
     return finish(
         step,
-        replace(step.state, timer={}),
+        changed(step.state, timer={}),
         Status.NEEDS_ATTENTION,
         "REFUND",
         reason,
@@ -103,7 +102,7 @@ def start_refund(step: Step, state: SagaState, plan: dict[str, Any], attempt: in
     if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
         step.notes.append("refund total is zero: nothing to pay")
         step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
-        return replace(
+        return changed(
             state,
             status=Status.COMPLETED,
             refund={**plan, "status": "NOTHING_TO_PAY"},
@@ -111,10 +110,10 @@ def start_refund(step: Step, state: SagaState, plan: dict[str, Any], attempt: in
             timer={},
         )
     refund = attempt_fields(step, state, plan, plan["method"])
-    state = replace(state, refund={**refund, "status": "REQUESTED", "attempt": attempt})
+    state = changed(state, refund={**refund, "status": "REQUESTED", "attempt": attempt})
     if plan["method"] == "BANK_TRANSFER" and not state.request.get("refund_account"):
         return _await_buyer_details(step, state)
-    state = replace(
+    state = changed(
         state,
         status=Status.REFUND_PENDING,
         compensations=(*state.compensations, "void-refund"),
@@ -162,20 +161,20 @@ def _await_buyer_details(step: Step, state: SagaState) -> SagaState:
     step.command("BuyerDetailsRequested", {"needed": "refund_account", "deadline_at": deadline_at})
     return set_deadline(
         step,
-        replace(state, status=Status.AWAITING_BUYER_DETAILS),
+        changed(state, status=Status.AWAITING_BUYER_DETAILS),
         step.config.buyer_details_deadline_ms,
     )
 
 
 def buyer_details_provided(step: Step) -> SagaState:
     account = step.record["refund_account"]
-    state = replace(step.state, request={**step.state.request, "refund_account": account})
+    state = changed(step.state, request={**step.state.request, "refund_account": account})
     if state.status != Status.AWAITING_BUYER_DETAILS:
         step.notes.append("the buyer's bank account is kept for the refund")
         return state
     step.notes.append("the buyer gave a bank account: refund requested")
     due_by = _due_by(step, state.refund.get("deadline_days"))  # the buyer's wait not counted
-    state = replace(
+    state = changed(
         state,
         status=Status.REFUND_PENDING,
         timer={},
@@ -189,7 +188,7 @@ def replacement_placed(step: Step) -> SagaState:
     r = step.record
     step.notes.append(f"replacement order {r['replacement_order_id']} placed: nothing to refund")
     step.command("ReturnCompleted", {"refunded": None, "completed_at": step.now_ms})
-    return replace(
+    return changed(
         step.state,
         status=Status.COMPLETED,
         outcome={
@@ -208,7 +207,7 @@ def replacement_out_of_stock(step: Step) -> SagaState:
     if choice == "STORE_CREDIT":
         plan = {**plan, "method": "STORE_CREDIT"}
     state = rule_fired(
-        replace(step.state, timer={}),
+        changed(step.state, timer={}),
         "exchange_out_of_stock",
         {"sku": r["sku"], "available": r["available"], "choice": choice},
         f"replacement {r['sku']} out of stock: refunded to {plan['method']} (policy)",

@@ -4,7 +4,6 @@ backoff, tries, tickets, finishing and the rules fired."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.event_ids import deterministic_event_id, envelope_of
@@ -16,6 +15,7 @@ from services.decisions.saga.state import (
     SagaConfig,
     SagaState,
     Status,
+    changed,
 )
 
 
@@ -75,8 +75,8 @@ def with_history(
     if parked_event:
         entry["parked"] = True
     if new_state.terminal:
-        new_state = replace(new_state, timer={})
-    return replace(new_state, history=(*old.history, entry)[-HISTORY_KEPT:])
+        new_state = changed(new_state, timer={})
+    return changed(new_state, history=(*old.history, entry)[-HISTORY_KEPT:])
 
 
 def set_timer(step: Step, state: SagaState, kind: str, delay_ms: int) -> SagaState:
@@ -89,7 +89,7 @@ def set_timer(step: Step, state: SagaState, kind: str, delay_ms: int) -> SagaSta
         "stage": stage,
         "due_at": step.now_ms + delay_ms,
     }
-    return replace(state, timer=timer, timers_set=number)
+    return changed(state, timer=timer, timers_set=number)
 
 
 def set_deadline(step: Step, state: SagaState, delay_ms: int) -> SagaState:
@@ -109,7 +109,7 @@ def tries_of(state: SagaState, stage: str) -> int:
 
 
 def count_try(state: SagaState, stage: str) -> SagaState:
-    return replace(state, tries={**state.tries, stage: tries_of(state, stage) + 1})
+    return changed(state, tries={**state.tries, stage: tries_of(state, stage) + 1})
 
 
 def retry_later(step: Step, state: SagaState, why: str) -> SagaState:
@@ -157,7 +157,7 @@ def finish(
         "ReturnFailed", {"outcome": str(status), "failed_step": failed_step, "reason": reason}
     )
     step.notes.append(reason)
-    return replace(state, status=status, outcome=outcome, timer={}, parked=())
+    return changed(state, status=status, outcome=outcome, timer={}, parked=())
 
 
 def ticket_facts(state: SagaState, **extra: Any) -> dict[str, str]:
@@ -174,7 +174,7 @@ def ticket_facts(state: SagaState, **extra: Any) -> dict[str, str]:
 
 def rule_fired(state: SagaState, rule_id: str, facts: dict[str, Any], effect: str) -> SagaState:
     fired = {"rule_id": rule_id, "facts": facts, "effect": effect, "step": "REFUND"}
-    return replace(state, rules_fired=(*state.rules_fired, fired))
+    return changed(state, rules_fired=(*state.rules_fired, fired))
 
 
 def copied(record: dict[str, Any], *names: str) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from services.decisions.saga.commands import (
     cancel_pickup,
     cancel_pickup_command,
@@ -15,7 +13,7 @@ from services.decisions.saga.commands import (
 )
 from services.decisions.saga.compensation import next_compensation, start_compensation
 from services.decisions.saga.refund_answers import fall_back, wait_for_settlement
-from services.decisions.saga.state import STEP_OF, SagaState, Status
+from services.decisions.saga.state import STEP_OF, SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
     count_try,
@@ -33,7 +31,7 @@ def timed_out(step: Step) -> SagaState | None:
     if not timer or step.record["timer_id"] != timer.get("id"):
         step.notes.append(f"stale timer {step.record['timer_id']}")
         return None
-    state = replace(state, timer={})
+    state = changed(state, timer={})
     status = state.status
     if timer["kind"] == "retry":
         step.notes.append(f"retry timer fired ({timer['id']})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from services.decisions.saga.compensation import (
@@ -50,6 +49,7 @@ from services.decisions.saga.state import (
     SagaState,
     Status,
     Transition,
+    changed,
 )
 from services.decisions.saga.step import Step, with_history
 from services.decisions.saga.timeouts import timed_out
@@ -80,7 +80,7 @@ def decide(
     if outcome == "applied":
         state, more = _apply_parked(state, now_ms, config)
         commands += more
-    state = replace(
+    state = changed(
         state,
         processed_event_ids=(*state.processed_event_ids, event_id)[-PROCESSED_IDS_KEPT:],
         last_event_id=event_id,
@@ -108,7 +108,7 @@ def _apply(
             return with_history(step, new_state), step.commands, "applied"
     elif not state.terminal and EVENT_RANK.get(name, -1) > PARKING_RANK.get(state.status, 99):
         step.notes.append(f"{name} arrived before its step (state {state.status}); parked")
-        parked = replace(state, parked=(*state.parked, (name, record)))
+        parked = changed(state, parked=(*state.parked, (name, record)))
         return with_history(step, parked, parked_event=True), [], "parked"
     if not step.notes and name in OPERATOR_EVENTS:
         step.notes.append(f"{name} does not apply to a saga in {state.status}")
@@ -126,13 +126,13 @@ def _apply_parked(state: SagaState, now_ms: int, config: SagaConfig) -> tuple[Sa
             if (state.status, name) in _HANDLERS:
                 rest = state.parked[:index] + state.parked[index + 1 :]
                 state, more, _ = _apply(
-                    replace(state, parked=rest), name, record, now_ms, config, True
+                    changed(state, parked=rest), name, record, now_ms, config, True
                 )
                 commands += more
                 progressed = True
                 break
         if state.terminal:
-            state = replace(state, parked=())
+            state = changed(state, parked=())
     return state, commands
 
 
