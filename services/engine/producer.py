@@ -31,11 +31,15 @@ class RecordProducer:
         client_id: str,
         codec: AvroCodec,
         topic_of: Callable[[str], str] = lambda name: topic_for_record(name).name,
+        linger_ms: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.codec = codec
         self.topic_of = topic_of  # record name → topic (the catalogue's, unless a test says)
+        self.settings = producer_settings()
+        if linger_ms is not None:
+            self.settings["linger_ms"] = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -54,7 +58,7 @@ class RecordProducer:
                     bootstrap_servers=self.bootstrap,
                     client_id=self.client_id,
                     metadata_max_age_ms=5_000,
-                    **producer_settings(),
+                    **self.settings,
                 )
                 await producer.start()
                 self._producer = producer
@@ -72,8 +76,11 @@ class RecordProducer:
         self, outbound: Sequence[Outbound], checked: bool = False
     ) -> list[tuple[str, bytes, bytes, list]]:
         """(topic, key, value, headers) per record; raises CodecError for a record its
-        schema refuses (a handler's bug: the input is dead-lettered). `checked`: validated
-        against the schema first (records built from outside input: HTTP, timers)."""
+        schema refuses (a handler's bug: the input is dead-lettered). `checked`: the
+        envelope and the schema validated first, for a precise error. The engine's records
+        are built by handlers from decoded records or parsed requests (typed by
+        construction) and are not: the tests encode every handler's output checked
+        (tests/support/in_memory_loop.py, tests/unit/test_front_door_records.py)."""
         encoded = []
         for name, record, *key in outbound:
             _, record_key, value, headers = encoded_record(
@@ -106,10 +113,10 @@ class RecordProducer:
 
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         """Write every record and wait until the broker acknowledged all of them."""
-        await asyncio.gather(*await self.send_encoded(self.encode(outbound, checked=True)))
+        await asyncio.gather(*await self.send_encoded(self.encode(outbound)))
 
     async def publish_durably(self, outbound: Sequence[Outbound]) -> None:
-        await self.deliver(self.encode(outbound, checked=True))
+        await self.deliver(self.encode(outbound))
 
     async def deliver(
         self, encoded: Sequence[tuple[str, bytes | None, bytes | None, list]]
