@@ -117,9 +117,9 @@ class ConsumeLoop:
             heartbeat_interval_ms=3_000,
             metadata_max_age_ms=5_000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # a fetch waits up to 20 ms for 64 KB: one request carries many records under
-            # load (a fetch per record or two cost the broker and every service a request)
-            fetch_max_wait_ms=20,
+            # a fetch waits up to fetch_wait_ms for 64 KB: one request carries many records
+            # under load (a fetch per record or two cost the broker and every service a request)
+            fetch_max_wait_ms=self.settings.fetch_wait_ms,
             fetch_min_bytes=64 * 1024,
         )
         self.consumer.subscribe(sorted(self.by_topic), listener=_Rebalance(self))

@@ -27,6 +27,10 @@ class ServiceSettings:
     # records fetched but not yet done; the loop stops fetching above it (back-pressure)
     max_buffered: int = 2000
     session_timeout_s: float = 10.0
+    # a fetch waits this long for 64 KB; a batch of writes waits this long for more records:
+    # longer costs each hop latency, shorter costs the broker and every service requests
+    fetch_wait_ms: int = 20
+    linger_ms: int = 5
     # static group membership (KIP-345): a restarted process with the same instance id takes
     # its partitions back at once instead of after the session timeout
     static_membership: bool = False
@@ -50,5 +54,7 @@ class ServiceSettings:
             checkpoint_idle_s=float(env.get("BOOMERANG_CHECKPOINT_IDLE_S", "0.5")),
             max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", "100")),
             max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", "2000")),
+            fetch_wait_ms=int(env.get("BOOMERANG_FETCH_WAIT_MS", "20")),
+            linger_ms=int(env.get("BOOMERANG_LINGER_MS", "5")),
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
         )

@@ -85,7 +85,9 @@ class ServiceParts:
 
 def build_parts(settings: ServiceSettings) -> ServiceParts:
     codec = AvroCodec(SchemaCatalogue.load())
-    producer = RecordProducer(settings.bootstrap, settings.group_id, codec)
+    producer = RecordProducer(
+        settings.bootstrap, settings.group_id, codec, linger_ms=settings.linger_ms
+    )
     return ServiceParts(settings, codec, producer, StateStore(), web.Application())
 
 
