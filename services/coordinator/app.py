@@ -17,6 +17,7 @@ from services.engine import worker as runtime
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.topics import RETURNS_EVENTS
 
 DEFAULT_PORT = 8085
 TIMER_SCAN_S = 1.0
@@ -39,7 +40,8 @@ def wiring(ports: CoordinatorPorts) -> Wiring:
         "GET", "/returns/{return_id}", partial(handlers.return_status, ports), reads_tables=True
     )
     listing = Route("GET", "/returns", partial(handlers.list_returns, ports), reads_tables=True)
-    return Wiring((sagas,), (status, listing))
+    # a new return (returns.events) waits while the coordinator is busy with started ones
+    return Wiring((sagas,), (status, listing), admission_topics=frozenset({RETURNS_EVENTS.name}))
 
 
 def build(

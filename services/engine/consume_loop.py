@@ -66,8 +66,10 @@ class ConsumeLoop:
         store: StateStore,
         on_fatal: Callable[[BaseException], None],
         offsets: OffsetStore | None = None,
+        admission_topics: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
+        self.admission_topics = admission_topics
         self.by_topic = {topic: sub for sub in subscriptions for topic in sub.topics}
         if len(self.by_topic) != sum(len(sub.topics) for sub in subscriptions):
             raise ValueError("a topic is read by two subscriptions of one service")
@@ -87,7 +89,6 @@ class ConsumeLoop:
         self.rebalancing = False
         self.committed: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
-        self._paused = False
         self.done = 0  # records done since the last report
         self.last_done_at = 0.0
         self._pruned_at = 0.0
@@ -141,7 +142,7 @@ class ConsumeLoop:
                 room = self.settings.max_buffered - self.progress.outstanding()
                 # full: the partitions are paused, not left unpolled (a consumer that does not
                 # poll for max.poll.interval.ms is put out of the group)
-                self._pause(room <= 0)
+                self._throttle(room)
                 try:
                     batches = await self.consumer.getmany(timeout_ms=200, max_records=max(room, 1))
                 except KafkaError as exc:
@@ -159,13 +160,23 @@ class ConsumeLoop:
         finally:
             checkpoints.cancel()
 
-    def _pause(self, full: bool) -> None:
+    def _throttle(self, room: int) -> None:
+        """Pause every partition while the buffer is full, and the admission topics' while
+        it is half full (new work waits until the started work has room); resume the rest."""
         assert self.consumer is not None
-        if full and not self._paused:
-            self.consumer.pause(*self.consumer.assignment())
-        elif not full and self._paused:
-            self.consumer.resume(*self.consumer.assignment())
-        self._paused = full
+        assignment = self.consumer.assignment()
+        if room <= 0:
+            wanted = set(assignment)
+        elif self.admission_topics and room <= self.settings.max_buffered // 2:
+            wanted = {tp for tp in assignment if tp.topic in self.admission_topics}
+        else:
+            wanted = set()
+        paused = self.consumer.paused()
+        if wanted != paused:
+            if resumed := paused - wanted:
+                self.consumer.resume(*resumed)
+            if newly := wanted - paused:
+                self.consumer.pause(*newly)
 
     def request_stop(self) -> None:
         """Fetch no more: `run` returns within one poll."""

@@ -110,6 +110,7 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
         parts.store,
         on_fatal=lambda exc: os.kill(os.getpid(), signal.SIGTERM),
         offsets=parts.offsets,
+        admission_topics=wiring.admission_topics,
     )
     for route in wiring.routes:
         handler = (
