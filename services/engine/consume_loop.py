@@ -139,14 +139,12 @@ class ConsumeLoop:
                 if self.rebalancing:  # no fetch while partitions move or state is recovered
                     await asyncio.sleep(0.05)
                     continue
-                outstanding = self.progress.outstanding()
+                room = self.settings.max_buffered - self.progress.outstanding()
                 # full: the partitions are paused, not left unpolled (a consumer that does not
                 # poll for max.poll.interval.ms is put out of the group)
-                fetch_at_most = self._throttle(outstanding)
+                self._throttle(room)
                 try:
-                    batches = await self.consumer.getmany(
-                        timeout_ms=200, max_records=max(fetch_at_most, 1)
-                    )
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=max(room, 1))
                 except KafkaError as exc:
                     log.warning("fetch failed; retrying", error=repr(exc))
                     await asyncio.sleep(0.5)
@@ -162,23 +160,14 @@ class ConsumeLoop:
         finally:
             checkpoints.cancel()
 
-    @property
-    def admission_limit(self) -> int:
-        """Records outstanding above which new work (the admission topics) waits."""
-        return min(2 * self.settings.max_in_flight, self.settings.max_buffered // 2)
-
-    def _throttle(self, outstanding: int) -> int:
-        """Pause every partition while the buffer is full, and the admission topics' from
-        `admission_limit` on; while new work is let in, a fetch takes no more than fills the
-        limit (a fetch of thousands of new returns would queue in front of every started
-        one). Returns how many records the next fetch may take."""
+    def _throttle(self, room: int) -> None:
+        """Pause every partition while the buffer is full, and the admission topics' while
+        it is half full (new work waits until the started work has room); resume the rest."""
         assert self.consumer is not None
-        room = self.settings.max_buffered - outstanding
         assignment = self.consumer.assignment()
-        admitting = bool(self.admission_topics) and outstanding < self.admission_limit
         if room <= 0:
             wanted = set(assignment)
-        elif self.admission_topics and not admitting:
+        elif self.admission_topics and room <= self.settings.max_buffered // 2:
             wanted = {tp for tp in assignment if tp.topic in self.admission_topics}
         else:
             wanted = set()
@@ -188,7 +177,6 @@ class ConsumeLoop:
                 self.consumer.resume(*resumed)
             if newly := wanted - paused:
                 self.consumer.pause(*newly)
-        return min(room, self.admission_limit - outstanding) if admitting else room
 
     def request_stop(self) -> None:
         """Fetch no more: `run` returns within one poll."""

@@ -115,10 +115,9 @@ class Wiring:
 
     subscriptions: tuple[Subscription, ...]
     routes: tuple[Route, ...] = ()
-    # topics whose records start new work (a new return): fetched only while few records
-    # are outstanding (ConsumeLoop.admission_limit), so under overload the work already
-    # started is finished first and throughput holds instead of every return slowing down
-    # (the new work waits in Kafka)
+    # topics whose records start new work (a new return): fetched only while the loop has
+    # room, so under overload the work already started is finished first and throughput
+    # holds instead of every return slowing down (the rest of the lag waits in Kafka)
     admission_topics: frozenset[str] = frozenset()
 
 
