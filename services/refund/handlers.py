@@ -139,7 +139,8 @@ def refund_order(command: dict[str, Any], return_id: str, amount_minor: int) -> 
 @dataclass
 class RefundPorts:
     refunds: MutableMapping[str, Any]  # return_id -> {command event id: [name, record]}
-    routes: MutableMapping[str, Any]  # return_id -> {idempotency key: provider}
+    # return_id -> {idempotency key: provider}, for a request whose answer is not known
+    routes: MutableMapping[str, Any]
     order_ledger: MutableMapping[str, Any]  # order_ref -> live returns and their shares
     partners: Partners
     publish: Publish
@@ -178,10 +179,10 @@ async def pay(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
             log.warning("provider down: trying the next one", provider=provider, error=str(exc))
             continue
         except TransientFailure:
-            # the request may have reached this provider: it keeps the refund for good
+            # the request may have reached this provider: it keeps the refund for good (an
+            # answered one needs no route: the answer, stored with its provider, is re-emitted)
             ports.routes[return_id] = {**reached, order.key: provider}
             raise
-        ports.routes[return_id] = {**reached, order.key: provider}
         name, record = result_event(command, answer, provider)
         log.debug(
             "refund answered",
