@@ -70,8 +70,6 @@ class RecordHandling:
             )
         except (CodecError, EnvelopeError) as exc:
             return [self.dead_letter(message, exc)]
-        if subscription.accepts is not None and decoded.name not in subscription.accepts:
-            return []
         key = record_key(message) or decoded.record["envelope"]["return_id"]
         if self.store.already_applied(key, message.topic, message.offset):
             log.debug("record already in the state; skipped", offset=message.offset)
