@@ -50,7 +50,6 @@ def build(
     def wire(parts: runtime.ServiceParts) -> Wiring:
         ports = CoordinatorPorts(
             sagas=parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S),
-            explanations=parts.table("saga-explanations", every_s=SAGA_WRITTEN_EVERY_S),
             config=config or saga.SagaConfig(),
             clock_ms=now_ms,
         )

@@ -1,7 +1,7 @@
 """The coordinator's handlers around the pure saga (services/decisions/saga): each event
-moves one return's saga (its slim record in the `sagas` table, its history, rules fired and
-policy snapshot in `saga-explanations`: saga/stored.py), due timers become SagaStepTimedOut
-events, and the saga is shown on GET /returns/{return_id} and GET /returns."""
+moves one return's saga (one record in the `sagas` table: what later steps read, and its
+explanation, the history and rules fired: saga/stored.py), due timers become
+SagaStepTimedOut events, and the saga is shown on GET /returns/{return_id} and GET /returns."""
 
 from __future__ import annotations
 
@@ -46,8 +46,7 @@ log = get_logger(__name__)
 
 @dataclass
 class CoordinatorPorts:
-    sagas: MutableMapping[str, Any]  # return_id -> the saga's slim record
-    explanations: MutableMapping[str, Any]  # return_id -> its history, rules, policy
+    sagas: MutableMapping[str, Any]  # return_id -> the saga (LiveSaga, or its stored record)
     config: saga.SagaConfig
     clock_ms: Callable[[], int]
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
@@ -55,14 +54,22 @@ class CoordinatorPorts:
 
 @dataclass(frozen=True)
 class LiveSaga:
-    """A saga as the coordinator keeps it in its table between checkpoints: the state itself,
-    made into its slim record (saga/stored.py) only when the checkpoint writes it (a table
-    recovered from the changelog holds those records)."""
+    """A saga as the coordinator keeps it in its table between checkpoints: the state itself
+    (without its history) and its explanation, made into the stored record (saga/stored.py)
+    only when the checkpoint writes it (a table recovered from the changelog holds those
+    records)."""
 
     state: saga.SagaState
+    explanation: dict[str, Any]
 
     def stored_json(self) -> dict[str, Any]:
-        return stored_saga.slim_record(self.state)
+        return stored_saga.stored_record(self.state, self.explanation)
+
+
+def explanation_of(value: LiveSaga | dict[str, Any] | None) -> dict[str, Any] | None:
+    if isinstance(value, LiveSaga):
+        return value.explanation
+    return stored_saga.explanation_in(value) if value else None
 
 
 def saga_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
@@ -70,8 +77,10 @@ def saga_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
     return value.state if isinstance(value, LiveSaga) else stored_saga.loaded_state(value)
 
 
-def slim_of(value: LiveSaga | dict[str, Any]) -> dict[str, Any]:
-    return value.stored_json() if isinstance(value, LiveSaga) else value
+def shown_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
+    """The whole state for the views, its history and every rule fired put back."""
+    stored = value.stored_json() if isinstance(value, LiveSaga) else value
+    return stored_saga.shown_state(stored)
 
 
 def keyed(command: saga.Command) -> Outbound:
@@ -96,11 +105,8 @@ def _drive(
     transition = saga.decide(state, name, record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
         # the history is not kept live: the explanation takes the entries of this event
-        after = saga.changed(transition.state, history=())
-        ports.sagas[return_id] = LiveSaga(after)
-        ports.explanations[return_id] = stored_saga.explanation_after(
-            ports.explanations.get(return_id), state, transition.state
-        )
+        explanation = stored_saga.explanation_after(explanation_of(stored), state, transition.state)
+        ports.sagas[return_id] = LiveSaga(saga.changed(transition.state, history=()), explanation)
     log.debug(
         "saga event",
         event_type=name,
@@ -160,8 +166,7 @@ async def return_status(
     stored = ports.sagas.get(return_id)
     if not stored:
         return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
-    shown = stored_saga.shown_state(slim_of(stored), ports.explanations.get(return_id))
-    return HttpAnswer(200, saga.status_view(shown))
+    return HttpAnswer(200, saga.status_view(shown_of(stored)))
 
 
 async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAnswer:

@@ -9,7 +9,8 @@ those topics' records of the assigned partitions (changelog_recovery.rebuild_vie
 never written to Kafka; it holds no commit back and stamps nothing.
 
 Every changelog record carries, in its `boomerang.applied` header, the key of the input
-record that last wrote it and that record's offset per input topic. Recovery reads the
+record that last wrote it (left out when it is the entry's own key) and that key's offset
+per input topic. Recovery reads the
 changelog of each assigned partition to its end and so knows, per key, the last input
 record its state reflects; a record at or below it (re-delivered after a crash, before its
 offset was committed) is skipped: state never takes one record twice, and the commit
@@ -222,7 +223,9 @@ class StateStore:
             if value is _ABSENT and (name, key) not in self.in_changelog:
                 del self.dirty[(name, key)]  # born and gone between two checkpoints
                 continue
-            stamp = {"key": dirty.writer, "at": self.applied.get(dirty.writer, {})}
+            stamp: dict[str, Any] = {"at": self.applied.get(dirty.writer, {})}
+            if dirty.writer != key:  # the writer's key is the entry's unless said otherwise
+                stamp["key"] = dirty.writer
             dirty.after_snapshot = {}
             writes.append(
                 ChangelogWrite(
@@ -286,8 +289,9 @@ class StateStore:
         for header, raw in headers or ():
             if header == APPLIED_HEADER:
                 stamp = orjson.loads(raw)
-                self.partition_of[stamp["key"]] = partition
-                per_table = self.restoring.setdefault(stamp["key"], {}).setdefault(name, {})
+                writer = stamp.get("key", decoded_key)
+                self.partition_of[writer] = partition
+                per_table = self.restoring.setdefault(writer, {}).setdefault(name, {})
                 for topic, offset in stamp["at"].items():
                     per_table[topic] = max(offset, per_table.get(topic, -1))
 

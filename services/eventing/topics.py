@@ -189,9 +189,6 @@ SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per re
 # (engine/state_store.py): returns' answers, pickup's answers, inspection's returns and
 # scans, intake's intakes.
 SERVICE_CHANGELOGS = (
-    _changelog(
-        "boomerang-coordinator", "saga-explanations", "each saga's history, rules and policy"
-    ),
     _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@location"),
     _changelog("boomerang-refund", "refunds", "refund results per return and command"),
     _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),

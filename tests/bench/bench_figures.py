@@ -31,7 +31,7 @@ TARGET_RECORD_BUDGET: tuple[dict[str, Any], ...] = (
     {"topic": "boomerang.saga.events", "bytes": 450, "state": False},
     {"topic": "boomerang-coordinator-sagas-changelog", "bytes": 1300, "state": True},
     {"topic": "boomerang-coordinator-sagas-changelog", "bytes": 1300, "state": True},
-    {"topic": "boomerang-coordinator-saga-explanations-changelog", "bytes": 550, "state": True},
+    {"topic": "boomerang-coordinator-sagas-changelog", "bytes": 550, "state": True},
     {"topic": "boomerang-warehouse-intake-ledger-changelog", "bytes": 800, "state": True},
     {"topic": "boomerang-refund-refunds-changelog", "bytes": 1300, "state": True},
 )

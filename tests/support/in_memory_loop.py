@@ -85,9 +85,7 @@ class InMemoryLoop:
             clock_ms=self.clock,
             new_return_id=lambda: f"RMA-MEM-{next(self.return_numbers):06d}",
         )
-        self.coordinator = CoordinatorPorts(
-            sagas={}, explanations={}, config=self.saga_config, clock_ms=self.clock
-        )
+        self.coordinator = CoordinatorPorts(sagas={}, config=self.saga_config, clock_ms=self.clock)
         self.pickup = PickupPorts(
             answered={},
             carrier=self.carrier,

@@ -80,10 +80,32 @@ def test_a_key_changed_many_times_is_written_once_per_checkpoint_with_its_applie
     writes = store.checkpoint_writes()
     assert len(writes) == 1
     assert orjson.loads(writes[0].value) == {"n": 9}
-    assert dict(writes[0].headers)[APPLIED_HEADER] == orjson.dumps({"key": "R-1", "at": {"in": 9}})
+    # the writer is the entry's own key, so the stamp leaves it out
+    assert dict(writes[0].headers)[APPLIED_HEADER] == orjson.dumps({"at": {"in": 9}})
     assert store.commit_floor() == {("in", 0): 3}
     store.persisted(writes)
     assert store.commit_floor() == {} and store.checkpoint_writes() == []
+
+
+def test_an_entry_written_by_another_key_names_its_writer_and_older_stamps_still_restore():
+    store = StateStore()
+    store.table("ledger", "ledger-changelog")
+    with handling(Handling("INTAKE-1", "in", 0, 4)):
+        store.tables["ledger"]["SKU-1@A"] = {"on_hand": 1}
+    (write_,) = store.checkpoint_writes()
+    stamp = orjson.loads(dict(write_.headers)[APPLIED_HEADER])
+    assert stamp == {"at": {"in": 4}, "key": "INTAKE-1"}
+    recovered = StateStore()
+    recovered.table("ledger", "ledger-changelog")
+    recovered.restore("ledger", 0, write_.key, write_.value, write_.headers)
+    # a stamp written before the key was left out names it, whoever wrote it
+    older = orjson.dumps({"key": "R-9", "at": {"in": 12}})
+    recovered.restore("ledger", 0, orjson.dumps("R-9"), b"{}", [(APPLIED_HEADER, older)])
+    recovered.restored()
+    assert recovered.already_applied("INTAKE-1", "in", 4)
+    assert not recovered.already_applied("SKU-1@A", "in", 0)
+    assert recovered.already_applied("R-9", "in", 12)
+    assert not recovered.already_applied("R-9", "in", 13)
 
 
 def test_an_entry_changed_while_its_checkpoint_is_written_stays_dirty_from_that_change_on():

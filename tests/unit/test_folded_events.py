@@ -55,7 +55,7 @@ def test_the_saga_moves_the_same_on_one_folded_record_as_on_the_two_events():
 
     def wired() -> coordinator.CoordinatorPorts:
         config = SagaConfig(booking_deadline_ms=60_000)
-        return coordinator.CoordinatorPorts({}, {}, config, lambda: 1_790_000_000_000)
+        return coordinator.CoordinatorPorts({}, config, lambda: 1_790_000_000_000)
 
     apart, together = wired(), wired()
     commands = drive(apart, "ReturnRequested", requested) + drive(apart, "ReturnAccepted", accepted)
@@ -82,9 +82,9 @@ def test_a_replay_judges_a_folded_record_new_until_its_events_are_applied():
     empty = {"coordinator": {}, "inspection": {}, "returns": {}}
     fresh = predict("boomerang.returns.events", rows, empty).as_dict()
     assert {fresh[consumer][NEW] for consumer in fresh} == {1}
-    wired = coordinator.CoordinatorPorts({}, {}, SagaConfig(), lambda: 1)
+    wired = coordinator.CoordinatorPorts({}, SagaConfig(), lambda: 1)
     drive(wired, "ReturnAccepted", record)
-    sagas = {rid: coordinator.slim_of(value) for rid, value in wired.sagas.items()}
+    sagas = {rid: value.stored_json() for rid, value in wired.sagas.items()}
     tables = {"coordinator": {"sagas": sagas}, "inspection": {}, "returns": {}}
     again = predict("boomerang.returns.events", rows, tables).as_dict()["coordinator/saga"]
     assert (again[NEW], again[APPLIED]) == (0, 1)

@@ -10,6 +10,7 @@ from typing import Any
 from services.coordinator import handlers
 from services.coordinator.handlers import REFIRE_AFTER_MS, CoordinatorPorts
 from services.decisions.saga import SagaConfig, Status
+from services.decisions.saga import stored as stored_saga
 from services.eventing.handler_contract import HttpRequest, Incoming
 from tests.support.return_events import event
 
@@ -25,7 +26,7 @@ class Clock:
 
 
 def ports(clock: Clock | None = None) -> CoordinatorPorts:
-    return CoordinatorPorts({}, {}, SagaConfig(booking_deadline_ms=60_000), clock or Clock())
+    return CoordinatorPorts({}, SagaConfig(booking_deadline_ms=60_000), clock or Clock())
 
 
 def drive(wired: CoordinatorPorts, name: str, record: dict[str, Any] | None = None) -> list:
@@ -43,20 +44,22 @@ def test_each_event_moves_the_stored_saga_and_a_redelivery_sends_nothing_again()
     accepted = event("ReturnAccepted", RID)
     commands = drive(wired, "ReturnAccepted", accepted)
     assert [name for name, *_ in commands] == ["PickupRequested"]
-    assert handlers.slim_of(wired.sagas[RID])["status"] == Status.PICKUP_PENDING
+    assert handlers.saga_of(wired.sagas[RID]).status == Status.PICKUP_PENDING
     # the engine stores no state before its commands are on the broker: they were sent
     assert drive(wired, "ReturnAccepted", accepted) == []
     view = status(wired)
     assert (view.status, view.body["status"]) == (200, Status.PICKUP_PENDING)
 
 
-def test_the_slim_record_holds_what_later_steps_read_and_the_explanation_the_rest():
+def test_the_stored_record_holds_what_later_steps_read_and_its_explanation_the_rest():
     wired = ports()
     drive(wired, "ReturnRequested")
     rule = {"rule_id": "policy.returnable", "facts_json": '{"category": "apparel"}'}
     drive(wired, "ReturnAccepted", event("ReturnAccepted", RID, rules=[rule | {"effect": "ok"}]))
     drive(wired, "PickupScheduled")
-    slim, explanation = handlers.slim_of(wired.sagas[RID]), wired.explanations[RID]
+    record = wired.sagas[RID].stored_json()
+    explanation = record.pop(stored_saga.EXPLANATION)
+    slim = record
     assert "history" not in slim and "outbox" not in slim
     assert [r["step"] for r in explanation["rules_fired"]] == ["REQUEST"]
     assert slim["rules_fired"] == []  # the request's rules are not read again
@@ -69,6 +72,16 @@ def test_the_slim_record_holds_what_later_steps_read_and_the_explanation_the_res
     assert view["history"][1]["commands"][0]["command"] == "PickupRequested"
     assert view["history"][1]["step"] == "PICKUP"
     assert view["rules_fired"] == explanation["rules_fired"]
+    # the record as read back from the changelog shows the same, and the explanation grows
+    live = wired.sagas[RID]
+    wired.sagas[RID] = json.loads(json.dumps(live.stored_json()))
+    assert status(wired).body == view
+    assert handlers.saga_of(wired.sagas[RID]).status == live.state.status
+    drive(wired, "PickupCompleted")
+    assert [e["event_type"] for e in status(wired).body["history"]][-2:] == [
+        "PickupScheduled",
+        "PickupCompleted",
+    ]
 
 
 def test_a_due_timer_fires_once_until_it_is_overdue_for_refiring():
@@ -85,7 +98,7 @@ def test_a_due_timer_fires_once_until_it_is_overdue_for_refiring():
     [(_, again)] = handlers.due_timer_events(wired)
     assert again["envelope"]["event_id"] == record["envelope"]["event_id"]
     drive(wired, "SagaStepTimedOut", record)
-    assert handlers.slim_of(wired.sagas[RID])["tries"]  # retried: the pickup is asked again
+    assert handlers.saga_of(wired.sagas[RID]).tries  # retried: the pickup is asked again
 
 
 def test_order_ledger_commands_are_keyed_by_the_order_not_the_return():
@@ -111,6 +124,6 @@ def test_a_coordinator_recovered_from_its_changelog_goes_on_as_the_live_one_woul
         record = event(name, RID, envelope={"event_id": f"E-{number}"})
         assert drive(live, name, record) == drive(recovered, name, record)
         # the recovered one starts every event from what its changelogs would hold
-        recovered.sagas[RID] = json.loads(json.dumps(handlers.slim_of(recovered.sagas[RID])))
-    assert handlers.slim_of(live.sagas[RID]) == recovered.sagas[RID]
+        recovered.sagas[RID] = json.loads(json.dumps(recovered.sagas[RID].stored_json()))
+    assert live.sagas[RID].stored_json() == recovered.sagas[RID]
     assert status(live).body == status(recovered).body

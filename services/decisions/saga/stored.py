@@ -1,12 +1,13 @@
-"""The saga as the coordinator stores it, in two tables checkpointed together:
+"""The saga as the coordinator stores it: one record per return, in two parts.
 
 - the slim record: what later steps read (status, request, pickup, inspection, refund,
-  timers, tries, compensations, the ids of recent events) and nothing else;
-- its explanation: the history and the rules fired that the slim record does not keep
-  (the request's). It is shown (GET /returns/{return_id}, `boomerang saga show`), never
-  read by a step, and grows by the entries of each event, bounded (HISTORY_KEPT,
-  RULES_KEPT). The policy snapshot as accepted travels on ReturnAccepted (`policy_json`);
-  the slim record keeps the values later steps read.
+  timers, tries, compensations, the ids of recent events) and nothing else; a step decides
+  from it alone (`loaded_state`);
+- its explanation, under EXPLANATION: the history and the rules fired that the slim record
+  does not keep (the request's). It is shown (GET /returns/{return_id}, `boomerang saga
+  show`), never read by a step, and grows by the entries of each event, bounded
+  (HISTORY_KEPT, RULES_KEPT). The policy snapshot as accepted travels on ReturnAccepted
+  (`policy_json`); the slim record keeps the values later steps read.
 
 Both are written compactly and read back losslessly: a history entry as a row, the refund
 as its difference from the inspection's refund plan it was copied from.
@@ -24,6 +25,7 @@ LATER_POLICY_RULES = ("decline_fallback", "refund_deadline_days", "exchange_out_
 # Rules fired at these steps travel on the refund command, so the slim record keeps them.
 RULE_STEPS_KEPT = frozenset({"INSPECTION", "REFUND"})
 RULES_KEPT = 200
+EXPLANATION = "explanation"
 
 
 _HISTORY_ROW = ("at", "event_type", "event_id", "from", "to")
@@ -42,6 +44,15 @@ def slim_record(state: SagaState) -> dict[str, Any]:
         data["refund"] = {name: v for name, v in state.refund.items() if name not in same}
         data["refund_as_plan"] = same
     return data
+
+
+def stored_record(state: SagaState, explanation: dict[str, Any] | None) -> dict[str, Any]:
+    """The record the coordinator writes: the slim record with its explanation."""
+    return {**slim_record(state), EXPLANATION: explanation or {}}
+
+
+def explanation_in(record: dict[str, Any]) -> dict[str, Any] | None:
+    return record.get(EXPLANATION)
 
 
 def _refund_of(slim: dict[str, Any]) -> dict[str, Any]:
@@ -94,15 +105,16 @@ def explanation_after(
 
 
 def loaded_state(slim: dict[str, Any]) -> SagaState:
-    """The state a step decides from (a record stored before the split still has its
-    history: it is left out, as it is in the explanation)."""
+    """The state a step decides from (its explanation is not read; a record stored before
+    the explanation was split off still has its history: it is left out)."""
     return SagaState.from_json({**slim, "history": (), "refund": _refund_of(slim)})
 
 
-def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None) -> SagaState:
-    """The whole state for the views: the slim record with its explanation put back (the
-    rules in the order they fired: the request's come first)."""
-    explanation = explanation or {}
+def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None) -> SagaState:
+    """The whole state for the views: the slim record with its explanation (the one it
+    holds, unless given) put back (the rules in the order they fired: the request's come
+    first)."""
+    explanation = explanation or slim.get(EXPLANATION) or {}
     history = [_history_entry(row) for row in explanation.get("history", ())]
     return SagaState.from_json(
         {

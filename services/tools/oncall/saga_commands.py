@@ -52,19 +52,13 @@ async def _sagas(bootstrap: str) -> dict[str, dict[str, Any]]:
     return await read_table(bootstrap, "coordinator", "sagas")
 
 
-async def _explanation(bootstrap: str, return_id: str) -> dict[str, Any] | None:
-    from services.tools.oncall.service_state import read_table
-
-    return (await read_table(bootstrap, "coordinator", "saga-explanations")).get(return_id)
-
-
 def _state(return_id: str) -> saga_core.SagaState:
     """The saga with its explanation (history, rules fired) put back."""
     bootstrap = bootstrap_servers()
     stored = asyncio.run(_sagas(bootstrap)).get(return_id)
     if stored is None:
         raise click.ClickException(f"no saga for {return_id} (unknown, or not started yet)")
-    return stored_saga.shown_state(stored, asyncio.run(_explanation(bootstrap, return_id)))
+    return stored_saga.shown_state(stored)
 
 
 @click.group()
@@ -288,10 +282,8 @@ async def _wait_applied(return_id: str, event_id: str, wait_s: float) -> dict[st
     """The saga's history entry for `event_id` once the coordinator has applied it."""
     deadline = time.monotonic() + wait_s
     while True:
-        bootstrap = bootstrap_servers()
-        stored = (await _sagas(bootstrap)).get(return_id)
-        shown = stored_saga.shown_state(stored, await _explanation(bootstrap, return_id))
-        for entry in shown.history if stored else ():
+        stored = (await _sagas(bootstrap_servers())).get(return_id)
+        for entry in stored_saga.shown_state(stored).history if stored else ():
             if entry.get("event_id") == event_id:
                 return {
                     "to": entry["to"],
