@@ -15,14 +15,17 @@ log = get_logger(__name__)
 
 def answers_fold(
     answer_names: frozenset[str],
+    not_stored: Callable[[str, dict[str, Any]], bool] = lambda name, record: False,
 ) -> Callable[[MutableMapping[str, Any], str, dict[str, Any]], None]:
     """The fold that rebuilds `answered` from the answers topic (a view, no changelog): each
-    of `answer_names` is the stored answer of the command that caused it (the first one)."""
+    of `answer_names` is the stored answer of the command that caused it (the first one),
+    unless `not_stored` says the handler did not store it (an answer made when a command
+    gave up, not by `answer_once`)."""
 
     def fold(answered: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
         envelope = record["envelope"]
         command_id = envelope.get("causation_id")
-        if name not in answer_names or not command_id:
+        if name not in answer_names or not command_id or not_stored(name, record):
             return
         done = answered.get(envelope["return_id"]) or {}
         if command_id not in done:

@@ -130,7 +130,7 @@ REFUND_EVENTS = _stream(
         "ReplacementOrderPlaced",
         "ReplacementOutOfStock",
     ),
-    days=30,
+    days=VIEW_SOURCE_DAYS,  # the refund service's answers view is folded from it
 )
 SAGA_EVENTS = _stream(
     "boomerang.saga.events",
@@ -187,10 +187,9 @@ def _changelog(app_id: str, table: str, purpose: str) -> TopicSpec:
 SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per return (compacted)")
 # Tables whose durable form is a topic already written are views without a changelog
 # (engine/state_store.py): returns' answers, pickup's answers, inspection's returns and
-# scans, intake's intakes.
+# scans, intake's intakes, refund's answers.
 SERVICE_CHANGELOGS = (
     _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@location"),
-    _changelog("boomerang-refund", "refunds", "refund results per return and command"),
     _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),
     _changelog("boomerang-refund", "order-ledger", "live returns' refund shares per order"),
 )

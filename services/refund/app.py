@@ -1,7 +1,8 @@
 """Composition root of the refund service: the payment providers, their routes and webhook
-secrets and the marketplace (from the environment), and the `refunds`, `refund-routes` and
-`order-ledger` tables wired to the handlers (services/refund/handlers.py): one consumer for
-the refund commands, one for the order refund ledger (keyed by order_ref), two routes."""
+secrets and the marketplace (from the environment), and the `refund-routes` and
+`order-ledger` tables and the `refunds` view (folded from refund.events) wired to the
+handlers (services/refund/handlers.py): one consumer for the refund commands, one for the
+order refund ledger (keyed by order_ref), two routes."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from services.decisions.refunds.provider_routing import ProviderRoutes
 from services.engine import worker as runtime
+from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
-from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS
+from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS, REFUND_EVENTS
 from services.refund import handlers
 from services.refund.handlers import SERVICE, Partners, RefundPorts
 from services.refund.marketplace_client import MarketplaceClient, marketplace_http
@@ -51,7 +53,9 @@ def build(settings: runtime.ServiceSettings, partners: Partners) -> runtime.Serv
     def wire(parts: runtime.ServiceParts) -> Wiring:
         return wiring(
             RefundPorts(
-                refunds=parts.table("refunds"),
+                refunds=parts.view(
+                    "refunds", TopicView((REFUND_EVENTS.name,), handlers.fold_answers)
+                ),
                 routes=parts.table("refund-routes"),
                 order_ledger=parts.table("order-ledger"),
                 partners=partners,

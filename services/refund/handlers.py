@@ -13,8 +13,10 @@ Consumes the coordinator's commands:
   order and holds its share (`order_refund_ledger`), or gives it back; answers RefundReserved,
   RefundReservationRefused or RefundReservationReleased.
 Each result is stored with the command's id, so a redelivered command re-emits the stored
-result (same event id) instead of calling a partner again; the provider a refund reached is
-stored with its idempotency key, so a retry never goes to another provider.
+result (same event id) instead of calling a partner again: the results are a view folded
+from refund.events (`fold_answers`), where they are written anyway. The provider a refund
+reached while its answer is unknown is stored with its idempotency key, so a retry never
+goes to another provider.
 
 `GET /orders/{order_ref}/refunds` shows an order's live and released returns.
 `POST /webhooks/psp` takes the providers' signed settlement webhooks and emits RefundSettled
@@ -32,7 +34,7 @@ from services.decisions.refunds import order_refund_ledger
 from services.decisions.refunds.decline_codes import NextAction, next_action
 from services.decisions.refunds.provider_routing import ProviderRoutes, providers_to_try
 from services.decisions.refunds.refund_amount import check_refund_command
-from services.eventing.answered_commands import answer_once
+from services.eventing.answered_commands import answer_once, answers_fold
 from services.eventing.envelope import reply_record
 from services.eventing.handler_contract import (
     DomainRejection,
@@ -82,6 +84,27 @@ class Partners:
     routes: ProviderRoutes
     webhook_secrets: dict[str, bytes] = field(default_factory=dict)
     marketplace: Marketplace | None = None
+
+
+# what a command is answered with (stored): the view of them is folded from refund.events
+ANSWERS = frozenset(
+    {
+        "RefundIssued",
+        "RefundFailed",
+        "RefundVoided",
+        "ReplacementOrderPlaced",
+        "ReplacementOutOfStock",
+    }
+)
+
+
+def _given_up(name: str, record: dict[str, Any]) -> bool:
+    """A retryable RefundFailed is the answer of a command that gave up (partner_unreachable):
+    not stored, so a redelivered command asks again."""
+    return name == "RefundFailed" and bool(record.get("retryable"))
+
+
+fold_answers = answers_fold(ANSWERS, _given_up)
 
 
 def result_event(command: dict[str, Any], answer: PspAnswer, provider: str) -> Outbound:

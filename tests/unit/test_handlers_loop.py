@@ -187,6 +187,7 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
         ("inspection", "returns"): loop.inspection.returns,
         ("inspection", "scans"): loop.inspection.scans,
         ("warehouse-intake", "intakes"): loop.intake.intakes,
+        ("refund", "refunds"): loop.refund.refunds,
     }
     assert set(tables) == set(views())
     for where, (topics, fold) in views().items():

@@ -109,6 +109,27 @@ def test_a_decline_says_what_comes_next_and_exhausted_retries_become_a_retryable
     assert (name, record["next_action"], record["retryable"]) == ("RefundFailed", "RETRY", True)
 
 
+def test_the_answers_view_folded_from_refund_events_is_what_the_handler_stored():
+    """The `refunds` view has no changelog: folded from refund.events it must hold each
+    command's stored answer, and not the retryable failure of a command that gave up (which
+    the handler does not store: a redelivered command asks the provider again)."""
+    psp = FakePsp()
+    wired = ports(psp)
+    paid, declined = refund_requested(), refund_requested(key=f"{RID}-refund-2")
+    outbound = run(handlers.handle_refund_command(wired, paid))
+    gave_up = run(handlers.partner_unreachable(wired, declined, TransientFailure("psp: 503")))
+    folded: dict[str, Any] = {}
+    for name, record in [*outbound, *gave_up]:
+        handlers.fold_answers(folded, name, record)
+        handlers.fold_answers(folded, name, record)  # a record folded twice changes nothing
+    assert json.loads(json.dumps(folded)) == json.loads(json.dumps(wired.refunds))
+    wired.refunds = folded
+    assert run(handlers.handle_refund_command(wired, paid)) == outbound
+    assert list(psp.refunds) == [f"{RID}-refund-1"]
+    run(handlers.handle_refund_command(wired, declined))  # the one that gave up asks again
+    assert list(psp.refunds) == [f"{RID}-refund-1", f"{RID}-refund-2"]
+
+
 def void_requested(refund_id: str) -> Incoming:
     record = {
         "envelope": envelope("RefundVoidRequested", RID, "coordinator"),

@@ -19,6 +19,7 @@ from services.eventing.topics import (
     INSPECTION_EVENTS,
     INTAKE_EVENTS,
     PICKUP_EVENTS,
+    REFUND_EVENTS,
     RETURNS_EVENTS,
 )
 from services.tools.oncall.topic_reader import read_topic
@@ -31,6 +32,7 @@ def views() -> dict[tuple[str, str], tuple[tuple[str, ...], Fold]]:
     from services.inspection import app as inspection
     from services.inspection import handlers as inspection_handlers
     from services.pickup import handlers as pickup
+    from services.refund import handlers as refund
     from services.returns import handlers as returns
     from services.warehouse_intake import handlers as intake
 
@@ -40,6 +42,7 @@ def views() -> dict[tuple[str, str], tuple[tuple[str, ...], Fold]]:
         ("inspection", "returns"): (inspection.FOLLOWED_NAMES, inspection_handlers.fold_return),
         ("inspection", "scans"): ((INSPECTION_EVENTS.name,), inspection_handlers.fold_scan),
         ("warehouse-intake", "intakes"): ((INTAKE_EVENTS.name,), intake.fold_intake),
+        ("refund", "refunds"): ((REFUND_EVENTS.name,), refund.fold_answers),
     }
 
 
