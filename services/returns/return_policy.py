@@ -3,9 +3,10 @@ effective policy it was accepted under (`policy_json`) for its whole life."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from services.decisions.policy.liability import RuleFired
 from services.decisions.policy.policy_layers import PolicySet
@@ -39,7 +40,7 @@ class PolicyDecision:
         return [
             {
                 "rule_id": rule.rule_id,
-                "facts_json": json.dumps(rule.facts, sort_keys=True),
+                "facts_json": orjson.dumps(rule.facts, option=orjson.OPT_SORT_KEYS).decode(),
                 "effect": rule.effect,
             }
             for rule in self.rules
@@ -87,7 +88,7 @@ def decide_return(policies: PolicySet, request: ReturnRequest, now_ms: int) -> P
         True,
         policy.version,
         decision.rules_fired,
-        policy_json=json.dumps(policy.to_record(), sort_keys=True),
+        policy_json=orjson.dumps(policy.to_record(), option=orjson.OPT_SORT_KEYS).decode(),
         reason_family=str(decision.family),
     )
 

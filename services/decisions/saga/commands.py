@@ -3,8 +3,9 @@ each with its deterministic id and deadline."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from services.decisions.refunds.refund_plan import order_record_of
 from services.decisions.saga.state import DEFAULT_WAREHOUSE, SagaState, Status, changed
@@ -75,7 +76,7 @@ def request_refund(step: Step, state: SagaState) -> SagaState:
             "rules": [
                 {
                     "rule_id": rule["rule_id"],
-                    "facts_json": json.dumps(rule["facts"], sort_keys=True),
+                    "facts_json": orjson.dumps(rule["facts"], option=orjson.OPT_SORT_KEYS).decode(),
                     "effect": rule["effect"],
                 }
                 for rule in state.rules_fired
