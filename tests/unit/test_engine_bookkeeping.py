@@ -154,17 +154,17 @@ def test_recovery_restores_values_and_skips_records_the_state_already_took():
 def test_a_key_two_tables_wrote_is_applied_up_to_the_table_that_is_behind():
     # a crash between the two tables' checkpoint writes: the second one misses record 8
     source = StateStore()
-    for name in ("sagas", "explanations"):
+    for name in ("answers", "routes"):
         source.table(name, f"{name}-changelog")
-    write(source, "sagas", "R-1", {"n": 1}, 7)
-    write(source, "explanations", "R-1", {"n": 1}, 7)
+    write(source, "answers", "R-1", {"n": 1}, 7)
+    write(source, "routes", "R-1", {"n": 1}, 7)
     first = source.checkpoint_writes()
     source.persisted(first)
-    write(source, "sagas", "R-1", {"n": 2}, 8)
-    write(source, "explanations", "R-1", {"n": 2}, 8)
-    second = [w for w in source.checkpoint_writes() if w.topic == "sagas-changelog"]
+    write(source, "answers", "R-1", {"n": 2}, 8)
+    write(source, "routes", "R-1", {"n": 2}, 8)
+    second = [w for w in source.checkpoint_writes() if w.topic == "answers-changelog"]
     recovered = StateStore()
-    for name in ("sagas", "explanations"):
+    for name in ("answers", "routes"):
         recovered.table(name, f"{name}-changelog")
     for w in first + second:
         recovered.restore(w.entry[0], w.partition, w.key, w.value, w.headers)
