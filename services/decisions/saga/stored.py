@@ -9,8 +9,10 @@
   (HISTORY_KEPT, RULES_KEPT). The policy snapshot as accepted travels on ReturnAccepted
   (`policy_json`); the slim record keeps the values later steps read.
 
-Both are written compactly and read back losslessly: a history entry as a row, the refund
-as its difference from the inspection's refund plan it was copied from.
+Both are written compactly and read back losslessly: a history entry as a row (its timer
+as its id and due time where the rest follows from the id), the inspection's items and the
+refund plan's breakdown as tables (field names once), the refund as its difference from the
+refund plan it was copied from.
 """
 
 from __future__ import annotations
@@ -40,10 +42,59 @@ def slim_record(state: SagaState) -> dict[str, Any]:
         data["policy"] = {"rules": {n: rules[n] for n in LATER_POLICY_RULES if n in rules}}
     plan = state.inspection.get("refund_plan")
     if state.refund and plan:
-        same = sorted(name for name, value in state.refund.items() if plan.get(name) == value)
-        data["refund"] = {name: v for name, v in state.refund.items() if name not in same}
-        data["refund_as_plan"] = same
+        data["refund"] = {n: v for n, v in state.refund.items() if plan.get(n, _NONE) != v}
+        data["refund_from_plan_but"] = sorted(name for name in plan if name not in state.refund)
+    if state.inspection:
+        data["inspection"] = _inspection_rows(state.inspection)
     return data
+
+
+_NONE = object()
+# lists of records of one shape in the inspection, stored as a table (columns, rows)
+_TABULAR = (("items",), ("refund_plan", "breakdown"))
+
+
+def as_table(records: list[dict[str, Any]]) -> Any:
+    """Records that share their field names as {"columns": [...], "rows": [[...], ...]}
+    (names written once, not per record); anything else as it is."""
+    if not records or not all(isinstance(r, dict) for r in records):
+        return records
+    columns = list(records[0])
+    if any(list(r) != columns for r in records):
+        return records
+    return {"columns": columns, "rows": [list(r.values()) for r in records]}
+
+
+def from_table(stored: Any) -> Any:
+    if isinstance(stored, dict) and set(stored) == {"columns", "rows"}:
+        return [dict(zip(stored["columns"], row, strict=True)) for row in stored["rows"]]
+    return stored
+
+
+def _inspection_rows(inspection: dict[str, Any]) -> dict[str, Any]:
+    stored = dict(inspection)
+    for path in _TABULAR:
+        _replace(stored, path, as_table)
+    return stored
+
+
+def _inspection_of(stored: dict[str, Any] | None) -> dict[str, Any]:
+    inspection = dict(stored or {})
+    for path in _TABULAR:
+        _replace(inspection, path, from_table)
+    return inspection
+
+
+def _replace(data: dict[str, Any], path: tuple[str, ...], change: Any) -> None:
+    """data[path] = change(data[path]) where the path exists, copying the dicts on the way."""
+    *parents, last = path
+    for name in parents:
+        if not isinstance(data.get(name), dict):
+            return
+        data[name] = dict(data[name])
+        data = data[name]
+    if last in data:
+        data[last] = change(data[last])
 
 
 def stored_record(state: SagaState, explanation: dict[str, Any] | None) -> dict[str, Any]:
@@ -55,19 +106,40 @@ def explanation_in(record: dict[str, Any]) -> dict[str, Any] | None:
     return record.get(EXPLANATION)
 
 
-def _refund_of(slim: dict[str, Any]) -> dict[str, Any]:
-    same = slim.get("refund_as_plan")
-    if same is None:
-        return slim.get("refund") or {}
-    plan = (slim.get("inspection") or {}).get("refund_plan") or {}
-    return {**{name: plan[name] for name in same}, **slim["refund"]}
+def _refund_of(slim: dict[str, Any], inspection: dict[str, Any]) -> dict[str, Any]:
+    """The refund, from its difference with the refund plan (`refund_from_plan_but`: the
+    plan's fields it does not have; a record written before that names the plan's fields it
+    copied, in `refund_as_plan`)."""
+    plan = inspection.get("refund_plan") or {}
+    if (left_out := slim.get("refund_from_plan_but")) is not None:
+        return {**{n: v for n, v in plan.items() if n not in left_out}, **slim["refund"]}
+    if (same := slim.get("refund_as_plan")) is not None:
+        return {**{name: plan[name] for name in same}, **slim["refund"]}
+    return slim.get("refund") or {}
 
 
 def _history_row(entry: dict[str, Any]) -> list[Any]:
     extra = {k: v for k, v in entry.items() if k not in _HISTORY_ROW and k != "step"}
     if "commands" in extra:
         extra["commands"] = [[c["command"], c["event_id"]] for c in extra["commands"]]
+    timer = extra.get("timer")
+    if timer and _timer_of([timer.get("id"), timer.get("due_at")]) == timer:
+        extra["timer"] = [timer["id"], timer["due_at"]]
     return [*(entry[name] for name in _HISTORY_ROW), extra]
+
+
+def _timer_of(row: list[Any]) -> dict[str, Any] | None:
+    """A timer from its id ("<kind>-<stage>-<number>", step.set_timer) and due time."""
+    timer_id, due_at = row
+    kind, _, rest = str(timer_id).partition("-")
+    stage, _, number = rest.rpartition("-")
+    if not number.isdigit() or stage not in _STAGES or Status(stage) not in STEP_OF:
+        return None
+    step = STEP_OF[Status(stage)]
+    return {"id": timer_id, "kind": kind, "step": step, "stage": stage, "due_at": due_at}
+
+
+_STAGES = frozenset(str(status) for status in Status)
 
 
 def _history_entry(row: list[Any]) -> dict[str, Any]:
@@ -76,6 +148,8 @@ def _history_entry(row: list[Any]) -> dict[str, Any]:
     entry["step"] = STEP_OF[Status(entry["to"])]
     if "commands" in extra:
         extra = {**extra, "commands": [{"command": n, "event_id": i} for n, i in extra["commands"]]}
+    if isinstance(extra.get("timer"), list):
+        extra = {**extra, "timer": _timer_of(extra["timer"])}
     return {**entry, **extra}
 
 
@@ -107,7 +181,10 @@ def explanation_after(
 def loaded_state(slim: dict[str, Any]) -> SagaState:
     """The state a step decides from (its explanation is not read; a record stored before
     the explanation was split off still has its history: it is left out)."""
-    return SagaState.from_json({**slim, "history": (), "refund": _refund_of(slim)})
+    inspection = _inspection_of(slim.get("inspection"))
+    return SagaState.from_json(
+        {**slim, "history": (), "inspection": inspection, "refund": _refund_of(slim, inspection)}
+    )
 
 
 def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None) -> SagaState:
@@ -116,10 +193,12 @@ def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None)
     first)."""
     explanation = explanation or slim.get(EXPLANATION) or {}
     history = [_history_entry(row) for row in explanation.get("history", ())]
+    inspection = _inspection_of(slim.get("inspection"))
     return SagaState.from_json(
         {
             **slim,
-            "refund": _refund_of(slim),
+            "inspection": inspection,
+            "refund": _refund_of(slim, inspection),
             "history": history or slim.get("history", ()),
             "rules_fired": [*explanation.get("rules_fired", ()), *slim.get("rules_fired", ())],
         }

@@ -138,7 +138,7 @@ def saga_list(status: str | None, stuck_for: str | None, limit: int, as_json: bo
     rows = []
     counts: dict[str, int] = {}
     for return_id, stored in asyncio.run(_sagas(bootstrap_servers())).items():
-        state = saga_core.SagaState.from_json(stored)
+        state = stored_saga.loaded_state(stored)
         counts[str(state.status)] = counts.get(str(state.status), 0) + 1
         if status is not None and str(state.status) != status:
             continue
