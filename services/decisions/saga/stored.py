@@ -123,23 +123,22 @@ def _history_row(entry: dict[str, Any]) -> list[Any]:
     if "commands" in extra:
         extra["commands"] = [[c["command"], c["event_id"]] for c in extra["commands"]]
     timer = extra.get("timer")
-    if timer and _timer_of([timer.get("id"), timer.get("due_at")]) == timer:
+    if timer and _timer_of(timer.get("id"), timer.get("due_at")) == timer:
         extra["timer"] = [timer["id"], timer["due_at"]]
     return [*(entry[name] for name in _HISTORY_ROW), extra]
 
 
-def _timer_of(row: list[Any]) -> dict[str, Any] | None:
+def _timer_of(timer_id: Any, due_at: Any) -> dict[str, Any] | None:
     """A timer from its id ("<kind>-<stage>-<number>", step.set_timer) and due time."""
-    timer_id, due_at = row
     kind, _, rest = str(timer_id).partition("-")
     stage, _, number = rest.rpartition("-")
-    if not number.isdigit() or stage not in _STAGES or Status(stage) not in STEP_OF:
+    step = _STEP_OF_STAGE.get(stage)
+    if not number.isdigit() or step is None:
         return None
-    step = STEP_OF[Status(stage)]
     return {"id": timer_id, "kind": kind, "step": step, "stage": stage, "due_at": due_at}
 
 
-_STAGES = frozenset(str(status) for status in Status)
+_STEP_OF_STAGE = {str(status): step for status, step in STEP_OF.items()}
 
 
 def _history_entry(row: list[Any]) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def _history_entry(row: list[Any]) -> dict[str, Any]:
     if "commands" in extra:
         extra = {**extra, "commands": [{"command": n, "event_id": i} for n, i in extra["commands"]]}
     if isinstance(extra.get("timer"), list):
-        extra = {**extra, "timer": _timer_of(extra["timer"])}
+        extra = {**extra, "timer": _timer_of(*extra["timer"])}
     return {**entry, **extra}
 
 
@@ -181,10 +180,13 @@ def explanation_after(
 def loaded_state(slim: dict[str, Any]) -> SagaState:
     """The state a step decides from (its explanation is not read; a record stored before
     the explanation was split off still has its history: it is left out)."""
+    return SagaState.from_json({**slim, "history": (), **_inspection_and_refund(slim)})
+
+
+def _inspection_and_refund(slim: dict[str, Any]) -> dict[str, Any]:
+    """The two fields the slim record keeps compacted, as the state holds them."""
     inspection = _inspection_of(slim.get("inspection"))
-    return SagaState.from_json(
-        {**slim, "history": (), "inspection": inspection, "refund": _refund_of(slim, inspection)}
-    )
+    return {"inspection": inspection, "refund": _refund_of(slim, inspection)}
 
 
 def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None) -> SagaState:
@@ -193,12 +195,10 @@ def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None)
     first)."""
     explanation = explanation or slim.get(EXPLANATION) or {}
     history = [_history_entry(row) for row in explanation.get("history", ())]
-    inspection = _inspection_of(slim.get("inspection"))
     return SagaState.from_json(
         {
             **slim,
-            "inspection": inspection,
-            "refund": _refund_of(slim, inspection),
+            **_inspection_and_refund(slim),
             "history": history or slim.get("history", ()),
             "rules_fired": [*explanation.get("rules_fired", ()), *slim.get("rules_fired", ())],
         }
