@@ -1,9 +1,10 @@
-"""The main job for now: write a sample return's first events and read them back.
+"""The main job for now: write a sample return's first record and read it back.
 
     python -m services.tools.local_stack.sample_roundtrip
 
-Produces ReturnRequested and ReturnAccepted for one new return with aiokafka, consumes
-them back from a fresh consumer group, decodes them and prints what came back.
+Produces, for one new return, the record the front door writes for an accepted request (a
+ReturnAccepted carrying its ReturnRequested in `requested`) with aiokafka, consumes it back
+from a fresh consumer group, decodes it and prints the events it stands for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.decisions.folded_events import unfolded
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import new_envelope, now_ms
 from services.eventing.event_publisher import EventPublisher, producer_settings
@@ -61,8 +63,9 @@ def sample_return(return_id: str) -> list[tuple[str, dict[str, Any]]]:
         ),
         "policy_version": "sample",
         "rules_fired": [],
+        "requested": requested,
     }
-    return [("ReturnRequested", requested), ("ReturnAccepted", accepted)]
+    return [("ReturnAccepted", accepted)]
 
 
 async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
@@ -101,10 +104,10 @@ async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
                     where = f"{message.topic}[{message.partition}]@{message.offset}"
                     fingerprint = decoded.writer.fingerprint.hex()
                     print(f"received {decoded.name:<16} {where} fingerprint={fingerprint}")
-                    received.append(decoded.record)
+                    received.append({"name": decoded.name, "record": decoded.record})
     finally:
         await consumer.stop()
-    if [r["envelope"]["event_id"] for r in received] != [
+    if [r["record"]["envelope"]["event_id"] for r in received] != [
         r["envelope"]["event_id"] for _, r in sent
     ]:
         raise SystemExit(f"read back {len(received)} of {len(sent)} events for {return_id}")
@@ -114,8 +117,11 @@ async def roundtrip(bootstrap: str) -> list[dict[str, Any]]:
 def main() -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or checkout_bootstrap()
     received = asyncio.run(roundtrip(bootstrap))
-    print(json.dumps(received[0], indent=2))
-    print(json.dumps({"bootstrap": bootstrap, "sent": len(received), "read_back": len(received)}))
+    events = [(name, record) for r in received for name, record in unfolded(r["name"], r["record"])]
+    for name, record in events:
+        print(name, json.dumps(record, indent=2))
+    summary = {"bootstrap": bootstrap, "sent": len(received), "read_back": len(received)}
+    print(json.dumps({**summary, "events": [name for name, _ in events]}))
     return 0
 
 
