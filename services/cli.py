@@ -1,7 +1,7 @@
 """The `boomerang` command: one entry point for people, docker-compose and the demo.
 
 boomerang run <service>     start one service process (the command docker-compose uses)
-boomerang topics [--check]  create missing topics / report drift
+boomerang topics [--check | --apply-settings]  create missing topics / report drift
 boomerang schemas check     the schema evolution gate
 boomerang policy explain F  a return's decision (acceptance, liability, refund, destination)
 boomerang policy check DIR  validate policy files
@@ -77,14 +77,18 @@ def run(service: str) -> None:
 
 @main.command()
 @click.option("--check", is_flag=True, help="Create nothing; exit 1 on missing topics or drift.")
+@click.option(
+    "--apply-settings",
+    is_flag=True,
+    help="Set drifted topic settings (retention, cleanup) to the declared ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def topics(check: bool, as_json: bool) -> None:
+def topics(check: bool, apply_settings: bool, as_json: bool) -> None:
     """Create the declared topics that are missing and report drift."""
     from services.eventing import topic_bootstrap
 
-    sys.exit(
-        topic_bootstrap.main([*(["--check"] if check else []), *(["--json"] if as_json else [])])
-    )
+    flags = [("--check", check), ("--apply-settings", apply_settings), ("--json", as_json)]
+    sys.exit(topic_bootstrap.main([flag for flag, chosen in flags if chosen]))
 
 
 @main.group()

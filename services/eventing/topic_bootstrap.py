@@ -39,6 +39,7 @@ class TopicReport:
     unchanged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # only when not creating
     drift: list[Drift] = field(default_factory=list)
+    applied: list[Drift] = field(default_factory=list)  # settings set to the declared ones
 
     @property
     def clean(self) -> bool:
@@ -55,6 +56,9 @@ class TopicReport:
         out += [
             f"  drift    {d.topic}: {d.setting} declared {d.declared}, cluster has {d.actual}"
             for d in self.drift
+        ]
+        out += [
+            f"  applied  {d.topic}: {d.setting} {d.actual} → {d.declared}" for d in self.applied
         ]
         return out
 
@@ -74,9 +78,20 @@ async def _topic_configs(
     return configs
 
 
+# drift that altering a topic's configuration cannot mend (a person decides: moving keys to
+# other partitions breaks per-key order, replicas are a reassignment)
+NOT_APPLIED = frozenset({"partitions", "replication.factor"})
+
+
 async def bootstrap_topics(
-    bootstrap: str, topics: Sequence[TopicSpec] = ALL_TOPICS, create: bool = True
+    bootstrap: str,
+    topics: Sequence[TopicSpec] = ALL_TOPICS,
+    create: bool = True,
+    apply_settings: bool = False,
 ) -> TopicReport:
+    """Create the missing topics (unless not `create`) and report drift; with
+    `apply_settings`, a present topic's drifted settings (retention, cleanup, ...) are set to
+    the declared ones, and reported as applied, not as drift."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
     await admin.start()
     try:
@@ -114,11 +129,33 @@ async def bootstrap_topics(
             report.drift.extend(
                 _drift(spec, described.get(spec.name), configs.get(spec.name, {}), brokers)
             )
+        if apply_settings:
+            await _apply_settings(admin, report, {spec.name: spec for spec in present}, brokers)
         report.created.sort()
         report.unchanged.sort()
         return report
     finally:
         await admin.close()
+
+
+async def _apply_settings(
+    admin: AIOKafkaAdminClient, report: TopicReport, specs: dict[str, TopicSpec], brokers: int
+) -> None:
+    settable = [d for d in report.drift if d.setting not in NOT_APPLIED]
+    names = sorted({d.topic for d in settable})
+    if not names:
+        return
+    # AlterConfigs sets a topic's whole configuration: the declared settings, all of them
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, configs=specs[name].config(brokers))
+        for name in names
+    ]
+    for response in await admin.alter_configs(resources):
+        for error_code, message, _type, name, *_ in response.resources:
+            if error_code != 0:
+                raise RuntimeError(f"setting {name}'s configuration failed: {error_code} {message}")
+    report.applied = settable
+    report.drift = [d for d in report.drift if d.setting in NOT_APPLIED]
 
 
 def _drift(
@@ -151,10 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="create nothing; exit 1 on missing or drift"
     )
+    parser.add_argument(
+        "--apply-settings",
+        action="store_true",
+        help="set drifted topic settings (retention, cleanup) to the declared ones",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    if args.check and args.apply_settings:
+        parser.error("--check changes nothing: it cannot --apply-settings")
     bootstrap = bootstrap_servers()
-    report = asyncio.run(bootstrap_topics(bootstrap, create=not args.check))
+    report = asyncio.run(
+        bootstrap_topics(bootstrap, create=not args.check, apply_settings=args.apply_settings)
+    )
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:

@@ -84,3 +84,31 @@ def test_created_topics_carry_the_declared_settings_and_drift_is_reported(kafka_
     }
     assert not any(d.topic == changelog.name for d in report.drift), "compacted changelog matches"
     assert any(line.startswith("  drift") for line in report.lines())
+
+
+def test_drifted_settings_are_set_to_the_declared_ones_when_asked_and_partitions_never(
+    kafka_bootstrap,
+):
+    specs = _isolated_specs()
+    asyncio.run(bootstrap_topics(kafka_bootstrap, specs))
+    events = specs[0]
+    asyncio.run(_alter(kafka_bootstrap, events.name, "1000", events.partitions + 1))
+    deadline = time.monotonic() + 20
+    while True:
+        report = asyncio.run(bootstrap_topics(kafka_bootstrap, specs, apply_settings=True))
+        if report.applied or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(d.topic, d.setting, d.actual) for d in report.applied] == [
+        (events.name, "retention.ms", "1000")
+    ]
+    assert {(d.topic, d.setting) for d in report.drift} <= {(events.name, "partitions")}
+    assert any(line.startswith("  applied") for line in report.lines())
+    deadline = time.monotonic() + 20
+    while True:  # the cluster now holds the declared retention; the partitions stay drift
+        after = asyncio.run(bootstrap_topics(kafka_bootstrap, specs))
+        settings = {(d.topic, d.setting) for d in after.drift}
+        if settings == {(events.name, "partitions")} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert settings == {(events.name, "partitions")}
