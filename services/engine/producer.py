@@ -72,19 +72,16 @@ class RecordProducer:
             with contextlib.suppress(Exception):
                 await producer.stop()
 
-    def encode(
-        self, outbound: Sequence[Outbound], checked: bool = False
-    ) -> list[tuple[str, bytes, bytes, list]]:
+    def encode(self, outbound: Sequence[Outbound]) -> list[tuple[str, bytes, bytes, list]]:
         """(topic, key, value, headers) per record; raises CodecError for a record its
-        schema refuses (a handler's bug: the input is dead-lettered). `checked`: the
-        envelope and the schema validated first, for a precise error. The engine's records
-        are built by handlers from decoded records or parsed requests (typed by
-        construction) and are not: the tests encode every handler's output checked
-        (tests/support/in_memory_loop.py, tests/unit/test_front_door_records.py)."""
+        schema refuses (a handler's bug: the input is dead-lettered). Not validated against
+        the schema first: the engine's records are built by handlers from decoded records or
+        parsed requests (typed by construction), and the tests encode every handler's output
+        checked (tests/support/in_memory_loop.py, tests/unit/test_front_door_records.py)."""
         encoded = []
         for name, record, *key in outbound:
             _, record_key, value, headers = encoded_record(
-                self.codec, name, record, key[0] if key else None, checked
+                self.codec, name, record, key[0] if key else None, checked=False
             )
             encoded.append((self.topic_of(name), record_key, value, headers))
         return encoded
