@@ -49,12 +49,14 @@ class ServiceSettings:
             web_host=env.get("BOOMERANG_BIND_HOST", "127.0.0.1"),
             bootstrap=bootstrap_servers(),
             instance_id=env.get("BOOMERANG_INSTANCE_ID", "1"),
-            retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", "5")),
-            checkpoint_interval_s=float(env.get("BOOMERANG_CHECKPOINT_S", "2")),
-            checkpoint_idle_s=float(env.get("BOOMERANG_CHECKPOINT_IDLE_S", "0.5")),
-            max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", "100")),
-            max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", "2000")),
-            fetch_wait_ms=int(env.get("BOOMERANG_FETCH_WAIT_MS", "20")),
-            linger_ms=int(env.get("BOOMERANG_LINGER_MS", "5")),
+            retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", cls.retry_attempts)),
+            checkpoint_interval_s=float(
+                env.get("BOOMERANG_CHECKPOINT_S", cls.checkpoint_interval_s)
+            ),
+            checkpoint_idle_s=float(env.get("BOOMERANG_CHECKPOINT_IDLE_S", cls.checkpoint_idle_s)),
+            max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", cls.max_buffered)),
+            fetch_wait_ms=int(env.get("BOOMERANG_FETCH_WAIT_MS", cls.fetch_wait_ms)),
+            linger_ms=int(env.get("BOOMERANG_LINGER_MS", cls.linger_ms)),
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
         )

@@ -193,7 +193,7 @@ def shown_state(slim: dict[str, Any], explanation: dict[str, Any] | None = None)
     """The whole state for the views: the slim record with its explanation (the one it
     holds, unless given) put back (the rules in the order they fired: the request's come
     first)."""
-    explanation = explanation or slim.get(EXPLANATION) or {}
+    explanation = explanation or explanation_in(slim) or {}
     history = [_history_entry(row) for row in explanation.get("history", ())]
     return SagaState.from_json(
         {
