@@ -90,14 +90,14 @@ class AvroCodec:
         schema = self.catalogue.get(name)
         if checked:
             try:
-                validate(record, schema.wire, raise_errors=True)
+                validate(record, schema.prepared, raise_errors=True)
             except Exception as exc:
                 raise InvalidRecordError(f"{schema.name}: {exc}") from exc
         buffer = io.BytesIO()
         buffer.write(MARKER)
         buffer.write(schema.fingerprint)
         try:
-            schemaless_writer(buffer, schema.wire, record)
+            schemaless_writer(buffer, schema.prepared, record)
         except Exception as exc:
             raise InvalidRecordError(f"{schema.name}: {type(exc).__name__}: {exc}") from exc
         return buffer.getvalue()
@@ -138,9 +138,9 @@ class AvroCodec:
             )
         payload = bytes(data[HEADER_SIZE:])
         body = io.BytesIO(payload)
-        resolve_with = None if reader.fingerprint == writer.fingerprint else reader.wire
+        resolve_with = None if reader.fingerprint == writer.fingerprint else reader.prepared
         try:
-            record = schemaless_reader(body, writer.wire, resolve_with)
+            record = schemaless_reader(body, writer.prepared, resolve_with)
         except Exception as exc:
             if "SchemaResolution" in type(exc).__name__:
                 raise SchemaResolutionFailedError(
@@ -170,7 +170,7 @@ def _is_truncated(payload: bytes, writer: MessageSchema) -> bool:
     padded = io.BytesIO(payload + _PADDING)
     try:
         # a cut inside a multi-byte character is still a cut: ignore UTF-8 errors here
-        schemaless_reader(padded, writer.wire, None, handle_unicode_errors="ignore")
+        schemaless_reader(padded, writer.prepared, None, handle_unicode_errors="ignore")
     except Exception:
         return False
     return padded.tell() > len(payload)
