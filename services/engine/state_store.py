@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from services.engine.stored_value import stored_value, value_of
+
 APPLIED_HEADER = "boomerang.applied"
 
 
@@ -284,7 +286,7 @@ class StateStore:
             table.values.pop(decoded_key, None)
             self.in_changelog.discard((name, decoded_key))
         else:
-            table.values[decoded_key] = orjson.loads(value)
+            table.values[decoded_key] = value_of(value)
             self.in_changelog.add((name, decoded_key))
         for header, raw in headers or ():
             if header == APPLIED_HEADER:
@@ -334,10 +336,11 @@ class StateStore:
 
 
 def _stored_bytes(value: Any) -> bytes:
-    """A value's changelog form: JSON, or, for an object with `stored_json()` (kept in memory
-    as the object a handler works on, made into its stored form only here, at checkpoint),
-    that method's JSON; what is restored is always that JSON."""
-    return orjson.dumps(value, default=_stored_form, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+    """A value's changelog form (stored_value: JSON, deflated when large), or, for an object
+    with `stored_json()` (kept in memory as the object a handler works on, made into its
+    stored form only here, at checkpoint), that method's JSON; what is restored is always
+    that JSON."""
+    return stored_value(value, default=_stored_form)
 
 
 def _stored_form(value: Any) -> Any:

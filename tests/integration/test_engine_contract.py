@@ -28,6 +28,7 @@ from services.engine.consume_loop import ConsumeLoop
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import StateStore
+from services.engine.stored_value import value_of
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.handler_contract import Incoming, Subscription, TransientFailure
 from services.eventing.topic_bootstrap import bootstrap_topics
@@ -108,7 +109,7 @@ def stop(process: subprocess.Popen, how: int) -> None:
 def applied_state(bootstrap: str, run: str) -> dict[str, list[int]]:
     state: dict[str, list[int]] = {}
     for message in asyncio.run(read_all(bootstrap, f"boomerang-{run}-applied-changelog")):
-        state[orjson.loads(message.key)] = orjson.loads(message.value)["offsets"]
+        state[orjson.loads(message.key)] = value_of(message.value)["offsets"]
     return state
 
 

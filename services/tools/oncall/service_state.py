@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from services.engine.stored_value import value_of
 from services.eventing.topics import (
     ALL_TOPICS,
     INSPECTION_EVENTS,
@@ -70,7 +71,7 @@ async def read_table(bootstrap: str, service: str, table: str) -> dict[str, Any]
         if message.value is None:
             rows.pop(key, None)
         else:
-            rows[key] = json.loads(message.value)
+            rows[key] = value_of(message.value)
     return rows
 
 

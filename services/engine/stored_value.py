@@ -1,0 +1,35 @@
+"""A table value as its changelog record holds it: JSON, deflated when it is large.
+
+A saga is 7-9 KB of JSON (field names, repeated sku and id strings) that deflate to about
+40 %; a value under COMPRESS_FROM bytes stays plain JSON, readable as it is. A deflated
+value starts with DEFLATED (a byte no JSON text starts with) followed by a raw zlib
+stream, so a record of either form, written before or after, reads back the same.
+Compression at level 1: ~40 µs for a 9 KB saga, written at most once per checkpoint.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+DEFLATED = b"\x00"
+COMPRESS_FROM = 512  # bytes of JSON
+_LEVEL = 1
+
+
+def stored_value(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """The changelog form of `value` (`default` as orjson's: for objects it cannot write)."""
+    text = orjson.dumps(value, default=default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+    if len(text) < COMPRESS_FROM:
+        return text
+    return DEFLATED + zlib.compress(text, _LEVEL)
+
+
+def value_of(stored: bytes) -> Any:
+    """The value a changelog record holds, in either form."""
+    if stored[:1] == DEFLATED:
+        return orjson.loads(zlib.decompress(stored[1:]))
+    return orjson.loads(stored)
