@@ -98,3 +98,32 @@ def test_different_framework_lines_and_levels_are_counted_apart():
 def test_boomerang_lines_are_never_held_back():
     repeats = RepeatedMessageFilter(FRAMEWORK_LOGGERS, clock=_Clock())
     assert all(repeats.filter(_record("services.refund.app", "dead-lettered")) for _ in range(50))
+
+
+LEVEL_SCRIPT = """
+import structlog
+from services.eventing.log_setup import configure_logging, get_logger
+configure_logging("coordinator", json_lines=True, level="{level}")
+seen = []
+def spy(_logger, name, event_dict):
+    seen.append(name)
+    return event_dict
+structlog.configure(processors=[spy, *structlog.get_config()["processors"]])
+log = get_logger("y")
+log.debug("a debug line")
+log.info("an info line")
+log.warning("a warning")
+print(",".join(seen))
+"""
+
+
+def test_a_line_below_the_level_runs_no_processor_and_one_at_it_runs_them_all():
+    def processed(level: str) -> str:
+        script = LEVEL_SCRIPT.format(level=level)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert processed("WARNING") == "warning"
+    assert processed("INFO") == "info,warning"
+    assert processed("DEBUG") == "debug,info,warning"
