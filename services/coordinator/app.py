@@ -14,10 +14,12 @@ from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
 from services.engine import worker as runtime
+from services.engine.global_table import GlobalTable
+from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
-from services.eventing.topics import RETURNS_EVENTS
+from services.eventing.topics import POLICY_SNAPSHOTS, RETURNS_EVENTS
 
 DEFAULT_PORT = 8085
 TIMER_SCAN_S = 1.0
@@ -48,10 +50,19 @@ def build(
     settings: runtime.ServiceSettings, config: saga.SagaConfig | None = None
 ) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
+        policies = GlobalTable(
+            parts.settings.bootstrap,
+            POLICY_SNAPSHOTS.name,
+            POLICY_SNAPSHOTS.partitions,
+            partial(policy_json_of, parts.codec),
+            client_id=f"{parts.settings.group_id}-policies",
+        )
+        parts.on_stop(policies.stop)
         ports = CoordinatorPorts(
             sagas=parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S),
             config=config or saga.SagaConfig(),
             clock_ms=now_ms,
+            policies=policies,
         )
 
         async def fire_due_timers() -> None:
@@ -64,6 +75,14 @@ def build(
         return wiring(ports)
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
+
+
+def policy_json_of(codec: AvroCodec, value: bytes) -> str:
+    """The policy a PolicySnapshotPublished record holds (CodecError is a ValueError)."""
+    decoded = codec.decode(value)
+    if decoded.name != "PolicySnapshotPublished":
+        raise ValueError(f"{decoded.name} on {POLICY_SNAPSHOTS.name}")
+    return str(decoded.record["policy_json"])
 
 
 def main() -> int:

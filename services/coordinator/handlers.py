@@ -7,19 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from services.decisions import saga
 from services.decisions.folded_events import unfolded
 from services.decisions.saga import stored as stored_saga
 from services.eventing.envelope import deterministic_event_id, new_envelope
-from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
+from services.eventing.handler_contract import (
+    HttpAnswer,
+    HttpRequest,
+    Incoming,
+    Outbound,
+    TransientFailure,
+)
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import (
     INSPECTION_EVENTS,
     INTAKE_EVENTS,
     ORDER_REFUND_LEDGER,
     PICKUP_EVENTS,
+    POLICY_SNAPSHOTS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
     SAGA_EVENTS,
@@ -44,12 +51,26 @@ LISTED_RETURNS = 1000
 log = get_logger(__name__)
 
 
+class PolicySnapshots(Protocol):
+    """The effective policies accepted returns name by digest (boomerang.policy.snapshots)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+
+class NoPolicySnapshots:
+    """For a coordinator fed only records that carry their policy (policy_json)."""
+
+    async def get(self, key: str) -> str | None:
+        return None
+
+
 @dataclass
 class CoordinatorPorts:
     sagas: MutableMapping[str, Any]  # return_id -> the saga (LiveSaga, or its stored record)
     config: saga.SagaConfig
     clock_ms: Callable[[], int]
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
+    policies: PolicySnapshots = field(default_factory=NoPolicySnapshots)
 
 
 @dataclass(frozen=True)
@@ -93,8 +114,27 @@ def keyed(command: saga.Command) -> Outbound:
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
     commands: list[Outbound] = []
     for name, record in unfolded(incoming.name, incoming.record):
+        if name == "ReturnAccepted":
+            record = await with_policy(ports, record)
         commands += _drive(ports, incoming.return_id, name, record)
     return commands
+
+
+async def with_policy(ports: CoordinatorPorts, record: dict[str, Any]) -> dict[str, Any]:
+    """A ReturnAccepted with the policy it names by digest put in `policy_json`, as the
+    saga reads it (records before v4 carry it). The front door publishes a policy before
+    the first return that names it, so a miss is retried (and dead-lettered, with this
+    reason, when it outlives the retries)."""
+    digest = record.get("policy_digest")
+    if not digest or record.get("policy_json"):
+        return record
+    policy_json = await ports.policies.get(digest)
+    if policy_json is None:
+        raise TransientFailure(
+            f"policy {digest} is not on {POLICY_SNAPSHOTS.name}: ReturnAccepted names a "
+            "policy the front door has not published"
+        )
+    return {**record, "policy_json": policy_json}
 
 
 def _drive(

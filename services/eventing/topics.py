@@ -193,6 +193,18 @@ SERVICE_CHANGELOGS = (
     _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),
     _changelog("boomerang-refund", "order-ledger", "live returns' refund shares per order"),
 )
+# Tables every instance reads whole (not partitioned with a service's inputs): compacted,
+# kept while any record may name a key (a digest names one policy, so keys stay few).
+POLICY_SNAPSHOTS = TopicSpec(
+    "boomerang.policy.snapshots",
+    "returns → everyone: each effective policy a return was accepted under, once, keyed by "
+    "its digest (ReturnAccepted names the digest)",
+    partitions=1,
+    cleanup_policy="compact",
+    retention_ms=-1,
+    record_types=("PolicySnapshotPublished",),
+)
+GLOBAL_TABLES: tuple[TopicSpec, ...] = (POLICY_SNAPSHOTS,)
 OPERATIONS_AUDIT = TopicSpec(
     "boomerang.operations.audit",
     "who replayed / redrove / purged what, when and why",
@@ -205,12 +217,13 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     *(dead_letter_topic(s) for s in STREAMS),
     SAGA_CHANGELOG,
     *SERVICE_CHANGELOGS,
+    *GLOBAL_TABLES,
     OPERATIONS_AUDIT,
 )
 
 
 def topic_for_record(record_name: str) -> TopicSpec:
-    for spec in STREAMS:
+    for spec in (*STREAMS, *GLOBAL_TABLES):
         if record_name in spec.record_types:
             return spec
     raise KeyError(f"no topic carries {record_name}")

@@ -2,7 +2,9 @@
 
 POST /returns validates the body, applies the policy and emits one record: ReturnAccepted or
 ReturnRejected carrying the ReturnRequested it answers (`requested`, services/decisions/
-folded_events.py). With an `Idempotency-Key`, the return id is derived from
+folded_events.py); an accepted one names its effective policy by digest, and the policy
+itself is published once per process (PolicySnapshotPublished, keyed by the digest) before
+the first return that names it. With an `Idempotency-Key`, the return id is derived from
 the key: the same key and body answer the same return again (nothing new is emitted), the
 same key with another body is 409. What each key answered is kept in a table rebuilt from
 the returns topic (`record_answers`), so the answer survives restarts. A buyer may cancel
@@ -37,6 +39,7 @@ from services.returns.return_request import (
 
 SERVICE = "returns"
 RECENT_ANSWERS = 10_000
+PUBLISHED_POLICIES_KEPT = 10_000
 log = get_logger(__name__)
 
 RETURN_ID_NAMESPACE = uuid.UUID("b7d7a0c4-0d0e-5a4e-8f57-3c6a4c1e2f90")
@@ -68,8 +71,8 @@ def decision_events(
         "rules_fired": list(decision.rules_fired),
         "rules": decision.rule_records(),
     }
-    if decision.accepted:
-        body |= {"policy_json": decision.policy_json, "reason_family": decision.reason_family}
+    if decision.accepted:  # the policy itself is on the snapshots topic (policy_snapshot)
+        body |= {"policy_digest": decision.policy_digest, "reason_family": decision.reason_family}
     else:
         body |= {"rejection_code": decision.rejection_code, "detail": decision.detail}
     outcome = {
@@ -86,6 +89,24 @@ def decision_events(
         "requested": requested,
     }
     return [(name, outcome)]
+
+
+def policy_snapshot(return_id: str, decision: PolicyDecision, at: int) -> Outbound:
+    """The effective policy an accepted return names by its digest, keyed by the digest."""
+    digest = str(decision.policy_digest)
+    record = {
+        "envelope": new_envelope(
+            "PolicySnapshotPublished",
+            return_id,  # the return it was first published for
+            SERVICE,
+            event_id=deterministic_event_id(digest, "PolicySnapshotPublished"),
+            occurred_at=at,
+        ),
+        "policy_digest": digest,
+        "policy_version": decision.policy_version,
+        "policy_json": decision.policy_json,
+    }
+    return "PolicySnapshotPublished", record, digest.encode()
 
 
 def rules_view(decision_record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -123,6 +144,9 @@ class ReturnsPorts:
     publish: Publish
     clock_ms: Callable[[], int]
     new_return_id: Callable[[], str] = new_return_id  # without an Idempotency-Key
+    # digests of the policies this process has published (each before the first return
+    # that names it; published again after a restart: the topic is compacted by digest)
+    published_policies: set[str] = field(default_factory=set)
     # answers given by this process, not yet in the table (it learns them from the topic)
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -132,6 +156,17 @@ class ReturnsPorts:
         self.recent.move_to_end(return_id)
         while len(self.recent) > RECENT_ANSWERS:
             self.recent.popitem(last=False)
+
+    async def publish_policy_once(self, return_id: str, decision: PolicyDecision, at: int) -> None:
+        """Publish the effective policy of an accepted return unless this process already
+        did, and wait for the broker: a ReturnAccepted never names a policy not written."""
+        digest = decision.policy_digest
+        if digest is None or digest in self.published_policies:
+            return
+        await self.publish([policy_snapshot(return_id, decision, at)])
+        if len(self.published_policies) >= PUBLISHED_POLICIES_KEPT:
+            self.published_policies.clear()
+        self.published_policies.add(digest)
 
     def knows(self, return_id: str) -> bool:
         return self.answers.get(return_id) is not None or return_id in self.recent
@@ -183,6 +218,7 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
             now = ports.clock_ms()
             decision = ports.policy.decide(return_request, now)
             events = decision_events(return_id, return_request, decision, key, now)
+            await ports.publish_policy_once(return_id, decision, now)
             await ports.publish(events)
             [(_, decided)] = events
             status, body = answer_for(return_id, decided, decision.accepted)

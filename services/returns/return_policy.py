@@ -3,7 +3,9 @@ effective policy it was accepted under (`policy_json`) for its whole life."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
@@ -30,6 +32,13 @@ class PolicyDecision:
     detail: str = ""
     policy_json: str | None = None  # the effective policy, for an accepted return
     reason_family: str | None = None
+
+    @cached_property
+    def policy_digest(self) -> str | None:
+        """The name of the effective policy on ReturnAccepted: SHA-256 (hex) of its JSON."""
+        if self.policy_json is None:
+            return None
+        return hashlib.sha256(self.policy_json.encode()).hexdigest()
 
     @property
     def rules_fired(self) -> tuple[str, ...]:

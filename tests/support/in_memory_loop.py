@@ -65,6 +65,17 @@ class Clock:
 
 
 @dataclass
+class PublishedPolicies:
+    """The policy snapshots topic as the coordinator's GlobalTable reads it: what was
+    published is there."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+
+@dataclass
 class InMemoryLoop:
     clock: Clock = field(default_factory=Clock)
     carrier: FakeCarrier = field(default_factory=FakeCarrier)
@@ -85,7 +96,10 @@ class InMemoryLoop:
             clock_ms=self.clock,
             new_return_id=lambda: f"RMA-MEM-{next(self.return_numbers):06d}",
         )
-        self.coordinator = CoordinatorPorts(sagas={}, config=self.saga_config, clock_ms=self.clock)
+        self.policy_snapshots = PublishedPolicies()
+        self.coordinator = CoordinatorPorts(
+            sagas={}, config=self.saga_config, clock_ms=self.clock, policies=self.policy_snapshots
+        )
         self.pickup = PickupPorts(
             answered={},
             carrier=self.carrier,
@@ -128,6 +142,8 @@ class InMemoryLoop:
         for name, record, *key in outbound:
             value = CODEC.encode(name, record)  # a record the schema refuses fails here
             topic = topic_for_record(name).name
+            if name == "PolicySnapshotPublished":  # a table every instance reads whole
+                self.policy_snapshots.values[record["policy_digest"]] = record["policy_json"]
             self.pending.append((topic, name, value, key[0] if key else None))
 
     async def replay(self) -> int:

@@ -7,11 +7,14 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from services.coordinator import handlers
 from services.coordinator.handlers import REFIRE_AFTER_MS, CoordinatorPorts
 from services.decisions.saga import SagaConfig, Status
 from services.decisions.saga import stored as stored_saga
-from services.eventing.handler_contract import HttpRequest, Incoming
+from services.eventing.handler_contract import HttpRequest, Incoming, TransientFailure
+from tests.support.in_memory_loop import PublishedPolicies
 from tests.support.return_events import event
 
 RID = "RMA-COORD-1"
@@ -127,3 +130,32 @@ def test_a_coordinator_recovered_from_its_changelog_goes_on_as_the_live_one_woul
         recovered.sagas[RID] = json.loads(json.dumps(recovered.sagas[RID].stored_json()))
     assert live.sagas[RID].stored_json() == recovered.sagas[RID]
     assert status(live).body == status(recovered).body
+
+
+def test_a_return_naming_its_policy_by_digest_is_decided_with_the_published_policy():
+    """ReturnAccepted v4 names the policy (policy_digest); the coordinator reads it from the
+    snapshots table and the saga decides as with the policy on the record. A digest nobody
+    published is a transient failure (retried, then dead-lettered with the reason)."""
+    policy_json = json.dumps({"rules": {"decline_fallback": "STORE_CREDIT"}, "version": "p@v1"})
+    carried = {**event("ReturnAccepted", RID), "policy_json": policy_json}
+    named = {**carried, "policy_json": None, "policy_digest": "d-1"}
+    requested = event("ReturnRequested", RID)
+
+    with_policy_on_record = ports()
+    drive(with_policy_on_record, "ReturnRequested", requested)
+    drive(with_policy_on_record, "ReturnAccepted", carried)
+
+    published = PublishedPolicies({"d-1": policy_json})
+    by_digest = CoordinatorPorts({}, SagaConfig(booking_deadline_ms=60_000), Clock())
+    by_digest.policies = published
+    drive(by_digest, "ReturnRequested", requested)
+    drive(by_digest, "ReturnAccepted", named)
+    decided = handlers.saga_of(by_digest.sagas[RID])
+    assert decided == handlers.saga_of(with_policy_on_record.sagas[RID])
+    assert decided.policy == json.loads(policy_json)
+
+    nothing_published = ports()
+    drive(nothing_published, "ReturnRequested")
+    with pytest.raises(TransientFailure, match="d-1"):
+        drive(nothing_published, "ReturnAccepted", named)
+    assert handlers.saga_of(nothing_published.sagas[RID]).status == Status.REQUESTED

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from services.eventing.handler_contract import HttpRequest, Incoming
 from services.eventing.request_fields import ApiError
 from services.returns import handlers
 from services.returns.handlers import ReturnsPorts
+from services.returns.return_request import parse_return_request
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
 from tests.support.return_events import return_request_body
@@ -38,28 +40,51 @@ def refusal(call: Any) -> tuple[int, str]:
 
 
 def unfolded_names(wired: ReturnsPorts) -> list[str]:
-    return [each for name, record in wired.publish.records for each, _ in unfolded(name, record)]
+    return [
+        each for name, record, *_ in wired.publish.records for each, _ in unfolded(name, record)
+    ]
 
 
 def test_an_accepted_return_is_one_record_carrying_its_request_and_answers_202():
+    """...after its policy, published once per process and named by its digest."""
     wired = ports()
     answer = create(wired)
     assert (answer.status, answer.body["status"]) == (202, "accepted")
-    assert wired.publish.names() == ["ReturnAccepted"]
-    assert unfolded_names(wired) == ["ReturnRequested", "ReturnAccepted"]
-    [(_, accepted)] = wired.publish.records
+    assert wired.publish.names() == ["PolicySnapshotPublished", "ReturnAccepted"]
+    assert unfolded_names(wired) == [
+        "PolicySnapshotPublished",
+        "ReturnRequested",
+        "ReturnAccepted",
+    ]
+    [(_, snapshot, _), (_, accepted)] = wired.publish.records
     request = accepted["requested"]
     assert accepted["envelope"]["causation_id"] == request["envelope"]["event_id"]
     assert answer.body["return_id"] == handlers.return_id_for_key("key-1")
     assert answer.body["policy_version"].startswith("DE/")
+    digest = hashlib.sha256(snapshot["policy_json"].encode()).hexdigest()
+    assert accepted["policy_digest"] == snapshot["policy_digest"] == digest
+    assert accepted.get("policy_json") is None  # the schema's default: null
+    assert json.loads(snapshot["policy_json"])["version"] == accepted["policy_version"]
+    create(wired, key="key-2")  # the same policy: only the return's record
+    assert wired.publish.names()[2:] == ["ReturnAccepted"]
+    assert wired.publish.records[2][1]["policy_digest"] == digest
+
+
+def test_a_policy_is_published_with_its_digest_as_the_key():
+    (name, record, key) = handlers.policy_snapshot(
+        "RMA-1", deployed_rules().decide(parse_return_request(return_request_body()), NOW), NOW
+    )
+    assert name == "PolicySnapshotPublished"
+    assert key == record["policy_digest"].encode()
 
 
 def test_the_same_key_and_body_answer_the_same_return_again_another_body_is_409():
     wired = ports()
     first = create(wired)
+    published = len(wired.publish.records)
     again = create(wired)
     assert (again.body, again.headers) == (first.body, {"Idempotent-Replayed": "true"})
-    assert len(wired.publish.records) == 1
+    assert len(wired.publish.records) == published
     assert refusal(lambda: create(wired, reason_code="DEFECTIVE")) == (
         409,
         "idempotency_key_reused",
@@ -70,7 +95,9 @@ def test_an_answer_survives_a_restart_through_the_table_rebuilt_from_the_topic()
     before = ports()
     create(before)
     after = ports()  # a new process: no recent answers, the table learns from the topic
-    for name, record in before.publish.records:
+    for name, record, *_ in before.publish.records:
+        if name == "PolicySnapshotPublished":  # not on the returns topic
+            continue
         incoming = Incoming(name, record, record["envelope"]["return_id"].encode())
         asyncio.run(handlers.record_answers(after, incoming))
     again = create(after)

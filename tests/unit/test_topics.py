@@ -7,6 +7,7 @@ import pytest
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import (
     ALL_TOPICS,
+    GLOBAL_TABLES,
     SAGA_CHANGELOG,
     STREAMS,
     by_name,
@@ -17,7 +18,7 @@ from services.eventing.topics import (
 
 def test_every_message_is_written_to_exactly_one_topic():
     for schema in SchemaCatalogue.load().messages():
-        homes = [s.name for s in STREAMS if schema.name in s.record_types]
+        homes = [s.name for s in (*STREAMS, *GLOBAL_TABLES) if schema.name in s.record_types]
         assert len(homes) == 1, (schema.name, homes)
         assert topic_for_record(schema.name).name == homes[0]
 
@@ -38,6 +39,12 @@ def test_every_stream_has_a_dead_letter_topic_and_no_topic_is_declared_that_nobo
 
 def test_saga_changelog_is_compacted_and_co_partitioned_with_its_inputs():
     assert SAGA_CHANGELOG.cleanup_policy == "compact"
+
+
+def test_a_table_read_whole_is_compacted_and_kept_while_keys_may_be_named():
+    for table in GLOBAL_TABLES:
+        assert (table.cleanup_policy, table.retention_ms) == ("compact", -1)
+        assert table in ALL_TOPICS and table not in STREAMS  # nobody consumes it in a group
     assert {s.partitions for s in STREAMS} == {SAGA_CHANGELOG.partitions}
 
 
