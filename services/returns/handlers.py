@@ -14,7 +14,6 @@ the returns topic (`record_answers`), so the answer survives restarts. A buyer m
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 from services.decisions.folded_events import unfolded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
+from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.request_fields import ApiError, parse_json_object
 from services.returns.return_policy import PolicyDecision, ReturnPolicy
@@ -149,7 +149,7 @@ class ReturnsPorts:
     published_policies: set[str] = field(default_factory=set)
     # answers given by this process, not yet in the table (it learns them from the topic)
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    locks: KeyedLocks = field(default_factory=KeyedLocks)  # one POST per return id at a time
 
     def remember(self, return_id: str, entry: dict[str, Any]) -> None:
         self.recent[return_id] = entry
@@ -199,8 +199,7 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
     return_request = parse_return_request(parse_json_object(request.body))
     fingerprint = return_request.fingerprint()
     return_id = return_id_for_key(key) if key else ports.new_return_id()
-    lock = ports.locks.setdefault(return_id, asyncio.Lock())
-    async with lock:
+    async with ports.locks.holding(return_id):
         with event_context(return_id=return_id):
             known = ports.recent.get(return_id) or (ports.answers.get(return_id) if key else None)
             if known is not None:
@@ -233,7 +232,6 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
                     for r in decision.rules
                 ],
             )
-    ports.locks.pop(return_id, None)
     return HttpAnswer(status, body)
 
 

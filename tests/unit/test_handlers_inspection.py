@@ -105,3 +105,45 @@ def test_unknown_returns_returns_not_awaiting_inspection_and_bad_scanners_are_re
     waiting = ports()
     follow(waiting, "ReturnRequested")
     assert refused(waiting, scan()) == (409, "not_awaiting_inspection")
+
+
+def test_scans_of_different_returns_do_not_wait_for_each_others_publish_the_same_scan_does():
+    """A scan's check and publish hold its scan id and return, not the whole service (one
+    lock for every scan capped the service at one publish round trip per scan)."""
+
+    class SlowFirstPublish:
+        def __init__(self) -> None:
+            self.records: list[Any] = []
+            self.release = asyncio.Event()
+
+        async def __call__(self, outbound: Any) -> None:
+            if not self.records:
+                self.records.extend(outbound)
+                await self.release.wait()  # the broker has not acknowledged the first yet
+                return
+            self.records.extend(outbound)
+
+    async def scenario() -> None:
+        wired = ports()
+        wired.publish = SlowFirstPublish()
+        for return_id in (RID, "RMA-INSPECT-2"):
+            for name in ("ReturnRequested", "ReturnAccepted", "PickupCompleted"):
+                record = event(name, return_id)
+                await handlers.follow_returns(wired, Incoming(name, record, return_id.encode()))
+
+        def request(scan_id: str, return_id: str) -> Any:
+            body = scan(scan_id, return_id=return_id)
+            return handlers.post_inspection(wired, HttpRequest(body, station_headers()))
+
+        first = asyncio.create_task(request("SCAN-1", RID))
+        await asyncio.sleep(0)
+        again = asyncio.create_task(request("SCAN-1", RID))  # waits for the first answer
+        other = await asyncio.wait_for(request("SCAN-2", "RMA-INSPECT-2"), 1)
+        assert other.status == 202 and not first.done() and not again.done()
+        wired.publish.release.set()
+        assert (await first).status == 202
+        replayed = await again
+        assert (replayed.status, replayed.headers) == (202, {"Idempotent-Replayed": "true"})
+        assert len(wired.publish.records) == 2 and len(wired.locks) == 0
+
+    asyncio.run(scenario())
