@@ -6,6 +6,7 @@ services/coordinator/handlers.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from pathlib import Path
 
@@ -78,11 +79,15 @@ def build(
 
 
 def policy_json_of(codec: AvroCodec, value: bytes) -> str:
-    """The policy a PolicySnapshotPublished record holds (CodecError is a ValueError)."""
+    """The policy a PolicySnapshotPublished record holds, checked against its digest
+    (ValueError, CodecError among them, for a record that is not one or does not match)."""
     decoded = codec.decode(value)
     if decoded.name != "PolicySnapshotPublished":
         raise ValueError(f"{decoded.name} on {POLICY_SNAPSHOTS.name}")
-    return str(decoded.record["policy_json"])
+    policy_json = str(decoded.record["policy_json"])
+    if hashlib.sha256(policy_json.encode()).hexdigest() != decoded.record["policy_digest"]:
+        raise ValueError(f"policy {decoded.record['policy_digest']} does not match its digest")
+    return policy_json
 
 
 def main() -> int:

@@ -114,10 +114,17 @@ def keyed(command: saga.Command) -> Outbound:
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
     commands: list[Outbound] = []
     for name, record in unfolded(incoming.name, incoming.record):
-        if name == "ReturnAccepted":
+        if name == "ReturnAccepted" and _deciding_acceptance(ports, incoming.return_id):
             record = await with_policy(ports, record)
         commands += _drive(ports, incoming.return_id, name, record)
     return commands
+
+
+def _deciding_acceptance(ports: CoordinatorPorts, return_id: str) -> bool:
+    """The saga has not taken a decision yet (a redelivered ReturnAccepted of a saga past it
+    is a duplicate: it needs no policy)."""
+    stored = ports.sagas.get(return_id)
+    return stored is None or saga_of(stored).status in (saga.Status.NEW, saga.Status.REQUESTED)
 
 
 async def with_policy(ports: CoordinatorPorts, record: dict[str, Any]) -> dict[str, Any]:

@@ -6,20 +6,32 @@ instance holds every key, so a record of any partition can look one up. It is re
 beginning on first use and caught up to the topic's end whenever a key is missing, so a key
 written (and acknowledged) before the record that names it is always found. Its keys are
 few by construction (a digest names one policy), so it stays bounded.
+
+A broker that cannot be read (down, the topic missing, a catch-up longer than
+CATCH_UP_S) is `GlobalTableUnavailable`, a transient failure: the record that asked is
+retried, never dead-lettered for it straight away; the next lookup starts a fresh consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from services.eventing.handler_contract import TransientFailure
 from services.eventing.log_setup import get_logger
 
 Value = TypeVar("Value")
+CATCH_UP_S = 10.0
 log = get_logger(__name__)
+
+
+class GlobalTableUnavailable(TransientFailure):
+    reason = "global-table-unavailable"
 
 
 class GlobalTable(Generic[Value]):
@@ -33,12 +45,13 @@ class GlobalTable(Generic[Value]):
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.declared_partitions = partitions  # more are read if the topic has more
         self.value_of = value_of  # raises ValueError for a value it cannot read
         self.client_id = client_id
         self.values: dict[str, Value] = {}
         self.unreadable = 0  # records skipped: a value `value_of` refused
         self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
         self._lock = asyncio.Lock()
 
     async def get(self, key: str) -> Value | None:
@@ -47,13 +60,21 @@ class GlobalTable(Generic[Value]):
             return self.values[key]
         async with self._lock:
             if key not in self.values:
-                await self._catch_up()
+                try:
+                    async with asyncio.timeout(CATCH_UP_S):
+                        await self._catch_up()
+                except (KafkaError, TimeoutError) as exc:
+                    await self.stop()  # the next miss starts afresh
+                    raise GlobalTableUnavailable(
+                        f"{self.topic} could not be read to its end: {exc!r}"
+                    ) from exc
         return self.values.get(key)
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
 
     async def _catch_up(self) -> None:
         consumer = await self._started()
@@ -89,12 +110,17 @@ class GlobalTable(Generic[Value]):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
             )
-            await consumer.start()
             try:
+                await consumer.start()
+                await consumer.topics()  # metadata of every topic: this one's partition count
+                found = consumer.partitions_for_topic(self.topic) or set()
+                count = max(self.declared_partitions, max(found, default=-1) + 1)
+                self._partitions = [TopicPartition(self.topic, p) for p in range(count)]
                 consumer.assign(self._partitions)
                 await consumer.seek_to_beginning(*self._partitions)
             except BaseException:
-                await consumer.stop()
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
                 raise
             self._consumer = consumer
         return self._consumer

@@ -4,8 +4,8 @@ A reload reads and validates every file; a set with any problem is rejected (log
 file, path and problem) and the previous set stays active. A layer whose rules changed must
 say so with a higher `version`: a return records the versions it was decided under, and two
 different policies must never be recorded under one name. A return keeps the effective
-policy it was accepted under (ReturnAccepted.policy_json), so a reload only affects returns
-requested after it.
+policy it was accepted under (named by ReturnAccepted.policy_digest, published once to
+boomerang.policy.snapshots), so a reload only affects returns requested after it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The policy check at the front door (pure): the policy files decide, the return keeps the
-effective policy it was accepted under (`policy_json`) for its whole life."""
+effective policy it was accepted under (`policy_json`, named on ReturnAccepted by its
+`policy_digest`) for its whole life."""
 
 from __future__ import annotations
 

@@ -39,13 +39,13 @@ def test_every_stream_has_a_dead_letter_topic_and_no_topic_is_declared_that_nobo
 
 def test_saga_changelog_is_compacted_and_co_partitioned_with_its_inputs():
     assert SAGA_CHANGELOG.cleanup_policy == "compact"
+    assert {s.partitions for s in STREAMS} == {SAGA_CHANGELOG.partitions}
 
 
 def test_a_table_read_whole_is_compacted_and_kept_while_keys_may_be_named():
     for table in GLOBAL_TABLES:
         assert (table.cleanup_policy, table.retention_ms) == ("compact", -1)
         assert table in ALL_TOPICS and table not in STREAMS  # nobody consumes it in a group
-    assert {s.partitions for s in STREAMS} == {SAGA_CHANGELOG.partitions}
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@
 - its explanation, under EXPLANATION: the history and the rules fired that the slim record
   does not keep (the request's). It is shown (GET /returns/{return_id}, `boomerang saga
   show`), never read by a step, and grows by the entries of each event, bounded
-  (HISTORY_KEPT, RULES_KEPT). The policy snapshot as accepted travels on ReturnAccepted
-  (`policy_json`); the slim record keeps the values later steps read.
+  (HISTORY_KEPT, RULES_KEPT). The policy snapshot as accepted is named on ReturnAccepted
+  by its digest (the coordinator puts it into `policy_json` before the saga decides); the
+  slim record keeps the values later steps read.
 
 Both are written compactly and read back losslessly: a history entry as a row (its timer
 as its id and due time where the rest follows from the id), the inspection's items and the
