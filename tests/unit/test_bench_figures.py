@@ -261,3 +261,23 @@ def test_boomerangs_own_functions_are_listed_without_the_entry_points():
         ("handle (services/coordinator/app.py)", 60.0),
         ("to_json (services/decisions/saga/)", 60.0),
     ]
+
+
+def test_hop_delays_take_each_returns_first_record_of_each_step_bucketed_by_acceptance():
+    from tests.bench.hop_delays import hop_delays
+
+    seen = [
+        ("R1", "ReturnAccepted", 1_000),
+        ("R1", "PickupRequested", 1_040),
+        ("R1", "PickupRequested", 1_900),  # sent again after a timeout: the first counts
+        ("R1", "PickupScheduled", 1_070),
+        ("R2", "ReturnAccepted", 12_000),
+        ("R2", "PickupCompleted", 12_500),  # a step missing in between: the next one seen
+        ("R2", "TicketOpened", 12_600),  # not on the forward path
+        ("R3", "PickupScheduled", 5_000),  # its acceptance not read: left out
+    ]
+    assert hop_delays(seen, 10_000) == {
+        0: {"ReturnAccepted → PickupRequested": [40], "PickupRequested → PickupScheduled": [30]},
+        10_000: {"ReturnAccepted → PickupCompleted": [500]},
+    }
+    assert hop_delays([], 10_000) == {}
