@@ -6,7 +6,6 @@ services/coordinator/handlers.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from services.coordinator import handlers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
+from services.decisions.policy.policy_rules import policy_digest
 from services.engine import worker as runtime
 from services.engine.global_table import GlobalTable
 from services.eventing.avro_codec import AvroCodec
@@ -85,7 +85,7 @@ def policy_json_of(codec: AvroCodec, value: bytes) -> str:
     if decoded.name != "PolicySnapshotPublished":
         raise ValueError(f"{decoded.name} on {POLICY_SNAPSHOTS.name}")
     policy_json = str(decoded.record["policy_json"])
-    if hashlib.sha256(policy_json.encode()).hexdigest() != decoded.record["policy_digest"]:
+    if policy_digest(policy_json) != decoded.record["policy_digest"]:
         raise ValueError(f"policy {decoded.record['policy_digest']} does not match its digest")
     return policy_json
 

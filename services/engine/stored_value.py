@@ -2,7 +2,7 @@
 
 A saga is 7-9 KB of JSON (field names, repeated sku and id strings) that deflate to about
 40 %; a value under COMPRESS_FROM bytes stays plain JSON, readable as it is. A deflated
-value starts with DEFLATED (a byte no JSON text starts with) followed by a raw zlib
+value starts with DEFLATED (a byte no JSON text starts with) followed by a zlib
 stream, so a record of either form, written before or after, reads back the same.
 Compression at level 1: ~40 µs for a 9 KB saga, written at most once per checkpoint.
 """

@@ -4,7 +4,6 @@ effective policy it was accepted under (`policy_json`, named on ReturnAccepted b
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from services.decisions.policy.policy_rules import (
     PolicyLookupError,
     RequestFacts,
     decide_request,
+    policy_digest,
     resolve_policy,
 )
 from services.returns.return_request import ReturnRequest
@@ -36,10 +36,8 @@ class PolicyDecision:
 
     @cached_property
     def policy_digest(self) -> str | None:
-        """The name of the effective policy on ReturnAccepted: SHA-256 (hex) of its JSON."""
-        if self.policy_json is None:
-            return None
-        return hashlib.sha256(self.policy_json.encode()).hexdigest()
+        """The name of the effective policy on ReturnAccepted (policy_rules.policy_digest)."""
+        return None if self.policy_json is None else policy_digest(self.policy_json)
 
     @property
     def rules_fired(self) -> tuple[str, ...]:

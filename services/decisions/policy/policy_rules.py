@@ -7,6 +7,7 @@ so a support agent can explain it to a buyer and to a seller.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,12 @@ class EffectivePolicy:
     def rule(self, name: str, facts: dict[str, Any], effect: str) -> RuleFired:
         source = self.provenance.get(name, "built-in default")
         return RuleFired(f"policy.{name}", {**facts, "set_by": source}, effect)
+
+
+def policy_digest(policy_json: str) -> str:
+    """The name of an effective policy as JSON (ReturnAccepted.policy_digest, the key of its
+    snapshot on boomerang.policy.snapshots): SHA-256 (hex) of its UTF-8 bytes."""
+    return hashlib.sha256(policy_json.encode()).hexdigest()
 
 
 def resolve_policy(policies: PolicySet, market: str, category: str, seller: str) -> EffectivePolicy:
