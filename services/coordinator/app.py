@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from services.coordinator import handlers
+from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
@@ -59,11 +60,13 @@ def build(
             client_id=f"{parts.settings.group_id}-policies",
         )
         parts.on_stop(policies.stop)
+        sagas = parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S)
         ports = CoordinatorPorts(
-            sagas=parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S),
+            sagas=sagas,
             config=config or saga.SagaConfig(),
             clock_ms=now_ms,
             policies=policies,
+            timers=DueTimers(reloads=lambda: sagas.reloads),
         )
 
         async def fire_due_timers() -> None:

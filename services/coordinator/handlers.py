@@ -9,6 +9,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.coordinator.due_timers import DueTimers
 from services.decisions import saga
 from services.decisions.folded_events import unfolded
 from services.decisions.saga import stored as stored_saga
@@ -71,6 +72,7 @@ class CoordinatorPorts:
     clock_ms: Callable[[], int]
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
     policies: PolicySnapshots = field(default_factory=NoPolicySnapshots)
+    timers: DueTimers = field(default_factory=DueTimers)  # the sagas by when their timer is due
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ def _drive(
         # the history is not kept live: the explanation takes the entries of this event
         explanation = stored_saga.explanation_after(explanation_of(stored), state, transition.state)
         ports.sagas[return_id] = LiveSaga(saga.changed(transition.state, history=()), explanation)
+        timer = transition.state.timer
+        if timer and (state is None or timer != state.timer):
+            ports.timers.note(return_id, timer["due_at"])
     log.debug(
         "saga event",
         event_type=name,
@@ -189,22 +194,32 @@ def timeout_event(state: saga.SagaState, timer: dict[str, Any], now_ms: int) -> 
 
 def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
     """Durable timers: deadlines and retry times live in each saga's state (so they survive
-    restarts); the due ones become SagaStepTimedOut events, each fired again only after
-    REFIRE_AFTER_MS if it was not handled by then."""
+    restarts), indexed by due time (due_timers.py); the due ones become SagaStepTimedOut
+    events, each fired again only after REFIRE_AFTER_MS if it was not handled by then."""
     now = ports.clock_ms()
     due: list[Outbound] = []
-    for return_id, stored in list(ports.sagas.items()):
-        state = saga_of(stored)
-        timer = state.timer
-        if not timer or state.terminal or timer["due_at"] > now:
-            continue
-        if now - ports.fired.get((return_id, timer["id"]), 0) < REFIRE_AFTER_MS:
+    sagas = ports.sagas
+    for return_id in ports.timers.due(now, sagas.items(), len(sagas), _live_timer_due_at):
+        stored = sagas.get(return_id)
+        state = saga_of(stored) if stored else None
+        timer = state.timer if state else None
+        if not state or not timer or state.terminal or timer["due_at"] > now:
+            continue  # finished, or its timer changed (the new one was noted when set)
+        fired_at = ports.fired.get((return_id, timer["id"]))
+        if fired_at is not None and now - fired_at < REFIRE_AFTER_MS:
+            ports.timers.note(return_id, fired_at + REFIRE_AFTER_MS)
             continue
         ports.fired[(return_id, timer["id"])] = now
+        ports.timers.note(return_id, now + REFIRE_AFTER_MS)  # again if not handled by then
         due.append(timeout_event(state, timer, now))
     if len(ports.fired) > FIRED_TIMERS_KEPT:
         ports.fired.clear()
     return due
+
+
+def _live_timer_due_at(value: LiveSaga | dict[str, Any]) -> int | None:
+    state = saga_of(value)
+    return None if state.terminal or not state.timer else int(state.timer["due_at"])
 
 
 async def return_status(

@@ -19,7 +19,7 @@ never passes a change that is not in a changelog (`commit_floor`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -111,6 +111,9 @@ class StateTable(MutableMapping[str, Any]):
         self.every_s = every_s
         self.written_at = 0.0
         self.values: dict[str, Any] = {}
+        # bumped when entries are loaded or dropped other than by a handler (a recovery, a
+        # revoked partition): an index kept beside the table knows to rebuild
+        self.reloads = 0
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -123,6 +126,9 @@ class StateTable(MutableMapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)
+
+    def items(self) -> ItemsView[str, Any]:  # the dict's own view (no lookup per key)
+        return self.values.items()
 
     def __len__(self) -> int:
         return len(self.values)
@@ -311,6 +317,8 @@ class StateStore:
             for topic, offset in lowest.items():
                 applied[topic] = max(offset, applied.get(topic, -1))
         self.restoring.clear()
+        for table in self.tables.values():
+            table.reloads += 1
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the state of partitions this process no longer owns."""
@@ -318,6 +326,7 @@ class StateStore:
         for table in self.tables.values():
             for key in gone & table.values.keys():
                 del table.values[key]
+            table.reloads += 1
             self.in_changelog -= {(table.name, key) for key in gone}
         for key in gone:
             del self.partition_of[key]

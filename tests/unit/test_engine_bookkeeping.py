@@ -143,8 +143,11 @@ def test_recovery_restores_values_and_skips_records_the_state_already_took():
     recovered.table("sagas", "sagas-changelog")
     for w in changelog:
         recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
+    assert recovered.tables["sagas"].reloads == 0
     recovered.restored()
+    assert recovered.tables["sagas"].reloads == 1  # an index beside the table rebuilds
     assert recovered.tables["sagas"].values == {"R-1": {"n": 1}}
+    assert dict(recovered.tables["sagas"].items()) == {"R-1": {"n": 1}}
     assert recovered.already_applied("R-1", "in", 11)
     assert not recovered.already_applied("R-1", "in", 12)
     assert recovered.already_applied("R-2", "in", 13)  # a tombstone keeps its stamp
@@ -179,6 +182,7 @@ def test_dropping_a_partition_forgets_its_keys():
     write(store, "sagas", "R-1", {"n": 1}, 1)
     store.drop_partitions({0})
     assert store.tables["sagas"].values == {} and store.dirty == {} and store.applied == {}
+    assert store.tables["sagas"].reloads == 1
 
 
 def test_an_entry_born_and_gone_between_two_checkpoints_writes_nothing():

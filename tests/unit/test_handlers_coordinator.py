@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.coordinator import handlers
+from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import REFIRE_AFTER_MS, CoordinatorPorts
 from services.decisions.saga import SagaConfig, Status
 from services.decisions.saga import stored as stored_saga
@@ -102,6 +103,26 @@ def test_a_due_timer_fires_once_until_it_is_overdue_for_refiring():
     assert again["envelope"]["event_id"] == record["envelope"]["event_id"]
     drive(wired, "SagaStepTimedOut", record)
     assert handlers.saga_of(wired.sagas[RID]).tries  # retried: the pickup is asked again
+
+
+def test_a_saga_recovered_from_the_changelog_fires_its_due_timer_after_the_reload():
+    clock = Clock()
+    source = ports(clock)
+    drive(source, "ReturnRequested")
+    drive(source, "ReturnAccepted")
+    reloads = [0]
+    recovered = CoordinatorPorts(
+        {},
+        source.config,
+        clock,
+        timers=DueTimers(reloads=lambda: reloads[0]),
+    )
+    assert handlers.due_timer_events(recovered) == []  # nothing there yet
+    recovered.sagas[RID] = json.loads(json.dumps(source.sagas[RID].stored_json()))
+    reloads[0] += 1  # as StateStore.restored() does
+    clock.now_ms += 60_001
+    [(name, record)] = handlers.due_timer_events(recovered)
+    assert (name, record["step"]) == ("SagaStepTimedOut", "PICKUP")
 
 
 def test_order_ledger_commands_are_keyed_by_the_order_not_the_return():
