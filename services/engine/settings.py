@@ -34,6 +34,8 @@ class ServiceSettings:
     # static group membership (KIP-345): a restarted process with the same instance id takes
     # its partitions back at once instead of after the session timeout
     static_membership: bool = False
+    # allocations between two young garbage collections (collector.py; 0: Python's 700)
+    gc_young_objects: int = 50_000
 
     @property
     def group_id(self) -> str:
@@ -59,4 +61,5 @@ class ServiceSettings:
             fetch_wait_ms=int(env.get("BOOMERANG_FETCH_WAIT_MS", cls.fetch_wait_ms)),
             linger_ms=int(env.get("BOOMERANG_LINGER_MS", cls.linger_ms)),
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
+            gc_young_objects=int(env.get("BOOMERANG_GC_YOUNG_OBJECTS", cls.gc_young_objects)),
         )

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
+from services.engine import collector
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
@@ -151,6 +152,7 @@ def run_service(
     """A service's process: its settings from the environment, built and run until stopped."""
     configure_logging(service)
     parts = build(ServiceSettings.from_env(service, default_port))
+    collector.tune(parts.settings.gc_young_objects)
     return asyncio.run(run_until_stopped(parts))
 
 
