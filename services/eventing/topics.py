@@ -189,7 +189,7 @@ SAGA_CHANGELOG = _changelog("boomerang-coordinator", "sagas", "saga state per re
 # (engine/state_store.py): returns' answers, pickup's answers, inspection's returns and
 # scans, intake's intakes, refund's answers.
 SERVICE_CHANGELOGS = (
-    _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@location"),
+    _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@warehouse"),
     _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),
     _changelog("boomerang-refund", "order-ledger", "live returns' refund shares per order"),
 )

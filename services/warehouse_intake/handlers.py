@@ -2,7 +2,7 @@
 
 IntakeRequested → a disposition per item → one StockMovementsRecorded with all of them on
 the stock-movements topic, keyed by warehouse_id → IntakeCompleted. A second handler applies
-movements to the ledger table (entries keyed sku@location, all of a warehouse's on its
+movements to the ledger table (entries keyed sku@warehouse, all of a warehouse's on its
 partition, so each entry has one owner) at most once per movement_id. Event ids derive
 from the command, so a redelivered command produces the same events and changes nothing.
 """
@@ -98,10 +98,8 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
 async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
     at = incoming.record["envelope"]["occurred_at"]
     for movement in inventory_ledger.movements_of(incoming.name, incoming.record):
-        key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
-        entry, moved = inventory_ledger.apply(ports.ledger.get(key), movement, at)
-        ports.ledger[key] = entry
-        log.debug("ledger", key=key, moved=moved, on_hand=entry["on_hand"])
+        moved = inventory_ledger.book(ports.ledger, movement, at)
+        log.debug("ledger", sku=movement["sku"], location=movement["location"], moved=moved)
     return []
 
 
@@ -109,13 +107,17 @@ async def ledger_view(ports: IntakePorts, request: HttpRequest) -> HttpAnswer:
     """GET /ledger[?sku=]: units on hand per sku@location and what the ledger applied."""
     sku = request.query.get("sku")
     entries = [e for _, e in ports.ledger.items() if not sku or e["sku"] == sku]
-    shown = [{k: e[k] for k in ("sku", "location", "on_hand")} for e in entries]
+    shown = [
+        {"sku": e["sku"], "location": location, "on_hand": units}
+        for e in entries
+        for location, units in sorted(inventory_ledger.locations_of(e).items())
+    ]
     return HttpAnswer(
         200,
         {
             "entries": shown[:LEDGER_VIEW_ENTRIES],
             "movements_applied": sum(len(e["movement_ids"]) for e in entries),
             "duplicates_ignored": sum(e["duplicates_ignored"] for e in entries),
-            "units_on_hand": sum(e["on_hand"] for e in entries),
+            "units_on_hand": sum(row["on_hand"] for row in shown),
         },
     )

@@ -1,183 +1,93 @@
-"""The inventory ledger entry: a movement moves stock at most once (idempotent by movement_id)."""
+"""The inventory ledger (pure): one entry per sku and warehouse, each movement once, and
+entries of the earlier per-location form folded in."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.decisions.stock.disposition import movements_for
-from services.decisions.stock.inventory_ledger import (
-    DEDUPE_WINDOW_MS,
-    apply,
-    empty_entry,
-    ledger_key,
-)
+from services.decisions.stock import inventory_ledger as ledger_rules
 
 
-def movement(movement_id: str = "RMA-1-intake-1-S", quantity: int = 1) -> dict[str, Any]:
-    return {
-        "movement_id": movement_id,
-        "sku": "S",
-        "location": "WH-1/RESTOCK_SELLABLE",
-        "disposition": "RESTOCK_SELLABLE",
-        "quantity": quantity,
+def movement(movement_id: str, sku: str = "SKU-1", location: str = "WH-1/RESTOCK", n: int = 1):
+    return {"movement_id": movement_id, "sku": sku, "location": location, "quantity": n}
+
+
+def test_one_entry_per_sku_and_warehouse_with_its_units_per_location() -> None:
+    ledger: dict = {}
+    assert ledger_rules.book(ledger, movement("m1"))
+    assert ledger_rules.book(ledger, movement("m2", location="WH-1/QUARANTINE"))
+    assert ledger_rules.book(ledger, movement("m3", location="WH-2/RESTOCK"))
+    assert not ledger_rules.book(ledger, movement("m1"))  # the same movement again
+    assert sorted(ledger) == ["SKU-1@WH-1", "SKU-1@WH-2"]
+    entry = ledger["SKU-1@WH-1"]
+    assert ledger_rules.locations_of(entry) == {"WH-1/RESTOCK": 1, "WH-1/QUARANTINE": 1}
+    assert entry["duplicates_ignored"] == 1
+
+
+def test_an_entry_of_the_earlier_form_is_folded_in_when_its_location_moves_again() -> None:
+    earlier = {
+        "sku": "SKU-1",
+        "location": "WH-1/RESTOCK",
+        "on_hand": 3,
+        "movement_ids": ["old-1", "old-2", "old-3"],
+        "duplicates_ignored": 1,
     }
-
-
-def test_empty_entry_has_nothing_on_hand() -> None:
-    assert empty_entry("S", "WH-1/REFURBISH") == {
-        "sku": "S",
-        "location": "WH-1/REFURBISH",
-        "on_hand": 0,
-        "movement_ids": [],
-        "applied_at": [],
-        "duplicates_ignored": 0,
-    }
-
-
-def test_first_movement_on_no_entry_creates_it_for_the_movements_sku_and_location() -> None:
-    entry, moved = apply(None, movement(quantity=3))
-    assert moved is True
-    assert entry["sku"] == "S"
-    assert entry["location"] == "WH-1/RESTOCK_SELLABLE"
-    assert entry["on_hand"] == 3
-    assert entry["movement_ids"] == ["RMA-1-intake-1-S"]
-    assert entry["duplicates_ignored"] == 0
-
-
-def test_applying_a_movement_once_moves_stock() -> None:
-    entry, moved = apply(empty_entry("S", "WH-1/RESTOCK_SELLABLE"), movement())
-    assert moved is True
-    assert entry["on_hand"] == 1
-
-
-def test_applying_the_same_movement_id_again_does_not_move_stock() -> None:
-    once, _ = apply(None, movement())
-    twice, moved = apply(once, movement())
-    assert moved is False
-    assert twice["on_hand"] == 1
-    assert twice["movement_ids"] == ["RMA-1-intake-1-S"]
-
-
-def test_each_ignored_duplicate_is_counted() -> None:
-    entry, _ = apply(None, movement())
-    for _ in range(3):
-        entry, _ = apply(entry, movement())
-    assert entry["duplicates_ignored"] == 3
-    assert entry["on_hand"] == 1
-
-
-def test_a_duplicate_with_another_quantity_is_still_ignored() -> None:
-    entry, _ = apply(None, movement(quantity=1))
-    entry, moved = apply(entry, movement(quantity=50))
-    assert moved is False
-    assert entry["on_hand"] == 1
-
-
-def test_distinct_movement_ids_each_move_stock() -> None:
-    entry, _ = apply(None, movement("m-1"))
-    entry, moved = apply(entry, movement("m-2"))
-    assert moved is True
-    assert entry["on_hand"] == 2
-    assert entry["movement_ids"] == ["m-1", "m-2"]
-
-
-def test_negative_movement_takes_stock_out() -> None:
-    entry, _ = apply(None, movement("in", 2))
-    entry, moved = apply(entry, movement("out", -1))
-    assert moved is True
-    assert entry["on_hand"] == 1
-
-
-def test_apply_does_not_modify_the_entry_it_is_given() -> None:
-    entry, _ = apply(None, movement("m-1"))
-    snapshot = {**entry, "movement_ids": list(entry["movement_ids"])}
-    snapshot["applied_at"] = list(entry["applied_at"])
-    apply(entry, movement("m-2"))
-    apply(entry, movement("m-1"))
-    assert entry == snapshot
-
-
-def test_ledger_key_joins_sku_and_location() -> None:
-    assert ledger_key("TS-M", "WH-1/QUARANTINE") == "TS-M@WH-1/QUARANTINE"
-
-
-def test_replaying_a_returns_intake_movements_does_not_move_stock_twice() -> None:
-    items = [
-        {"sku": "S", "grade": "A", "matches_order": True, "measured_weight_grams": 1}
-        for _ in range(2)
-    ]
-    entry = None
-    for _ in range(2):  # the intake command delivered twice
-        for m in movements_for("RMA-1", "WH-1", items):
-            entry, _ = apply(entry, m)
-    assert entry is not None
-    assert entry["on_hand"] == 2
+    ledger: dict = {"SKU-1@WH-1/RESTOCK": earlier, "SKU-1@WH-1/QUARANTINE": {**earlier}}
+    ledger["SKU-1@WH-1/QUARANTINE"] |= {"location": "WH-1/QUARANTINE", "movement_ids": ["q-1"]}
+    ledger["SKU-1@WH-1/QUARANTINE"]["on_hand"] = 1
+    assert not ledger_rules.book(ledger, movement("old-2"), at_ms=5)  # remembered before
+    assert "SKU-1@WH-1/RESTOCK" not in ledger
+    assert ledger_rules.book(ledger, movement("new-1"), at_ms=6)
+    entry = ledger["SKU-1@WH-1"]
+    assert ledger_rules.locations_of(entry) == {"WH-1/RESTOCK": 4}
     assert entry["duplicates_ignored"] == 2
+    # the location no movement touched yet keeps its earlier entry, read as it is
+    assert ledger_rules.locations_of(ledger["SKU-1@WH-1/QUARANTINE"]) == {"WH-1/QUARANTINE": 1}
 
 
-# A movement is identified by its id: the same id always carries the same quantity.
-movement_pool = st.dictionaries(
-    keys=st.text(min_size=1, max_size=8), values=st.integers(-5, 50), min_size=1, max_size=8
+movements = st.lists(
+    st.tuples(
+        st.integers(0, 12),  # movement number (repeats are redeliveries)
+        st.sampled_from(["SKU-1", "SKU-2"]),
+        st.sampled_from(["WH-1/RESTOCK", "WH-1/QUARANTINE", "WH-2/RESTOCK"]),
+    ),
+    max_size=40,
 )
 
 
-@given(data=st.data(), pool=movement_pool)
-def test_applying_movements_with_repeats_equals_applying_the_distinct_ones_once(
-    data: st.DataObject, pool: dict[str, int]
-) -> None:
-    ids = data.draw(st.lists(st.sampled_from(sorted(pool)), max_size=40))
-    entry = None
-    moves = []
-    for movement_id in ids:
-        entry, moved = apply(entry, movement(movement_id, pool[movement_id]))
-        moves.append(moved)
-
-    distinct = list(dict.fromkeys(ids))
-    if entry is None:
-        assert ids == []
-        return
-    assert entry["on_hand"] == sum(pool[i] for i in distinct)
-    assert entry["movement_ids"] == distinct
-    assert entry["duplicates_ignored"] == len(ids) - len(distinct)
-    assert sum(moves) == len(distinct)
-
-    once = None
-    for movement_id in distinct:
-        once, _ = apply(once, movement(movement_id, pool[movement_id]))
-    assert once is not None
-    assert (once["on_hand"], once["movement_ids"]) == (entry["on_hand"], entry["movement_ids"])
-
-
-@given(
-    gaps=st.lists(st.integers(0, DEDUPE_WINDOW_MS // 3), min_size=1, max_size=60),
-    replayed=st.integers(0, 59),
-)
-def test_ids_are_kept_for_the_dedupe_window_and_no_longer(gaps: list[int], replayed: int) -> None:
-    """The entry stays bounded: an id is forgotten once a movement newer than it by more
-    than the window is applied; inside the window a replay still moves nothing."""
-    entry, at = None, 0
-    for number, gap in enumerate(gaps):
-        at += gap
-        entry, _ = apply(entry, movement(f"m-{number}"), at)
-    assert entry is not None
-    assert entry["on_hand"] == len(gaps)
-    assert all(at - t <= DEDUPE_WINDOW_MS for t in entry["applied_at"])
-    assert len(entry["movement_ids"]) == len(entry["applied_at"])
-    index = replayed % len(gaps)
-    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
-    if at - times[index] <= DEDUPE_WINDOW_MS:
-        again, moved = apply(entry, movement(f"m-{index}"), at)
-        assert moved is False and again["on_hand"] == entry["on_hand"]
-    else:
-        assert f"m-{index}" not in entry["movement_ids"]
-
-
-def test_an_entry_stored_before_the_window_keeps_its_ids_for_a_whole_window() -> None:
-    old = {"sku": "S", "location": "L", "on_hand": 2, "movement_ids": ["a", "b"]}
-    old["duplicates_ignored"] = 0
-    entry, _ = apply(old, movement("c"), 10 * DEDUPE_WINDOW_MS)
-    assert entry["movement_ids"] == ["a", "b", "c"]
-    assert apply(entry, movement("a"), 10 * DEDUPE_WINDOW_MS)[1] is False
+@given(movements, st.integers(0, 40))
+def test_units_per_location_are_those_of_each_distinct_movement_once(drawn, upgrade_at) -> None:
+    """Booked with the earlier per-location form up to `upgrade_at`, then this one: each
+    sku's units per location count every distinct movement once, whatever the form."""
+    ledger: dict = {}
+    first_of: dict[int, tuple[str, str]] = {}
+    for index, (number, sku, location) in enumerate(drawn):
+        sku, location = first_of.setdefault(number, (sku, location))  # an id names one move
+        booked = movement(f"m{number}", sku, location)
+        if index < upgrade_at:  # as the service booked before this change
+            key = ledger_rules.earlier_key(sku, location)
+            entry = ledger.get(key) or {
+                "sku": sku,
+                "location": location,
+                "on_hand": 0,
+                "movement_ids": [],
+                "duplicates_ignored": 0,
+            }
+            if booked["movement_id"] not in entry["movement_ids"]:
+                entry = {
+                    **entry,
+                    "on_hand": entry["on_hand"] + 1,
+                    "movement_ids": [*entry["movement_ids"], booked["movement_id"]],
+                }
+            ledger[key] = entry
+        else:
+            ledger_rules.book(ledger, booked, at_ms=index)
+    expected = Counter(first_of.values())
+    found: Counter = Counter()
+    for entry in ledger.values():
+        for location, units in ledger_rules.locations_of(entry).items():
+            found[(entry["sku"], location)] += units
+    assert +found == expected

@@ -1,4 +1,11 @@
-"""The inventory ledger entry of one sku at one location (pure).
+"""The inventory ledger: one entry per sku at a warehouse, its units per location (pure).
+
+One entry per sku and warehouse (not per location): the ledger table is written once a
+minute per changed entry, so its changelog costs one record per sku a minute touched
+instead of one per sku and disposition (a fifth of the records with the bench's catalogue:
+docs/design.md, the record budget). Entries written before were keyed sku@location with
+one location's `on_hand`; `book` folds such an entry into its sku's entry the first time a
+movement touches that location again, and `locations_of` reads both forms.
 
 A movement is applied at most once: its movement_id is stored with the balance it changed,
 for as long as the movement can be delivered again. Movements come from the stock-movements
@@ -8,21 +15,43 @@ movement it belongs to (a margin over that retention), so the entry stays bounde
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 DAY_MS = 24 * 3600 * 1000
 DEDUPE_WINDOW_MS = 35 * DAY_MS  # stock-movements retention (30 days) and a margin
 
 
-def empty_entry(sku: str, location: str) -> dict[str, Any]:
+def empty_entry(sku: str, warehouse: str) -> dict[str, Any]:
     return {
         "sku": sku,
-        "location": location,
-        "on_hand": 0,
+        "warehouse": warehouse,
+        "locations": {},  # location -> units on hand
         "movement_ids": [],
         "applied_at": [],  # when each remembered movement happened (same order as the ids)
         "duplicates_ignored": 0,
     }
+
+
+def warehouse_of(location: str) -> str:
+    """A location is "<warehouse_id>/<disposition>" (disposition.movements_for)."""
+    return location.partition("/")[0]
+
+
+def ledger_key(sku: str, warehouse: str) -> str:
+    return f"{sku}@{warehouse}"
+
+
+def earlier_key(sku: str, location: str) -> str:
+    """The key of an entry written before entries were per warehouse."""
+    return f"{sku}@{location}"
+
+
+def locations_of(entry: dict[str, Any]) -> dict[str, int]:
+    """Units on hand per location, of an entry of either form."""
+    if "locations" in entry:
+        return dict(entry["locations"])
+    return {entry["location"]: entry["on_hand"]}
 
 
 def apply(
@@ -33,7 +62,8 @@ def apply(
 ) -> tuple[dict[str, Any], bool]:
     """(new entry, whether stock moved); `at_ms` is when the movement happened. Ids older
     than `window_ms` before the newest one are forgotten."""
-    entry = entry or empty_entry(movement["sku"], movement["location"])
+    location = movement["location"]
+    entry = entry or empty_entry(movement["sku"], warehouse_of(location))
     ids = entry["movement_ids"]
     # an entry written before the window was kept: its ids count as applied now
     times = entry.get("applied_at") or [at_ms] * len(ids)
@@ -42,12 +72,52 @@ def apply(
     ids, times = [*ids, movement["movement_id"]], [*times, at_ms]
     newest = max(times)
     kept = next((i for i, t in enumerate(times) if t >= newest - window_ms), len(times))
+    locations = dict(entry["locations"])
+    locations[location] = locations.get(location, 0) + movement["quantity"]
     return {
         **entry,
-        "on_hand": entry["on_hand"] + movement["quantity"],
+        "locations": locations,
         "movement_ids": ids[kept:],
         "applied_at": times[kept:],
     }, True
+
+
+def merged(entry: dict[str, Any] | None, earlier: dict[str, Any], at_ms: int) -> dict[str, Any]:
+    """`entry` (per warehouse) with an entry of the earlier per-location form folded in:
+    its units at its location and the ids it remembers (counted as applied at `at_ms`
+    when it kept no times, as `apply` counts them)."""
+    location = earlier["location"]
+    entry = entry or empty_entry(earlier["sku"], warehouse_of(location))
+    locations = dict(entry["locations"])
+    locations[location] = locations.get(location, 0) + earlier["on_hand"]
+    remembered = sorted(  # by time, as `apply` keeps them
+        [*_remembered(earlier, at_ms), *_remembered(entry, at_ms)], key=lambda pair: pair[1]
+    )
+    return {
+        **entry,
+        "locations": locations,
+        "movement_ids": [movement_id for movement_id, _ in remembered],
+        "applied_at": [at for _, at in remembered],
+        "duplicates_ignored": entry["duplicates_ignored"] + earlier["duplicates_ignored"],
+    }
+
+
+def _remembered(entry: dict[str, Any], at_ms: int) -> list[tuple[str, int]]:
+    ids = entry["movement_ids"]
+    return list(zip(ids, entry.get("applied_at") or [at_ms] * len(ids), strict=True))
+
+
+def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int = 0) -> bool:
+    """Apply one movement to the ledger's entry of its sku and warehouse (folding in the
+    earlier per-location entry it names, if one is left); whether stock moved."""
+    sku, location = movement["sku"], movement["location"]
+    key = ledger_key(sku, warehouse_of(location))
+    entry = ledger.get(key)
+    if (earlier := ledger.get(earlier_key(sku, location))) is not None:
+        entry = merged(entry, earlier, at_ms)
+        del ledger[earlier_key(sku, location)]
+    ledger[key], moved = apply(entry, movement, at_ms)
+    return moved
 
 
 def movements_of(name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,7 +126,3 @@ def movements_of(name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     if name == "StockMovementsRecorded":
         return list(record["movements"])
     return [record["movement"]]
-
-
-def ledger_key(sku: str, location: str) -> str:
-    return f"{sku}@{location}"

@@ -112,8 +112,7 @@ def _book(tables: Tables, movements: list[dict[str, Any]], at_ms: int = 0) -> bo
     moved_any = False
     ledger = tables["ledger"]
     for movement in movements:
-        key = inventory_ledger.ledger_key(movement["sku"], movement["location"])
-        ledger[key], moved = inventory_ledger.apply(ledger.get(key), movement, at_ms)
+        moved = inventory_ledger.book(ledger, movement, at_ms)
         moved_any = moved_any or moved
     return moved_any
 
