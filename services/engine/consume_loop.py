@@ -231,7 +231,8 @@ class ConsumeLoop:
 
     async def _checkpoint_every(self) -> None:
         """Every checkpoint_interval_s, or sooner once the loop has been idle for
-        checkpoint_idle_s with something to write (the changelogs the on-call tools read
+        checkpoint_idle_s with something to write; idle for checkpoint_flush_idle_s, the
+        tables written less often are written too (the changelogs the on-call tools read
         are then current whenever nothing is happening)."""
         reported_at = checkpointed_at = time.monotonic()
         interval, idle = self.settings.checkpoint_interval_s, self.settings.checkpoint_idle_s
@@ -243,8 +244,9 @@ class ConsumeLoop:
             if not (now - checkpointed_at >= interval or quiet):
                 continue
             checkpointed_at = now
+            flush = quiet and now - self.last_done_at >= self.settings.checkpoint_flush_idle_s
             try:
-                await self.checkpoint(everything=quiet)
+                await self.checkpoint(everything=flush)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
