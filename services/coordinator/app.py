@@ -60,7 +60,7 @@ def build(
             client_id=f"{parts.settings.group_id}-policies",
         )
         parts.on_stop(policies.stop)
-        sagas = parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S)
+        sagas = parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S, settles=handlers.settled_status)
         ports = CoordinatorPorts(
             sagas=sagas,
             config=config or saga.SagaConfig(),

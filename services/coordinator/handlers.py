@@ -13,6 +13,7 @@ from services.coordinator.due_timers import DueTimers
 from services.decisions import saga
 from services.decisions.folded_events import unfolded
 from services.decisions.saga import stored as stored_saga
+from services.engine.stored_value import Settled
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import (
     HttpAnswer,
@@ -89,21 +90,47 @@ class LiveSaga:
         return stored_saga.stored_record(self.state, self.explanation)
 
 
-def explanation_of(value: LiveSaga | dict[str, Any] | None) -> dict[str, Any] | None:
+# A saga in the table: kept live (LiveSaga), finished and kept as its changelog bytes
+# (Settled, labelled with its status), or as the changelog's JSON (restored, not finished).
+SagaValue = LiveSaga | Settled | dict[str, Any]
+
+
+def explanation_of(value: SagaValue | None) -> dict[str, Any] | None:
     if isinstance(value, LiveSaga):
         return value.explanation
-    return stored_saga.explanation_in(value) if value else None
+    return stored_saga.explanation_in(_stored_json(value)) if value else None
 
 
-def saga_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
-    """The state a step decides from, whether kept live or read from the changelog."""
-    return value.state if isinstance(value, LiveSaga) else stored_saga.loaded_state(value)
+def saga_of(value: SagaValue) -> saga.SagaState:
+    """The state a step decides from, whether kept live or read from its stored form."""
+    if isinstance(value, LiveSaga):
+        return value.state
+    return stored_saga.loaded_state(_stored_json(value))
 
 
-def shown_of(value: LiveSaga | dict[str, Any]) -> saga.SagaState:
+def shown_of(value: SagaValue) -> saga.SagaState:
     """The whole state for the views, its history and every rule fired put back."""
-    stored = value.stored_json() if isinstance(value, LiveSaga) else value
+    stored = value.stored_json() if isinstance(value, LiveSaga | Settled) else value
     return stored_saga.shown_state(stored)
+
+
+def _stored_json(value: Settled | dict[str, Any]) -> dict[str, Any]:
+    return value.stored_json() if isinstance(value, Settled) else value
+
+
+def settled_status(stored: dict[str, Any]) -> str | None:
+    """A restored saga's status if it is finished (the table keeps it Settled), else None."""
+    status = stored.get("status")
+    return status if status in TERMINAL else None
+
+
+def table_value(state: saga.SagaState, explanation: dict[str, Any]) -> LiveSaga | Settled:
+    """What the table keeps of a saga: live objects while it runs; once finished, its
+    stored form as bytes (read again only for a late event or a page)."""
+    live = LiveSaga(saga.changed(state, history=()), explanation)
+    if not state.terminal:
+        return live
+    return Settled.of(live.stored_json(), str(state.status))
 
 
 def keyed(command: saga.Command) -> Outbound:
@@ -155,7 +182,7 @@ def _drive(
     if not transition.duplicate:
         # the history is not kept live: the explanation takes the entries of this event
         explanation = stored_saga.explanation_after(explanation_of(stored), state, transition.state)
-        ports.sagas[return_id] = LiveSaga(saga.changed(transition.state, history=()), explanation)
+        ports.sagas[return_id] = table_value(transition.state, explanation)
         timer = transition.state.timer
         if timer and (state is None or timer != state.timer):
             ports.timers.note(return_id, timer["due_at"])
@@ -217,7 +244,9 @@ def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
     return due
 
 
-def _live_timer_due_at(value: LiveSaga | dict[str, Any]) -> int | None:
+def _live_timer_due_at(value: SagaValue) -> int | None:
+    if isinstance(value, Settled):
+        return None  # finished
     state = saga_of(value)
     return None if state.terminal or not state.timer else int(state.timer["due_at"])
 
@@ -237,7 +266,7 @@ async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAns
     counts: dict[str, int] = {}
     matching = []
     for return_id, stored in ports.sagas.items():
-        status = str(saga_of(stored).status)
+        status = stored.label if isinstance(stored, Settled) else str(saga_of(stored).status)
         counts[status] = counts.get(status, 0) + 1
         if wanted and status == wanted:
             matching.append(return_id)

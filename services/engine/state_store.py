@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from services.engine.stored_value import stored_value, value_of
+from services.engine.stored_value import Settled, stored_value, value_of
 
 APPLIED_HEADER = "boomerang.applied"
 
@@ -101,6 +101,7 @@ class StateTable(MutableMapping[str, Any]):
         changelog: str,
         every_s: float | None = None,
         view: TopicView | None = None,
+        settles: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -109,6 +110,8 @@ class StateTable(MutableMapping[str, Any]):
         # written at most this often (None: at every checkpoint): a table whose keys each
         # change many times a minute (the inventory ledger) writes each key once a minute
         self.every_s = every_s
+        # a restored value it gives a label is kept Settled (its changelog bytes, the label)
+        self.settles = settles
         self.written_at = 0.0
         self.values: dict[str, Any] = {}
         # bumped when entries are loaded or dropped other than by a handler (a recovery, a
@@ -162,8 +165,14 @@ class StateStore:
     restoring: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     versions: int = 0
 
-    def table(self, name: str, changelog: str, every_s: float | None = None) -> StateTable:
-        table = self.tables[name] = StateTable(self, name, changelog, every_s)
+    def table(
+        self,
+        name: str,
+        changelog: str,
+        every_s: float | None = None,
+        settles: Callable[[Any], str | None] | None = None,
+    ) -> StateTable:
+        table = self.tables[name] = StateTable(self, name, changelog, every_s, settles=settles)
         return table
 
     def view(self, name: str, view: TopicView) -> StateTable:
@@ -292,7 +301,9 @@ class StateStore:
             table.values.pop(decoded_key, None)
             self.in_changelog.discard((name, decoded_key))
         else:
-            table.values[decoded_key] = value_of(value)
+            decoded = value_of(value)
+            label = table.settles(decoded) if table.settles else None
+            table.values[decoded_key] = decoded if label is None else Settled(value, label)
             self.in_changelog.add((name, decoded_key))
         for header, raw in headers or ():
             if header == APPLIED_HEADER:
@@ -348,7 +359,9 @@ def _stored_bytes(value: Any) -> bytes:
     """A value's changelog form (stored_value: JSON, deflated when large), or, for an object
     with `stored_json()` (kept in memory as the object a handler works on, made into its
     stored form only here, at checkpoint), that method's JSON; what is restored is always
-    that JSON."""
+    that JSON. A Settled value is its changelog form already."""
+    if isinstance(value, Settled):
+        return value.stored
     return stored_value(value, default=_stored_form)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,3 +34,22 @@ def value_of(stored: bytes) -> Any:
     if stored[:1] == DEFLATED:
         return orjson.loads(zlib.decompress(stored[1:]))
     return orjson.loads(stored)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A table value kept in memory as its changelog form: bytes are one object the garbage
+    collector never walks, where the value as dicts and lists is ~100 (a finished saga:
+    tens of thousands of them make every full collection long). `label` is a short summary
+    kept beside it (a saga's status). Written to the changelog as it is; read back with
+    `stored_json()`, the JSON a restored value is."""
+
+    stored: bytes
+    label: str
+
+    @classmethod
+    def of(cls, value: Any, label: str) -> Settled:
+        return cls(stored_value(value), label)
+
+    def stored_json(self) -> Any:
+        return value_of(self.stored)

@@ -52,10 +52,16 @@ class ServiceParts:
     loop: ConsumeLoop | None = None
     offsets: OffsetStore | None = None
 
-    def table(self, name: str, every_s: float | None = None) -> StateTable:
+    def table(
+        self,
+        name: str,
+        every_s: float | None = None,
+        settles: Callable[[Any], str | None] | None = None,
+    ) -> StateTable:
         """A table checkpointed to "boomerang-<service>-<name>-changelog" (at most every
-        `every_s` when given: see `StateTable`)."""
-        return self.store.table(name, f"{self.settings.group_id}-{name}-changelog", every_s)
+        `every_s` when given; restored values `settles` labels kept Settled: `StateTable`)."""
+        changelog = f"{self.settings.group_id}-{name}-changelog"
+        return self.store.table(name, changelog, every_s, settles)
 
     def view(self, name: str, view: TopicView) -> StateTable:
         """A table with no changelog, rebuilt on assignment by folding `view.topics`."""

@@ -16,6 +16,7 @@ from services.engine.state_store import (
     StateWriteOutsideRecord,
     handling,
 )
+from services.engine.stored_value import Settled
 
 
 @given(st.data(), st.lists(st.integers(1, 3), min_size=1, max_size=40))
@@ -237,3 +238,26 @@ def test_a_live_value_is_written_as_its_stored_form_and_restored_as_that_json():
     recovered.restore("sagas", 0, changelog.key, changelog.value, changelog.headers)
     recovered.restored()
     assert recovered.tables["sagas"].values == {"R-1": {"n": 3, "form": "stored"}}
+
+
+def test_a_settled_value_is_written_as_its_bytes_and_restored_settled_when_labelled():
+    finished = {"status": "COMPLETED", "history": ["x"] * 300}  # large enough to deflate
+    source = StateStore()
+    source.table("sagas", "sagas-changelog")
+    settled = Settled.of(finished, "COMPLETED")
+    write(source, "sagas", "R-1", settled, 1)
+    write(source, "sagas", "R-2", {"status": "PICKUP_SCHEDULED"}, 2)
+    writes = source.checkpoint_writes()
+    assert {w.key: w.value for w in writes}[orjson.dumps("R-1")] == settled.stored
+    recovered = StateStore()
+
+    def label(value: dict) -> str | None:
+        return value["status"] if value["status"] == "COMPLETED" else None
+
+    recovered.table("sagas", "sagas-changelog", settles=label)
+    for w in writes:
+        recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
+    recovered.restored()
+    assert recovered.tables["sagas"]["R-1"] == settled
+    assert recovered.tables["sagas"]["R-1"].stored_json() == finished
+    assert recovered.tables["sagas"]["R-2"] == {"status": "PICKUP_SCHEDULED"}

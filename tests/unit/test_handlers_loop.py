@@ -8,8 +8,10 @@ import asyncio
 import json
 from typing import Any
 
+from services.coordinator import handlers as coordinator_handlers
 from services.coordinator.handlers import saga_of
 from services.decisions.saga import Status
+from services.engine.stored_value import Settled
 from tests.support.in_memory_loop import (
     InMemoryLoop,
     signed_carrier_callback,
@@ -88,6 +90,28 @@ def test_a_return_goes_from_the_front_door_to_the_refund_through_every_services_
         assert ledger.body["units_on_hand"] == 3
         assert "ReturnCompleted" in loop.names("saga.events")
         assert loop.inspection.returns[return_id]["state"] != "AWAITING_INSPECTION"
+
+    run(scenario())
+
+
+def test_a_finished_saga_is_kept_as_its_stored_bytes_and_still_shown_and_listed():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        kept = loop.coordinator.sagas[return_id]
+        assert isinstance(kept, Settled) and kept.label == Status.COMPLETED
+        view = await saga_view(loop, return_id)
+        assert view["status"] == Status.COMPLETED
+        assert view["history"][-1]["event_type"] == "RefundIssued"
+        listing = await loop.call("coordinator", "GET", "/returns", query={"status": "COMPLETED"})
+        assert listing.body["counts"] == {"COMPLETED": 1}
+        assert listing.body["return_ids"] == [return_id]
+        # a restored finished saga is kept Settled too (the table's `settles`)
+        assert coordinator_handlers.settled_status(kept.stored_json()) == Status.COMPLETED
+        live = {"status": "PICKUP_SCHEDULED"}
+        assert coordinator_handlers.settled_status(live) is None
 
     run(scenario())
 
