@@ -227,27 +227,42 @@ def due_timer_events(ports: CoordinatorPorts) -> list[Outbound]:
     due: list[Outbound] = []
     sagas = ports.sagas
     for return_id in ports.timers.due(now, sagas.items(), len(sagas), _live_timer_due_at):
-        stored = sagas.get(return_id)
-        state = saga_of(stored) if stored else None
-        timer = state.timer if state else None
-        if not state or not timer or state.terminal or timer["due_at"] > now:
-            continue  # finished, or its timer changed (the new one was noted when set)
-        fired_at = ports.fired.get((return_id, timer["id"]))
-        if fired_at is not None and now - fired_at < REFIRE_AFTER_MS:
-            ports.timers.note(return_id, fired_at + REFIRE_AFTER_MS)
+        try:
+            event = _due_timer_event(ports, return_id, now)
+        except Exception:  # one saga that cannot be read keeps its place, the rest fire
+            log.exception("due timer not read; tried again later", return_id=return_id)
+            ports.timers.note(return_id, now + REFIRE_AFTER_MS)
             continue
-        ports.fired[(return_id, timer["id"])] = now
-        ports.timers.note(return_id, now + REFIRE_AFTER_MS)  # again if not handled by then
-        due.append(timeout_event(state, timer, now))
+        if event is not None:
+            due.append(event)
     if len(ports.fired) > FIRED_TIMERS_KEPT:
         ports.fired.clear()
     return due
 
 
+def _due_timer_event(ports: CoordinatorPorts, return_id: str, now: int) -> Outbound | None:
+    stored = ports.sagas.get(return_id)
+    state = saga_of(stored) if stored else None
+    timer = state.timer if state else None
+    if not state or not timer or state.terminal or timer["due_at"] > now:
+        return None  # finished, or its timer changed (the new one was noted when set)
+    fired_at = ports.fired.get((return_id, timer["id"]))
+    if fired_at is not None and now - fired_at < REFIRE_AFTER_MS:
+        ports.timers.note(return_id, fired_at + REFIRE_AFTER_MS)
+        return None
+    ports.fired[(return_id, timer["id"])] = now
+    ports.timers.note(return_id, now + REFIRE_AFTER_MS)  # again if not handled by then
+    return timeout_event(state, timer, now)
+
+
 def _live_timer_due_at(value: SagaValue) -> int | None:
     if isinstance(value, Settled):
         return None  # finished
-    state = saga_of(value)
+    try:
+        state = saga_of(value)
+    except (KeyError, TypeError, ValueError) as exc:  # its events will say so, dead-lettered
+        log.warning("a stored saga cannot be read for its timer", error=repr(exc))
+        return None
     return None if state.terminal or not state.timer else int(state.timer["due_at"])
 
 

@@ -1,7 +1,7 @@
 """The one batched consume loop of a process.
 
 `getmany` fetches what the assigned partitions have; records of one key (the Kafka key:
-return_id, order_ref, sku@location) are handled one after another in offset order, records
+return_id, order_ref, warehouse_id) are handled one after another in offset order, records
 of different keys concurrently (at most `max_in_flight` handlers at once, at most
 `max_buffered` records fetched and not done). A record is done once its effects are on the
 broker. Every `checkpoint_interval_s` the changed state is written to its changelogs and

@@ -1,6 +1,7 @@
 """Composition root of warehouse intake: the `intakes` and `ledger` tables wired to the
 handlers (services/warehouse_intake/handlers.py): one consumer for the intake commands, one
-for the stock movements (keyed sku@location) and the GET /ledger route."""
+for the stock movements (keyed by warehouse; ledger entries sku@warehouse) and the GET
+/ledger route."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from services.warehouse_intake import handlers
 from services.warehouse_intake.handlers import SERVICE, IntakePorts
 
 DEFAULT_PORT = 8086
-# A ledger entry (sku@location) changes with every return of that sku: written once a
+# A ledger entry (sku@warehouse) changes with every return of that sku: written once a
 # minute, not at every checkpoint (measured 2.25 changelog records per return at 50/s).
 # Its input offsets are committed no further than its oldest unwritten change.
 LEDGER_WRITTEN_EVERY_S = 60.0

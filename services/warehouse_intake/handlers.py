@@ -27,7 +27,7 @@ log = get_logger(__name__)
 @dataclass
 class IntakePorts:
     intakes: MutableMapping[str, Any]  # return_id -> the intake's movements (for reversal)
-    ledger: MutableMapping[str, Any]  # sku@location -> ledger entry
+    ledger: MutableMapping[str, Any]  # sku@warehouse -> ledger entry (inventory_ledger.py)
 
 
 def intake_event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: str) -> dict:
@@ -104,7 +104,8 @@ async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound
 
 
 async def ledger_view(ports: IntakePorts, request: HttpRequest) -> HttpAnswer:
-    """GET /ledger[?sku=]: units on hand per sku@location and what the ledger applied."""
+    """GET /ledger[?sku=]: units on hand per sku and location and what the ledger
+    applied."""
     sku = request.query.get("sku")
     entries = [e for _, e in ports.ledger.items() if not sku or e["sku"] == sku]
     shown = [

@@ -125,6 +125,20 @@ def test_a_saga_recovered_from_the_changelog_fires_its_due_timer_after_the_reloa
     assert (name, record["step"]) == ("SagaStepTimedOut", "PICKUP")
 
 
+def test_a_saga_that_cannot_be_read_does_not_stop_the_other_timers():
+    clock = Clock()
+    wired = ports(clock)
+    drive(wired, "ReturnRequested")
+    drive(wired, "ReturnAccepted")
+    assert handlers.due_timer_events(wired) == []  # the index is built
+    wired.sagas["RMA-BROKEN"] = {"status": "PICKUP_SCHEDULED"}  # no fields a step reads
+    wired.timers.note("RMA-BROKEN", clock.now_ms)
+    clock.now_ms += 60_001
+    [(_, record)] = handlers.due_timer_events(wired)
+    assert record["envelope"]["return_id"] == RID
+    assert len(wired.timers) == 2  # both noted again: RID's refire, the broken one's retry
+
+
 def test_order_ledger_commands_are_keyed_by_the_order_not_the_return():
     command = ("RefundReservationRequested", {"order_ref": "ORD-7", "envelope": {}})
     assert handlers.keyed(command) == (*command, b"ORD-7")

@@ -1,5 +1,5 @@
 """The inventory ledger (pure): one entry per sku and warehouse, each movement once, and
-entries of the earlier per-location form folded in."""
+entries of the earlier per-location form read beside it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_one_entry_per_sku_and_warehouse_with_its_units_per_location() -> None:
     assert entry["duplicates_ignored"] == 1
 
 
-def test_an_entry_of_the_earlier_form_is_folded_in_when_its_location_moves_again() -> None:
+def test_an_entry_of_the_earlier_form_stays_and_still_recognises_its_movements() -> None:
     earlier = {
         "sku": "SKU-1",
         "location": "WH-1/RESTOCK",
@@ -35,17 +35,22 @@ def test_an_entry_of_the_earlier_form_is_folded_in_when_its_location_moves_again
         "movement_ids": ["old-1", "old-2", "old-3"],
         "duplicates_ignored": 1,
     }
-    ledger: dict = {"SKU-1@WH-1/RESTOCK": earlier, "SKU-1@WH-1/QUARANTINE": {**earlier}}
-    ledger["SKU-1@WH-1/QUARANTINE"] |= {"location": "WH-1/QUARANTINE", "movement_ids": ["q-1"]}
-    ledger["SKU-1@WH-1/QUARANTINE"]["on_hand"] = 1
+    ledger: dict = {"SKU-1@WH-1/RESTOCK": earlier}
     assert not ledger_rules.book(ledger, movement("old-2"), at_ms=5)  # remembered before
-    assert "SKU-1@WH-1/RESTOCK" not in ledger
     assert ledger_rules.book(ledger, movement("new-1"), at_ms=6)
+    assert not ledger_rules.book(ledger, movement("new-1"), at_ms=7)
+    assert ledger["SKU-1@WH-1/RESTOCK"] == earlier  # never written again: one key per move
     entry = ledger["SKU-1@WH-1"]
-    assert ledger_rules.locations_of(entry) == {"WH-1/RESTOCK": 4}
+    assert ledger_rules.locations_of(entry) == {"WH-1/RESTOCK": 1}
     assert entry["duplicates_ignored"] == 2
-    # the location no movement touched yet keeps its earlier entry, read as it is
-    assert ledger_rules.locations_of(ledger["SKU-1@WH-1/QUARANTINE"]) == {"WH-1/QUARANTINE": 1}
+    assert ledger_rules.locations_of(earlier) == {"WH-1/RESTOCK": 3}
+
+
+def test_a_location_without_a_warehouse_never_takes_the_key_of_an_earlier_entry() -> None:
+    ledger: dict = {}
+    assert ledger_rules.book(ledger, movement("m1", location="LOOSE"))
+    assert ledger_rules.book(ledger, movement("m2", location="LOOSE"))
+    assert ledger_rules.locations_of(ledger["SKU-1@"]) == {"LOOSE": 2}
 
 
 movements = st.lists(
@@ -60,8 +65,9 @@ movements = st.lists(
 
 @given(movements, st.integers(0, 40))
 def test_units_per_location_are_those_of_each_distinct_movement_once(drawn, upgrade_at) -> None:
-    """Booked with the earlier per-location form up to `upgrade_at`, then this one: each
-    sku's units per location count every distinct movement once, whatever the form."""
+    """Booked with the earlier per-location form up to `upgrade_at`, then this one
+    (redeliveries of earlier movements included): each sku's units per location count
+    every distinct movement once, summed over both forms."""
     ledger: dict = {}
     first_of: dict[int, tuple[str, str]] = {}
     for index, (number, sku, location) in enumerate(drawn):

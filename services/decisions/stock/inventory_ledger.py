@@ -2,10 +2,14 @@
 
 One entry per sku and warehouse (not per location): the ledger table is written once a
 minute per changed entry, so its changelog costs one record per sku a minute touched
-instead of one per sku and disposition (a fifth of the records with the bench's catalogue:
-docs/design.md, the record budget). Entries written before were keyed sku@location with
-one location's `on_hand`; `book` folds such an entry into its sku's entry the first time a
-movement touches that location again, and `locations_of` reads both forms.
+instead of one per sku and disposition (docs/design.md, the record budget).
+
+Entries written before were keyed sku@location, one location's `on_hand` each. They are
+left as they are (read by `locations_of`, their units added to the sku's): a movement after
+them is booked on the sku's entry, and one whose id such an entry remembers is a duplicate.
+They are not folded into the new entry: that would write two keys for one movement (a
+crash between the two changelog writes could count a location twice or lose it), and an
+entry written before movements were keyed by warehouse may live on another partition.
 
 A movement is applied at most once: its movement_id is stored with the balance it changed,
 for as long as the movement can be delivered again. Movements come from the stock-movements
@@ -34,8 +38,9 @@ def empty_entry(sku: str, warehouse: str) -> dict[str, Any]:
 
 
 def warehouse_of(location: str) -> str:
-    """A location is "<warehouse_id>/<disposition>" (disposition.movements_for)."""
-    return location.partition("/")[0]
+    """A location is "<warehouse_id>/<disposition>" (disposition.movements_for); one
+    without a disposition belongs to no warehouse ("")."""
+    return location.rpartition("/")[0]
 
 
 def ledger_key(sku: str, warehouse: str) -> str:
@@ -82,40 +87,17 @@ def apply(
     }, True
 
 
-def merged(entry: dict[str, Any] | None, earlier: dict[str, Any], at_ms: int) -> dict[str, Any]:
-    """`entry` (per warehouse) with an entry of the earlier per-location form folded in:
-    its units at its location and the ids it remembers (counted as applied at `at_ms`
-    when it kept no times, as `apply` counts them)."""
-    location = earlier["location"]
-    entry = entry or empty_entry(earlier["sku"], warehouse_of(location))
-    locations = dict(entry["locations"])
-    locations[location] = locations.get(location, 0) + earlier["on_hand"]
-    remembered = sorted(  # by time, as `apply` keeps them
-        [*_remembered(earlier, at_ms), *_remembered(entry, at_ms)], key=lambda pair: pair[1]
-    )
-    return {
-        **entry,
-        "locations": locations,
-        "movement_ids": [movement_id for movement_id, _ in remembered],
-        "applied_at": [at for _, at in remembered],
-        "duplicates_ignored": entry["duplicates_ignored"] + earlier["duplicates_ignored"],
-    }
-
-
-def _remembered(entry: dict[str, Any], at_ms: int) -> list[tuple[str, int]]:
-    ids = entry["movement_ids"]
-    return list(zip(ids, entry.get("applied_at") or [at_ms] * len(ids), strict=True))
-
-
 def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int = 0) -> bool:
-    """Apply one movement to the ledger's entry of its sku and warehouse (folding in the
-    earlier per-location entry it names, if one is left); whether stock moved."""
+    """Apply one movement to the ledger's entry of its sku and warehouse (unless the
+    earlier per-location entry it names remembers it); whether stock moved."""
     sku, location = movement["sku"], movement["location"]
     key = ledger_key(sku, warehouse_of(location))
     entry = ledger.get(key)
-    if (earlier := ledger.get(earlier_key(sku, location))) is not None:
-        entry = merged(entry, earlier, at_ms)
-        del ledger[earlier_key(sku, location)]
+    earlier = ledger.get(earlier_key(sku, location)) if earlier_key(sku, location) != key else None
+    if earlier is not None and movement["movement_id"] in earlier["movement_ids"]:
+        entry = entry or empty_entry(sku, warehouse_of(location))
+        ledger[key] = {**entry, "duplicates_ignored": entry["duplicates_ignored"] + 1}
+        return False
     ledger[key], moved = apply(entry, movement, at_ms)
     return moved
 

@@ -7,7 +7,8 @@ of its tables (read from their changelogs by the caller):
 - pickup / refund commands: is the command's event id among the return's stored answers;
 - order refund ledger: does `reserve`/`release` change the order's entry;
 - warehouse intake: are all the movements the command decides already in the ledger;
-- inventory ledger: is the movement id in its sku@location entry;
+- inventory ledger: is the movement id in its sku@warehouse entry (or the older
+  sku@location one);
 - inspection's and the front door's views: does the view change (no effect outside).
 
 A record predicted "new" updates the snapshot, so a replay that holds one event twice

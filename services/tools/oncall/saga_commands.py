@@ -52,9 +52,43 @@ async def _sagas(bootstrap: str) -> dict[str, dict[str, Any]]:
     return await read_table(bootstrap, "coordinator", "sagas")
 
 
+# How long `show` and the steering commands wait for the coordinator to commit (and so
+# write to its changelog) what it applied on the return's partition: a saga is written at
+# most every 5 s under load, 2 s after the coordinator goes quiet.
+CATCH_UP_S = 10.0
+
+
+async def _records_behind(bootstrap: str, return_id: str, wait_s: float) -> int:
+    """Wait up to `wait_s` until the coordinator has committed every record of the
+    return's partition (its changelog then holds every change it applied: the commit never
+    passes an unwritten one); how many are still behind (0 when caught up). No wait when
+    no coordinator is running."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from services.tools.oncall.consumer_lag import measure
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        [group] = (await measure(bootstrap, int(time.time() * 1000), "coordinator"))["groups"]
+        partitions = {row["partition"] for row in group["partitions"]}
+        mine = DefaultPartitioner()(return_id.encode(), sorted(partitions), sorted(partitions))
+        behind = sum(row["lag"] for row in group["partitions"] if row["partition"] == mine)
+        if behind == 0 or not group["members"] or time.monotonic() >= deadline:
+            return behind  # (a coordinator that is not running commits nothing: no wait)
+        await asyncio.sleep(0.25)
+
+
 def _state(return_id: str) -> saga_core.SagaState:
-    """The saga with its explanation (history, rules fired) put back."""
+    """The saga with its explanation (history, rules fired) put back, once the changelog
+    has caught up with the coordinator (or CATCH_UP_S passed: then said on stderr)."""
     bootstrap = bootstrap_servers()
+    behind = asyncio.run(_records_behind(bootstrap, return_id, CATCH_UP_S))
+    if behind:
+        click.echo(
+            f"note: the coordinator has {behind} record(s) of this return's partition not "
+            "committed yet: the saga below may be behind them",
+            err=True,
+        )
     stored = asyncio.run(_sagas(bootstrap)).get(return_id)
     if stored is None:
         raise click.ClickException(f"no saga for {return_id} (unknown, or not started yet)")
