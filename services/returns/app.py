@@ -1,13 +1,16 @@
 """Composition root of the returns front door: the policy (files under `policy_dir()`,
 reloaded when they change) and the `answers` table wired to the handlers
 (services/returns/handlers.py), one consumer keeping the answers, three POST routes and,
-when it decides with the files, GET /policies."""
+when it decides with the files, GET /policies; admission control measuring the
+coordinator's backlog (coordinator_backlog.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from services.decisions.admission import Refusal, admission
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
@@ -17,11 +20,14 @@ from services.eventing.topics import RETURNS_EVENTS
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
+from services.returns.admission_settings import admission_limits_from_env
+from services.returns.coordinator_backlog import REFRESH_S, CoordinatorBacklog
 from services.returns.handlers import SERVICE, ReturnsPorts
 from services.returns.return_policy import PolicyFileRules, ReturnPolicy
 
 DEFAULT_PORT = 8080
 POLICY_RELOAD_S = 2.0
+COORDINATOR_GROUP = "boomerang-coordinator"  # ServiceSettings.group_id of the coordinator
 log = get_logger(__name__)
 
 
@@ -50,13 +56,30 @@ def build(
 
     def wire(parts: runtime.ServiceParts) -> Wiring:
         answers = parts.view("answers", TopicView((RETURNS_EVENTS.name,), handlers.fold_answer))
+        admit = admission_control(parts)
         if policy is not None:
-            return wiring(ReturnsPorts(answers, policy, parts.publish, now_ms))
+            return wiring(ReturnsPorts(answers, policy, parts.publish, now_ms, admit=admit))
         book = PolicyBook(policy_dir())
-        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publish, now_ms)
+        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publish, now_ms, admit=admit)
         return wiring(ports, serve_policy_book(parts, book))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
+
+
+def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | None]:
+    """New returns refused while accepted ones wait too long for the coordinator, or too
+    many requests are in progress here (decisions/admission.py); the backlog is measured
+    every REFRESH_S on the broker."""
+    limits = admission_limits_from_env()
+    backlog = CoordinatorBacklog(
+        parts.settings.bootstrap,
+        RETURNS_EVENTS.name,
+        RETURNS_EVENTS.partitions,
+        COORDINATOR_GROUP,
+    )
+    parts.every(REFRESH_S, backlog.refresh)
+    parts.on_stop(backlog.stop)
+    return lambda in_flight: admission(backlog.waiting_s, in_flight, limits)
 
 
 def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:

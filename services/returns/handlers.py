@@ -22,6 +22,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.decisions.admission import Refusal
 from services.decisions.folded_events import unfolded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
@@ -150,6 +151,10 @@ class ReturnsPorts:
     # answers given by this process, not yet in the table (it learns them from the topic)
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # one POST per return id at a time
+    # admission control (decisions/admission.py): given the requests in progress here, a
+    # Refusal when a new return must wait (the composition root measures the backlog)
+    admit: Callable[[int], Refusal | None] = lambda in_flight: None
+    in_flight: int = 0  # POST /returns being answered
 
     def remember(self, return_id: str, entry: dict[str, Any]) -> None:
         self.recent[return_id] = entry
@@ -195,6 +200,23 @@ async def record_answers(ports: ReturnsPorts, incoming: Incoming) -> list[Outbou
 
 
 async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
+    ports.in_flight += 1
+    try:
+        return await _create_return(ports, request)
+    finally:
+        ports.in_flight -= 1
+
+
+def overloaded(refusal: Refusal) -> HttpAnswer:
+    """503 with Retry-After: nothing was recorded, the same request may be sent again."""
+    return HttpAnswer(
+        503,
+        {"error": "overloaded", "detail": f"not taking new returns now: {refusal.reason}"},
+        {"Retry-After": str(refusal.retry_after_s)},
+    )
+
+
+async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     return_request = parse_return_request(parse_json_object(request.body))
     fingerprint = return_request.fingerprint()
@@ -214,6 +236,9 @@ async def create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer
                     log.debug("idempotent replay", status=known["status"])
                     replayed = {"Idempotent-Replayed": "true"}
                     return HttpAnswer(known["status"], known["body"], replayed)
+            if (refusal := ports.admit(ports.in_flight)) is not None:
+                log.debug("return refused: overloaded", reason=refusal.reason)
+                return overloaded(refusal)
             now = ports.clock_ms()
             decision = ports.policy.decide(return_request, now)
             events = decision_events(return_id, return_request, decision, key, now)

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from services.decisions.admission import AdmissionLimits, Refusal
 from services.decisions.folded_events import unfolded
 from services.eventing.handler_contract import HttpRequest, Incoming
 from services.eventing.request_fields import ApiError
 from services.returns import handlers
+from services.returns.admission_settings import admission_limits_from_env
 from services.returns.handlers import ReturnsPorts
 from services.returns.return_request import parse_return_request
 from tests.support.fake_partners import Published
@@ -140,3 +142,38 @@ def test_cancel_and_bank_account_need_a_known_return_and_are_one_event_each():
     assert (answer.status, wired.publish.names()[-1]) == (202, "BuyerDetailsProvided")
     bad = HttpRequest(b"[]")
     assert refusal(lambda: asyncio.run(handlers.give_bank_account(wired, bad, return_id)))[0] == 400
+
+
+def test_an_overloaded_front_door_refuses_a_new_return_with_503_and_retry_after():
+    seen: list[int] = []
+    wired = ports()
+
+    def admit(in_flight: int) -> Refusal | None:
+        seen.append(in_flight)
+        return Refusal("accepted returns wait 45 s for the coordinator (limit 30 s)", 15)
+
+    wired.admit = admit
+    answer = create(wired)
+    assert answer.status == 503
+    assert answer.headers == {"Retry-After": "15"}
+    assert answer.body["error"] == "overloaded" and "45 s" in answer.body["detail"]
+    assert wired.publish.records == []  # nothing recorded: the same request can come again
+    assert seen == [1] and wired.in_flight == 0
+
+
+def test_a_replay_of_an_accepted_return_is_answered_even_while_refusing_new_ones():
+    wired = ports()
+    first = create(wired)
+    wired.admit = lambda in_flight: Refusal("busy", 1)
+    again = create(wired)
+    assert (again.status, again.body) == (first.status, first.body)
+    assert again.headers == {"Idempotent-Replayed": "true"}
+    assert create(wired, key="key-2").status == 503
+
+
+def test_the_admission_limits_come_from_the_environment() -> None:
+    assert admission_limits_from_env({}) == AdmissionLimits()
+    limits = admission_limits_from_env(
+        {"BOOMERANG_ADMISSION_MAX_WAIT_S": "0", "BOOMERANG_ADMISSION_MAX_IN_FLIGHT": "7"}
+    )
+    assert limits == AdmissionLimits(max_wait_s=float("inf"), max_in_flight=7)
