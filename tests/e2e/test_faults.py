@@ -18,6 +18,7 @@ from tests.e2e.scenario import (
     TERMINAL,
     create_return,
     post_scan_when_ready,
+    return_body,
     scan,
     set_partner_faults,
     wait_for_status,
@@ -230,3 +231,47 @@ def test_a_refund_service_killed_mid_flow_pays_each_return_once(stack, http):
             wait_for_status(http, stack, return_id, TERMINAL, timeout=90)["status"] == "COMPLETED"
         )
         assert len(_paid(http, stack, return_id)) == 1
+
+
+def _post_return(http, stack) -> tuple[int, dict, dict]:
+    body = return_body()
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    answer = http.post(f"{stack.url('returns')}/returns", json=body, headers=headers)
+    return answer.status_code, answer.json(), dict(answer.headers)
+
+
+def test_new_returns_are_refused_with_503_while_the_coordinator_is_down_and_taken_after(
+    stack, http
+):
+    """Admission control: accepted returns waiting over the limit for a stopped
+    coordinator make the front door refuse new ones (503, Retry-After, nothing recorded);
+    once the coordinator has caught up they are taken again and the waiting one goes on."""
+    front_door = stack.processes["returns"]
+    usual_env = dict(front_door.env)
+    front_door.env = {**usual_env, "BOOMERANG_ADMISSION_MAX_WAIT_S": "3"}
+    stack.restart("returns", hard=False)
+    try:
+        stack.stop("coordinator")
+        waiting = create_return(http, stack)  # nothing waits yet: taken
+        deadline, refused = time.monotonic() + 30, None
+        while time.monotonic() < deadline and refused is None:
+            status, body, headers = _post_return(http, stack)
+            refused = (body, headers) if status == 503 else None
+            time.sleep(0.5)
+        assert refused is not None, "no 503 within 30 s of the coordinator stopping"
+        body, headers = refused
+        assert body["error"] == "overloaded" and "coordinator" in body["detail"]
+        assert 1 <= int(headers["retry-after"]) <= 60
+        stack.start("coordinator")
+        stack.wait_healthy(["coordinator"])
+        deadline, status = time.monotonic() + 60, 503
+        while time.monotonic() < deadline and status == 503:
+            status, _, _ = _post_return(http, stack)
+            time.sleep(0.5)
+        assert status == 202
+        started = {"PICKUP_PENDING", "PICKUP_SCHEDULED", "AWAITING_INSPECTION", *TERMINAL}
+        wait_for_status(http, stack, waiting, started, timeout=60)
+    finally:
+        front_door.env = usual_env
+        stack.start("coordinator")
+        stack.restart("returns", hard=False)
