@@ -52,6 +52,7 @@ WATCHED = frozenset(
     {"PickupCompleted", "BuyerDetailsRequested", "RefundIssued", "ReturnCompleted", "ReturnFailed"}
 )
 RETRIED_STATUSES = frozenset({404, 409, 503})  # not there yet (a view catching up) or busy
+OVERLOADED = b'"overloaded"'  # the front door's admission refusal (503): the buyer gives up
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -131,11 +132,12 @@ class Arrival:
     refund_issued_ms: int = 0
     completed_ms: int = 0
     failed: bool = False
+    refused: bool = False  # the front door's admission control said 503 overloaded
     errors: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return bool(self.completed_ms) or self.failed
+        return bool(self.completed_ms) or self.failed or self.refused
 
 
 class LoadGenerator:
@@ -290,12 +292,23 @@ class LoadGenerator:
                     if what == "scan":
                         arrival.scan_s = started
                     return answer
+                if what == "request" and status == 503 and OVERLOADED in answer:
+                    self._refused(arrival)
+                    return None
                 if status not in RETRIED_STATUSES:
                     arrival.errors.append(f"{what}: HTTP {status}")
                     return None
             await asyncio.sleep(backoff_s(attempt))
         arrival.errors.append(f"{what}: gave up after {self.args.retries} attempts")
         return None
+
+    def _refused(self, arrival: Arrival) -> None:
+        """Counted apart, not retried: the offered load stays the schedule."""
+        if not arrival.finished:
+            arrival.refused = True
+            self.finished += 1
+            if self.finished == len(self.arrivals):
+                self.all_finished.set()
 
     async def _request(self, arrival: Arrival) -> None:
         tracked = arrival.tracked
@@ -357,6 +370,7 @@ class LoadGenerator:
             "completed_in_window": completed_in_window,
             "completed_per_s": completed_in_window / self.args.duration_s,
             "unfinished": sum(1 for a in measured if not a.finished),
+            "refused": sum(1 for a in measured if a.refused),
             "failed": sum(1 for a in self.arrivals if a.failed),
             "completed_without_refund": sum(
                 1 for a in measured if a.completed_ms and not a.refund_issued_ms

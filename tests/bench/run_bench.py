@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             levels.append(level)
             console.print(
                 f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}, "
+                f"refused {level.get('refused', 0)}, "
                 f"scan→refund p99 {level['scan_to_refund_ms']['p99']} ms"
                 + ("" if level["sustained"] else "  [red]not sustained[/red]")
             )
@@ -446,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             level = bench.run_level(overload, settings, overload=True)
             levels.append(level)
             console.print(
-                f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}"
+                f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}, "
+                f"refused {level.get('refused', 0)}"
             )
         if not args.no_raw:
             raw = run_raw(bench, levels, settings, args.raw_budget)
