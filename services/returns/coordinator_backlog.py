@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from services.engine.oldest_records import timestamp_at
 from services.eventing.log_setup import get_logger
 
 REFRESH_S = 1.0
@@ -64,7 +65,7 @@ class CoordinatorBacklog:
             position = max(done.offset if done is not None else -1, starts[tp])
             if position >= ends[tp]:
                 continue
-            if (oldest := await self._timestamp_at(reader, tp, position)) is not None:
+            if (oldest := await timestamp_at(reader, tp, position)) is not None:
                 waiting_ms = max(waiting_ms, now_ms - oldest)
         return max(0.0, waiting_ms / 1000)
 
@@ -82,13 +83,3 @@ class CoordinatorBacklog:
             await reader.start()
             self._admin, self._reader = admin, reader
         return self._admin, self._reader
-
-    @staticmethod
-    async def _timestamp_at(
-        reader: AIOKafkaConsumer, tp: TopicPartition, offset: int
-    ) -> int | None:
-        reader.assign([tp])
-        reader.seek(tp, offset)
-        batch = await reader.getmany(tp, timeout_ms=2000, max_records=1)
-        messages = batch.get(tp, [])
-        return messages[0].timestamp if messages else None

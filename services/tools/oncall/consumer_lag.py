@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.engine.oldest_records import timestamp_at
 from services.tools.oncall.replay import group_members, topic_spec
 from services.tools.oncall.replay_effects import CONSUMERS
 
@@ -18,14 +19,6 @@ def topics_by_service() -> dict[str, list[str]]:
         for consumer in consumers:
             found.setdefault(consumer.service, set()).add(topic)
     return {service: sorted(topics) for service, topics in sorted(found.items())}
-
-
-async def _timestamp_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
-    consumer.assign([tp])
-    consumer.seek(tp, offset)
-    batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
-    messages = batch.get(tp, [])
-    return messages[0].timestamp if messages else None
 
 
 async def measure(bootstrap: str, now_ms: int, service: str | None = None) -> dict[str, Any]:
@@ -50,7 +43,7 @@ async def measure(bootstrap: str, now_ms: int, service: str | None = None) -> di
                 done = committed.get(tp)
                 position = done.offset if done is not None and done.offset >= 0 else starts[tp]
                 lag = max(0, ends[tp] - position)
-                oldest = await _timestamp_at(reader, tp, position) if lag else None
+                oldest = await timestamp_at(reader, tp, position) if lag else None
                 rows.append(
                     {
                         "topic": tp.topic,
