@@ -91,11 +91,12 @@ def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int 
     """Apply one movement to the ledger's entry of its sku and warehouse (unless the
     earlier per-location entry it names remembers it); whether stock moved."""
     sku, location = movement["sku"], movement["location"]
-    key = ledger_key(sku, warehouse_of(location))
+    warehouse = warehouse_of(location)
+    key, before = ledger_key(sku, warehouse), earlier_key(sku, location)
     entry = ledger.get(key)
-    earlier = ledger.get(earlier_key(sku, location)) if earlier_key(sku, location) != key else None
+    earlier = ledger.get(before) if before != key else None
     if earlier is not None and movement["movement_id"] in earlier["movement_ids"]:
-        entry = entry or empty_entry(sku, warehouse_of(location))
+        entry = entry or empty_entry(sku, warehouse)
         ledger[key] = {**entry, "duplicates_ignored": entry["duplicates_ignored"] + 1}
         return False
     ledger[key], moved = apply(entry, movement, at_ms)
