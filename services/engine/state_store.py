@@ -335,9 +335,10 @@ class StateStore:
         """Forget the state of partitions this process no longer owns."""
         gone = {key for key, number in self.partition_of.items() if number in partitions}
         for table in self.tables.values():
-            for key in gone & table.values.keys():
+            dropped = gone & table.values.keys()
+            for key in dropped:
                 del table.values[key]
-            table.reloads += 1
+            table.reloads += bool(dropped)  # an index beside it rebuilds only if it lost keys
             self.in_changelog -= {(table.name, key) for key in gone}
         for key in gone:
             del self.partition_of[key]
