@@ -60,10 +60,30 @@ def _default_to_the_local_broker() -> None:
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = checkout_bootstrap()
 
 
+INSTANCE_PORT_STEP = 100  # instance K listens on its service's port + 100 × (K − 1)
+
+
 @main.command()
 @click.argument("service", type=click.Choice(sorted(SERVICES)))
-def run(service: str) -> None:
-    """Run one SERVICE in this process (Ctrl-C stops it)."""
+@click.option(
+    "--instance",
+    type=click.IntRange(1, 99),
+    help="Run as instance K of the service (one consumer group; K names it and, without "
+    "--port, moves its port up by 100 × (K − 1)).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), help="The HTTP port (exact).")
+def run(service: str, instance: int | None, port: int | None) -> None:
+    """Run one SERVICE in this process (Ctrl-C stops it). Several instances of a service
+    share its partitions (docs/scaling.md)."""
+    port_variable = f"{service.upper().replace('-', '_')}_PORT"
+    if instance is not None:
+        os.environ["BOOMERANG_INSTANCE_ID"] = str(instance)
+        if port is None and (base := os.environ.get(port_variable)):
+            port = int(base) + INSTANCE_PORT_STEP * (instance - 1)
+        elif port is None and service not in PARTNER_DOUBLES:
+            port = _default_port(service) + INSTANCE_PORT_STEP * (instance - 1)
+    if port is not None:
+        os.environ[port_variable] = str(port)
     try:
         module = importlib.import_module(SERVICES[service])
     except ModuleNotFoundError as exc:
@@ -73,6 +93,10 @@ def run(service: str) -> None:
     if service not in PARTNER_DOUBLES and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         raise click.ClickException("KAFKA_BOOTSTRAP_SERVERS is not set (no local broker here)")
     sys.exit(module.main())
+
+
+def _default_port(service: str) -> int:
+    return int(importlib.import_module(SERVICES[service]).DEFAULT_PORT)
 
 
 @main.command()

@@ -21,6 +21,7 @@ from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.request_keys import path_parameter
 from services.eventing.topics import POLICY_SNAPSHOTS, RETURNS_EVENTS
 
 DEFAULT_PORT = 8085
@@ -41,7 +42,10 @@ def wiring(ports: CoordinatorPorts) -> Wiring:
         accepts=saga.CONSUMED_EVENTS,
     )
     status = Route(
-        "GET", "/returns/{return_id}", partial(handlers.return_status, ports), reads_tables=True
+        "GET",
+        "/returns/{return_id}",
+        partial(handlers.return_status, ports),
+        owner_key=path_parameter("return_id"),
     )
     listing = Route("GET", "/returns", partial(handlers.list_returns, ports), reads_tables=True)
     # a new return (returns.events) waits while the coordinator is busy with started ones

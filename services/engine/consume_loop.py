@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
 from services.engine.offset_tracking import OffsetProgress
+from services.engine.partition_owners import advertising_assignor
 from services.engine.producer import RecordProducer
 from services.engine.record_handling import RecordHandling, record_key
 from services.engine.settings import ServiceSettings
@@ -87,6 +87,7 @@ class ConsumeLoop:
         self.state_partitions: set[int] = set()
         self.recovering = False
         self.rebalancing = False
+        self.assignments = 0  # rebalances this instance came out of with its state ready
         self.committed: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.done = 0  # records done since the last report
@@ -101,6 +102,19 @@ class ConsumeLoop:
     def ready(self) -> bool:
         return bool(self.owned) and not self.recovering and not self.rebalancing
 
+    def owned_partitions(self) -> frozenset[int] | None:
+        """The partition numbers whose state is here; None while partitions move or their
+        state is recovered (and before the first assignment)."""
+        if self.rebalancing or self.recovering or not self.assignments:
+            return None
+        return frozenset(self.state_partitions)
+
+    def partition_count(self, topic: str, declared: int) -> int:
+        """`topic`'s partitions as the consumer's metadata has them (`declared` before it
+        has any)."""
+        known = self.consumer.partitions_for_topic(topic) if self.consumer else None
+        return len(known) if known else declared
+
     async def start(self) -> None:
         if not self.by_topic:
             return
@@ -113,7 +127,9 @@ class ConsumeLoop:
             else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),  # co-partitioned inputs
+            # the range assignor keeps co-partitioned inputs together; its metadata carries
+            # this instance's HTTP address (engine/partition_owners.py)
+            partition_assignment_strategy=(advertising_assignor(self.settings.advertised_url),),
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=3_000,
             metadata_max_age_ms=5_000,
@@ -341,6 +357,7 @@ class ConsumeLoop:
             return  # stays rebalancing: nothing is fetched
         self.state_partitions = numbers
         self.owned = set(assigned)
+        self.assignments += 1
         self.recovering = self.rebalancing = False
         log.info(
             "partitions assigned", partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from services.eventing.settings import bootstrap_servers
@@ -15,6 +16,9 @@ class ServiceSettings:
     web_host: str = "127.0.0.1"
     bootstrap: str = ""
     instance_id: str = "1"
+    # where other instances of this service forward requests for keys this one owns
+    # (engine/owner_routing.py); default http://<bind host, or this host's address>:<port>
+    advertised_url: str = ""
     retry_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 5.0
@@ -50,12 +54,16 @@ class ServiceSettings:
     def from_env(cls, service: str, default_port: int) -> ServiceSettings:
         prefix = service.upper().replace("-", "_")
         env = os.environ
+        web_port = int(env.get(f"{prefix}_PORT") or default_port)
+        web_host = env.get("BOOMERANG_BIND_HOST", "127.0.0.1")
         return cls(
             service=service,
-            web_port=int(env.get(f"{prefix}_PORT") or default_port),
-            web_host=env.get("BOOMERANG_BIND_HOST", "127.0.0.1"),
+            web_port=web_port,
+            web_host=web_host,
             bootstrap=bootstrap_servers(),
-            instance_id=env.get("BOOMERANG_INSTANCE_ID", "1"),
+            instance_id=env.get("BOOMERANG_INSTANCE_ID") or socket.gethostname(),
+            advertised_url=env.get("BOOMERANG_ADVERTISED_URL")
+            or f"http://{advertised_host(web_host)}:{web_port}",
             retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", cls.retry_attempts)),
             checkpoint_interval_s=float(
                 env.get("BOOMERANG_CHECKPOINT_S", cls.checkpoint_interval_s)
@@ -71,3 +79,14 @@ class ServiceSettings:
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
             gc_young_objects=int(env.get("BOOMERANG_GC_YOUNG_OBJECTS", cls.gc_young_objects)),
         )
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host other instances reach this one on: the bind address, or for a wildcard one
+    (a container) this host's own address."""
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return bind_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return socket.gethostname()

@@ -24,14 +24,24 @@ from aiokafka.errors import KafkaError
 
 from services.engine import collector
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
+from services.engine.owner_routing import OwnerForwarding, routed_to_owner
+from services.engine.partition_owners import PartitionOwners, partition_for
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import StateStore, StateTable, TopicView
 from services.engine.web import add_openapi_page, add_route, json_answer
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.handler_contract import HttpAnswer, Outbound, Wiring, recovering_answer
+from services.eventing.handler_contract import (
+    HttpAnswer,
+    Outbound,
+    Route,
+    RouteHandler,
+    Wiring,
+    recovering_answer,
+)
 from services.eventing.log_setup import configure_logging, get_logger
 from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topics import by_name
 
 log = get_logger(__name__)
 
@@ -51,6 +61,8 @@ class ServiceParts:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     loop: ConsumeLoop | None = None
     offsets: OffsetStore | None = None
+    owners: PartitionOwners | None = None  # for routes answered by their key's owner
+    forwarding: OwnerForwarding | None = None
 
     def table(
         self,
@@ -120,10 +132,48 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
         admission_topics=wiring.admission_topics,
     )
     for route in wiring.routes:
-        handler = (
-            while_tables_recover(parts, route.handler) if route.reads_tables else route.handler
-        )
+        if route.owner_key is not None:
+            handler = owner_answers(parts, route, wiring.subscriptions[0].topics[0])
+        elif route.reads_tables:
+            handler = while_tables_recover(parts, route.handler)
+        else:
+            handler = route.handler
         add_route(parts.web, route.method, route.path, handler)
+
+
+def owner_answers(parts: ServiceParts, route: Route, topic: str) -> RouteHandler:
+    """`route` answered by the instance owning its key's partition of `topic` (the loop's
+    inputs are co-partitioned: one instance owns partition p of each)."""
+    loop = parts.loop
+    assert loop is not None and route.owner_key is not None
+    settings = parts.settings
+    if parts.owners is None:
+        parts.owners = PartitionOwners(
+            settings.bootstrap,
+            settings.group_id,
+            topic,
+            f"{settings.group_id}-{settings.instance_id}",
+        )
+        parts.forwarding = OwnerForwarding(settings.advertised_url)
+        parts.on_stop(parts.owners.stop)
+        parts.on_stop(parts.forwarding.stop)
+    owners, forwarding = parts.owners, parts.forwarding
+    assert forwarding is not None
+    declared = by_name(topic).partitions
+
+    async def owner_of(partition: int) -> str | None:
+        return await owners.owner_of(partition, loop.assignments)
+
+    return routed_to_owner(
+        route.handler,
+        route.owner_key,
+        route.method,
+        route.path,
+        owned=loop.owned_partitions,
+        partition_of=lambda key: partition_for(key, loop.partition_count(topic, declared)),
+        owner_of=owner_of,
+        forwarding=forwarding,
+    )
 
 
 def build_service(

@@ -83,6 +83,8 @@ class HttpAnswer:
 EventHandler = Callable[[Incoming], Awaitable[Sequence[Outbound]]]
 ExhaustedHandler = Callable[[Incoming, Exception], Awaitable[Sequence[Outbound]]]
 RouteHandler = Callable[..., Awaitable[HttpAnswer]]
+# the key whose partition's owner answers a request (None: any instance answers it)
+OwnerKey = Callable[[HttpRequest, Mapping[str, str]], str | None]
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,15 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Route:
-    """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered."""
+    """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered;
+    `owner_key`: answered by the instance owning that key's partition (engine/owner_routing).
+    """
 
     method: str
     path: str
     handler: RouteHandler
     reads_tables: bool = False
+    owner_key: OwnerKey | None = None
 
 
 @dataclass(frozen=True)

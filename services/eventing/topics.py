@@ -7,9 +7,14 @@ cluster's size by the bootstrapper (a single local broker gets 1 and 1).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-PARTITIONS = 4
+# partitions per stream topic, its changelogs and dead letters: the most instances a service
+# can spread over (docs/scaling.md). Changing it on a running cluster re-keys returns: a
+# deployment made with 4 keeps BOOMERANG_TOPIC_PARTITIONS=4 until it migrates.
+DEFAULT_PARTITIONS = 12
+PARTITIONS = int(os.environ.get("BOOMERANG_TOPIC_PARTITIONS") or DEFAULT_PARTITIONS)
 DAY_MS = 24 * 3600 * 1000
 
 

@@ -13,6 +13,7 @@ from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.request_keys import body_field
 from services.eventing.topics import INSPECTION_EVENTS, PICKUP_EVENTS, RETURNS_EVENTS, SAGA_EVENTS
 from services.inspection import handlers, return_tracking
 from services.inspection.handlers import SERVICE, InspectionPorts
@@ -32,7 +33,13 @@ def wiring(ports: InspectionPorts) -> Wiring:
         partial(handlers.follow_returns, ports),
         accepts=return_tracking.TRACKED_EVENTS,
     )
-    scans = Route("POST", "/inspections", partial(handlers.post_inspection, ports))
+    # answered by the instance owning the return's partition (its `returns` view)
+    scans = Route(
+        "POST",
+        "/inspections",
+        partial(handlers.post_inspection, ports),
+        owner_key=body_field("return_id"),
+    )
     return Wiring((view,), (scans,))
 
 

@@ -16,6 +16,7 @@ from services.decisions.refunds.provider_routing import ProviderRoutes
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
+from services.eventing.request_keys import path_parameter
 from services.eventing.topics import ORDER_REFUND_LEDGER, REFUND_COMMANDS, REFUND_EVENTS
 from services.refund import handlers
 from services.refund.handlers import SERVICE, Partners, RefundPorts
@@ -43,7 +44,7 @@ def wiring(ports: RefundPorts) -> Wiring:
         "GET",
         "/orders/{order_ref}/refunds",
         partial(handlers.order_refunds, ports),
-        reads_tables=True,
+        owner_key=path_parameter("order_ref"),  # the order ledger is keyed by order_ref
     )
     webhooks = Route("POST", "/webhooks/psp", partial(handlers.psp_webhook, ports))
     return Wiring((commands, ledger), (order_refunds, webhooks))

@@ -16,6 +16,7 @@ from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.request_keys import path_parameter
 from services.eventing.topics import RETURNS_EVENTS
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
@@ -36,12 +37,24 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
         "answers", (RETURNS_EVENTS.name,), partial(handlers.record_answers, ports)
     )
     routes = (
-        Route("POST", "/returns", partial(handlers.create_return, ports)),
-        Route("POST", "/returns/{return_id}/cancel", partial(handlers.cancel_return, ports)),
+        # each answered by the instance owning the return's partition (its `answers`)
+        Route(
+            "POST",
+            "/returns",
+            partial(handlers.create_return, ports),
+            owner_key=handlers.keyed_return_id,
+        ),
+        Route(
+            "POST",
+            "/returns/{return_id}/cancel",
+            partial(handlers.cancel_return, ports),
+            owner_key=path_parameter("return_id"),
+        ),
         Route(
             "POST",
             "/returns/{return_id}/bank-account",
             partial(handlers.give_bank_account, ports),
+            owner_key=path_parameter("return_id"),
         ),
         *more_routes,
     )

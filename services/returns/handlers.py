@@ -18,7 +18,7 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,16 @@ RETURN_ID_NAMESPACE = uuid.UUID("b7d7a0c4-0d0e-5a4e-8f57-3c6a4c1e2f90")
 
 def return_id_for_key(key: str) -> str:
     return "RMA-" + uuid.uuid5(RETURN_ID_NAMESPACE, key).hex[:20].upper()
+
+
+def keyed_return_id(request: HttpRequest, params: Mapping[str, str]) -> str | None:
+    """The return id a POST /returns with an Idempotency-Key creates (None without one, or
+    with a key the handler refuses: any instance answers those)."""
+    try:
+        key = check_idempotency_key(request.headers.get("Idempotency-Key"))
+    except ApiError:
+        return None
+    return return_id_for_key(key) if key else None
 
 
 def new_return_id() -> str:

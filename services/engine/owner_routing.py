@@ -1,0 +1,152 @@
+"""HTTP requests about one key answered by the instance that owns the key's partition.
+
+A route that reads or changes one return's state names the request's key (`Route.owner_key`).
+Here: while partitions move the answer is 503 + Retry-After (a partial view would answer a
+wrong 404 or 409); on the owner the handler answers; elsewhere the request is forwarded once
+to the owner (`partition_owners`), whose answer is returned as it is. A forwarded request
+that lands on a non-owner (the map changed meanwhile), or an owner that cannot be reached,
+is a 503 + Retry-After too: the caller retries, and never gets a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, OwnerKey
+from services.eventing.log_setup import get_logger
+
+log = get_logger(__name__)
+FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request
+FORWARD_TIMEOUT_S = 10.0
+PASSED_ANSWER_HEADERS = ("Retry-After", "Location")
+NOT_FORWARDED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
+
+
+@dataclass(frozen=True)
+class AnswerHere:
+    pass
+
+
+@dataclass(frozen=True)
+class ForwardTo:
+    url: str
+
+
+@dataclass(frozen=True)
+class NotNow:
+    """503 + Retry-After: `reason` is the error code."""
+
+    reason: str
+    detail: str
+
+
+Where = AnswerHere | ForwardTo | NotNow
+
+
+def where_to_answer(
+    partition: int,
+    owned: frozenset[int] | None,
+    owner_url: str | None,
+    own_url: str,
+    forwarded: bool,
+) -> Where:
+    """Where a request about a key of `partition` is answered; `owned` is None while this
+    instance's partitions move or their state is recovered."""
+    if owned is None:
+        return NotNow("rebalancing", "partitions are moving between instances; retry shortly")
+    if partition in owned:
+        return AnswerHere()
+    if forwarded:  # the forwarder's map named this instance, whose own says otherwise
+        return NotNow("not_owner", f"partition {partition} is moving; retry shortly")
+    if owner_url is None or owner_url == own_url:
+        return NotNow("owner_unknown", f"no instance owns partition {partition} yet")
+    return ForwardTo(owner_url)
+
+
+def not_now_answer(where: NotNow) -> HttpAnswer:
+    return HttpAnswer(503, {"error": where.reason, "detail": where.detail}, {"Retry-After": "1"})
+
+
+class OwnerForwarding:
+    """Sends a request on to its owner (httpx; one client per process, opened on first use)."""
+
+    def __init__(self, own_url: str) -> None:
+        self.own_url = own_url
+        self._client: httpx.AsyncClient | None = None
+
+    async def forward(
+        self, owner_url: str, method: str, path: str, request: HttpRequest
+    ) -> HttpAnswer:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S)
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in NOT_FORWARDED_HEADERS
+        }
+        headers[FORWARDED_BY] = self.own_url
+        try:
+            answer = await self._client.request(
+                method,
+                owner_url + path,
+                content=request.body or None,
+                headers=headers,
+                params=dict(request.query),
+            )
+            body = orjson.loads(answer.content)
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            log.warning("the owner did not answer", owner=owner_url, error=repr(exc))
+            return not_now_answer(NotNow("owner_unreachable", "the owner did not answer; retry"))
+        if not isinstance(body, dict):
+            body = {"answer": body}
+        kept = {
+            name: answer.headers[name] for name in PASSED_ANSWER_HEADERS if name in answer.headers
+        }
+        return HttpAnswer(answer.status_code, body, kept)
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def routed_to_owner(
+    handler: Callable[..., Awaitable[HttpAnswer]],
+    owner_key: OwnerKey,
+    method: str,
+    path_template: str,
+    owned: Callable[[], frozenset[int] | None],
+    partition_of: Callable[[str], int],
+    owner_of: Callable[[int], Awaitable[str | None]],
+    forwarding: OwnerForwarding,
+) -> Callable[..., Awaitable[HttpAnswer]]:
+    """`handler` answering on the key's owner only (a request whose key cannot be read is
+    answered here: the handler refuses it with its own 4xx)."""
+
+    async def answer(request: HttpRequest, **params: Any) -> HttpAnswer:
+        key = owner_key(request, params)
+        if key is None:
+            return await handler(request, **params)
+        partition = partition_of(key)
+        mine = owned()
+        owner_url = None
+        if mine is not None and partition not in mine:
+            owner_url = await owner_of(partition)
+        forwarded = FORWARDED_BY.lower() in {name.lower() for name in request.headers}
+        where = where_to_answer(partition, mine, owner_url, forwarding.own_url, forwarded)
+        match where:
+            case AnswerHere():
+                return await handler(request, **params)
+            case ForwardTo(url=url):
+                path = path_template.format(**{k: quote(v, safe="") for k, v in params.items()})
+                return await forwarding.forward(url, method, path, request)
+            case NotNow():
+                return not_now_answer(where)
+
+    return answer
