@@ -46,15 +46,15 @@ kafka-status: setup ## is the local broker running, and where
 topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.cli topics
 
-demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
-	@$(PY) -m services.tools.local_stack.demo $(if $(N),--returns $(N)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
+demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop; INSTANCES=2 runs two of each service; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
+	@$(PY) -m services.tools.local_stack.demo $(if $(N),--returns $(N)) $(if $(INSTANCES),--instances $(INSTANCES)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
 
 sample: kafka-up ## send one sample return's events and read them back (no services)
 	@$(PY) -m services.cli topics
 	@$(PY) -m services.tools.local_stack.sample_roundtrip
 
-chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3
-	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES))
+chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3, INSTANCES=2
+	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES)) $(if $(INSTANCES),--instances $(INSTANCES))
 
 bench: setup ## open-loop sweep of the whole loop (25-300/s, then 2x the max sustained) vs a raw Kafka pipe with its record budget (<15 min; QUICK=1 <3 min; LEVELS=25,50 LABEL=name RAW_BUDGET=target); never part of `make test`
 	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL)) $(if $(RAW_BUDGET),--raw-budget $(RAW_BUDGET))

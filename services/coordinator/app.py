@@ -47,7 +47,9 @@ def wiring(ports: CoordinatorPorts) -> Wiring:
         partial(handlers.return_status, ports),
         owner_key=path_parameter("return_id"),
     )
-    listing = Route("GET", "/returns", partial(handlers.list_returns, ports), reads_tables=True)
+    listing = Route(
+        "GET", "/returns", partial(handlers.list_returns, ports), merge=handlers.merged_listings
+    )
     # a new return (returns.events) waits while the coordinator is busy with started ones
     return Wiring((sagas,), (status, listing), admission_topics=frozenset({RETURNS_EVENTS.name}))
 

@@ -5,7 +5,7 @@ SagaStepTimedOut events, and the saga is shown on GET /returns/{return_id} and G
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -286,3 +286,13 @@ async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAns
         if wanted and status == wanted:
             matching.append(return_id)
     return HttpAnswer(200, {"counts": counts, "return_ids": sorted(matching)[:LISTED_RETURNS]})
+
+
+def merged_listings(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """GET /returns of every instance as one: counts added, ids merged (LISTED_RETURNS)."""
+    counts: dict[str, int] = {}
+    for part in parts:
+        for status, count in part["counts"].items():
+            counts[status] = counts.get(status, 0) + count
+    ids = sorted(return_id for part in parts for return_id in part["return_ids"])
+    return {"counts": counts, "return_ids": ids[:LISTED_RETURNS]}

@@ -6,11 +6,17 @@ wrong 404 or 409); on the owner the handler answers; elsewhere the request is fo
 to the owner (`partition_owners`), whose answer is returned as it is. A forwarded request
 that lands on a non-owner (the map changed meanwhile), or an owner that cannot be reached,
 is a 503 + Retry-After too: the caller retries, and never gets a wrong answer.
+
+A route over every key (a listing, a ledger) is gathered instead: the instance asked answers
+for its partitions and asks each other owner for theirs (`Boomerang-Partitions` says which
+partitions an answer covers); the parts are merged by the route's own function only if they
+cover every partition exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,13 +24,14 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from services.eventing.handler_contract import HttpAnswer, HttpRequest, OwnerKey
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, MergeParts, OwnerKey
 from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
 FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request
+COVERED_PARTITIONS = "Boomerang-Partitions"  # the partitions a gathered part answers for
 FORWARD_TIMEOUT_S = 10.0
-PASSED_ANSWER_HEADERS = ("Retry-After", "Location")
+PASSED_ANSWER_HEADERS = ("Retry-After", "Location", COVERED_PARTITIONS)
 NOT_FORWARDED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 
 
@@ -138,7 +145,7 @@ def routed_to_owner(
         owner_url = None
         if mine is not None and partition not in mine:
             owner_url = await owner_of(partition)
-        forwarded = FORWARDED_BY.lower() in {name.lower() for name in request.headers}
+        forwarded = was_forwarded(request)
         where = where_to_answer(partition, mine, owner_url, forwarding.own_url, forwarded)
         match where:
             case AnswerHere():
@@ -148,5 +155,79 @@ def routed_to_owner(
                 return await forwarding.forward(url, method, path, request)
             case NotNow():
                 return not_now_answer(where)
+
+    return answer
+
+
+def was_forwarded(request: HttpRequest) -> bool:
+    return FORWARDED_BY.lower() in {name.lower() for name in request.headers}
+
+
+def covered(answer: HttpAnswer) -> list[int] | None:
+    """The partitions a gathered part says it covers (None: it does not say)."""
+    raw = answer.headers.get(COVERED_PARTITIONS)
+    if raw is None:
+        return None
+    try:
+        return [int(number) for number in raw.split(",") if number]
+    except ValueError:
+        return None
+
+
+def merged_if_complete(
+    parts: Sequence[HttpAnswer], partitions: int, merge: MergeParts
+) -> HttpAnswer:
+    """The parts merged if all are 200 and together cover each of `partitions` exactly
+    once; else the first refusal, or a 503 (the owners changed while they were asked)."""
+    for part in parts:
+        if part.status != 200:
+            return part
+    numbers = [number for part in parts for number in (covered(part) or [-1])]
+    if sorted(numbers) != list(range(partitions)):
+        return not_now_answer(NotNow("rebalancing", "the partitions moved while asked; retry"))
+    whole = merge([part.body for part in parts])
+    return HttpAnswer(200, whole)
+
+
+def gathered_from_owners(
+    handler: Callable[..., Awaitable[HttpAnswer]],
+    merge: MergeParts,
+    method: str,
+    path_template: str,
+    owned: Callable[[], frozenset[int] | None],
+    partitions: Callable[[], int],
+    all_owners: Callable[[], Awaitable[Mapping[int, str]]],
+    forwarding: OwnerForwarding,
+) -> Callable[..., Awaitable[HttpAnswer]]:
+    """`handler` answering for every partition: this instance's part and each other
+    owner's, merged (a forwarded request is answered with this instance's part only)."""
+
+    async def own_part(request: HttpRequest, params: dict[str, Any]) -> HttpAnswer:
+        mine = owned()
+        if mine is None:
+            return not_now_answer(NotNow("rebalancing", "partitions are moving; retry shortly"))
+        answer = await handler(request, **params)
+        if answer.status != 200:
+            return answer
+        numbers = ",".join(str(number) for number in sorted(mine))
+        return HttpAnswer(200, answer.body, {**answer.headers, COVERED_PARTITIONS: numbers})
+
+    async def answer(request: HttpRequest, **params: Any) -> HttpAnswer:
+        if was_forwarded(request):
+            return await own_part(request, params)
+        mine = owned()
+        if mine is None:
+            return not_now_answer(NotNow("rebalancing", "partitions are moving; retry shortly"))
+        count = partitions()
+        owners = await all_owners() if len(mine) < count else {}
+        others = {owners.get(number) for number in range(count) if number not in mine}
+        if None in others or forwarding.own_url in others:
+            return not_now_answer(NotNow("owner_unknown", "not every partition has an owner"))
+        path = path_template.format(**{k: quote(v, safe="") for k, v in params.items()})
+        parts = await asyncio.gather(
+            own_part(request, params),
+            *[forwarding.forward(url, method, path, request) for url in sorted(others)],  # type: ignore[arg-type]
+        )
+        return merged_if_complete(parts, count, merge)
 
     return answer

@@ -119,6 +119,14 @@ class PartitionOwners:
             await self.refresh()
         return self.owners.get(partition)
 
+    async def all_owners(self, generation: int) -> Mapping[int, str]:
+        """The whole map, read again when stale or after this instance's rebalance."""
+        stale = time.monotonic() - self.read_at >= MISS_REFRESH_S
+        if stale or generation != self.read_in_generation:
+            self.read_in_generation = generation
+            await self.refresh()
+        return self.owners
+
     async def stop(self) -> None:
         await self._forget_admin()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,11 @@ from aiokafka.errors import KafkaError
 
 from services.engine import collector
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
-from services.engine.owner_routing import OwnerForwarding, routed_to_owner
+from services.engine.owner_routing import (
+    OwnerForwarding,
+    gathered_from_owners,
+    routed_to_owner,
+)
 from services.engine.partition_owners import PartitionOwners, partition_for
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
@@ -132,7 +136,7 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
         admission_topics=wiring.admission_topics,
     )
     for route in wiring.routes:
-        if route.owner_key is not None:
+        if route.owner_key is not None or route.merge is not None:
             handler = owner_answers(parts, route, wiring.subscriptions[0].topics[0])
         elif route.reads_tables:
             handler = while_tables_recover(parts, route.handler)
@@ -143,9 +147,10 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
 
 def owner_answers(parts: ServiceParts, route: Route, topic: str) -> RouteHandler:
     """`route` answered by the instance owning its key's partition of `topic` (the loop's
-    inputs are co-partitioned: one instance owns partition p of each)."""
+    inputs are co-partitioned: one instance owns partition p of each), or gathered from
+    every instance and merged."""
     loop = parts.loop
-    assert loop is not None and route.owner_key is not None
+    assert loop is not None
     settings = parts.settings
     if parts.owners is None:
         parts.owners = PartitionOwners(
@@ -164,6 +169,21 @@ def owner_answers(parts: ServiceParts, route: Route, topic: str) -> RouteHandler
     async def owner_of(partition: int) -> str | None:
         return await owners.owner_of(partition, loop.assignments)
 
+    async def all_owners() -> Mapping[int, str]:
+        return await owners.all_owners(loop.assignments)
+
+    if route.merge is not None:
+        return gathered_from_owners(
+            route.handler,
+            route.merge,
+            route.method,
+            route.path,
+            owned=loop.owned_partitions,
+            partitions=lambda: loop.partition_count(topic, declared),
+            all_owners=all_owners,
+            forwarding=forwarding,
+        )
+    assert route.owner_key is not None
     return routed_to_owner(
         route.handler,
         route.owner_key,
@@ -191,10 +211,14 @@ def build_service(
 def add_health_page(parts: ServiceParts) -> None:
     async def health(request: web.Request) -> web.Response:
         assigned = len(parts.loop.owned) if parts.loop else 0
+        owned = parts.loop.owned_partitions() if parts.loop else None
         body = {
             "service": parts.settings.service,
+            "instance": parts.settings.instance_id,
             "ready": parts.ready,
             "assigned_partitions": assigned,
+            # the partition numbers whose state is here (null while they move)
+            "partitions": sorted(owned) if owned is not None else None,
             "skipped_as_applied": parts.loop.records.skipped_as_applied if parts.loop else 0,
         }
         return json_answer(body, 200 if parts.ready else 503)

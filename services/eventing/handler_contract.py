@@ -85,6 +85,9 @@ ExhaustedHandler = Callable[[Incoming, Exception], Awaitable[Sequence[Outbound]]
 RouteHandler = Callable[..., Awaitable[HttpAnswer]]
 # the key whose partition's owner answers a request (None: any instance answers it)
 OwnerKey = Callable[[HttpRequest, Mapping[str, str]], str | None]
+# one body from the parts of a route over every key, each answered by the owner of some
+# partitions (a listing gathered from every instance)
+MergeParts = Callable[[Sequence[dict[str, Any]]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ class Subscription:
 @dataclass(frozen=True)
 class Route:
     """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered;
-    `owner_key`: answered by the instance owning that key's partition (engine/owner_routing).
+    `owner_key`: answered by the instance owning that key's partition; `merge`: a route over
+    every key, gathered from every instance and merged (engine/owner_routing).
     """
 
     method: str
@@ -112,6 +116,7 @@ class Route:
     handler: RouteHandler
     reads_tables: bool = False
     owner_key: OwnerKey | None = None
+    merge: MergeParts | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ def wiring(ports: IntakePorts) -> Wiring:
         partial(handlers.book_movement, ports),
         keyed_by_return=False,
     )
-    ledger = Route("GET", "/ledger", partial(handlers.ledger_view, ports), reads_tables=True)
+    ledger = Route(
+        "GET", "/ledger", partial(handlers.ledger_view, ports), merge=handlers.merged_ledgers
+    )
     return Wiring((commands, movements), (ledger,))
 
 

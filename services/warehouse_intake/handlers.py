@@ -9,7 +9,7 @@ from the command, so a redelivered command produces the same events and changes 
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,3 +122,18 @@ async def ledger_view(ports: IntakePorts, request: HttpRequest) -> HttpAnswer:
             "units_on_hand": sum(row["on_hand"] for row in shown),
         },
     )
+
+
+def merged_ledgers(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """GET /ledger of every instance as one (each owns some skus' entries)."""
+    entries = sorted(
+        (row for part in parts for row in part["entries"]),
+        key=lambda row: (row["sku"], row["location"]),
+    )
+    return {
+        "entries": entries[:LEDGER_VIEW_ENTRIES],
+        **{
+            total: sum(part[total] for part in parts)
+            for total in ("movements_applied", "duplicates_ignored", "units_on_hand")
+        },
+    }

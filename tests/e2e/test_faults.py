@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.eventing.event_publisher import producer_settings
-from services.eventing.topics import REFUND_COMMANDS, dead_letter_topic
+from services.eventing.topics import REFUND_COMMANDS, by_name, dead_letter_topic
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     TERMINAL,
@@ -178,7 +178,7 @@ async def _find_dead_letter(bootstrap: str, topic: str, poison_id: str) -> dict[
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(4)]
+        partitions = [TopicPartition(topic, p) for p in range(by_name(topic).partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         async with asyncio.timeout(60):

@@ -1,8 +1,12 @@
 """docker-compose.yml describes the production-like deployment (structure checked here;
-`docker compose config` runs too where a Docker engine with compose exists)."""
+Debian's `docker-compose config` and `nginx -t` validate the file and the gateway's config
+where installed: .ci/run installs them; `docker compose config` too where a Docker engine
+with compose exists)."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,3 +97,86 @@ def test_partner_urls_match_the_partners_ports():
         ":" + COMPOSE["services"]["carrier"]["environment"]["CARRIER_PORT"]
     )
     assert env["PSP_URL"].endswith(":" + COMPOSE["services"]["psp"]["environment"]["PSP_PORT"])
+
+
+@pytest.mark.parametrize("name", sorted(BOOMERANG))
+def test_services_can_scale_no_host_port_or_container_name_of_their_own(name):
+    service = COMPOSE["services"][name]
+    assert "ports" not in service and "container_name" not in service
+
+
+GATEWAY_CONF = REPO / "deploy" / "gateway" / "nginx.conf"
+OWN_PAGES = {"/health", "/openapi.json"}  # each instance's own: not behind the gateway
+
+
+def gateway_routes() -> list[tuple[str, str, str]]:
+    """(match, path, upstream) of the gateway's locations ("=" exact, "" prefix)."""
+    conf = GATEWAY_CONF.read_text()
+    methods = dict(re.findall(r"^\s*(GET|HEAD|default)\s+([\w-]+:\d+);", conf, re.M))
+    routes = []
+    for match, path, body in re.findall(r"location\s+(=?)\s*(\S+)\s*\{([^}]*)\}", conf):
+        if "$returns_api" in body:
+            routes.append((match, path, f"GET {methods['GET']} POST {methods['default']}"))
+        elif found := re.search(r"set \$api ([\w-]+:\d+);", body):
+            routes.append((match, path, found.group(1)))
+    return routes
+
+
+def upstream_of(path: str, method: str) -> str | None:
+    for match, location, upstream in sorted(gateway_routes(), key=lambda r: -len(r[1])):
+        if (match == "=" and path == location) or (match == "" and path.startswith(location)):
+            if upstream.startswith("GET "):
+                _, get, _, post = upstream.split()
+                return get if method in ("get", "head") else post
+            return upstream
+    return None
+
+
+def test_the_gateway_sends_every_documented_operation_to_its_service():
+    for document in sorted(REPO.glob("services/*/openapi.json")):
+        service = document.parent.name.replace("_", "-")
+        port = json.loads(document.read_text())["servers"][0]["url"].rsplit(":", 1)[1]
+        for path, operations in json.loads(document.read_text())["paths"].items():
+            if path in OWN_PAGES:
+                continue
+            for method in operations:
+                concrete = re.sub(r"\{[^}]+\}", "X-1", path)
+                assert upstream_of(concrete, method) == f"{service}:{port}", (method, path)
+
+
+def test_the_gateway_publishes_the_one_host_port():
+    gateway = COMPOSE["services"]["gateway"]
+    assert gateway["ports"] == ["8000:8000"]
+    assert "./deploy/gateway/nginx.conf:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose")
+def test_debians_docker_compose_validates_the_file():
+    result = subprocess.run(
+        ["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="Debian's nginx")
+def test_nginx_accepts_the_gateways_config(tmp_path: Path):
+    (tmp_path / "logs").mkdir()
+    result = subprocess.run(
+        [
+            "nginx",
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(GATEWAY_CONF),
+            "-g",
+            f"pid {tmp_path}/nginx.pid; error_log stderr;",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -14,12 +14,16 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.coordinator.handlers import merged_listings
 from services.engine.owner_routing import (
+    COVERED_PARTITIONS,
     FORWARDED_BY,
     AnswerHere,
     ForwardTo,
     NotNow,
     OwnerForwarding,
+    gathered_from_owners,
+    merged_if_complete,
     routed_to_owner,
     where_to_answer,
 )
@@ -31,6 +35,7 @@ from services.engine.partition_owners import (
 from services.eventing.handler_contract import HttpAnswer, HttpRequest
 from services.eventing.request_keys import body_field, path_parameter
 from services.returns.handlers import keyed_return_id, return_id_for_key
+from services.warehouse_intake.handlers import merged_ledgers
 
 ME, OTHER = "http://10.0.0.1:8083", "http://10.0.0.2:8083"
 
@@ -166,3 +171,90 @@ def test_a_routed_handler_answers_forwards_or_refuses():
     assert again.status == 503 and again.headers["Retry-After"] == "1"
     moving = asyncio.run(routed(None, forwarding)(request, return_id="RMA-1"))
     assert moving.status == 503 and moving.body["error"] == "rebalancing"
+
+
+def part(status: int, body: dict[str, Any], partitions: str | None) -> HttpAnswer:
+    headers = {COVERED_PARTITIONS: partitions} if partitions is not None else {}
+    return HttpAnswer(status, body, headers)
+
+
+def test_gathered_parts_are_merged_only_when_they_cover_every_partition_once():
+    def added(bodies):
+        return {"n": sum(b["n"] for b in bodies)}
+
+    whole = merged_if_complete([part(200, {"n": 1}, "0,1"), part(200, {"n": 2}, "2,3")], 4, added)
+    assert (whole.status, whole.body) == (200, {"n": 3})
+    for parts in (
+        [part(200, {"n": 1}, "0,1"), part(200, {"n": 2}, "1,2,3")],  # partition 1 twice
+        [part(200, {"n": 1}, "0,1"), part(200, {"n": 2}, "3")],  # partition 2 missing
+        [part(200, {"n": 1}, "0,1,2,3"), part(200, {"n": 2}, None)],  # a part not saying
+    ):
+        refused = merged_if_complete(parts, 4, added)
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    failed = part(503, {"error": "recovering"}, None)
+    assert merged_if_complete([part(200, {"n": 1}, "0,1"), failed], 4, added) is failed
+
+
+def gathered(owned: frozenset[int] | None, owners: dict[int, str], forwarding: Any) -> Any:
+    async def handler(request: HttpRequest) -> HttpAnswer:
+        return HttpAnswer(200, {"counts": {"COMPLETED": 2}, "return_ids": ["RMA-B"]})
+
+    async def all_owners() -> dict[int, str]:
+        return owners
+
+    return gathered_from_owners(
+        handler,
+        merged_listings,
+        "GET",
+        "/returns",
+        owned=lambda: owned,
+        partitions=lambda: 4,
+        all_owners=all_owners,
+        forwarding=forwarding,
+    )
+
+
+class PartForwarding(OwnerForwarding):
+    async def forward(self, owner_url, method, path, request):  # type: ignore[override]
+        assert path == "/returns"
+        body = {"counts": {"COMPLETED": 1, "FAILED": 1}, "return_ids": ["RMA-A"]}
+        return part(200, body, "2,3")
+
+
+def test_a_listing_is_gathered_from_every_owner():
+    forwarding = PartForwarding(ME)
+    owners = {0: ME, 1: ME, 2: OTHER, 3: OTHER}
+    whole = asyncio.run(gathered(frozenset({0, 1}), owners, forwarding)(HttpRequest()))
+    assert whole.status == 200
+    assert whole.body == {"counts": {"COMPLETED": 3, "FAILED": 1}, "return_ids": ["RMA-A", "RMA-B"]}
+    unowned = asyncio.run(gathered(frozenset({0, 1}), {2: OTHER}, forwarding)(HttpRequest()))
+    assert unowned.status == 503 and unowned.body["error"] == "owner_unknown"
+    alone = asyncio.run(gathered(frozenset({0, 1, 2, 3}), {}, forwarding)(HttpRequest()))
+    assert alone.body["counts"] == {"COMPLETED": 2}
+    asked = HttpRequest(b"", {FORWARDED_BY: OTHER})
+    mine = asyncio.run(gathered(frozenset({0, 1}), owners, forwarding)(asked))
+    assert mine.headers[COVERED_PARTITIONS] == "0,1"
+    moving = asyncio.run(gathered(None, owners, forwarding)(HttpRequest()))
+    assert moving.status == 503
+
+
+def test_ledgers_of_every_instance_merge_into_one():
+    first = {
+        "entries": [{"sku": "B", "location": "WH-1/STOCK", "on_hand": 2}],
+        "movements_applied": 3,
+        "duplicates_ignored": 1,
+        "units_on_hand": 2,
+    }
+    second = {
+        "entries": [{"sku": "A", "location": "WH-1/STOCK", "on_hand": 1}],
+        "movements_applied": 1,
+        "duplicates_ignored": 0,
+        "units_on_hand": 1,
+    }
+    whole = merged_ledgers([first, second])
+    assert [row["sku"] for row in whole["entries"]] == ["A", "B"]
+    assert (whole["movements_applied"], whole["duplicates_ignored"], whole["units_on_hand"]) == (
+        4,
+        1,
+        3,
+    )

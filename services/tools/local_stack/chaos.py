@@ -109,15 +109,20 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
     console.print(
         "replay: rewinding coordinator, refund and warehouse-intake to the earliest offsets"
     )
-    for name in ("coordinator", "refund", "warehouse-intake"):
+    replayed_processes = [
+        name
+        for service in ("coordinator", "refund", "warehouse-intake")
+        for name in stack.instances_of(service)
+    ]
+    for name in replayed_processes:
         await asyncio.to_thread(stack.stop, name)
     replayed = 0
     for group, topics in REPLAYED.items():
         await wait_until_group_empty(bootstrap, group)
         replayed += await rewind_group(bootstrap, group, topics)
-    for name in ("coordinator", "refund", "warehouse-intake"):
+    for name in replayed_processes:
         stack.start(name)
-    await asyncio.to_thread(stack.wait_healthy, ["coordinator", "refund", "warehouse-intake"])
+    await asyncio.to_thread(stack.wait_healthy, replayed_processes)
     await wait_until_consumed(bootstrap, timeout_s=180)
     await asyncio.sleep(5)  # let any effect of the replay land
     refunds_after, ledger_after = await partner_figures(stack)
@@ -170,11 +175,16 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
                 if v["status"] != "COMPLETED"
             ).most_common(6)
         ),
+        "instances": stack.instances,
+        "wrong_http_answers": len(run.driver.wrong_answers),
+        "http_answers": dict(sorted(run.driver.http_answers.items())),
         "drive_s": round(drive_s, 1),
         "seed": run.seed,
     }
     if lost:
         console.print(f"  lost events (first 5): {lost[:5]}")
+    for wrong in run.driver.wrong_answers[:10]:
+        console.print(f"  wrong answer: {wrong}")
     console.print(f"  kills per service: {dict(run.log.kills)}")
     console.print(f"  malformed scans: {dict(run.log.malformed_scans)}")
     return summary
@@ -188,10 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=int(os.environ.get("SEED") or time.time_ns() % 100_000)
     )
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES") or 1))
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=int(os.environ.get("INSTANCES") or 1),
+        help="processes per service; a kill hits any instance",
+    )
     parser.add_argument("--kill-interval", type=float, default=None, help="seconds between kills")
     parser.add_argument("--settle-timeout", type=float, default=420.0)
     args = parser.parse_args(argv)
-    console.print(f"chaos: {args.returns} returns, seed {args.seed}, {args.nodes} broker node(s)")
+    console.print(
+        f"chaos: {args.returns} returns, seed {args.seed}, {args.nodes} broker node(s), "
+        f"{args.instances} instance(s) per service"
+    )
     library_lines = logging.StreamHandler(sys.stderr)  # the runner's own Kafka clients
     library_lines.setFormatter(logging.Formatter("  %(name)s: %(message)s"))
     library_lines.addFilter(RepeatedMessageFilter(FRAMEWORK_LOGGERS, window_s=10.0))
@@ -206,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bootstrap = broker.bootstrap
     run_dir = new_run_dir("boomerang-chaos-")
-    stack = local_stack(bootstrap, run_dir, extra_env=SAGA_ENV)
+    stack = local_stack(bootstrap, run_dir, extra_env=SAGA_ENV, instances=args.instances)
     try:
         create_topics(bootstrap)
         stack.start_all()

@@ -111,8 +111,9 @@ def invariants(summary: dict[str, Any]) -> list[str]:
         "lost_events",
         "replay_new_refunds",
         "replay_new_stock_moves",
+        "wrong_http_answers",
     ):
-        if summary[key]:
+        if summary.get(key):
             failures.append(f"{key} = {summary[key]}")
     if summary["poison_in_dlq"] != summary["poison_written"]:
         failures.append("not every poison record reached a dead-letter topic")

@@ -27,7 +27,7 @@ from services.tools.local_kafka.broker import LocalKafka
 from services.tools.local_stack.drawn_returns import TrackedReturn
 from services.tools.local_stack.inspection_scans import scan_body, scan_request, scanned_item
 from services.tools.local_stack.loop_driver import LoopDriver
-from services.tools.local_stack.stack import SERVICES, STATION_TOKENS, LocalStack
+from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
@@ -111,16 +111,17 @@ class ChaosRun:
         the tail's timers and retries need a group that stays up longer than one rebalance
         (with a kill every few seconds a consumer group never settles, which no deployment
         sees; a run whose services kept being killed while they recovered never got there)."""
-        plan = [*SERVICES, *SERVICES]
+        processes = self.stack.service_processes
+        plan = [*processes] if self.stack.instances > 1 else [*processes, *processes]
         self.rng.shuffle(plan)
         stop_at = time.monotonic() + RANDOM_KILLS_S
         while plan or not (self.done.is_set() or self.in_the_tail() or time.monotonic() > stop_at):
             await asyncio.sleep(interval_s * self.rng.uniform(0.7, 1.3))
-            name = plan.pop() if plan else self.rng.choice(SERVICES)
+            name = plan.pop() if plan else self.rng.choice(processes)
             console.print(f"  [chaos] SIGKILL {name}")
             self.log.kills[name] += 1
             await asyncio.to_thread(self.stack.kill, name)  # the supervisor restarts it
-        await asyncio.to_thread(self.stack.wait_healthy, list(SERVICES), 180.0)
+        await asyncio.to_thread(self.stack.wait_healthy, list(processes), 180.0)
 
     def in_the_tail(self) -> bool:
         """95 % of the returns have ended."""

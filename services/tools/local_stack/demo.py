@@ -1,6 +1,6 @@
 """`make demo`: real returns through the whole loop, on a real broker, in separate processes.
 
-    python -m services.tools.local_stack.demo [--returns N] [--seed S]
+    python -m services.tools.local_stack.demo [--returns N] [--seed S] [--instances K]
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one), creates the topics, starts
 the partner doubles and the six services, then plays the world: buyers POST return
@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.tools.local_stack.demo")
     parser.add_argument("--returns", type=int, default=int(os.environ.get("N") or 50))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 42))
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=int(os.environ.get("INSTANCES") or 1),
+        help="processes per service (one consumer group each; requests spread over them)",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at the end")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument(
@@ -70,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     broker = checkout_broker()
     bootstrap = broker.bootstrap
     run_dir = args.run_dir or new_run_dir("boomerang-demo-")
-    stack = local_stack(bootstrap, run_dir)
+    stack = local_stack(bootstrap, run_dir, instances=args.instances)
     try:
         create_topics(bootstrap)
         logs = run_dir / "logs"
+        services = f"6 services × {args.instances}" if args.instances > 1 else "6 services"
         console.print(
-            f"starting {len(PARTNERS)} partner doubles and 6 services (logs in {logs}) ..."
+            f"starting {len(PARTNERS)} partner doubles and {services} (logs in {logs}) ..."
         )
         stack.start_all()
         if args.drill == "consumer-bug":
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = [t.return_id for t in driver.tracked if t.return_id]
         views = asyncio.run(saga_views(stack.url("coordinator"), ids))
         summary = summarize(driver, ledger, time.monotonic() - started, views)
+        summary["instances"] = args.instances
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)
         if args.keep_running:

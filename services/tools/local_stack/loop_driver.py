@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
@@ -52,6 +53,27 @@ class LoopDriver:
         self.codec = AvroCodec(SchemaCatalogue.load())
         self.http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=50))
         self.scans: set[asyncio.Task] = set()
+        self.http_answers: Counter[str] = Counter()  # "<call> <status>" → how many
+        self.wrong_answers: list[str] = []  # answers that contradict what is known
+
+    def check_answer(self, call: str, response: httpx.Response, return_id: str | None) -> None:
+        """Count an answer, and keep it as wrong when it contradicts what is known: a 5xx
+        that is not a 503 with Retry-After (partitions moving, overload), a 404 for a return
+        the driver saw on the topics (where the request landed must not matter), an answer
+        about another return."""
+        status = response.status_code
+        self.http_answers[f"{call} {status}"] += 1
+        wrong = ""
+        if status >= 500 and not (status == 503 and "Retry-After" in response.headers):
+            wrong = "server error"
+        elif status == 404 and call in ("scan", "bank account"):
+            wrong = "a known return not found"
+        elif return_id is not None and 200 <= status < 300:
+            answered = response.json().get("return_id")
+            if answered not in (None, return_id):
+                wrong = f"answered about {answered}"
+        if wrong:
+            self.wrong_answers.append(f"{call} {return_id}: HTTP {status} {wrong}")
 
     async def run(self, timeout_s: float) -> None:
         """Request every return, then wait up to `timeout_s` for all of them to end."""
@@ -115,7 +137,7 @@ class LoopDriver:
                 try:
                     tracked.requested_at = time.monotonic()
                     response = await self.http.post(
-                        f"{self.stack.url('returns')}/returns",
+                        f"{self.stack.url_of('returns', tracked.index)}/returns",
                         json=tracked.body,
                         headers={"Idempotency-Key": tracked.idempotency_key},
                     )
@@ -123,6 +145,7 @@ class LoopDriver:
                     tracked.errors.append(f"request: {exc!r}")
                     await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
                     continue
+                self.check_answer("request", response, None)
                 if response.status_code in (202, 422) and "return_id" in response.json():
                     tracked.return_id = response.json()["return_id"]
                     self.by_return_id[tracked.return_id] = tracked
@@ -135,13 +158,15 @@ class LoopDriver:
     async def _give_bank_account(self, tracked: TrackedReturn) -> None:
         """The buyer answers the request for a bank account (a bank transfer or COD refund)."""
         await asyncio.sleep(self.rng.uniform(0.1, 0.5))
-        url = f"{self.stack.url('returns')}/returns/{tracked.return_id}/bank-account"
+        returns_url = self.stack.url_of("returns", tracked.index + 1)
+        url = f"{returns_url}/returns/{tracked.return_id}/bank-account"
         for attempt in range(self.request_retries):
             try:
                 response = await self.http.post(url, json=demo_bank_account(tracked.index))
             except httpx.HTTPError as exc:
                 tracked.errors.append(f"bank account: {exc!r}")
             else:
+                self.check_answer("bank account", response, tracked.return_id)
                 if response.status_code == 202:
                     return
                 tracked.errors.append(f"bank account: HTTP {response.status_code}")
@@ -155,12 +180,15 @@ class LoopDriver:
         for _ in range(self.scan_retries):
             try:
                 response = await self.http.post(
-                    f"{self.stack.url('inspection')}/inspections", json=body, headers=headers
+                    f"{self.stack.url_of('inspection', tracked.index)}/inspections",
+                    json=body,
+                    headers=headers,
                 )
             except httpx.HTTPError as exc:
                 tracked.errors.append(f"scan: {exc!r}")
                 await asyncio.sleep(0.5)
                 continue
+            self.check_answer("scan", response, tracked.return_id)
             if response.status_code == 202:
                 tracked.scanned = True
                 return

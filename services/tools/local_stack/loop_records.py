@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 MONEY_MOVED = ("succeeded", "pending")  # a provider's refund statuses that move money
+VIEW_TRIES = 20  # a saga view answered 503 (its partition moving) is asked again this often
 
 
 async def psp_ledger(*psp_urls: str, timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -49,9 +50,17 @@ async def saga_views(
 
         async def fetch(return_id: str) -> None:
             async with semaphore:
-                response = await http.get(f"{coordinator_url}/returns/{return_id}")
-                if response.status_code == 200:
-                    views[return_id] = response.json()
+                for _ in range(VIEW_TRIES):  # a 503 (partitions moving) is asked again
+                    try:
+                        response = await http.get(f"{coordinator_url}/returns/{return_id}")
+                    except httpx.HTTPError:
+                        await asyncio.sleep(1.0)
+                        continue
+                    if response.status_code == 200:
+                        views[return_id] = response.json()
+                    if response.status_code != 503:
+                        return
+                    await asyncio.sleep(float(response.headers.get("Retry-After") or 1))
 
         await asyncio.gather(*(fetch(r) for r in return_ids))
     return views

@@ -28,6 +28,7 @@ import httpx
 from services.tools.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
 
 SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
+INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")
 PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
@@ -55,6 +56,18 @@ def free_port(low: int = 10000, high: int = 19999, taken: Collection[int] = ()) 
                 continue
             return port
     raise RuntimeError(f"no free port between {low} and {high}")
+
+
+def instance_name(service: str, instance: int) -> str:
+    return service if instance == 1 else f"{service}{INSTANCE_MARK}{instance}"
+
+
+def service_of(process_name: str) -> str:
+    return process_name.partition(INSTANCE_MARK)[0]
+
+
+def instance_of(process_name: str) -> str:
+    return process_name.partition(INSTANCE_MARK)[2] or "1"
 
 
 @dataclass
@@ -85,6 +98,7 @@ class LocalStack:
     log: Callable[[str], None] = print
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     supervise: bool = True  # restart processes that exit, like `restart: unless-stopped`
+    instances: int = 1  # processes per service, in one consumer group each
     desired: set[str] = field(default_factory=set)
     restarts: dict[str, int] = field(default_factory=dict)
     _supervisor: threading.Thread | None = None
@@ -95,7 +109,8 @@ class LocalStack:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         ports: dict[str, int] = {}
-        for name in (*PARTNERS, *SERVICES):
+        instances = [instance_name(s, k) for s in SERVICES for k in range(1, self.instances + 1)]
+        for name in (*PARTNERS, *instances):
             ports[name] = free_port(taken=ports.values())
         owner_mark = reap_children_if_i_die()
         common = {
@@ -132,9 +147,10 @@ class LocalStack:
             },
         }
         for name, port in ports.items():
+            service = service_of(name)
             env = {
                 **common,
-                f"{name.upper().replace('-', '_')}_PORT": str(port),
+                f"{service.upper().replace('-', '_')}_PORT": str(port),
                 **own.get(name, {}),
             }
             self.processes[name] = ManagedProcess(
@@ -145,6 +161,37 @@ class LocalStack:
     def url(self, name: str) -> str:
         return self.processes[name].url
 
+    def url_of(self, service: str, draw: int) -> str:
+        """One of `service`'s instances, by `draw` (callers spread their requests: each
+        instance answers or forwards to the owner)."""
+        names = self.instances_of(service)
+        return self.processes[names[draw % len(names)]].url
+
+    @property
+    def service_processes(self) -> tuple[str, ...]:
+        """Every service's processes: "returns", "returns#2", …"""
+        return tuple(name for service in SERVICES for name in self.instances_of(service))
+
+    def instances_of(self, service: str) -> tuple[str, ...]:
+        """The process names of `service`'s instances (the first is the service's name)."""
+        if service not in SERVICES:
+            return (service,)
+        names = [name for name in self.processes if service_of(name) == service]
+        return tuple(sorted(names, key=lambda name: int(instance_of(name))))
+
+    def add_instance(self, service: str) -> str:
+        """One more instance of `service` (not started): its process name. It joins the
+        service's consumer group when started, taking a share of its partitions."""
+        with self._lock:
+            name = instance_name(service, len(self.instances_of(service)) + 1)
+            first = self.processes[service]
+            port = free_port(taken=[m.port for m in self.processes.values()])
+            port_variable = f"{service.upper().replace('-', '_')}_PORT"
+            env = {**first.env, port_variable: str(port)}
+            log_path = self.run_dir / "logs" / f"{name}.log"
+            self.processes[name] = ManagedProcess(name, port, log_path, env)
+        return name
+
     # -- lifecycle
 
     def start(self, name: str) -> None:
@@ -154,6 +201,13 @@ class LocalStack:
         if self.supervise and self._supervisor is None:
             self._supervisor = threading.Thread(target=self._watch, daemon=True)
             self._supervisor.start()
+
+    def forget(self, name: str) -> None:
+        """Drop a stopped instance added by `add_instance`."""
+        with self._lock:
+            if name in self.processes and service_of(name) != name:
+                self.stop(name)
+                del self.processes[name]
 
     def _watch(self) -> None:
         while not self._closing:
@@ -171,8 +225,11 @@ class LocalStack:
         if managed.running:
             return
         with open(managed.log_path, "ab") as out:
+            command = [sys.executable, "-m", "services.cli", "run", service_of(name)]
+            if service_of(name) in SERVICES:
+                command += ["--instance", instance_of(name), "--port", str(managed.port)]
             managed.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", name],
+                command,
                 env=managed.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -211,11 +268,12 @@ class LocalStack:
         for name in PARTNERS:
             self.start(name)
         self.wait_healthy(PARTNERS, timeout)
-        for name in SERVICES:
+        for name in self.service_processes:
             self.start(name)
-        self.wait_healthy(SERVICES, timeout)
+        self.wait_healthy(self.service_processes, timeout)
         took = time.monotonic() - started
-        self.log(f"{len(PARTNERS) + len(SERVICES)} processes healthy in {took:.1f}s")
+        count = len(PARTNERS) + len(self.service_processes)
+        self.log(f"{count} processes healthy in {took:.1f}s")
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
         with self._lock:
@@ -258,7 +316,7 @@ class LocalStack:
         self._closing = True
         with self._lock:
             self.desired.clear()
-        for name in reversed([*PARTNERS, *SERVICES]):
+        for name in reversed([*PARTNERS, *self.service_processes]):
             managed = self.processes.get(name)
             if managed is not None and managed.running and managed.process is not None:
                 with contextlib.suppress(ProcessLookupError):

@@ -99,11 +99,14 @@ def new_run_dir(prefix: str) -> Path:
 
 
 def local_stack(
-    bootstrap: str, run_dir: Path, extra_env: dict[str, str] | None = None
+    bootstrap: str, run_dir: Path, extra_env: dict[str, str] | None = None, instances: int = 1
 ) -> LocalStack:
-    """The run's partner doubles and services (not started yet). From now on a SIGTERM exits
-    through the caller's `finally`, which must call `stop_run`."""
-    stack = LocalStack(bootstrap, run_dir, extra_env=extra_env or {}, log=log_indented)
+    """The run's partner doubles and services, `instances` processes of each service (not
+    started yet). From now on a SIGTERM exits through the caller's `finally`, which must
+    call `stop_run`."""
+    stack = LocalStack(
+        bootstrap, run_dir, extra_env=extra_env or {}, log=log_indented, instances=instances
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return stack
 
