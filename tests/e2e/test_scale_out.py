@@ -28,7 +28,9 @@ def wait_until_split(http: httpx.Client, stack: LocalStack, service: str) -> dic
     """Each instance of `service` ready, together owning every partition once."""
     deadline = time.monotonic() + 120
     while True:
-        owned = {name: owned_partitions(http, stack.url(name)) for name in stack.instances_of(service)}
+        owned = {
+            name: owned_partitions(http, stack.url(name)) for name in stack.instances_of(service)
+        }
         parts = [p for numbers in owned.values() if numbers for p in numbers]
         if all(owned.values()) and sorted(parts) == list(range(PARTITIONS)):
             return owned  # type: ignore[return-value]
