@@ -69,9 +69,10 @@ def test_a_scan_landing_on_the_instance_that_does_not_own_the_return_is_answered
         return_id = create_return(http, stack)
         partition = partition_for(return_id, PARTITIONS)
         elsewhere = next(name for name in instances if partition not in owned[name])
+        wait_for_status(http, stack, return_id, {"AWAITING_INSPECTION"}, timeout=60)
         body, headers = scan(return_id)
-        deadline = time.monotonic() + 60
-        while True:  # the owner learns of the pickup from the stream: 409 until then
+        deadline = time.monotonic() + 30
+        while True:  # the owner's view may learn of the pickup just after the coordinator
             answer = http.post(f"{stack.url(elsewhere)}/inspections", json=body, headers=headers)
             if answer.status_code != 409 or time.monotonic() > deadline:
                 break
