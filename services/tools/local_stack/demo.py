@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         views = asyncio.run(saga_views(stack.url("coordinator"), ids))
         summary = summarize(driver, ledger, time.monotonic() - started, views)
         summary["instances"] = args.instances
+        summary["wrong_http_answers"] = len(driver.wrong_answers)
+        for wrong in driver.wrong_answers[:10]:
+            console.print(f"  wrong answer: {wrong}")
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)
         if args.keep_running:
