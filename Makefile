@@ -57,7 +57,7 @@ chaos: setup ## M returns (1000) through real processes while services, broker a
 	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES)) $(if $(INSTANCES),--instances $(INSTANCES))
 
 bench: setup ## open-loop sweep of the whole loop (25-300/s, then 2x the max sustained) vs a raw Kafka pipe with its record budget (<15 min; QUICK=1 <3 min; LEVELS=25,50 LABEL=name RAW_BUDGET=target); never part of `make test`
-	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL)) $(if $(RAW_BUDGET),--raw-budget $(RAW_BUDGET))
+	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(INSTANCES),--instances $(INSTANCES)) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL)) $(if $(RAW_BUDGET),--raw-budget $(RAW_BUDGET))
 
 test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker (incl. a 200-return chaos run)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from services.coordinator import handlers
 from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
+from services.coordinator.saga_archive import SqliteArchive, catch_up
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
 from services.decisions.policy.policy_rules import policy_digest
@@ -22,10 +23,11 @@ from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
 from services.eventing.request_keys import path_parameter
-from services.eventing.topics import POLICY_SNAPSHOTS, RETURNS_EVENTS
+from services.eventing.topics import POLICY_SNAPSHOTS, RETURNS_EVENTS, SAGA_ARCHIVE
 
 DEFAULT_PORT = 8085
 TIMER_SCAN_S = 1.0
+ARCHIVE_SCAN_S = 5.0  # finished sagas past their retention archived this often
 # A saga changes with each of its ~8 events over a few seconds: its two tables are written
 # every 5 s, not at every 2 s checkpoint (1.58 writes of each per return at 100/s measured
 # with 2 s), so most returns are written once or twice. The commit waits for them; a
@@ -39,7 +41,7 @@ def wiring(ports: CoordinatorPorts) -> Wiring:
         "saga",
         tuple(topic.name for topic in INPUTS),
         partial(handlers.drive_saga, ports),
-        accepts=saga.CONSUMED_EVENTS,
+        accepts=saga.CONSUMED_EVENTS | {"SagaArchived"},
     )
     status = Route(
         "GET",
@@ -66,14 +68,41 @@ def build(
             client_id=f"{parts.settings.group_id}-policies",
         )
         parts.on_stop(policies.stop)
-        sagas = parts.table("sagas", every_s=SAGA_WRITTEN_EVERY_S, settles=handlers.settled_status)
+        config_used = config or saga.SagaConfig()
+        sagas = parts.table(
+            "sagas",
+            every_s=SAGA_WRITTEN_EVERY_S,
+            settles=partial(handlers.settled_saga, config_used),
+        )
+        settings = parts.settings
+        archive = SqliteArchive(
+            Path(settings.state_dir) / f"{settings.group_id}-{settings.instance_id}-archive.db"
+        )
         ports = CoordinatorPorts(
             sagas=sagas,
-            config=config or saga.SagaConfig(),
+            config=config_used,
             clock_ms=now_ms,
             policies=policies,
             timers=DueTimers(reloads=lambda: sagas.reloads),
+            archive=archive,
+            archive_timers=DueTimers(reloads=lambda: sagas.reloads),
+            owned_partitions=lambda: parts.loop.owned_partitions() if parts.loop else None,
         )
+
+        async def archive_arriving(partitions: set[int]) -> None:
+            await catch_up(archive, settings.bootstrap, SAGA_ARCHIVE.name, partitions, parts.codec)
+
+        async def archive_finished_sagas() -> None:
+            if due := handlers.archive_due_records(ports):
+                log.info("finished sagas archived", count=len(due))
+                await parts.publish_durably(due)
+
+        async def close_archive() -> None:
+            archive.close()
+
+        parts.on_partitions_arriving(archive_arriving)
+        parts.every(ARCHIVE_SCAN_S, archive_finished_sagas)
+        parts.on_stop(close_archive)
 
         async def fire_due_timers() -> None:
             if due := handlers.due_timer_events(ports):

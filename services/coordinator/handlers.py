@@ -5,13 +5,15 @@ SagaStepTimedOut events, and the saga is shown on GET /returns/{return_id} and G
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.coordinator.archived_sagas import MemoryArchive, SagaArchive, archived_saga
 from services.coordinator.due_timers import DueTimers
 from services.decisions import saga
 from services.decisions.folded_events import unfolded
+from services.decisions.saga import archiving
 from services.decisions.saga import stored as stored_saga
 from services.engine.stored_value import Settled
 from services.eventing.envelope import deterministic_event_id, new_envelope
@@ -31,6 +33,7 @@ from services.eventing.topics import (
     POLICY_SNAPSHOTS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
+    SAGA_ARCHIVE,
     SAGA_EVENTS,
 )
 
@@ -43,6 +46,7 @@ INPUTS = (
     INTAKE_EVENTS,
     REFUND_EVENTS,
     SAGA_EVENTS,
+    SAGA_ARCHIVE,  # its own SagaArchived records, taken back (archive_saga)
 )
 TERMINAL = frozenset(str(status) for status in saga.TERMINAL)
 # Commands for the order refund ledger are keyed by order_ref (one owner per order).
@@ -74,6 +78,11 @@ class CoordinatorPorts:
     fired: dict[tuple[str, str], int] = field(default_factory=dict)  # timer -> when it fired
     policies: PolicySnapshots = field(default_factory=NoPolicySnapshots)
     timers: DueTimers = field(default_factory=DueTimers)  # the sagas by when their timer is due
+    # finished sagas past their retention (saga_archive.py), and the finished ones by when
+    # they are due to go there
+    archive: SagaArchive = field(default_factory=MemoryArchive)
+    archive_timers: DueTimers = field(default_factory=DueTimers)
+    owned_partitions: Callable[[], Collection[int] | None] = lambda: None  # None: all
 
 
 @dataclass(frozen=True)
@@ -118,19 +127,25 @@ def _stored_json(value: Settled | dict[str, Any]) -> dict[str, Any]:
     return value.stored_json() if isinstance(value, Settled) else value
 
 
-def settled_status(stored: dict[str, Any]) -> str | None:
-    """A restored saga's status if it is finished (the table keeps it Settled), else None."""
+def settled_saga(config: saga.SagaConfig, stored: dict[str, Any], raw: bytes) -> Settled | None:
+    """A restored saga kept Settled (its bytes, status, and when it is archived) if it is
+    finished, else None (the table's `settles`)."""
     status = stored.get("status")
-    return status if status in TERMINAL else None
+    if status not in TERMINAL:
+        return None
+    updated_at = int(stored.get("updated_at") or 0)
+    return Settled(raw, status, archiving.archive_time(status, updated_at, config))
 
 
-def table_value(state: saga.SagaState, explanation: dict[str, Any]) -> LiveSaga | Settled:
+def table_value(
+    state: saga.SagaState, explanation: dict[str, Any], config: saga.SagaConfig
+) -> LiveSaga | Settled:
     """What the table keeps of a saga: live objects while it runs; once finished, its
     stored form as bytes (read again only for a late event or a page)."""
     live = LiveSaga(saga.changed(state, history=()), explanation)
     if not state.terminal:
         return live
-    return Settled.of(live.stored_json(), str(state.status))
+    return Settled.of(live.stored_json(), str(state.status), archiving.archive_at(state, config))
 
 
 def keyed(command: saga.Command) -> Outbound:
@@ -141,6 +156,9 @@ def keyed(command: saga.Command) -> Outbound:
 
 
 async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbound]:
+    if incoming.name == "SagaArchived":
+        archive_saga(ports, incoming)
+        return []
     commands: list[Outbound] = []
     for name, record in unfolded(incoming.name, incoming.record):
         if name == "ReturnAccepted" and _deciding_acceptance(ports, incoming.return_id):
@@ -177,15 +195,21 @@ def _drive(
     ports: CoordinatorPorts, return_id: str, name: str, record: dict[str, Any]
 ) -> list[Outbound]:
     stored = ports.sagas.get(return_id)
+    if stored is None and ports.archive.get(return_id) is not None:
+        log.info("event of an archived return ignored", event_type=name)
+        return []
     state = saga_of(stored) if stored else None
     transition = saga.decide(state, name, record, ports.clock_ms(), ports.config)
     if not transition.duplicate:
         # the history is not kept live: the explanation takes the entries of this event
         explanation = stored_saga.explanation_after(explanation_of(stored), state, transition.state)
-        ports.sagas[return_id] = table_value(transition.state, explanation)
+        value = table_value(transition.state, explanation, ports.config)
+        ports.sagas[return_id] = value
         timer = transition.state.timer
         if timer and (state is None or timer != state.timer):
             ports.timers.note(return_id, timer["due_at"])
+        if isinstance(value, Settled) and value.archive_at is not None:
+            ports.archive_timers.note(return_id, value.archive_at)
     log.debug(
         "saga event",
         event_type=name,
@@ -270,16 +294,58 @@ async def return_status(
     ports: CoordinatorPorts, request: HttpRequest, return_id: str
 ) -> HttpAnswer:
     stored = ports.sagas.get(return_id)
-    if not stored:
-        return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
-    return HttpAnswer(200, saga.status_view(shown_of(stored)))
+    if stored:
+        return HttpAnswer(200, saga.status_view(shown_of(stored)))
+    if archived := ports.archive.get(return_id):
+        view = archiving.archived_view(archived.view_json, archived.status, archived.finished_at)
+        return HttpAnswer(200, view)
+    return HttpAnswer(404, {"error": "not_found", "detail": f"no return {return_id}"})
+
+
+def archive_due_records(ports: CoordinatorPorts) -> list[Outbound]:
+    """SagaArchived records of the finished sagas past their retention (the timer loop
+    publishes them; the coordinator takes each back as an input and removes the saga). A
+    record not taken back by REFIRE_AFTER_MS is made again (the same event)."""
+    now = ports.clock_ms()
+    sagas = ports.sagas
+    records: list[Outbound] = []
+    for return_id in ports.archive_timers.due(now, sagas.items(), len(sagas), _archive_at):
+        value = sagas.get(return_id)
+        if not isinstance(value, Settled) or value.archive_at is None or value.archive_at > now:
+            continue  # changed since, or gone
+        try:
+            finished_at = saga_of(value).updated_at
+            view = saga.status_view(shown_of(value))
+        except (KeyError, TypeError, ValueError):  # one that cannot be read stays
+            log.exception("finished saga not archived", return_id=return_id)
+            continue
+        record = archiving.archived_record(return_id, value.label, finished_at, view, now)
+        records.append(("SagaArchived", record))
+        ports.archive_timers.note(return_id, now + REFIRE_AFTER_MS)
+    return records
+
+
+def _archive_at(value: SagaValue) -> int | None:
+    return value.archive_at if isinstance(value, Settled) else None
+
+
+def archive_saga(ports: CoordinatorPorts, incoming: Incoming) -> None:
+    """A SagaArchived taken back: kept in the archive, and the saga it archived removed from
+    the table (unless it changed since: then a later record archives it)."""
+    archived = archived_saga(incoming.record)
+    ports.archive.put(archived, incoming.partition, incoming.offset)
+    stored = ports.sagas.get(archived.return_id)
+    if isinstance(stored, Settled) and saga_of(stored).updated_at == archived.finished_at:
+        del ports.sagas[archived.return_id]
+        log.debug("saga archived", status=archived.status)
 
 
 async def list_returns(ports: CoordinatorPorts, request: HttpRequest) -> HttpAnswer:
     """Counts per status, and the ids of the returns in `?status=` (at most LISTED_RETURNS)."""
     wanted = request.query.get("status")
-    counts: dict[str, int] = {}
-    matching = []
+    partitions = ports.owned_partitions()  # the archive's rows of these (None: all)
+    counts: dict[str, int] = ports.archive.counts(partitions)
+    matching = ports.archive.with_status(wanted, partitions, LISTED_RETURNS) if wanted else []
     for return_id, stored in ports.sagas.items():
         status = stored.label if isinstance(stored, Settled) else str(saga_of(stored).status)
         counts[status] = counts.get(status, 0) + 1

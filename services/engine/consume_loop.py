@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -67,9 +67,13 @@ class ConsumeLoop:
         on_fatal: Callable[[BaseException], None],
         offsets: OffsetStore | None = None,
         admission_topics: frozenset[str] = frozenset(),
+        arrival_hooks: Sequence[Callable[[set[int]], Awaitable[None]]] = (),
     ) -> None:
         self.settings = settings
         self.admission_topics = admission_topics
+        # stores outside the tables brought up to date for arriving partitions, before the
+        # loop is ready (the coordinator's saga archive)
+        self.arrival_hooks = tuple(arrival_hooks)
         self.by_topic = {topic: sub for sub in subscriptions for topic in sub.topics}
         if len(self.by_topic) != sum(len(sub.topics) for sub in subscriptions):
             raise ValueError("a topic is read by two subscriptions of one service")
@@ -347,6 +351,8 @@ class ConsumeLoop:
             arriving = numbers - self.state_partitions
             await recover_partitions(self.settings.bootstrap, self.store, arriving)
             await rebuild_views(self.settings.bootstrap, self.store, arriving, self.codec)
+            for hook in self.arrival_hooks:
+                await hook(arriving)
             assert self.consumer is not None
             for tp, position in (await self.offsets.starting_positions(list(assigned))).items():
                 self.consumer.seek(tp, position)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 
 from services.eventing.settings import bootstrap_servers
@@ -19,6 +20,8 @@ class ServiceSettings:
     # where other instances of this service forward requests for keys this one owns
     # (engine/owner_routing.py); default http://<bind host, or this host's address>:<port>
     advertised_url: str = ""
+    # files a service keeps beside its Kafka state (the coordinator's saga archive)
+    state_dir: str = ""
     retry_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 5.0
@@ -64,6 +67,8 @@ class ServiceSettings:
             instance_id=env.get("BOOMERANG_INSTANCE_ID") or socket.gethostname(),
             advertised_url=env.get("BOOMERANG_ADVERTISED_URL")
             or f"http://{advertised_host(web_host)}:{web_port}",
+            state_dir=env.get("BOOMERANG_STATE_DIR")
+            or os.path.join(tempfile.gettempdir(), "boomerang-state"),
             retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", cls.retry_attempts)),
             checkpoint_interval_s=float(
                 env.get("BOOMERANG_CHECKPOINT_S", cls.checkpoint_interval_s)

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from services.engine.stored_value import Settled, stored_value, value_of
+from services.engine.stored_value import Settled, Settles, stored_value, value_of
 
 APPLIED_HEADER = "boomerang.applied"
 
@@ -101,7 +101,7 @@ class StateTable(MutableMapping[str, Any]):
         changelog: str,
         every_s: float | None = None,
         view: TopicView | None = None,
-        settles: Callable[[Any], str | None] | None = None,
+        settles: Settles | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -110,7 +110,7 @@ class StateTable(MutableMapping[str, Any]):
         # written at most this often (None: at every checkpoint): a table whose keys each
         # change many times a minute (the inventory ledger) writes each key once a minute
         self.every_s = every_s
-        # a restored value it gives a label is kept Settled (its changelog bytes, the label)
+        # a restored value it makes Settled is kept so (its changelog bytes, a label)
         self.settles = settles
         self.written_at = 0.0
         self.values: dict[str, Any] = {}
@@ -170,7 +170,7 @@ class StateStore:
         name: str,
         changelog: str,
         every_s: float | None = None,
-        settles: Callable[[Any], str | None] | None = None,
+        settles: Settles | None = None,
     ) -> StateTable:
         table = self.tables[name] = StateTable(self, name, changelog, every_s, settles=settles)
         return table
@@ -302,8 +302,8 @@ class StateStore:
             self.in_changelog.discard((name, decoded_key))
         else:
             decoded = value_of(value)
-            label = table.settles(decoded) if table.settles else None
-            table.values[decoded_key] = decoded if label is None else Settled(value, label)
+            settled = table.settles(decoded, value) if table.settles else None
+            table.values[decoded_key] = decoded if settled is None else settled
             self.in_changelog.add((name, decoded_key))
         for header, raw in headers or ():
             if header == APPLIED_HEADER:

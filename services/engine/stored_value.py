@@ -42,14 +42,20 @@ class Settled:
     collector never walks, where the value as dicts and lists is ~100 (a finished saga:
     tens of thousands of them make every full collection long). `label` is a short summary
     kept beside it (a saga's status). Written to the changelog as it is; read back with
-    `stored_json()`, the JSON a restored value is."""
+    `stored_json()`, the JSON a restored value is. `archive_at`: when it may be archived
+    (a finished saga past its retention), if ever."""
 
     stored: bytes
     label: str
+    archive_at: int | None = None
 
     @classmethod
-    def of(cls, value: Any, label: str) -> Settled:
-        return cls(stored_value(value), label)
+    def of(cls, value: Any, label: str, archive_at: int | None = None) -> Settled:
+        return cls(stored_value(value), label, archive_at)
 
     def stored_json(self) -> Any:
         return value_of(self.stored)
+
+
+# a restored value (decoded, and its changelog bytes) kept Settled, or None: kept decoded
+Settles = Callable[[Any, bytes], Settled | None]

@@ -33,6 +33,7 @@ from services.engine.partition_owners import PartitionOwners, partition_for
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import StateStore, StateTable, TopicView
+from services.engine.stored_value import Settles
 from services.engine.web import add_openapi_page, add_route, json_answer
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.handler_contract import (
@@ -66,16 +67,17 @@ class ServiceParts:
     loop: ConsumeLoop | None = None
     offsets: OffsetStore | None = None
     owners: PartitionOwners | None = None  # for routes answered by their key's owner
+    arrival_hooks: list[Callable[[set[int]], Awaitable[None]]] = field(default_factory=list)
     forwarding: OwnerForwarding | None = None
 
     def table(
         self,
         name: str,
         every_s: float | None = None,
-        settles: Callable[[Any], str | None] | None = None,
+        settles: Settles | None = None,
     ) -> StateTable:
         """A table checkpointed to "boomerang-<service>-<name>-changelog" (at most every
-        `every_s` when given; restored values `settles` labels kept Settled: `StateTable`)."""
+        `every_s` when given; restored values `settles` makes Settled kept so: `StateTable`)."""
         changelog = f"{self.settings.group_id}-{name}-changelog"
         return self.store.table(name, changelog, every_s, settles)
 
@@ -85,6 +87,11 @@ class ServiceParts:
 
     def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         self.timers.append((seconds, action))
+
+    def on_partitions_arriving(self, hook: Callable[[set[int]], Awaitable[None]]) -> None:
+        """`hook(partition numbers)` after a rebalance, before the loop is ready (a store kept
+        outside the tables catches up for the partitions this instance now owns)."""
+        self.arrival_hooks.append(hook)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Called once the loop has stopped (partner clients close their connections)."""
@@ -134,6 +141,7 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
         on_fatal=lambda exc: os.kill(os.getpid(), signal.SIGTERM),
         offsets=parts.offsets,
         admission_topics=wiring.admission_topics,
+        arrival_hooks=parts.arrival_hooks,
     )
     for route in wiring.routes:
         if route.owner_key is not None or route.merge is not None:

@@ -151,6 +151,16 @@ SAGA_EVENTS = _stream(
     ),
     days=VIEW_SOURCE_DAYS,
 )
+# A finished saga's summary once its working state is removed (coordinator); compacted:
+# the latest per return is kept (for as long as the records of a return must be kept)
+SAGA_ARCHIVE = TopicSpec(
+    "boomerang.saga.archive",
+    "coordinator → itself: finished sagas past their retention, as GET /returns/{id} shows "
+    "them (compacted, one per return)",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    record_types=("SagaArchived",),
+)
 SUPPORT_TICKETS = _stream(
     "boomerang.support.tickets",
     "cases a person must decide",
@@ -170,6 +180,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     ORDER_REFUND_LEDGER,
     REFUND_EVENTS,
     SAGA_EVENTS,
+    SAGA_ARCHIVE,
     SUPPORT_TICKETS,
 )
 

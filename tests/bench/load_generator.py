@@ -56,6 +56,12 @@ OVERLOADED = b'"overloaded"'  # the front door's admission refusal (503): the bu
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+def spread(urls: str, draw: int) -> str:
+    """One of the comma-separated `urls` (one per instance), by `draw`."""
+    choices = urls.split(",")
+    return choices[draw % len(choices)]
+
+
 class HttpClient(Protocol):
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """POST `body`; (status, response body). Raises `OSError` or `TimeoutError` subclasses
@@ -313,7 +319,7 @@ class LoadGenerator:
     async def _request(self, arrival: Arrival) -> None:
         tracked = arrival.tracked
         headers = {**JSON_HEADERS, "Idempotency-Key": tracked.idempotency_key}
-        url = f"{self.args.returns_url}/returns"
+        url = f"{spread(self.args.returns_url, arrival.index)}/returns"
         answer = await self._post(arrival, "request", url, arrival.request_body, headers)
         if answer is None:
             return
@@ -325,12 +331,13 @@ class LoadGenerator:
     async def _scan(self, arrival: Arrival) -> None:
         station, body = scan_body(arrival.tracked, self.rng)
         headers = {**JSON_HEADERS, "Authorization": f"Bearer {STATION_TOKENS[station]}"}
-        url = f"{self.args.inspection_url}/inspections"
+        url = f"{spread(self.args.inspection_url, arrival.index)}/inspections"
         if await self._post(arrival, "scan", url, json.dumps(body).encode(), headers) is not None:
             arrival.tracked.scanned = True
 
     async def _bank_account(self, arrival: Arrival) -> None:
-        url = f"{self.args.returns_url}/returns/{arrival.tracked.return_id}/bank-account"
+        base = spread(self.args.returns_url, arrival.index + 1)
+        url = f"{base}/returns/{arrival.tracked.return_id}/bank-account"
         body = json.dumps(demo_bank_account(arrival.index)).encode()
         await self._post(arrival, "bank account", url, body, JSON_HEADERS)
 
@@ -397,6 +404,7 @@ class LoadGenerator:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.load_generator")
     parser.add_argument("--bootstrap", required=True)
+    # several instances: their URLs comma-separated, requests spread over them
     parser.add_argument("--returns-url", required=True)
     parser.add_argument("--inspection-url", required=True)
     parser.add_argument("--rate", type=float, required=True, help="returns per second offered")

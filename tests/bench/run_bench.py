@@ -132,9 +132,9 @@ class Bench:
                 "--bootstrap",
                 self.bootstrap,
                 "--returns-url",
-                self.stack.url("returns"),
+                ",".join(self.stack.url(n) for n in self.stack.instances_of("returns")),
                 "--inspection-url",
-                self.stack.url("inspection"),
+                ",".join(self.stack.url(n) for n in self.stack.instances_of("inspection")),
                 "--rate",
                 str(rate),
                 "--warmup-s",
@@ -155,7 +155,9 @@ class Bench:
         lag_probe.start()
         profiling = {}
         if settings.profile_at == rate:
-            services = {name: pid for name, pid in pids.items() if name in SERVICES}
+            services = {
+                name: pid for name, pid in pids.items() if name in self.stack.service_processes
+            }
             profiling = service_profiles.start_profiles(
                 services, settings.warmup_s + settings.duration_s, self.work / "profiles"
             )
@@ -203,7 +205,7 @@ class Bench:
             },
             # services + broker; the partner doubles and the load generator apart
             "cpu_ms_per_return": bench_figures.cpu_ms_per_return(
-                cpu, {*SERVICES, "broker"}, completed
+                cpu, {*self.stack.service_processes, "broker"}, completed
             ),
             "partner_doubles_cpu_ms_per_return": bench_figures.cpu_ms_per_return(
                 cpu, PARTNERS, completed
@@ -344,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("QUICK")))
     parser.add_argument("--levels", default=os.environ.get("LEVELS") or None, help="e.g. 25,50,100")
     parser.add_argument("--label", default=os.environ.get("LABEL") or "run")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=int(os.environ.get("INSTANCES") or 1),
+        help="processes per service (requests spread over them)",
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
     parser.add_argument(
         "--raw-budget",
@@ -390,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         carrier_callback_delay_ms=0,
         extra_env=ZERO_LATENCY_ENV,
         log=lambda m: console.print(f"  {m}"),
+        instances=args.instances,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels: list[dict[str, Any]] = []
@@ -484,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             "raw_budget": args.raw_budget,
             "warmup_run_s": settings.warmup_run_s,
             "services": list(SERVICES),
+            "instances": stack.instances,
             "partner_latency_ms": 0,
         },
         "idle_cores": idle,

@@ -251,10 +251,10 @@ def test_a_settled_value_is_written_as_its_bytes_and_restored_settled_when_label
     assert {w.key: w.value for w in writes}[orjson.dumps("R-1")] == settled.stored
     recovered = StateStore()
 
-    def label(value: dict) -> str | None:
-        return value["status"] if value["status"] == "COMPLETED" else None
+    def settles(value: dict, stored: bytes) -> Settled | None:
+        return Settled(stored, value["status"]) if value["status"] == "COMPLETED" else None
 
-    recovered.table("sagas", "sagas-changelog", settles=label)
+    recovered.table("sagas", "sagas-changelog", settles=settles)
     for w in writes:
         recovered.restore("sagas", w.partition, w.key, w.value, w.headers)
     recovered.restored()

@@ -109,9 +109,12 @@ def test_a_finished_saga_is_kept_as_its_stored_bytes_and_still_shown_and_listed(
         assert listing.body["counts"] == {"COMPLETED": 1}
         assert listing.body["return_ids"] == [return_id]
         # a restored finished saga is kept Settled too (the table's `settles`)
-        assert coordinator_handlers.settled_status(kept.stored_json()) == Status.COMPLETED
+        config = loop.coordinator.config
+        restored = coordinator_handlers.settled_saga(config, kept.stored_json(), kept.stored)
+        assert restored == kept and restored.label == Status.COMPLETED
+        assert restored.archive_at == kept.archive_at is not None
         live = {"status": "PICKUP_SCHEDULED"}
-        assert coordinator_handlers.settled_status(live) is None
+        assert coordinator_handlers.settled_saga(config, live, b"{}") is None
 
     run(scenario())
 
@@ -221,3 +224,54 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
                 fold(folded, name, record)
         assert json.loads(json.dumps(folded)) == json.loads(json.dumps(tables[where])), where
         assert folded, f"{where}: nothing folded"
+
+
+def test_a_finished_saga_past_its_retention_is_archived_and_still_shown_and_listed():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        ports = loop.coordinator
+        before = await saga_view(loop, return_id)
+        assert coordinator_handlers.archive_due_records(ports) == []  # not yet
+        loop.clock.now_ms += ports.config.finished_retention_ms + 1
+        due = coordinator_handlers.archive_due_records(ports)
+        assert [name for name, _ in due] == ["SagaArchived"]
+        await loop.publish(due)
+        await loop.run()
+        assert return_id not in ports.sagas  # the working state is gone
+        after = await saga_view(loop, return_id)
+        assert after["archived"] is True and after["status"] == Status.COMPLETED
+        assert after["history"] == before["history"] and after["refund"] == before["refund"]
+        listing = await loop.call("coordinator", "GET", "/returns", query={"status": "COMPLETED"})
+        assert listing.body["counts"] == {"COMPLETED": 1}
+        assert listing.body["return_ids"] == [return_id]
+        # a late or replayed event of the archived return starts nothing again
+        assert await loop.replay() > 0
+        assert return_id not in ports.sagas
+        assert [call for call, _ in loop.carrier.calls] == ["book"]
+        assert len(loop.psp.refunds) == 1
+        # archiving it again (the record made twice) is one archived saga
+        await loop.publish(due)
+        await loop.run()
+        assert (await saga_view(loop, return_id))["archived"] is True
+
+    run(scenario())
+
+
+def test_a_saga_that_changed_after_its_archive_record_was_made_is_not_removed():
+    async def scenario() -> None:
+        loop = InMemoryLoop()
+        return_id = await request_return(loop)
+        await collect(loop, return_id)
+        await inspect(loop, return_id)
+        ports = loop.coordinator
+        loop.clock.now_ms += ports.config.finished_retention_ms + 1
+        [(name, record)] = coordinator_handlers.archive_due_records(ports)
+        stale = {**record, "finished_at": record["finished_at"] - 1}
+        await loop.publish([(name, stale)])
+        await loop.run()
+        assert return_id in ports.sagas
+
+    run(scenario())

@@ -130,6 +130,9 @@ class SagaConfig:
     exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order
     decline_retry_limit: int = 3  # refunds asked again after RETRY declines, then fallback
     compensation_deadline_ms: int = HOUR_MS
+    # a finished saga's working state is archived this long after its last change (its
+    # summary stays on GET /returns/{id}); past it, events of the return are ignored
+    finished_retention_ms: int = 30 * DAY_MS
 
 
 DEFAULT_CONFIG = SagaConfig()

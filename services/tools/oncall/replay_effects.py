@@ -38,6 +38,7 @@ from services.eventing.topics import (
     REFUND_COMMANDS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
+    SAGA_ARCHIVE,
     SAGA_EVENTS,
     STOCK_MOVEMENTS,
 )
@@ -91,6 +92,15 @@ def _saga(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) 
         return APPLIED
     tables["sagas"][return_id] = stored_saga.slim_record(transition.state)
     return IGNORED if transition.ignored else NEW
+
+
+def _archived(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    """A SagaArchived taken back removes the finished saga it archived (if unchanged)."""
+    stored = tables["sagas"].get(record["envelope"]["return_id"])
+    if stored and stored.get("updated_at") == record["finished_at"]:
+        del tables["sagas"][record["envelope"]["return_id"]]
+        return NEW
+    return APPLIED
 
 
 def _order_ledger(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
@@ -211,6 +221,7 @@ CONSUMERS: dict[str, tuple[Consumer, ...]] = {
     ),
     REFUND_EVENTS.name: (_COORDINATOR,),
     SAGA_EVENTS.name: (_COORDINATOR, _INSPECTION),
+    SAGA_ARCHIVE.name: (Consumer("coordinator", "saga", ("sagas",), _archived),),
 }
 
 

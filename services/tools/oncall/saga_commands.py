@@ -78,6 +78,40 @@ async def _records_behind(bootstrap: str, return_id: str, wait_s: float) -> int:
         await asyncio.sleep(0.25)
 
 
+async def _archived_view(bootstrap: str, return_id: str) -> dict[str, Any] | None:
+    """The view an archived saga was archived with (the latest SagaArchived of the return on
+    the compacted archive topic), or None."""
+    from services.decisions.saga.archiving import archived_view
+    from services.eventing.avro_codec import AvroCodec, CodecError
+    from services.eventing.schema_catalogue import SchemaCatalogue
+    from services.eventing.topics import SAGA_ARCHIVE
+    from services.tools.oncall.topic_reader import read_topic
+
+    codec = AvroCodec(SchemaCatalogue.load())
+    found = None
+    for message in await read_topic(bootstrap, SAGA_ARCHIVE.name, SAGA_ARCHIVE.partitions):
+        if message.key != return_id.encode() or message.value is None:
+            continue
+        try:
+            found = codec.decode(message.value).record
+        except CodecError:
+            continue
+    if found is None:
+        return None
+    return archived_view(found["view_json"], found["status"], found["finished_at"])
+
+
+def _view(return_id: str) -> dict[str, Any]:
+    """The saga's view: from the changelog (`_state`), else as it was archived."""
+    try:
+        return saga_core.status_view(_state(return_id))
+    except click.ClickException:
+        archived = asyncio.run(_archived_view(bootstrap_servers(), return_id))
+        if archived is None:
+            raise
+        return archived
+
+
 def _state(return_id: str) -> saga_core.SagaState:
     """The saga with its explanation (history, rules fired) put back, once the changelog
     has caught up with the coordinator (or CATCH_UP_S passed: then said on stderr)."""
@@ -107,15 +141,17 @@ def saga() -> None:
 @click.argument("return_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the saga as JSON.")
 def saga_show(return_id: str, as_json: bool) -> None:
-    """The timeline of RETURN_ID: states, events, commands, timers, compensations, rules."""
-    view = saga_core.status_view(_state(return_id))
+    """The timeline of RETURN_ID: states, events, commands, timers, compensations, rules
+    (an archived saga as it was archived)."""
+    view = _view(return_id)
     if as_json:
         click.echo(json.dumps(view, indent=2, default=str))
         return
     console = stdout_console()
+    archived = f", archived (finished {_when(view['finished_at'])})" if view.get("archived") else ""
     console.print(
         f"[bold]{return_id}[/bold]: {view['status']} (step {view['step']}), "
-        f"{len(view['history'])} event(s) since {_when(view['created_at'])}"
+        f"{len(view['history'])} event(s) since {_when(view['created_at'])}{archived}"
     )
     for entry in view["history"]:
         commands = ", ".join(c["command"] for c in entry.get("commands", []))
