@@ -24,6 +24,9 @@ SAGA_ENV = {
     "SAGA_REFUND_DEADLINE_MS": "15000",
     "SAGA_SETTLEMENT_DEADLINE_MS": "30000",
     "SAGA_COMPENSATION_DEADLINE_MS": "15000",
+    # finished sagas are archived 40 s after their last change (test_scale_out): every
+    # later look at a finished return in these tests reads the archive or the table
+    "SAGA_FINISHED_RETENTION_MS": "40000",
     "BOOMERANG_RETRY_ATTEMPTS": "3",
 }
 

@@ -1,9 +1,11 @@
 """Two instances of a service in one consumer group, on the session's stack: a request lands
 on either and is answered by the instance owning the return's partition; while partitions
-move the answer is 503 + Retry-After, never a wrong one."""
+move the answer is 503 + Retry-After, never a wrong one. And state that stays bounded: a
+finished saga past its retention leaves the coordinator's table and is still shown."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,14 @@ import pytest
 from services.engine.partition_owners import partition_for
 from services.eventing.topics import RETURNS_EVENTS
 from services.tools.local_stack.stack import LocalStack
-from tests.e2e.scenario import TERMINAL, create_return, scan, wait_for_status
+from tests.e2e.scenario import (
+    TERMINAL,
+    create_return,
+    post_scan_when_ready,
+    scan,
+    wait_for_status,
+)
+from tests.support.cli_process import run_cli
 
 PARTITIONS = RETURNS_EVENTS.partitions
 
@@ -125,3 +134,36 @@ def test_while_partitions_move_the_answer_is_503_with_retry_after_then_the_right
     assert 503 in statuses, "no answer came while the partitions moved"
     last_refusal = max(i for i, (status, _, _) in enumerate(seen) if status == 503)
     assert any(status == 200 for status, _, _ in seen[last_refusal:]), "never answered again"
+
+
+def test_a_saga_past_its_retention_is_archived_and_still_shown(stack, http):
+    return_id = create_return(http, stack)
+    body, headers = scan(return_id)
+    assert post_scan_when_ready(http, stack, body, headers, timeout=60).status_code == 202
+    finished = wait_for_status(http, stack, return_id, {"COMPLETED"}, timeout=90)
+    assert "archived" not in finished
+    retention_s = int(stack.processes["coordinator"].env["SAGA_FINISHED_RETENTION_MS"]) / 1000
+    deadline = time.monotonic() + retention_s + 60
+    while True:  # archived once its retention passed (the archive timer runs every 5 s)
+        view = http.get(f"{stack.url('coordinator')}/returns/{return_id}").json()
+        if view.get("archived") or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert view.get("archived") is True, view
+    assert view["status"] == "COMPLETED" and view["history"] == finished["history"]
+    assert view["refund"] == finished["refund"]
+    listing = http.get(f"{stack.url('coordinator')}/returns", params={"status": "COMPLETED"})
+    assert return_id in listing.json()["return_ids"]
+    shown = run_cli(stack.bootstrap, "saga", "show", return_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["archived"] is True
+    # the saga's working state leaves the coordinator's changelog (a tombstone, written at
+    # the table's next checkpoint)
+    deadline = time.monotonic() + 30
+    while True:
+        listed = run_cli(stack.bootstrap, "saga", "list", "--limit", "1000000", "--json")
+        assert listed.returncode == 0, listed.stderr
+        if return_id not in listed.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    assert return_id not in listed.stdout
