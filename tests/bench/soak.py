@@ -1,0 +1,213 @@
+"""A soak: many returns at a steady rate with a retention of minutes, to show that state
+stays bounded (docs/scaling.md). Never part of `make test`.
+
+    python -m tests.bench.soak [--returns 100000] [--rate 120] [--retention-s 120]
+                               [--instances 1] [--label NAME]
+
+Starts a broker of its own (wiped before and after), the topics, the partner doubles and
+the services with SAGA_FINISHED_RETENTION_MS set to the retention, then the load generator
+for returns ÷ rate seconds. While it runs, every 10 s: the returns completed (the
+generator's progress), each service process's resident memory (VmRSS), and the coordinator's
+sagas changelog: records written, bytes on disk. The sagas changelog gets segment.ms 60 s
+and min.cleanable.dirty.ratio 0.1 here, so the log cleaner works within the run (a
+deployment's defaults compact the same, later). The figures at 10k, 50k and 100k completed
+returns go to tests/bench/results/<time>-soak-<label>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from rich.console import Console
+
+from services.eventing.topic_bootstrap import bootstrap_topics
+from services.eventing.topics import SAGA_CHANGELOG
+from services.tools.local_kafka.broker import LocalKafka
+from services.tools.local_kafka.cluster_settings import LocalKafkaSettings, default_base_port
+from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
+from services.tools.local_stack.stack import LocalStack
+from tests.bench import topic_offsets
+from tests.bench.run_bench import REPO, RESULTS, ZERO_LATENCY_ENV, git_commit
+
+console = Console(stderr=True)
+SAMPLE_S = 10.0
+MILESTONES = (10_000, 50_000, 100_000)
+COMPACTION = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def changelog_bytes(data_dir: Path, topic: str) -> int:
+    return sum(
+        f.stat().st_size
+        for partition in data_dir.glob(f"{topic}-*")
+        for f in partition.iterdir()
+        if f.suffix == ".log"
+    )
+
+
+async def compact_soon(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, COMPACTION)])
+    finally:
+        await admin.close()
+
+
+class Progress:
+    """The load generator's progress lines, read as they come ("completed N")."""
+
+    def __init__(self, generator: subprocess.Popen[str]) -> None:
+        self.completed = 0
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(generator,), daemon=True)
+        self.thread.start()
+
+    def _read(self, generator: subprocess.Popen[str]) -> None:
+        assert generator.stderr is not None
+        for line in generator.stderr:
+            self.lines.append(line.rstrip())
+            if found := re.search(r"completed (\d+)", line):
+                self.completed = int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.soak")
+    parser.add_argument("--returns", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=120.0)
+    parser.add_argument("--retention-s", type=float, default=120.0)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--label", default="soak")
+    args = parser.parse_args(argv)
+    reap_children_if_i_die()
+    cache = REPO / ".cache"
+    (cache / "runs").mkdir(parents=True, exist_ok=True)
+    defaults = LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}"))
+    kafka = LocalKafkaSettings(
+        version=defaults.version,
+        base_port=default_base_port() + 8 * 9,
+        run_dir=cache / "kafka-soak",
+        cache_dir=defaults.cache_dir,
+        heap=defaults.heap,
+        log=defaults.log,
+    )
+    broker = LocalKafka(kafka)
+    broker.down(wipe=True)
+    bootstrap = broker.up(nodes=1, timeout=180)
+    data_dir = next(kafka.run_dir.rglob("meta.properties")).parent
+    work = Path(tempfile.mkdtemp(prefix="boomerang-soak-", dir=cache / "runs"))
+    retention_ms = str(int(args.retention_s * 1000))
+    stack = LocalStack(
+        bootstrap,
+        work,
+        carrier_callback_delay_ms=0,
+        extra_env={**ZERO_LATENCY_ENV, "SAGA_FINISHED_RETENTION_MS": retention_ms},
+        log=lambda m: console.print(f"  {m}"),
+        instances=args.instances,
+    )
+    samples: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        asyncio.run(bootstrap_topics(bootstrap))
+        asyncio.run(compact_soon(bootstrap, SAGA_CHANGELOG.name))
+        stack.start_all()
+        duration = args.returns / args.rate
+        console.print(
+            f"soak: {args.returns} returns at {args.rate:g}/s ({duration:.0f} s), "
+            f"finished sagas archived after {args.retention_s:g} s"
+        )
+        generator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench.load_generator",
+                "--bootstrap",
+                bootstrap,
+                "--returns-url",
+                ",".join(stack.url(n) for n in stack.instances_of("returns")),
+                "--inspection-url",
+                ",".join(stack.url(n) for n in stack.instances_of("inspection")),
+                "--rate",
+                str(args.rate),
+                "--warmup-s",
+                "0",
+                "--duration-s",
+                str(duration),
+                "--drain-s",
+                "120",
+                "--out",
+                str(work / "soak-generator.json"),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        progress = Progress(generator)
+        while generator.poll() is None:
+            time.sleep(SAMPLE_S)
+            offsets = asyncio.run(topic_offsets.end_offsets(bootstrap))
+            sample = {
+                "t_s": round(time.monotonic() - started, 1),
+                "completed": progress.completed,
+                "rss_mb": {
+                    name: rss_mb(managed.process.pid)
+                    for name, managed in stack.processes.items()
+                    if managed.process is not None and managed.running
+                },
+                "sagas_changelog_records": sum(offsets.get(SAGA_CHANGELOG.name, {}).values()),
+                "sagas_changelog_bytes": changelog_bytes(data_dir, SAGA_CHANGELOG.name),
+            }
+            samples.append(sample)
+            console.print(
+                f"  {sample['t_s']:>6.0f} s  completed {sample['completed']:>6}  coordinator "
+                f"{sample['rss_mb'].get('coordinator')} MB  changelog "
+                f"{sample['sagas_changelog_bytes'] / 1e6:.1f} MB on disk"
+            )
+        result = json.loads((work / "soak-generator.json").read_text())
+    finally:
+        stack.stop_all()
+        broker.down(wipe=True)
+    at = {
+        str(milestone): next((s for s in samples if s["completed"] >= milestone), None)
+        for milestone in MILESTONES
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = {
+        "git_commit": git_commit(),
+        "settings": vars(args),
+        "completed_total": result.get("completed_total"),
+        "completed_per_s": result.get("completed_per_s"),
+        "at_completed": at,
+        "samples": samples,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    out = RESULTS / f"{stamp}-soak-{args.label}.json"
+    out.write_text(json.dumps(report, indent=1))
+    console.print(f"results: {out}")
+    print(
+        json.dumps({k: report[k] for k in ("completed_total", "completed_per_s", "at_completed")})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
