@@ -34,6 +34,7 @@ from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
 REPORT_EVERY_S = 10.0
+LOST_GENERATION = -1  # aiokafka's generation once the group coordinator forgot the member
 PRUNE_EVERY_S = 60.0  # stamps of keys whose state is gone are dropped this often
 
 
@@ -109,7 +110,7 @@ class ConsumeLoop:
     def owned_partitions(self) -> frozenset[int] | None:
         """The partition numbers whose state is here; None while partitions move or their
         state is recovered (and before the first assignment)."""
-        if self.rebalancing or self.recovering or not self.assignments:
+        if self.rebalancing or self.recovering or not self.assignments or self.membership_lost():
             return None
         return frozenset(self.state_partitions)
 
@@ -156,7 +157,9 @@ class ConsumeLoop:
         checkpoints = asyncio.create_task(self._checkpoint_every())
         try:
             while not self._stopping:
-                if self.rebalancing:  # no fetch while partitions move or state is recovered
+                # no fetch while partitions move, state is recovered, or this member was put
+                # out of the group (the coordinator's own task rejoins it)
+                if self.rebalancing or self.membership_lost():
                     await asyncio.sleep(0.05)
                     continue
                 room = self.settings.max_buffered - self.progress.outstanding()
@@ -289,6 +292,8 @@ class ConsumeLoop:
         (of `partitions`, default the owned ones) committed behind it. `everything`: the
         tables written less often too (before partitions move or the process stops)."""
         async with self._checkpoint_lock:
+            if self.membership_lost():  # another member may own the partitions: write nothing
+                return
             committable = self.progress.committable()
             writes = self.store.checkpoint_writes(time.monotonic(), everything)
             if writes:
@@ -330,15 +335,32 @@ class ConsumeLoop:
     # -- rebalances -----------------------------------------------------------------------
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
-        """Before partitions move: finish their records, checkpoint and commit them. Their
-        state stays until the assignment says whether they came back."""
+        """Before partitions move: finish their records, checkpoint and commit them, then
+        forget their state: the next assignment restores every partition it gives, since
+        another instance may have changed a partition's state in between (one that comes
+        back is not taken as it was). If this instance was put out of the group (its
+        session expired: another member may own these partitions already), nothing is
+        written: its changes since the last checkpoint are dropped and done again by the
+        owner from the committed offsets."""
         self.rebalancing = True
         self.owned = set()
         await self._drain()
-        await self.checkpoint(set(revoked), everything=True)
-        self.progress.forget({tp.partition for tp in revoked})
+        if self.membership_lost():
+            log.warning("partitions lost (put out of the group): their state is dropped unwritten")
+        else:
+            await self.checkpoint(set(revoked), everything=True)
+        numbers = {tp.partition for tp in revoked}
+        self.progress.forget(numbers)
+        self.store.drop_partitions(numbers & self.state_partitions)
+        self.state_partitions -= numbers
         for tp in revoked:
             self.committed.pop(tp, None)
+
+    def membership_lost(self) -> bool:
+        """The group coordinator no longer knows this member (aiokafka resets its generation
+        on UnknownMemberId / IllegalGeneration): its partitions may be another's now."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return getattr(coordinator, "generation", 0) == LOST_GENERATION
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: forget the partitions that went, recover the ones that came,

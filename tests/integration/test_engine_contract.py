@@ -209,6 +209,60 @@ def test_after_kills_at_many_points_the_state_equals_a_replay_of_the_input(
     assert len(answered) == produced  # no input lost its answer
 
 
+def owned_by(port: int) -> set[int]:
+    try:
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+    except httpx.HTTPError:
+        return set()
+    return set(health.get("partitions") or ())
+
+
+def test_an_instance_put_out_of_the_group_and_back_continues_from_what_the_owner_did(
+    kafka_bootstrap: str, codec: AvroCodec, probe_run: str, tmp_path: Path
+):
+    """Two instances in one group. The first stops answering heartbeats (SIGSTOP) past its
+    session: the second owns every partition and applies inputs. The first comes back
+    (SIGCONT), rejoins and gets its partitions again: it must write nothing of what it held
+    (another owned it since) and continue from the changelog, not from its stale copy."""
+    run, first_port, second_port = probe_run, free_port(), free_port()
+    everything = set(range(engine_probe.PARTITIONS))
+
+    def answered() -> int:
+        return len({m.headers[2][1] for m in asyncio.run(read_all(kafka_bootstrap, f"{run}.out"))})
+
+    def split() -> bool:
+        first_owns, second_owns = owned_by(first_port), owned_by(second_port)
+        return bool(first_owns and second_owns) and first_owns | second_owns == everything
+
+    asyncio.run(produce_inputs(kafka_bootstrap, codec, run, range(0, 100)))
+    first = start_probe(kafka_bootstrap, run, first_port, tmp_path)
+    second = None
+    try:
+        wait_until(lambda: owned_by(first_port) == everything, 60, "the first probe ready")
+        wait_until(lambda: answered() >= 100, 60, "the first 100 answered")
+        second = start_probe(kafka_bootstrap, run, second_port, tmp_path, PROBE_INSTANCE="2")
+        wait_until(split, 60, "the partitions split between the two probes")
+        first.send_signal(signal.SIGSTOP)  # no heartbeat: put out of the group after 6 s
+        wait_until(lambda: owned_by(second_port) == everything, 60, "the second owning all")
+        asyncio.run(produce_inputs(kafka_bootstrap, codec, run, range(100, 200)))
+        wait_until(lambda: answered() >= 200, 60, "the next 100 answered by the second")
+        first.send_signal(signal.SIGCONT)
+        wait_until(split, 60, "the first back in the group")
+        asyncio.run(produce_inputs(kafka_bootstrap, codec, run, range(200, 300)))
+
+        def all_committed() -> bool:
+            done = asyncio.run(committed(kafka_bootstrap, f"boomerang-{run}", f"{run}.in"))
+            return sum(done.values()) == 300
+
+        wait_until(all_committed, 120, "every input committed")
+    finally:
+        first.send_signal(signal.SIGCONT)
+        stop(first, signal.SIGTERM)
+        if second is not None:
+            stop(second, signal.SIGTERM)
+    assert applied_state(kafka_bootstrap, run) == input_offsets(kafka_bootstrap, run)
+
+
 def test_a_record_still_being_handled_holds_back_the_commit_of_its_partition(
     kafka_bootstrap: str, codec: AvroCodec, probe_run: str
 ):

@@ -80,6 +80,7 @@ def build(run: str, port: int, bootstrap: str) -> worker.ServiceParts:
         checkpoint_idle_s=float(os.environ.get("PROBE_CHECKPOINT_S", "0.2")),
         session_timeout_s=6.0,
         static_membership=True,
+        instance_id=os.environ.get("PROBE_INSTANCE", "1"),  # a second probe shares the group
     )
     parts = worker.build_parts(settings)
     parts.producer.topic_of = lambda name: f"{run}.out"
