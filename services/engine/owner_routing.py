@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import orjson
 
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, MergeParts, OwnerKey
@@ -31,6 +31,7 @@ log = get_logger(__name__)
 FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request
 COVERED_PARTITIONS = "Boomerang-Partitions"  # the partitions a gathered part answers for
 FORWARD_TIMEOUT_S = 10.0
+FORWARD_CONNECTIONS = 100  # kept-alive connections to the other instances
 PASSED_ANSWER_HEADERS = ("Retry-After", "Location", COVERED_PARTITIONS)
 NOT_FORWARDED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 
@@ -81,17 +82,23 @@ def not_now_answer(where: NotNow) -> HttpAnswer:
 
 
 class OwnerForwarding:
-    """Sends a request on to its owner (httpx; one client per process, opened on first use)."""
+    """Sends a request on to its owner: aiohttp's client, one pooled session per process
+    opened on first use (the same server library; httpx cost 3-5× the CPU per request as
+    measured for the load generator, docs/performance.md, and a forward is paid on both
+    the forwarding and the owning instance's cores)."""
 
     def __init__(self, own_url: str) -> None:
         self.own_url = own_url
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def forward(
         self, owner_url: str, method: str, path: str, request: HttpRequest
     ) -> HttpAnswer:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
+                connector=aiohttp.TCPConnector(limit=FORWARD_CONNECTIONS),
+            )
         headers = {
             name: value
             for name, value in request.headers.items()
@@ -99,28 +106,30 @@ class OwnerForwarding:
         }
         headers[FORWARDED_BY] = self.own_url
         try:
-            answer = await self._client.request(
+            async with self._session.request(
                 method,
                 owner_url + path,
-                content=request.body or None,
+                data=request.body or None,
                 headers=headers,
                 params=dict(request.query),
-            )
-            body = orjson.loads(answer.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            ) as answer:
+                content = await answer.read()
+                status, answer_headers = answer.status, answer.headers
+            body = orjson.loads(content)
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             log.warning("the owner did not answer", owner=owner_url, error=repr(exc))
             return not_now_answer(NotNow("owner_unreachable", "the owner did not answer; retry"))
         if not isinstance(body, dict):
             body = {"answer": body}
         kept = {
-            name: answer.headers[name] for name in PASSED_ANSWER_HEADERS if name in answer.headers
+            name: answer_headers[name] for name in PASSED_ANSWER_HEADERS if name in answer_headers
         }
-        return HttpAnswer(answer.status_code, body, kept)
+        return HttpAnswer(status, body, kept)
 
     async def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 def routed_to_owner(
