@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.decisions.stock import inventory_ledger as ledger_rules
+from services.engine.stored_value import stored_value
 
 
 def movement(movement_id: str, sku: str = "SKU-1", location: str = "WH-1/RESTOCK", n: int = 1):
@@ -97,3 +99,33 @@ def test_units_per_location_are_those_of_each_distinct_movement_once(drawn, upgr
         for location, units in ledger_rules.locations_of(entry).items():
             found[(entry["sku"], location)] += units
     assert +found == expected
+
+
+def test_an_entry_remembers_at_most_its_newest_ids_and_counts_the_ones_forgotten() -> None:
+    entry = None
+    for number in range(250):
+        moving = movement(f"M-{number:04d}", sku="SKU-HOT")
+        entry, moved = ledger_rules.apply(entry, moving, at_ms=number, max_remembered=100)
+        assert moved
+    assert entry is not None
+    assert entry["movement_ids"] == [f"M-{n:04d}" for n in range(150, 250)]
+    assert entry["forgotten_early"] == 150
+    assert entry["locations"] == {"WH-1/RESTOCK": 250}
+    duplicate = movement("M-0249", sku="SKU-HOT")
+    assert ledger_rules.apply(entry, duplicate, at_ms=250, max_remembered=100)[1] is False
+
+
+def test_an_entry_of_a_hot_sku_stays_far_below_the_record_limit() -> None:
+    # ~21k remembered ids once passed Kafka's 1 MB limit; the cap keeps MAX_REMEMBERED
+    ids = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(ledger_rules.MAX_REMEMBERED)]
+    full = {
+        **ledger_rules.empty_entry("SKU-HOT", "WH-1"),
+        "locations": {"WH-1/RESTOCK": len(ids)},
+        "movement_ids": ids,
+        "applied_at": [1_790_000_000_000 + n for n in range(len(ids))],
+    }
+    moving = movement("99999999-0000-4000-8000-000000000000", sku="SKU-HOT")
+    entry, moved = ledger_rules.apply(full, moving, at_ms=1_790_000_100_000)
+    assert moved and len(entry["movement_ids"]) == ledger_rules.MAX_REMEMBERED
+    assert len(orjson.dumps(entry)) < 1_000_000 * 0.6  # even before it is deflated
+    assert len(stored_value(entry)) < 1_000_000 * 0.6  # the changelog record, as written

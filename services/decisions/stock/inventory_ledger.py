@@ -14,7 +14,11 @@ entry written before movements were keyed by warehouse may live on another parti
 A movement is applied at most once: its movement_id is stored with the balance it changed,
 for as long as the movement can be delivered again. Movements come from the stock-movements
 topic, which keeps records 30 days; an id is remembered for DEDUPE_WINDOW_MS after the
-movement it belongs to (a margin over that retention), so the entry stays bounded.
+movement it belongs to (a margin over that retention), and at most MAX_REMEMBERED ids per
+entry (the newest), so an entry stays far below Kafka's 1 MB record limit however hot its
+sku: 10,000 ids and their times are ~560 KB of JSON. Only a sku with more movements than
+that at one warehouse within the window remembers fewer than 35 days; its entry counts the
+ids it forgot early (`forgotten_early`), which a replay of older movements could book again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 DAY_MS = 24 * 3600 * 1000
 DEDUPE_WINDOW_MS = 35 * DAY_MS  # stock-movements retention (30 days) and a margin
+MAX_REMEMBERED = 10_000  # ids per entry at most (the record stays < 1 MB)
 
 
 def empty_entry(sku: str, warehouse: str) -> dict[str, Any]:
@@ -64,9 +69,11 @@ def apply(
     movement: dict[str, Any],
     at_ms: int = 0,
     window_ms: int = DEDUPE_WINDOW_MS,
+    max_remembered: int = MAX_REMEMBERED,
 ) -> tuple[dict[str, Any], bool]:
     """(new entry, whether stock moved); `at_ms` is when the movement happened. Ids older
-    than `window_ms` before the newest one are forgotten."""
+    than `window_ms` before the newest one are forgotten, and the oldest beyond
+    `max_remembered` (counted in `forgotten_early`)."""
     location = movement["location"]
     entry = entry or empty_entry(movement["sku"], warehouse_of(location))
     ids = entry["movement_ids"]
@@ -77,14 +84,19 @@ def apply(
     ids, times = [*ids, movement["movement_id"]], [*times, at_ms]
     newest = max(times)
     kept = next((i for i, t in enumerate(times) if t >= newest - window_ms), len(times))
+    early = max(0, len(ids) - kept - max_remembered)
+    kept += early
     locations = dict(entry["locations"])
     locations[location] = locations.get(location, 0) + movement["quantity"]
-    return {
+    changed = {
         **entry,
         "locations": locations,
         "movement_ids": ids[kept:],
         "applied_at": times[kept:],
-    }, True
+    }
+    if early:
+        changed["forgotten_early"] = entry.get("forgotten_early", 0) + early
+    return changed, True
 
 
 def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int = 0) -> bool:
