@@ -7,6 +7,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
+from services.decisions.saga.archiving import ARCHIVED_STATUSES
+from services.eventing.handler_contract import DomainRejection
+
 
 @dataclass(frozen=True)
 class ArchivedSaga:
@@ -59,6 +64,16 @@ class MemoryArchive:
 
 
 def archived_saga(record: dict[str, Any]) -> ArchivedSaga:
+    """The archived saga a SagaArchived record holds (DomainRejection for one no saga could
+    have been archived as: an unknown status, a view that is not a JSON object)."""
+    if record["status"] not in ARCHIVED_STATUSES:
+        raise DomainRejection(f"SagaArchived with status {record['status']!r}")
+    try:
+        view = orjson.loads(record["view_json"])
+    except orjson.JSONDecodeError as exc:
+        raise DomainRejection(f"SagaArchived whose view is not JSON: {exc}") from exc
+    if not isinstance(view, dict):
+        raise DomainRejection("SagaArchived whose view is not a JSON object")
     return ArchivedSaga(
         record["envelope"]["return_id"],
         record["status"],

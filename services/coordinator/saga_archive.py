@@ -165,10 +165,12 @@ async def catch_up(
                 for message in messages:
                     if message.offset >= pending[tp]:
                         continue
-                    try:
+                    try:  # what the consume loop dead-letters is not kept here either
                         decoded = codec.decode(message.value)
                         saga = archived_saga(decoded.record)
                     except (CodecError, KeyError, TypeError, ValueError):
+                        continue
+                    if message.key != saga.return_id.encode():
                         continue
                     rows.append((saga, tp.partition, message.offset))
             for tp in list(pending):  # compaction leaves gaps: the position says it all

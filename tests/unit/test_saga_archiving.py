@@ -32,3 +32,22 @@ def test_the_archived_record_is_the_same_event_when_made_again():
     shown = archived_view(first["view_json"], "COMPLETED", 1_000)
     assert shown == {**view, "archived": True, "finished_at": 1_000}
     assert orjson.loads(first["view_json"]) == view
+
+
+def test_a_sagaarchived_no_saga_could_have_been_archived_as_is_refused():
+    import pytest
+
+    from services.coordinator.archived_sagas import archived_saga
+    from services.eventing.handler_contract import DomainRejection
+
+    view = {"return_id": "RMA-1", "status": "COMPLETED"}
+    good = archived_record("RMA-1", "COMPLETED", 1_000, view, now_ms=5_000)
+    assert archived_saga(good).status == "COMPLETED"
+    for bad in (
+        {**good, "status": "aSTQKDPJwG"},  # a poison record's random string
+        {**good, "status": "NEEDS_ATTENTION"},  # kept for a person, never archived
+        {**good, "view_json": "not json"},
+        {**good, "view_json": "[1, 2]"},
+    ):
+        with pytest.raises(DomainRejection):
+            archived_saga(bad)
