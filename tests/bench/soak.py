@@ -70,9 +70,17 @@ async def compact_soon(bootstrap: str, topic: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        # AlterConfigs replaces a topic's whole config: the declared one, plus the cleaner's
+        configs = {**SAGA_CHANGELOG.config(brokers=1), **COMPACTION}
         await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=COMPACTION)]
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)]
         )
+        [described] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        now = {entry[0]: entry[1] for entry in described.resources[0][4]}
+        if now.get("cleanup.policy") != "compact":
+            raise RuntimeError(f"{topic} is not compacted after the change: {now}")
     finally:
         await admin.close()
 

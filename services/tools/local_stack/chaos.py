@@ -82,6 +82,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
     chaos = [
         asyncio.create_task(run.kill_services(kill_interval_s)),
         asyncio.create_task(run.restart_broker(after_s=kill_interval_s * 3)),
+        asyncio.create_task(run.scale_out_and_in(after_s=kill_interval_s * 5, kept_s=30)),
         asyncio.create_task(run.malformed_scans()),
         asyncio.create_task(run.write_poison()),
     ]
@@ -176,6 +177,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
             ).most_common(6)
         ),
         "instances": stack.instances,
+        "scale_events": run.log.scale_events,
         "wrong_http_answers": len(run.driver.wrong_answers),
         "http_answers": dict(sorted(run.driver.http_answers.items())),
         "drive_s": round(drive_s, 1),

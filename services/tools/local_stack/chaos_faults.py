@@ -42,6 +42,7 @@ class ChaosLog:
 
     kills: Counter = field(default_factory=Counter)
     broker_restarts: int = 0
+    scale_events: list[str] = field(default_factory=list)  # instances added, then removed
     poison: dict[str, str] = field(default_factory=dict)  # poison id -> topic
     malformed_scans: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -127,6 +128,24 @@ class ChaosRun:
         """95 % of the returns have ended."""
         tracked = self.driver.tracked
         return sum(bool(t.terminal) for t in tracked) >= 0.95 * len(tracked)
+
+    async def scale_out_and_in(self, after_s: float, kept_s: float) -> None:
+        """With several instances: after `after_s`, one more instance of a drawn service
+        joins its group (its partitions move while returns flow), and after `kept_s` it
+        stops again (they move back)."""
+        if self.stack.instances < 2:
+            return
+        await asyncio.sleep(after_s)
+        service = self.rng.choice(
+            sorted({name.partition("#")[0] for name in self.stack.service_processes})
+        )
+        name = self.stack.add_instance(service)
+        console.print(f"  [chaos] scale out: {name} joins")
+        self.stack.start(name)
+        await asyncio.sleep(kept_s)
+        console.print(f"  [chaos] scale in: {name} stops")
+        await asyncio.to_thread(self.stack.forget, name)
+        self.log.scale_events.append(name)
 
     async def restart_broker(self, after_s: float) -> None:
         """After `after_s`: stop and start the broker, or kill a partition leader of three."""
