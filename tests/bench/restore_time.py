@@ -17,9 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,10 +30,8 @@ from services.engine.partition_owners import partition_for
 from services.engine.stored_value import stored_value
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import SAGA_CHANGELOG
-from services.tools.local_kafka.broker import LocalKafka
-from services.tools.local_kafka.cluster_settings import LocalKafkaSettings, default_base_port
-from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
 from services.tools.local_stack.stack import LocalStack
+from services.tools.local_stack.stack_session import new_run_dir, private_broker, stop_run
 from tests.bench.run_bench import REPO
 from tests.bench.soak import rss_mb
 from tests.support.in_memory_loop import InMemoryLoop
@@ -95,22 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.restore_time")
     parser.add_argument("--sagas", type=int, default=100_000)
     args = parser.parse_args(argv)
-    reap_children_if_i_die()
-    cache = REPO / ".cache"
-    (cache / "runs").mkdir(parents=True, exist_ok=True)
-    defaults = LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}"))
-    kafka = LocalKafkaSettings(
-        version=defaults.version,
-        base_port=default_base_port() + 8 * 10,
-        run_dir=cache / "kafka-restore",
-        cache_dir=defaults.cache_dir,
-        heap=defaults.heap,
-        log=defaults.log,
-    )
-    broker = LocalKafka(kafka)
-    broker.down(wipe=True)
-    bootstrap = broker.up(nodes=1, timeout=180)
-    work = Path(tempfile.mkdtemp(prefix="boomerang-restore-", dir=cache / "runs"))
+    broker = private_broker("kafka-restore", nodes=1, port_slot=10)  # wiped before and after
+    bootstrap = broker.bootstrap
+    work = new_run_dir("boomerang-restore-")
     stack = LocalStack(bootstrap, work, log=lambda m: console.print(f"  {m}"), supervise=False)
     try:
         asyncio.run(bootstrap_topics(bootstrap))
@@ -128,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.wait_healthy(["coordinator"], timeout=1800)
         after_kill = round(time.monotonic() - killed_at, 1)
     finally:
-        stack.stop_all()
-        broker.down(wipe=True)
+        stop_run(stack, broker)
     figures = {
         "sagas": args.sagas,
         "changelog_mb": round(written / 1e6, 1),

@@ -22,7 +22,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -35,12 +34,10 @@ from rich.console import Console
 
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.eventing.topics import SAGA_CHANGELOG
-from services.tools.local_kafka.broker import LocalKafka
-from services.tools.local_kafka.cluster_settings import LocalKafkaSettings, default_base_port
-from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
 from services.tools.local_stack.stack import LocalStack
+from services.tools.local_stack.stack_session import CACHE, new_run_dir, private_broker, stop_run
 from tests.bench import topic_offsets
-from tests.bench.run_bench import REPO, RESULTS, ZERO_LATENCY_ENV, git_commit
+from tests.bench.run_bench import RESULTS, ZERO_LATENCY_ENV, git_commit
 
 console = Console(stderr=True)
 SAMPLE_S = 10.0
@@ -110,23 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--label", default="soak")
     args = parser.parse_args(argv)
-    reap_children_if_i_die()
-    cache = REPO / ".cache"
-    (cache / "runs").mkdir(parents=True, exist_ok=True)
-    defaults = LocalKafkaSettings.from_env(log=lambda m: console.print(f"  {m}"))
-    kafka = LocalKafkaSettings(
-        version=defaults.version,
-        base_port=default_base_port() + 8 * 9,
-        run_dir=cache / "kafka-soak",
-        cache_dir=defaults.cache_dir,
-        heap=defaults.heap,
-        log=defaults.log,
-    )
-    broker = LocalKafka(kafka)
-    broker.down(wipe=True)
-    bootstrap = broker.up(nodes=1, timeout=180)
-    data_dir = next(kafka.run_dir.rglob("meta.properties")).parent
-    work = Path(tempfile.mkdtemp(prefix="boomerang-soak-", dir=cache / "runs"))
+    broker = private_broker("kafka-soak", nodes=1, port_slot=9)  # wiped before and after
+    bootstrap = broker.bootstrap
+    data_dir = next((CACHE / "kafka-soak").rglob("meta.properties")).parent
+    work = new_run_dir("boomerang-soak-")
     retention_ms = str(int(args.retention_s * 1000))
     stack = LocalStack(
         bootstrap,
@@ -195,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         result = json.loads((work / "soak-generator.json").read_text())
     finally:
-        stack.stop_all()
-        broker.down(wipe=True)
+        stop_run(stack, broker)
     at = {
         str(milestone): next((s for s in samples if s["completed"] >= milestone), None)
         for milestone in MILESTONES

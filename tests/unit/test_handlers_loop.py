@@ -67,6 +67,14 @@ async def inspect(loop: InMemoryLoop, return_id: str, scan_id: str = "SCAN-1") -
     return answer
 
 
+async def completed_return(loop: InMemoryLoop) -> str:
+    """A return requested, collected and inspected: its saga COMPLETED."""
+    return_id = await request_return(loop)
+    await collect(loop, return_id)
+    await inspect(loop, return_id)
+    return return_id
+
+
 async def saga_view(loop: InMemoryLoop, return_id: str) -> dict[str, Any]:
     answer = await loop.call("coordinator", "GET", f"/returns/{return_id}")
     assert answer.status == 200
@@ -229,9 +237,7 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
 def test_a_finished_saga_past_its_retention_is_archived_and_still_shown_and_listed():
     async def scenario() -> None:
         loop = InMemoryLoop()
-        return_id = await request_return(loop)
-        await collect(loop, return_id)
-        await inspect(loop, return_id)
+        return_id = await completed_return(loop)
         ports = loop.coordinator
         before = await saga_view(loop, return_id)
         assert coordinator_handlers.archive_due_records(ports) == []  # not yet
@@ -263,9 +269,7 @@ def test_a_finished_saga_past_its_retention_is_archived_and_still_shown_and_list
 def test_a_saga_that_changed_after_its_archive_record_was_made_is_not_removed():
     async def scenario() -> None:
         loop = InMemoryLoop()
-        return_id = await request_return(loop)
-        await collect(loop, return_id)
-        await inspect(loop, return_id)
+        return_id = await completed_return(loop)
         ports = loop.coordinator
         loop.clock.now_ms += ports.config.finished_retention_ms + 1
         [(name, record)] = coordinator_handlers.archive_due_records(ports)
