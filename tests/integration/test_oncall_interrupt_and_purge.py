@@ -17,13 +17,14 @@ from aiokafka import AIOKafkaProducer
 
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
+from services.eventing.topics import SUPPORT_TICKETS
 from services.tools.oncall.audit_trail import read_trail
 from services.tools.oncall.dead_letter_topics import read_dead_letters
 from services.tools.oncall.topic_reader import read_topic
 from tests.support.cli_process import cli_env, run_cli
 from tests.support.dead_letter_writer import write_dead_letters
 
-TICKETS = "boomerang.support.tickets"
+TICKETS = SUPPORT_TICKETS.name
 
 
 def boomerang(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
@@ -49,7 +50,7 @@ async def _tickets(bootstrap: str, codec, return_id: str, count: int) -> None:
 
 
 def replayed_copies(bootstrap: str, return_id: str) -> list:
-    records = asyncio.run(read_topic(bootstrap, TICKETS, 4))
+    records = asyncio.run(read_topic(bootstrap, TICKETS, SUPPORT_TICKETS.partitions))
     return [
         m
         for m in records
