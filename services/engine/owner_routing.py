@@ -24,6 +24,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from services.engine.partition_owners import partition_for
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, MergeParts, OwnerKey
 from services.eventing.log_setup import get_logger
 
@@ -138,19 +139,24 @@ def routed_to_owner(
     method: str,
     path_template: str,
     owned: Callable[[], frozenset[int] | None],
-    partition_of: Callable[[str], int],
+    partitions: Callable[[], int],
     owner_of: Callable[[int], Awaitable[str | None]],
     forwarding: OwnerForwarding,
+    partition_of: Callable[[str, int], int] = partition_for,
 ) -> Callable[..., Awaitable[HttpAnswer]]:
     """`handler` answering on the key's owner only (a request whose key cannot be read is
-    answered here: the handler refuses it with its own 4xx)."""
+    answered here: the handler refuses it with its own 4xx). An instance that owns every
+    partition answers without reading the key (a body is not parsed twice)."""
 
     async def answer(request: HttpRequest, **params: Any) -> HttpAnswer:
+        mine = owned()
+        count = partitions()
+        if mine is not None and len(mine) >= count:
+            return await handler(request, **params)
         key = owner_key(request, params)
         if key is None:
             return await handler(request, **params)
-        partition = partition_of(key)
-        mine = owned()
+        partition = partition_of(key, count)
         owner_url = None
         if mine is not None and partition not in mine:
             owner_url = await owner_of(partition)

@@ -29,7 +29,7 @@ from services.engine.owner_routing import (
     gathered_from_owners,
     routed_to_owner,
 )
-from services.engine.partition_owners import PartitionOwners, partition_for
+from services.engine.partition_owners import PartitionOwners
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import StateStore, StateTable, TopicView
@@ -198,7 +198,7 @@ def owner_answers(parts: ServiceParts, route: Route, topic: str) -> RouteHandler
         route.method,
         route.path,
         owned=loop.owned_partitions,
-        partition_of=lambda key: partition_for(key, loop.partition_count(topic, declared)),
+        partitions=lambda: loop.partition_count(topic, declared),
         owner_of=owner_of,
         forwarding=forwarding,
     )

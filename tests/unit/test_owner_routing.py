@@ -152,8 +152,9 @@ def routed(owned: frozenset[int] | None, forwarding: OwnerForwarding) -> Any:
         "POST",
         "/returns/{return_id}/cancel",
         owned=lambda: owned,
-        partition_of=lambda key: 3,
+        partitions=lambda: 4,
         owner_of=owner_of,
+        partition_of=lambda key, count: 3,
         forwarding=forwarding,
     )
 
@@ -258,3 +259,26 @@ def test_ledgers_of_every_instance_merge_into_one():
         1,
         3,
     )
+
+
+def test_an_instance_owning_every_partition_answers_without_reading_the_key():
+    def unread_key(request: HttpRequest, params: Any) -> str | None:
+        raise AssertionError("the key was read")
+
+    async def handler(request: HttpRequest) -> HttpAnswer:
+        return HttpAnswer(202, {"here": True})
+
+    async def owner_of(partition: int) -> str | None:
+        return None
+
+    answer = routed_to_owner(
+        handler,
+        unread_key,
+        "POST",
+        "/inspections",
+        owned=lambda: frozenset(range(4)),
+        partitions=lambda: 4,
+        owner_of=owner_of,
+        forwarding=RecordingForwarding(),
+    )
+    assert asyncio.run(answer(HttpRequest(b"{}"))).status == 202
