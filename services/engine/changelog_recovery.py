@@ -38,6 +38,7 @@ async def recover_partitions(bootstrap: str, store: StateStore, partitions: set[
                     message.key,
                     message.value,
                     message.headers,
+                    message.timestamp or 0,
                 )
                 read += 1
         store.restored()
@@ -73,7 +74,9 @@ async def rebuild_views(
                 decoded = codec.decode(message.value)
             except CodecError:
                 continue
-            where = Handling("", message.topic, message.partition, message.offset)
+            where = Handling(
+                "", message.topic, message.partition, message.offset, message.timestamp or 0
+            )
             with handling(where):
                 table.view.fold(table, decoded.name, decoded.record)
             folded += 1

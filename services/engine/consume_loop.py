@@ -98,6 +98,7 @@ class ConsumeLoop:
         self.done = 0  # records done since the last report
         self.last_done_at = 0.0
         self._pruned_at = 0.0
+        self.state_expired = 0  # entries forgotten past their table's retention
         self.state_writes = 0
         self.failed: BaseException | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -295,6 +296,7 @@ class ConsumeLoop:
             if self.membership_lost():  # another member may own the partitions: write nothing
                 return
             committable = self.progress.committable()
+            self.state_expired += self.store.expire(int(time.time() * 1000))
             writes = self.store.checkpoint_writes(time.monotonic(), everything)
             if writes:
                 try:

@@ -83,7 +83,9 @@ class RecordHandling:
             message.partition,
             message.offset,
         )
-        position = Handling(key, message.topic, message.partition, message.offset)
+        position = Handling(
+            key, message.topic, message.partition, message.offset, message.timestamp or 0
+        )
         with event_context(decoded.record["envelope"], topic=message.topic), handling(position):
             try:
                 outbound = await self._outbound(incoming, subscription)

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 
 from services.eventing.settings import bootstrap_servers
+from services.eventing.topics import DAY_MS, VIEW_SOURCE_DAYS
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class ServiceSettings:
     advertised_url: str = ""
     # files a service keeps beside its Kafka state (the coordinator's saga archive)
     state_dir: str = ""
+    # how long an entry of a view or an expiring table (answers, scans, refund routes, the
+    # order refund ledger) is kept after its last change: as long as a view's source topics
+    # keep records (topics.VIEW_SOURCE_DAYS), so a rebuilt view and a running one agree
+    state_retention_ms: int = VIEW_SOURCE_DAYS * DAY_MS
     retry_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 5.0
@@ -69,6 +74,9 @@ class ServiceSettings:
             or f"http://{advertised_host(web_host)}:{web_port}",
             state_dir=env.get("BOOMERANG_STATE_DIR")
             or os.path.join(tempfile.gettempdir(), "boomerang-state"),
+            state_retention_ms=int(
+                env.get("BOOMERANG_STATE_RETENTION_MS") or cls.state_retention_ms
+            ),
             retry_attempts=int(env.get("BOOMERANG_RETRY_ATTEMPTS", cls.retry_attempts)),
             checkpoint_interval_s=float(
                 env.get("BOOMERANG_CHECKPOINT_S", cls.checkpoint_interval_s)

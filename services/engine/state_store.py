@@ -15,10 +15,16 @@ changelog of each assigned partition to its end and so knows, per key, the last 
 record its state reflects; a record at or below it (re-delivered after a crash, before its
 offset was committed) is skipped: state never takes one record twice, and the commit
 never passes a change that is not in a changelog (`commit_floor`).
+
+A table or view given a retention forgets an entry that long after its last change
+(`StateStore.expire`): entries are kept in the order they were last changed, so a pass
+reads only the expired ones. A view just drops it; a table writes its tombstone at the
+next checkpoint (time, not an input record, removed it: the key's applied offsets stay).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -40,6 +46,7 @@ class Handling:
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int = 0  # the record's timestamp (0: now), when an entry it writes expires from
 
 
 _HANDLING: ContextVar[Handling | None] = ContextVar("handling", default=None)
@@ -102,6 +109,7 @@ class StateTable(MutableMapping[str, Any]):
         every_s: float | None = None,
         view: TopicView | None = None,
         settles: Settles | None = None,
+        retention_ms: int | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -117,6 +125,10 @@ class StateTable(MutableMapping[str, Any]):
         # bumped when entries are loaded or dropped other than by a handler (a recovery, a
         # revoked partition): an index kept beside the table knows to rebuild
         self.reloads = 0
+        # an entry is forgotten this long after its last change (None: kept until deleted)
+        self.retention_ms = retention_ms
+        # key → when it last changed (ms), oldest first (a change moves the key to the end)
+        self.changed_at: dict[str, int] = {}
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -137,18 +149,39 @@ class StateTable(MutableMapping[str, Any]):
         return len(self.values)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._changing(key)
+        record = self._changing(key)
         self.values[key] = value
+        if self.retention_ms is not None:
+            self.changed_at.pop(key, None)
+            stamp = record.timestamp_ms if record is not None else 0
+            self.changed_at[key] = stamp or _now_ms()
 
     def __delitem__(self, key: str) -> None:
         self._changing(key)
         del self.values[key]
+        self.changed_at.pop(key, None)
 
-    def _changing(self, key: str) -> None:
+    def _changing(self, key: str) -> Handling | None:
+        record = _HANDLING.get()
         if self.view is None:
             self.store.changing(self, key)
-        elif (record := _HANDLING.get()) is not None:  # a view only learns where keys live
+        elif record is not None:  # a view only learns where keys live
             self.store.partition_of[key] = record.partition
+        return record
+
+    def expired_keys(self, now_ms: int, busy: dict[str, int]) -> list[str]:
+        """The keys unchanged for the retention, oldest first (a key with a record in
+        flight is kept; the pass stops at the first key still young)."""
+        if self.retention_ms is None:
+            return []
+        cutoff = now_ms - self.retention_ms
+        expired = []
+        for key, changed in self.changed_at.items():
+            if changed > cutoff:
+                break
+            if key not in busy:
+                expired.append(key)
+        return expired
 
 
 @dataclass
@@ -171,12 +204,15 @@ class StateStore:
         changelog: str,
         every_s: float | None = None,
         settles: Settles | None = None,
+        retention_ms: int | None = None,
     ) -> StateTable:
-        table = self.tables[name] = StateTable(self, name, changelog, every_s, settles=settles)
+        table = self.tables[name] = StateTable(
+            self, name, changelog, every_s, settles=settles, retention_ms=retention_ms
+        )
         return table
 
-    def view(self, name: str, view: TopicView) -> StateTable:
-        table = self.tables[name] = StateTable(self, name, "", view=view)
+    def view(self, name: str, view: TopicView, retention_ms: int | None = None) -> StateTable:
+        table = self.tables[name] = StateTable(self, name, "", view=view, retention_ms=retention_ms)
         return table
 
     def changelog_tables(self) -> dict[str, StateTable]:
@@ -202,6 +238,28 @@ class StateStore:
             dirty.after_snapshot.setdefault(record.topic, record.offset)
         self.partition_of[key] = self.partition_of[record.key] = record.partition
         self.applied.setdefault(record.key, {})[record.topic] = record.offset
+
+    def expire(self, now_ms: int) -> int:
+        """Forget every entry past its table's retention; how many. A view's entry just goes;
+        a table's becomes a dirty tombstone stamped with its key's applied offsets as they
+        are (no input record wrote it, so it holds no commit back)."""
+        forgotten = 0
+        for table in self.tables.values():
+            for key in table.expired_keys(now_ms, self.busy):
+                del table.changed_at[key]
+                if table.values.pop(key, _ABSENT) is _ABSENT:
+                    continue
+                forgotten += 1
+                if table.view is not None or (partition := self.partition_of.get(key)) is None:
+                    continue
+                self.versions += 1
+                entry = (table.name, key)
+                dirty = self.dirty.get(entry)
+                if dirty is None:
+                    self.dirty[entry] = _Dirty(self.versions, key, partition, {})
+                else:
+                    dirty.version = self.versions
+        return forgotten
 
     def already_applied(self, key: str, topic: str, offset: int) -> bool:
         """The state reflects this record already (re-delivered after a restart)."""
@@ -291,16 +349,25 @@ class StateStore:
     # -- recovery and revocation ------------------------------------------------------
 
     def restore(
-        self, name: str, partition: int, key: bytes, value: bytes | None, headers: Any
+        self,
+        name: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        headers: Any,
+        timestamp_ms: int = 0,
     ) -> None:
         """One changelog record of `partition` read during recovery (in changelog order)."""
         table = self.tables[name]
         decoded_key = orjson.loads(key)
         self.partition_of[decoded_key] = partition
+        table.changed_at.pop(decoded_key, None)
         if value is None:
             table.values.pop(decoded_key, None)
             self.in_changelog.discard((name, decoded_key))
         else:
+            if table.retention_ms is not None:
+                table.changed_at[decoded_key] = timestamp_ms or _now_ms()
             decoded = value_of(value)
             settled = table.settles(decoded, value) if table.settles else None
             table.values[decoded_key] = decoded if settled is None else settled
@@ -338,6 +405,7 @@ class StateStore:
             dropped = gone & table.values.keys()
             for key in dropped:
                 del table.values[key]
+                table.changed_at.pop(key, None)
             table.reloads += bool(dropped)  # an index beside it rebuilds only if it lost keys
             self.in_changelog -= {(table.name, key) for key in gone}
         for key in gone:
@@ -354,6 +422,10 @@ class StateStore:
             if key not in self.busy and key not in writers:
                 self.applied.pop(key, None)
                 del self.partition_of[key]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _stored_bytes(value: Any) -> bytes:

@@ -75,15 +75,19 @@ class ServiceParts:
         name: str,
         every_s: float | None = None,
         settles: Settles | None = None,
+        expires: bool = False,
     ) -> StateTable:
         """A table checkpointed to "boomerang-<service>-<name>-changelog" (at most every
-        `every_s` when given; restored values `settles` makes Settled kept so: `StateTable`)."""
+        `every_s` when given; restored values `settles` makes Settled kept so: `StateTable`);
+        `expires`: an entry is removed the state retention after its last change."""
         changelog = f"{self.settings.group_id}-{name}-changelog"
-        return self.store.table(name, changelog, every_s, settles)
+        retention = self.settings.state_retention_ms if expires else None
+        return self.store.table(name, changelog, every_s, settles, retention)
 
     def view(self, name: str, view: TopicView) -> StateTable:
-        """A table with no changelog, rebuilt on assignment by folding `view.topics`."""
-        return self.store.view(name, view)
+        """A table with no changelog, rebuilt on assignment by folding `view.topics`; an
+        entry is forgotten the state retention after its last change."""
+        return self.store.view(name, view, self.settings.state_retention_ms)
 
     def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         self.timers.append((seconds, action))

@@ -44,7 +44,8 @@ class InspectionPorts:
     clock_ms: Callable[[], int]
     # answered by this process, not yet in the table (the table learns them from the topic)
     recent_scans: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    submitted: dict[str, str] = field(default_factory=dict)  # return_id -> scan_id posted here
+    # return_id -> scan_id posted here (the newest RECENT_SCANS: the view knows older ones)
+    submitted: OrderedDict[str, str] = field(default_factory=OrderedDict)
     # a scan waits for another of the same scan_id or return (check, then publish), not for
     # every scan: one lock for all held each scan's publish (~7 ms) and capped the service
     # at ~130 scans/s
@@ -125,5 +126,7 @@ async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpA
             while len(ports.recent_scans) > RECENT_SCANS:
                 ports.recent_scans.popitem(last=False)
             ports.submitted[scan.return_id] = scan.scan_id
+            while len(ports.submitted) > RECENT_SCANS:
+                ports.submitted.popitem(last=False)
             log.debug("inspection recorded", items=len(scan.items), event_id=event_id)
             return HttpAnswer(202, body)

@@ -57,8 +57,8 @@ def build(settings: runtime.ServiceSettings, partners: Partners) -> runtime.Serv
                 refunds=parts.view(
                     "refunds", TopicView((REFUND_EVENTS.name,), handlers.fold_answers)
                 ),
-                routes=parts.table("refund-routes"),
-                order_ledger=parts.table("order-ledger"),
+                routes=parts.table("refund-routes", expires=True),
+                order_ledger=parts.table("order-ledger", expires=True),
                 partners=partners,
                 publish=parts.publish,
                 clock_s=lambda: int(time.time()),

@@ -5,13 +5,13 @@ stays bounded (docs/scaling.md). Never part of `make test`.
                                [--instances 1] [--label NAME]
 
 Starts a broker of its own (wiped before and after), the topics, the partner doubles and
-the services with SAGA_FINISHED_RETENTION_MS set to the retention, then the load generator
-for returns ÷ rate seconds. While it runs, every 10 s: the returns completed (the
-generator's progress), each service process's resident memory (VmRSS), and the coordinator's
-sagas changelog: records written, bytes on disk. The sagas changelog gets segment.ms 60 s
-and min.cleanable.dirty.ratio 0.1 here, so the log cleaner works within the run (a
-deployment's defaults compact the same, later). The figures at 10k, 50k and 100k completed
-returns go to tests/bench/results/<time>-soak-<label>.json.
+the services with SAGA_FINISHED_RETENTION_MS and BOOMERANG_STATE_RETENTION_MS (views and
+expiring tables) set to the retention, then the load generator for returns ÷ rate seconds.
+While it runs, every 10 s: the returns completed (the generator's progress), each service
+process's resident memory (VmRSS), and every changelog: records written, bytes on disk.
+The changelogs get segment.ms 60 s and min.cleanable.dirty.ratio 0.1 here, so the log
+cleaner works within the run (a deployment's defaults compact the same, later). The
+figures at 10k, 50k and 100k completed returns go to tests/bench/results/<time>-soak-<label>.json.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from rich.console import Console
 
 from services.eventing.topic_bootstrap import bootstrap_topics
-from services.eventing.topics import SAGA_CHANGELOG
+from services.eventing.topics import SAGA_CHANGELOG, SERVICE_CHANGELOGS, TopicSpec
 from services.tools.local_stack.stack import LocalStack
 from services.tools.local_stack.stack_session import CACHE, new_run_dir, private_broker, stop_run
 from tests.bench import topic_offsets
@@ -42,6 +42,7 @@ from tests.bench.run_bench import RESULTS, ZERO_LATENCY_ENV, git_commit
 console = Console(stderr=True)
 SAMPLE_S = 10.0
 MILESTONES = (10_000, 50_000, 100_000)
+CHANGELOGS = (SAGA_CHANGELOG, *SERVICE_CHANGELOGS)
 COMPACTION = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
 
 
@@ -63,21 +64,21 @@ def changelog_bytes(data_dir: Path, topic: str) -> int:
     )
 
 
-async def compact_soon(bootstrap: str, topic: str) -> None:
+async def compact_soon(bootstrap: str, spec: TopicSpec) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         # AlterConfigs replaces a topic's whole config: the declared one, plus the cleaner's
-        configs = {**SAGA_CHANGELOG.config(brokers=1), **COMPACTION}
+        configs = {**spec.config(brokers=1), **COMPACTION}
         await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)]
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=configs)]
         )
         [described] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name)]
         )
         now = {entry[0]: entry[1] for entry in described.resources[0][4]}
         if now.get("cleanup.policy") != "compact":
-            raise RuntimeError(f"{topic} is not compacted after the change: {now}")
+            raise RuntimeError(f"{spec.name} is not compacted after the change: {now}")
     finally:
         await admin.close()
 
@@ -116,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap,
         work,
         carrier_callback_delay_ms=0,
-        extra_env={**ZERO_LATENCY_ENV, "SAGA_FINISHED_RETENTION_MS": retention_ms},
+        extra_env={
+            **ZERO_LATENCY_ENV,
+            "SAGA_FINISHED_RETENTION_MS": retention_ms,
+            "BOOMERANG_STATE_RETENTION_MS": retention_ms,
+        },
         log=lambda m: console.print(f"  {m}"),
         instances=args.instances,
     )
@@ -124,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         asyncio.run(bootstrap_topics(bootstrap))
-        asyncio.run(compact_soon(bootstrap, SAGA_CHANGELOG.name))
+        for changelog in CHANGELOGS:
+            asyncio.run(compact_soon(bootstrap, changelog))
         stack.start_all()
         duration = args.returns / args.rate
         console.print(
             f"soak: {args.returns} returns at {args.rate:g}/s ({duration:.0f} s), "
-            f"finished sagas archived after {args.retention_s:g} s"
+            f"finished sagas archived and views forgotten after {args.retention_s:g} s"
         )
         generator = subprocess.Popen(
             [
@@ -170,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "sagas_changelog_records": sum(offsets.get(SAGA_CHANGELOG.name, {}).values()),
                 "sagas_changelog_bytes": changelog_bytes(data_dir, SAGA_CHANGELOG.name),
+                "changelog_bytes": {c.name: changelog_bytes(data_dir, c.name) for c in CHANGELOGS},
             }
             samples.append(sample)
             console.print(
-                f"  {sample['t_s']:>6.0f} s  completed {sample['completed']:>6}  coordinator "
-                f"{sample['rss_mb'].get('coordinator')} MB  changelog "
-                f"{sample['sagas_changelog_bytes'] / 1e6:.1f} MB on disk"
+                f"  {sample['t_s']:>6.0f} s  completed {sample['completed']:>6}  RSS MB "
+                + " ".join(f"{n} {mb}" for n, mb in sample["rss_mb"].items())
+                + f"  changelogs {sum(sample['changelog_bytes'].values()) / 1e6:.1f} MB"
             )
         result = json.loads((work / "soak-generator.json").read_text())
     finally:

@@ -14,6 +14,7 @@ from services.engine.state_store import (
     Handling,
     StateStore,
     StateWriteOutsideRecord,
+    TopicView,
     handling,
 )
 from services.engine.stored_value import Settled
@@ -261,3 +262,96 @@ def test_a_settled_value_is_written_as_its_bytes_and_restored_settled_when_label
     assert recovered.tables["sagas"]["R-1"] == settled
     assert recovered.tables["sagas"]["R-1"].stored_json() == finished
     assert recovered.tables["sagas"]["R-2"] == {"status": "PICKUP_SCHEDULED"}
+
+
+MINUTE_MS = 60_000
+
+
+def written_at(store: StateStore, table: str, key: str, value: object, offset: int, at_ms: int):
+    with handling(Handling(key, "in", 0, offset, at_ms)):
+        store.tables[table][key] = value
+
+
+def test_a_view_forgets_an_entry_its_retention_after_the_last_change_and_writes_nothing():
+    store = StateStore()
+    store.view("answers", TopicView(("in",), lambda *_: None), retention_ms=MINUTE_MS)
+    written_at(store, "answers", "R-1", {"n": 1}, 1, at_ms=1_000)
+    written_at(store, "answers", "R-2", {"n": 1}, 2, at_ms=2_000)
+    written_at(store, "answers", "R-1", {"n": 2}, 3, at_ms=30_000)  # changed again: kept longer
+    assert store.expire(now_ms=1_000 + MINUTE_MS) == 0
+    assert store.expire(now_ms=2_000 + MINUTE_MS) == 1
+    assert list(store.tables["answers"]) == ["R-1"]
+    assert store.expire(now_ms=30_000 + MINUTE_MS) == 1
+    assert store.tables["answers"].values == {} and store.tables["answers"].changed_at == {}
+    assert store.checkpoint_writes() == []
+    store.prune_applied()
+    assert store.partition_of == {}
+
+
+def test_a_table_entry_past_its_retention_becomes_a_tombstone_that_holds_no_commit_back():
+    store = StateStore()
+    store.table("routes", "routes-changelog", retention_ms=MINUTE_MS)
+    written_at(store, "routes", "R-1", {"psp": "a"}, 7, at_ms=1_000)
+    store.persisted(store.checkpoint_writes())
+    assert store.expire(now_ms=1_000 + MINUTE_MS) == 1
+    assert store.commit_floor() == {}
+    (tombstone,) = store.checkpoint_writes()
+    assert tombstone.value is None and tombstone.partition == 0
+    # the key's applied offsets are stamped as they were: a restore skips what it took
+    assert orjson.loads(dict(tombstone.headers)[APPLIED_HEADER]) == {"at": {"in": 7}}
+    store.persisted([tombstone])
+    assert store.dirty == {} and "R-1" not in store.tables["routes"]
+
+
+def test_an_entry_never_persisted_that_expires_writes_nothing():
+    store = StateStore()
+    store.table("routes", "routes-changelog", retention_ms=MINUTE_MS)
+    written_at(store, "routes", "R-1", {"psp": "a"}, 7, at_ms=1_000)
+    store.expire(now_ms=1_000 + MINUTE_MS)
+    assert store.checkpoint_writes() == []
+
+
+def test_a_key_with_a_record_in_flight_does_not_expire_until_it_is_done():
+    store = StateStore()
+    store.view("answers", TopicView(("in",), lambda *_: None), retention_ms=MINUTE_MS)
+    written_at(store, "answers", "R-1", {"n": 1}, 1, at_ms=1_000)
+    store.started("R-1")
+    assert store.expire(now_ms=10 * MINUTE_MS) == 0
+    store.finished("R-1")
+    assert store.expire(now_ms=10 * MINUTE_MS) == 1
+
+
+def test_a_restored_entry_expires_from_its_changelog_time_a_table_without_retention_never():
+    store = StateStore()
+    store.table("routes", "routes-changelog", retention_ms=MINUTE_MS)
+    store.table("ledger", "ledger-changelog")
+    stamp = [(APPLIED_HEADER, orjson.dumps({"at": {"in": 3}}))]
+    store.restore("routes", 0, orjson.dumps("R-1"), b'{"psp":"a"}', stamp, 5_000)
+    store.restore("ledger", 0, orjson.dumps("SKU@A"), b'{"on_hand":1}', stamp, 5_000)
+    store.restored()
+    assert store.expire(now_ms=5_000 + MINUTE_MS - 1) == 0
+    assert store.expire(now_ms=5_000 + MINUTE_MS) == 1
+    assert "SKU@A" in store.tables["ledger"] and store.expire(now_ms=10**12) == 0
+
+
+def test_dropping_a_partition_forgets_when_its_keys_changed():
+    store = StateStore()
+    store.view("answers", TopicView(("in",), lambda *_: None), retention_ms=MINUTE_MS)
+    written_at(store, "answers", "R-1", {"n": 1}, 1, at_ms=1_000)
+    store.drop_partitions({0})
+    assert store.tables["answers"].changed_at == {}
+
+
+@given(st.lists(st.tuples(st.sampled_from("ABCDE"), st.integers(0, 10 * MINUTE_MS)), max_size=40))
+def test_after_an_expiry_pass_no_entry_older_than_the_retention_is_left(changes):
+    store = StateStore()
+    store.view("answers", TopicView(("in",), lambda *_: None), retention_ms=MINUTE_MS)
+    clock = 0
+    last: dict[str, int] = {}
+    for offset, (key, step) in enumerate(changes):
+        clock += step // 40  # record times move forward
+        written_at(store, "answers", key, offset, offset, at_ms=clock + 1)
+        last[key] = clock + 1
+    now = clock + MINUTE_MS // 2
+    store.expire(now)
+    assert set(store.tables["answers"]) == {k for k, t in last.items() if t > now - MINUTE_MS}

@@ -46,7 +46,13 @@ def handled(value: bytes, accepts: frozenset[str] | None) -> tuple[list[str], li
         ServiceSettings("coordinator", 0), CODEC, delivered, StateStore(), asyncio.Semaphore(1)
     )
     message = SimpleNamespace(
-        topic=TOPIC, partition=0, offset=7, key=RID.encode(), value=value, headers=[]
+        topic=TOPIC,
+        partition=0,
+        offset=7,
+        timestamp=1_700_000_000_000,
+        key=RID.encode(),
+        value=value,
+        headers=[],
     )
     subscription = Subscription("saga", (TOPIC,), handler, accepts=accepts)
     asyncio.run(handling.handle(message, subscription))
