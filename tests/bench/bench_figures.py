@@ -13,6 +13,9 @@ SUSTAINED_SHARE = 0.9
 UNFINISHED_SHARE = 0.01
 # The overload level offers this multiple of the max sustained level's load.
 OVERLOAD_FACTOR = 2.0
+# admission control is checked at this many times the max sustained offer: of the returns
+# taken, ≥ 99 % finish within the generator's target; the rest are refused (429/503)
+ADMISSION_FACTOR = 4.0
 
 # The target record budget of one return (issue 18: ≤ 16 records, ≤ 12 KB, changelogs
 # included), for the raw pipe when no measured level says otherwise: 11 events and commands
@@ -89,7 +92,7 @@ def saturation_level(levels: Sequence[Mapping[str, Any]]) -> float | None:
 
 def best_sustained(levels: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The sustained level with the highest completed/s (None: none was sustained)."""
-    kept_up = [level for level in levels if level["sustained"]]
+    kept_up = [level for level in levels if level["sustained"] and not level.get("overload")]
     return max(kept_up, key=lambda level: level["completed_per_s"], default=None)
 
 
@@ -97,6 +100,12 @@ def overload_rate(levels: Sequence[Mapping[str, Any]]) -> float | None:
     """The offered load of the overload level: twice the max sustained level's offer."""
     best = best_sustained(levels)
     return None if best is None else OVERLOAD_FACTOR * best["offered_per_s"]
+
+
+def admission_rate(levels: Sequence[Mapping[str, Any]]) -> float | None:
+    """The offered load of the admission level: ADMISSION_FACTOR × the max sustained offer."""
+    best = best_sustained(levels)
+    return None if best is None else ADMISSION_FACTOR * best["offered_per_s"]
 
 
 def collapse_ratio(levels: Sequence[Mapping[str, Any]]) -> float | None:

@@ -369,6 +369,17 @@ class LoadGenerator:
             if a.refund_issued_ms and a.scan_s
         ]
         errors = [e for a in self.arrivals for e in a.errors]
+        # admission control's promise: a return taken finishes within the target, the rest
+        # are refused at the door; a request that got no answer (timed out, connection
+        # refused, gave up) is neither
+        accepted = [a for a in measured if a.tracked.return_id]
+        target_ms = self.args.target_s * 1000
+        within_target = sum(
+            1
+            for a in accepted
+            if a.completed_ms and a.completed_ms - a.intended_s * 1000 <= target_ms
+        )
+        unanswered = sum(1 for a in measured if not a.tracked.return_id and not a.refused)
         return {
             "offered_per_s": self.args.rate,
             "created": len(self.arrivals),
@@ -378,6 +389,13 @@ class LoadGenerator:
             "completed_per_s": completed_in_window / self.args.duration_s,
             "unfinished": sum(1 for a in measured if not a.finished),
             "refused": sum(1 for a in measured if a.refused),
+            "accepted": len(accepted),
+            "target_s": self.args.target_s,
+            "accepted_within_target": within_target,
+            "accepted_within_target_share": (
+                round(within_target / len(accepted), 4) if accepted else None
+            ),
+            "requests_unanswered": unanswered,
             "failed": sum(1 for a in self.arrivals if a.failed),
             "completed_without_refund": sum(
                 1 for a in measured if a.completed_ms and not a.refund_issued_ms
@@ -415,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-client", choices=("aiohttp", "httpx"), default="aiohttp")
     parser.add_argument("--tick-ms", type=float, default=20.0, help="arrivals start in ticks")
     parser.add_argument("--retries", type=int, default=60)
+    parser.add_argument(
+        "--target-s",
+        type=float,
+        default=30.0,
+        help="latency target: request → ReturnCompleted (admission control's promise)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -116,8 +116,10 @@ class Bench:
         }
 
     def run_level(
-        self, rate: float, settings: BenchSettings, overload: bool = False
+        self, rate: float, settings: BenchSettings, overload_factor: float | None = None
     ) -> dict[str, Any]:
+        """One level at `rate` returns/s offered; `overload_factor`: it offers that many times
+        the max sustained level (the overload and admission levels)."""
         pids = self.pids()
         for pid in pids.values():
             process_metrics.reset_peak_rss(pid)
@@ -221,7 +223,8 @@ class Bench:
             else bench_figures.kb_per_return(bytes_by_topic, completed),
             "bytes_by_topic": bytes_by_topic,
             "bytes_measure": bytes_measure,
-            "overload": overload,
+            "overload": overload_factor is not None,
+            "overload_factor": overload_factor,
             "lag_at_window_end": lag,
             "peak_rss_mb": {
                 name: round(mb, 1) if (mb := process_metrics.peak_rss_mb(pid)) else None
@@ -298,7 +301,8 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
     for level in levels:
         rss = [mb for name, mb in level["peak_rss_mb"].items() if name != "broker" and mb]
         table.add_row(
-            f"{level['offered_per_s']:g}" + (" (2×)" if level.get("overload") else ""),
+            f"{level['offered_per_s']:g}"
+            + (f" ({level.get('overload_factor') or 2:g}×)" if level.get("overload") else ""),
             f"{level['completed_per_s']:.1f}",
             "yes" if level["sustained"] else "NO",
             str(level["unfinished"]),
@@ -353,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         help="processes per service (requests spread over them)",
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
+    parser.add_argument(
+        "--no-admission-level",
+        action="store_true",
+        help="skip the level at 4× the max sustained offer (admission control's check)",
+    )
     parser.add_argument(
         "--raw-budget",
         choices=("measured", "target"),
@@ -453,11 +462,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"[bold]{overload:g} returns/s[/bold] (overload: twice the max sustained "
                 f"offer): {settings.warmup_s:g} s warm-up, {settings.duration_s:g} s measured"
             )
-            level = bench.run_level(overload, settings, overload=True)
+            level = bench.run_level(overload, settings, bench_figures.OVERLOAD_FACTOR)
             levels.append(level)
             console.print(
                 f"  completed {level['completed_per_s']:.1f}/s, unfinished {level['unfinished']}, "
                 f"refused {level.get('refused', 0)}"
+            )
+        admission_rate = bench_figures.admission_rate(levels)
+        if not args.no_admission_level and admission_rate is not None:
+            console.print(
+                f"[bold]{admission_rate:g} returns/s[/bold] (admission: "
+                f"{bench_figures.ADMISSION_FACTOR:g}× the max sustained offer): "
+                f"{settings.warmup_s:g} s warm-up, {settings.duration_s:g} s measured"
+            )
+            level = bench.run_level(admission_rate, settings, bench_figures.ADMISSION_FACTOR)
+            levels.append(level)
+            console.print(
+                f"  accepted {level['accepted']}, of which within {level['target_s']:g} s "
+                f"{level['accepted_within_target']} ({level['accepted_within_target_share']}), "
+                f"refused {level['refused']}, unanswered {level['requests_unanswered']}, "
+                f"unfinished {level['unfinished']}, completed {level['completed_per_s']:.1f}/s"
             )
         if not args.no_raw:
             raw = run_raw(bench, levels, settings, args.raw_budget)

@@ -4,6 +4,7 @@ import pytest
 
 from tests.bench.bench_figures import (
     TARGET_RECORD_BUDGET,
+    admission_rate,
     budget_totals,
     collapse_ratio,
     cpu_ms_per_return,
@@ -111,6 +112,13 @@ def test_the_overload_level_offers_twice_the_max_sustained_load():
     levels = [level(50, 50, True), level(100, 99, True), level(150, 120, False)]
     assert overload_rate(levels) == 200
     assert overload_rate([level(25, 10, False)]) is None
+
+
+def test_the_admission_level_offers_four_times_the_max_sustained_load_not_an_overload_level():
+    overloaded = {**level(200, 199, True), "overload": True}
+    levels = [level(50, 50, True), level(100, 99, True), overloaded]
+    assert admission_rate(levels) == 400
+    assert admission_rate([level(25, 10, False)]) is None
 
 
 def test_the_collapse_ratio_is_completed_at_twice_the_max_sustained_over_the_max():
