@@ -76,7 +76,8 @@ def build(
         )
         settings = parts.settings
         archive = SqliteArchive(
-            Path(settings.state_dir) / f"{settings.group_id}-{settings.instance_id}-archive.db"
+            Path(settings.state_dir) / f"{settings.group_id}-{settings.instance_id}-archive.db",
+            SAGA_ARCHIVE.partitions,
         )
         ports = CoordinatorPorts(
             sagas=sagas,

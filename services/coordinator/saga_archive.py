@@ -8,7 +8,9 @@ under BOOMERANG_STATE_DIR, with the next offset to read per partition. On assign
 reads each arriving partition from there to the end (a file from an earlier run of the same
 instance continues where it stopped), then takes new records as they are consumed. Memory
 stays flat however many sagas were archived: the file grows, the process does not. The file
-is a copy of the topic: deleting it costs one read of the topic, nothing else.
+is a copy of the topic: deleting it costs one read of the topic, nothing else. A file made
+when the topic had another partition count (before `boomerang topics migrate`) names
+partitions and offsets that are no longer there: it is emptied and read again.
 """
 
 from __future__ import annotations
@@ -39,14 +41,19 @@ CREATE TABLE IF NOT EXISTS positions (
     partition INTEGER PRIMARY KEY,
     next_offset INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS topic (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    partitions INTEGER NOT NULL
+);
 """
 
 
 class SqliteArchive:
     """The archive in an SQLite file (opened on first use: nothing is touched at import)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, partitions: int) -> None:
         self.path = path
+        self.partitions = partitions  # the archive topic's partition count
         self._db: sqlite3.Connection | None = None
 
     @property
@@ -58,6 +65,16 @@ class SqliteArchive:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
             db.executescript(SCHEMA)
+            row = db.execute("SELECT partitions FROM topic").fetchone()
+            if row is not None and row[0] != self.partitions:
+                log.warning(
+                    "archive file made for another partition count: read again",
+                    file=str(self.path),
+                    partitions_then=row[0],
+                    partitions_now=self.partitions,
+                )
+                db.executescript("DELETE FROM archived; DELETE FROM positions;")
+            db.execute("INSERT OR REPLACE INTO topic VALUES (1, ?)", (self.partitions,))
             self._db = db
         return self._db
 
