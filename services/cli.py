@@ -2,6 +2,7 @@
 
 boomerang run <service>     start one service process (the command docker-compose uses)
 boomerang topics [--check | --apply-settings]  create missing topics / report drift
+boomerang topics migrate --check | --yes [--partitions N]  move topics to a new partition count
 boomerang schemas check     the schema evolution gate
 boomerang policy explain F  a return's decision (acceptance, liability, refund, destination)
 boomerang policy check DIR  validate policy files
@@ -99,7 +100,7 @@ def _default_port(service: str) -> int:
     return int(importlib.import_module(SERVICES[service]).DEFAULT_PORT)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--check", is_flag=True, help="Create nothing; exit 1 on missing topics or drift.")
 @click.option(
     "--apply-settings",
@@ -107,12 +108,75 @@ def _default_port(service: str) -> int:
     help="Set drifted topic settings (retention, cleanup) to the declared ones.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def topics(check: bool, apply_settings: bool, as_json: bool) -> None:
-    """Create the declared topics that are missing and report drift."""
+@click.pass_context
+def topics(ctx: click.Context, check: bool, apply_settings: bool, as_json: bool) -> None:
+    """Create the declared topics that are missing and report drift (`topics migrate`:
+    move them to another partition count)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from services.eventing import topic_bootstrap
 
     flags = [("--check", check), ("--apply-settings", apply_settings), ("--json", as_json)]
     sys.exit(topic_bootstrap.main([flag for flag, chosen in flags if chosen]))
+
+
+@topics.command("migrate")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="The new partition count (default: the declared one, 12 unless "
+    "BOOMERANG_TOPIC_PARTITIONS says otherwise).",
+)
+@click.option(
+    "--plan-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("boomerang-topics-migration.json"),
+    show_default=True,
+    help="Where the groups' offsets are noted before anything is deleted (a rerun resumes).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: say what would move and whether the deployment is drained.",
+)
+@click.option("--yes", is_flag=True, help="Do it (topics are deleted and made again).")
+def topics_migrate(partitions: int | None, plan_file: Path, check: bool, yes: bool) -> None:
+    """Move every stream, dead-letter and changelog topic to a new partition count, keys
+    re-mapped, on a drained and stopped deployment (docs/scaling.md)."""
+    import asyncio
+
+    from services.eventing.settings import bootstrap_servers
+    from services.eventing.topics import PARTITIONS
+    from services.tools.oncall import topic_migration
+
+    if not check and not yes:
+        raise click.UsageError("say --check to look, or --yes to migrate")
+    target = partitions or PARTITIONS
+    try:
+        report = asyncio.run(
+            topic_migration.migrate(
+                bootstrap_servers(), target, plan_file, progress=click.echo, check_only=check
+            )
+        )
+    except topic_migration.MigrationRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    for problem in report.problems:
+        click.echo(f"not drained: {problem.group} on {problem.topic}: {problem.detail}")
+    click.echo(
+        json.dumps(
+            {
+                "partitions": report.partitions,
+                "migrated": report.migrated,
+                "to_migrate": report.to_migrate,
+                "already": len(report.already),
+                "missing": report.missing,
+                "not_drained": len(report.problems),
+                "seconds": report.seconds,
+            }
+        )
+    )
+    sys.exit(1 if report.problems else 0)
 
 
 @main.group()
