@@ -232,6 +232,10 @@ def add_health_page(parts: ServiceParts) -> None:
             # the partition numbers whose state is here (null while they move)
             "partitions": sorted(owned) if owned is not None else None,
             "skipped_as_applied": parts.loop.records.skipped_as_applied if parts.loop else 0,
+            # entries per table and keys whose partition is known (bounded: docs/scaling.md)
+            "state_entries": {name: len(t) for name, t in parts.store.tables.items()},
+            "keys_tracked": len(parts.store.partition_of),
+            "state_expired": parts.loop.state_expired if parts.loop else 0,
         }
         return json_answer(body, 200 if parts.ready else 503)
 
