@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from rich.console import Console
@@ -81,6 +82,18 @@ async def compact_soon(bootstrap: str, spec: TopicSpec) -> None:
             raise RuntimeError(f"{spec.name} is not compacted after the change: {now}")
     finally:
         await admin.close()
+
+
+def state_entries(stack: LocalStack) -> dict[str, Any]:
+    """Each service process's /health state sizes (entries per table, keys tracked)."""
+    found: dict[str, Any] = {}
+    for name in stack.service_processes:
+        try:
+            health = httpx.get(f"{stack.url(name)}/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        found[name] = {**health.get("state_entries", {}), "keys": health.get("keys_tracked")}
+    return found
 
 
 class Progress:
@@ -176,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "sagas_changelog_records": sum(offsets.get(SAGA_CHANGELOG.name, {}).values()),
                 "sagas_changelog_bytes": changelog_bytes(data_dir, SAGA_CHANGELOG.name),
+                "state_entries": state_entries(stack),
                 "changelog_bytes": {c.name: changelog_bytes(data_dir, c.name) for c in CHANGELOGS},
             }
             samples.append(sample)
