@@ -5,9 +5,11 @@ for the stock movements (keyed by warehouse; ledger entries sku@warehouse) and t
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
+from services.decisions.stock import inventory_ledger
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
@@ -42,7 +44,10 @@ def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
         intakes = parts.view("intakes", TopicView((INTAKE_EVENTS.name,), handlers.fold_intake))
         ledger = parts.table("ledger", every_s=LEDGER_WRITTEN_EVERY_S)
-        return wiring(IntakePorts(intakes, ledger))
+        window_ms = int(
+            os.environ.get("INVENTORY_DEDUPE_WINDOW_MS") or inventory_ledger.DEDUPE_WINDOW_MS
+        )
+        return wiring(IntakePorts(intakes, ledger, window_ms))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 

@@ -28,6 +28,8 @@ log = get_logger(__name__)
 class IntakePorts:
     intakes: MutableMapping[str, Any]  # return_id -> the intake's movements (for reversal)
     ledger: MutableMapping[str, Any]  # sku@warehouse -> ledger entry (inventory_ledger.py)
+    # how long a movement id is remembered against a second booking (inventory_ledger.py)
+    dedupe_window_ms: int = inventory_ledger.DEDUPE_WINDOW_MS
 
 
 def intake_event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: str) -> dict:
@@ -98,7 +100,7 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
 async def book_movement(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
     at = incoming.record["envelope"]["occurred_at"]
     for movement in inventory_ledger.movements_of(incoming.name, incoming.record):
-        moved = inventory_ledger.book(ports.ledger, movement, at)
+        moved = inventory_ledger.book(ports.ledger, movement, at, ports.dedupe_window_ms)
         log.debug("ledger", sku=movement["sku"], location=movement["location"], moved=moved)
     return []
 

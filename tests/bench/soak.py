@@ -5,8 +5,9 @@ stays bounded (docs/scaling.md). Never part of `make test`.
                                [--instances 1] [--label NAME]
 
 Starts a broker of its own (wiped before and after), the topics, the partner doubles and
-the services with SAGA_FINISHED_RETENTION_MS and BOOMERANG_STATE_RETENTION_MS (views and
-expiring tables) set to the retention, then the load generator for returns ÷ rate seconds.
+the services with SAGA_FINISHED_RETENTION_MS, BOOMERANG_STATE_RETENTION_MS (views and
+expiring tables) and INVENTORY_DEDUPE_WINDOW_MS (the ledger's remembered ids) set to the
+retention, then the load generator for returns ÷ rate seconds.
 While it runs, every 10 s: the returns completed (the generator's progress), each service
 process's resident memory (VmRSS), and every changelog: records written, bytes on disk.
 The changelogs get segment.ms 60 s and min.cleanable.dirty.ratio 0.1 here, so the log
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             **ZERO_LATENCY_ENV,
             "SAGA_FINISHED_RETENTION_MS": retention_ms,
             "BOOMERANG_STATE_RETENTION_MS": retention_ms,
+            "INVENTORY_DEDUPE_WINDOW_MS": retention_ms,
         },
         log=lambda m: console.print(f"  {m}"),
         instances=args.instances,

@@ -115,6 +115,17 @@ def test_an_entry_remembers_at_most_its_newest_ids_and_counts_the_ones_forgotten
     assert ledger_rules.apply(entry, duplicate, at_ms=250, max_remembered=100)[1] is False
 
 
+def test_booking_remembers_ids_for_the_window_it_is_given_and_no_longer() -> None:
+    ledger: dict = {}
+    minute = 60_000
+    for number in range(10):
+        assert ledger_rules.book(ledger, movement(f"M-{number}"), number * minute, 3 * minute)
+    (entry,) = ledger.values()
+    assert entry["movement_ids"] == ["M-6", "M-7", "M-8", "M-9"]  # within 3 min of the newest
+    assert "forgotten_early" not in entry
+    assert not ledger_rules.book(ledger, movement("M-7"), 10 * minute, 3 * minute)
+
+
 def test_an_entry_of_a_hot_sku_stays_far_below_the_record_limit() -> None:
     # ~21k remembered ids once passed Kafka's 1 MB limit; the cap keeps MAX_REMEMBERED
     ids = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(ledger_rules.MAX_REMEMBERED)]

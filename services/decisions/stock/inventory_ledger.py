@@ -14,7 +14,8 @@ entry written before movements were keyed by warehouse may live on another parti
 A movement is applied at most once: its movement_id is stored with the balance it changed,
 for as long as the movement can be delivered again. Movements come from the stock-movements
 topic, which keeps records 30 days; an id is remembered for DEDUPE_WINDOW_MS after the
-movement it belongs to (a margin over that retention), and at most MAX_REMEMBERED ids per
+movement it belongs to (a margin over that retention; INVENTORY_DEDUPE_WINDOW_MS, which a
+soak sets to minutes), and at most MAX_REMEMBERED ids per
 entry (the newest), so an entry stays far below Kafka's 1 MB record limit however hot its
 sku: 10,000 ids and their times are ~560 KB of JSON. Only a sku with more movements than
 that at one warehouse within the window remembers fewer than 35 days; its entry counts the
@@ -99,9 +100,15 @@ def apply(
     return changed, True
 
 
-def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int = 0) -> bool:
+def book(
+    ledger: MutableMapping[str, Any],
+    movement: dict[str, Any],
+    at_ms: int = 0,
+    window_ms: int = DEDUPE_WINDOW_MS,
+) -> bool:
     """Apply one movement to the ledger's entry of its sku and warehouse (unless the
-    earlier per-location entry it names remembers it); whether stock moved."""
+    earlier per-location entry it names remembers it); whether stock moved. `window_ms`:
+    how long an id is remembered (policy: INVENTORY_DEDUPE_WINDOW_MS)."""
     sku, location = movement["sku"], movement["location"]
     warehouse = warehouse_of(location)
     key, before = ledger_key(sku, warehouse), earlier_key(sku, location)
@@ -111,7 +118,7 @@ def book(ledger: MutableMapping[str, Any], movement: dict[str, Any], at_ms: int 
         entry = entry or empty_entry(sku, warehouse)
         ledger[key] = {**entry, "duplicates_ignored": entry["duplicates_ignored"] + 1}
         return False
-    ledger[key], moved = apply(entry, movement, at_ms)
+    ledger[key], moved = apply(entry, movement, at_ms, window_ms)
     return moved
 
 
