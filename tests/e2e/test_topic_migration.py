@@ -128,7 +128,8 @@ def test_a_running_deployment_moves_from_4_to_12_partitions_and_carries_on(
     )
     assert moved.returncode == 0, moved.stdout + moved.stderr
     report = json.loads(moved.stdout.strip().splitlines()[-1])
-    assert report["migrated"][RETURNS_EVENTS.name] > 0
+    print("migration report:", json.dumps(report))
+    assert report["migrated"][RETURNS_EVENTS.name] > 0, moved.stdout
     counts = partition_counts(bootstrap, [RETURNS_EVENTS.name, SAGA_CHANGELOG.name])
     assert counts == {RETURNS_EVENTS.name: NEW, SAGA_CHANGELOG.name: NEW}
     assert not (tmp_path / "plan.json").exists()

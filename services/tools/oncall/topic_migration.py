@@ -352,13 +352,15 @@ async def _read_all(bootstrap: str, topic: str) -> AsyncIterator[Any]:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4_000_000,
     )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        count = (await _partition_counts(admin)).get(topic, 0)
+    finally:
+        await admin.close()
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topic, p) for p in range(count)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
@@ -378,7 +380,10 @@ async def _read_all(bootstrap: str, topic: str) -> AsyncIterator[Any]:
 
 
 async def _count(bootstrap: str, topic: str) -> int:
-    return sum(1 async for _ in _read_all(bootstrap, topic))
+    count = 0
+    async for _ in _read_all(bootstrap, topic):
+        count += 1
+    return count
 
 
 async def _end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -433,13 +438,14 @@ async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec, brokers: int) -> 
 
 
 async def _delete(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    present = [n for n in names if n in await admin.list_topics()]
+    listed = set(await admin.list_topics())
+    present = [n for n in names if n in listed]
     if not present:
         return
     with contextlib.suppress(KafkaError):  # gone already, or going: waited for below
         await admin.delete_topics(present)
     deadline = time.monotonic() + 120
-    while any(n in await admin.list_topics() for n in present):
+    while set(present) & set(await admin.list_topics()):
         if time.monotonic() > deadline:
             raise MigrationRefused(f"{present} still listed 120 s after their deletion")
         await asyncio.sleep(0.5)
