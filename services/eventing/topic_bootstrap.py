@@ -83,6 +83,16 @@ async def _topic_configs(
 NOT_APPLIED = frozenset({"partitions", "replication.factor"})
 
 
+def new_topic(spec: TopicSpec, brokers: int) -> NewTopic:
+    """The create request of `spec` on a cluster of `brokers` nodes."""
+    return NewTopic(
+        spec.name,
+        spec.partitions,
+        spec.replication_for(brokers),
+        topic_configs=spec.config(brokers),
+    )
+
+
 async def bootstrap_topics(
     bootstrap: str,
     topics: Sequence[TopicSpec] = ALL_TOPICS,
@@ -101,17 +111,7 @@ async def bootstrap_topics(
         to_create = [spec for spec in topics if spec.name not in existing]
         present = [spec for spec in topics if spec.name in existing]
         if to_create and create:
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        spec.name,
-                        spec.partitions,
-                        spec.replication_for(brokers),
-                        topic_configs=spec.config(brokers),
-                    )
-                    for spec in to_create
-                ]
-            )
+            response = await admin.create_topics([new_topic(s, brokers) for s in to_create])
             for name, error_code, *rest in response.topic_errors:
                 if error_code == 0:
                     report.created.append(name)

@@ -35,11 +35,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from services.engine.state_store import APPLIED_HEADER
+from services.eventing.topic_bootstrap import new_topic
 from services.eventing.topics import (
     SAGA_CHANGELOG,
     SERVICE_CHANGELOGS,
@@ -417,16 +418,7 @@ async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec, brokers: int) -> 
     """Create `spec`, waiting out a deletion of the same name still in progress."""
     deadline = time.monotonic() + 120
     while True:
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    spec.name,
-                    spec.partitions,
-                    spec.replication_for(brokers),
-                    topic_configs=spec.config(brokers),
-                )
-            ]
-        )
+        response = await admin.create_topics([new_topic(spec, brokers)])
         ((_name, error_code, *rest),) = response.topic_errors
         if error_code == 0:
             break
