@@ -3,7 +3,12 @@ the front door's admission control, services/decisions/admission.py).
 
 Every REFRESH_S the front door asks the broker, per partition of `returns.events`, for the
 coordinator group's committed offset and the partition's end; where records are not
-committed, the oldest one's broker timestamp says since when they wait. `waiting_s` is the
+committed, the oldest one waits since it was written. When that was is read from the ends
+seen before (`EndHistory`: the first sample whose end was past the offset), so a refresh
+fetches no record; only an offset written before the history began (a backlog older than
+the process, or than HISTORY_MS) is fetched once for its broker timestamp. (A record
+fetched every second per partition, with the reader assigned to each partition in turn,
+kept ~20 MB more of aiokafka's fetch buffers every 100 s in the soak.) `waiting_s` is the
 longest of those waits (0 when the coordinator has committed everything), or None while the
 broker cannot be asked: admission then takes returns (refusing because a measurement failed
 would make the broker an outage of the front door). A coordinator group that never
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -24,7 +30,32 @@ from services.engine.oldest_records import timestamp_at
 from services.eventing.log_setup import get_logger
 
 REFRESH_S = 1.0
+HISTORY_MS = 600_000  # end offsets are remembered this long (a sample per refresh)
 log = get_logger(__name__)
+
+
+class EndHistory:
+    """Samples of each partition's end offset over time (pure): when did the end pass an
+    offset, i.e. since when has the record at that offset existed?"""
+
+    def __init__(self, keep_ms: int = HISTORY_MS) -> None:
+        self.keep_ms = keep_ms
+        self.samples: deque[tuple[int, dict[int, int]]] = deque()
+
+    def add(self, now_ms: int, ends: dict[int, int]) -> None:
+        self.samples.append((now_ms, ends))
+        while len(self.samples) > 1 and self.samples[0][0] < now_ms - self.keep_ms:
+            self.samples.popleft()
+
+    def written_by(self, partition: int, offset: int) -> int | None:
+        """The time of the first sample that had the record at `offset` (its end past it);
+        None when the oldest sample had it already (written before the history) or none."""
+        if not self.samples or self.samples[0][1].get(partition, 0) > offset:
+            return None
+        return next((t for t, ends in self.samples if ends.get(partition, 0) > offset), None)
+
+    def span_ms(self, now_ms: int) -> int:
+        return now_ms - self.samples[0][0] if self.samples else 0
 
 
 class CoordinatorBacklog:
@@ -35,6 +66,9 @@ class CoordinatorBacklog:
         self.waiting_s: float | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self.history = EndHistory()
+        # partition → (offset, broker timestamp) of the last record fetched for its time
+        self._fetched: dict[int, tuple[int, int]] = {}
 
     async def refresh(self) -> None:
         try:
@@ -58,16 +92,35 @@ class CoordinatorBacklog:
         committed = await admin.list_consumer_group_offsets(self.group, partitions=self.partitions)
         ends = await reader.end_offsets(self.partitions)
         starts = await reader.beginning_offsets(self.partitions)
-        now_ms = time.time() * 1000
-        waiting_ms = 0.0
+        now_ms = int(time.time() * 1000)
+        self.history.add(now_ms, {tp.partition: ends[tp] for tp in self.partitions})
+        waiting_ms = 0
         for tp in self.partitions:
             done = committed.get(tp)
             position = max(done.offset if done is not None else -1, starts[tp])
             if position >= ends[tp]:
                 continue
-            if (oldest := await timestamp_at(reader, tp, position)) is not None:
-                waiting_ms = max(waiting_ms, now_ms - oldest)
+            written = self.history.written_by(tp.partition, position)
+            if written is None:
+                written = await self._written_before_history(reader, tp, position, now_ms)
+            if written is not None:
+                waiting_ms = max(waiting_ms, now_ms - written)
         return max(0.0, waiting_ms / 1000)
+
+    async def _written_before_history(
+        self, reader: AIOKafkaConsumer, tp: TopicPartition, offset: int, now_ms: int
+    ) -> int | None:
+        """When a record older than the history was written: its broker timestamp, fetched
+        once per offset; past HISTORY_MS of history, at least that long ago."""
+        if self.history.span_ms(now_ms) >= self.history.keep_ms:
+            return now_ms - self.history.span_ms(now_ms)
+        known = self._fetched.get(tp.partition)
+        if known is not None and known[0] == offset:
+            return known[1]
+        timestamp = await timestamp_at(reader, tp, offset)
+        if timestamp is not None:
+            self._fetched[tp.partition] = (offset, timestamp)
+        return timestamp
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._reader is None:

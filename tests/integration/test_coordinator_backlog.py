@@ -65,22 +65,36 @@ async def _measured(backlog: CoordinatorBacklog, within_s: float = 60) -> None:
 def test_the_wait_is_the_oldest_uncommitted_records_age_and_zero_once_all_is_committed(
     kafka_bootstrap,
 ):
+    """A front door that saw the records appear counts from then (its history of partition
+    ends: nothing fetched); one that started after them reads their broker timestamps."""
+
     async def scenario() -> None:
         topic, group = f"backlog-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
         await _create(kafka_bootstrap, topic)
-        backlog = CoordinatorBacklog(kafka_bootstrap, topic, PARTITIONS, group)
+        watching = CoordinatorBacklog(kafka_bootstrap, topic, PARTITIONS, group)
+        started_later = CoordinatorBacklog(kafka_bootstrap, topic, PARTITIONS, group)
         try:
-            await _measured(backlog)
-            assert backlog.waiting_s == 0  # an empty topic: nothing waits
+            await _measured(watching)
+            assert watching.waiting_s == 0  # an empty topic: nothing waits
+            written_at = time.monotonic()
             await _write(kafka_bootstrap, topic, 0, age_s=5)
             await _write(kafka_bootstrap, topic, 1, age_s=120)  # the older one counts
-            await _measured(backlog)
-            assert backlog.waiting_s is not None and 115 <= backlog.waiting_s <= 180
+            await _measured(started_later)
+            assert started_later.waiting_s is not None
+            assert 115 <= started_later.waiting_s <= 180
+            await _measured(watching)
+            first = watching.waiting_s
+            assert first is not None and first <= time.monotonic() - written_at + 1.5
+            await asyncio.sleep(2.0)
+            await _measured(watching)
+            assert watching.waiting_s is not None and watching.waiting_s >= first + 1.5
             await _commit_all(kafka_bootstrap, topic, group)
-            await _measured(backlog)
-            assert backlog.waiting_s == 0
+            await _measured(watching)
+            await _measured(started_later)
+            assert watching.waiting_s == 0 and started_later.waiting_s == 0
         finally:
-            await backlog.stop()
+            await watching.stop()
+            await started_later.stop()
 
     asyncio.run(scenario())
 
