@@ -58,34 +58,6 @@ class EndHistory:
         return now_ms - self.samples[0][0] if self.samples else 0
 
 
-class DrainRate:
-    """How fast the coordinator commits `returns.events` records (pure), over the last
-    `window_ms`: how long the records queued now would take it. An age alone trips late: at
-    4× the sustainable offer the oldest record reaches the limit only after the limit's
-    worth of seconds at the full offer was accepted (61.6 % of accepted returns finished
-    within 30 s in `make bench`); the queue over the rate sees a burst in its first
-    second."""
-
-    def __init__(self, window_ms: int = 10_000) -> None:
-        self.window_ms = window_ms
-        self.samples: deque[tuple[int, int]] = deque()  # (time, records committed in all)
-
-    def add(self, now_ms: int, committed_total: int) -> None:
-        self.samples.append((now_ms, committed_total))
-        while len(self.samples) > 2 and self.samples[1][0] <= now_ms - self.window_ms:
-            self.samples.popleft()
-
-    def seconds_to_drain(self, queued: int) -> float | None:
-        """`queued` records ÷ the committed rate; None while the rate is not known (fewer
-        than two samples, or none committed in the window: the age says then)."""
-        if queued <= 0 or len(self.samples) < 2:
-            return None
-        (first_ms, first), (last_ms, last) = self.samples[0], self.samples[-1]
-        if last <= first or last_ms <= first_ms:
-            return None
-        return queued / ((last - first) / ((last_ms - first_ms) / 1000))
-
-
 class CoordinatorBacklog:
     def __init__(self, bootstrap: str, topic: str, partitions: int, group: str) -> None:
         self.bootstrap = bootstrap
@@ -95,7 +67,6 @@ class CoordinatorBacklog:
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self.history = EndHistory()
-        self.drain = DrainRate()
         # partition → (offset, broker timestamp) of the last record fetched for its time
         self._fetched: dict[int, tuple[int, int]] = {}
 
@@ -124,10 +95,9 @@ class CoordinatorBacklog:
         now_ms = int(time.time() * 1000)
         self.history.add(now_ms, {tp.partition: ends[tp] for tp in self.partitions})
         waiting_ms = 0
-        positions = {}
         for tp in self.partitions:
             done = committed.get(tp)
-            position = positions[tp] = max(done.offset if done is not None else -1, starts[tp])
+            position = max(done.offset if done is not None else -1, starts[tp])
             if position >= ends[tp]:
                 continue
             written = self.history.written_by(tp.partition, position)
@@ -135,10 +105,7 @@ class CoordinatorBacklog:
                 written = await self._written_before_history(reader, tp, position, now_ms)
             if written is not None:
                 waiting_ms = max(waiting_ms, now_ms - written)
-        queued = sum(max(0, ends[tp] - positions[tp]) for tp in self.partitions)
-        self.drain.add(now_ms, sum(positions.values()))
-        expected_s = self.drain.seconds_to_drain(queued)
-        return max(0.0, waiting_ms / 1000, expected_s or 0.0)
+        return max(0.0, waiting_ms / 1000)
 
     async def _written_before_history(
         self, reader: AIOKafkaConsumer, tp: TopicPartition, offset: int, now_ms: int
