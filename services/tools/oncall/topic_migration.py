@@ -278,20 +278,22 @@ async def _migrate_topic(
     progress: Progress,
 ) -> int:
     staging = replace(spec, name=spec.name + STAGING_SUFFIX)
-    if counts.get(spec.name) not in (None, spec.partitions):  # the original is still there
+    staged: int | None = None
+    old_count = counts.get(spec.name)
+    if old_count is not None and old_count != spec.partitions:  # the original is still there
         await _delete(admin, [staging.name])
         await _create(admin, staging, brokers)
-        read = await _copy(bootstrap, spec.name, staging.name, spec, progress, rekey=True)
-        copied = await _count(bootstrap, staging.name)
-        if copied != read:
-            raise MigrationRefused(f"{staging.name} holds {copied} records of {read} read")
-        await _delete(admin, [spec.name])
+        read = await _copy(bootstrap, spec.name, old_count, staging.name, spec, progress, True)
+        staged = await _count(bootstrap, staging.name, spec.partitions)
+        if staged != read:
+            raise MigrationRefused(f"{staging.name} holds {staged} records of {read} read")
     # the staging copy is complete: (re)make the topic and copy it back
     await _delete(admin, [spec.name])
     await _create(admin, spec, brokers)
-    staged = await _count(bootstrap, staging.name)
-    copied = await _copy(bootstrap, staging.name, spec.name, spec, progress, rekey=False)
-    if copied != staged or await _count(bootstrap, spec.name) != staged:
+    if staged is None:  # resuming: count what an earlier run staged
+        staged = await _count(bootstrap, staging.name, spec.partitions)
+    copied = await _copy(bootstrap, staging.name, spec.partitions, spec.name, spec, progress, False)
+    if copied != staged or await _count(bootstrap, spec.name, spec.partitions) != staged:
         raise MigrationRefused(f"{spec.name}: copied {copied} of {staged} staged records")
     await _commit_ends(bootstrap, spec, groups)
     await _delete(admin, [staging.name])
@@ -299,7 +301,13 @@ async def _migrate_topic(
 
 
 async def _copy(
-    bootstrap: str, source: str, target: str, spec: TopicSpec, progress: Progress, rekey: bool
+    bootstrap: str,
+    source: str,
+    source_partitions: int,
+    target: str,
+    spec: TopicSpec,
+    progress: Progress,
+    rekey: bool,
 ) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -313,7 +321,7 @@ async def _copy(
     last_shown = time.monotonic()
     try:
         pending = []
-        async for message in _read_all(bootstrap, source):
+        async for message in _read_all(bootstrap, source, source_partitions):
             headers = list(message.headers or ())
             if not rekey:
                 partition = message.partition
@@ -346,22 +354,18 @@ async def _copy(
     return copied
 
 
-async def _read_all(bootstrap: str, topic: str) -> AsyncIterator[Any]:
+async def _read_all(bootstrap: str, topic: str, partitions: int) -> AsyncIterator[Any]:
+    """Every record of `topic`'s `partitions` partitions (the caller read the count from the
+    admin client: a fresh consumer's metadata does not know the topic yet)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4_000_000,
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        count = (await _partition_counts(admin)).get(topic, 0)
-    finally:
-        await admin.close()
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(count)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
@@ -380,9 +384,9 @@ async def _read_all(bootstrap: str, topic: str) -> AsyncIterator[Any]:
         await consumer.stop()
 
 
-async def _count(bootstrap: str, topic: str) -> int:
+async def _count(bootstrap: str, topic: str, partitions: int) -> int:
     count = 0
-    async for _ in _read_all(bootstrap, topic):
+    async for _ in _read_all(bootstrap, topic, partitions):
         count += 1
     return count
 
