@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
+from services.engine.heap_release import heap_trimmer
 from services.engine.offset_tracking import OffsetProgress
 from services.engine.partition_owners import advertising_assignor
 from services.engine.producer import RecordProducer
@@ -36,6 +37,8 @@ log = get_logger(__name__)
 REPORT_EVERY_S = 10.0
 LOST_GENERATION = -1  # aiokafka's generation once the group coordinator forgot the member
 PRUNE_EVERY_S = 60.0  # stamps of keys whose state is gone are dropped this often
+# free heap pages are handed back to the system this often (engine/heap_release.py)
+HEAP_RELEASE_EVERY_S = 10.0
 
 
 class OffsetStore(Protocol):
@@ -98,6 +101,8 @@ class ConsumeLoop:
         self.done = 0  # records done since the last report
         self.last_done_at = 0.0
         self._pruned_at = 0.0
+        self._release_heap = heap_trimmer()
+        self._heap_released_at = 0.0
         self.state_expired = 0  # entries forgotten past their table's retention
         self.state_writes = 0
         self.failed: BaseException | None = None
@@ -139,7 +144,11 @@ class ConsumeLoop:
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=3_000,
             metadata_max_age_ms=5_000,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            # what one fetch may bring (records not yet handled, held in memory): at 4 MB a
+            # partition and aiokafka's 50 MB a fetch, a service's size rose by tens of MB
+            # after a pause; a larger record than the limit still comes, alone
+            max_partition_fetch_bytes=self.settings.partition_fetch_bytes,
+            fetch_max_bytes=self.settings.fetch_max_bytes,
             # a fetch waits up to fetch_wait_ms for 64 KB: one request carries many records
             # under load (a fetch per record or two cost the broker and every service a request)
             fetch_max_wait_ms=self.settings.fetch_wait_ms,
@@ -333,6 +342,9 @@ class ConsumeLoop:
             if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:  # a pass over every key
                 self.store.prune_applied()
                 self._pruned_at = time.monotonic()
+            if time.monotonic() - self._heap_released_at >= HEAP_RELEASE_EVERY_S:
+                self._release_heap()
+                self._heap_released_at = time.monotonic()
 
     # -- rebalances -----------------------------------------------------------------------
 

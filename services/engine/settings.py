@@ -47,6 +47,9 @@ class ServiceSettings:
     # a fetch waits this long for 64 KB; a batch of writes waits this long for more records:
     # longer costs each hop latency, shorter costs the broker and every service requests
     fetch_wait_ms: int = 20
+    # bytes one fetch brings at most, per partition and in all (held until handled)
+    partition_fetch_bytes: int = 1024 * 1024
+    fetch_max_bytes: int = 8 * 1024 * 1024
     linger_ms: int = 5
     # static group membership (KIP-345): a restarted process with the same instance id takes
     # its partitions back at once instead of after the session timeout
@@ -88,6 +91,10 @@ class ServiceSettings:
             max_in_flight=int(env.get("BOOMERANG_MAX_IN_FLIGHT", cls.max_in_flight)),
             max_buffered=int(env.get("BOOMERANG_MAX_BUFFERED", cls.max_buffered)),
             fetch_wait_ms=int(env.get("BOOMERANG_FETCH_WAIT_MS", cls.fetch_wait_ms)),
+            partition_fetch_bytes=int(
+                env.get("BOOMERANG_PARTITION_FETCH_BYTES", cls.partition_fetch_bytes)
+            ),
+            fetch_max_bytes=int(env.get("BOOMERANG_FETCH_MAX_BYTES", cls.fetch_max_bytes)),
             linger_ms=int(env.get("BOOMERANG_LINGER_MS", cls.linger_ms)),
             static_membership=env.get("BOOMERANG_STATIC_MEMBERSHIP", "") == "1",
             gc_young_objects=int(env.get("BOOMERANG_GC_YOUNG_OBJECTS", cls.gc_young_objects)),
