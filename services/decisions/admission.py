@@ -22,7 +22,7 @@ MAX_RETRY_AFTER_S = 60
 
 @dataclass(frozen=True)
 class AdmissionLimits:
-    max_wait_s: float = 10.0
+    max_wait_s: float = 5.0
     max_in_flight: int = 256
 
 

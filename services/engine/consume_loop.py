@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
 from services.engine.heap_release import heap_trimmer
+from services.engine.handled_signal import SIGNAL_EVERY_S, HandledPositions
 from services.engine.offset_tracking import OffsetProgress
 from services.engine.partition_owners import advertising_assignor
 from services.engine.producer import RecordProducer
@@ -106,6 +107,16 @@ class ConsumeLoop:
         self.state_expired = 0  # entries forgotten past their table's retention
         self.state_writes = 0
         self.failed: BaseException | None = None
+        # the admission topics' handled positions, a signal for the front door
+        self.handled = (
+            HandledPositions(
+                settings.bootstrap,
+                settings.group_id,
+                f"{settings.group_id}-{settings.instance_id}-handled",
+            )
+            if admission_topics
+            else None
+        )
         self._checkpoint_lock = asyncio.Lock()
         self._stopping = False
 
@@ -165,6 +176,7 @@ class ConsumeLoop:
         if self.consumer is None:
             return
         checkpoints = asyncio.create_task(self._checkpoint_every())
+        signals = asyncio.create_task(self._signal_handled_every()) if self.handled else None
         try:
             while not self._stopping:
                 # no fetch while partitions move, state is recovered, or this member was put
@@ -192,6 +204,8 @@ class ConsumeLoop:
                         self.consumer.seek(tp, messages[0].offset)
         finally:
             checkpoints.cancel()
+            if signals is not None:
+                signals.cancel()
 
     def _throttle(self, room: int) -> None:
         """Pause every partition while the buffer is full, and the admission topics' while
@@ -222,6 +236,8 @@ class ConsumeLoop:
             return
         await self._drain()
         await self.checkpoint(everything=True)
+        if self.handled is not None:
+            await self.handled.stop()
         await self.consumer.stop()
 
     # -- records ------------------------------------------------------------------------
@@ -261,6 +277,21 @@ class ConsumeLoop:
             await asyncio.wait(list(self.tails.values()))
 
     # -- checkpoints ----------------------------------------------------------------------
+
+    async def _signal_handled_every(self) -> None:
+        """Every SIGNAL_EVERY_S, the done prefix of each owned admission partition to the
+        handled group (engine/handled_signal.py), while this member holds its partitions."""
+        assert self.handled is not None
+        while True:
+            await asyncio.sleep(SIGNAL_EVERY_S)
+            if self.rebalancing or self.recovering or self.membership_lost():
+                continue
+            positions = {
+                TopicPartition(topic, number): position
+                for (topic, number), position in self.progress.committable().items()
+                if topic in self.admission_topics and TopicPartition(topic, number) in self.owned
+            }
+            await self.handled.commit(positions)
 
     async def _checkpoint_every(self) -> None:
         """Every checkpoint_interval_s, or sooner once the loop has been idle for

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.decisions.admission import Refusal, admission
 from services.engine import worker as runtime
+from services.engine.handled_signal import handled_group
 from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
@@ -89,6 +90,7 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
         RETURNS_EVENTS.name,
         RETURNS_EVENTS.partitions,
         COORDINATOR_GROUP,
+        handled_group(COORDINATOR_GROUP),
     )
     parts.every(REFRESH_S, backlog.refresh)
     parts.on_stop(backlog.stop)

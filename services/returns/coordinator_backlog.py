@@ -1,15 +1,17 @@
 """How long accepted returns have waited for the coordinator (a thin aiokafka adapter for
 the front door's admission control, services/decisions/admission.py).
 
-Every REFRESH_S the front door asks the broker, per partition of `returns.events`, for the
-coordinator group's committed offset and the partition's end; where records are not
-committed, the oldest one waits since it was written. When that was is read from the ends
+Every REFRESH_S the front door asks the broker, per partition of `returns.events`, how far
+the coordinator has handled it (its handled group, engine/handled_signal.py; its committed
+offset where that says nothing or is behind) and the partition's end; where records are not
+handled, the oldest one waits since it was written. When that was is read from the ends
 seen before (`EndHistory`: the first sample whose end was past the offset), so a refresh
 fetches no record; only an offset written before the history began (a backlog older than
 the process, or than HISTORY_MS) is fetched once for its broker timestamp. (A record
 fetched every second per partition, with the reader assigned to each partition in turn,
 kept ~20 MB more of aiokafka's fetch buffers every 100 s in the soak.) `waiting_s` is the
-longest of those waits (0 when the coordinator has committed everything), or None while the
+longest of those waits, or the queued records over the rate the coordinator takes them
+(`DrainRate`) if that is longer (0 when it has handled everything), or None while the
 broker cannot be asked: admission then takes returns (refusing because a measurement failed
 would make the broker an outage of the front door). A coordinator group that never
 committed counts from the topic's first record. Every front-door instance measures the
@@ -58,15 +60,54 @@ class EndHistory:
         return now_ms - self.samples[0][0] if self.samples else 0
 
 
+class DrainRate:
+    """How fast the coordinator takes `returns.events` records (pure), over the last
+    `window_ms`: how long the records queued now would take it. An age alone trips late: at
+    4× the sustainable offer the oldest record reaches the limit only after the limit's
+    worth of seconds at the full offer was accepted (61.6 % of accepted returns finished
+    within 30 s in `make bench`); the queue over the rate sees a burst in its first
+    second. On committed offsets it carried the commit delay (869 refusals at a load the
+    machine carries): it is measured on the handled positions."""
+
+    def __init__(self, window_ms: int = 10_000) -> None:
+        self.window_ms = window_ms
+        self.samples: deque[tuple[int, int]] = deque()  # (time, records taken in all)
+
+    def add(self, now_ms: int, taken_total: int) -> None:
+        self.samples.append((now_ms, taken_total))
+        while len(self.samples) > 2 and self.samples[1][0] <= now_ms - self.window_ms:
+            self.samples.popleft()
+
+    def seconds_to_drain(self, queued: int) -> float | None:
+        """`queued` records ÷ the rate they are taken at; None while the rate is not known
+        (fewer than two samples, or none taken in the window: the age says then)."""
+        if queued <= 0 or len(self.samples) < 2:
+            return None
+        (first_ms, first), (last_ms, last) = self.samples[0], self.samples[-1]
+        if last <= first or last_ms <= first_ms:
+            return None
+        return queued / ((last - first) / ((last_ms - first_ms) / 1000))
+
+
 class CoordinatorBacklog:
-    def __init__(self, bootstrap: str, topic: str, partitions: int, group: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        group: str,
+        handled_group: str | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.group = group
+        # where the coordinator signals what it has handled (engine/handled_signal.py)
+        self.handled_group = handled_group
         self.waiting_s: float | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self.history = EndHistory()
+        self.drain = DrainRate()
         # partition → (offset, broker timestamp) of the last record fetched for its time
         self._fetched: dict[int, tuple[int, int]] = {}
 
@@ -90,14 +131,28 @@ class CoordinatorBacklog:
     async def _measure(self) -> float:
         admin, reader = await self._clients()
         committed = await admin.list_consumer_group_offsets(self.group, partitions=self.partitions)
+        if self.handled_group is not None:  # handled is sharper; committed where there is none
+            handled = await admin.list_consumer_group_offsets(
+                self.handled_group, partitions=self.partitions
+            )
+            committed = {
+                tp: handled[tp]
+                if tp in handled
+                and handled[tp].offset >= 0
+                and (tp not in committed or handled[tp].offset >= committed[tp].offset)
+                else committed.get(tp)
+                for tp in self.partitions
+                if tp in handled or tp in committed
+            }
         ends = await reader.end_offsets(self.partitions)
         starts = await reader.beginning_offsets(self.partitions)
         now_ms = int(time.time() * 1000)
         self.history.add(now_ms, {tp.partition: ends[tp] for tp in self.partitions})
         waiting_ms = 0
+        positions = {}
         for tp in self.partitions:
             done = committed.get(tp)
-            position = max(done.offset if done is not None else -1, starts[tp])
+            position = positions[tp] = max(done.offset if done is not None else -1, starts[tp])
             if position >= ends[tp]:
                 continue
             written = self.history.written_by(tp.partition, position)
@@ -105,7 +160,10 @@ class CoordinatorBacklog:
                 written = await self._written_before_history(reader, tp, position, now_ms)
             if written is not None:
                 waiting_ms = max(waiting_ms, now_ms - written)
-        return max(0.0, waiting_ms / 1000)
+        queued = sum(max(0, ends[tp] - positions[tp]) for tp in self.partitions)
+        self.drain.add(now_ms, sum(positions.values()))
+        expected_s = self.drain.seconds_to_drain(queued)
+        return max(0.0, waiting_ms / 1000, expected_s or 0.0)
 
     async def _written_before_history(
         self, reader: AIOKafkaConsumer, tp: TopicPartition, offset: int, now_ms: int

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from services.engine.handled_signal import HandledPositions, handled_group
 from services.eventing.event_publisher import producer_settings
 from services.returns.coordinator_backlog import CoordinatorBacklog
 from services.tools.local_stack.stack import free_port
@@ -107,5 +108,34 @@ def test_a_broker_that_cannot_be_asked_leaves_the_wait_unknown():
         await asyncio.wait_for(backlog.refresh(), timeout=120)
         assert backlog.waiting_s is None
         await backlog.stop()
+
+    asyncio.run(scenario())
+
+
+def test_what_the_coordinator_handled_counts_before_what_it_committed(kafka_bootstrap):
+    """The handled group (engine/handled_signal.py) is ahead of the committed offsets, which
+    wait for the state's changelog: the wait is measured from it."""
+
+    async def scenario() -> None:
+        topic, group = f"backlog-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+        await _create(kafka_bootstrap, topic)
+        await _write(kafka_bootstrap, topic, 0, age_s=300)
+        await _write(kafka_bootstrap, topic, 1, age_s=300)
+        signal = HandledPositions(kafka_bootstrap, group, "test-handled")
+        backlog = CoordinatorBacklog(
+            kafka_bootstrap, topic, PARTITIONS, group, handled_group(group)
+        )
+        try:
+            await _measured(backlog)
+            assert backlog.waiting_s is not None and backlog.waiting_s >= 295  # nothing handled
+            await signal.commit({TopicPartition(topic, 0): 1})
+            await _measured(backlog)
+            assert backlog.waiting_s is not None and backlog.waiting_s >= 295  # partition 1 waits
+            await signal.commit({TopicPartition(topic, 0): 1, TopicPartition(topic, 1): 1})
+            await _measured(backlog)
+            assert backlog.waiting_s == 0  # handled, though nothing is committed
+        finally:
+            await signal.stop()
+            await backlog.stop()
 
     asyncio.run(scenario())
