@@ -237,6 +237,7 @@ class ConsumeLoop:
         await self._drain()
         await self.checkpoint(everything=True)
         if self.handled is not None:
+            await self.handled.commit(self._handled_positions())
             await self.handled.stop()
         await self.consumer.stop()
 
@@ -286,12 +287,14 @@ class ConsumeLoop:
             await asyncio.sleep(SIGNAL_EVERY_S)
             if self.rebalancing or self.recovering or self.membership_lost():
                 continue
-            positions = {
-                TopicPartition(topic, number): position
-                for (topic, number), position in self.progress.committable().items()
-                if topic in self.admission_topics and TopicPartition(topic, number) in self.owned
-            }
-            await self.handled.commit(positions)
+            await self.handled.commit(self._handled_positions())
+
+    def _handled_positions(self) -> dict[TopicPartition, int]:
+        return {
+            TopicPartition(topic, number): position
+            for (topic, number), position in self.progress.committable().items()
+            if topic in self.admission_topics and TopicPartition(topic, number) in self.owned
+        }
 
     async def _checkpoint_every(self) -> None:
         """Every checkpoint_interval_s, or sooner once the loop has been idle for

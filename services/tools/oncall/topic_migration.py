@@ -39,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from services.engine.handled_signal import HANDLED_GROUP_SUFFIX
 from services.engine.state_store import APPLIED_HEADER
 from services.eventing.topic_bootstrap import new_topic
 from services.eventing.topics import (
@@ -243,6 +244,8 @@ async def _drain_problems(
     members = {group: (await group_members(bootstrap, group))[1] for group in groups}
     committed = {}
     for group in groups:
+        if group.endswith(HANDLED_GROUP_SUFFIX):  # a signal only, a second behind at most
+            continue
         offsets = await admin.list_consumer_group_offsets(group)
         committed[group] = {
             (tp.topic, tp.partition): meta.offset
