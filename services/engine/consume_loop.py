@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
-from services.engine.heap_release import heap_trimmer
 from services.engine.handled_signal import SIGNAL_EVERY_S, HandledPositions
+from services.engine.heap_release import heap_trimmer
 from services.engine.offset_tracking import OffsetProgress
 from services.engine.partition_owners import advertising_assignor
 from services.engine.producer import RecordProducer
@@ -107,15 +107,11 @@ class ConsumeLoop:
         self.state_expired = 0  # entries forgotten past their table's retention
         self.state_writes = 0
         self.failed: BaseException | None = None
-        # the admission topics' handled positions, a signal for the front door
-        self.handled = (
-            HandledPositions(
-                settings.bootstrap,
-                settings.group_id,
-                f"{settings.group_id}-{settings.instance_id}-handled",
-            )
-            if admission_topics
-            else None
+        # how far each input partition is handled, a signal for the front door's admission
+        self.handled: HandledPositions | None = HandledPositions(
+            settings.bootstrap,
+            settings.group_id,
+            f"{settings.group_id}-{settings.instance_id}-handled",
         )
         self._checkpoint_lock = asyncio.Lock()
         self._stopping = False
@@ -280,7 +276,7 @@ class ConsumeLoop:
     # -- checkpoints ----------------------------------------------------------------------
 
     async def _signal_handled_every(self) -> None:
-        """Every SIGNAL_EVERY_S, the done prefix of each owned admission partition to the
+        """Every SIGNAL_EVERY_S, the done prefix of each owned input partition to the
         handled group (engine/handled_signal.py), while this member holds its partitions."""
         assert self.handled is not None
         while True:
@@ -293,7 +289,7 @@ class ConsumeLoop:
         return {
             TopicPartition(topic, number): position
             for (topic, number), position in self.progress.committable().items()
-            if topic in self.admission_topics and TopicPartition(topic, number) in self.owned
+            if TopicPartition(topic, number) in self.owned
         }
 
     async def _checkpoint_every(self) -> None:

@@ -1,13 +1,13 @@
-"""How far a service has *handled* its admission topics, committed every second to a group
-of its own ("<group>-handled") as a signal for others: the front door measures the
-coordinator's backlog on it (services/returns/coordinator_backlog.py).
+"""How far a service has *handled* its input partitions, committed every second to a group
+of its own ("<group>-handled") as a signal for others: the front door's admission measures
+every pipeline group's queues on it (services/returns/pipeline_backlog.py).
 
 The group's real offsets wait for the state's changelog write (the sagas every 5 s), so a
 healthy coordinator shows 3–7 s of wait there and an admission limit could not sit lower.
 The handled position (the done prefix of each owned partition) shows the records not
-started yet: ~0 s when healthy, the real wait when the coordinator paused new returns. It
-is only a signal: nothing starts from it, and a stale one (a member put out of the group)
-is corrected by the owner's next commit.
+started yet: ~0 s when healthy, the real queue when a service falls behind. It is only a
+signal: nothing starts from it, and a stale one (a member put out of the group) is
+corrected by the owner's next commit. It costs each instance one offset commit a second.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """When the oldest record at an offset was written (a thin aiokafka adapter shared by the
-front door's admission control, services/returns/coordinator_backlog.py, and `boomerang
+front door's admission control, services/returns/pipeline_backlog.py, and `boomerang
 lag`, services/tools/oncall/consumer_lag.py)."""
 
 from __future__ import annotations

@@ -10,12 +10,25 @@ from services.decisions.admission import AdmissionLimits
 
 
 def admission_limits_from_env(env: Mapping[str, str] | None = None) -> AdmissionLimits:
-    """BOOMERANG_ADMISSION_MAX_WAIT_S (seconds accepted returns may wait for the
-    coordinator; 0 or less: no limit) and BOOMERANG_ADMISSION_MAX_IN_FLIGHT."""
+    """BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S (seconds a return taken now may be expected
+    to wait in the services' queues), BOOMERANG_ADMISSION_EARLY_SHARE (from this share of it
+    some new returns are refused), BOOMERANG_ADMISSION_MAX_WAIT_S (seconds the oldest
+    returns.events record may wait for the coordinator), BOOMERANG_ADMISSION_MAX_IN_FLIGHT;
+    a wait limit of 0 or less: no limit."""
     env = os.environ if env is None else env
     defaults = AdmissionLimits()
-    max_wait_s = float(env.get("BOOMERANG_ADMISSION_MAX_WAIT_S", defaults.max_wait_s))
     return AdmissionLimits(
-        max_wait_s=max_wait_s if max_wait_s > 0 else float("inf"),
+        max_pipeline_wait_s=_seconds(
+            env, "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S", defaults.max_pipeline_wait_s
+        ),
+        early_share=min(
+            1.0, max(0.0, float(env.get("BOOMERANG_ADMISSION_EARLY_SHARE", defaults.early_share)))
+        ),
+        max_wait_s=_seconds(env, "BOOMERANG_ADMISSION_MAX_WAIT_S", defaults.max_wait_s),
         max_in_flight=int(env.get("BOOMERANG_ADMISSION_MAX_IN_FLIGHT", defaults.max_in_flight)),
     )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = float(env.get(name, default))
+    return value if value > 0 else float("inf")

@@ -2,17 +2,17 @@
 reloaded when they change) and the `answers` table wired to the handlers
 (services/returns/handlers.py), one consumer keeping the answers, three POST routes and,
 when it decides with the files, GET /policies; admission control measuring the
-coordinator's backlog (coordinator_backlog.py)."""
+pipeline's queues (pipeline_backlog.py)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from services.decisions.admission import Refusal, admission
 from services.engine import worker as runtime
-from services.engine.handled_signal import handled_group
 from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
@@ -23,13 +23,12 @@ from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env
-from services.returns.coordinator_backlog import REFRESH_S, CoordinatorBacklog
 from services.returns.handlers import SERVICE, ReturnsPorts
+from services.returns.pipeline_backlog import REFRESH_S, PipelineBacklog
 from services.returns.return_policy import PolicyFileRules, ReturnPolicy
 
 DEFAULT_PORT = 8080
 POLICY_RELOAD_S = 2.0
-COORDINATOR_GROUP = "boomerang-coordinator"  # ServiceSettings.group_id of the coordinator
 log = get_logger(__name__)
 
 
@@ -81,20 +80,17 @@ def build(
 
 
 def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | None]:
-    """New returns refused while accepted ones wait too long for the coordinator, or too
-    many requests are in progress here (decisions/admission.py); the backlog is measured
-    every REFRESH_S on the broker."""
+    """New returns refused while a return taken now would wait too long in the pipeline's
+    queues, the coordinator has not handled accepted ones for too long, or too many
+    requests are in progress here (decisions/admission.py); measured every REFRESH_S on
+    the broker."""
     limits = admission_limits_from_env()
-    backlog = CoordinatorBacklog(
-        parts.settings.bootstrap,
-        RETURNS_EVENTS.name,
-        RETURNS_EVENTS.partitions,
-        COORDINATOR_GROUP,
-        handled_group(COORDINATOR_GROUP),
+    backlog = PipelineBacklog(
+        parts.settings.bootstrap, RETURNS_EVENTS.name, RETURNS_EVENTS.partitions
     )
     parts.every(REFRESH_S, backlog.refresh)
     parts.on_stop(backlog.stop)
-    return lambda in_flight: admission(backlog.waiting_s, in_flight, limits)
+    return lambda in_flight: admission(backlog.reading, in_flight, limits, random.random())
 
 
 def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:

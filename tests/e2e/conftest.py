@@ -64,6 +64,7 @@ def stack(
             # run's returns): the coordinator's backlog would refuse these tests' returns;
             # admission control has a test of its own (test_faults), with its own limit
             "BOOMERANG_ADMISSION_MAX_WAIT_S": "0",
+            "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "0",
         },
         log=lambda m: None,
     )

@@ -60,6 +60,7 @@ def stack_on(bootstrap: str, run_dir: Path, partitions: int) -> LocalStack:
         **SAGA_ENV,
         "SAGA_FINISHED_RETENTION_MS": "5000",  # finished returns are archived before the move
         "BOOMERANG_ADMISSION_MAX_WAIT_S": "0",
+        "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "0",
     }
     if partitions != NEW:
         env["BOOMERANG_TOPIC_PARTITIONS"] = str(partitions)

@@ -1,12 +1,12 @@
 """Since when a record has existed, from samples of the partition ends (the front door's
-measure of the coordinator's backlog, services/returns/coordinator_backlog.py)."""
+measure of the coordinator's backlog, services/returns/pipeline_backlog.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.returns.coordinator_backlog import DrainRate, EndHistory
+from services.returns.pipeline_backlog import EndHistory
 
 
 def test_a_record_exists_since_the_first_sample_whose_end_was_past_it():
@@ -42,20 +42,3 @@ def test_the_time_found_is_the_first_sample_holding_the_offset(steps, offset):
             first_holding = index
     expected = None if first_holding == 0 else first_holding
     assert history.written_by(0, offset) == expected
-
-
-def test_the_queue_takes_its_size_over_the_committed_rate_of_the_window():
-    drain = DrainRate(window_ms=10_000)
-    assert drain.seconds_to_drain(100) is None  # no rate yet
-    for second in range(20):
-        drain.add(second * 1_000, second * 150)  # 150 records a second committed
-    assert drain.seconds_to_drain(1_500) == 10.0
-    assert drain.seconds_to_drain(0) is None
-    assert drain.samples[0][0] >= 9_000  # the window moves
-
-
-def test_a_coordinator_that_commits_nothing_leaves_the_rate_unknown():
-    drain = DrainRate()
-    drain.add(0, 500)
-    drain.add(1_000, 500)
-    assert drain.seconds_to_drain(1_000) is None

@@ -174,6 +174,13 @@ def test_a_replay_of_an_accepted_return_is_answered_even_while_refusing_new_ones
 def test_the_admission_limits_come_from_the_environment() -> None:
     assert admission_limits_from_env({}) == AdmissionLimits()
     limits = admission_limits_from_env(
-        {"BOOMERANG_ADMISSION_MAX_WAIT_S": "0", "BOOMERANG_ADMISSION_MAX_IN_FLIGHT": "7"}
+        {
+            "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "12.5",
+            "BOOMERANG_ADMISSION_EARLY_SHARE": "1.7",
+            "BOOMERANG_ADMISSION_MAX_WAIT_S": "0",
+            "BOOMERANG_ADMISSION_MAX_IN_FLIGHT": "7",
+        }
     )
-    assert limits == AdmissionLimits(max_wait_s=float("inf"), max_in_flight=7)
+    assert limits == AdmissionLimits(
+        max_pipeline_wait_s=12.5, early_share=1.0, max_wait_s=float("inf"), max_in_flight=7
+    )

@@ -1,6 +1,7 @@
-"""The front door's measure of the coordinator's backlog on the real broker
-(services/returns/coordinator_backlog.py): how long the oldest record the group has not
-committed has waited, 0 once it committed everything, None when the broker cannot be asked."""
+"""The front door's admission measures on the real broker (services/returns/pipeline_backlog.py):
+how long the oldest entry record the coordinator has not handled has waited, and how long a
+return taken now would wait in the groups' queues; 0 once all is handled, None when the
+broker cannot be asked."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from services.engine.handled_signal import HandledPositions, handled_group
+from services.decisions.admission import Backlog
+from services.decisions.pipeline_wait import MIN_RATE
+from services.engine.handled_signal import HandledPositions
 from services.eventing.event_publisher import producer_settings
-from services.returns.coordinator_backlog import CoordinatorBacklog
+from services.returns.pipeline_backlog import PipelineBacklog
 from services.tools.local_stack.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -41,6 +44,10 @@ async def _write(bootstrap: str, topic: str, partition: int, age_s: float) -> No
         await producer.stop()
 
 
+def _backlog(bootstrap: str, topic: str, service: str) -> PipelineBacklog:
+    return PipelineBacklog(bootstrap, topic, PARTITIONS, services=(service,), entry_service=service)
+
+
 async def _commit_all(bootstrap: str, topic: str, group: str) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
     await consumer.start()
@@ -53,12 +60,12 @@ async def _commit_all(bootstrap: str, topic: str, group: str) -> None:
         await consumer.stop()
 
 
-async def _measured(backlog: CoordinatorBacklog, within_s: float = 60) -> None:
+async def _measured(backlog: PipelineBacklog, within_s: float = 60) -> None:
     """Refresh until the broker answers: a fresh broker has no offsets topic until a group
     first asks (meanwhile the wait is unknown, as the front door sees it then)."""
     deadline = time.monotonic() + within_s
     await backlog.refresh()
-    while backlog.waiting_s is None and time.monotonic() < deadline:
+    while backlog.reading.waiting_s is None and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
         await backlog.refresh()
 
@@ -70,29 +77,32 @@ def test_the_wait_is_the_oldest_uncommitted_records_age_and_zero_once_all_is_com
     ends: nothing fetched); one that started after them reads their broker timestamps."""
 
     async def scenario() -> None:
-        topic, group = f"backlog-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+        topic, service = f"backlog-{uuid.uuid4().hex[:8]}", f"svc-{uuid.uuid4().hex[:8]}"
+        group = f"boomerang-{service}"
         await _create(kafka_bootstrap, topic)
-        watching = CoordinatorBacklog(kafka_bootstrap, topic, PARTITIONS, group)
-        started_later = CoordinatorBacklog(kafka_bootstrap, topic, PARTITIONS, group)
+        watching = _backlog(kafka_bootstrap, topic, service)
+        started_later = _backlog(kafka_bootstrap, topic, service)
         try:
             await _measured(watching)
-            assert watching.waiting_s == 0  # an empty topic: nothing waits
+            assert watching.reading.waiting_s == 0  # an empty topic: nothing waits
             written_at = time.monotonic()
             await _write(kafka_bootstrap, topic, 0, age_s=5)
             await _write(kafka_bootstrap, topic, 1, age_s=120)  # the older one counts
             await _measured(started_later)
-            assert started_later.waiting_s is not None
-            assert 115 <= started_later.waiting_s <= 180
+            assert started_later.reading.waiting_s is not None
+            assert 115 <= started_later.reading.waiting_s <= 180
             await _measured(watching)
-            first = watching.waiting_s
+            first = watching.reading.waiting_s
             assert first is not None and first <= time.monotonic() - written_at + 1.5
             await asyncio.sleep(2.0)
             await _measured(watching)
-            assert watching.waiting_s is not None and watching.waiting_s >= first + 1.5
+            assert (
+                watching.reading.waiting_s is not None and watching.reading.waiting_s >= first + 1.5
+            )
             await _commit_all(kafka_bootstrap, topic, group)
             await _measured(watching)
             await _measured(started_later)
-            assert watching.waiting_s == 0 and started_later.waiting_s == 0
+            assert watching.reading.waiting_s == 0 and started_later.reading.waiting_s == 0
         finally:
             await watching.stop()
             await started_later.stop()
@@ -103,10 +113,10 @@ def test_the_wait_is_the_oldest_uncommitted_records_age_and_zero_once_all_is_com
 def test_a_broker_that_cannot_be_asked_leaves_the_wait_unknown():
     async def scenario() -> None:
         nowhere = f"127.0.0.1:{free_port()}"
-        backlog = CoordinatorBacklog(nowhere, "boomerang.returns.events", 4, "g")
-        backlog.waiting_s = 3.0
+        backlog = PipelineBacklog(nowhere, "boomerang.returns.events", 4)
+        backlog.reading = Backlog(3.0, 4.0)
         await asyncio.wait_for(backlog.refresh(), timeout=120)
-        assert backlog.waiting_s is None
+        assert backlog.reading == Backlog(None, None)
         await backlog.stop()
 
     asyncio.run(scenario())
@@ -117,23 +127,57 @@ def test_what_the_coordinator_handled_counts_before_what_it_committed(kafka_boot
     wait for the state's changelog: the wait is measured from it."""
 
     async def scenario() -> None:
-        topic, group = f"backlog-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+        topic, service = f"backlog-{uuid.uuid4().hex[:8]}", f"svc-{uuid.uuid4().hex[:8]}"
+        group = f"boomerang-{service}"
         await _create(kafka_bootstrap, topic)
         await _write(kafka_bootstrap, topic, 0, age_s=300)
         await _write(kafka_bootstrap, topic, 1, age_s=300)
         signal = HandledPositions(kafka_bootstrap, group, "test-handled")
-        backlog = CoordinatorBacklog(
-            kafka_bootstrap, topic, PARTITIONS, group, handled_group(group)
-        )
+        backlog = _backlog(kafka_bootstrap, topic, service)
         try:
             await _measured(backlog)
-            assert backlog.waiting_s is not None and backlog.waiting_s >= 295  # nothing handled
+            assert (
+                backlog.reading.waiting_s is not None and backlog.reading.waiting_s >= 295
+            )  # nothing handled
             await signal.commit({TopicPartition(topic, 0): 1})
             await _measured(backlog)
-            assert backlog.waiting_s is not None and backlog.waiting_s >= 295  # partition 1 waits
+            assert (
+                backlog.reading.waiting_s is not None and backlog.reading.waiting_s >= 295
+            )  # partition 1 waits
             await signal.commit({TopicPartition(topic, 0): 1, TopicPartition(topic, 1): 1})
             await _measured(backlog)
-            assert backlog.waiting_s == 0  # handled, though nothing is committed
+            assert backlog.reading.waiting_s == 0  # handled, though nothing is committed
+        finally:
+            await signal.stop()
+            await backlog.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_queues_wait_grows_with_what_a_group_has_not_handled_and_ends_at_zero(
+    kafka_bootstrap,
+):
+    """A group's queued records over the rate it handles them (at least MIN_RATE): records
+    written and not handled make a wait; handled (the signal), none."""
+
+    async def scenario() -> None:
+        topic, service = f"backlog-{uuid.uuid4().hex[:8]}", f"svc-{uuid.uuid4().hex[:8]}"
+        group = f"boomerang-{service}"
+        await _create(kafka_bootstrap, topic)
+        signal = HandledPositions(kafka_bootstrap, group, "test-handled")
+        backlog = _backlog(kafka_bootstrap, topic, service)
+        try:
+            await signal.commit({TopicPartition(topic, p): 0 for p in range(PARTITIONS)})
+            await _measured(backlog)
+            assert backlog.reading.pipeline_wait_s == 0
+            for _ in range(10):
+                await _write(kafka_bootstrap, topic, 0, age_s=0)
+            await _measured(backlog)
+            assert backlog.reading.pipeline_wait_s == pytest.approx(10 / MIN_RATE)
+            assert backlog.by_group == {service: pytest.approx(10 / MIN_RATE)}
+            await signal.commit({TopicPartition(topic, 0): 10})
+            await _measured(backlog)
+            assert backlog.reading.pipeline_wait_s == 0
         finally:
             await signal.stop()
             await backlog.stop()
