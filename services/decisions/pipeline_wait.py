@@ -6,7 +6,11 @@ intake, refund), over all its input partitions: the records written there (end o
 summed) and the records it has handled (the done prefixes it signals every second,
 engine/handled_signal.py). Per group:
 
-- queued = written − handled;
+- queued = written − handled, with `written` as it was SIGNAL_LAG_MS before the sample
+  (the newest sample at least that old): a handled position is committed once a second,
+  so records written since it was are not a queue. Counted, they made a floor of ~0.5 s
+  of each group's input × its visits: 2–10 s in all at 120 returns/s, and half the
+  returns of a 120/s soak were refused;
 - its rate: records handled per second over the last `rate_window_ms`, at least
   `min_rate` (a group idle or starting handled few, which says nothing of how fast it
   can: without a floor a trickle of 3 records at 0.5/s would read as a 6 s queue);
@@ -32,6 +36,8 @@ from collections import deque
 from dataclasses import dataclass
 
 RATE_WINDOW_MS = 10_000
+# how old a handled position may be (engine/handled_signal.py: committed every second)
+SIGNAL_LAG_MS = 1_000
 VISITS_WINDOW_MS = 60_000
 MIN_RATE = 50.0  # records per second a group is taken to handle at least
 # visits are measured over at least this many new returns (fewer: 1), and are at most MAX_VISITS
@@ -64,7 +70,9 @@ class PipelineWait:
         rate_window_ms: int = RATE_WINDOW_MS,
         visits_window_ms: int = VISITS_WINDOW_MS,
         min_rate: float = MIN_RATE,
+        signal_lag_ms: int = SIGNAL_LAG_MS,
     ) -> None:
+        self.signal_lag_ms = signal_lag_ms
         self.rate_window_ms = rate_window_ms
         self.visits_window_ms = visits_window_ms
         self.min_rate = min_rate
@@ -75,7 +83,7 @@ class PipelineWait:
         (compared with an earlier sample, only partitions in both count: one that appears,
         with all its history, is not taken as a burst)."""
         self.samples.append(_Sample(now_ms, entry_written, groups))
-        keep_from = now_ms - max(self.rate_window_ms, self.visits_window_ms)
+        keep_from = now_ms - max(self.rate_window_ms, self.visits_window_ms, self.signal_lag_ms)
         while len(self.samples) > 2 and self.samples[1].at_ms <= keep_from:
             self.samples.popleft()
 
@@ -84,11 +92,16 @@ class PipelineWait:
         if not self.samples:
             return {}
         last = self.samples[-1]
+        signalled = self._base(last.at_ms - self.signal_lag_ms)
         rate_base = self._base(last.at_ms - self.rate_window_ms)
         visits_base = self._base(last.at_ms - self.visits_window_ms)
         waits = {}
         for name, partitions in last.groups.items():
-            queued = sum(max(0, p.written - p.handled) for p in partitions.values())
+            written_then = signalled.groups.get(name, {})
+            queued = sum(
+                max(0, written_then.get(key, p).written - p.handled)
+                for key, p in partitions.items()
+            )
             if not queued:
                 waits[name] = 0.0
                 continue

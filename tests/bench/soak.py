@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -55,6 +56,23 @@ def rss_mb(pid: int) -> float | None:
         return None
     found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
     return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def rss_bands(samples: list[dict[str, Any]], from_completed: int) -> dict[str, dict[str, float]]:
+    """Per process, its resident size over the samples from `from_completed` returns on: the
+    lowest, the median and the highest (a single sample may catch a peak or a trough: the
+    allocator hands freed memory back in steps)."""
+    bands: dict[str, list[float]] = {}
+    for sample in samples:
+        if sample["completed"] < from_completed:
+            continue
+        for name, mb in sample["rss_mb"].items():
+            if mb is not None:
+                bands.setdefault(name, []).append(mb)
+    return {
+        name: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+        for name, v in bands.items()
+    }
 
 
 def changelog_bytes(data_dir: Path, topic: str) -> int:
@@ -215,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "completed_total": result.get("completed_total"),
         "completed_per_s": result.get("completed_per_s"),
         "at_completed": at,
+        "rss_band_mb": rss_bands(samples, MILESTONES[0]),
         "samples": samples,
         "wall_s": round(time.monotonic() - started, 1),
     }
@@ -222,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1))
     console.print(f"results: {out}")
     print(
-        json.dumps({k: report[k] for k in ("completed_total", "completed_per_s", "at_completed")})
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("completed_total", "completed_per_s", "at_completed", "rss_band_mb")
+            }
+        )
     )
     return 0
 
