@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(args),
         "completed_total": result.get("completed_total"),
         "completed_per_s": result.get("completed_per_s"),
+        # a soak offers what the machine carries: a refusal here is admission misjudging
+        "refused": result.get("refused"),
+        "accepted_within_target_share": result.get("accepted_within_target_share"),
         "at_completed": at,
         "rss_band_mb": rss_bands(samples, MILESTONES[0]),
         "samples": samples,
@@ -242,10 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"results: {out}")
     print(
         json.dumps(
-            {
-                k: report[k]
-                for k in ("completed_total", "completed_per_s", "at_completed", "rss_band_mb")
-            }
+            {k: report[k] for k in ("completed_total", "completed_per_s", "refused", "rss_band_mb")}
         )
     )
     return 0
