@@ -69,6 +69,8 @@ class ServiceParts:
     owners: PartitionOwners | None = None  # for routes answered by their key's owner
     arrival_hooks: list[Callable[[set[int]], Awaitable[None]]] = field(default_factory=list)
     forwarding: OwnerForwarding | None = None
+    # more /health fields: name → what to show (the front door's admission measures)
+    health_fields: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def table(
         self,
@@ -236,6 +238,7 @@ def add_health_page(parts: ServiceParts) -> None:
             "state_entries": {name: len(t) for name, t in parts.store.tables.items()},
             "keys_tracked": len(parts.store.partition_of),
             "state_expired": parts.loop.state_expired if parts.loop else 0,
+            **{name: shown() for name, shown in parts.health_fields.items()},
         }
         return json_answer(body, 200 if parts.ready else 503)
 

@@ -90,6 +90,7 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
     )
     parts.every(REFRESH_S, backlog.refresh)
     parts.on_stop(backlog.stop)
+    parts.health_fields["admission"] = backlog.shown
     return lambda in_flight: admission(backlog.reading, in_flight, limits, random.random())
 
 

@@ -90,6 +90,14 @@ class PipelineBacklog:
         # partition → (offset, broker timestamp) of the last record fetched for its time
         self._fetched: dict[int, tuple[int, int]] = {}
 
+    def shown(self) -> dict[str, object]:
+        """The last measures in milliseconds, for /health (null: not known)."""
+        return {
+            "pipeline_wait_ms": _ms(self.reading.pipeline_wait_s),
+            "by_group_ms": {group: _ms(wait) for group, wait in self.by_group.items()},
+            "coordinator_wait_ms": _ms(self.reading.waiting_s),
+        }
+
     async def refresh(self) -> None:
         try:
             self.reading = await self._measure()
@@ -189,3 +197,7 @@ class PipelineBacklog:
             await reader.start()
             self._admin, self._reader = admin, reader
         return self._admin, self._reader
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
