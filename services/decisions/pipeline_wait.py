@@ -2,9 +2,10 @@
 the front door's admission measure (decisions/admission.py).
 
 Sampled every second, per consumer group of the pipeline (coordinator, pickup, inspection,
-intake, refund), over all its input partitions: the records written there (end offsets,
-summed) and the records it has handled (the done prefixes it signals every second,
-engine/handled_signal.py). Per group:
+intake, refund), over the input partitions on a return's path: the records written there
+(end offsets) and the records the group has handled (the done prefixes it signals every
+second, engine/handled_signal.py). Per part (a group's inputs; the entry topic, where a
+return starts, a part of its own):
 
 - queued = written − handled, with `written` as it was SIGNAL_LAG_MS before the sample
   (the newest sample at least that old): a handled position is committed once a second,
@@ -14,17 +15,17 @@ engine/handled_signal.py). Per group:
 - its rate: records handled per second over the last `rate_window_ms`, at least
   `min_rate` (a group idle or starting handled few, which says nothing of how fast it
   can: without a floor a trickle of 3 records at 0.5/s would read as a 6 s queue);
-- its visits: records written to its inputs per record written to the entry topic
-  (returns.events) over the last `visits_window_ms`, between 1 and MAX_VISITS, and 1 over
-  fewer than MIN_ENTRIES new returns (the coordinator sees a return ~6 times: its request,
-  then each step's reply);
+- its visits: records written there per return started (the entry part's handled
+  records) over the last `visits_window_ms`, at most MAX_VISITS, and 1 over fewer than
+  MIN_ENTRIES started returns (the coordinator sees a return ~5 times after its request:
+  each step's reply); the entry part: 1;
 - its wait: visits × queued ÷ rate.
 
-The pipeline's wait is the sum over the groups: a return passes them one after another.
+The pipeline's wait is the sum over the parts: a return passes them one after another.
 Why not the age of the oldest record not handled: it grows one second per second, while at
 4× the sustainable offer the work queued grows by ~4 s per second; by the time an age
 limit of 10 s trips, ~40 s of work was taken (61.6 % of the accepted returns finished
-within 30 s in `make bench`). Queued ÷ rate sees that in its first sample. Why every
+within 30 s in `make bench`). Queued ÷ rate sees that within a second or two. Why every
 group: the coordinator starts returns at once and the queue forms downstream (pickup,
 inspection, refund, the partner doubles, all on the same cores): measured on the
 coordinator alone, a third finished within 30 s.
@@ -40,7 +41,7 @@ RATE_WINDOW_MS = 10_000
 SIGNAL_LAG_MS = 1_000
 VISITS_WINDOW_MS = 60_000
 MIN_RATE = 50.0  # records per second a group is taken to handle at least
-# visits are measured over at least this many new returns (fewer: 1), and are at most MAX_VISITS
+# visits are measured over at least this many started returns (fewer: 1), at most MAX_VISITS
 MIN_ENTRIES = 100
 MAX_VISITS = 20.0
 
@@ -51,68 +52,98 @@ class Partition:
     handled: int  # the group's done prefix there
 
 
-# group → "topic:partition" → what was written there and what the group handled
-Groups = dict[str, dict[str, Partition]]
+# group → (topic, partition) → what was written there and what the group handled
+Groups = dict[str, dict[tuple[str, int], Partition]]
 
 
 @dataclass(frozen=True)
 class _Sample:
     at_ms: int
-    entry_written: int
     groups: Groups
 
 
 class PipelineWait:
-    """Samples of every group's totals over time (pure); `seconds()` reads the last one."""
+    """Samples of every group's partitions over time (pure); `seconds()` reads the last
+    one. `entry`: the group and topic where a return starts (the coordinator's
+    returns.events); its queue is a part of its own, drained at the rate that group takes
+    new returns, which it pauses while it is busy (engine/consume_loop.py, admission
+    topics): counted with the group's other inputs, a queue of new returns drained at
+    ~170/s read as drained at the ~1,000/s the coordinator handled replies, and at 4× a
+    third of the accepted returns took over 30 s."""
 
     def __init__(
         self,
+        entry: tuple[str, str],
         rate_window_ms: int = RATE_WINDOW_MS,
         visits_window_ms: int = VISITS_WINDOW_MS,
         min_rate: float = MIN_RATE,
         signal_lag_ms: int = SIGNAL_LAG_MS,
     ) -> None:
+        self.entry = entry
         self.signal_lag_ms = signal_lag_ms
         self.rate_window_ms = rate_window_ms
         self.visits_window_ms = visits_window_ms
         self.min_rate = min_rate
         self.samples: deque[_Sample] = deque()
 
-    def add(self, now_ms: int, entry_written: int, groups: Groups) -> None:
-        """A sample: the entry topic's records written in all, and each group's partitions
-        (compared with an earlier sample, only partitions in both count: one that appears,
-        with all its history, is not taken as a burst)."""
-        self.samples.append(_Sample(now_ms, entry_written, groups))
+    def add(self, now_ms: int, groups: Groups) -> None:
+        """A sample of each group's partitions (compared with an earlier sample, only
+        partitions in both count: one that appears, with all its history, is no burst)."""
+        self.samples.append(_Sample(now_ms, groups))
         keep_from = now_ms - max(self.rate_window_ms, self.visits_window_ms, self.signal_lag_ms)
         while len(self.samples) > 2 and self.samples[1].at_ms <= keep_from:
             self.samples.popleft()
 
-    def by_group(self) -> dict[str, float]:
-        """Each group's share of the wait, seconds (none before the first sample)."""
+    def by_part(self) -> dict[str, float]:
+        """The wait of each part, seconds: "<group>" for a group's inputs, and
+        "<group>:<topic>" for the entry (none before the first sample)."""
         if not self.samples:
             return {}
         last = self.samples[-1]
         signalled = self._base(last.at_ms - self.signal_lag_ms)
         rate_base = self._base(last.at_ms - self.rate_window_ms)
         visits_base = self._base(last.at_ms - self.visits_window_ms)
+        started = _change(self._entry_of(visits_base), self._entry_of(last), "handled")
         waits = {}
-        for name, partitions in last.groups.items():
-            written_then = signalled.groups.get(name, {})
-            queued = sum(
-                max(0, written_then.get(key, p).written - p.handled)
-                for key, p in partitions.items()
-            )
-            if not queued:
-                waits[name] = 0.0
-                continue
-            rate = self._rate(name, rate_base, last)
-            visits = self._visits(name, visits_base, last)
-            waits[name] = visits * queued / rate
+        for name in last.groups:
+            for part, keys in self._parts(name, last).items():
+                queued = sum(
+                    max(0, _at(signalled, name, key, last).written - _at(last, name, key).handled)
+                    for key in keys
+                )
+                if not queued:
+                    waits[part] = 0.0
+                    continue
+                rate = self._rate(name, keys, rate_base, last)
+                visits = (
+                    1.0 if ":" in part else self._visits(name, keys, visits_base, last, started)
+                )
+                waits[part] = visits * queued / rate
+        return waits
+
+    def by_group(self) -> dict[str, float]:
+        """Each group's share of the wait, seconds."""
+        waits: dict[str, float] = {}
+        for part, wait in self.by_part().items():
+            group = part.split(":", 1)[0]
+            waits[group] = waits.get(group, 0.0) + wait
         return waits
 
     def seconds(self) -> float:
         """The wait a return taken now is expected to see in the queues, seconds."""
-        return sum(self.by_group().values())
+        return sum(self.by_part().values())
+
+    def _parts(self, name: str, sample: _Sample) -> dict[str, list[tuple[str, int]]]:
+        group, topic = self.entry
+        parts: dict[str, list[tuple[str, int]]] = {}
+        for key in sample.groups[name]:
+            part = f"{name}:{topic}" if name == group and key[0] == topic else name
+            parts.setdefault(part, []).append(key)
+        return parts
+
+    def _entry_of(self, sample: _Sample) -> dict[tuple[str, int], Partition]:
+        group, topic = self.entry
+        return {k: p for k, p in sample.groups.get(group, {}).items() if k[0] == topic}
 
     def _base(self, since_ms: int) -> _Sample:
         """The newest sample at or before `since_ms` (the oldest kept if none is)."""
@@ -123,22 +154,45 @@ class PipelineWait:
             base = sample
         return base
 
-    def _rate(self, name: str, base: _Sample, last: _Sample) -> float:
+    def _rate(self, name: str, keys: list[tuple[str, int]], base: _Sample, last: _Sample) -> float:
         elapsed_s = (last.at_ms - base.at_ms) / 1000
         if elapsed_s <= 0:
             return self.min_rate
-        handled = _change(base.groups.get(name, {}), last.groups[name], "handled")
+        handled = _change(_only(base, name, keys), _only(last, name, keys), "handled")
         return max(self.min_rate, handled / elapsed_s)
 
-    def _visits(self, name: str, base: _Sample, last: _Sample) -> float:
-        entries = last.entry_written - base.entry_written
-        if entries < MIN_ENTRIES:
+    def _visits(
+        self, name: str, keys: list[tuple[str, int]], base: _Sample, last: _Sample, started: int
+    ) -> float:
+        """Records written to these inputs per return started (the entry group's handled
+        records: under overload returns are started at the rate the loop finishes them,
+        while new ones are written at the rate they were taken)."""
+        if started < MIN_ENTRIES:
             return 1.0
-        written = _change(base.groups.get(name, {}), last.groups[name], "written")
-        return min(MAX_VISITS, max(1.0, written / entries))
+        written = _change(_only(base, name, keys), _only(last, name, keys), "written")
+        return min(MAX_VISITS, written / started)
 
 
-def _change(before: dict[str, Partition], after: dict[str, Partition], field: str) -> int:
+def _at(
+    sample: _Sample, name: str, key: tuple[str, int], fallback: _Sample | None = None
+) -> Partition:
+    found = sample.groups.get(name, {}).get(key)
+    if found is None:
+        assert fallback is not None
+        return fallback.groups[name][key]
+    return found
+
+
+def _only(
+    sample: _Sample, name: str, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], Partition]:
+    partitions = sample.groups.get(name, {})
+    return {key: partitions[key] for key in keys if key in partitions}
+
+
+def _change(
+    before: dict[tuple[str, int], Partition], after: dict[tuple[str, int], Partition], field: str
+) -> int:
     """How much `field` grew over the partitions in both (a partition moved back: 0)."""
     return sum(
         max(0, getattr(after[key], field) - getattr(before[key], field))

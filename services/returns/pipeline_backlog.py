@@ -35,11 +35,31 @@ from services.decisions.pipeline_wait import Partition, PipelineWait
 from services.engine.handled_signal import handled_group
 from services.engine.oldest_records import timestamp_at
 from services.eventing.log_setup import get_logger
+from services.eventing.topics import (
+    INSPECTION_EVENTS,
+    INTAKE_COMMANDS,
+    INTAKE_EVENTS,
+    PICKUP_COMMANDS,
+    PICKUP_EVENTS,
+    REFUND_COMMANDS,
+    REFUND_EVENTS,
+    RETURNS_EVENTS,
+)
 
 REFRESH_S = 1.0
 HISTORY_MS = 600_000  # end offsets are remembered this long (a sample per refresh)
-# the services a return passes after the front door, one after another
-PIPELINE_SERVICES = ("coordinator", "pickup", "inspection", "warehouse-intake", "refund")
+# the services a return passes after the front door and their inputs on its path (not
+# the timers, the archive, the ledgers: they are not what a return waits for)
+PATH_TOPICS: dict[str, tuple[str, ...]] = {
+    "coordinator": tuple(
+        t.name
+        for t in (RETURNS_EVENTS, PICKUP_EVENTS, INSPECTION_EVENTS, INTAKE_EVENTS, REFUND_EVENTS)
+    ),
+    "pickup": (PICKUP_COMMANDS.name,),
+    "inspection": (RETURNS_EVENTS.name, PICKUP_EVENTS.name),  # its views, for the scan
+    "warehouse-intake": (INTAKE_COMMANDS.name,),
+    "refund": (REFUND_COMMANDS.name,),
+}
 ENTRY_SERVICE = "coordinator"  # the group that takes returns.events first
 log = get_logger(__name__)
 
@@ -74,19 +94,20 @@ class PipelineBacklog:
         bootstrap: str,
         entry_topic: str,
         entry_partitions: int,
-        services: tuple[str, ...] = PIPELINE_SERVICES,
+        path_topics: dict[str, tuple[str, ...]] | None = None,
         entry_service: str = ENTRY_SERVICE,
     ) -> None:
         self.bootstrap = bootstrap
         self.entry = [TopicPartition(entry_topic, p) for p in range(entry_partitions)]
-        self.groups = {service: f"boomerang-{service}" for service in services}
+        self.path_topics = PATH_TOPICS if path_topics is None else path_topics
+        self.groups = {service: f"boomerang-{service}" for service in self.path_topics}
         self.entry_service = entry_service
         self.reading = Backlog()
-        self.by_group: dict[str, float] = {}
+        self.by_part: dict[str, float] = {}
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self.history = EndHistory()
-        self.pipeline = PipelineWait()
+        self.pipeline = PipelineWait(entry=(entry_service, entry_topic))
         # partition → (offset, broker timestamp) of the last record fetched for its time
         self._fetched: dict[int, tuple[int, int]] = {}
 
@@ -94,7 +115,7 @@ class PipelineBacklog:
         """The last measures in milliseconds, for /health (null: not known)."""
         return {
             "pipeline_wait_ms": _ms(self.reading.pipeline_wait_s),
-            "by_group_ms": {group: _ms(wait) for group, wait in self.by_group.items()},
+            "by_part_ms": {part: _ms(wait) for part, wait in self.by_part.items()},
             "coordinator_wait_ms": _ms(self.reading.waiting_s),
         }
 
@@ -122,7 +143,10 @@ class PipelineBacklog:
             committed = await admin.list_consumer_group_offsets(group)
             handled = await admin.list_consumer_group_offsets(handled_group(group))
             found = positions[service] = {}
+            on_path = set(self.path_topics[service])
             for tp in committed.keys() | handled.keys():
+                if tp.topic not in on_path:
+                    continue
                 offsets = [m.offset for m in (committed.get(tp), handled.get(tp)) if m is not None]
                 if max(offsets, default=-1) >= 0:
                     found[tp] = max(offsets)
@@ -131,19 +155,18 @@ class PipelineBacklog:
         now_ms = int(time.time() * 1000)
         self.pipeline.add(
             now_ms,
-            sum(ends[tp] for tp in self.entry),
             {
                 service: {
-                    f"{tp.topic}:{tp.partition}": Partition(ends[tp], min(position, ends[tp]))
+                    (tp.topic, tp.partition): Partition(ends[tp], min(position, ends[tp]))
                     for tp, position in found.items()
                 }
                 for service, found in positions.items()
             },
         )
-        self.by_group = self.pipeline.by_group()
+        self.by_part = self.pipeline.by_part()
         entry_positions = positions.get(self.entry_service, {})
         waiting_s = await self._entry_wait(reader, entry_positions, ends, now_ms)
-        return Backlog(waiting_s=waiting_s, pipeline_wait_s=sum(self.by_group.values()))
+        return Backlog(waiting_s=waiting_s, pipeline_wait_s=sum(self.by_part.values()))
 
     async def _entry_wait(
         self,

@@ -45,7 +45,9 @@ async def _write(bootstrap: str, topic: str, partition: int, age_s: float) -> No
 
 
 def _backlog(bootstrap: str, topic: str, service: str) -> PipelineBacklog:
-    return PipelineBacklog(bootstrap, topic, PARTITIONS, services=(service,), entry_service=service)
+    return PipelineBacklog(
+        bootstrap, topic, PARTITIONS, path_topics={service: (topic,)}, entry_service=service
+    )
 
 
 async def _commit_all(bootstrap: str, topic: str, group: str) -> None:
@@ -176,7 +178,7 @@ def test_the_queues_wait_grows_with_what_a_group_has_not_handled_and_ends_at_zer
             await asyncio.sleep(1.2)  # records newer than the signal's lag are not queued yet
             await _measured(backlog)
             assert backlog.reading.pipeline_wait_s == pytest.approx(10 / MIN_RATE)
-            assert backlog.by_group == {service: pytest.approx(10 / MIN_RATE)}
+            assert backlog.by_part == {f"{service}:{topic}": pytest.approx(10 / MIN_RATE)}
             await signal.commit({TopicPartition(topic, 0): 10})
             await _measured(backlog)
             assert backlog.reading.pipeline_wait_s == 0
