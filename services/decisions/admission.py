@@ -28,7 +28,7 @@ MAX_RETRY_AFTER_S = 60
 
 @dataclass(frozen=True)
 class AdmissionLimits:
-    max_pipeline_wait_s: float = 10.0
+    max_pipeline_wait_s: float = 5.0
     early_share: float = 0.5
     max_wait_s: float = 10.0
     max_in_flight: int = 256
