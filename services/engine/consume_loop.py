@@ -108,7 +108,7 @@ class ConsumeLoop:
         self.state_writes = 0
         self.failed: BaseException | None = None
         # how far each input partition is handled, a signal for the front door's admission
-        self.handled: HandledPositions | None = HandledPositions(
+        self.handled = HandledPositions(
             settings.bootstrap,
             settings.group_id,
             f"{settings.group_id}-{settings.instance_id}-handled",
@@ -172,7 +172,7 @@ class ConsumeLoop:
         if self.consumer is None:
             return
         checkpoints = asyncio.create_task(self._checkpoint_every())
-        signals = asyncio.create_task(self._signal_handled_every()) if self.handled else None
+        signals = asyncio.create_task(self._signal_handled_every())
         try:
             while not self._stopping:
                 # no fetch while partitions move, state is recovered, or this member was put
@@ -200,8 +200,7 @@ class ConsumeLoop:
                         self.consumer.seek(tp, messages[0].offset)
         finally:
             checkpoints.cancel()
-            if signals is not None:
-                signals.cancel()
+            signals.cancel()
 
     def _throttle(self, room: int) -> None:
         """Pause every partition while the buffer is full, and the admission topics' while
@@ -232,9 +231,8 @@ class ConsumeLoop:
             return
         await self._drain()
         await self.checkpoint(everything=True)
-        if self.handled is not None:
-            await self.handled.commit(self._handled_positions())
-            await self.handled.stop()
+        await self.handled.commit(self._handled_positions())
+        await self.handled.stop()
         await self.consumer.stop()
 
     # -- records ------------------------------------------------------------------------
@@ -278,7 +276,6 @@ class ConsumeLoop:
     async def _signal_handled_every(self) -> None:
         """Every SIGNAL_EVERY_S, the done prefix of each owned input partition to the
         handled group (engine/handled_signal.py), while this member holds its partitions."""
-        assert self.handled is not None
         while True:
             await asyncio.sleep(SIGNAL_EVERY_S)
             if self.rebalancing or self.recovering or self.membership_lost():

@@ -1,11 +1,11 @@
 """What the front door measures for admission (a thin aiokafka adapter for
 services/decisions/admission.py): every REFRESH_S, from the broker,
 
-- per consumer group of the pipeline (PIPELINE_SERVICES), over all its input partitions,
-  the end offsets and how far the group has handled them: the done prefixes it signals
-  every second (engine/handled_signal.py), or its committed offsets where it signalled
-  nothing; they go to decisions/pipeline_wait.py, which says how long a return taken now
-  would wait in the queues;
+- per consumer group of the pipeline, over its input partitions on a return's path
+  (PATH_TOPICS), the end offsets and how far the group has handled them: the done
+  prefixes it signals every second (engine/handled_signal.py), or its committed offsets
+  where it signalled nothing; they go to decisions/pipeline_wait.py, which says how long
+  a return taken now would wait in the queues;
 - how long the oldest `returns.events` record the coordinator has not handled has waited.
   When that record was written is read from the ends seen before (`EndHistory`: the first
   sample whose end was past the offset), so a refresh fetches no record; only an offset
