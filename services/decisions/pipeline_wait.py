@@ -121,14 +121,6 @@ class PipelineWait:
                 waits[part] = visits * queued / rate
         return waits
 
-    def by_group(self) -> dict[str, float]:
-        """Each group's share of the wait, seconds."""
-        waits: dict[str, float] = {}
-        for part, wait in self.by_part().items():
-            group = part.split(":", 1)[0]
-            waits[group] = waits.get(group, 0.0) + wait
-        return waits
-
     def seconds(self) -> float:
         """The wait a return taken now is expected to see in the queues, seconds."""
         return sum(self.by_part().values())

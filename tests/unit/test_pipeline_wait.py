@@ -35,7 +35,7 @@ def test_groups_that_keep_up_add_no_wait() -> None:
         n = second * 100
         _sample(wait, second, (n, n), replies=(5 * n, 5 * n), pickup=(n, n))
     assert wait.seconds() == 0.0
-    assert wait.by_group() == {"coordinator": 0.0, "pickup": 0.0}
+    assert wait.by_part() == {"coordinator:returns": 0.0, "coordinator": 0.0, "pickup": 0.0}
 
 
 def test_a_part_waits_visits_times_its_queue_over_the_rate_it_is_handled_at() -> None:
