@@ -22,6 +22,10 @@ return starts, a part of its own):
 - its wait: visits × queued ÷ rate.
 
 The pipeline's wait is the sum over the parts: a return passes them one after another.
+Admission reads its mean over the last SMOOTHING_MS (`RecentMean`): a group handles its
+input in batches and signals once a second, so one sample swings between 0 and a batch's
+worth of wait (seen with 2 instances a group at 4×: 0, 13 s, 0 within 3 s, each instance
+reading it differently); on one sample the door took every return half the time.
 Why not the age of the oldest record not handled: it grows one second per second, while at
 4× the sustainable offer the work queued grows by ~4 s per second; by the time an age
 limit of 10 s trips, ~40 s of work was taken (61.6 % of the accepted returns finished
@@ -44,6 +48,7 @@ MIN_RATE = 50.0  # records per second a group is taken to handle at least
 # visits are measured over at least this many started returns (fewer: 1), at most MAX_VISITS
 MIN_ENTRIES = 100
 MAX_VISITS = 20.0
+SMOOTHING_MS = 5_000  # the window of the mean admission reads
 
 
 @dataclass(frozen=True)
@@ -190,3 +195,23 @@ def _change(
         max(0, getattr(after[key], field) - getattr(before[key], field))
         for key in before.keys() & after.keys()
     )
+
+
+class RecentMean:
+    """The mean of the values added over the last `window_ms` (pure): what admission
+    reads of the pipeline's wait, sampled every second."""
+
+    def __init__(self, window_ms: int = SMOOTHING_MS) -> None:
+        self.window_ms = window_ms
+        self.values: deque[tuple[int, float]] = deque()
+
+    def add(self, now_ms: int, value: float) -> None:
+        self.values.append((now_ms, value))
+        while self.values[0][0] <= now_ms - self.window_ms:
+            self.values.popleft()
+
+    def mean(self) -> float | None:
+        """None before the first value."""
+        if not self.values:
+            return None
+        return sum(value for _, value in self.values) / len(self.values)

@@ -143,10 +143,12 @@ def routed_to_owner(
     owner_of: Callable[[int], Awaitable[str | None]],
     forwarding: OwnerForwarding,
     partition_of: Callable[[str, int], int] = partition_for,
+    before_forwarding: Callable[[HttpRequest], HttpAnswer | None] | None = None,
 ) -> Callable[..., Awaitable[HttpAnswer]]:
     """`handler` answering on the key's owner only (a request whose key cannot be read is
     answered here: the handler refuses it with its own 4xx). An instance that owns every
-    partition answers without reading the key (a body is not parsed twice)."""
+    partition answers without reading the key (a body is not parsed twice). A request to
+    forward is first offered to `before_forwarding`, whose answer (if any) is given here."""
 
     async def answer(request: HttpRequest, **params: Any) -> HttpAnswer:
         mine = owned()
@@ -166,6 +168,8 @@ def routed_to_owner(
             case AnswerHere():
                 return await handler(request, **params)
             case ForwardTo(url=url):
+                if before_forwarding is not None and (early := before_forwarding(request)):
+                    return early
                 path = path_template.format(**{k: quote(v, safe="") for k, v in params.items()})
                 return await forwarding.forward(url, method, path, request)
             case NotNow():

@@ -207,6 +207,7 @@ def owner_answers(parts: ServiceParts, route: Route, topic: str) -> RouteHandler
         partitions=lambda: loop.partition_count(topic, declared),
         owner_of=owner_of,
         forwarding=forwarding,
+        before_forwarding=route.before_forwarding,
     )
 
 

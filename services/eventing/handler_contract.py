@@ -108,7 +108,10 @@ class Subscription:
 class Route:
     """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered;
     `owner_key`: answered by the instance owning that key's partition; `merge`: a route over
-    every key, gathered from every instance and merged (engine/owner_routing).
+    every key, gathered from every instance and merged (engine/owner_routing);
+    `before_forwarding`: with `owner_key`, an answer the instance a request landed on may
+    give instead of forwarding it to the owner (a refusal the owner would give too, e.g.
+    admission's, which then costs no forward); None: forward it.
     """
 
     method: str
@@ -117,6 +120,7 @@ class Route:
     reads_tables: bool = False
     owner_key: OwnerKey | None = None
     merge: MergeParts | None = None
+    before_forwarding: Callable[[HttpRequest], HttpAnswer | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
             "/returns",
             partial(handlers.create_return, ports),
             owner_key=handlers.keyed_return_id,
+            before_forwarding=ports.refused_before_forwarding,
         ),
         Route(
             "POST",

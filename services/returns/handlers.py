@@ -183,6 +183,14 @@ class ReturnsPorts:
             self.published_policies.clear()
         self.published_policies.add(digest)
 
+    def refused_before_forwarding(self, request: HttpRequest) -> HttpAnswer | None:
+        """Admission on the instance a new return landed on, before it is forwarded to the
+        owner of its partition (every front door measures the same backlog): a refusal
+        here costs no forward. The owner decides again (it replays a known answer first),
+        so a forwarded return is refused with 1 − (1 − share)² instead of the share."""
+        refusal = self.admit(self.in_flight)
+        return None if refusal is None else overloaded(refusal)
+
     def knows(self, return_id: str) -> bool:
         return self.answers.get(return_id) is not None or return_id in self.recent
 

@@ -31,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.decisions.admission import Backlog
-from services.decisions.pipeline_wait import Partition, PipelineWait
+from services.decisions.pipeline_wait import Partition, PipelineWait, RecentMean
 from services.engine.handled_signal import handled_group
 from services.engine.oldest_records import timestamp_at
 from services.eventing.log_setup import get_logger
@@ -108,6 +108,7 @@ class PipelineBacklog:
         self._reader: AIOKafkaConsumer | None = None
         self.history = EndHistory()
         self.pipeline = PipelineWait(entry=(entry_service, entry_topic))
+        self.recent_waits = RecentMean()  # admission reads the mean of the last few seconds
         # partition → (offset, broker timestamp) of the last record fetched for its time
         self._fetched: dict[int, tuple[int, int]] = {}
 
@@ -164,9 +165,10 @@ class PipelineBacklog:
             },
         )
         self.by_part = self.pipeline.by_part()
+        self.recent_waits.add(now_ms, sum(self.by_part.values()))
         entry_positions = positions.get(self.entry_service, {})
         waiting_s = await self._entry_wait(reader, entry_positions, ends, now_ms)
-        return Backlog(waiting_s=waiting_s, pipeline_wait_s=sum(self.by_part.values()))
+        return Backlog(waiting_s=waiting_s, pipeline_wait_s=self.recent_waits.mean())
 
     async def _entry_wait(
         self,
