@@ -45,7 +45,7 @@ from rich.table import Table
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
 from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
-from services.tools.local_stack.stack import PARTNERS, SERVICES, LocalStack
+from services.tools.local_stack.stack import PARTNERS, SERVICES, LocalStack, pinned_to
 from services.tools.oncall import consumer_lag
 from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
 from tests.bench.latency_plot import plot_levels
@@ -83,6 +83,18 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
     return BenchSettings(
         levels or FULL_LEVELS, 5.0, 30.0, 20.0, 10000, False, args.label, profile_at
     )
+
+
+def isolate_load(cores: int) -> frozenset[int] | None:
+    """With `cores` > 0: this process (and so the broker and the services it starts) keeps
+    all but the last `cores` of its CPUs; those are returned for the outside world."""
+    if cores <= 0:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if cores >= len(cpus):
+        raise SystemExit(f"--isolate-load {cores}: only {len(cpus)} cores here")
+    os.sched_setaffinity(0, cpus[:-cores])
+    return frozenset(cpus[-cores:])
 
 
 class Bench:
@@ -148,6 +160,7 @@ class Bench:
                 "--out",
                 str(out),
             ],
+            preexec_fn=pinned_to(self.stack.partner_cpus),  # with the partner doubles
         )
         generator_pid = generator.pid
         lag: dict[str, Any] = {}
@@ -356,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("INSTANCES") or 1),
         help="processes per service (requests spread over them)",
     )
+    parser.add_argument(
+        "--isolate-load",
+        type=int,
+        default=int(os.environ.get("ISOLATE_LOAD") or 0),
+        metavar="CORES",
+        help="run the outside world (load generator, partner doubles) on the last CORES "
+        "cores and the broker and services on the others, as separate machines would",
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
     parser.add_argument(
         "--no-admission-level",
@@ -378,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     started = time.monotonic()
     reap_children_if_i_die()
+    load_cpus = isolate_load(args.isolate_load)
     cache = REPO / ".cache"
     (cache / "runs").mkdir(parents=True, exist_ok=True)
     broker: LocalKafka | None = None
@@ -408,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=ZERO_LATENCY_ENV,
         log=lambda m: console.print(f"  {m}"),
         instances=args.instances,
+        partner_cpus=load_cpus,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels: list[dict[str, Any]] = []
@@ -519,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             "services": list(SERVICES),
             "instances": stack.instances,
             "partner_latency_ms": 0,
+            # cores of the load generator and the partner doubles, apart from the system's
+            "isolated_load_cpus": sorted(load_cpus) if load_cpus else None,
         },
         "idle_cores": idle,
         "levels": levels,

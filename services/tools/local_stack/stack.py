@@ -58,6 +58,13 @@ def free_port(low: int = 10000, high: int = 19999, taken: Collection[int] = ()) 
     raise RuntimeError(f"no free port between {low} and {high}")
 
 
+def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """For Popen's preexec_fn: the child runs on `cpus` only (None: no pinning)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def instance_name(service: str, instance: int) -> str:
     return service if instance == 1 else f"{service}{INSTANCE_MARK}{instance}"
 
@@ -99,6 +106,9 @@ class LocalStack:
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     supervise: bool = True  # restart processes that exit, like `restart: unless-stopped`
     instances: int = 1  # processes per service, in one consumer group each
+    # the cores the partner doubles run on (None: wherever the scheduler puts them); a
+    # benchmark keeps the outside world off the cores of the system it measures
+    partner_cpus: frozenset[int] | None = None
     desired: set[str] = field(default_factory=set)
     restarts: dict[str, int] = field(default_factory=dict)
     _supervisor: threading.Thread | None = None
@@ -235,6 +245,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=pinned_to(self.partner_cpus) if name in PARTNERS else None,
             )
         managed.starts += 1
 
