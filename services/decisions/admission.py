@@ -15,14 +15,6 @@ the machine finishes (the buyer's app retries later; nothing was recorded). Thre
   has waited (a stalled coordinator, or no measure of the queues);
 - `max_in_flight`: requests this front door is answering at once.
 
-Between the early point and the limit the door also keeps a pace (`Pace`): new returns are
-let in no faster than the part of the pipeline a return would wait longest in handles
-them (this instance's share of it), slowing to PACE_AT_LIMIT of that at the limit so the
-queues drain, and for PACE_HOLD_MS after the wait was last past the early point. The
-random share alone depends on how well the wait is estimated: at 4× the offer the
-estimate read 2–5 s while returns waited ~25 s, and the door took half again what the
-pipeline finished (`make bench`, stop 35). The pace depends only on a measured rate.
-
 Idempotent replays and the steps of returns already accepted are never refused.
 """
 
@@ -32,9 +24,6 @@ import math
 from dataclasses import dataclass
 
 MAX_RETRY_AFTER_S = 60
-PACE_AT_LIMIT = 0.5  # the share of the bottleneck's pace let in at the limit
-PACE_HOLD_MS = 10_000  # the pace is kept this long after the wait was past the early point
-PACE_BURST_S = 1.0  # a second's worth of the pace may come at once
 
 
 @dataclass(frozen=True)
@@ -51,8 +40,6 @@ class Backlog:
 
     waiting_s: float | None = None  # the oldest returns.events record not handled
     pipeline_wait_s: float | None = None  # decisions/pipeline_wait.py
-    # returns per second the part a return would wait longest in handles (None: no queue)
-    bottleneck_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,48 +89,3 @@ def refused_share(expected_s: float, limits: AdmissionLimits) -> float:
 
 def _retry_after(over_s: float) -> int:
     return min(MAX_RETRY_AFTER_S, max(1, math.ceil(over_s)))
-
-
-class Pace:
-    """New returns let in at the pace the pipeline's bottleneck handles them while the
-    queues are past the early point (pure: the caller gives the time; one per front-door
-    instance, `share` its part of the door's requests). A token bucket: tokens accrue at
-    the pace, at most PACE_BURST_S of them."""
-
-    def __init__(self) -> None:
-        self.tokens = 0.0
-        self.at_ms: int | None = None
-        self.busy_until_ms = -1  # the pace applies until then
-
-    def admits(
-        self, now_ms: int, backlog: Backlog, limits: AdmissionLimits, share: float = 1.0
-    ) -> Refusal | None:
-        """None to take the return (and spend a token); a Refusal when it comes too soon."""
-        start = limits.max_pipeline_wait_s * limits.early_share
-        wait = backlog.pipeline_wait_s
-        if wait is not None and wait > start:
-            self.busy_until_ms = now_ms + PACE_HOLD_MS
-        per_s = backlog.bottleneck_per_s
-        if now_ms > self.busy_until_ms or per_s is None:
-            self.at_ms = None  # idle: the next busy spell starts with a full bucket
-            return None
-        over = (
-            0.0
-            if wait is None
-            else min(1.0, max(0.0, wait - start) / (limits.max_pipeline_wait_s - start))
-        )
-        pace = max(0.0, per_s * share * (1.0 - (1.0 - PACE_AT_LIMIT) * over))
-        burst = max(1.0, pace * PACE_BURST_S)
-        if self.at_ms is None:
-            self.tokens = burst
-        else:
-            self.tokens = min(burst, self.tokens + pace * max(0, now_ms - self.at_ms) / 1000)
-        self.at_ms = now_ms
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return None
-        return Refusal(
-            f"new returns are let in at {pace:.0f}/s here, the pace the pipeline's busiest "
-            f"part handles them ({per_s:.0f}/s in all)",
-            1,
-        )

@@ -90,7 +90,6 @@ class PipelineWait:
         self.visits_window_ms = visits_window_ms
         self.min_rate = min_rate
         self.samples: deque[_Sample] = deque()
-        self._throughputs: dict[str, float] = {}  # part → returns/s, of the last by_part()
 
     def add(self, now_ms: int, groups: Groups) -> None:
         """A sample of each group's partitions (compared with an earlier sample, only
@@ -111,7 +110,6 @@ class PipelineWait:
         visits_base = self._base(last.at_ms - self.visits_window_ms)
         started = _change(self._entry_of(visits_base), self._entry_of(last), "handled")
         waits = {}
-        self._throughputs = {}
         for name in last.groups:
             for part, keys in self._parts(name, last).items():
                 queued = sum(
@@ -121,25 +119,12 @@ class PipelineWait:
                 if not queued:
                     waits[part] = 0.0
                     continue
-                handled_per_s = self._handled_per_s(name, keys, rate_base, last)
+                rate = self._rate(name, keys, rate_base, last)
                 visits = (
                     1.0 if ":" in part else self._visits(name, keys, visits_base, last, started)
                 )
-                waits[part] = visits * queued / max(self.min_rate, handled_per_s)
-                self._throughputs[part] = handled_per_s / visits if visits > 0 else handled_per_s
+                waits[part] = visits * queued / rate
         return waits
-
-    def bottleneck(self, waits: dict[str, float] | None = None) -> tuple[str, float] | None:
-        """The part a return would wait longest in and the returns per second it handles
-        (its records handled per second over its visits per return, no floor: a part
-        with a queue is busy, so that is what it can do); None when no part has a queue.
-        `waits`: what by_part() just gave, for the same samples."""
-        waits = self.by_part() if waits is None else waits
-        queued = [part for part, wait in waits.items() if wait > 0]
-        if not queued:
-            return None
-        part = max(queued, key=lambda name: waits[name])
-        return part, self._throughputs[part]
 
     def seconds(self) -> float:
         """The wait a return taken now is expected to see in the queues, seconds."""
@@ -166,14 +151,12 @@ class PipelineWait:
             base = sample
         return base
 
-    def _handled_per_s(
-        self, name: str, keys: list[tuple[str, int]], base: _Sample, last: _Sample
-    ) -> float:
+    def _rate(self, name: str, keys: list[tuple[str, int]], base: _Sample, last: _Sample) -> float:
         elapsed_s = (last.at_ms - base.at_ms) / 1000
         if elapsed_s <= 0:
-            return 0.0
+            return self.min_rate
         handled = _change(_only(base, name, keys), _only(last, name, keys), "handled")
-        return handled / elapsed_s
+        return max(self.min_rate, handled / elapsed_s)
 
     def _visits(
         self, name: str, keys: list[tuple[str, int]], base: _Sample, last: _Sample, started: int

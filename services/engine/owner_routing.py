@@ -25,17 +25,11 @@ import aiohttp
 import orjson
 
 from services.engine.partition_owners import partition_for
-from services.eventing.handler_contract import (
-    FORWARDED_BY,
-    HttpAnswer,
-    HttpRequest,
-    MergeParts,
-    OwnerKey,
-    was_forwarded,
-)
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, MergeParts, OwnerKey
 from services.eventing.log_setup import get_logger
 
 log = get_logger(__name__)
+FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request
 COVERED_PARTITIONS = "Boomerang-Partitions"  # the partitions a gathered part answers for
 FORWARD_TIMEOUT_S = 10.0
 FORWARD_CONNECTIONS = 100  # kept-alive connections to the other instances
@@ -182,6 +176,10 @@ def routed_to_owner(
                 return not_now_answer(where)
 
     return answer
+
+
+def was_forwarded(request: HttpRequest) -> bool:
+    return FORWARDED_BY.lower() in {name.lower() for name in request.headers}
 
 
 def covered(answer: HttpAnswer) -> list[int] | None:

@@ -104,14 +104,6 @@ class Subscription:
     on_exhausted: ExhaustedHandler | None = None
 
 
-FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request to its owner
-
-
-def was_forwarded(request: HttpRequest) -> bool:
-    """Sent on by another instance of the service (engine/owner_routing)."""
-    return FORWARDED_BY.lower() in {name.lower() for name in request.headers}
-
-
 @dataclass(frozen=True)
 class Route:
     """One HTTP route; `reads_tables`: answered 503 while the tables are being recovered;

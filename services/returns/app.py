@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from services.decisions.admission import Pace, Refusal, admission
+from services.decisions.admission import Refusal, admission
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
@@ -80,37 +80,19 @@ def build(
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 
 
-def admission_control(parts: runtime.ServiceParts) -> Callable[[int, bool], Refusal | None]:
+def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | None]:
     """New returns refused while a return taken now would wait too long in the pipeline's
     queues, the coordinator has not handled accepted ones for too long, or too many
-    requests are in progress here; while the queues are long, let in at the pace the
-    pipeline's busiest part handles them, this instance's share of it (its share of the
-    partitions: requests are spread over the instances). Decisions/admission.py; measured
-    every REFRESH_S on the broker."""
+    requests are in progress here (decisions/admission.py); measured every REFRESH_S on
+    the broker."""
     limits = admission_limits_from_env()
     backlog = PipelineBacklog(
         parts.settings.bootstrap, RETURNS_EVENTS.name, RETURNS_EVENTS.partitions
     )
-    pace = Pace()
     parts.every(REFRESH_S, backlog.refresh)
     parts.on_stop(backlog.stop)
     parts.health_fields["admission"] = backlog.shown
-
-    def share() -> float:
-        loop = parts.loop
-        owned = None if loop is None else loop.owned_partitions()
-        if loop is None or not owned:
-            return 1.0
-        return len(owned) / loop.partition_count(RETURNS_EVENTS.name, RETURNS_EVENTS.partitions)
-
-    def admit(in_flight: int, paced: bool) -> Refusal | None:
-        reading = backlog.reading
-        refusal = admission(reading, in_flight, limits, random.random())
-        if refusal is None and paced:
-            refusal = pace.admits(now_ms(), reading, limits, share())
-        return refusal
-
-    return admit
+    return lambda in_flight: admission(backlog.reading, in_flight, limits, random.random())
 
 
 def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:

@@ -25,14 +25,7 @@ from typing import Any
 from services.decisions.admission import Refusal
 from services.decisions.folded_events import unfolded
 from services.eventing.envelope import deterministic_event_id, new_envelope
-from services.eventing.handler_contract import (
-    HttpAnswer,
-    HttpRequest,
-    Incoming,
-    Outbound,
-    Publish,
-    was_forwarded,
-)
+from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.request_fields import ApiError, parse_json_object
@@ -168,10 +161,9 @@ class ReturnsPorts:
     # answers given by this process, not yet in the table (it learns them from the topic)
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # one POST per return id at a time
-    # admission control (decisions/admission.py): given the requests in progress here and
-    # whether to keep the pace here, a Refusal when a new return must wait (the composition
-    # root measures the backlog)
-    admit: Callable[[int, bool], Refusal | None] = lambda in_flight, paced: None
+    # admission control (decisions/admission.py): given the requests in progress here, a
+    # Refusal when a new return must wait (the composition root measures the backlog)
+    admit: Callable[[int], Refusal | None] = lambda in_flight: None
     in_flight: int = 0  # POST /returns being answered
 
     def remember(self, return_id: str, entry: dict[str, Any]) -> None:
@@ -195,9 +187,8 @@ class ReturnsPorts:
         """Admission on the instance a new return landed on, before it is forwarded to the
         owner of its partition (every front door measures the same backlog): a refusal
         here costs no forward. The owner decides again (it replays a known answer first),
-        so a forwarded return is refused with 1 − (1 − share)² instead of the share; the
-        pace is kept here only (each instance paces the requests that land on it)."""
-        refusal = self.admit(self.in_flight, True)
+        so a forwarded return is refused with 1 − (1 − share)² instead of the share."""
+        refusal = self.admit(self.in_flight)
         return None if refusal is None else overloaded(refusal)
 
     def knows(self, return_id: str) -> bool:
@@ -263,7 +254,7 @@ async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswe
                     log.debug("idempotent replay", status=known["status"])
                     replayed = {"Idempotent-Replayed": "true"}
                     return HttpAnswer(known["status"], known["body"], replayed)
-            if (refusal := ports.admit(ports.in_flight, not was_forwarded(request))) is not None:
+            if (refusal := ports.admit(ports.in_flight)) is not None:
                 log.debug("return refused: overloaded", reason=refusal.reason)
                 return overloaded(refusal)
             now = ports.clock_ms()

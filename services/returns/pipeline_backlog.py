@@ -104,7 +104,6 @@ class PipelineBacklog:
         self.entry_service = entry_service
         self.reading = Backlog()
         self.by_part: dict[str, float] = {}
-        self.bottleneck: tuple[str, float] | None = None  # part, returns/s it handles
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self.history = EndHistory()
@@ -114,16 +113,11 @@ class PipelineBacklog:
         self._fetched: dict[int, tuple[int, int]] = {}
 
     def shown(self) -> dict[str, object]:
-        """The last measures in milliseconds, for /health (null: not known): the wait
-        admission reads (the mean of the last seconds), each part's wait in the last
-        sample, and the part a return would wait longest in with the pace it handles."""
+        """The last measures in milliseconds, for /health (null: not known)."""
         return {
             "pipeline_wait_ms": _ms(self.reading.pipeline_wait_s),
             "by_part_ms": {part: _ms(wait) for part, wait in self.by_part.items()},
             "coordinator_wait_ms": _ms(self.reading.waiting_s),
-            "bottleneck": None
-            if self.bottleneck is None
-            else {"part": self.bottleneck[0], "returns_per_s": round(self.bottleneck[1], 1)},
         }
 
     async def refresh(self) -> None:
@@ -172,14 +166,9 @@ class PipelineBacklog:
         )
         self.by_part = self.pipeline.by_part()
         self.recent_waits.add(now_ms, sum(self.by_part.values()))
-        self.bottleneck = self.pipeline.bottleneck(self.by_part)
         entry_positions = positions.get(self.entry_service, {})
         waiting_s = await self._entry_wait(reader, entry_positions, ends, now_ms)
-        return Backlog(
-            waiting_s=waiting_s,
-            pipeline_wait_s=self.recent_waits.mean(),
-            bottleneck_per_s=None if self.bottleneck is None else self.bottleneck[1],
-        )
+        return Backlog(waiting_s=waiting_s, pipeline_wait_s=self.recent_waits.mean())
 
     async def _entry_wait(
         self,

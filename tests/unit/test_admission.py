@@ -8,11 +8,8 @@ from hypothesis import strategies as st
 
 from services.decisions.admission import (
     MAX_RETRY_AFTER_S,
-    PACE_AT_LIMIT,
-    PACE_HOLD_MS,
     AdmissionLimits,
     Backlog,
-    Pace,
     admission,
     refused_share,
 )
@@ -77,64 +74,3 @@ def test_the_retry_after_grows_with_how_far_the_wait_is_over_the_limit() -> None
     assert admission(Backlog(45.0), 0, LIMITS).retry_after_s == 15
     assert admission(Backlog(3_600.0), 0, LIMITS).retry_after_s == MAX_RETRY_AFTER_S
     assert admission(Backlog(), 0, LIMITS, 0.0) is None  # the broker could not be asked
-
-
-PACED = AdmissionLimits(max_pipeline_wait_s=10.0, early_share=0.5)
-
-
-def _taken(pace: Pace, backlog: Backlog, offered_per_s: int, seconds: int, share: float = 1.0):
-    """How many of `offered_per_s` requests a second for `seconds` the pace lets in."""
-    taken = 0
-    for n in range(offered_per_s * seconds):
-        now_ms = n * 1000 // offered_per_s
-        taken += pace.admits(now_ms, backlog, PACED, share) is None
-    return taken
-
-
-def test_no_pace_while_the_queues_are_short_or_no_part_has_one() -> None:
-    assert _taken(Pace(), Backlog(pipeline_wait_s=5.0, bottleneck_per_s=10.0), 400, 5) == 2_000
-    assert _taken(Pace(), Backlog(pipeline_wait_s=8.0, bottleneck_per_s=None), 400, 5) == 2_000
-
-
-def test_past_the_early_point_returns_are_let_in_at_the_bottlenecks_pace() -> None:
-    taken = _taken(Pace(), Backlog(pipeline_wait_s=5.01, bottleneck_per_s=120.0), 480, 10)
-    assert taken == pytest.approx(120 * 10 + 120, abs=3)  # its pace, and a second's burst
-
-
-def test_the_pace_slows_towards_the_limit_so_the_queues_drain() -> None:
-    at_limit = _taken(Pace(), Backlog(pipeline_wait_s=9.99, bottleneck_per_s=120.0), 480, 10)
-    assert at_limit == pytest.approx(120 * PACE_AT_LIMIT * 11, rel=0.02)
-
-
-def test_each_instance_keeps_its_share_of_the_pace() -> None:
-    taken = _taken(Pace(), Backlog(pipeline_wait_s=6.0, bottleneck_per_s=120.0), 240, 10, 0.5)
-    assert taken == pytest.approx(120 * 0.5 * 0.9 * 11, abs=3)  # 6 s: a fifth to the limit
-
-
-def test_the_pace_is_held_a_while_after_the_wait_fell_below_the_early_point() -> None:
-    pace = Pace()
-    assert pace.admits(0, Backlog(pipeline_wait_s=6.0, bottleneck_per_s=2.0), PACED) is None
-    calm = Backlog(pipeline_wait_s=1.0, bottleneck_per_s=2.0)
-    answers = [pace.admits(1_000 + n, calm, PACED) for n in range(5)]
-    assert any(refusal is not None for refusal in answers)  # still paced: 2/s
-    assert all(pace.admits(PACE_HOLD_MS + 2_000 + n, calm, PACED) is None for n in range(50))
-
-
-@given(
-    st.lists(
-        st.tuples(st.floats(0, 30, allow_nan=False), st.floats(0, 500, allow_nan=False)),
-        min_size=1,
-        max_size=30,
-    )
-)
-def test_over_any_second_the_pace_lets_in_at_most_its_rate_and_a_burst(readings) -> None:
-    """Whatever the readings, each second the pace lets in no more than the highest pace
-    of that second plus the burst carried into it."""
-    pace = Pace()
-    for second, (wait, per_s) in enumerate(readings):
-        backlog = Backlog(pipeline_wait_s=wait, bottleneck_per_s=per_s)
-        taken = sum(
-            pace.admits(second * 1000 + n, backlog, PACED) is None for n in range(0, 1000, 2)
-        )
-        if wait > 5.0:
-            assert taken <= 2 * max(1.0, per_s) + 1

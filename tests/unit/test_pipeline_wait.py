@@ -7,13 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.decisions.pipeline_wait import (
-    MAX_VISITS,
-    MIN_RATE,
-    Partition,
-    PipelineWait,
-    RecentMean,
-)
+from services.decisions.pipeline_wait import MAX_VISITS, MIN_RATE, Partition, PipelineWait
 
 ENTRY = ("coordinator", "returns")
 NEW = "coordinator:returns"  # the entry part
@@ -176,33 +170,3 @@ def test_the_wait_is_never_negative_and_zero_when_all_is_handled(steps) -> None:
         assert 0.0 <= seconds < float("inf")
         if written == handled:
             assert seconds == 0.0
-
-
-def test_the_bottleneck_is_the_part_waited_in_longest_at_the_returns_it_handles() -> None:
-    wait = _wait()
-    for second in range(61):  # 200 returns/s started; pickup: 1 command each, 100/s handled
-        _sample(
-            wait,
-            second,
-            (second * 200, second * 200),
-            replies=(second * 1_000, second * 1_000),
-            pickup=(second * 200, second * 100),
-        )
-    part, per_s = wait.bottleneck()
-    assert part == "pickup" and per_s == pytest.approx(100.0)
-
-
-def test_no_bottleneck_while_every_part_keeps_up() -> None:
-    wait = _wait()
-    for second in range(31):
-        _sample(wait, second, (second * 100, second * 100), pickup=(second * 100, second * 100))
-    assert wait.bottleneck() is None
-
-
-def test_admission_reads_the_mean_of_the_last_seconds() -> None:
-    recent = RecentMean(window_ms=5_000)
-    assert recent.mean() is None
-    for second, value in enumerate((0.0, 13.0, 0.0, 0.0, 2.0, 0.0)):
-        recent.add(second * 1_000, value)
-    assert recent.mean() == pytest.approx((13.0 + 0.0 + 0.0 + 2.0 + 0.0) / 5)  # seconds 1-5
-    assert len(recent.values) == 5
