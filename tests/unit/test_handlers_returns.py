@@ -161,6 +161,18 @@ def test_an_overloaded_front_door_refuses_a_new_return_with_503_and_retry_after(
     assert seen == [1] and wired.in_flight == 0
 
 
+def test_a_new_return_can_be_refused_where_it_lands_before_it_is_forwarded():
+    """The instance a request lands on decides with the same measure as the owner (a
+    refusal there costs no forward); the owner decides again with its own draw."""
+    wired = ports()
+    wired.admit = lambda in_flight: Refusal("busy", 2)
+    early = wired.refused_before_forwarding(HttpRequest(b"{}"))
+    assert early is not None and (early.status, early.headers) == (503, {"Retry-After": "2"})
+    assert early.body["error"] == "overloaded" and wired.publish.records == []
+    wired.admit = lambda in_flight: None
+    assert wired.refused_before_forwarding(HttpRequest(b"{}")) is None
+
+
 def test_a_replay_of_an_accepted_return_is_answered_even_while_refusing_new_ones():
     wired = ports()
     first = create(wired)

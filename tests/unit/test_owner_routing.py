@@ -139,7 +139,9 @@ class RecordingForwarding(OwnerForwarding):
         return HttpAnswer(201, {"forwarded": True})
 
 
-def routed(owned: frozenset[int] | None, forwarding: OwnerForwarding) -> Any:
+def routed(
+    owned: frozenset[int] | None, forwarding: OwnerForwarding, before_forwarding: Any = None
+) -> Any:
     async def handler(request: HttpRequest, **params: str) -> HttpAnswer:
         return HttpAnswer(200, {"here": params})
 
@@ -156,6 +158,7 @@ def routed(owned: frozenset[int] | None, forwarding: OwnerForwarding) -> Any:
         owner_of=owner_of,
         partition_of=lambda key, count: 3,
         forwarding=forwarding,
+        before_forwarding=before_forwarding,
     )
 
 
@@ -282,3 +285,24 @@ def test_an_instance_owning_every_partition_answers_without_reading_the_key():
         forwarding=RecordingForwarding(),
     )
     assert asyncio.run(answer(HttpRequest(b"{}"))).status == 202
+
+
+def test_a_request_to_forward_may_be_answered_where_it_landed_instead():
+    """Admission refuses a new return on the instance it landed on: no forward is paid."""
+    forwarding = RecordingForwarding()
+    refused = HttpAnswer(503, {"error": "overloaded"}, {"Retry-After": "1"})
+    gate_saw: list[HttpRequest] = []
+
+    def before_forwarding(request: HttpRequest) -> HttpAnswer | None:
+        gate_saw.append(request)
+        return refused
+
+    request = HttpRequest(b"{}")
+    answer = asyncio.run(
+        routed(frozenset({1}), forwarding, before_forwarding)(request, return_id="R")
+    )
+    assert answer is refused and forwarding.sent == [] and gate_saw == [request]
+    owner = asyncio.run(
+        routed(frozenset({3}), forwarding, before_forwarding)(request, return_id="R")
+    )
+    assert owner.status == 200 and len(gate_saw) == 1  # the owner's handler decides itself

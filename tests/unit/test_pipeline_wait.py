@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.decisions.pipeline_wait import MAX_VISITS, MIN_RATE, Partition, PipelineWait
+from services.decisions.pipeline_wait import (
+    MAX_VISITS,
+    MIN_RATE,
+    Partition,
+    PipelineWait,
+    RecentMean,
+)
 
 ENTRY = ("coordinator", "returns")
 NEW = "coordinator:returns"  # the entry part
@@ -170,3 +176,13 @@ def test_the_wait_is_never_negative_and_zero_when_all_is_handled(steps) -> None:
         assert 0.0 <= seconds < float("inf")
         if written == handled:
             assert seconds == 0.0
+
+
+def test_admission_reads_the_mean_of_the_last_seconds() -> None:
+    """One sample swings between 0 and a batch's worth of wait; admission reads the mean."""
+    recent = RecentMean(window_ms=5_000)
+    assert recent.mean() is None
+    for second, value in enumerate((0.0, 13.0, 0.0, 0.0, 2.0, 0.0)):
+        recent.add(second * 1_000, value)
+    assert recent.mean() == pytest.approx((13.0 + 0.0 + 0.0 + 2.0 + 0.0) / 5)  # seconds 1-5
+    assert len(recent.values) == 5
