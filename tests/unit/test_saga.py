@@ -412,3 +412,14 @@ def test_the_split_stored_form_decides_and_shows_exactly_what_the_whole_state_wo
             explanation = stored.explanation_after(explanation, loaded, split.state)
         assert stored.slim_record(whole) == slim
     assert status_view(stored.shown_state(slim, explanation)) == status_view(whole)
+
+
+def test_bank_details_that_overtake_the_request_wait_for_it_and_are_kept():
+    """The buyer's details come on saga.events, the request on returns.events (paused while
+    the coordinator is busy): details may arrive before the saga knows the return."""
+    state, _ = run(["BuyerDetailsProvided"])
+    assert state.status == Status.NEW and len(state.parked) == 1
+    state, _ = run(["ReturnRequested", "ReturnAccepted"], state)
+    assert state.status == Status.PICKUP_PENDING and state.parked == ()
+    provided = event("BuyerDetailsProvided", RID)["refund_account"]
+    assert state.request["refund_account"] == provided

@@ -62,3 +62,14 @@ def test_unknown_record_or_topic_is_a_key_error():
         topic_for_record("NoSuchEvent")
     with pytest.raises(KeyError):
         by_name("no.such.topic")
+
+
+def test_the_steps_of_a_taken_return_are_not_on_the_topic_paused_for_new_ones():
+    """The coordinator pauses returns.events, where new returns start, while it is busy
+    (its admission topic): a buyer's bank account, a step of a return already taken, must
+    not wait behind them, yet must reach the coordinator."""
+    from services.coordinator.handlers import INPUTS
+
+    home = topic_for_record("BuyerDetailsProvided")
+    assert home in INPUTS and home.name != "boomerang.returns.events"
+    assert topic_for_record("ReturnAccepted").name == "boomerang.returns.events"

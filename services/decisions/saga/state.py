@@ -68,6 +68,9 @@ EVENT_RANK = {
     "ReturnRequested": 0,
     "ReturnAccepted": 1,
     "ReturnRejected": 1,
+    # the buyer's details come on saga.events, the request on returns.events (paused while
+    # the coordinator is busy): details that overtake the request wait for it, parked
+    "BuyerDetailsProvided": 1,
     "PickupScheduled": 2,
     "PickupAttemptFailed": 2,
     "PickupCompleted": 2,
