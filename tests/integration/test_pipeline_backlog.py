@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from services.decisions.admission import Backlog
-from services.decisions.pipeline_wait import MIN_RATE
+from services.decisions.pipeline_wait import MIN_RATE, SMOOTHING_MS
 from services.engine.handled_signal import HandledPositions
 from services.eventing.event_publisher import producer_settings
 from services.returns.pipeline_backlog import PipelineBacklog
@@ -160,7 +160,8 @@ def test_the_queues_wait_grows_with_what_a_group_has_not_handled_and_ends_at_zer
     kafka_bootstrap,
 ):
     """A group's queued records over the rate it handles them (at least MIN_RATE): records
-    written and not handled make a wait; handled (the signal), none."""
+    written and not handled make a wait; handled (the signal), none. Admission reads the
+    mean of the last SMOOTHING_MS of samples."""
 
     async def scenario() -> None:
         topic, service = f"backlog-{uuid.uuid4().hex[:8]}", f"svc-{uuid.uuid4().hex[:8]}"
@@ -177,9 +178,15 @@ def test_the_queues_wait_grows_with_what_a_group_has_not_handled_and_ends_at_zer
             await _measured(backlog)
             await asyncio.sleep(1.2)  # records newer than the signal's lag are not queued yet
             await _measured(backlog)
-            assert backlog.reading.pipeline_wait_s == pytest.approx(10 / MIN_RATE)
             assert backlog.by_part == {f"{service}:{topic}": pytest.approx(10 / MIN_RATE)}
+            # admission reads the mean of the samples of the last SMOOTHING_MS
+            samples = [wait for _, wait in backlog.recent_waits.values]
+            assert samples[-1] == pytest.approx(10 / MIN_RATE)
+            assert backlog.reading.pipeline_wait_s == pytest.approx(sum(samples) / len(samples))
             await signal.commit({TopicPartition(topic, 0): 10})
+            await _measured(backlog)
+            assert backlog.by_part == {f"{service}:{topic}": 0.0}
+            await asyncio.sleep(SMOOTHING_MS / 1000)  # the queued sample leaves the mean
             await _measured(backlog)
             assert backlog.reading.pipeline_wait_s == 0
         finally:
