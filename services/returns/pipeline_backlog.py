@@ -113,7 +113,9 @@ class PipelineBacklog:
         self._fetched: dict[int, tuple[int, int]] = {}
 
     def shown(self) -> dict[str, object]:
-        """The last measures in milliseconds, for /health (null: not known)."""
+        """The last measures in milliseconds, for /health (null: not known): the wait
+        admission reads (the mean of the last SMOOTHING_MS of samples) and each part's
+        wait in the last sample alone."""
         return {
             "pipeline_wait_ms": _ms(self.reading.pipeline_wait_s),
             "by_part_ms": {part: _ms(wait) for part, wait in self.by_part.items()},
