@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 
 from services.decisions.admission import AdmissionLimits
+from services.decisions.admission_pace import PaceSettings
 
 
 def admission_limits_from_env(env: Mapping[str, str] | None = None) -> AdmissionLimits:
@@ -26,6 +27,21 @@ def admission_limits_from_env(env: Mapping[str, str] | None = None) -> Admission
         ),
         max_wait_s=_seconds(env, "BOOMERANG_ADMISSION_MAX_WAIT_S", defaults.max_wait_s),
         max_in_flight=int(env.get("BOOMERANG_ADMISSION_MAX_IN_FLIGHT", defaults.max_in_flight)),
+    )
+
+
+def pace_settings_from_env(env: Mapping[str, str] | None = None) -> PaceSettings:
+    """BOOMERANG_ADMISSION_PACE (`off`: no pace), BOOMERANG_ADMISSION_PACE_SLOW_FROM_S (the
+    pipeline wait that cuts the pace), BOOMERANG_ADMISSION_PACE_CUT (the factor of a cut),
+    BOOMERANG_ADMISSION_PACE_GROWTH (per second), BOOMERANG_ADMISSION_PACE_MIN_RATE."""
+    env = os.environ if env is None else env
+    defaults = PaceSettings()
+    return PaceSettings(
+        slow_from_s=float(env.get("BOOMERANG_ADMISSION_PACE_SLOW_FROM_S", defaults.slow_from_s)),
+        cut=min(1.0, max(0.05, float(env.get("BOOMERANG_ADMISSION_PACE_CUT", defaults.cut)))),
+        growth=max(0.0, float(env.get("BOOMERANG_ADMISSION_PACE_GROWTH", defaults.growth))),
+        min_rate=max(0.1, float(env.get("BOOMERANG_ADMISSION_PACE_MIN_RATE", defaults.min_rate))),
+        enabled=env.get("BOOMERANG_ADMISSION_PACE", "on").lower() not in ("off", "0", "false"),
     )
 
 

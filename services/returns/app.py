@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from services.decisions.admission import Refusal, admission
+from services.decisions.admission_pace import AdmissionPace
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.envelope import now_ms
@@ -22,7 +23,7 @@ from services.eventing.topics import RETURNS_EVENTS
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
-from services.returns.admission_settings import admission_limits_from_env
+from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
 from services.returns.handlers import SERVICE, ReturnsPorts
 from services.returns.pipeline_backlog import REFRESH_S, PipelineBacklog
 from services.returns.return_policy import PolicyFileRules, ReturnPolicy
@@ -83,16 +84,28 @@ def build(
 def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | None]:
     """New returns refused while a return taken now would wait too long in the pipeline's
     queues, the coordinator has not handled accepted ones for too long, or too many
-    requests are in progress here (decisions/admission.py); measured every REFRESH_S on
-    the broker."""
+    requests are in progress here (decisions/admission.py), or past the pace set from the
+    wait (decisions/admission_pace.py); measured every REFRESH_S on the broker."""
     limits = admission_limits_from_env()
     backlog = PipelineBacklog(
         parts.settings.bootstrap, RETURNS_EVENTS.name, RETURNS_EVENTS.partitions
     )
-    parts.every(REFRESH_S, backlog.refresh)
+    pace = AdmissionPace(pace_settings_from_env(), now_ms())
+
+    async def measure() -> None:
+        await backlog.refresh()
+        pace.adjust(now_ms(), backlog.reading.pipeline_wait_s)
+
+    def admit(in_flight: int) -> Refusal | None:
+        refusal = admission(backlog.reading, in_flight, limits, random.random())
+        if refusal is None and not pace.take(now_ms()):
+            return Refusal(f"taking {pace.rate:.0f} new returns/s here while the queues drain", 1)
+        return refusal
+
+    parts.every(REFRESH_S, measure)
     parts.on_stop(backlog.stop)
-    parts.health_fields["admission"] = backlog.shown
-    return lambda in_flight: admission(backlog.reading, in_flight, limits, random.random())
+    parts.health_fields["admission"] = lambda: {**backlog.shown(), "pace_per_s": pace.rate}
+    return admit
 
 
 def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:
