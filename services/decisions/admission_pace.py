@@ -12,9 +12,9 @@ swings into a slow ramp:
 
 - the door is open (no pace) until the wait first reaches `slow_from_s`;
 - then, while the wait is at or past `slow_from_s`, the pace is cut to the rate taken over
-  the last `window_s` times `cut`, or times `slow_from_s` ÷ the wait when that is less (a
-  wait of 4× the mark: a quarter), at most once per `cut_every_s` (a late reading must not
-  cut again for the queue it already cut for);
+  the last `window_s` times `cut`, or times `slow_from_s` ÷ the wait when that is less,
+  down to `deepest_cut` (a wait of 1.6× the mark: ×0.62), at most once per `cut_every_s`
+  (a late reading must not cut again for the queue it already cut for);
 - while the wait is below it, the pace grows by `growth` (a share of itself) per second;
 - the door opens again once the pace is past `headroom` × the rate taken (plus
   `min_rate`): the offer fell below what it lets in, the pace no longer binds;
@@ -36,6 +36,7 @@ class PaceSettings:
     slow_from_s: float = 2.5  # the pipeline wait at which the pace is cut
     cut: float = 0.7
     cut_every_s: float = 5.0
+    deepest_cut: float = 0.5
     growth: float = 0.04  # per second, a share of the pace
     headroom: float = 2.0
     min_rate: float = 5.0  # returns per second
@@ -71,7 +72,7 @@ class AdmissionPace:
             if self.cut_ms is None or now_ms - self.cut_ms >= settings.cut_every_s * 1000:
                 self.cut_ms = now_ms
                 base = taken if self.rate is None else min(self.rate, taken)
-                factor = min(settings.cut, settings.slow_from_s / wait_s)
+                factor = max(settings.deepest_cut, min(settings.cut, settings.slow_from_s / wait_s))
                 self.rate = max(settings.min_rate, factor * base)
                 self.tokens = min(self.tokens, self.rate * settings.burst_s)
                 self.filled_ms = now_ms

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from services.decisions.admission import AdmissionLimits, Refusal
+from services.decisions.admission_pace import PaceSettings
 from services.decisions.folded_events import unfolded
 from services.eventing.handler_contract import HttpRequest, Incoming
 from services.eventing.request_fields import ApiError
 from services.returns import handlers
-from services.returns.admission_settings import admission_limits_from_env
+from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
 from services.returns.handlers import ReturnsPorts
 from services.returns.return_request import parse_return_request
 from tests.support.fake_partners import Published
@@ -196,3 +197,17 @@ def test_the_admission_limits_come_from_the_environment() -> None:
     assert limits == AdmissionLimits(
         max_pipeline_wait_s=12.5, early_share=1.0, max_wait_s=float("inf"), max_in_flight=7
     )
+
+
+def test_the_pace_settings_come_from_the_environment() -> None:
+    assert pace_settings_from_env({}) == PaceSettings()
+    pace = pace_settings_from_env(
+        {
+            "BOOMERANG_ADMISSION_PACE": "off",
+            "BOOMERANG_ADMISSION_PACE_SLOW_FROM_S": "4",
+            "BOOMERANG_ADMISSION_PACE_CUT": "3",
+            "BOOMERANG_ADMISSION_PACE_GROWTH": "-1",
+            "BOOMERANG_ADMISSION_PACE_MIN_RATE": "20",
+        }
+    )
+    assert pace == PaceSettings(slow_from_s=4.0, cut=1.0, growth=0.0, min_rate=20.0, enabled=False)
