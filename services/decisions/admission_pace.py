@@ -11,10 +11,12 @@ queue again: 83.8 % of the accepted returns finished within 30 s. The pace turns
 swings into a slow ramp:
 
 - the door is open (no pace) until the wait first reaches `slow_from_s`;
-- then, while the wait is at or past `slow_from_s`, the pace is cut to the rate taken over
-  the last `window_s` times `cut`, or times `slow_from_s` ÷ the wait when that is less,
-  down to `deepest_cut` (a wait of 1.6× the mark: ×0.62), at most once per `cut_every_s`
-  (a late reading must not cut again for the queue it already cut for);
+- then, while the wait is at or past `slow_from_s`, the pace (at first: the rate taken
+  over the last `window_s`) is cut by `cut`, or by `slow_from_s` ÷ the wait when that is
+  less, down to `deepest_cut` (a wait of 1.6× the mark: ×0.62), at most once per
+  `cut_every_s` (a late reading must not cut again for the queue it already cut for),
+  and not while the wait falls (under `falling` × what it read at the last check: the
+  queue drains at this pace, and a queue taking long to drain must not starve the door);
 - while the wait is below it, the pace grows by `growth` (a share of itself) per second;
 - the door opens again once the pace is past `headroom` × the rate taken (plus
   `min_rate`): the offer fell below what it lets in, the pace no longer binds;
@@ -37,6 +39,7 @@ class PaceSettings:
     cut: float = 0.7
     cut_every_s: float = 5.0
     deepest_cut: float = 0.5
+    falling: float = 0.8  # a wait under this share of the last check's: no further cut
     growth: float = 0.04  # per second, a share of the pace
     headroom: float = 2.0
     min_rate: float = 5.0  # returns per second
@@ -56,6 +59,8 @@ class AdmissionPace:
         self.filled_ms = now_ms
         self.adjusted_ms = now_ms
         self.cut_ms: int | None = None
+        # when the wait past the mark was last checked, and what it read then
+        self.checked: tuple[int, float] | None = None
         self.taken: deque[int] = deque()  # when each return of the last window was taken
 
     def taken_rate(self, now_ms: int) -> float:
@@ -68,15 +73,28 @@ class AdmissionPace:
         elapsed_s = max(0.0, (now_ms - self.adjusted_ms) / 1000)
         self.adjusted_ms = now_ms
         taken = self.taken_rate(now_ms)
+        every_ms = settings.cut_every_s * 1000
         if settings.enabled and wait_s is not None and wait_s >= settings.slow_from_s:
-            if self.cut_ms is None or now_ms - self.cut_ms >= settings.cut_every_s * 1000:
-                self.cut_ms = now_ms
-                base = taken if self.rate is None else min(self.rate, taken)
-                factor = max(settings.deepest_cut, min(settings.cut, settings.slow_from_s / wait_s))
-                self.rate = max(settings.min_rate, factor * base)
-                self.tokens = min(self.tokens, self.rate * settings.burst_s)
-                self.filled_ms = now_ms
-        elif self.rate is not None:
+            checked = self.checked
+            if checked is not None and now_ms - checked[0] < every_ms:
+                return
+            self.checked = (now_ms, wait_s)
+            if checked is not None and wait_s < checked[1] * settings.falling:
+                return  # the queue drains at this pace: hold it
+            if self.cut_ms is not None and now_ms - self.cut_ms < every_ms:
+                return
+            self.cut_ms = now_ms
+            # paced: the pace itself (what was taken also fell by the early refusals,
+            # decisions/admission.py: cut from it, the two spiralled down to min_rate)
+            base = taken if self.rate is None else self.rate
+            factor = max(settings.deepest_cut, min(settings.cut, settings.slow_from_s / wait_s))
+            self.rate = max(settings.min_rate, factor * base)
+            self.tokens = min(self.tokens, self.rate * settings.burst_s)
+            self.filled_ms = now_ms
+            return
+        if wait_s is not None:
+            self.checked = None  # under the mark: the next reading past it is a new queue
+        if self.rate is not None:
             self.rate *= (1 + settings.growth) ** elapsed_s
             if self.rate >= settings.headroom * taken + settings.min_rate:
                 self.rate = None

@@ -30,14 +30,19 @@ def admission_limits_from_env(env: Mapping[str, str] | None = None) -> Admission
     )
 
 
-def pace_settings_from_env(env: Mapping[str, str] | None = None) -> PaceSettings:
-    """BOOMERANG_ADMISSION_PACE (`off`: no pace), BOOMERANG_ADMISSION_PACE_SLOW_FROM_S (the
-    pipeline wait that cuts the pace), BOOMERANG_ADMISSION_PACE_CUT (the factor of a cut),
-    BOOMERANG_ADMISSION_PACE_GROWTH (per second), BOOMERANG_ADMISSION_PACE_MIN_RATE."""
+def pace_settings_from_env(
+    env: Mapping[str, str] | None = None, limits: AdmissionLimits | None = None
+) -> PaceSettings:
+    """BOOMERANG_ADMISSION_PACE (`off`: no pace), BOOMERANG_ADMISSION_PACE_CUT (the factor
+    of a cut), BOOMERANG_ADMISSION_PACE_GROWTH (per second),
+    BOOMERANG_ADMISSION_PACE_MIN_RATE. The pace is cut where the early refusals start
+    (`limits`: the pipeline wait's limit × the early share), and never when that limit is
+    off."""
     env = os.environ if env is None else env
+    limits = admission_limits_from_env(env) if limits is None else limits
     defaults = PaceSettings()
     return PaceSettings(
-        slow_from_s=float(env.get("BOOMERANG_ADMISSION_PACE_SLOW_FROM_S", defaults.slow_from_s)),
+        slow_from_s=limits.max_pipeline_wait_s * limits.early_share,
         cut=min(1.0, max(0.05, float(env.get("BOOMERANG_ADMISSION_PACE_CUT", defaults.cut)))),
         growth=max(0.0, float(env.get("BOOMERANG_ADMISSION_PACE_GROWTH", defaults.growth))),
         min_rate=max(0.1, float(env.get("BOOMERANG_ADMISSION_PACE_MIN_RATE", defaults.min_rate))),

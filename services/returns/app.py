@@ -90,7 +90,7 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
     backlog = PipelineBacklog(
         parts.settings.bootstrap, RETURNS_EVENTS.name, RETURNS_EVENTS.partitions
     )
-    pace = AdmissionPace(pace_settings_from_env(), now_ms())
+    pace = AdmissionPace(pace_settings_from_env(limits=limits), now_ms())
 
     async def measure() -> None:
         await backlog.refresh()

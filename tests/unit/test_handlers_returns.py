@@ -204,10 +204,12 @@ def test_the_pace_settings_come_from_the_environment() -> None:
     pace = pace_settings_from_env(
         {
             "BOOMERANG_ADMISSION_PACE": "off",
-            "BOOMERANG_ADMISSION_PACE_SLOW_FROM_S": "4",
+            "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "8",
             "BOOMERANG_ADMISSION_PACE_CUT": "3",
             "BOOMERANG_ADMISSION_PACE_GROWTH": "-1",
             "BOOMERANG_ADMISSION_PACE_MIN_RATE": "20",
         }
     )
     assert pace == PaceSettings(slow_from_s=4.0, cut=1.0, growth=0.0, min_rate=20.0, enabled=False)
+    no_wait_limit = {"BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "0"}
+    assert pace_settings_from_env(no_wait_limit).slow_from_s == float("inf")
