@@ -154,3 +154,25 @@ def test_at_four_times_the_capacity_a_late_reading_keeps_the_wait_bounded() -> N
     settled = waits[len(waits) // 6 :]
     assert max(settled) < 15
     assert sum(w > 0 for w in settled) / len(settled) > 0.5
+
+
+def test_while_the_wait_falls_past_the_mark_the_pace_is_held() -> None:
+    pace = AdmissionPace(PACE, 0)
+    offer(pace, 100, 0, 5000)
+    pace.adjust(5000, 10.0)
+    held = pace.rate
+    for at_ms, wait in ((10_000, 7.0), (15_000, 5.0), (20_000, 3.5)):  # each ≥ 20 % lower
+        pace.adjust(at_ms, wait)
+        assert pace.rate == held
+    pace.adjust(25_000, 3.4)  # no longer falling: cut again
+    assert held is not None and pace.rate is not None and pace.rate < held
+
+
+def test_once_paced_a_cut_starts_from_the_pace_not_from_what_the_early_refusals_left() -> None:
+    pace = AdmissionPace(PACE, 0)
+    offer(pace, 100, 0, 5000)
+    pace.adjust(5000, PACE.slow_from_s)
+    paced = pace.rate
+    offer(pace, 3, 5000, 10_000)  # the early refusals let through 3/s
+    pace.adjust(10_000, PACE.slow_from_s)
+    assert paced is not None and pace.rate == pytest.approx(PACE.cut * paced)
