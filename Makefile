@@ -8,10 +8,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := $(PY) -m services.tools.local_kafka
+PG := $(PY) -m services.tools.local_postgres
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status topics demo sample chaos test test-chaos test-unit \
+.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status pg-server pg-up pg-down pg-clean pg-status topics demo sample chaos test test-chaos test-unit \
         test-integration bench lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -42,6 +43,24 @@ kafka-clean: setup ## stop the local broker and wipe its data
 
 kafka-status: setup ## is the local broker running, and where
 	@$(KAFKA) status
+
+pg-server: ## install Debian's PostgreSQL 15 server when it is missing (as root; CI runs as root)
+	@test -x /usr/lib/postgresql/15/bin/pg_ctl || command -v pg_ctl >/dev/null || [ -n "$$DATABASE_URL" ] \
+	  || { [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive \
+	       && { apt-get install -y -q postgresql-15 >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q postgresql-15 >/dev/null; }; }; } \
+	  || { echo "PostgreSQL 15 is not installed: apt-get install postgresql-15, or set DATABASE_URL" >&2; exit 1; }
+
+pg-up: setup pg-server ## start the local PostgreSQL cluster under .cache/ (initialised the first time); prints its DATABASE_URL
+	@$(PG) up
+
+pg-down: setup ## stop the local PostgreSQL cluster
+	@$(PG) down
+
+pg-clean: setup ## stop the local PostgreSQL cluster and delete its data
+	@$(PG) down --wipe
+
+pg-status: setup ## is the local PostgreSQL cluster running, and where
+	@$(PG) status
 
 topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.cli topics
@@ -80,5 +99,5 @@ schemas-check: setup ## fail if a schema is not backward+forward compatible with
 schemas-publish: setup ## record the current schemas as a new published version in schemas/history/
 	$(PY) -m services.eventing.schema_evolution publish
 
-clean: kafka-clean ## remove the venv and caches (keeps the Maven cache)
+clean: kafka-clean pg-clean ## remove the venv and caches (keeps the Maven cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
