@@ -1,0 +1,317 @@
+"""Who pays for a return, as journal entries (pure).
+
+Two entries per refunded return, each with an id derived from the return and its step:
+
+- **refund** (the refund issued): debit `returns_clearing`, credit the provider's clearing
+  account (or the store-credit liability) — the money went out to the buyer;
+- **liability** (the return completed, its liable party known): credit `returns_clearing`
+  and charge the liable party:
+  - SELLER: the seller's payable is debited the item price and the original shipping the
+    buyer got back, credited the marketplace's commission on the returned items per policy
+    (FULL, PARTIAL share, KEPT) and, per policy, the fees kept from the buyer; the return
+    label is charged to the seller when the policy says so;
+  - BUYER (a remorse return): as SELLER — the item goes back to the seller, who refunds
+    its price — except the label; the buyer's share is the fees kept from the refund;
+  - PLATFORM: a platform expense;
+  - CARRIER: a claim receivable from the carrier (its lifecycle: `claim_entry`).
+
+The seller's lines are converted into the seller's settlement currency at the rate locked
+on the order (decisions/settlement/fx.py): each line on its own, the residue to the
+rounding account, and the two sides of the conversion to `fx_conversion` in each currency.
+Commission on the returned price is rounded half to even in the buyer's currency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from fractions import Fraction
+
+from services.decisions.refunds.order_model import Liable
+from services.decisions.settlement.accounts import AccountKind, account
+from services.decisions.settlement.fx import Rate, convert_lines, round_half_even
+from services.decisions.settlement.journal import (
+    JournalEntry,
+    LedgerError,
+    Posting,
+    entry_id,
+    without_zero,
+)
+
+BPS = 10_000
+
+
+class LineType(StrEnum):
+    """The kinds of a seller's statement lines."""
+
+    ITEM_PRICE = "ItemPrice"
+    COMMISSION = "Commission"
+    SHIPPING_FEE = "ShippingFee"
+    RESTOCKING_FEE = "RestockingFee"
+    RETURN_SHIPPING = "ReturnShipping"
+    CARRIER_CLAIM = "CarrierClaim"
+    FX_ADJUSTMENT = "FXAdjustment"
+
+
+class CommissionCredit(StrEnum):
+    FULL = "FULL"
+    PARTIAL = "PARTIAL"
+    KEPT = "KEPT"
+
+
+class FeesTo(StrEnum):
+    SELLER = "SELLER"
+    PLATFORM = "PLATFORM"
+
+
+@dataclass(frozen=True)
+class SettlementTerms:
+    """Policy: how much commission goes back to the seller, who keeps the fees a buyer
+    paid, and what a return label costs a liable seller (buyer's currency)."""
+
+    commission_credit: CommissionCredit = CommissionCredit.FULL
+    partial_credit_bps: int = 8_000  # the share credited when PARTIAL
+    fees_to: FeesTo = FeesTo.SELLER
+    return_label_minor: int = 0
+
+
+@dataclass(frozen=True)
+class ReturnCharges:
+    """What the buyer got back and why, in the buyer's currency."""
+
+    currency: str
+    item_price: int  # the returned items' price, after their share of discounts
+    shipping_fee: int = 0  # original shipping refunded (seller at fault)
+    restocking_fee: int = 0  # kept from the buyer
+    return_shipping: int = 0  # kept from the buyer
+
+    def __post_init__(self) -> None:
+        amounts = (self.item_price, self.shipping_fee, self.restocking_fee, self.return_shipping)
+        if any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in amounts):
+            raise LedgerError(f"charges must be non-negative integers: {amounts}")
+        if self.refunded < 0:
+            raise LedgerError("fees kept exceed what the buyer is refunded")
+
+    @property
+    def refunded(self) -> int:
+        return self.item_price + self.shipping_fee - self.restocking_fee - self.return_shipping
+
+
+@dataclass(frozen=True)
+class SoldBy:
+    """From the order: the seller, their settlement currency, the commission rate on the
+    returned line and the buyer→seller rate locked when the order was placed."""
+
+    seller_id: str
+    currency: str
+    commission_bps: int
+    rate: Rate
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.commission_bps <= BPS:
+            raise LedgerError(f"commission {self.commission_bps} bps is not within 0–10000")
+        if self.rate.quote != self.currency:
+            raise LedgerError(
+                f"rate {self.rate.base}→{self.rate.quote} is not into {self.currency}"
+            )
+
+
+@dataclass(frozen=True)
+class ReturnToSettle:
+    return_id: str
+    order_id: str
+    sku: str
+    liable: Liable
+    charges: ReturnCharges
+    sold_by: SoldBy
+    carrier_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sold_by.rate.base != self.charges.currency:
+            raise LedgerError(
+                f"rate {self.sold_by.rate.base}→{self.sold_by.rate.quote} does not start from "
+                f"the buyer's {self.charges.currency}"
+            )
+        if self.liable is Liable.CARRIER and not self.carrier_id:
+            raise LedgerError("a carrier-liable return needs the carrier")
+
+
+def refund_entry(
+    return_id: str,
+    amount_minor: int,
+    currency: str,
+    booked_at_ms: int,
+    provider: str | None,
+    provider_reference: str = "",
+) -> JournalEntry | None:
+    """The refund paid out: through `provider`, or as store credit when None (nothing
+    when nothing was paid)."""
+    if not amount_minor:
+        return None
+    paid_from = (
+        account(AccountKind.PSP_CLEARING, currency, provider)
+        if provider is not None
+        else account(AccountKind.STORE_CREDIT, currency)
+    )
+    return JournalEntry(
+        entry_id(return_id, "refund"),
+        return_id,
+        "refund",
+        booked_at_ms,
+        without_zero(
+            [
+                Posting(account(AccountKind.RETURNS_CLEARING, currency), amount_minor, currency),
+                Posting(paid_from, -amount_minor, currency, description="refund to the buyer"),
+            ]
+        ),
+        references={
+            "provider": provider or "store_credit",
+            "provider_reference": provider_reference,
+        },
+    )
+
+
+def commission_credit(item_price: int, commission_bps: int, terms: SettlementTerms) -> int:
+    """The commission credited back to the seller on `item_price`, half to even."""
+    share = {
+        CommissionCredit.FULL: BPS,
+        CommissionCredit.PARTIAL: terms.partial_credit_bps,
+        CommissionCredit.KEPT: 0,
+    }[terms.commission_credit]
+    return round_half_even(Fraction(item_price * commission_bps * share, BPS * BPS))
+
+
+def liability_entry(
+    settled: ReturnToSettle, terms: SettlementTerms, booked_at_ms: int
+) -> JournalEntry | None:
+    """The liable party charged (nothing when the return moved no money)."""
+    charges, currency = settled.charges, settled.charges.currency
+    postings = [
+        Posting(account(AccountKind.RETURNS_CLEARING, currency), -charges.refunded, currency)
+    ]
+    if settled.liable is Liable.PLATFORM:
+        postings.append(
+            Posting(account(AccountKind.PLATFORM_EXPENSE, currency), charges.refunded, currency)
+        )
+    elif settled.liable is Liable.CARRIER:
+        postings.append(
+            Posting(
+                account(AccountKind.CARRIER_CLAIMS, currency, settled.carrier_id),
+                charges.refunded,
+                currency,
+                LineType.CARRIER_CLAIM,
+                "claim against the carrier",
+            )
+        )
+    else:
+        postings += _seller_charges(settled, terms)
+    references = {
+        "order_id": settled.order_id,
+        "sku": settled.sku,
+        "seller_id": settled.sold_by.seller_id,
+        "liable": settled.liable.value,
+    }
+    moved = without_zero(postings)
+    if not moved:
+        return None
+    return JournalEntry(
+        entry_id(settled.return_id, "liability"),
+        settled.return_id,
+        "liability",
+        booked_at_ms,
+        moved,
+        references=references,
+    )
+
+
+def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Posting]:
+    """The seller's lines (in the buyer's currency, + = the seller pays), the platform's
+    side of each, and the conversion into the seller's currency."""
+    charges, currency, sold_by = settled.charges, settled.charges.currency, settled.sold_by
+    credit = commission_credit(charges.item_price, sold_by.commission_bps, terms)
+    lines: list[tuple[LineType, int, str]] = [
+        (LineType.ITEM_PRICE, charges.item_price, f"refund of {settled.sku}"),
+        (LineType.SHIPPING_FEE, charges.shipping_fee, "original shipping refunded"),
+        (LineType.COMMISSION, -credit, f"commission credited back ({terms.commission_credit})"),
+    ]
+    platform: list[Posting] = [Posting(account(AccountKind.COMMISSION, currency), credit, currency)]
+    kept = charges.restocking_fee + charges.return_shipping
+    if terms.fees_to is FeesTo.SELLER:
+        lines += [
+            (LineType.RESTOCKING_FEE, -charges.restocking_fee, "restocking fee the buyer paid"),
+            (LineType.RETURN_SHIPPING, -charges.return_shipping, "return shipping the buyer paid"),
+        ]
+    else:
+        platform.append(Posting(account(AccountKind.FEES_RETAINED, currency), -kept, currency))
+    if settled.liable is Liable.SELLER and terms.return_label_minor:
+        label = terms.return_label_minor
+        lines.append((LineType.RETURN_SHIPPING, label, "return label"))
+        platform.append(
+            Posting(account(AccountKind.RETURN_SHIPPING_RECOVERY, currency), -label, currency)
+        )
+    lines = [line for line in lines if line[1]]
+    seller_currency = sold_by.currency
+    payable = account(AccountKind.SELLER_PAYABLE, seller_currency, sold_by.seller_id)
+    if seller_currency == currency:
+        seller = [Posting(payable, amount, currency, kind, text) for kind, amount, text in lines]
+        return platform + seller
+    converted = convert_lines([amount for _, amount, _ in lines], sold_by.rate)
+    seller = [
+        Posting(payable, amount, seller_currency, kind, text)
+        for (kind, _, text), amount in zip(lines, converted.lines, strict=True)
+    ]
+    total = sum(amount for _, amount, _ in lines)
+    fx_in, fx_out = seller_currency, currency
+    return [
+        *platform,
+        *seller,
+        Posting(account(AccountKind.FX_CONVERSION, fx_out), total, fx_out),
+        Posting(account(AccountKind.FX_CONVERSION, fx_in), -converted.whole, fx_in),
+        Posting(account(AccountKind.ROUNDING, fx_in), converted.residue, fx_in),
+    ]
+
+
+class ClaimOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    PAID = "paid"
+
+
+def claim_entry(
+    return_id: str,
+    carrier_id: str,
+    claimed_minor: int,
+    currency: str,
+    outcome: ClaimOutcome,
+    booked_at_ms: int,
+    paid_minor: int = 0,
+) -> JournalEntry | None:
+    """What a step of a carrier claim books: nothing when accepted (still receivable); the
+    claim written off when rejected; when paid, the money received and any shortfall
+    written off (the platform bears what the carrier did not pay)."""
+    claims = account(AccountKind.CARRIER_CLAIMS, currency, carrier_id)
+    write_off = account(AccountKind.CARRIER_WRITE_OFF, currency)
+    if outcome is ClaimOutcome.ACCEPTED:
+        return None
+    if outcome is ClaimOutcome.REJECTED:
+        postings = [
+            Posting(write_off, claimed_minor, currency, description="claim rejected"),
+            Posting(claims, -claimed_minor, currency, LineType.CARRIER_CLAIM, "claim rejected"),
+        ]
+    else:
+        if not 0 <= paid_minor <= claimed_minor:
+            raise LedgerError(f"paid {paid_minor} is not within 0–{claimed_minor} claimed")
+        postings = [
+            Posting(account(AccountKind.BANK, currency), paid_minor, currency, None, "claim paid"),
+            Posting(write_off, claimed_minor - paid_minor, currency, description="claim shortfall"),
+            Posting(claims, -claimed_minor, currency, LineType.CARRIER_CLAIM, "claim settled"),
+        ]
+    step = f"claim:{outcome.value}"
+    return JournalEntry(
+        entry_id(return_id, step),
+        return_id,
+        step,
+        booked_at_ms,
+        without_zero(postings),
+        references={"carrier_id": carrier_id},
+    )
