@@ -52,6 +52,24 @@ def catalogue_topics(kafka_bootstrap: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A real PostgreSQL server (DATABASE_URL, or this checkout's cluster for the session)."""
+    from tests.support.postgres_database import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database(postgres_server_url: str) -> Iterator[str]:
+    """A new database of its own on that server, dropped after the test."""
+    from tests.support.postgres_database import fresh_database
+
+    with fresh_database(postgres_server_url) as conninfo:
+        yield conninfo
+
+
+@pytest.fixture(scope="session")
 def catalogue() -> SchemaCatalogue:
     return SchemaCatalogue.load()
 

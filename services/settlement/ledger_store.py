@@ -1,0 +1,171 @@
+"""The ledger in PostgreSQL (an adapter for services/decisions/settlement): books journal
+entries exactly once, together with the Kafka offsets they were read up to, in one
+transaction; reads the offsets back for the consumer to start from, balances, and drops
+months past retention.
+
+A booking transaction inserts each entry's id into `booked_entries` first; an id already
+there (a redelivered or replayed event) books nothing. Postings are checked balanced per
+currency by the database at commit, and no row is ever updated or deleted (triggers):
+a month's partitions are dropped whole once past retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from services.decisions.settlement.journal import JournalEntry
+
+PARTITION_LOCK = "boomerang-settlement-partitions"
+PARTITIONED = ("journal_entries", "postings")
+
+
+@dataclass(frozen=True)
+class Booking:
+    booked: list[str] = field(default_factory=list)  # entry ids written now
+    duplicates: list[str] = field(default_factory=list)  # already in the ledger
+
+
+def month_of(at_ms: int) -> tuple[int, int]:
+    at = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return at.year, at.month
+
+
+def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _partition(table: str, year: int, month: int) -> str:
+    return f"{table}_y{year:04d}m{month:02d}"
+
+
+class LedgerStore:
+    def __init__(self, conn: AsyncConnection, consumer: str) -> None:
+        self.conn = conn
+        self.consumer = consumer
+        self._months: set[tuple[int, int]] = set()
+
+    async def stored_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) → the next offset to read, as booked."""
+        cursor = await self.conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = %s",
+            (self.consumer,),
+        )
+        return {(topic, part): offset for topic, part, offset in await cursor.fetchall()}
+
+    async def book(
+        self, entries: Sequence[JournalEntry], offsets: Mapping[tuple[str, int], int]
+    ) -> Booking:
+        """Write the entries not booked before and move the offsets, in one transaction."""
+        await self.ensure_months(month_of(entry.booked_at_ms) for entry in entries)
+        booking = Booking()
+        async with self.conn.transaction(), self.conn.cursor() as cursor:
+            for entry in entries:
+                booked_at = datetime.fromtimestamp(entry.booked_at_ms / 1000, UTC)
+                await cursor.execute(
+                    "INSERT INTO booked_entries (entry_id, booked_at) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING entry_id",
+                    (entry.entry_id, booked_at),
+                )
+                if await cursor.fetchone() is None:
+                    booking.duplicates.append(entry.entry_id)
+                    continue
+                await cursor.execute(
+                    "INSERT INTO journal_entries"
+                    " (entry_id, booked_at, return_id, step, reverses, refs)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        entry.entry_id,
+                        booked_at,
+                        entry.return_id,
+                        entry.step,
+                        entry.reverses,
+                        Jsonb(entry.references),
+                    ),
+                )
+                await cursor.executemany(
+                    "INSERT INTO postings (entry_id, booked_at, line_no, account, amount_minor,"
+                    " currency, line_type, description) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            entry.entry_id,
+                            booked_at,
+                            line_no,
+                            posting.account,
+                            posting.amount_minor,
+                            posting.currency,
+                            posting.line_type,
+                            posting.description,
+                        )
+                        for line_no, posting in enumerate(entry.postings, 1)
+                    ],
+                )
+                booking.booked.append(entry.entry_id)
+            if offsets:
+                await cursor.executemany(
+                    "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, topic, partition)"
+                    " DO UPDATE SET next_offset ="
+                    " GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+                    [(self.consumer, t, p, offset) for (t, p), offset in offsets.items()],
+                )
+        return booking
+
+    async def ensure_months(self, months: Iterable[tuple[int, int]]) -> None:
+        """The monthly partitions for these booking months (created once, in a
+        transaction of their own: creating one locks the parent table briefly)."""
+        missing = sorted(set(months) - self._months)
+        if not missing:
+            return
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (PARTITION_LOCK,))
+            for year, month in missing:
+                start, end = _month_bounds(year, month)
+                for table in PARTITIONED:
+                    await self.conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {_partition(table, year, month)}"
+                        f" PARTITION OF {table} FOR VALUES FROM ('{start.isoformat()}')"
+                        f" TO ('{end.isoformat()}')"
+                    )
+        self._months.update(missing)
+
+    async def imbalance(self) -> dict[str, int]:
+        """Per currency, the sum of every posting when it is not zero (empty: balanced)."""
+        cursor = await self.conn.execute(
+            "SELECT currency, sum(amount_minor) FROM postings GROUP BY currency"
+            " HAVING sum(amount_minor) <> 0"
+        )
+        return {currency.strip(): int(total) for currency, total in await cursor.fetchall()}
+
+    async def balances(self, account_prefix: str = "") -> dict[str, int]:
+        """Each account's balance (debits positive), for accounts starting with the prefix."""
+        cursor = await self.conn.execute(
+            "SELECT account, sum(amount_minor) FROM postings WHERE account LIKE %s"
+            " GROUP BY account HAVING sum(amount_minor) <> 0",
+            (account_prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
+        )
+        return {name: int(total) for name, total in await cursor.fetchall()}
+
+    async def drop_months_before(self, year: int, month: int) -> list[str]:
+        """Retention: drop the partitions of months before (year, month) and forget those
+        entries' ids; the partitions dropped."""
+        cursor = await self.conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY(%s)",
+            (list(PARTITIONED),),
+        )
+        cutoff = f"y{year:04d}m{month:02d}"
+        old = sorted(name for (name,) in await cursor.fetchall() if name.rsplit("_", 1)[1] < cutoff)
+        start, _ = _month_bounds(year, month)
+        async with self.conn.transaction():
+            for name in old:
+                await self.conn.execute(f"DROP TABLE {name}")
+            await self.conn.execute("DELETE FROM booked_entries WHERE booked_at < %s", (start,))
+        self._months = {m for m in self._months if m >= (year, month)}
+        return old
