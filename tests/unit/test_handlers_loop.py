@@ -97,6 +97,15 @@ def test_a_return_goes_from_the_front_door_to_the_refund_through_every_services_
         ledger = await loop.call("warehouse-intake", "GET", "/ledger")
         assert ledger.body["units_on_hand"] == 3
         assert "ReturnCompleted" in loop.names("saga.events")
+        [completed] = [  # decoded by the real codec: the schema carries every field
+            record for _, name, record, _ in loop.delivered if name == "ReturnCompleted"
+        ]
+        # what settlement charges the liable party from travels on the completion
+        assert completed["liable"] == view["refund"]["liable"]
+        assert completed["breakdown"] == view["refund"]["breakdown"] != []
+        assert completed["provider"] == view["refund"]["provider"] is not None
+        assert completed["idempotency_key"] == order.key
+        assert completed["refunded"] == view["refund"]["amount"]
         assert loop.inspection.returns[return_id]["state"] != "AWAITING_INSPECTION"
 
     run(scenario())

@@ -3,6 +3,7 @@ each with its deterministic id and deadline."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -64,7 +65,7 @@ def request_refund(step: Step, state: SagaState) -> SagaState:
             "amount": state.refund["amount"],
             "method": state.refund["method"],
             "lines": state.refund["lines"],
-            "idempotency_key": f"{state.return_id}-refund-{money_attempt}",
+            "idempotency_key": refund_key(state.return_id, money_attempt),
             "breakdown": state.refund.get("breakdown", []),
             "liable": state.refund.get("liable"),
             "paid_with": state.refund.get("paid_with"),
@@ -85,6 +86,41 @@ def request_refund(step: Step, state: SagaState) -> SagaState:
         },
         step.config.refund_deadline_ms,
         str(money_attempt),
+    )
+
+
+def refund_key(return_id: str, attempt: int) -> str:
+    """The idempotency key of a return's refund at the provider (its merchant reference)."""
+    return f"{return_id}-refund-{attempt}"
+
+
+def complete(
+    step: Step,
+    state: SagaState,
+    refunded: dict[str, Any] | None,
+    refund: Mapping[str, Any] | None = None,
+) -> None:
+    """ReturnCompleted, with what settlement charges the liable party from: who is liable,
+    the refund's breakdown, and the provider's refund (`refund`: the refund as it ends, the
+    state's by default)."""
+    refund = state.refund if refund is None else refund
+    step.command(
+        "ReturnCompleted",
+        {
+            "refunded": refunded,
+            "completed_at": step.now_ms,
+            "liable": refund.get("liable"),
+            "breakdown": list(refund.get("breakdown", [])),
+            "method": refund.get("method"),
+            "provider": refund.get("provider"),
+            "provider_refund_id": refund.get("provider_refund_id"),
+            "idempotency_key": (
+                refund_key(state.return_id, refund.get("attempt", 1))
+                if refund.get("provider")
+                else None
+            ),
+            "order_ref": str(state.request.get("order_ref", "")) or None,
+        },
     )
 
 

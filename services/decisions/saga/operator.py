@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.decisions.saga.commands import cancel_pickup
+from services.decisions.saga.commands import cancel_pickup, complete
 from services.decisions.saga.compensation import start_compensation
 from services.decisions.saga.refund_routes import ATTEMPT_ONLY, planned_refund, start_refund
 from services.decisions.saga.state import STEP_OF, SagaState, Status, changed
@@ -71,9 +71,7 @@ def on_operator_decision(step: Step) -> SagaState | None:
         return finish(step, state, Status.REJECTED, "REFUND", f"rejected after review by {who}")
     if state.refund.get("status") == "SUCCEEDED":
         step.notes.append(f"{decision} decided by {who}: the refund was paid already")
-        step.command(
-            "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
-        )
+        complete(step, state, state.refund["amount"])
         return changed(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
     if not state.inspection.get("items"):
         step.notes.append(f"{decision} decided by {who}: not inspected, nothing to refund from")

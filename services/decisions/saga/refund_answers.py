@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.decisions.saga.commands import request_refund
+from services.decisions.saga.commands import complete, request_refund
 from services.decisions.saga.compensation import start_compensation
 from services.decisions.saga.refund_routes import attempt_fields
 from services.decisions.saga.state import SagaState, Status, changed
@@ -139,9 +139,7 @@ def refund_issued(step: Step) -> SagaState | None:
 
 
 def _complete_refund(step: Step, state: SagaState) -> SagaState:
-    step.command(
-        "ReturnCompleted", {"refunded": state.refund["amount"], "completed_at": step.now_ms}
-    )
+    complete(step, state, state.refund["amount"])
     return changed(state, status=Status.COMPLETED, outcome={"outcome": "COMPLETED"}, timer={})
 
 

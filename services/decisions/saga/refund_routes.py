@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.decisions.refunds.refund_plan import plan_refund, refund_lines
-from services.decisions.saga.commands import request_refund, request_replacement
+from services.decisions.saga.commands import complete, request_refund, request_replacement
 from services.decisions.saga.state import DAY_MS, SagaState, Status, changed
 from services.decisions.saga.step import Step, finish, rule_fired, set_deadline, ticket_facts
 
@@ -101,7 +101,7 @@ def planned_refund(state: SagaState) -> dict[str, Any]:
 def start_refund(step: Step, state: SagaState, plan: dict[str, Any], attempt: int = 1) -> SagaState:
     if plan["amount"]["amount_minor"] == 0:  # free items, or fees ate it all
         step.notes.append("refund total is zero: nothing to pay")
-        step.command("ReturnCompleted", {"refunded": plan["amount"], "completed_at": step.now_ms})
+        complete(step, state, plan["amount"], plan)
         return changed(
             state,
             status=Status.COMPLETED,
@@ -187,7 +187,7 @@ def buyer_details_provided(step: Step) -> SagaState:
 def replacement_placed(step: Step) -> SagaState:
     r = step.record
     step.notes.append(f"replacement order {r['replacement_order_id']} placed: nothing to refund")
-    step.command("ReturnCompleted", {"refunded": None, "completed_at": step.now_ms})
+    complete(step, step.state, None)
     return changed(
         step.state,
         status=Status.COMPLETED,
