@@ -162,6 +162,19 @@ SAGA_ARCHIVE = TopicSpec(
     retention_ms=-1,
     record_types=("SagaArchived",),
 )
+# The marketplace's order system (its double here): orders as placed and delivered, keyed
+# by order_ref; each record carries the whole order, so compaction keeps the latest per
+# order, and retention drops an order once no return or settlement can refer to it
+# (return window + inspection + settlement cycles, with a margin).
+ORDER_RETENTION_DAYS = 400
+ORDERS = TopicSpec(
+    "boomerang.marketplace.orders",
+    "marketplace → settlement (and risk, the front door): orders placed and delivered, "
+    "keyed by order_ref (compacted, then deleted after ORDER_RETENTION_DAYS)",
+    cleanup_policy="compact,delete",
+    retention_ms=ORDER_RETENTION_DAYS * DAY_MS,
+    record_types=("OrderPlaced", "OrderDelivered"),
+)
 SUPPORT_TICKETS = _stream(
     "boomerang.support.tickets",
     "cases a person must decide",
@@ -182,6 +195,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     REFUND_EVENTS,
     SAGA_EVENTS,
     SAGA_ARCHIVE,
+    ORDERS,
     SUPPORT_TICKETS,
 )
 

@@ -138,7 +138,7 @@ def found(
     return record
 
 
-def _request_fingerprint(payload: Mapping[str, Any]) -> str:
+def request_fingerprint(payload: Mapping[str, Any]) -> str:
     """The same for the same JSON object, whatever the key order or spacing it came with."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -222,7 +222,7 @@ class IdempotencyKeys(Generic[RecordT]):
         payload = await json_object(request)
         wanted = parse(payload)
         request["return_id"] = wanted.return_id
-        fingerprint = _request_fingerprint(payload)
+        fingerprint = request_fingerprint(payload)
         async with self._locks.setdefault(key, asyncio.Lock()):
             existing = self.records.get(key)
             if existing is not None:

@@ -1,4 +1,7 @@
-"""Marketplace order-system double: a real local HTTP server that places replacement orders.
+"""Marketplace order-system double: a real local HTTP server that places replacement orders
+and, as the marketplace's order system, publishes customer orders placed and delivered to
+Kafka (`POST /orders`, services/tools/partners/marketplace_orders.py; needs
+KAFKA_BOOTSTRAP_SERVERS, else those answer 503).
 
 An exchange ends with a replacement order for another variant. `POST /replacement-orders`
 (with an `Idempotency-Key`) places one if the sku has stock, or answers 409 out_of_stock;
@@ -24,10 +27,16 @@ from typing import Any
 
 from aiohttp import web
 
+from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import get_logger
 from services.tools.partners import http_support, partner_double
 from services.tools.partners.fault_injection import FaultPlan
 from services.tools.partners.json_lines_ledger import JsonLinesLedger
+from services.tools.partners.marketplace_orders import (
+    CustomerOrder,
+    OrderEvents,
+    order_record,
+)
 
 SERVICE_NAME = "marketplace"
 PLACED = "placed"
@@ -45,6 +54,7 @@ class MarketplaceSettings:
     stock: Mapping[str, int] = field(default_factory=dict)
     default_stock: int = 100
     faults: FaultPlan = field(default_factory=FaultPlan)
+    kafka_bootstrap: str | None = None  # where customer orders are published
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
@@ -59,6 +69,7 @@ class MarketplaceSettings:
                 env, "MARKETPLACE_DEFAULT_STOCK", defaults.default_stock, minimum=0
             ),
             faults=partner_double.faults_from_env(FaultPlan, env, "MARKETPLACE_FAULTS"),
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         )
 
 
@@ -114,17 +125,74 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         self.settings = settings
         self.orders: dict[str, ReplacementOrder] = {}
         self.stock: dict[str, int] = dict(settings.stock)
+        self.customer_orders: dict[str, CustomerOrder] = {}
+        self.order_events = OrderEvents(settings.kafka_bootstrap)
+        self._order_locks = KeyedLocks()
         self._ledger = JsonLinesLedger(settings.ledger_file)
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: replay the ledger file and keep it open while serving."""
         self._ledger.replay(self._replay)
         self._ledger.open()
+        await self.order_events.start()
         log.info("marketplace double ready", port=self.settings.port, orders=len(self.orders))
         try:
             yield
         finally:
+            await self.order_events.stop()
             self._ledger.close()
+
+    # --- customer orders (the order system) ------------------------------------------------
+
+    @partner_double.route("POST", "/orders")
+    async def place_customer_order(self, request: web.Request) -> web.Response:
+        """Once per order_ref: published (OrderPlaced), then remembered and answered 201; the
+        same body again 200 (replayed), another body 409."""
+        await self.inject_faults()
+        payload = await http_support.json_object(request)
+        order = order_record(payload, http_support.now_ms())
+        fingerprint = http_support.request_fingerprint({**order, "placed_at": 0})
+        async with self._order_locks.holding(order["order_ref"]):
+            known = self.customer_orders.get(order["order_ref"])
+            if known is not None:
+                if known.request_fingerprint != fingerprint:
+                    raise http_support.ApiError(
+                        409, "order_exists", f"order {order['order_ref']} exists with other data"
+                    )
+                return http_support.creation_answer(known.to_json(), created=False)
+            await self.order_events.publish("OrderPlaced", order, order["placed_at"])
+            placed = CustomerOrder(order, fingerprint)
+            self.customer_orders[order["order_ref"]] = placed
+            entry = {"op": "customer_order", "order": order, "fingerprint": fingerprint}
+            self._ledger.append(entry)
+        log.info("order placed", order_ref=order["order_ref"], seller_id=order["seller_id"])
+        return http_support.creation_answer(placed.to_json(), created=True)
+
+    @partner_double.route("POST", "/orders/{order_ref}/delivered")
+    async def deliver_customer_order(self, request: web.Request) -> web.Response:
+        order_ref = request.match_info["order_ref"]
+        known = self._customer_order(order_ref)
+        async with self._order_locks.holding(order_ref):
+            if known.delivered_at is not None:
+                return http_support.creation_answer(known.to_json(), created=False)
+            at = http_support.now_ms()
+            await self.order_events.publish("OrderDelivered", known.order, at)
+            known.delivered_at = at
+            delivered = {"op": "customer_order_delivered", "order_ref": order_ref, "at": at}
+            self._ledger.append(delivered)
+        return http_support.creation_answer(known.to_json(), created=True)
+
+    @partner_double.route("GET", "/orders/{order_ref}")
+    async def get_customer_order(self, request: web.Request) -> web.Response:
+        order_ref = request.match_info["order_ref"]
+        known = self._customer_order(order_ref)
+        return web.json_response(known.to_json())
+
+    def _customer_order(self, order_ref: str) -> CustomerOrder:
+        known = self.customer_orders.get(order_ref)
+        if known is None:
+            raise http_support.ApiError(404, "not_found", f"no order {order_ref}")
+        return known
 
     # --- replacement orders ----------------------------------------------------------------
 
@@ -228,12 +296,18 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
 
     def _forget_all(self) -> None:
         self.orders.clear()
+        self.customer_orders.clear()
         self.keys.records.clear()
         self.stock = dict(self.settings.stock)
 
     def _replay(self, entry: dict[str, Any]) -> None:
         """One ledger line: an order (placed ones take their units again), stock set, reset."""
-        if entry["op"] == "reset":
+        if entry["op"] == "customer_order":
+            order = entry["order"]
+            self.customer_orders[order["order_ref"]] = CustomerOrder(order, entry["fingerprint"])
+        elif entry["op"] == "customer_order_delivered":
+            self.customer_orders[entry["order_ref"]].delivered_at = entry["at"]
+        elif entry["op"] == "reset":
             self._forget_all()
         elif entry["op"] == "stock":
             self.stock.update(entry["levels"])
