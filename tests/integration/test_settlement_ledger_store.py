@@ -17,6 +17,7 @@ from services.decisions.settlement.fx import Rate
 from services.decisions.settlement.journal import JournalEntry, reversal
 from services.decisions.settlement.return_postings import (
     ReturnCharges,
+    ReturnedLine,
     ReturnToSettle,
     SettlementTerms,
     SoldBy,
@@ -35,10 +36,9 @@ def entries_of(return_id: str, booked_at_ms: int) -> list[JournalEntry]:
     settled = ReturnToSettle(
         return_id,
         "O-1",
-        "SKU-1",
         Liable.SELLER,
-        ReturnCharges("EUR", item_price=1_999, restocking_fee=100),
-        SoldBy("S-1", "GBP", 1_500, Rate.parse("EUR", "GBP", "0.8563")),
+        ReturnCharges("EUR", (ReturnedLine("SKU-1", 1_999, 1_500),), restocking_fee=100),
+        SoldBy("S-1", "GBP", Rate.parse("EUR", "GBP", "0.8563")),
     )
     refund = refund_entry(return_id, 1_899, "EUR", booked_at_ms, "psp-a", "ref-1")
     liability = liability_entry(settled, SettlementTerms(), booked_at_ms + 1)

@@ -27,6 +27,7 @@ from services.decisions.settlement.return_postings import (
     FeesTo,
     LineType,
     ReturnCharges,
+    ReturnedLine,
     ReturnToSettle,
     SettlementTerms,
     SoldBy,
@@ -52,7 +53,11 @@ def rates(draw: st.DrawFn, base: str, quote: str) -> Rate:
 def returns_to_settle(draw: st.DrawFn, seller_id: str | None = None) -> ReturnToSettle:
     buyer = draw(st.sampled_from(CURRENCIES))
     seller_currency = draw(st.sampled_from(CURRENCIES))
-    item = draw(st.integers(0, 10**9))
+    lines = tuple(
+        ReturnedLine(f"SKU-{n}", draw(st.integers(0, 10**9)), draw(st.integers(0, 10_000)))
+        for n in range(draw(st.integers(1, 4)))
+    )
+    item = sum(line.item_price for line in lines)
     shipping = draw(st.integers(0, 10**6))
     restocking = draw(st.integers(0, item + shipping))
     return_shipping = draw(st.integers(0, item + shipping - restocking))
@@ -60,13 +65,11 @@ def returns_to_settle(draw: st.DrawFn, seller_id: str | None = None) -> ReturnTo
     return ReturnToSettle(
         return_id=draw(st.from_regex(r"RMA-[0-9A-F]{8}", fullmatch=True)),
         order_id="O-1",
-        sku="SKU-1",
         liable=liable,
-        charges=ReturnCharges(buyer, item, shipping, restocking, return_shipping),
+        charges=ReturnCharges(buyer, lines, shipping, restocking, return_shipping),
         sold_by=SoldBy(
             seller_id or draw(st.sampled_from(["S-1", "S-2"])),
             seller_currency,
-            draw(st.integers(0, 10_000)),
             draw(rates(buyer, seller_currency)),
         ),
         carrier_id="DHL" if liable is Liable.CARRIER else None,
@@ -154,25 +157,27 @@ def test_a_ledger_of_many_returns_balances_in_every_currency(
 
 
 def test_a_seller_liable_return_in_the_same_currency() -> None:
+    lines = (ReturnedLine("SKU-1", 10_000, 1_500), ReturnedLine("SKU-2", 15, 1_000))
     settled = ReturnToSettle(
         "RMA-1",
         "O-1",
-        "SKU-1",
         Liable.SELLER,
-        ReturnCharges("EUR", item_price=10_000, shipping_fee=500),
-        SoldBy("S-1", "EUR", 1_500, Rate.identity("EUR")),
+        ReturnCharges("EUR", lines, shipping_fee=500),
+        SoldBy("S-1", "EUR", Rate.identity("EUR")),
     )
     entry = liability_entry(settled, SettlementTerms(return_label_minor=400), 2)
     assert entry is not None
     seller = [p for p in entry.postings if kind_of(p.account) is AccountKind.SELLER_PAYABLE]
     assert [(p.line_type, p.amount_minor) for p in seller] == [
         (LineType.ITEM_PRICE, 10_000),
-        (LineType.SHIPPING_FEE, 500),
         (LineType.COMMISSION, -1_500),
+        (LineType.ITEM_PRICE, 15),
+        (LineType.COMMISSION, -2),  # 1.5 → 2, half to even, per line
+        (LineType.SHIPPING_FEE, 500),
         (LineType.RETURN_SHIPPING, 400),
     ]
     assert {party_of(p.account) for p in seller} == {"S-1"}
-    assert balances([entry])["commission:EUR"] == 1_500
+    assert balances([entry])["commission:EUR"] == 1_502
 
 
 def test_a_cross_border_return_books_its_rounding_residue() -> None:
@@ -180,10 +185,11 @@ def test_a_cross_border_return_books_its_rounding_residue() -> None:
     settled = ReturnToSettle(
         "RMA-2",
         "O-2",
-        "SKU-2",
         Liable.BUYER,
-        ReturnCharges("EUR", item_price=1_999, restocking_fee=1, return_shipping=1),
-        SoldBy("S-2", "GBP", 1_250, rate),
+        ReturnCharges(
+            "EUR", (ReturnedLine("SKU-2", 1_999, 1_250),), restocking_fee=1, return_shipping=1
+        ),
+        SoldBy("S-2", "GBP", rate),
     )
     entry = liability_entry(settled, SettlementTerms(), 2)
     assert entry is not None
@@ -197,10 +203,9 @@ def test_a_cross_border_return_books_its_rounding_residue() -> None:
     settled = ReturnToSettle(
         "RMA-4",
         "O-4",
-        "SKU-4",
         Liable.SELLER,
-        ReturnCharges("EUR", item_price=1_999, shipping_fee=1),
-        SoldBy("S-3", "JPY", 0, yen),
+        ReturnCharges("EUR", (ReturnedLine("SKU-4", 1_999, 0),), shipping_fee=1),
+        SoldBy("S-3", "JPY", yen),
     )
     entry = liability_entry(settled, SettlementTerms(), 2)
     assert entry is not None
@@ -244,7 +249,11 @@ def test_an_entry_that_does_not_balance_is_refused() -> None:
     with pytest.raises(LedgerError):
         Posting("a:EUR", 1.5, "EUR")  # type: ignore[arg-type]
     with pytest.raises(LedgerError):
-        ReturnCharges("EUR", item_price=100, restocking_fee=80, return_shipping=30)
+        ReturnCharges(
+            "EUR", (ReturnedLine("SKU-1", 100, 0),), restocking_fee=80, return_shipping=30
+        )
+    with pytest.raises(LedgerError):
+        ReturnedLine("SKU-1", 100, 10_001)
 
 
 @pytest.mark.parametrize("outcome", [ClaimOutcome.REJECTED, ClaimOutcome.PAID])
@@ -252,10 +261,9 @@ def test_a_carrier_claim_clears_when_rejected_or_paid(outcome: ClaimOutcome) -> 
     settled = ReturnToSettle(
         "RMA-3",
         "O-3",
-        "SKU-3",
         Liable.CARRIER,
-        ReturnCharges("EUR", item_price=5_000),
-        SoldBy("S-1", "EUR", 1_000, Rate.identity("EUR")),
+        ReturnCharges("EUR", (ReturnedLine("SKU-3", 5_000, 1_000),)),
+        SoldBy("S-1", "EUR", Rate.identity("EUR")),
         carrier_id="DHL",
     )
     entries = both_entries(settled, SettlementTerms())

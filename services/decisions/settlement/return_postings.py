@@ -76,21 +76,43 @@ class SettlementTerms:
 
 
 @dataclass(frozen=True)
+class ReturnedLine:
+    """One returned order line: what the buyer got back for its items (after their share
+    of discounts, with tax), and the commission the marketplace took on it."""
+
+    sku: str
+    item_price: int
+    commission_bps: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.item_price, bool) or not isinstance(self.item_price, int):
+            raise LedgerError(f"{self.sku}: item_price must be an integer")
+        if self.item_price < 0:
+            raise LedgerError(f"{self.sku}: item_price must not be negative")
+        if not 0 <= self.commission_bps <= BPS:
+            raise LedgerError(f"{self.sku}: commission {self.commission_bps} bps not in 0–10000")
+
+
+@dataclass(frozen=True)
 class ReturnCharges:
     """What the buyer got back and why, in the buyer's currency."""
 
     currency: str
-    item_price: int  # the returned items' price, after their share of discounts
+    lines: tuple[ReturnedLine, ...]
     shipping_fee: int = 0  # original shipping refunded (seller at fault)
-    restocking_fee: int = 0  # kept from the buyer
+    restocking_fee: int = 0  # kept from the buyer (with any damage deduction)
     return_shipping: int = 0  # kept from the buyer
 
     def __post_init__(self) -> None:
-        amounts = (self.item_price, self.shipping_fee, self.restocking_fee, self.return_shipping)
+        amounts = (self.shipping_fee, self.restocking_fee, self.return_shipping)
         if any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in amounts):
             raise LedgerError(f"charges must be non-negative integers: {amounts}")
         if self.refunded < 0:
             raise LedgerError("fees kept exceed what the buyer is refunded")
+
+    @property
+    def item_price(self) -> int:
+        return sum(line.item_price for line in self.lines)
 
     @property
     def refunded(self) -> int:
@@ -99,17 +121,14 @@ class ReturnCharges:
 
 @dataclass(frozen=True)
 class SoldBy:
-    """From the order: the seller, their settlement currency, the commission rate on the
-    returned line and the buyer→seller rate locked when the order was placed."""
+    """From the order: the seller, their settlement currency and the buyer→seller rate
+    locked when the order was placed."""
 
     seller_id: str
     currency: str
-    commission_bps: int
     rate: Rate
 
     def __post_init__(self) -> None:
-        if not 0 <= self.commission_bps <= BPS:
-            raise LedgerError(f"commission {self.commission_bps} bps is not within 0–10000")
         if self.rate.quote != self.currency:
             raise LedgerError(
                 f"rate {self.rate.base}→{self.rate.quote} is not into {self.currency}"
@@ -120,7 +139,6 @@ class SoldBy:
 class ReturnToSettle:
     return_id: str
     order_id: str
-    sku: str
     liable: Liable
     charges: ReturnCharges
     sold_by: SoldBy
@@ -207,7 +225,7 @@ def liability_entry(
         postings += _seller_charges(settled, terms)
     references = {
         "order_id": settled.order_id,
-        "sku": settled.sku,
+        "skus": ",".join(line.sku for line in settled.charges.lines),
         "seller_id": settled.sold_by.seller_id,
         "liable": settled.liable.value,
     }
@@ -228,13 +246,17 @@ def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Pos
     """The seller's lines (in the buyer's currency, + = the seller pays), the platform's
     side of each, and the conversion into the seller's currency."""
     charges, currency, sold_by = settled.charges, settled.charges.currency, settled.sold_by
-    credit = commission_credit(charges.item_price, sold_by.commission_bps, terms)
-    lines: list[tuple[LineType, int, str]] = [
-        (LineType.ITEM_PRICE, charges.item_price, f"refund of {settled.sku}"),
-        (LineType.SHIPPING_FEE, charges.shipping_fee, "original shipping refunded"),
-        (LineType.COMMISSION, -credit, f"commission credited back ({terms.commission_credit})"),
-    ]
-    platform: list[Posting] = [Posting(account(AccountKind.COMMISSION, currency), credit, currency)]
+    lines: list[tuple[LineType, int, str]] = []
+    credits = 0
+    for line in charges.lines:  # commission rounded per line: each is a statement line
+        credit = commission_credit(line.item_price, line.commission_bps, terms)
+        credits += credit
+        lines += [
+            (LineType.ITEM_PRICE, line.item_price, f"refund of {line.sku}"),
+            (LineType.COMMISSION, -credit, f"commission on {line.sku} credited back"),
+        ]
+    lines.append((LineType.SHIPPING_FEE, charges.shipping_fee, "original shipping refunded"))
+    platform = [Posting(account(AccountKind.COMMISSION, currency), credits, currency)]
     kept = charges.restocking_fee + charges.return_shipping
     if terms.fees_to is FeesTo.SELLER:
         lines += [
