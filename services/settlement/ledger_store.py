@@ -118,22 +118,29 @@ class LedgerStore:
         return booking
 
     async def ensure_months(self, months: Iterable[tuple[int, int]]) -> None:
-        """The monthly partitions for these booking months (created once, in a
-        transaction of their own: creating one locks the parent table briefly)."""
+        """The monthly partitions for these booking months. A month is remembered once
+        seen to exist (not when created here: the caller's transaction may still roll it
+        back)."""
         missing = sorted(set(months) - self._months)
         if not missing:
             return
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (PARTITION_LOCK,))
             for year, month in missing:
+                names = [_partition(table, year, month) for table in PARTITIONED]
+                cursor = await self.conn.execute(
+                    "SELECT count(to_regclass(name)) FROM unnest(%s::text[]) AS name", (names,)
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[0] == len(names):
+                    self._months.add((year, month))
+                    continue
                 start, end = _month_bounds(year, month)
-                for table in PARTITIONED:
+                for table, name in zip(PARTITIONED, names, strict=True):
                     await self.conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {_partition(table, year, month)}"
-                        f" PARTITION OF {table} FOR VALUES FROM ('{start.isoformat()}')"
-                        f" TO ('{end.isoformat()}')"
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
+                        f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                     )
-        self._months.update(missing)
 
     async def imbalance(self) -> dict[str, int]:
         """Per currency, the sum of every posting when it is not zero (empty: balanced)."""

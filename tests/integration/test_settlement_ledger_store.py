@@ -59,7 +59,7 @@ def test_migrations_apply_once(postgres_database: str) -> None:
         return await apply_migrations(conn), await apply_migrations(conn)
 
     first, second = run(postgres_database, scenario)
-    assert first == ["0001_ledger"] and second == []
+    assert first == ["0001_ledger", "0002_orders_and_waiting"] and second == []
 
 
 def test_a_redelivered_batch_books_nothing_and_the_offsets_move_with_the_entries(

@@ -1,0 +1,233 @@
+"""Settlement's consumer (an adapter): orders, refunds issued and returns completed, read
+from Kafka and booked into the ledger exactly once — every poll's effects and the offsets
+it read up to in one PostgreSQL transaction, and on every partition assignment the
+consumer seeks to the offsets stored there (never to Kafka's committed ones).
+
+What each record does (the decisions are services/decisions/settlement):
+- OrderPlaced / OrderDelivered: the order kept (`orders`), and completions that were
+  waiting for it settled now;
+- RefundIssued: the refund entry (the money went out through the provider);
+- ReturnCompleted: the liability entry (the liable party charged), or parked in
+  `pending_completions` until its order comes; one that cannot be settled (no liable party,
+  a breakdown that does not add up) goes to `settlement_rejects` with the reason;
+- a record that cannot be decoded: `settlement_rejects`, with its bytes.
+A redelivered record derives the same entry ids and books nothing (services/settlement/
+ledger_store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from services.decisions.settlement.completed_returns import NotSettleable, return_to_settle
+from services.decisions.settlement.journal import JournalEntry
+from services.decisions.settlement.return_postings import (
+    SettlementTerms,
+    liability_entry,
+    refund_entry,
+)
+from services.eventing.avro_codec import AvroCodec, CodecError
+from services.eventing.log_setup import get_logger
+from services.eventing.topics import ORDERS, REFUND_EVENTS, SAGA_EVENTS
+from services.settlement.ledger_store import Booking, LedgerStore
+
+GROUP = "boomerang-settlement"
+TOPICS = (ORDERS.name, REFUND_EVENTS.name, SAGA_EVENTS.name)
+MAX_RECORDS = 500
+STORE_CREDIT = "STORE_CREDIT"
+log = get_logger(__name__)
+
+
+def _json(record: Mapping[str, Any]) -> Jsonb:
+    return Jsonb(orjson.loads(orjson.dumps(record, default=str)))
+
+
+class SettlementConsumer:
+    def __init__(
+        self,
+        bootstrap: str,
+        conn: AsyncConnection,
+        codec: AvroCodec,
+        terms: SettlementTerms,
+        group: str = GROUP,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.conn = conn
+        self.codec = codec
+        self.terms = terms
+        self.group = group
+        self.store = LedgerStore(conn, group)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.booked = 0
+        self.duplicates = 0
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self.consumer.subscribe(list(TOPICS), listener=_SeekToStoredOffsets(self))
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def poll_once(self, timeout_ms: int = 1000) -> int:
+        """Read what is there (up to MAX_RECORDS) and book it; the records handled."""
+        assert self.consumer is not None, "start() first"
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=MAX_RECORDS)
+        records = sum(len(rs) for rs in batch.values())
+        if records:
+            booking = await self.handle(batch)
+            self.booked += len(booking.booked)
+            self.duplicates += len(booking.duplicates)
+        return records
+
+    async def handle(self, batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> Booking:
+        """One transaction: every record's effects, then the entries and the offsets."""
+        async with self.conn.transaction():
+            entries: list[JournalEntry] = []
+            offsets: dict[tuple[str, int], int] = {}
+            for tp, records in batch.items():
+                for record in records:
+                    entries += await self._effects(record)
+                    offsets[(tp.topic, tp.partition)] = record.offset + 1
+            return await self.store.book(entries, offsets)
+
+    async def _effects(self, message: ConsumerRecord) -> list[JournalEntry]:
+        try:
+            decoded = self.codec.decode(message.value)
+        except CodecError as exc:  # undecodable bytes: kept with the reason, not lost
+            await self._reject(message, None, None, f"not decodable: {exc!r}")
+            return []
+        name, record = decoded.name, decoded.record
+        return_id = record.get("envelope", {}).get("return_id")
+        try:
+            return await self._dispatch(name, record)
+        except NotSettleable as exc:
+            if name == "ReturnCompleted" and record.get("refunded") is None:
+                return []  # an exchange: nothing was paid, nobody to charge
+            await self._reject(message, name, return_id, str(exc))
+        except (ValueError, KeyError, TypeError) as exc:  # a record the ledger cannot take
+            await self._reject(message, name, return_id, f"cannot be booked: {exc!r}")
+        return []
+
+    async def _dispatch(self, name: str, record: Mapping[str, Any]) -> list[JournalEntry]:
+        if name in ("OrderPlaced", "OrderDelivered"):
+            return await self._order(record, delivered=name == "OrderDelivered")
+        if name == "RefundIssued":
+            return self._refund(record)
+        if name == "ReturnCompleted":
+            return await self._completion(record)
+        return []
+
+    def _refund(self, record: Mapping[str, Any]) -> list[JournalEntry]:
+        amount = record["amount"]
+        store_credit = record.get("method") == STORE_CREDIT
+        entry = refund_entry(
+            record["envelope"]["return_id"],
+            amount["amount_minor"],
+            amount["currency"],
+            record["envelope"]["occurred_at"],
+            None if store_credit else record["provider"],
+            record.get("provider_refund_id") or "",
+        )
+        return [] if entry is None else [entry]
+
+    async def _completion(self, record: Mapping[str, Any]) -> list[JournalEntry]:
+        order_ref = record.get("order_ref")
+        if not order_ref:
+            raise NotSettleable("the completion names no order")
+        order = await self._known_order(order_ref)
+        if order is None:
+            await self.conn.execute(
+                "INSERT INTO pending_completions (return_id, order_ref, completion)"
+                " VALUES (%s, %s, %s) ON CONFLICT (return_id) DO NOTHING",
+                (record["envelope"]["return_id"], order_ref, _json(record)),
+            )
+            return []
+        settled = return_to_settle(record, order)
+        entry = liability_entry(settled, self.terms, record["completed_at"])
+        return [] if entry is None else [entry]
+
+    async def _order(self, record: Mapping[str, Any], delivered: bool) -> list[JournalEntry]:
+        order = record["order"]
+        await self.conn.execute(
+            "INSERT INTO orders (order_ref, seller_id, body, placed_at, delivered_at)"
+            " VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))"
+            " ON CONFLICT (order_ref) DO UPDATE SET body = EXCLUDED.body,"
+            " delivered_at = COALESCE(EXCLUDED.delivered_at, orders.delivered_at)",
+            (
+                order["order_ref"],
+                order["seller_id"],
+                _json(order),
+                order["placed_at"],
+                record["delivered_at"] if delivered else None,
+            ),
+        )
+        cursor = await self.conn.execute(
+            "DELETE FROM pending_completions WHERE order_ref = %s RETURNING completion",
+            (order["order_ref"],),
+        )
+        entries = []
+        for (completion,) in await cursor.fetchall():
+            try:
+                settled = return_to_settle(completion, order)
+            except NotSettleable as exc:
+                log.warning("waiting completion not settleable", reason=str(exc))
+                continue
+            entry = liability_entry(settled, self.terms, completion["completed_at"])
+            entries += [] if entry is None else [entry]
+        return entries
+
+    async def _known_order(self, order_ref: str) -> dict[str, Any] | None:
+        cursor = await self.conn.execute(
+            "SELECT body FROM orders WHERE order_ref = %s", (order_ref,)
+        )
+        row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def _reject(
+        self, message: ConsumerRecord, name: str | None, return_id: str | None, reason: str
+    ) -> None:
+        log.warning("record not settled", topic=message.topic, offset=message.offset, reason=reason)
+        payload = message.value
+        await self.conn.execute(
+            "INSERT INTO settlement_rejects"
+            ' (topic, partition, "offset", record_name, return_id, reason, payload)'
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (message.topic, message.partition, message.offset, name, return_id, reason, payload),
+        )
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    """On assignment, each partition starts where the ledger says it was read up to."""
+
+    def __init__(self, owner: SettlementConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.owner.consumer
+        assert consumer is not None
+        stored = await self.owner.store.stored_offsets()
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
