@@ -31,6 +31,7 @@ SERVICES: dict[str, str] = {
     "inspection": "services.inspection.app",
     "warehouse-intake": "services.warehouse_intake.app",
     "refund": "services.refund.app",
+    "settlement": "services.settlement.app",
     "carrier": "services.tools.partners.carrier_server",
     "psp": "services.tools.partners.psp_server",
     "psp-b": "services.tools.partners.psp_server",

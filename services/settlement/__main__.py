@@ -1,0 +1,5 @@
+import sys
+
+from services.settlement.app import main
+
+sys.exit(main())

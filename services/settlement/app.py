@@ -1,0 +1,149 @@
+"""Composition root of the settlement service (`boomerang run settlement`): PostgreSQL at
+DATABASE_URL (in a checkout without it: this checkout's local cluster, `make pg-up`), the
+schema migrated on start, the consumer booking into the ledger, and an HTTP port with
+`/health` (is the ledger balanced, what was booked) and `GET /ledger/balances`.
+
+When PostgreSQL or Kafka fails, the consumer starts again from the offsets stored in the
+ledger after a backoff: what a failed transaction had read is read again, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+
+import psycopg
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from psycopg import AsyncConnection
+
+from services.decisions.settlement.return_postings import SettlementTerms
+from services.eventing.avro_codec import AvroCodec
+from services.eventing.log_setup import configure_logging, get_logger
+from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.settings import bootstrap_servers
+from services.settlement.consumer import SettlementConsumer
+from services.settlement.ledger_store import LedgerStore
+from services.settlement.schema_migrations import apply_migrations
+
+SERVICE = "settlement"
+DEFAULT_PORT = 8088
+RETRY_S = (1, 2, 5, 10)
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SettlementSettings:
+    database_url: str
+    bootstrap: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def from_env(cls) -> SettlementSettings:
+        return cls(
+            database_url=database_url(),
+            bootstrap=bootstrap_servers(),
+            host=os.environ.get("SETTLEMENT_HOST", "127.0.0.1"),
+            port=int(os.environ.get("SETTLEMENT_PORT") or DEFAULT_PORT),
+        )
+
+
+def database_url() -> str:
+    """DATABASE_URL, or in a checkout this checkout's local cluster (started if needed)."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        return configured
+    try:
+        from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
+    except ModuleNotFoundError as exc:
+        raise RuntimeError("DATABASE_URL is not set (no local PostgreSQL here)") from exc
+    return LocalPostgres(LocalPostgresSettings.from_env(log=log.info)).up()
+
+
+class SettlementService:
+    def __init__(self, settings: SettlementSettings, terms: SettlementTerms) -> None:
+        self.settings = settings
+        self.terms = terms
+        self.codec = AvroCodec(SchemaCatalogue.load())
+        self.consumer: SettlementConsumer | None = None
+        self.failures = 0
+        self.last_error = ""
+
+    async def consume(self, stop: asyncio.Event) -> None:
+        """Book until stopped; after a failure, connect again and start from the ledger's
+        offsets."""
+        while not stop.is_set():
+            try:
+                async with await AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True
+                ) as conn:
+                    applied = await apply_migrations(conn)
+                    if applied:
+                        log.info("ledger schema migrated", applied=applied)
+                    self.consumer = SettlementConsumer(
+                        self.settings.bootstrap, conn, self.codec, self.terms
+                    )
+                    await self.consumer.start()
+                    try:
+                        while not stop.is_set():
+                            await self.consumer.poll_once(500)
+                    finally:
+                        await self.consumer.stop()
+            except (psycopg.OperationalError, KafkaError, OSError) as exc:
+                self.failures += 1
+                self.last_error = repr(exc)
+                wait_s = RETRY_S[min(self.failures - 1, len(RETRY_S) - 1)]
+                log.warning("settlement interrupted; starting again", error=repr(exc), in_s=wait_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait_s)
+
+    async def health(self, _request: web.Request) -> web.Response:
+        consumer = self.consumer
+        body: dict[str, object] = {
+            "status": "ok",
+            "service": SERVICE,
+            "booked": consumer.booked if consumer else 0,
+            "duplicates": consumer.duplicates if consumer else 0,
+            "restarts": self.failures,
+            "last_error": self.last_error,
+        }
+        return web.json_response(body)
+
+    async def balances(self, request: web.Request) -> web.Response:
+        prefix = request.query.get("account", "")
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            store = LedgerStore(conn, "read")
+            imbalance = await store.imbalance()
+            balances = await store.balances(prefix)
+        return web.json_response(
+            {"ledger_balanced": not imbalance, "imbalance": imbalance, "balances": balances}
+        )
+
+
+async def serve(settings: SettlementSettings) -> int:
+    service = SettlementService(settings, SettlementTerms())
+    app = web.Application()
+    app.router.add_get("/health", service.health)
+    app.router.add_get("/ledger/balances", service.balances)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    stop = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(number, stop.set)
+    log.info("serving", host=settings.host, port=settings.port)
+    try:
+        await service.consume(stop)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def main() -> int:
+    configure_logging(SERVICE)
+    return asyncio.run(serve(SettlementSettings.from_env()))
