@@ -36,6 +36,7 @@ from services.decisions.settlement.return_postings import (
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import ORDERS, REFUND_EVENTS, SAGA_EVENTS
+from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import Booking, LedgerStore
 
 GROUP = "boomerang-settlement"
@@ -57,12 +58,14 @@ class SettlementConsumer:
         codec: AvroCodec,
         terms: SettlementTerms,
         group: str = GROUP,
+        calendar: CycleCalendar | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.conn = conn
         self.codec = codec
         self.terms = terms
         self.group = group
+        self.calendar = calendar or CycleCalendar.from_env()
         self.store = LedgerStore(conn, group)
         self.consumer: AIOKafkaConsumer | None = None
         self.booked = 0
@@ -104,7 +107,7 @@ class SettlementConsumer:
                 for record in records:
                     entries += await self._effects(record)
                     offsets[(tp.topic, tp.partition)] = record.offset + 1
-            return await self.store.book(entries, offsets)
+            return await self.store.book(entries, offsets, self.calendar)
 
     async def _effects(self, message: ConsumerRecord) -> list[JournalEntry]:
         try:

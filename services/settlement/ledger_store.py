@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from services.decisions.settlement.cycles import cycle_for_entry
 from services.decisions.settlement.journal import JournalEntry
+from services.settlement.cycle_calendar import CycleCalendar
 
 PARTITION_LOCK = "boomerang-settlement-partitions"
 PARTITIONED = ("journal_entries", "postings")
@@ -28,6 +30,11 @@ PARTITIONED = ("journal_entries", "postings")
 class Booking:
     booked: list[str] = field(default_factory=list)  # entry ids written now
     duplicates: list[str] = field(default_factory=list)  # already in the ledger
+
+
+def cycle_lock(market: str) -> str:
+    """The advisory lock bookings share and closing a market's cycle takes alone."""
+    return f"boomerang-settlement-cycle:{market}"
 
 
 def month_of(at_ms: int) -> tuple[int, int]:
@@ -60,9 +67,15 @@ class LedgerStore:
         return {(topic, part): offset for topic, part, offset in await cursor.fetchall()}
 
     async def book(
-        self, entries: Sequence[JournalEntry], offsets: Mapping[tuple[str, int], int]
+        self,
+        entries: Sequence[JournalEntry],
+        offsets: Mapping[tuple[str, int], int],
+        calendar: CycleCalendar | None = None,
     ) -> Booking:
-        """Write the entries not booked before and move the offsets, in one transaction."""
+        """Write the entries not booked before and move the offsets, in one transaction. An
+        entry with a market goes into its settlement cycle (`calendar`): its own, or the
+        first open one after it when that is closed (a shared lock per market: closing a
+        cycle waits for bookings in flight, services/settlement/statements_store.py)."""
         await self.ensure_months(month_of(entry.booked_at_ms) for entry in entries)
         booking = Booking()
         async with self.conn.transaction(), self.conn.cursor() as cursor:
@@ -76,10 +89,14 @@ class LedgerStore:
                 if await cursor.fetchone() is None:
                     booking.duplicates.append(entry.entry_id)
                     continue
+                market = entry.references.get("market") or None
+                number = None
+                if market is not None and calendar is not None:
+                    number = await self._cycle_of(calendar, market, entry.booked_at_ms)
                 await cursor.execute(
                     "INSERT INTO journal_entries"
-                    " (entry_id, booked_at, return_id, step, reverses, refs)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    " (entry_id, booked_at, return_id, step, reverses, refs, market, cycle_number)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         entry.entry_id,
                         booked_at,
@@ -87,11 +104,14 @@ class LedgerStore:
                         entry.step,
                         entry.reverses,
                         Jsonb(entry.references),
+                        market,
+                        number,
                     ),
                 )
                 await cursor.executemany(
                     "INSERT INTO postings (entry_id, booked_at, line_no, account, amount_minor,"
-                    " currency, line_type, description) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    " currency, line_type, description, sku)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             entry.entry_id,
@@ -102,6 +122,7 @@ class LedgerStore:
                             posting.currency,
                             posting.line_type,
                             posting.description,
+                            posting.sku,
                         )
                         for line_no, posting in enumerate(entry.postings, 1)
                     ],
@@ -116,6 +137,18 @@ class LedgerStore:
                     [(self.consumer, t, p, offset) for (t, p), offset in offsets.items()],
                 )
         return booking
+
+    async def _cycle_of(self, calendar: CycleCalendar, market: str, booked_at_ms: int) -> int:
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (cycle_lock(market),)
+        )
+        cursor = await self.conn.execute(
+            "SELECT number FROM settlement_cycles WHERE market = %s AND closed_at IS NOT NULL",
+            (market,),
+        )
+        closed = {number for (number,) in await cursor.fetchall()}
+        rule, zone = calendar.rule_and_zone(market)
+        return cycle_for_entry(rule, zone, booked_at_ms, closed).number
 
     async def ensure_months(self, months: Iterable[tuple[int, int]]) -> None:
         """The monthly partitions for these booking months. A month is remembered once

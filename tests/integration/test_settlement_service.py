@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from services.settlement.schema_migrations import migrations
 from tests.integration.test_partner_doubles import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,12 +50,12 @@ def test_the_service_migrates_serves_and_stops(
         assert health is not None and health["status"] == "ok", log_path.read_text()
         deadline, applied = time.monotonic() + 30, []
         with psycopg.connect(postgres_database, autocommit=True) as conn:
-            while time.monotonic() < deadline and len(applied) < 2:
+            while time.monotonic() < deadline and len(applied) < len(migrations()):
                 try:
                     applied = conn.execute("SELECT version FROM schema_migrations").fetchall()
                 except psycopg.errors.UndefinedTable:  # not migrated yet
                     time.sleep(0.2)
-        assert len(applied) == 2
+        assert len(applied) == len(migrations())
         balances = httpx.get(f"{base}/ledger/balances", timeout=10).json()
         assert balances["ledger_balanced"] is True
     finally:

@@ -81,6 +81,7 @@ def return_to_settle(
             charges,
             SoldBy(order["seller_id"], order["seller_currency"], rate),
             carrier_id=carrier_id if liable == Liable.CARRIER else None,
+            market=str(order.get("market", "")),
         )
     except (FxError, LedgerError) as exc:
         raise NotSettleable(f"{return_id}: {exc}") from exc

@@ -27,6 +27,7 @@ class Posting:
     # for a seller's statement: the kind of line (ItemPrice, Commission, ...) and its words
     line_type: str | None = None
     description: str = ""
+    sku: str = ""  # the returned item a seller's line is about
 
     def __post_init__(self) -> None:
         if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
@@ -86,6 +87,7 @@ def reversal(original: JournalEntry, booked_at_ms: int, reason: str) -> JournalE
                 p.currency,
                 p.line_type,
                 f"reversal ({reason})" + (f": {p.description}" if p.description else ""),
+                p.sku,
             )
             for p in original.postings
         ),

@@ -143,6 +143,7 @@ class ReturnToSettle:
     charges: ReturnCharges
     sold_by: SoldBy
     carrier_id: str | None = None
+    market: str = ""  # the order's storefront: whose settlement cycles its seller lines join
 
     def __post_init__(self) -> None:
         if self.sold_by.rate.base != self.charges.currency:
@@ -228,6 +229,7 @@ def liability_entry(
         "skus": ",".join(line.sku for line in settled.charges.lines),
         "seller_id": settled.sold_by.seller_id,
         "liable": settled.liable.value,
+        "market": settled.market,
     }
     moved = without_zero(postings)
     if not moved:
@@ -246,28 +248,33 @@ def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Pos
     """The seller's lines (in the buyer's currency, + = the seller pays), the platform's
     side of each, and the conversion into the seller's currency."""
     charges, currency, sold_by = settled.charges, settled.charges.currency, settled.sold_by
-    lines: list[tuple[LineType, int, str]] = []
+    lines: list[tuple[LineType, int, str, str]] = []
     credits = 0
     for line in charges.lines:  # commission rounded per line: each is a statement line
         credit = commission_credit(line.item_price, line.commission_bps, terms)
         credits += credit
         lines += [
-            (LineType.ITEM_PRICE, line.item_price, f"refund of {line.sku}"),
-            (LineType.COMMISSION, -credit, f"commission on {line.sku} credited back"),
+            (LineType.ITEM_PRICE, line.item_price, f"refund of {line.sku}", line.sku),
+            (LineType.COMMISSION, -credit, f"commission on {line.sku} credited back", line.sku),
         ]
-    lines.append((LineType.SHIPPING_FEE, charges.shipping_fee, "original shipping refunded"))
+    lines.append((LineType.SHIPPING_FEE, charges.shipping_fee, "original shipping refunded", ""))
     platform = [Posting(account(AccountKind.COMMISSION, currency), credits, currency)]
     kept = charges.restocking_fee + charges.return_shipping
     if terms.fees_to is FeesTo.SELLER:
         lines += [
-            (LineType.RESTOCKING_FEE, -charges.restocking_fee, "restocking fee the buyer paid"),
-            (LineType.RETURN_SHIPPING, -charges.return_shipping, "return shipping the buyer paid"),
+            (LineType.RESTOCKING_FEE, -charges.restocking_fee, "restocking fee the buyer paid", ""),
+            (
+                LineType.RETURN_SHIPPING,
+                -charges.return_shipping,
+                "return shipping the buyer paid",
+                "",
+            ),
         ]
     else:
         platform.append(Posting(account(AccountKind.FEES_RETAINED, currency), -kept, currency))
     if settled.liable is Liable.SELLER and terms.return_label_minor:
         label = terms.return_label_minor
-        lines.append((LineType.RETURN_SHIPPING, label, "return label"))
+        lines.append((LineType.RETURN_SHIPPING, label, "return label", ""))
         platform.append(
             Posting(account(AccountKind.RETURN_SHIPPING_RECOVERY, currency), -label, currency)
         )
@@ -275,14 +282,16 @@ def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Pos
     seller_currency = sold_by.currency
     payable = account(AccountKind.SELLER_PAYABLE, seller_currency, sold_by.seller_id)
     if seller_currency == currency:
-        seller = [Posting(payable, amount, currency, kind, text) for kind, amount, text in lines]
+        seller = [
+            Posting(payable, amount, currency, kind, text, sku) for kind, amount, text, sku in lines
+        ]
         return platform + seller
-    converted = convert_lines([amount for _, amount, _ in lines], sold_by.rate)
+    converted = convert_lines([amount for _, amount, _, _ in lines], sold_by.rate)
     seller = [
-        Posting(payable, amount, seller_currency, kind, text)
-        for (kind, _, text), amount in zip(lines, converted.lines, strict=True)
+        Posting(payable, amount, seller_currency, kind, text, sku)
+        for (kind, _, text, sku), amount in zip(lines, converted.lines, strict=True)
     ]
-    total = sum(amount for _, amount, _ in lines)
+    total = sum(amount for _, amount, _, _ in lines)
     fx_in, fx_out = seller_currency, currency
     return [
         *platform,
