@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import os
 import signal
 from dataclasses import dataclass
@@ -22,12 +24,20 @@ from psycopg import AsyncConnection
 
 from services.decisions.settlement.return_postings import SettlementTerms
 from services.eventing.avro_codec import AvroCodec
+from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.settlement.consumer import SettlementConsumer
+from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import LedgerStore
 from services.settlement.schema_migrations import apply_migrations
+from services.settlement.statements_store import (
+    CycleNotEnded,
+    close_cycle,
+    statements_of_cycle,
+    statements_of_seller,
+)
 
 SERVICE = "settlement"
 DEFAULT_PORT = 8088
@@ -68,6 +78,7 @@ class SettlementService:
     def __init__(self, settings: SettlementSettings, terms: SettlementTerms) -> None:
         self.settings = settings
         self.terms = terms
+        self.calendar = CycleCalendar.from_env()
         self.codec = AvroCodec(SchemaCatalogue.load())
         self.consumer: SettlementConsumer | None = None
         self.failures = 0
@@ -85,7 +96,11 @@ class SettlementService:
                     if applied:
                         log.info("ledger schema migrated", applied=applied)
                     self.consumer = SettlementConsumer(
-                        self.settings.bootstrap, conn, self.codec, self.terms
+                        self.settings.bootstrap,
+                        conn,
+                        self.codec,
+                        self.terms,
+                        calendar=self.calendar,
                     )
                     await self.consumer.start()
                     try:
@@ -113,6 +128,35 @@ class SettlementService:
         }
         return web.json_response(body)
 
+    async def seller_statements(self, request: web.Request) -> web.Response:
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            found = await statements_of_seller(conn, request.match_info["seller_id"])
+        return web.json_response({"statements": found})
+
+    async def cycle_statements(self, request: web.Request) -> web.Response:
+        cycle_id = request.match_info["cycle_id"]
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            found = await statements_of_cycle(conn, cycle_id)
+        if request.query.get("format") == "csv":
+            return web.Response(text=statements_csv(found), content_type="text/csv")
+        return web.json_response({"cycle_id": cycle_id, "statements": found})
+
+    async def close(self, request: web.Request) -> web.Response:
+        """POST /cycles/{market}/{number}/close: idempotent; 409 before the cycle ends."""
+        market = request.match_info["market"]
+        try:
+            number = int(request.match_info["number"])
+        except ValueError:
+            return _problem(400, "invalid_cycle", "the cycle number is a whole number")
+        try:
+            async with await AsyncConnection.connect(self.settings.database_url) as conn:
+                closed = await close_cycle(conn, self.calendar, market, number, now_ms())
+        except CycleNotEnded as exc:
+            return _problem(409, "cycle_not_ended", str(exc))
+        except ValueError as exc:
+            return _problem(400, "invalid_cycle", str(exc))
+        return web.json_response({"market": market, "number": number, "statements": closed})
+
     async def balances(self, request: web.Request) -> web.Response:
         prefix = request.query.get("account", "")
         async with await AsyncConnection.connect(self.settings.database_url) as conn:
@@ -129,6 +173,9 @@ async def serve(settings: SettlementSettings) -> int:
     app = web.Application()
     app.router.add_get("/health", service.health)
     app.router.add_get("/ledger/balances", service.balances)
+    app.router.add_get("/sellers/{seller_id}/statements", service.seller_statements)
+    app.router.add_get("/statements/{cycle_id}", service.cycle_statements)
+    app.router.add_post("/cycles/{market}/{number}/close", service.close)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -142,6 +189,47 @@ async def serve(settings: SettlementSettings) -> int:
         await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def _problem(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+def statements_csv(statements: list[dict]) -> str:
+    """One row per statement line, in a flat layout accounting tools import."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "seller_id",
+            "cycle_id",
+            "currency",
+            "return_id",
+            "order_ref",
+            "sku",
+            "amount_type",
+            "description",
+            "amount_minor",
+            "booked_at_ms",
+        ]
+    )
+    for made in statements:
+        for line in made["lines"]:
+            writer.writerow(
+                [
+                    made["seller_id"],
+                    made["cycle_id"],
+                    made["currency"],
+                    line["return_id"],
+                    line["order_ref"],
+                    line["sku"],
+                    line["line_type"],
+                    line["description"],
+                    line["amount_minor"],
+                    line["booked_at_ms"],
+                ]
+            )
+    return out.getvalue()
 
 
 def main() -> int:

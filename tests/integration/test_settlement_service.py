@@ -58,6 +58,14 @@ def test_the_service_migrates_serves_and_stops(
         assert len(applied) == len(migrations())
         balances = httpx.get(f"{base}/ledger/balances", timeout=10).json()
         assert balances["ledger_balanced"] is True
+        assert httpx.get(f"{base}/sellers/S-NONE/statements").json() == {"statements": []}
+        far_future = httpx.post(f"{base}/cycles/DE/99999/close")
+        assert far_future.status_code == 409 and far_future.json()["error"] == "cycle_not_ended"
+        assert httpx.post(f"{base}/cycles/DE/x/close").status_code == 400
+        empty = httpx.post(f"{base}/cycles/DE/10/close")  # a week of 2024, nothing booked
+        assert empty.status_code == 200 and empty.json()["statements"] == []
+        csv_text = httpx.get(f"{base}/statements/DE-00010", params={"format": "csv"}).text
+        assert csv_text.startswith("seller_id,cycle_id,currency,return_id")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log_path.read_text()
