@@ -57,7 +57,7 @@ class SettlementSettings:
         return cls(
             database_url=database_url(),
             bootstrap=bootstrap_servers(),
-            host=os.environ.get("SETTLEMENT_HOST", "127.0.0.1"),
+            host=os.environ.get("BOOMERANG_BIND_HOST") or "127.0.0.1",
             port=int(os.environ.get("SETTLEMENT_PORT") or DEFAULT_PORT),
         )
 
