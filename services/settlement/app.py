@@ -86,7 +86,8 @@ class SettlementService:
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Book until stopped; after a failure, connect again and start from the ledger's
-        offsets."""
+        offsets (the wait grows with the failures in a row, RETRY_S)."""
+        in_a_row = 0
         while not stop.is_set():
             try:
                 async with await AsyncConnection.connect(
@@ -103,6 +104,7 @@ class SettlementService:
                         calendar=self.calendar,
                     )
                     await self.consumer.start()
+                    in_a_row = 0
                     try:
                         while not stop.is_set():
                             await self.consumer.poll_once(500)
@@ -110,8 +112,9 @@ class SettlementService:
                         await self.consumer.stop()
             except (psycopg.OperationalError, KafkaError, OSError) as exc:
                 self.failures += 1
+                in_a_row += 1
                 self.last_error = repr(exc)
-                wait_s = RETRY_S[min(self.failures - 1, len(RETRY_S) - 1)]
+                wait_s = RETRY_S[min(in_a_row - 1, len(RETRY_S) - 1)]
                 log.warning("settlement interrupted; starting again", error=repr(exc), in_s=wait_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait_s)
