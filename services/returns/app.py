@@ -105,7 +105,10 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
 
     parts.every(REFRESH_S, measure)
     parts.on_stop(backlog.stop)
-    parts.health_fields["admission"] = lambda: {**backlog.shown(), "pace_per_s": pace.rate}
+    parts.health_fields["admission"] = lambda: {
+        **backlog.shown(),
+        "pace_per_s": None if pace.rate is None else round(pace.rate),
+    }
     return admit
 
 
