@@ -18,10 +18,8 @@ swings into a slow ramp:
   and not while the wait falls (under `falling` × what it read at the last check: the
   queue drains at this pace, and a queue taking long to drain must not starve the door);
 - while the wait is below it, the pace grows by `growth` (a share of itself) per second;
-- the door opens again once the pace is past `headroom` × the rate offered (plus
-  `min_rate`), every new return counted, also those the early refusals turned away
-  (counted on what got through, the door reopened while they refused everyone): the
-  offer fell below what it lets in, the pace no longer binds;
+- the door opens again once the pace is past `headroom` × the rate taken (plus
+  `min_rate`): the offer fell below what it lets in, the pace no longer binds;
 - the pace never goes below `min_rate`: a queue that is not draining because nothing
   enters is seen going down by the returns still let in.
 
@@ -64,21 +62,10 @@ class AdmissionPace:
         # when the wait past the mark was last checked, and what it read then
         self.checked: tuple[int, float] | None = None
         self.taken: deque[int] = deque()  # when each return of the last window was taken
-        # when each new return of the last window asked to come in, refused or not (by
-        # the early refusals too: the door reopens on the offer, not on what got through)
-        self.offered: deque[int] = deque()
 
     def taken_rate(self, now_ms: int) -> float:
         self._forget(now_ms)
         return len(self.taken) / self.settings.window_s
-
-    def offer(self, now_ms: int) -> None:
-        """A new return asks to come in (before any limit decides on it)."""
-        self.offered.append(now_ms)
-
-    def offered_rate(self, now_ms: int) -> float:
-        self._forget(now_ms)
-        return len(self.offered) / self.settings.window_s
 
     def adjust(self, now_ms: int, wait_s: float | None) -> None:
         """A new reading of the pipeline's wait (None: not measured, the pace only grows)."""
@@ -109,7 +96,7 @@ class AdmissionPace:
             self.checked = None  # under the mark: the next reading past it is a new queue
         if self.rate is not None:
             self.rate *= (1 + settings.growth) ** elapsed_s
-            if self.rate >= settings.headroom * self.offered_rate(now_ms) + settings.min_rate:
+            if self.rate >= settings.headroom * taken + settings.min_rate:
                 self.rate = None
 
     def take(self, now_ms: int) -> bool:
@@ -130,6 +117,5 @@ class AdmissionPace:
 
     def _forget(self, now_ms: int) -> None:
         since_ms = now_ms - self.settings.window_s * 1000
-        for times in (self.taken, self.offered):
-            while times and times[0] <= since_ms:
-                times.popleft()
+        while self.taken and self.taken[0] <= since_ms:
+            self.taken.popleft()

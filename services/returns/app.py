@@ -97,7 +97,6 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
         pace.adjust(now_ms(), backlog.reading.pipeline_wait_s)
 
     def admit(in_flight: int) -> Refusal | None:
-        pace.offer(now_ms())
         refusal = admission(backlog.reading, in_flight, limits, random.random())
         if refusal is None and not pace.take(now_ms()):
             return Refusal(f"taking {pace.rate:.0f} new returns/s here while the queues drain", 1)
