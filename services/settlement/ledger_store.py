@@ -78,6 +78,9 @@ class LedgerStore:
         cycle waits for bookings in flight, services/settlement/statements_store.py)."""
         await self.ensure_months(month_of(entry.booked_at_ms) for entry in entries)
         booking = Booking()
+        # per market, its closed cycles: read once per transaction, under the shared lock
+        # held to its end (closing cannot change them meanwhile)
+        closed: dict[str, set[int]] = {}
         async with self.conn.transaction(), self.conn.cursor() as cursor:
             for entry in entries:
                 booked_at = datetime.fromtimestamp(entry.booked_at_ms / 1000, UTC)
@@ -92,7 +95,10 @@ class LedgerStore:
                 market = entry.references.get("market") or None
                 number = None
                 if market is not None and calendar is not None:
-                    number = await self._cycle_of(calendar, market, entry.booked_at_ms)
+                    if market not in closed:
+                        closed[market] = await self._closed_cycles(market)
+                    rule, zone = calendar.rule_and_zone(market)
+                    number = cycle_for_entry(rule, zone, entry.booked_at_ms, closed[market]).number
                 await cursor.execute(
                     "INSERT INTO journal_entries"
                     " (entry_id, booked_at, return_id, step, reverses, refs, market, cycle_number)"
@@ -138,7 +144,8 @@ class LedgerStore:
                 )
         return booking
 
-    async def _cycle_of(self, calendar: CycleCalendar, market: str, booked_at_ms: int) -> int:
+    async def _closed_cycles(self, market: str) -> set[int]:
+        """The market's closed cycles, its cycle lock taken shared for the transaction."""
         await self.conn.execute(
             "SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (cycle_lock(market),)
         )
@@ -146,9 +153,7 @@ class LedgerStore:
             "SELECT number FROM settlement_cycles WHERE market = %s AND closed_at IS NOT NULL",
             (market,),
         )
-        closed = {number for (number,) in await cursor.fetchall()}
-        rule, zone = calendar.rule_and_zone(market)
-        return cycle_for_entry(rule, zone, booked_at_ms, closed).number
+        return {number for (number,) in await cursor.fetchall()}
 
     async def ensure_months(self, months: Iterable[tuple[int, int]]) -> None:
         """The monthly partitions for these booking months. A month is remembered once
