@@ -146,6 +146,7 @@ class SettlementConsumer:
             record["envelope"]["occurred_at"],
             None if store_credit else record["provider"],
             record.get("provider_refund_id") or "",
+            record.get("idempotency_key") or "",
         )
         return [] if entry is None else [entry]
 
@@ -161,7 +162,7 @@ class SettlementConsumer:
                 (record["envelope"]["return_id"], order_ref, _json(record)),
             )
             return []
-        settled = return_to_settle(record, order)
+        settled = return_to_settle(record, order, record.get("carrier_id"))
         entry = liability_entry(settled, self.terms, record["completed_at"])
         return [] if entry is None else [entry]
 
@@ -187,7 +188,7 @@ class SettlementConsumer:
         entries = []
         for (completion,) in await cursor.fetchall():
             try:
-                settled = return_to_settle(completion, order)
+                settled = return_to_settle(completion, order, completion.get("carrier_id"))
             except NotSettleable as exc:
                 log.warning("waiting completion not settleable", reason=str(exc))
                 continue

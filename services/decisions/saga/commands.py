@@ -120,6 +120,7 @@ def complete(
                 else None
             ),
             "order_ref": str(state.request.get("order_ref", "")) or None,
+            "carrier_id": str(state.pickup.get("carrier", "")) or None,
         },
     )
 

@@ -162,9 +162,11 @@ def refund_entry(
     booked_at_ms: int,
     provider: str | None,
     provider_reference: str = "",
+    merchant_reference: str = "",
 ) -> JournalEntry | None:
     """The refund paid out: through `provider`, or as store credit when None (nothing
-    when nothing was paid)."""
+    when nothing was paid). The provider's reference and ours (the refund's idempotency
+    key) are what reconciliation matches the provider's report lines on."""
     if not amount_minor:
         return None
     paid_from = (
@@ -186,6 +188,7 @@ def refund_entry(
         references={
             "provider": provider or "store_credit",
             "provider_reference": provider_reference,
+            "merchant_reference": merchant_reference,
         },
     )
 
