@@ -11,6 +11,8 @@ return ids. Tests that need their own settings start their own process.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import socket
@@ -23,6 +25,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1270,3 +1273,60 @@ def test_psp_refuses_an_unknown_method_with_422(psp: httpx.Client, method: objec
     assert response.json()["error"] == "invalid_field"
     assert response.json()["field"] == "method"
     assert "method" in response.json()["detail"]
+
+
+# --- psp: the daily settlement report --------------------------------------------------------
+
+
+def _report(psp: httpx.Client, day: str) -> list[dict[str, str]]:
+    response = psp.get("/reports/settlement", params={"date": day})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_psp_reports_the_days_refunds_with_fees_and_bends_lines_on_request(
+    psp: httpx.Client,
+) -> None:
+    keys = [new_key() for _ in range(9)]
+    for n, key in enumerate(keys):
+        assert ask_refund(psp, refund_body(amount_minor=10_000 + n), key).status_code == 201
+    assert ask_refund(psp, refund_body(method="STORE_CREDIT")).status_code == 201
+    today = datetime.now(UTC).date()
+
+    lines = _report(psp, today.isoformat())
+
+    assert sorted(line["merchant_reference"] for line in lines) == sorted(keys)  # no store credit
+    first = next(line for line in lines if line["merchant_reference"] == keys[0])
+    assert (first["type"], first["gross_minor"], first["fee_minor"], first["net_minor"]) == (
+        "Refunded",
+        "10000",
+        "20",  # 20 bps
+        "10020",
+    )
+    assert first["booking_date"] == today.isoformat() and first["currency"] == "EUR"
+
+    kinds = ["timing", "missing", "unknown", "amount", "currency", "duplicate", "fee", "status"]
+    answer = psp.post("/admin/report-anomalies", json={"date": today.isoformat(), "kinds": kinds})
+    assert answer.status_code == 200
+    bent = {a["kind"]: a for a in answer.json()["anomalies"]}
+    assert set(bent) == set(kinds)
+    by_ref: dict[str, list[dict[str, str]]] = {}
+    for line in _report(psp, today.isoformat()):
+        by_ref.setdefault(line["provider_reference"], []).append(line)
+    assert bent["timing"]["provider_reference"] not in by_ref
+    assert bent["missing"]["provider_reference"] not in by_ref
+    assert by_ref[bent["unknown"]["provider_reference"]][0]["merchant_reference"] not in keys
+    assert len(by_ref[bent["duplicate"]["provider_reference"]]) == 2
+    assert by_ref[bent["status"]["provider_reference"]][0]["type"] == "RefundFailed"
+    assert by_ref[bent["currency"]["provider_reference"]][0]["currency"] == "USD"
+    tomorrow = [line["provider_reference"] for line in _report(psp, str(today + timedelta(1)))]
+    assert tomorrow == [bent["timing"]["provider_reference"]]
+
+
+def test_psp_report_names_a_wrong_date_in_a_422(psp: httpx.Client) -> None:
+    assert psp.get("/reports/settlement", params={"date": "yesterday"}).status_code == 422
+    answer = psp.post("/admin/report-anomalies", json={"date": "2026-01-01", "kinds": ["fee"]})
+    assert answer.status_code == 422 and "too few" in answer.json()["detail"]
+    answer = psp.post("/admin/report-anomalies", json={"date": "2026-01-01", "kinds": ["nope"]})
+    assert answer.status_code == 422

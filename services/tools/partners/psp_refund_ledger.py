@@ -31,6 +31,7 @@ from services.tools.partners.psp_refunds import (
     RefundRequest,
 )
 from services.tools.partners.psp_settings import PspFaults, PspSettings
+from services.tools.partners.psp_settlement_report import Anomaly
 
 log = get_logger(__name__)
 
@@ -42,6 +43,7 @@ class RefundLedger:
         self.settings = settings
         self.refunds: dict[str, Refund] = {}
         self.bnpl_orders: dict[str, BnplOrder] = {}  # order_ref -> its plan
+        self.anomalies: list[Anomaly] = []  # bent lines of the settlement reports
         self._keys = keys
         self._file = JsonLinesLedger(settings.ledger_file)
 
@@ -53,6 +55,9 @@ class RefundLedger:
         def apply(entry: dict[str, Any]) -> None:
             if entry["op"] == "reset":
                 latest.clear()
+                self.anomalies.clear()
+            elif entry["op"] == "anomaly":
+                self.anomalies.append(Anomaly(**entry["anomaly"]))
             else:
                 refund = Refund(**entry["refund"])
                 latest[refund.refund_id] = refund
@@ -72,8 +77,15 @@ class RefundLedger:
         self._remember(refund)
         self._file.append({"op": "refund", "refund": asdict(refund)})
 
+    def add_anomalies(self, anomalies: list[Anomaly]) -> None:
+        """Bend these report lines from now on (written to the ledger file)."""
+        for anomaly in anomalies:
+            self.anomalies.append(anomaly)
+            self._file.append({"op": "anomaly", "anomaly": anomaly.to_json()})
+
     def reset(self) -> None:
-        """Forget every refund and BNPL plan (the file notes the reset)."""
+        """Forget every refund, BNPL plan and report anomaly (the file notes the reset)."""
+        self.anomalies.clear()
         self.refunds.clear()
         self.bnpl_orders.clear()
         self._keys.records.clear()

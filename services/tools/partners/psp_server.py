@@ -32,6 +32,7 @@ import asyncio
 import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from datetime import date
 
 from aiohttp import web
 
@@ -52,6 +53,11 @@ from services.tools.partners.psp_refunds import (
     RefundRequest,
 )
 from services.tools.partners.psp_settings import PspFaults, PspSettings
+from services.tools.partners.psp_settlement_report import (
+    choose_anomalies,
+    report_csv,
+    report_rows,
+)
 from services.tools.partners.psp_webhooks import SettlementWebhooks
 
 log = get_logger(__name__)
@@ -183,6 +189,53 @@ class PspDouble(partner_double.PartnerDouble[PspFaults, Refund]):
             }
         )
 
+    # --- the daily settlement report ----------------------------------------------------
+
+    @partner_double.route("GET", "/reports/settlement")
+    async def settlement_report(self, request: web.Request) -> web.Response:
+        """The settlement report of `?date=YYYY-MM-DD` (CSV; `&format=json` for JSON)."""
+        day = _report_day(request.query.get("date"))
+        rows = report_rows(
+            self.ledger.refunds.values(),
+            self.ledger.anomalies,
+            day,
+            self.settings.name,
+            self.settings.refund_fee_bps,
+        )
+        if request.query.get("format") == "json":
+            return web.json_response({"provider": self.settings.name, "lines": rows})
+        return web.Response(
+            text=report_csv(rows),
+            content_type="text/csv",
+            headers={
+                "Content-Disposition": (
+                    f'attachment; filename="{self.settings.name}-settlement-{day}.csv"'
+                )
+            },
+        )
+
+    @partner_double.route("POST", "/admin/report-anomalies")
+    async def add_report_anomalies(self, request: web.Request) -> web.Response:
+        """Bend the report of `{"date": ..., "kinds": [...]}`: one refund of that day per
+        kind (psp_settlement_report.ANOMALIES); the answer says which refund got which."""
+        body = await http_support.json_object(request)
+        day = _report_day(body.get("date"))
+        kinds = body.get("kinds")
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise http_support.invalid_field("kinds", "must be a list of anomaly names")
+        taken = [a.provider_reference for a in self.ledger.anomalies]
+        try:
+            chosen = choose_anomalies(self.ledger.refunds.values(), day, kinds, taken)
+        except ValueError as exc:
+            raise http_support.ApiError(422, "cannot_bend_report", str(exc)) from exc
+        self.ledger.add_anomalies(chosen)
+        log.info("report anomalies added", day=str(day), kinds=kinds)
+        return web.json_response({"anomalies": [a.to_json() for a in chosen]})
+
+    @partner_double.route("GET", "/admin/report-anomalies")
+    async def report_anomalies(self, _request: web.Request) -> web.Response:
+        return web.json_response({"anomalies": [a.to_json() for a in self.ledger.anomalies]})
+
     # --- admin ---------------------------------------------------------------------------
 
     @partner_double.route("POST", "/admin/reset")
@@ -266,6 +319,16 @@ class PspDouble(partner_double.PartnerDouble[PspFaults, Refund]):
         if not refund.webhook_delivered and self.ledger.holds(refund):
             refund.webhook_delivered = True
             self.ledger.save(refund)
+
+
+def _report_day(raw: object) -> date:
+    """A report's day from an ISO date (a 422 naming `date` otherwise)."""
+    if not isinstance(raw, str):
+        raise http_support.invalid_field("date", "must be a date, YYYY-MM-DD")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise http_support.invalid_field("date", "must be a date, YYYY-MM-DD") from exc
 
 
 def _refund_answer(refund: Refund, *, created: bool) -> web.Response:

@@ -35,6 +35,7 @@ class PspSettings:
     settle_delay_ms: int = 1000  # a pending card refund
     transfer_settle_ms: int = 3000  # DIRECT_DEBIT and BANK_TRANSFER: "days", compressed
     name: str = SERVICE_NAME  # the "provider" in every refund and webhook
+    refund_fee_bps: int = 20  # the fee on each refund in the settlement report
     webhook_url: str | None = None  # settlement webhooks are sent only if set
     webhook_secret: str = "dev-psp-webhook-secret"
     faults: PspFaults = field(default_factory=PspFaults)
@@ -55,6 +56,9 @@ class PspSettings:
                 env, "PSP_TRANSFER_SETTLE_MS", defaults.transfer_settle_ms, minimum=0
             ),
             name=env.get("PSP_NAME") or defaults.name,
+            refund_fee_bps=http_support.env_int(
+                env, "PSP_REFUND_FEE_BPS", defaults.refund_fee_bps, minimum=0
+            ),
             webhook_url=env.get("PSP_WEBHOOK_URL") or None,
             webhook_secret=env.get("PSP_WEBHOOK_SECRET") or defaults.webhook_secret,
             faults=faults,
