@@ -51,6 +51,7 @@ class LineType(StrEnum):
     RETURN_SHIPPING = "ReturnShipping"
     CARRIER_CLAIM = "CarrierClaim"
     FX_ADJUSTMENT = "FXAdjustment"
+    CHARGEBACK = "Chargeback"
 
 
 class CommissionCredit(StrEnum):
