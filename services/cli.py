@@ -11,6 +11,8 @@ boomerang dlq list|show|redrive|purge   dead letters
 boomerang saga show|list|retry|cancel|resume   one return's saga, steered by a person
 boomerang lag               consumer lag per service and partition
 boomerang audit             who replayed / redrove / purged / steered what, when and why
+boomerang recon run --date D   reconcile a day with the payment providers' reports
+boomerang finance sql "…"   a read-only query on the ledger (finance's role)
 """
 
 from __future__ import annotations
@@ -264,6 +266,20 @@ def _add_on_call_commands() -> None:
 
 
 _add_on_call_commands()
+
+
+def _add_finance_commands() -> None:
+    try:
+        from services.settlement.finance_commands import finance, recon
+    except ModuleNotFoundError as exc:  # a runtime build without settlement
+        if not (exc.name or "").startswith("services.settlement"):
+            raise
+        return
+    main.add_command(recon)
+    main.add_command(finance)
+
+
+_add_finance_commands()
 
 
 if __name__ == "__main__":

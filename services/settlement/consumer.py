@@ -7,9 +7,11 @@ What each record does (the decisions are services/decisions/settlement):
 - OrderPlaced / OrderDelivered: the order kept (`orders`), and completions that were
   waiting for it settled now;
 - RefundIssued: the refund entry (the money went out through the provider);
-- ReturnCompleted: the liability entry (the liable party charged), or parked in
-  `pending_completions` until its order comes; one that cannot be settled (no liable party,
-  a breakdown that does not add up) goes to `settlement_rejects` with the reason;
+- RefundFailed with the provider's decline: kept (`refund_declines`) for reconciliation;
+- ReturnCompleted: its liable party kept (`completions_seen`), and the liability entry (the
+  liable party charged), or parked in `pending_completions` until its order comes; one
+  that cannot be settled (no liable party, a breakdown that does not add up) goes to
+  `settlement_rejects` with the reason;
 - a record that cannot be decoded: `settlement_rejects`, with its bytes.
 A redelivered record derives the same entry ids and books nothing (services/settlement/
 ledger_store.py).
@@ -132,9 +134,49 @@ class SettlementConsumer:
             return await self._order(record, delivered=name == "OrderDelivered")
         if name == "RefundIssued":
             return self._refund(record)
+        if name == "RefundFailed":
+            await self._declined(record)
+            return []
         if name == "ReturnCompleted":
+            await self._completion_seen(record)
             return await self._completion(record)
         return []
+
+    async def _declined(self, record: Mapping[str, Any]) -> None:
+        """A decline the provider answered: reconciliation checks its report agrees."""
+        provider, key = record.get("provider"), record.get("idempotency_key")
+        if not (provider and key and record.get("decline_code")):
+            return  # not the provider's answer (nothing was sent, or it never answered)
+        await self.conn.execute(
+            "INSERT INTO refund_declines"
+            " (provider, merchant_reference, return_id, decline_code, declined_at)"
+            " VALUES (%s, %s, %s, %s, to_timestamp(%s / 1000.0)) ON CONFLICT DO NOTHING",
+            (
+                provider,
+                key,
+                record["envelope"]["return_id"],
+                record["decline_code"],
+                record["envelope"]["occurred_at"],
+            ),
+        )
+
+    async def _completion_seen(self, record: Mapping[str, Any]) -> None:
+        """Who is liable for a completed return: reconciliation looks for the seller's
+        debit of every refunded seller-liable one."""
+        refunded = record.get("refunded") or {}
+        await self.conn.execute(
+            "INSERT INTO completions_seen"
+            " (return_id, liable, order_ref, refunded, currency, completed_at)"
+            " VALUES (%s, %s, %s, %s, %s, to_timestamp(%s / 1000.0)) ON CONFLICT DO NOTHING",
+            (
+                record["envelope"]["return_id"],
+                record.get("liable"),
+                record.get("order_ref"),
+                refunded.get("amount_minor", 0),
+                refunded.get("currency"),
+                record["completed_at"],
+            ),
+        )
 
     def _refund(self, record: Mapping[str, Any]) -> list[JournalEntry]:
         amount = record["amount"]

@@ -14,7 +14,10 @@ that day's lines, kept in the ledger file so a restarted double reports the same
 `timing` (the line comes a day late), `missing` (never reported), `unknown` (a refund the
 merchant never asked for), `amount` (gross one minor unit more per 100), `currency` (another
 currency), `duplicate` (the line twice), `fee` (a wrong fee), `status` (reported as
-`RefundFailed` though it succeeded).
+`RefundFailed` though it succeeded). Two later movements on a refund can be asked for the
+same way: `chargeback` (a `Chargeback` line: the buyer's bank took the money back) and
+`reversed` (a `RefundedReversed` line: the refund bounced back to us), each beside the
+refund's own line.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from services.decisions.settlement.fx import round_half_even
 from services.tools.partners.psp_refunds import STORE_CREDIT, SUCCEEDED, Refund
 
 ANOMALIES = ("timing", "missing", "unknown", "amount", "currency", "duplicate", "fee", "status")
+# not anomalies but later money movements on a reported refund, asked for the same way
+EVENTS = {"chargeback": "Chargeback", "reversed": "RefundedReversed"}
 COLUMNS = (
     "provider_reference",
     "merchant_reference",
@@ -91,7 +96,7 @@ def choose_anomalies(
     """One refund of `day` per kind (not one already bent: `taken`), in refund-id order;
     ValueError when the day has too few refunds."""
     wanted = list(dict.fromkeys(kinds))
-    unknown_kinds = [kind for kind in wanted if kind not in ANOMALIES]
+    unknown_kinds = [kind for kind in wanted if kind not in ANOMALIES and kind not in EVENTS]
     if unknown_kinds:
         raise ValueError(f"unknown anomalies {unknown_kinds}; known: {list(ANOMALIES)}")
     busy = set(taken)
@@ -152,6 +157,16 @@ def report_rows(
             "batch": batch,
         }
         rows += [row, dict(row)] if kind == "duplicate" else [row]
+        if kind in EVENTS:
+            rows.append(
+                row
+                | {
+                    "provider_reference": f"{kind[:2]}_{refund.refund_id}",
+                    "type": EVENTS[kind],
+                    "fee_minor": 0,
+                    "net_minor": gross,
+                }
+            )
     for anomaly in bent.values():
         if anomaly.kind == "unknown" and anomaly.day == day.isoformat():
             fee = refund_fee(anomaly.amount_minor, fee_bps)
