@@ -50,13 +50,26 @@ class RejectedRow:
 
 def parse_report(provider: str, text: str) -> tuple[list[ReportLine], list[RejectedRow]]:
     """The report's lines, and the rows that could not be read (with the reason)."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+    except csv.Error as exc:
+        missing = [f"a readable header ({exc})"]
     if missing:
         return [], [RejectedRow(provider, 0, f"the header lacks {missing}", text[:200])]
     lines: list[ReportLine] = []
     rejected: list[RejectedRow] = []
-    for row_no, row in enumerate(reader, start=1):
+    row_no = 0
+    while True:
+        row_no += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the rest cannot be split into rows: set aside whole
+            rest = f"not CSV from here on: {exc}"
+            rejected.append(RejectedRow(provider, row_no, rest, ""))
+            break
         try:
             lines.append(_line(provider, row, row_no))
         except ValueError as exc:
