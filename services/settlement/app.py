@@ -22,6 +22,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from psycopg import AsyncConnection
 
+from services.decisions.settlement.cycles import cycle, cycle_number
 from services.decisions.settlement.return_postings import SettlementTerms
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
@@ -35,6 +36,7 @@ from services.settlement.schema_migrations import apply_migrations
 from services.settlement.statements_store import (
     CycleNotEnded,
     close_cycle,
+    draft_statements,
     statements_of_cycle,
     statements_of_seller,
 )
@@ -51,6 +53,7 @@ class SettlementSettings:
     bootstrap: str
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    start_at_ms: int | None = None  # a new ledger reads the topics from this instant
 
     @classmethod
     def from_env(cls) -> SettlementSettings:
@@ -59,6 +62,9 @@ class SettlementSettings:
             bootstrap=bootstrap_servers(),
             host=os.environ.get("BOOMERANG_BIND_HOST") or "127.0.0.1",
             port=int(os.environ.get("SETTLEMENT_PORT") or DEFAULT_PORT),
+            start_at_ms=int(os.environ["BOOMERANG_SETTLEMENT_START_AT_MS"])
+            if os.environ.get("BOOMERANG_SETTLEMENT_START_AT_MS")
+            else None,
         )
 
 
@@ -102,6 +108,7 @@ class SettlementService:
                         self.codec,
                         self.terms,
                         calendar=self.calendar,
+                        start_at_ms=self.settings.start_at_ms,
                     )
                     await self.consumer.start()
                     in_a_row = 0
@@ -160,6 +167,34 @@ class SettlementService:
             return _problem(400, "invalid_cycle", str(exc))
         return web.json_response({"market": market, "number": number, "statements": closed})
 
+    async def draft(self, request: web.Request) -> web.Response:
+        """GET /cycles/{market}/{number}/draft: the statements of a cycle still open, as
+        they would be if it closed now (a closed cycle: its statements)."""
+        market = request.match_info["market"]
+        try:
+            number = int(request.match_info["number"])
+        except ValueError:
+            return _problem(400, "invalid_cycle", "the cycle number is a whole number")
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            drafted = await draft_statements(conn, self.calendar, market, number)
+        return web.json_response({"market": market, "number": number, "statements": drafted})
+
+    async def current_cycle(self, request: web.Request) -> web.Response:
+        """GET /cycles/{market}/current: the number and bounds of the market's open cycle."""
+        market = request.match_info["market"]
+        rule, zone = self.calendar.rule_and_zone(market)
+        number = cycle_number(rule, zone, now_ms())
+        running = cycle(rule, zone, number)
+        return web.json_response(
+            {
+                "market": market,
+                "number": number,
+                "cycle_id": running.cycle_id,
+                "starts_at_ms": running.start_ms,
+                "ends_at_ms": running.end_ms,
+            }
+        )
+
     async def balances(self, request: web.Request) -> web.Response:
         prefix = request.query.get("account", "")
         async with await AsyncConnection.connect(self.settings.database_url) as conn:
@@ -179,6 +214,8 @@ async def serve(settings: SettlementSettings) -> int:
     app.router.add_get("/sellers/{seller_id}/statements", service.seller_statements)
     app.router.add_get("/statements/{cycle_id}", service.cycle_statements)
     app.router.add_post("/cycles/{market}/{number}/close", service.close)
+    app.router.add_get("/cycles/{market}/current", service.current_cycle)
+    app.router.add_get("/cycles/{market}/{number}/draft", service.draft)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()

@@ -61,8 +61,11 @@ class SettlementConsumer:
         terms: SettlementTerms,
         group: str = GROUP,
         calendar: CycleCalendar | None = None,
+        start_at_ms: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # a new ledger reads from this instant (None: from the topics' beginnings)
+        self.start_at_ms = start_at_ms
         self.conn = conn
         self.codec = codec
         self.terms = terms
@@ -271,9 +274,24 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         consumer = self.owner.consumer
         assert consumer is not None
         stored = await self.owner.store.stored_offsets()
+        new = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
+        first = await self._first_offsets(consumer, new)
         for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
+            offset = stored.get((tp.topic, tp.partition), first.get(tp))
             if offset is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)
+
+    async def _first_offsets(
+        self, consumer: AIOKafkaConsumer, new: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where a partition the ledger never read starts: the first record at or after
+        `start_at_ms`, or the end when there is none yet (the ends are asked first, so a
+        record written in between is found by the time query)."""
+        start_at_ms = self.owner.start_at_ms
+        if start_at_ms is None or not new:
+            return {}
+        ends = await consumer.end_offsets(new)
+        found = await consumer.offsets_for_times({tp: start_at_ms for tp in new})
+        return {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in new}

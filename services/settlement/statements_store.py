@@ -65,6 +65,68 @@ async def _close_one(conn: AsyncConnection, closing: Cycle) -> None:
     row = await cursor.fetchone()
     if row is not None and row[0] is not None:
         return  # closed before: its statements stand
+    for made in await _cycle_statements(conn, closing):
+        await conn.execute(
+            "INSERT INTO statements (seller_id, currency, market, cycle_number, cycle_id,"
+            " opening_minor, closing_minor, payout_minor, carried_minor, totals, lines)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                made.seller_id,
+                made.currency,
+                closing.market,
+                closing.number,
+                closing.cycle_id,
+                made.opening_minor,
+                made.closing_minor,
+                made.payout_minor,
+                made.carried_forward_minor,
+                Jsonb(made.totals),
+                Jsonb([asdict(line) for line in made.lines]),
+            ),
+        )
+    await conn.execute(
+        "INSERT INTO settlement_cycles (market, number, starts_at, ends_at, closed_at)"
+        " VALUES (%s, %s, %s, %s, now()) ON CONFLICT (market, number)"
+        " DO UPDATE SET closed_at = now()",
+        (closing.market, closing.number, _at(closing.start_ms), _at(closing.end_ms)),
+    )
+
+
+async def draft_statements(
+    conn: AsyncConnection, calendar: CycleCalendar, market: str, number: int
+) -> list[dict[str, Any]]:
+    """The statements an open cycle would have if it closed now (written nowhere): what a
+    seller sees of the cycle running. A closed cycle answers its statements."""
+    rule, zone = calendar.rule_and_zone(market)
+    drafted = cycle(rule, zone, number)
+    closed = await statements_of_cycle(conn, drafted.cycle_id)
+    cursor = await conn.execute(
+        "SELECT 1 FROM settlement_cycles WHERE market = %s AND number = %s"
+        " AND closed_at IS NOT NULL",
+        (market, number),
+    )
+    if await cursor.fetchone() is not None:
+        return closed
+    return [
+        {
+            "seller_id": made.seller_id,
+            "currency": made.currency,
+            "cycle_id": made.cycle_id,
+            "opening_minor": made.opening_minor,
+            "closing_minor": made.closing_minor,
+            "payout_minor": made.payout_minor,
+            "carried_forward_minor": made.carried_forward_minor,
+            "totals": made.totals,
+            "lines": [asdict(line) for line in made.lines],
+            "draft": True,
+        }
+        for made in await _cycle_statements(conn, drafted)
+    ]
+
+
+async def _cycle_statements(conn: AsyncConnection, closing: Cycle) -> list[Statement]:
+    """One statement per seller and currency with lines in the cycle or a balance carried
+    into it."""
     cursor = await conn.execute(
         "SELECT p.account, p.currency, j.entry_id, j.return_id, j.refs->>'order_id', p.sku,"
         " p.line_type, p.description, p.amount_minor, j.booked_at"
@@ -100,34 +162,12 @@ async def _close_one(conn: AsyncConnection, closing: Cycle) -> None:
             )
         )
     previous = await _previous_statements(conn, closing)
-    for key in sorted(lines.keys() | {k for k, s in previous.items() if s.carried_forward_minor}):
-        seller_id, currency = key
-        before, booked = previous.get(key), lines.get(key, [])
-        made = statement(seller_id, currency, closing.cycle_id, before, booked)
-        await conn.execute(
-            "INSERT INTO statements (seller_id, currency, market, cycle_number, cycle_id,"
-            " opening_minor, closing_minor, payout_minor, carried_minor, totals, lines)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                seller_id,
-                currency,
-                closing.market,
-                closing.number,
-                closing.cycle_id,
-                made.opening_minor,
-                made.closing_minor,
-                made.payout_minor,
-                made.carried_forward_minor,
-                Jsonb(made.totals),
-                Jsonb([asdict(line) for line in made.lines]),
-            ),
-        )
-    await conn.execute(
-        "INSERT INTO settlement_cycles (market, number, starts_at, ends_at, closed_at)"
-        " VALUES (%s, %s, %s, %s, now()) ON CONFLICT (market, number)"
-        " DO UPDATE SET closed_at = now()",
-        (closing.market, closing.number, _at(closing.start_ms), _at(closing.end_ms)),
-    )
+    keys = lines.keys() | {k for k, s in previous.items() if s.carried_forward_minor}
+    return [
+        statement(seller_id, currency, closing.cycle_id, previous.get(key), lines.get(key, []))
+        for key in sorted(keys)
+        for seller_id, currency in [key]
+    ]
 
 
 async def _previous_statements(

@@ -1,45 +1,6 @@
-"""A real PostgreSQL for the tests: the server at DATABASE_URL, or this checkout's local
-cluster (started for the session and stopped after when it was not running before), and a
-database of its own per test, dropped after it."""
+"""A real PostgreSQL for the tests (services/tools/local_postgres/databases.py): the server
+at DATABASE_URL or this checkout's local cluster, and a database of its own per test."""
 
-from __future__ import annotations
+from services.tools.local_postgres.databases import fresh_database, postgres_server
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
-from psycopg.conninfo import make_conninfo
-
-from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
-
-
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """The URL of a server whose user may create databases."""
-    existing = os.environ.get("DATABASE_URL")
-    if existing:
-        yield existing
-        return
-    cluster = LocalPostgres(LocalPostgresSettings.from_env(log=lambda message: None))
-    was_running = cluster.status().running
-    url = cluster.up()
-    try:
-        yield url
-    finally:
-        if not was_running:
-            cluster.down()
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on that server (its conninfo), dropped afterwards."""
-    name = f"boomerang_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+__all__ = ["fresh_database", "postgres_server"]

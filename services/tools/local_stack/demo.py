@@ -2,11 +2,15 @@
 
     python -m services.tools.local_stack.demo [--returns N] [--seed S] [--instances K]
 
-Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one), creates the topics, starts
-the partner doubles and the six services, then plays the world: buyers POST return
-requests, the carrier double calls back, a simulated scanner POSTs an inspection once the
-parcel has been collected. It prints progress, a summary table and, as its last line, one
-JSON object. Every process it started is stopped at the end, also on Ctrl-C or failure.
+Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one) and PostgreSQL (unless
+DATABASE_URL points at a server; the run gets a database of its own, dropped at the end),
+creates the topics, starts the partner doubles, the six services and settlement, then
+plays the world: the marketplace places each order, buyers POST return requests, the
+carrier double calls back, a simulated scanner POSTs an inspection once the parcel has been
+collected. Then it waits for settlement to book the run and reconciles the day with the
+providers' reports, one anomaly of each kind put in (demo_settlement). It prints progress,
+a summary table and, as its last line, one JSON object. Every process it started is
+stopped at the end, also on Ctrl-C or failure.
 
 The pieces: drawn_returns (the returns and their foreseen refunds), loop_driver (buyers,
 scanner, events), loop_records (what the partners and the coordinator recorded),
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +31,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from services.tools.local_postgres.databases import fresh_database, postgres_server
 from services.tools.local_stack.demo_report import demo_passed, print_table, summarize
+from services.tools.local_stack.demo_settlement import charges_foreseen, settle_and_reconcile
 from services.tools.local_stack.loop_driver import LoopDriver
 from services.tools.local_stack.loop_records import psp_ledger, saga_views
 from services.tools.local_stack.oncall_drill import consumer_bug_drill, keep_running
@@ -35,6 +42,7 @@ from services.tools.local_stack.stack_session import (
     checkout_broker,
     create_topics,
     local_stack,
+    log_indented,
     new_run_dir,
     stop_run,
 )
@@ -76,19 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     broker = checkout_broker()
     bootstrap = broker.bootstrap
     run_dir = args.run_dir or new_run_dir("boomerang-demo-")
-    stack = local_stack(bootstrap, run_dir, instances=args.instances)
+    databases = contextlib.ExitStack()
+    console.print("starting PostgreSQL (a ledger database of the run's own) ...")
+    server_url = databases.enter_context(postgres_server(log_indented))
+    database_url = databases.enter_context(fresh_database(server_url, "boomerang_demo_"))
+    stack = local_stack(bootstrap, run_dir, instances=args.instances, database_url=database_url)
     try:
         create_topics(bootstrap)
         logs = run_dir / "logs"
         services = f"6 services × {args.instances}" if args.instances > 1 else "6 services"
         console.print(
-            f"starting {len(PARTNERS)} partner doubles and {services} (logs in {logs}) ..."
+            f"starting {len(PARTNERS)} partner doubles, {services} and settlement "
+            f"(logs in {logs}) ..."
         )
         stack.start_all()
         if args.drill == "consumer-bug":
             return consumer_bug_drill(stack, bootstrap, args.returns, args.seed)
         console.print(f"driving {args.returns} returns (seed {args.seed}) ...")
-        driver = LoopDriver(stack, bootstrap, args.returns, args.seed)
+        driver = LoopDriver(stack, bootstrap, args.returns, args.seed, place_orders=True)
         timeout = args.timeout or 60 + args.returns * 0.5
         asyncio.run(driver.run(timeout))
         ledger = asyncio.run(psp_ledger(*(stack.url(p) for p in PAYMENT_PROVIDERS)))
@@ -97,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(driver, ledger, time.monotonic() - started, views)
         summary["instances"] = args.instances
         summary["wrong_http_answers"] = len(driver.wrong_answers)
+        summary["orders_placed"] = driver.orders_placed
+        markets = [t.body["market"] for t in driver.tracked]
+        summary |= settle_and_reconcile(stack, markets, timeout_s=120)
+        summary |= charges_foreseen(driver, views)
         for wrong in driver.wrong_answers[:10]:
             console.print(f"  wrong answer: {wrong}")
         print_table(summary, driver)
@@ -110,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stop_run(stack, broker):
             console.print("stopped the broker this demo started")
+        databases.close()
 
 
 if __name__ == "__main__":

@@ -93,8 +93,20 @@ def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
 
 def demo_passed(summary: dict[str, Any]) -> bool:
     """Every return completed, each refund paid once, with the right amount, method and
-    liable party."""
-    return (
+    liable party; settlement booked it all, balanced, once; reconciliation found each
+    injected anomaly and nothing else."""
+    settled = "ledger_balanced" not in summary or (
+        summary["ledger_balanced"]
+        and summary["ledger_caught_up"]
+        and summary["entries_booked_twice"] == 0
+        and summary["settlement_rejects"] == 0
+        and summary["completions_waiting_for_order"] == 0
+        and summary["recon_found"] == summary["recon_injected"]
+        and summary["recon_false_breaks"] == 0
+        and summary["seller_debited_returns"] == summary["seller_debits_expected"]
+        and summary["carrier_claims"] == summary["carrier_claims_expected"]
+    )
+    return settled and (
         summary["completed"] == summary["returns"]
         and summary["refunds_at_psp"] == summary["refunds_expected"]
         and summary["duplicates_at_psp"] == 0

@@ -228,3 +228,84 @@ def expected_refund(
 def _policies() -> PolicySet:
     """The policy files the services load, read once."""
     return load_policy_set(policy_dir())
+
+
+# Sellers settle in their own currency: a fifth in USD, a fifth in GBP, the rest in EUR.
+SELLER_CURRENCIES = ("USD", "GBP", "EUR", "EUR", "EUR")
+# the rates the marketplace locks on an order, buyer's currency → seller's (decimal strings)
+DEMO_RATES = {
+    ("EUR", "USD"): "1.0842",
+    ("EUR", "GBP"): "0.8563",
+    ("IDR", "EUR"): "0.0000583",
+    ("IDR", "USD"): "0.0000632",
+    ("IDR", "GBP"): "0.0000499",
+    ("KWD", "EUR"): "3.0051",
+    ("KWD", "USD"): "3.2581",
+    ("KWD", "GBP"): "2.5733",
+}
+
+
+def seller_currency(seller_id: str) -> str:
+    """The currency a demo seller settles in (the same for all its orders)."""
+    return SELLER_CURRENCIES[int(seller_id.rpartition("-")[2]) % len(SELLER_CURRENCIES)]
+
+
+def order_body(tracked: TrackedReturn) -> dict[str, Any]:
+    """The order the return is about, as the marketplace placed it before (`POST /orders`):
+    the lines bought (the whole order when the buyer sent it), commission per line, the
+    order's discount spread over its lines, the rate locked between the buyer's and the
+    seller's currency. Drawn from the return's own key: the same order on every call."""
+    body = tracked.body
+    rng = random.Random(tracked.idempotency_key)
+    currency = body["lines"][0]["unit_price"]["currency"]
+    settles_in = seller_currency(body["seller_id"])
+    order = body.get("order") or {}
+    bought = order.get("lines") or [
+        {
+            "line_id": line["order_line_id"],
+            "sku": line["sku"],
+            "quantity": line["quantity_bought"],
+            "unit_price_minor": line["unit_price"]["amount_minor"],
+        }
+        for line in body["lines"]
+    ]
+    discounts = spread(
+        order.get("discount_minor", 0), [ln["unit_price_minor"] * ln["quantity"] for ln in bought]
+    )
+    return {
+        "order_ref": body["order_ref"],
+        "market": body["market"],
+        "buyer_id": body["buyer_id"],
+        "seller_id": body["seller_id"],
+        "currency": currency,
+        "seller_currency": settles_in,
+        "fx_rate": DEMO_RATES.get((currency, settles_in), "1"),
+        "shipping_fee_minor": order.get("shipping_fee_minor", 0),
+        "paid_with": body["payment_method"],
+        "pickup_address": body["pickup_address"],
+        "lines": [
+            {
+                "line_id": line["line_id"],
+                "sku": line["sku"],
+                "quantity": line["quantity"],
+                "unit_price_minor": line["unit_price_minor"],
+                "discount_minor": discount,
+                "commission_bps": rng.choice((800, 1000, 1200, 1500)),
+                "serials": [f"SN-{line['sku']}-{n}" for n in range(line["quantity"])],
+            }
+            for line, discount in zip(bought, discounts, strict=True)
+        ],
+    }
+
+
+def spread(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights`, the remainder to the largest shares first
+    (largest remainder), so the parts add up to `total`."""
+    whole = sum(weights)
+    if not whole:
+        return [0] * len(weights)
+    parts = [total * w // whole for w in weights]
+    by_remainder = sorted(range(len(weights)), key=lambda i: -(total * weights[i] % whole))
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts

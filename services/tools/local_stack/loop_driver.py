@@ -22,7 +22,12 @@ from rich.console import Console
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
-from services.tools.local_stack.drawn_returns import TrackedReturn, demo_bank_account, make_request
+from services.tools.local_stack.drawn_returns import (
+    TrackedReturn,
+    demo_bank_account,
+    make_request,
+    order_body,
+)
 from services.tools.local_stack.inspection_scans import scan_body
 from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
@@ -40,7 +45,11 @@ class LoopDriver:
         seed: int,
         concurrency: int = 25,
         request_retries: int = 5,
+        place_orders: bool = False,
     ) -> None:
+        # the marketplace places each return's order first (settlement charges from it)
+        self.place_orders = place_orders
+        self.orders_placed = 0
         self.request_retries = request_retries
         self.scan_retries = 200 if request_retries <= 5 else 800  # ~2 min when chaos is on
         self.stack = stack
@@ -82,6 +91,8 @@ class LoopDriver:
         progress = asyncio.create_task(self._progress())
         try:
             semaphore = asyncio.Semaphore(self.concurrency)
+            if self.place_orders:
+                await asyncio.gather(*(self._place_order(t, semaphore) for t in self.tracked))
             await asyncio.gather(*(self._request(t, semaphore) for t in self.tracked))
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and not all(t.terminal for t in self.tracked):
@@ -153,6 +164,27 @@ class LoopDriver:
                         tracked.terminal = "rejected at the door"
                     return
                 tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
+                await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+
+    async def _place_order(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
+        """The marketplace places the order the return is about (once per order_ref: a
+        retry after a lost answer gets the same order)."""
+        async with semaphore:
+            for attempt in range(self.request_retries):
+                try:
+                    response = await self.http.post(
+                        f"{self.stack.url('marketplace')}/orders", json=order_body(tracked)
+                    )
+                except httpx.HTTPError as exc:
+                    tracked.errors.append(f"order: {exc!r}")
+                else:
+                    self.check_answer("order", response, None)
+                    if response.status_code in (200, 201):
+                        self.orders_placed += 1
+                        return
+                    tracked.errors.append(
+                        f"order: HTTP {response.status_code} {response.text[:200]}"
+                    )
                 await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
     async def _give_bank_account(self, tracked: TrackedReturn) -> None:

@@ -31,6 +31,7 @@ SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake"
 INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")
 PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
+LEDGER = "settlement"  # one process, with a database (`database_url`)
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
 CARRIER_SECRET = "local-stack-carrier-secret"
 PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
@@ -109,6 +110,10 @@ class LocalStack:
     # the cores the partner doubles run on (None: wherever the scheduler puts them); a
     # benchmark keeps the outside world off the cores of the system it measures
     partner_cpus: frozenset[int] | None = None
+    # settlement runs when there is a database for its ledger; it reads the topics from
+    # `ledger_start_ms` (the run's start: a fresh ledger books only this run's records)
+    database_url: str | None = None
+    ledger_start_ms: int | None = None
     desired: set[str] = field(default_factory=set)
     restarts: dict[str, int] = field(default_factory=dict)
     _supervisor: threading.Thread | None = None
@@ -120,7 +125,7 @@ class LocalStack:
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         ports: dict[str, int] = {}
         instances = [instance_name(s, k) for s in SERVICES for k in range(1, self.instances + 1)]
-        for name in (*PARTNERS, *instances):
+        for name in (*PARTNERS, *instances, *self.ledger_processes):
             ports[name] = free_port(taken=ports.values())
         owner_mark = reap_children_if_i_die()
         common = {
@@ -148,7 +153,11 @@ class LocalStack:
             OWNER_VARIABLE: owner_mark,
         }
         # the second PSP is the same program: its own name, port and ledger
-        own = {
+        own: dict[str, dict[str, str]] = {
+            LEDGER: {
+                "DATABASE_URL": self.database_url or "",
+                "BOOMERANG_SETTLEMENT_START_AT_MS": str(self.ledger_start_ms or ""),
+            },
             "psp": {"PSP_NAME": "psp"},
             "psp-b": {
                 "PSP_NAME": "psp-b",
@@ -176,6 +185,11 @@ class LocalStack:
         instance answers or forwards to the owner)."""
         names = self.instances_of(service)
         return self.processes[names[draw % len(names)]].url
+
+    @property
+    def ledger_processes(self) -> tuple[str, ...]:
+        """The settlement process, when there is a database for it."""
+        return (LEDGER,) if self.database_url else ()
 
     @property
     def service_processes(self) -> tuple[str, ...]:
@@ -279,11 +293,11 @@ class LocalStack:
         for name in PARTNERS:
             self.start(name)
         self.wait_healthy(PARTNERS, timeout)
-        for name in self.service_processes:
+        for name in (*self.service_processes, *self.ledger_processes):
             self.start(name)
-        self.wait_healthy(self.service_processes, timeout)
+        self.wait_healthy((*self.service_processes, *self.ledger_processes), timeout)
         took = time.monotonic() - started
-        count = len(PARTNERS) + len(self.service_processes)
+        count = len(PARTNERS) + len(self.service_processes) + len(self.ledger_processes)
         self.log(f"{count} processes healthy in {took:.1f}s")
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
@@ -327,7 +341,7 @@ class LocalStack:
         self._closing = True
         with self._lock:
             self.desired.clear()
-        for name in reversed([*PARTNERS, *self.service_processes]):
+        for name in reversed([*PARTNERS, *self.service_processes, *self.ledger_processes]):
             managed = self.processes.get(name)
             if managed is not None and managed.running and managed.process is not None:
                 with contextlib.suppress(ProcessLookupError):

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,13 +100,23 @@ def new_run_dir(prefix: str) -> Path:
 
 
 def local_stack(
-    bootstrap: str, run_dir: Path, extra_env: dict[str, str] | None = None, instances: int = 1
+    bootstrap: str,
+    run_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    instances: int = 1,
+    database_url: str | None = None,
 ) -> LocalStack:
-    """The run's partner doubles and services, `instances` processes of each service (not
-    started yet). From now on a SIGTERM exits through the caller's `finally`, which must
-    call `stop_run`."""
+    """The run's partner doubles and services, `instances` processes of each service, and
+    settlement on `database_url` when given, reading from now (not started yet). From now
+    on a SIGTERM exits through the caller's `finally`, which must call `stop_run`."""
     stack = LocalStack(
-        bootstrap, run_dir, extra_env=extra_env or {}, log=log_indented, instances=instances
+        bootstrap,
+        run_dir,
+        extra_env=extra_env or {},
+        log=log_indented,
+        instances=instances,
+        database_url=database_url,
+        ledger_start_ms=int(time.time() * 1000) if database_url else None,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return stack
