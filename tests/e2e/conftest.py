@@ -1,8 +1,10 @@
-"""The whole system as OS processes on the test broker: partner doubles and six services."""
+"""The whole system as OS processes on the test broker: partner doubles, six services and
+settlement (on a PostgreSQL database of the session's own)."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from services.policy_files.loader import DEFAULT_POLICY_DIR
+from services.tools.local_postgres.databases import fresh_database
 from services.tools.local_stack.stack import LocalStack
 
 # Short retries and deadlines, so failure paths resolve within a test.
@@ -46,8 +49,18 @@ def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ledger_database(postgres_server_url: str) -> Iterator[str]:
+    """The e2e stack's settlement ledger: a database of the session's own."""
+    with fresh_database(postgres_server_url, "boomerang_e2e_") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def stack(
-    catalogue_topics: str, policy_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    catalogue_topics: str,
+    policy_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    ledger_database: str,
 ) -> Iterator[LocalStack]:
     run_dir = Path(tmp_path_factory.mktemp("stack"))
     local = LocalStack(
@@ -67,6 +80,9 @@ def stack(
             "BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "0",
         },
         log=lambda m: None,
+        # settlement books this session's records from now on
+        database_url=ledger_database,
+        ledger_start_ms=int(time.time() * 1000),
     )
     try:
         local.start_all()
