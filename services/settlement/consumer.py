@@ -7,7 +7,9 @@ What each record does (the decisions are services/decisions/settlement):
 - OrderPlaced / OrderDelivered: the order kept (`orders`), and completions that were
   waiting for it settled now;
 - RefundIssued: the refund entry (the money went out through the provider);
-- RefundFailed with the provider's decline: kept (`refund_declines`) for reconciliation;
+- RefundFailed with the provider's decline: kept (`refund_declines`) for reconciliation,
+  and when that refund had been booked as issued (a pending transfer that failed) its
+  entry is reversed;
 - ReturnCompleted: its liable party kept (`completions_seen`), and the liability entry (the
   liable party charged), or parked in `pending_completions` until its order comes; one
   that cannot be settled (no liable party, a breakdown that does not add up) goes to
@@ -32,6 +34,7 @@ from services.decisions.settlement.completed_returns import NotSettleable, retur
 from services.decisions.settlement.journal import JournalEntry
 from services.decisions.settlement.return_postings import (
     SettlementTerms,
+    failed_refund_entry,
     liability_entry,
     refund_entry,
 )
@@ -75,6 +78,7 @@ class SettlementConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.booked = 0
         self.duplicates = 0
+        self._batch: list[JournalEntry] = []
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -107,6 +111,7 @@ class SettlementConsumer:
         """One transaction: every record's effects, then the entries and the offsets."""
         async with self.conn.transaction():
             entries: list[JournalEntry] = []
+            self._batch = entries  # a refund failed in the same poll as it was issued
             offsets: dict[tuple[str, int], int] = {}
             for tp, records in batch.items():
                 for record in records:
@@ -139,11 +144,31 @@ class SettlementConsumer:
             return self._refund(record)
         if name == "RefundFailed":
             await self._declined(record)
-            return []
+            return await self._failed_after_issued(record)
         if name == "ReturnCompleted":
             await self._completion_seen(record)
             return await self._completion(record)
         return []
+
+    async def _failed_after_issued(self, record: Mapping[str, Any]) -> list[JournalEntry]:
+        """A refund booked as paid that the provider failed afterwards: its entry reversed
+        (a decline of a refund never issued booked nothing: nothing to reverse)."""
+        key = record.get("idempotency_key") or ""
+        if not (key and record.get("provider") and record.get("amount")):
+            return []
+        issued = self._refund(record | {"provider_refund_id": ""})
+        if not issued:
+            return []
+        booked = issued[0].entry_id in {entry.entry_id for entry in self._batch}
+        if not booked:
+            cursor = await self.conn.execute(
+                "SELECT 1 FROM booked_entries WHERE entry_id = %s", (issued[0].entry_id,)
+            )
+            booked = await cursor.fetchone() is not None
+        if not booked:
+            return []
+        at_ms = record["envelope"]["occurred_at"]
+        return [failed_refund_entry(issued[0], at_ms, record.get("decline_code") or "failed")]
 
     async def _declined(self, record: Mapping[str, Any]) -> None:
         """A decline the provider answered: reconciliation checks its report agrees."""

@@ -196,7 +196,9 @@ async def _ledger_refunds(conn: AsyncConnection, since: date, day: date) -> list
         " FROM journal_entries e JOIN postings p"
         " ON p.entry_id = e.entry_id AND p.booked_at = e.booked_at"
         " AND p.account LIKE 'psp\\_clearing:%%'"
-        " WHERE e.step = 'refund' AND e.booked_at >= %s AND e.booked_at < %s",
+        " WHERE (e.step = 'refund' OR e.step LIKE 'refund:%%')"
+        " AND e.booked_at >= %s AND e.booked_at < %s"
+        " AND NOT EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses = e.entry_id)",
         (_start_of(since), _start_of(day + timedelta(days=1))),
     )
     return [LedgerRefund(*row) for row in await cursor.fetchall()]

@@ -176,9 +176,9 @@ def test_orders_refunds_and_completions_are_booked_once_and_a_replay_books_nothi
                 await consumer.stop()
             assert await entries_of(conn, early, late) == [
                 (early, "liability"),
-                (early, "refund"),
+                (early, f"refund:{early}-refund-1"),
                 (late, "liability"),
-                (late, "refund"),
+                (late, f"refund:{late}-refund-1"),
             ]
             assert await consumer.store.imbalance() == {}
             balances = await consumer.store.balances(f"seller_payable:{seller}:")
@@ -210,11 +210,74 @@ def test_orders_refunds_and_completions_are_booked_once_and_a_replay_books_nothi
             assert await consumer.store.imbalance() == {}
             assert await entries_of(conn, early, late) == [
                 (early, "liability"),
-                (early, "refund"),
+                (early, f"refund:{early}-refund-1"),
                 (late, "liability"),
-                (late, "refund"),
+                (late, f"refund:{late}-refund-1"),
             ]
             cursor = await conn.execute("SELECT count(*) FROM pending_completions")
             assert (await cursor.fetchone())[0] == pending_before
+
+    asyncio.run(scenario())
+
+
+def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_booked(
+    catalogue_topics: str, codec: AvroCodec, postgres_database: str
+) -> None:
+    return_id = f"RMA-F-{uuid.uuid4().hex[:8]}"
+    first, second = f"{return_id}-refund-1", f"{return_id}-refund-2"
+    money = {"amount_minor": 2_500, "currency": "EUR"}
+    records = [
+        (
+            "RefundIssued",
+            event("RefundIssued", return_id, amount=money, provider="psp")
+            | {"idempotency_key": first, "status": "PENDING"},
+        ),
+        (
+            "RefundFailed",
+            event("RefundFailed", return_id, amount=money, provider="psp")
+            | {"idempotency_key": first, "decline_code": "account_closed", "retryable": True},
+        ),
+        (
+            "RefundIssued",
+            event("RefundIssued", return_id, amount=money, provider="psp")
+            | {"idempotency_key": second},
+        ),
+    ]
+    written = asyncio.run(publish(catalogue_topics, codec, records))
+
+    async def scenario() -> None:
+        async with await AsyncConnection.connect(postgres_database, autocommit=True) as conn:
+            await apply_migrations(conn)
+            group = f"settlement-failed-{return_id}"
+            consumer = SettlementConsumer(catalogue_topics, conn, codec, SettlementTerms(), group)
+
+            async def read_them() -> bool:
+                stored = await consumer.store.stored_offsets()
+                return all(stored.get(key, 0) >= end for key, end in written.items())
+
+            await consumer.start()
+            try:
+                await consume_until(consumer, read_them)
+            finally:
+                await consumer.stop()
+            assert await entries_of(conn, return_id) == [
+                (return_id, f"refund:{first}"),
+                (return_id, f"refund:{second}"),
+                (return_id, f"reversal:refund:{first}"),
+            ]
+            assert await consumer.store.imbalance() == {}
+            balances = await consumer.store.balances("psp_clearing:psp:EUR")
+            cursor = await conn.execute(
+                "SELECT sum(p.amount_minor) FROM postings p JOIN journal_entries e"
+                " ON e.entry_id = p.entry_id AND e.booked_at = p.booked_at"
+                " WHERE e.return_id = %s AND p.account = 'psp_clearing:psp:EUR'",
+                (return_id,),
+            )
+            assert (await cursor.fetchone())[0] == -2_500  # paid once, by the second attempt
+            assert balances  # the provider's clearing account exists
+            cursor = await conn.execute(
+                "SELECT decline_code FROM refund_declines WHERE merchant_reference = %s", (first,)
+            )
+            assert (await cursor.fetchone())[0] == "account_closed"
 
     asyncio.run(scenario())

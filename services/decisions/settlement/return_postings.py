@@ -35,6 +35,7 @@ from services.decisions.settlement.journal import (
     LedgerError,
     Posting,
     entry_id,
+    reversal,
     without_zero,
 )
 
@@ -175,10 +176,11 @@ def refund_entry(
         if provider is not None
         else account(AccountKind.STORE_CREDIT, currency)
     )
+    step = refund_step(merchant_reference)
     return JournalEntry(
-        entry_id(return_id, "refund"),
+        entry_id(return_id, step),
         return_id,
-        "refund",
+        step,
         booked_at_ms,
         without_zero(
             [
@@ -192,6 +194,20 @@ def refund_entry(
             "merchant_reference": merchant_reference,
         },
     )
+
+
+def refund_step(merchant_reference: str) -> str:
+    """A refund's step: one per attempt (each attempt has its own merchant reference), so a
+    second attempt after a failed one is booked too."""
+    return f"refund:{merchant_reference}" if merchant_reference else "refund"
+
+
+def failed_refund_entry(
+    refund: JournalEntry, booked_at_ms: int, decline_code: str
+) -> JournalEntry:
+    """A refund booked as paid that the provider failed later (a pending transfer the bank
+    sent back): its entry reversed, the buyer's refund owed again by whoever retries it."""
+    return reversal(refund, booked_at_ms, f"the provider failed the refund ({decline_code})")
 
 
 def commission_credit(item_price: int, commission_bps: int, terms: SettlementTerms) -> int:

@@ -132,8 +132,9 @@ async def ledger_figures(stack: LocalStack) -> dict[str, Any]:
             " GROUP BY return_id, step HAVING count(*) > 1) twice"
         )
         refund_entries = await rows(
-            "SELECT count(*) FROM journal_entries WHERE step = 'refund'"
-            " AND refs->>'provider' <> 'store_credit'"
+            "SELECT count(*) FROM journal_entries e WHERE e.step LIKE 'refund:%'"
+            " AND e.refs->>'provider' <> 'store_credit' AND NOT EXISTS"
+            " (SELECT 1 FROM journal_entries r WHERE r.reverses = e.entry_id)"
         )
         rejects = await rows("SELECT reason FROM settlement_rejects")
         waiting = await rows("SELECT count(*) FROM pending_completions")
