@@ -9,7 +9,7 @@ What each record does (the decisions are services/decisions/settlement):
 - RefundIssued: the refund entry (the money went out through the provider);
 - RefundFailed with the provider's decline: kept (`refund_declines`) for reconciliation,
   and when that refund had been booked as issued (a pending transfer that failed) its
-  entry is reversed;
+  entry is reversed; RefundVoided (a pending refund cancelled) reverses it too;
 - ReturnCompleted: its liable party kept (`completions_seen`), and the liability entry (the
   liable party charged), or parked in `pending_completions` until its order comes; one
   that cannot be settled (no liable party, a breakdown that does not add up) goes to
@@ -31,7 +31,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from services.decisions.settlement.completed_returns import NotSettleable, return_to_settle
-from services.decisions.settlement.journal import JournalEntry
+from services.decisions.settlement.journal import JournalEntry, Posting
 from services.decisions.settlement.return_postings import (
     SettlementTerms,
     failed_refund_entry,
@@ -39,6 +39,7 @@ from services.decisions.settlement.return_postings import (
     refund_entry,
 )
 from services.eventing.avro_codec import AvroCodec, CodecError
+from services.eventing.envelope import EnvelopeError, check_envelope
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import ORDERS, REFUND_EVENTS, SAGA_EVENTS
 from services.settlement.cycle_calendar import CycleCalendar
@@ -128,6 +129,11 @@ class SettlementConsumer:
         name, record = decoded.name, decoded.record
         return_id = record.get("envelope", {}).get("return_id")
         try:
+            check_envelope(name, record, message.key)
+        except EnvelopeError as exc:  # decodes, but breaks the contract: kept, not booked
+            await self._reject(message, name, return_id, f"contract: {exc}")
+            return []
+        try:
             return await self._dispatch(name, record)
         except NotSettleable as exc:
             if name == "ReturnCompleted" and record.get("refunded") is None:
@@ -145,6 +151,9 @@ class SettlementConsumer:
         if name == "RefundFailed":
             await self._declined(record)
             return await self._failed_after_issued(record)
+        if name == "RefundVoided" and record.get("provider_refund_id"):
+            pending = record["provider_refund_id"]
+            return await self._reversed(record, "provider_reference", pending, "voided")
         if name == "ReturnCompleted":
             await self._completion_seen(record)
             return await self._completion(record)
@@ -154,21 +163,55 @@ class SettlementConsumer:
         """A refund booked as paid that the provider failed afterwards: its entry reversed
         (a decline of a refund never issued booked nothing: nothing to reverse)."""
         key = record.get("idempotency_key") or ""
-        if not (key and record.get("provider") and record.get("amount")):
+        if not key:
             return []
-        issued = self._refund(record | {"provider_refund_id": ""})
-        if not issued:
-            return []
-        booked = issued[0].entry_id in {entry.entry_id for entry in self._batch}
-        if not booked:
-            cursor = await self.conn.execute(
-                "SELECT 1 FROM booked_entries WHERE entry_id = %s", (issued[0].entry_id,)
-            )
-            booked = await cursor.fetchone() is not None
-        if not booked:
+        return await self._reversed(
+            record, "merchant_reference", key, record.get("decline_code") or "failed"
+        )
+
+    async def _reversed(
+        self, record: Mapping[str, Any], reference: str, value: str, why: str
+    ) -> list[JournalEntry]:
+        """The reversal of the return's refund entry whose `reference` is `value` (booked in
+        this poll or before), or nothing when there is none."""
+        return_id = record["envelope"]["return_id"]
+        found = next(
+            (
+                e
+                for e in self._batch
+                if e.step.startswith("refund") and e.references.get(reference) == value
+            ),
+            None,
+        ) or await self._booked_refund(return_id, reference, value)
+        if found is None:
             return []
         at_ms = record["envelope"]["occurred_at"]
-        return [failed_refund_entry(issued[0], at_ms, record.get("decline_code") or "failed")]
+        return [failed_refund_entry(found, at_ms, why)]
+
+    async def _booked_refund(
+        self, return_id: str, reference: str, value: str
+    ) -> JournalEntry | None:
+        cursor = await self.conn.execute(
+            "SELECT entry_id, booked_at, step, refs FROM journal_entries WHERE return_id = %s"
+            " AND (step = 'refund' OR step LIKE 'refund:%%') AND refs->>%s = %s LIMIT 1",
+            (return_id, reference, value),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        entry_id, booked_at, step, refs = row
+        cursor = await self.conn.execute(
+            "SELECT account, amount_minor, currency, line_type, description, sku FROM postings"
+            " WHERE entry_id = %s AND booked_at = %s ORDER BY line_no",
+            (entry_id, booked_at),
+        )
+        postings = tuple(
+            Posting(account, amount, currency.strip(), line_type, description, sku)
+            for account, amount, currency, line_type, description, sku in await cursor.fetchall()
+        )
+        return JournalEntry(
+            str(entry_id), return_id, step, int(booked_at.timestamp() * 1000), postings, None, refs
+        )
 
     async def _declined(self, record: Mapping[str, Any]) -> None:
         """A decline the provider answered: reconciliation checks its report agrees."""

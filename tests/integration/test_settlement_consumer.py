@@ -225,6 +225,7 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
 ) -> None:
     return_id = f"RMA-F-{uuid.uuid4().hex[:8]}"
     first, second = f"{return_id}-refund-1", f"{return_id}-refund-2"
+    voided = f"{return_id}-V"
     money = {"amount_minor": 2_500, "currency": "EUR"}
     records = [
         (
@@ -241,6 +242,15 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
             "RefundIssued",
             event("RefundIssued", return_id, amount=money, provider="psp")
             | {"idempotency_key": second},
+        ),
+        (  # another return's pending refund, cancelled by its compensation
+            "RefundIssued",
+            event("RefundIssued", voided, amount=money, provider="psp")
+            | {"idempotency_key": f"{voided}-refund-1", "provider_refund_id": "RF-V"},
+        ),
+        (
+            "RefundVoided",
+            event("RefundVoided", voided, amount=money) | {"provider_refund_id": "RF-V"},
         ),
     ]
     written = asyncio.run(publish(catalogue_topics, codec, records))
@@ -279,5 +289,9 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
                 "SELECT decline_code FROM refund_declines WHERE merchant_reference = %s", (first,)
             )
             assert (await cursor.fetchone())[0] == "account_closed"
+            assert await entries_of(conn, voided) == [
+                (voided, f"refund:{voided}-refund-1"),
+                (voided, f"reversal:refund:{voided}-refund-1"),
+            ]
 
     asyncio.run(scenario())

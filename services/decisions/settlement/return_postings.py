@@ -202,9 +202,7 @@ def refund_step(merchant_reference: str) -> str:
     return f"refund:{merchant_reference}" if merchant_reference else "refund"
 
 
-def failed_refund_entry(
-    refund: JournalEntry, booked_at_ms: int, decline_code: str
-) -> JournalEntry:
+def failed_refund_entry(refund: JournalEntry, booked_at_ms: int, decline_code: str) -> JournalEntry:
     """A refund booked as paid that the provider failed later (a pending transfer the bank
     sent back): its entry reversed, the buyer's refund owed again by whoever retries it."""
     return reversal(refund, booked_at_ms, f"the provider failed the refund ({decline_code})")

@@ -174,6 +174,21 @@ class LocalPostgres:
                 self.run_dir.unlink()
         return status.running
 
+    def crash_and_restart(self) -> str:
+        """Stop the server the way a crash does (immediate: no checkpoint, sessions cut)
+        and start it again, recovering from its WAL; the DATABASE_URL."""
+        if self.status().running:
+            self._server_command(
+                self._bin_dir() / "pg_ctl",
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "immediate",
+                "-w",
+            )
+        return self.up()
+
     # -- pieces
 
     def _bin_dir(self) -> Path:

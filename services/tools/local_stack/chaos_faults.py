@@ -24,10 +24,11 @@ from services.eventing.event_publisher import producer_settings
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import ORDERS, REFUND_COMMANDS, STREAMS, SUPPORT_TICKETS
 from services.tools.local_kafka.broker import LocalKafka
+from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
 from services.tools.local_stack.drawn_returns import TrackedReturn
 from services.tools.local_stack.inspection_scans import scan_body, scan_request, scanned_item
 from services.tools.local_stack.loop_driver import LoopDriver
-from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
+from services.tools.local_stack.stack import LEDGER, STATION_TOKENS, LocalStack
 
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
@@ -45,6 +46,7 @@ class ChaosLog:
 
     kills: Counter = field(default_factory=Counter)
     broker_restarts: int = 0
+    postgres_restarts: int = 0
     scale_events: list[str] = field(default_factory=list)  # instances added, then removed
     poison: dict[str, str] = field(default_factory=dict)  # poison id -> topic
     malformed_scans: Counter = field(default_factory=Counter)
@@ -78,6 +80,7 @@ class ChaosRun:
             seed,
             concurrency=20,
             request_retries=600,
+            place_orders=bool(stack.database_url),  # settlement charges from the orders
         )
         self.codec = AvroCodec(SchemaCatalogue.load())
         self.log = ChaosLog()
@@ -149,6 +152,29 @@ class ChaosRun:
         console.print(f"  [chaos] scale in: {name} stops")
         await asyncio.to_thread(self.stack.forget, name)
         self.log.scale_events.append(name)
+
+    async def kill_settlement(self, after_s: float, times: int = 2) -> None:
+        """SIGKILL settlement `times` times, `after_s` apart (the supervisor restarts it; it
+        reads again from the offsets its ledger stored)."""
+        if not self.stack.ledger_processes:
+            return
+        for _ in range(times):
+            await asyncio.sleep(after_s)
+            console.print(f"  [chaos] SIGKILL {LEDGER}")
+            self.log.kills[LEDGER] += 1
+            await asyncio.to_thread(self.stack.kill, LEDGER)
+
+    async def restart_postgres(self, after_s: float) -> None:
+        """After `after_s`: PostgreSQL crashes (immediate stop) and starts again; settlement
+        reconnects and goes on from the offsets committed with its last transaction."""
+        await asyncio.sleep(after_s)
+        if os.environ.get("DATABASE_URL") or not self.stack.database_url:
+            self.log.notes.append("external PostgreSQL: not restarted")
+            return
+        cluster = LocalPostgres(LocalPostgresSettings.from_env(log=lambda message: None))
+        console.print("  [chaos] PostgreSQL crashes (immediate stop) and starts again")
+        await asyncio.to_thread(cluster.crash_and_restart)
+        self.log.postgres_restarts += 1
 
     async def restart_broker(self, after_s: float) -> None:
         """After `after_s`: stop and start the broker, or kill a partition leader of three."""
