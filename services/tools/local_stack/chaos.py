@@ -8,9 +8,12 @@ meanwhile, from a seeded plan:
 - stops and restarts the broker (or, with 3 nodes, kills a partition leader and brings it back);
 - makes the PSP and the carrier fail transiently and permanently;
 - posts malformed scans and writes poison records onto every input topic;
+- SIGKILLs settlement twice and crashes PostgreSQL once (immediate stop, then started);
 and at the end replays: the coordinator's, refund's and intake's consumer groups are reset to
 the earliest offsets and reprocess everything. Then it checks the invariants and prints one
-JSON line; the exit code is non-zero if any fails.
+JSON line; the exit code is non-zero if any fails. Settlement's invariants: the ledger
+balanced, no entry twice, every refund at a provider booked exactly once, every refunded
+SELLER-liable return debited to its seller exactly once.
 
 The pieces: chaos_faults (the faults), consumer_replay (the replay), chaos_checks (the
 figures and invariants), loop_driver (the returns) and stack_session (broker, processes,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -31,12 +35,14 @@ from collections import Counter
 from rich.console import Console
 
 from services.eventing.log_setup import FRAMEWORK_LOGGERS, RepeatedMessageFilter
+from services.tools.local_postgres.databases import fresh_database, postgres_server
 from services.tools.local_stack.chaos_checks import (
     dead_letters,
     expected_movements,
     invariants,
     lost_events,
     partner_figures,
+    settlement_checks,
 )
 from services.tools.local_stack.chaos_faults import ChaosRun
 from services.tools.local_stack.consumer_replay import (
@@ -85,6 +91,8 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         asyncio.create_task(run.scale_out_and_in(after_s=kill_interval_s * 5, kept_s=30)),
         asyncio.create_task(run.malformed_scans()),
         asyncio.create_task(run.write_poison()),
+        asyncio.create_task(run.kill_settlement(after_s=kill_interval_s * 2)),
+        asyncio.create_task(run.restart_postgres(after_s=kill_interval_s * 4)),
     ]
     await driving
     run.done.set()
@@ -145,6 +153,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         console.print(f"  lost: {item}")
     movements_expected = expected_movements(views)
     statuses = Counter(v["status"] for v in views.values())
+    settlement = await settlement_checks(stack, views, refunds_after, ours)
     summary = {
         "returns": len(run.driver.tracked),
         "terminal": len(terminal),
@@ -163,6 +172,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         "kills": sum(run.log.kills.values()),
         "crash_restarts": sum(stack.restarts.values()),
         "broker_restarts": run.log.broker_restarts,
+        "postgres_restarts": run.log.postgres_restarts,
         "replayed_records": replayed,
         "replay_new_refunds": sum(money_moved(refunds_after, ours).values())
         - sum(money_moved(refunds_before, ours).values()),
@@ -182,6 +192,7 @@ async def run_chaos(run: ChaosRun, kill_interval_s: float, settle_timeout_s: flo
         "http_answers": dict(sorted(run.driver.http_answers.items())),
         "drive_s": round(drive_s, 1),
         "seed": run.seed,
+        **settlement,
     }
     if lost:
         console.print(f"  lost events (first 5): {lost[:5]}")
@@ -227,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     bootstrap = broker.bootstrap
     run_dir = new_run_dir("boomerang-chaos-")
-    stack = local_stack(bootstrap, run_dir, extra_env=SAGA_ENV, instances=args.instances)
+    databases = contextlib.ExitStack()
+    server_url = databases.enter_context(postgres_server())
+    database_url = databases.enter_context(fresh_database(server_url, "boomerang_chaos_"))
+    stack = local_stack(
+        bootstrap, run_dir, extra_env=SAGA_ENV, instances=args.instances, database_url=database_url
+    )
     try:
         create_topics(bootstrap)
         stack.start_all()
@@ -243,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failures else 0
     finally:
         stop_run(stack, broker)
+        databases.close()
 
 
 if __name__ == "__main__":
