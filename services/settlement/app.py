@@ -31,6 +31,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.settlement.consumer import SettlementConsumer
 from services.settlement.cycle_calendar import CycleCalendar
+from services.settlement.finance_schedule import FinanceSchedule, ScheduleSettings
 from services.settlement.ledger_store import LedgerStore
 from services.settlement.schema_migrations import apply_migrations
 from services.settlement.statements_store import (
@@ -89,6 +90,7 @@ class SettlementService:
         self.consumer: SettlementConsumer | None = None
         self.failures = 0
         self.last_error = ""
+        self.schedule: FinanceSchedule | None = None
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Book until stopped; after a failure, connect again and start from the ledger's
@@ -135,6 +137,8 @@ class SettlementService:
             "duplicates": consumer.duplicates if consumer else 0,
             "restarts": self.failures,
             "last_error": self.last_error,
+            "scheduled_runs": self.schedule.runs if self.schedule else {},
+            "scheduled_last_error": self.schedule.last_error if self.schedule else "",
         }
         return web.json_response(body)
 
@@ -223,9 +227,14 @@ async def serve(settings: SettlementSettings) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(number, stop.set)
     log.info("serving", host=settings.host, port=settings.port)
+    schedule = FinanceSchedule(settings.database_url, service.calendar, ScheduleSettings.from_env())
+    service.schedule = schedule
+    scheduled = asyncio.create_task(schedule.run(stop))
     try:
         await service.consume(stop)
     finally:
+        stop.set()
+        await scheduled
         await runner.cleanup()
     log.info("stopped")
     return 0

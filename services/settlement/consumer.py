@@ -30,9 +30,11 @@ from aiokafka.structs import ConsumerRecord
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from services.decisions.refunds.order_model import Liable
 from services.decisions.settlement.completed_returns import NotSettleable, return_to_settle
 from services.decisions.settlement.journal import JournalEntry, Posting
 from services.decisions.settlement.return_postings import (
+    ReturnToSettle,
     SettlementTerms,
     failed_refund_entry,
     liability_entry,
@@ -277,7 +279,24 @@ class SettlementConsumer:
             return []
         settled = return_to_settle(record, order, record.get("carrier_id"))
         entry = liability_entry(settled, self.terms, record["completed_at"])
+        await self._claim_to_file(settled)
         return [] if entry is None else [entry]
+
+    async def _claim_to_file(self, settled: ReturnToSettle) -> None:
+        """A carrier-liable return: its claim, to be filed with the carrier (claims_desk)."""
+        if settled.liable is not Liable.CARRIER or not settled.charges.refunded:
+            return
+        await self.conn.execute(
+            "INSERT INTO carrier_claims (claim_id, return_id, carrier_id, amount_minor, currency)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                f"CLM-{settled.return_id}",
+                settled.return_id,
+                settled.carrier_id,
+                settled.charges.refunded,
+                settled.charges.currency,
+            ),
+        )
 
     async def _order(self, record: Mapping[str, Any], delivered: bool) -> list[JournalEntry]:
         order = record["order"]
@@ -306,6 +325,7 @@ class SettlementConsumer:
                 log.warning("waiting completion not settleable", reason=str(exc))
                 continue
             entry = liability_entry(settled, self.terms, completion["completed_at"])
+            await self._claim_to_file(settled)
             entries += [] if entry is None else [entry]
         return entries
 

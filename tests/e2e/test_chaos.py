@@ -30,3 +30,10 @@ def test_a_short_chaos_run_keeps_every_invariant():
     assert summary["poison_in_dlq"] == summary["poison_written"] > 0
     assert summary["replay_new_refunds"] == summary["replay_new_stock_moves"] == 0
     assert summary["kills"] >= 12
+    # settlement: killed twice, PostgreSQL crashed once
+    assert summary["postgres_restarts"] == 1
+    assert summary["ledger_balanced"] and summary["ledger_caught_up"]
+    assert summary["ledger_entries_booked_twice"] == 0
+    assert summary["ledger_refund_mismatches"] == 0  # each refund at a provider booked once
+    assert summary["seller_debit_mismatches"] == 0 < summary["seller_liable_refunded"]
+    assert summary["settlement_rejects_of_ours"] == summary["completions_waiting_for_order"] == 0

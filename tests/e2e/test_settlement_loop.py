@@ -199,3 +199,80 @@ def test_a_cycle_closed_twice_has_one_statement_set_and_a_late_completion_lands_
     assert closed["statements"] == first.json()["statements"]  # the closed cycle never changes
     seller_statements = httpx.get(f"{settlement}/sellers/{seller}/statements").json()
     assert len(seller_statements["statements"]) == 1
+
+
+def claim_of(database_url: str, return_id: str) -> tuple[str, int] | None:
+    async def read() -> tuple[str, int] | None:
+        async with await AsyncConnection.connect(database_url) as conn:
+            cursor = await conn.execute(
+                "SELECT status, paid_minor FROM carrier_claims WHERE return_id = %s", (return_id,)
+            )
+            row = await cursor.fetchone()
+            return None if row is None else (row[0], row[1])
+
+    return asyncio.run(read())
+
+
+def test_a_carrier_claim_is_filed_then_paid_or_rejected_and_each_outcome_booked_once(
+    stack, kafka_bootstrap
+) -> None:
+    marketplace, carrier = stack.url("marketplace"), stack.url("carrier")
+    order_ref = f"O-claim-{uuid.uuid4().hex[:8]}"
+    placed = httpx.post(
+        f"{marketplace}/orders",
+        json={
+            "order_ref": order_ref,
+            "market": "DE",
+            "buyer_id": "B-2",
+            "seller_id": "S-claims",
+            "currency": "EUR",
+            "seller_currency": "EUR",
+            "lines": [
+                {"line_id": "L1", "sku": "SKU-LATE", "quantity": 2, "unit_price_minor": 4_000}
+                | {"commission_bps": 1_000}
+            ],
+        },
+        timeout=10,
+    )
+    assert placed.status_code == 201, placed.text
+    paid_return, rejected_return = (f"R-claim-{n}-{uuid.uuid4().hex[:6]}" for n in (1, 2))
+    now_ms = int(time.time() * 1000)
+    damaged = completion(order_ref, paid_return, now_ms, 4_000) | {
+        "liable": "CARRIER",
+        "carrier_id": "double-express",
+    }
+    asyncio.run(publish_completions(kafka_bootstrap, [damaged]))
+
+    status = wait_until(
+        lambda: (
+            (claim_of(stack.database_url, paid_return) or ("", 0))[0] == "paid"
+            and claim_of(stack.database_url, paid_return)
+        ),
+        "the claim filed, accepted and paid",
+    )
+    assert status == ("paid", 4_000)
+    answer = httpx.get(f"{carrier}/claims/CLM-{paid_return}", timeout=10).json()
+    assert (answer["status"], answer["paid_minor"]) == ("paid", 4_000)
+    steps = [step for _, step in asyncio.run(entries_of(stack.database_url, [paid_return]))]
+    assert steps == ["claim:paid", "liability"]
+
+    httpx.post(f"{carrier}/admin/faults", json={"claim_rejection_rate": 1.0}).raise_for_status()
+    try:
+        refused = completion(order_ref, rejected_return, now_ms, 4_000) | {
+            "liable": "CARRIER",
+            "carrier_id": "double-express",
+        }
+        asyncio.run(publish_completions(kafka_bootstrap, [refused]))
+        wait_until(
+            lambda: (claim_of(stack.database_url, rejected_return) or ("", 0))[0] == "rejected",
+            "the claim filed and rejected",
+        )
+    finally:
+        httpx.post(f"{carrier}/admin/faults", json={"claim_rejection_rate": 0.0})
+    steps = [step for _, step in asyncio.run(entries_of(stack.database_url, [rejected_return]))]
+    assert steps == ["claim:rejected", "liability"]
+    balances = httpx.get(
+        f"{stack.url(LEDGER)}/ledger/balances", params={"account": "carrier_claims"}
+    ).json()
+    assert balances["ledger_balanced"]
+    assert balances["balances"].get("carrier_claims_written_off:EUR", 0) >= 4_000

@@ -136,6 +136,9 @@ async def ledger_figures(stack: LocalStack) -> dict[str, Any]:
             " AND e.refs->>'provider' <> 'store_credit' AND NOT EXISTS"
             " (SELECT 1 FROM journal_entries r WHERE r.reverses = e.entry_id)"
         )
+        claims_by_status = await rows(
+            "SELECT status, count(*) FROM carrier_claims GROUP BY status ORDER BY status"
+        )
         rejects = await rows("SELECT reason FROM settlement_rejects")
         waiting = await rows("SELECT count(*) FROM pending_completions")
     for (reason,) in rejects[:5]:
@@ -148,6 +151,7 @@ async def ledger_figures(stack: LocalStack) -> dict[str, Any]:
         },
         "seller_debited_returns": debited_returns[0][0],
         "carrier_claims": claims[0][0],
+        "carrier_claims_by_status": {status: n for status, n in claims_by_status},
         "ledger_refund_entries": refund_entries[0][0],
         "entries_booked_twice": twice[0][0],
         "settlement_rejects": len(rejects),

@@ -4,7 +4,9 @@ The pickup service books a pickup (`POST /pickups`, with an `Idempotency-Key`), 
 (`DELETE /pickups/{booking_id}`), and hears what happened through signed callbacks that this
 double POSTs to `CARRIER_CALLBACK_URL`: zero or more `attempt_failed`, then one `collected`.
 Callbacks are delivered at least once, retried with backoff while the receiver is down.
-Faults (errors, latency, ghost successes, failed attempts, damage) come from a `CarrierFaults`
+Settlement files claims for parcels the carrier damaged (`POST /claims`, `GET /claims/{id}`:
+carrier_claims). Faults (errors, latency, ghost successes, failed attempts, damage, rejected
+and short-paid claims) come from a `CarrierFaults`
 plan set at start (`CARRIER_FAULTS`) or at run time (`POST /admin/faults`).
 
     python -m services.tools.partners.carrier_server
@@ -29,6 +31,7 @@ from aiohttp import web
 from services.eventing.log_setup import get_logger
 from services.eventing.webhook_signature import CARRIER_SIGNATURE
 from services.tools.partners import http_support, partner_double
+from services.tools.partners.carrier_claims import ClaimsDesk, ClaimTerms, claim_request
 from services.tools.partners.fault_injection import FaultPlan, count_field, rate_field
 from services.tools.partners.signed_delivery import RetryPolicy, post_until_acknowledged
 
@@ -56,6 +59,8 @@ class CarrierFaults(FaultPlan):
     attempt_failure_rate: float = rate_field()
     max_failed_attempts: int = count_field(0, maximum=20)
     damage_rate: float = rate_field()
+    claim_rejection_rate: float = rate_field()  # claims the carrier rejects
+    claim_shortfall_share: float = rate_field()  # the share of a paid claim it keeps
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class CarrierSettings:
     signing_secret: str = "dev-carrier-secret"
     callback_delay_ms: int = 300
     callback_give_up_s: float = 15 * 60
+    claim_terms: ClaimTerms = field(default_factory=ClaimTerms)
     faults: CarrierFaults = field(default_factory=CarrierFaults)
 
     @classmethod
@@ -83,6 +89,14 @@ class CarrierSettings:
             ),
             callback_give_up_s=http_support.env_int(
                 env, "CARRIER_CALLBACK_GIVE_UP_S", int(defaults.callback_give_up_s), minimum=1
+            ),
+            claim_terms=ClaimTerms(
+                http_support.env_int(
+                    env, "CARRIER_CLAIM_DECISION_MS", ClaimTerms.decision_ms, minimum=0
+                ),
+                http_support.env_int(
+                    env, "CARRIER_CLAIM_PAYMENT_MS", ClaimTerms.payment_ms, minimum=0
+                ),
             ),
             faults=faults,
         )
@@ -141,6 +155,7 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         self._deliveries: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._backoff_jitter = random.Random()  # separate from the plan's seeded stream
+        self.claims = ClaimsDesk(settings.claim_terms)
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the callback HTTP client, and no task left behind."""
@@ -162,6 +177,33 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
             await self._session.close()
 
     # --- pickups -------------------------------------------------------------------------
+
+    # --- claims --------------------------------------------------------------------------
+
+    @partner_double.route("POST", "/claims")
+    async def file_claim(self, request: web.Request) -> web.Response:
+        """File a claim once per claim_id (carrier_claims)."""
+        payload = await http_support.json_object(request)
+        wanted = claim_request(payload)
+        request["return_id"] = wanted.return_id
+        claim, created = self.claims.file(
+            wanted,
+            http_support.request_fingerprint(payload),
+            http_support.now_ms(),
+            self.faults.roll(self.faults.claim_rejection_rate),
+            self.faults.claim_shortfall_share,
+            self.faults.rng.randrange(1000),
+        )
+        log.info("claim filed" if created else "claim repeated", claim_id=wanted.claim_id)
+        return http_support.creation_answer(claim.to_json(http_support.now_ms()), created=created)
+
+    @partner_double.route("GET", "/claims/{claim_id}")
+    async def get_claim(self, request: web.Request) -> web.Response:
+        claim = self.claims.claims.get(request.match_info["claim_id"])
+        if claim is None:
+            raise http_support.ApiError(404, "not_found", "no such claim")
+        request["return_id"] = claim.request.return_id
+        return web.json_response(claim.to_json(http_support.now_ms()))
 
     @partner_double.route("POST", "/pickups")
     async def create_pickup(self, request: web.Request) -> web.Response:
