@@ -16,6 +16,7 @@ import io
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from aiohttp import web
@@ -34,6 +35,14 @@ from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.finance_schedule import FinanceSchedule, ScheduleSettings
 from services.settlement.ledger_store import LedgerStore
 from services.settlement.schema_migrations import apply_migrations
+from services.settlement.seller_tokens import AccessDenied, AccessSettings, Reader
+from services.settlement.statement_documents import (
+    Language,
+    StatementTexts,
+    UnknownLanguage,
+    notification,
+    render_html,
+)
 from services.settlement.statements_store import (
     CycleNotEnded,
     close_cycle,
@@ -91,6 +100,8 @@ class SettlementService:
         self.failures = 0
         self.last_error = ""
         self.schedule: FinanceSchedule | None = None
+        self.access = AccessSettings.from_env()
+        self.texts = StatementTexts.load()
 
     async def consume(self, stop: asyncio.Event) -> None:
         """Book until stopped; after a failure, connect again and start from the ledger's
@@ -142,21 +153,83 @@ class SettlementService:
         }
         return web.json_response(body)
 
+    def _reader(self, request: web.Request) -> Reader:
+        return self.access.reader(request.headers.get("Authorization"), now_ms())
+
+    def _finance(self, request: web.Request) -> None:
+        if not self._reader(request).is_finance:
+            raise AccessDenied(403, "finance only")
+
     async def seller_statements(self, request: web.Request) -> web.Response:
+        """GET /sellers/{id}/statements: the seller's closed statements (its own token, or
+        finance)."""
+        seller_id = request.match_info["seller_id"]
+        if not self._reader(request).may_read(seller_id):
+            raise AccessDenied(403, "a seller sees its own statements only")
         async with await AsyncConnection.connect(self.settings.database_url) as conn:
-            found = await statements_of_seller(conn, request.match_info["seller_id"])
+            found = await statements_of_seller(conn, seller_id)
         return web.json_response({"statements": found})
 
+    async def seller_statement(self, request: web.Request) -> web.Response:
+        """GET /sellers/{id}/statements/{cycle_id}[?format=csv|html][&lang=xx]: one closed
+        statement per currency (JSON), or the CSV, or the readable page."""
+        seller_id, cycle_id = request.match_info["seller_id"], request.match_info["cycle_id"]
+        if not self._reader(request).may_read(seller_id):
+            raise AccessDenied(403, "a seller sees its own statements only")
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            found = [
+                s for s in await statements_of_cycle(conn, cycle_id) if s["seller_id"] == seller_id
+            ]
+        if not found:
+            return _problem(404, "not_found", f"no statement of {seller_id} in {cycle_id}")
+        wanted = request.query.get("format", "json")
+        if wanted == "csv":
+            return web.Response(text=statements_csv(found), content_type="text/csv")
+        if wanted == "html":
+            language = self._language(request, found[0]["market"])
+            page = "\n".join(render_html(statement, language) for statement in found)
+            return web.Response(text=page, content_type="text/html", charset="utf-8")
+        return web.json_response({"cycle_id": cycle_id, "statements": found})
+
+    async def seller_notification(self, request: web.Request) -> web.Response:
+        """GET /sellers/{id}/statements/{cycle_id}/notification[?lang=xx]: the message
+        telling the seller its statement is ready, per currency."""
+        seller_id, cycle_id = request.match_info["seller_id"], request.match_info["cycle_id"]
+        if not self._reader(request).may_read(seller_id):
+            raise AccessDenied(403, "a seller sees its own statements only")
+        async with await AsyncConnection.connect(self.settings.database_url) as conn:
+            found = [
+                s for s in await statements_of_cycle(conn, cycle_id) if s["seller_id"] == seller_id
+            ]
+        if not found:
+            return _problem(404, "not_found", f"no statement of {seller_id} in {cycle_id}")
+        language = self._language(request, found[0]["market"])
+        link = f"/sellers/{seller_id}/statements/{cycle_id}?format=html"
+        return web.json_response(
+            {"notifications": [notification(s, language, link) for s in found]}
+        )
+
+    def _language(self, request: web.Request, market: str) -> Language:
+        try:
+            return self.texts.language(market, request.query.get("lang"))
+        except UnknownLanguage as exc:
+            raise _RequestProblem(422, "unknown_language", str(exc)) from exc
+
     async def cycle_statements(self, request: web.Request) -> web.Response:
+        """GET /statements/{cycle_id}[?format=csv]: every statement of the cycle (finance),
+        or the asking seller's only."""
+        reader = self._reader(request)
         cycle_id = request.match_info["cycle_id"]
         async with await AsyncConnection.connect(self.settings.database_url) as conn:
             found = await statements_of_cycle(conn, cycle_id)
+        found = [s for s in found if reader.may_read(s["seller_id"])]
         if request.query.get("format") == "csv":
             return web.Response(text=statements_csv(found), content_type="text/csv")
         return web.json_response({"cycle_id": cycle_id, "statements": found})
 
     async def close(self, request: web.Request) -> web.Response:
         """POST /cycles/{market}/{number}/close: idempotent; 409 before the cycle ends."""
+        self._finance(request)
         market = request.match_info["market"]
         try:
             number = int(request.match_info["number"])
@@ -174,6 +247,7 @@ class SettlementService:
     async def draft(self, request: web.Request) -> web.Response:
         """GET /cycles/{market}/{number}/draft: the statements of a cycle still open, as
         they would be if it closed now (a closed cycle: its statements)."""
+        self._finance(request)
         market = request.match_info["market"]
         try:
             number = int(request.match_info["number"])
@@ -200,6 +274,7 @@ class SettlementService:
         )
 
     async def balances(self, request: web.Request) -> web.Response:
+        self._finance(request)
         prefix = request.query.get("account", "")
         async with await AsyncConnection.connect(self.settings.database_url) as conn:
             store = LedgerStore(conn, "read")
@@ -212,8 +287,12 @@ class SettlementService:
 
 async def serve(settings: SettlementSettings) -> int:
     service = SettlementService(settings, SettlementTerms())
-    app = web.Application()
+    app = web.Application(middlewares=[_problems])
     app.router.add_get("/health", service.health)
+    app.router.add_get("/sellers/{seller_id}/statements/{cycle_id}", service.seller_statement)
+    app.router.add_get(
+        "/sellers/{seller_id}/statements/{cycle_id}/notification", service.seller_notification
+    )
     app.router.add_get("/ledger/balances", service.balances)
     app.router.add_get("/sellers/{seller_id}/statements", service.seller_statements)
     app.router.add_get("/statements/{cycle_id}", service.cycle_statements)
@@ -238,6 +317,30 @@ async def serve(settings: SettlementSettings) -> int:
         await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+class _RequestProblem(Exception):
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@web.middleware
+async def _problems(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refused access is a 401/403, a bad parameter a 4xx, the database away a 503 with
+    Retry-After: never a 500 for what is not a bug."""
+    try:
+        return await handler(request)
+    except AccessDenied as exc:
+        return _problem(
+            exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.reason
+        )
+    except _RequestProblem as exc:
+        return _problem(exc.status, exc.error, exc.detail)
+    except psycopg.OperationalError as exc:
+        response = _problem(503, "ledger_unavailable", f"the ledger database: {exc}".strip())
+        response.headers["Retry-After"] = "5"
+        return response
 
 
 def _problem(status: int, error: str, detail: str) -> web.Response:

@@ -183,7 +183,12 @@ class FinanceSchedule:
                 f"DELETE FROM {table} WHERE {column} < %s",  # names from RETENTION_COLUMNS
                 (cutoff,),
             )
-        first_kept = datetime.now(UTC).year - self.settings.ledger_years
-        dropped = await LedgerStore(conn, "retention").drop_months_before(first_kept, 1)
+        now = datetime.now(UTC)
+        store = LedgerStore(conn, "retention")
+        # this month's and next month's partitions made ahead: bookings rarely create one
+        next_month = (now.year + now.month // 12, now.month % 12 + 1)
+        await store.ensure_months([(now.year, now.month), next_month])
+        first_kept = now.year - self.settings.ledger_years
+        dropped = await store.drop_months_before(first_kept, 1)
         if dropped:
             log.info("ledger months dropped", partitions=dropped)

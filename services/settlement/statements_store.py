@@ -43,6 +43,10 @@ async def close_cycle(
     if closing.end_ms > now_ms:
         raise CycleNotEnded(f"cycle {closing.cycle_id} ends at {_at(closing.end_ms).isoformat()}")
     async with conn.transaction():
+        # the ledger's tables first, then the market's lock: a booking that creates a
+        # month's partition holds the tables and then asks for the lock (the other order
+        # deadlocked)
+        await conn.execute("LOCK TABLE journal_entries, postings IN ACCESS SHARE MODE")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (cycle_lock(market),))
         cursor = await conn.execute(
             "SELECT DISTINCT cycle_number FROM journal_entries j WHERE market = %s"
@@ -110,6 +114,7 @@ async def draft_statements(
     return [
         {
             "seller_id": made.seller_id,
+            "market": market,
             "currency": made.currency,
             "cycle_id": made.cycle_id,
             "opening_minor": made.opening_minor,
@@ -191,9 +196,10 @@ async def _previous_statements(
 
 
 def _row(row: tuple) -> dict[str, Any]:
-    seller_id, currency, cycle_id, opening, closing, payout, carried, totals, lines = row
+    seller_id, currency, cycle_id, opening, closing, payout, carried, totals, lines, market = row
     return {
         "seller_id": seller_id,
+        "market": market,
         "currency": currency.strip(),
         "cycle_id": cycle_id,
         "opening_minor": opening,
@@ -207,7 +213,7 @@ def _row(row: tuple) -> dict[str, Any]:
 
 COLUMNS = (
     "seller_id, currency, cycle_id, opening_minor, closing_minor, payout_minor,"
-    " carried_minor, totals, lines"
+    " carried_minor, totals, lines, market"
 )
 
 

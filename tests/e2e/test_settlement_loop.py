@@ -24,8 +24,10 @@ from services.eventing.topics import REFUND_EVENTS, SAGA_EVENTS
 from services.settlement.cycle_calendar import CycleCalendar
 from services.tools.local_stack.demo_settlement import ledger_figures, wait_for_ledger
 from services.tools.local_stack.loop_driver import LoopDriver
-from services.tools.local_stack.stack import LEDGER
+from services.tools.local_stack.stack import FINANCE_TOKEN, LEDGER
 from tests.support.cli_process import run_cli
+
+FINANCE = {"Authorization": f"Bearer {FINANCE_TOKEN}"}
 
 
 async def entries_of(database_url: str, return_ids: list[str]) -> list[tuple[str, str]]:
@@ -173,20 +175,22 @@ def test_a_cycle_closed_twice_has_one_statement_set_and_a_late_completion_lands_
     )
     wait_until(lambda: asyncio.run(entries_of(stack.database_url, [on_time])), "on-time booked")
 
-    first = httpx.post(f"{settlement}/cycles/DE/{current - 1}/close", timeout=30)
-    second = httpx.post(f"{settlement}/cycles/DE/{current - 1}/close", timeout=30)
+    first = httpx.post(f"{settlement}/cycles/DE/{current - 1}/close", timeout=30, headers=FINANCE)
+    second = httpx.post(f"{settlement}/cycles/DE/{current - 1}/close", timeout=30, headers=FINANCE)
     assert first.status_code == second.status_code == 200, first.text
     mine = [s for s in first.json()["statements"] if s["seller_id"] == seller]
     assert len(mine) == 1 and [ln["return_id"] for ln in mine[0]["lines"]] == [on_time] * 2
     assert second.json() == first.json()  # closed again: the same statements, none new
-    assert httpx.post(f"{settlement}/cycles/DE/{current}/close").status_code == 409
+    assert httpx.post(f"{settlement}/cycles/DE/{current}/close", headers=FINANCE).status_code == 409
 
     asyncio.run(
         publish_completions(kafka_bootstrap, [completion(order_ref, late, in_last_week, 5_000)])
     )
 
     def late_in_this_cycle() -> bool:
-        drafted = httpx.get(f"{settlement}/cycles/DE/{current}/draft", timeout=30).json()
+        drafted = httpx.get(
+            f"{settlement}/cycles/DE/{current}/draft", timeout=30, headers=FINANCE
+        ).json()
         return any(
             ln["return_id"] == late
             for s in drafted["statements"]
@@ -195,10 +199,30 @@ def test_a_cycle_closed_twice_has_one_statement_set_and_a_late_completion_lands_
         )
 
     wait_until(late_in_this_cycle, "the late completion in the open cycle")
-    closed = httpx.get(f"{settlement}/statements/{last_week.cycle_id}", timeout=30).json()
+    closed = httpx.get(
+        f"{settlement}/statements/{last_week.cycle_id}", timeout=30, headers=FINANCE
+    ).json()
     assert closed["statements"] == first.json()["statements"]  # the closed cycle never changes
-    seller_statements = httpx.get(f"{settlement}/sellers/{seller}/statements").json()
-    assert len(seller_statements["statements"]) == 1
+    token = httpx.post(f"{stack.url('marketplace')}/sellers/{seller}/tokens").json()["token"]
+    as_seller = {"Authorization": f"Bearer {token}"}
+    seller_statements = httpx.get(f"{settlement}/sellers/{seller}/statements", headers=as_seller)
+    assert len(seller_statements.json()["statements"]) == 1
+    other = httpx.get(f"{settlement}/sellers/S-someone-else/statements", headers=as_seller)
+    assert other.status_code == 403
+    # the seller's readable statement and its notification, in the market's language
+    page = httpx.get(
+        f"{settlement}/sellers/{seller}/statements/{last_week.cycle_id}",
+        params={"format": "html"},
+        headers=as_seller,
+    )
+    assert page.status_code == 200 and '<html lang="de"' in page.text and on_time in page.text
+    told = httpx.get(
+        f"{settlement}/sellers/{seller}/statements/{last_week.cycle_id}/notification",
+        headers=as_seller,
+    ).json()["notifications"][0]
+    assert told["language"] == "de" and last_week.cycle_id in told["subject"]
+    in_cycle = httpx.get(f"{settlement}/statements/{last_week.cycle_id}", headers=as_seller)
+    assert {s["seller_id"] for s in in_cycle.json()["statements"]} == {seller}
 
 
 def claim_of(database_url: str, return_id: str) -> tuple[str, int] | None:
@@ -272,7 +296,9 @@ def test_a_carrier_claim_is_filed_then_paid_or_rejected_and_each_outcome_booked_
     steps = [step for _, step in asyncio.run(entries_of(stack.database_url, [rejected_return]))]
     assert steps == ["claim:rejected", "liability"]
     balances = httpx.get(
-        f"{stack.url(LEDGER)}/ledger/balances", params={"account": "carrier_claims"}
+        f"{stack.url(LEDGER)}/ledger/balances",
+        params={"account": "carrier_claims"},
+        headers=FINANCE,
     ).json()
     assert balances["ledger_balanced"]
     assert balances["balances"].get("carrier_claims_written_off:EUR", 0) >= 4_000

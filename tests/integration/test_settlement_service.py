@@ -15,9 +15,18 @@ import httpx
 import psycopg
 
 from services.settlement.schema_migrations import migrations
+from services.settlement.seller_tokens import issue_seller_token
 from tests.integration.test_partner_doubles import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+FINANCE_TOKEN = "finance-token-for-tests"
+SELLER_SECRET = "seller-secret-for-tests"
+FINANCE = {"Authorization": f"Bearer {FINANCE_TOKEN}"}
+
+
+def seller(seller_id: str, secret: str = SELLER_SECRET, expires_ms: int | None = None) -> dict:
+    expiry = expires_ms or int(time.time() * 1000) + 60_000
+    return {"Authorization": f"Bearer {issue_seller_token(secret, seller_id, expiry)}"}
 
 
 def test_the_service_migrates_serves_and_stops(
@@ -29,6 +38,8 @@ def test_the_service_migrates_serves_and_stops(
         "KAFKA_BOOTSTRAP_SERVERS": catalogue_topics,
         "DATABASE_URL": postgres_database,
         "BOOMERANG_LOG_FORMAT": "json",
+        "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,
+        "SELLER_TOKEN_SECRET": SELLER_SECRET,
     }
     log_path = tmp_path / "settlement.log"
     with log_path.open("wb") as log_file:
@@ -56,15 +67,30 @@ def test_the_service_migrates_serves_and_stops(
                 except psycopg.errors.UndefinedTable:  # not migrated yet
                     time.sleep(0.2)
         assert len(applied) == len(migrations())
-        balances = httpx.get(f"{base}/ledger/balances", timeout=10).json()
+        balances = httpx.get(f"{base}/ledger/balances", timeout=10, headers=FINANCE).json()
         assert balances["ledger_balanced"] is True
-        assert httpx.get(f"{base}/sellers/S-NONE/statements").json() == {"statements": []}
-        far_future = httpx.post(f"{base}/cycles/DE/99999/close")
+        own = httpx.get(f"{base}/sellers/S-NONE/statements", headers=seller("S-NONE"))
+        assert own.json() == {"statements": []}
+        # who may read what: no token 401, another seller's 403, a forged or old token 401
+        statements = f"{base}/sellers/S-NONE/statements"
+        assert httpx.get(statements).status_code == 401
+        assert httpx.get(statements, headers=seller("S-OTHER")).status_code == 403
+        assert httpx.get(statements, headers=seller("S-NONE", "forged")).status_code == 401
+        expired = seller("S-NONE", expires_ms=int(time.time() * 1000) - 1)
+        assert httpx.get(statements, headers=expired).json()["detail"] == "the token has expired"
+        assert httpx.get(f"{base}/ledger/balances", headers=seller("S-NONE")).status_code == 403
+        assert httpx.post(f"{base}/cycles/DE/10/close", headers=seller("S-1")).status_code == 403
+        far_future = httpx.post(f"{base}/cycles/DE/99999/close", headers=FINANCE)
         assert far_future.status_code == 409 and far_future.json()["error"] == "cycle_not_ended"
-        assert httpx.post(f"{base}/cycles/DE/x/close").status_code == 400
-        empty = httpx.post(f"{base}/cycles/DE/10/close")  # a week of 2024, nothing booked
-        assert empty.status_code == 200 and empty.json()["statements"] == []
-        csv_text = httpx.get(f"{base}/statements/DE-00010", params={"format": "csv"}).text
+        assert httpx.post(f"{base}/cycles/DE/x/close", headers=FINANCE).status_code == 400
+        # a week of 2024, nothing booked
+        empty = httpx.post(f"{base}/cycles/DE/10/close", headers=FINANCE)
+        assert empty.status_code == 200 and empty.json()["statements"] == [], empty.text
+        missing = httpx.get(f"{base}/sellers/S-NONE/statements/DE-00010", headers=seller("S-NONE"))
+        assert missing.status_code == 404
+        csv_text = httpx.get(
+            f"{base}/statements/DE-00010", params={"format": "csv"}, headers=FINANCE
+        ).text
         assert csv_text.startswith("seller_id,cycle_id,currency,return_id")
     finally:
         process.send_signal(signal.SIGTERM)

@@ -28,7 +28,12 @@ from rich.console import Console
 from services.eventing.topics import ORDERS, REFUND_EVENTS, SAGA_EVENTS
 from services.settlement.consumer import GROUP
 from services.tools.local_stack.loop_driver import LoopDriver
-from services.tools.local_stack.stack import LEDGER, PAYMENT_PROVIDERS, LocalStack
+from services.tools.local_stack.stack import (
+    FINANCE_TOKEN,
+    LEDGER,
+    PAYMENT_PROVIDERS,
+    LocalStack,
+)
 from services.tools.partners.psp_settlement_report import ANOMALIES
 
 console = Console(stderr=True)
@@ -163,7 +168,8 @@ async def draft_statements(stack: LocalStack, markets: list[str]) -> int:
     """How many statements (seller × currency) the markets' open cycles have so far."""
     url = stack.url(LEDGER)
     count = 0
-    async with httpx.AsyncClient(timeout=30) as http:
+    finance = {"Authorization": f"Bearer {FINANCE_TOKEN}"}
+    async with httpx.AsyncClient(timeout=30, headers=finance) as http:
         for market in sorted(set(markets)):
             current = (await http.get(f"{url}/cycles/{market}/current")).json()
             number = current["number"]

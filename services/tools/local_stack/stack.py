@@ -35,6 +35,8 @@ LEDGER = "settlement"  # one process, with a database (`database_url`)
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
 CARRIER_SECRET = "local-stack-carrier-secret"
 PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
+SELLER_TOKEN_SECRET = "local-stack-seller-token-secret"  # the marketplace signs, settlement checks
+FINANCE_TOKEN = "local-stack-finance-token"  # finance reads every statement and balance
 # cards have a second provider (failover when the first is down); other methods one
 REFUND_PROVIDER_ROUTES = '{"CARD": ["psp", "psp-b"], "*": ["psp"]}'
 
@@ -149,6 +151,8 @@ class LocalStack:
             "MARKETPLACE_URL": f"http://127.0.0.1:{ports['marketplace']}",
             "MARKETPLACE_LEDGER_FILE": str(self.run_dir / "marketplace-ledger.jsonl"),
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
+            "SELLER_TOKEN_SECRET": SELLER_TOKEN_SECRET,
+            "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,
             **self.extra_env,
             OWNER_VARIABLE: owner_mark,
         }

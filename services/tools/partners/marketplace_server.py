@@ -29,6 +29,7 @@ from aiohttp import web
 
 from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import get_logger
+from services.settlement.seller_tokens import issue_seller_token
 from services.tools.partners import http_support, partner_double
 from services.tools.partners.fault_injection import FaultPlan
 from services.tools.partners.json_lines_ledger import JsonLinesLedger
@@ -55,6 +56,8 @@ class MarketplaceSettings:
     default_stock: int = 100
     faults: FaultPlan = field(default_factory=FaultPlan)
     kafka_bootstrap: str | None = None  # where customer orders are published
+    seller_token_secret: str = ""  # signs the sellers' statement tokens (shared with settlement)
+    seller_token_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
@@ -70,6 +73,10 @@ class MarketplaceSettings:
             ),
             faults=partner_double.faults_from_env(FaultPlan, env, "MARKETPLACE_FAULTS"),
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            seller_token_secret=env.get("SELLER_TOKEN_SECRET", ""),
+            seller_token_days=http_support.env_int(
+                env, "SELLER_TOKEN_DAYS", defaults.seller_token_days, minimum=1
+            ),
         )
 
 
@@ -193,6 +200,24 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         if known is None:
             raise http_support.ApiError(404, "not_found", f"no order {order_ref}")
         return known
+
+    # --- sellers' access to their settlement statements -----------------------------------
+
+    @partner_double.route("POST", "/sellers/{seller_id}/tokens")
+    async def issue_seller_token(self, request: web.Request) -> web.Response:
+        """A token the seller reads its own settlement statements with (signed with
+        SELLER_TOKEN_SECRET, which settlement shares; 503 when none is set)."""
+        seller_id = request.match_info["seller_id"]
+        secret = self.settings.seller_token_secret
+        if not secret:
+            raise http_support.ApiError(
+                503, "no_token_secret", "SELLER_TOKEN_SECRET is not set: no tokens are issued"
+            )
+        expires = http_support.now_ms() + self.settings.seller_token_days * 86_400_000
+        token = issue_seller_token(secret, seller_id, expires)
+        return web.json_response(
+            {"seller_id": seller_id, "token": token, "expires_at": expires}, status=201
+        )
 
     # --- replacement orders ----------------------------------------------------------------
 
