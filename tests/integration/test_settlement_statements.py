@@ -6,25 +6,12 @@ that has not ended cannot be closed; statements are never updated."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from psycopg import AsyncConnection
 
-from services.decisions.refunds.order_model import Liable
 from services.decisions.settlement.cycles import cycle_number
-from services.decisions.settlement.fx import Rate
-from services.decisions.settlement.journal import JournalEntry
-from services.decisions.settlement.return_postings import (
-    ReturnCharges,
-    ReturnedLine,
-    ReturnToSettle,
-    SettlementTerms,
-    SoldBy,
-    liability_entry,
-)
 from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import LedgerStore
 from services.settlement.schema_migrations import apply_migrations
@@ -33,27 +20,9 @@ from services.settlement.statements_store import (
     close_cycle,
     statements_of_seller,
 )
+from tests.support.settlement_entries import charged, ms
 
-BERLIN = ZoneInfo("Europe/Berlin")
 CALENDAR = CycleCalendar.from_env({})
-
-
-def ms(*parts: int) -> int:
-    return int(datetime(*parts, tzinfo=BERLIN).timestamp() * 1000)
-
-
-def charged(return_id: str, booked_at_ms: int, price: int = 10_000) -> JournalEntry:
-    settled = ReturnToSettle(
-        return_id,
-        f"O-{return_id}",
-        Liable.SELLER,
-        ReturnCharges("EUR", (ReturnedLine("SKU-1", price, 1_000),)),
-        SoldBy("S-1", "EUR", Rate.identity("EUR")),
-        market="DE",
-    )
-    entry = liability_entry(settled, SettlementTerms(), booked_at_ms)
-    assert entry is not None
-    return entry
 
 
 def test_cycles_close_once_late_entries_move_on_and_balances_carry(postgres_database: str) -> None:
