@@ -41,6 +41,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.tools.local_stack.drawn_returns import (
     TrackedReturn,
     demo_bank_account,
+    order_body,
     random_return,
 )
 from services.tools.local_stack.inspection_scans import scan_body
@@ -178,7 +179,9 @@ class LoadGenerator:
         self.run_cpu_s = 0.0
 
     async def run(self) -> dict[str, Any]:
-        self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns
+        if self.args.marketplace_url:
+            await self._place_orders(self.args.marketplace_url)
+        self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns, orders
         self.clients = {
             what: http_client(self.args.http_client, self.args.connections, timeout_s=30.0)
             for what in ("request", "bank account", "scan")
@@ -324,6 +327,25 @@ class LoadGenerator:
             if self.finished == len(self.arrivals):
                 self.all_finished.set()
 
+    async def _place_orders(self, marketplace_url: str) -> None:
+        """Every arrival's order placed with the marketplace (not part of the load)."""
+        limit = asyncio.Semaphore(32)
+        async with aiohttp.ClientSession() as session:
+
+            async def place(arrival: Arrival) -> None:
+                async with limit:
+                    for _ in range(10):
+                        async with session.post(
+                            f"{marketplace_url}/orders", json=order_body(arrival.tracked)
+                        ) as answer:
+                            if answer.status in (200, 201):
+                                return
+                        await asyncio.sleep(0.5)
+                    raise RuntimeError(f"order of {arrival.tracked.body['order_ref']} refused")
+
+            await asyncio.gather(*(place(a) for a in self.arrivals))
+        print(f"    placed {len(self.arrivals)} orders", file=sys.stderr, flush=True)
+
     async def _request(self, arrival: Arrival) -> None:
         tracked = arrival.tracked
         headers = {**JSON_HEADERS, "Idempotency-Key": tracked.idempotency_key}
@@ -455,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         help="latency target: request → ReturnCompleted (admission control's promise)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--marketplace-url",
+        default=None,
+        help="place each return's order there first, before the clock starts (settlement "
+        "in the loop charges from the orders; in life they exist long before a return)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     result = asyncio.run(LoadGenerator(args).run())

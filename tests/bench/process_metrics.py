@@ -20,6 +20,23 @@ def cpu_seconds(pid: int) -> float | None:
     return (utime + stime + cutime + cstime) / TICKS_PER_S
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """`cpu_seconds` of the process plus its living children's (a PostgreSQL server: the
+    postmaster, its reaped backends, and the backends still connected)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    children: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # ppid is field 4: the second after the command name
+            children.append(int(stat.parent.name))
+    return own + sum(cpu_seconds(child) or 0.0 for child in children)
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The peak resident set (VmHWM) since the process started or since `reset_peak_rss`."""
     try:

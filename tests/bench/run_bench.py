@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -39,11 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from services.eventing.topic_bootstrap import bootstrap_topics
 from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, default_base_port
+from services.tools.local_postgres.databases import fresh_database, postgres_server
+from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
 from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
 from services.tools.local_stack.stack import PARTNERS, SERVICES, LocalStack, pinned_to
 from services.tools.oncall import consumer_lag
@@ -98,12 +102,27 @@ def isolate_load(cores: int) -> frozenset[int] | None:
 
 
 class Bench:
-    def __init__(self, stack: LocalStack, bootstrap: str, broker_pid: int | None, work: Path):
+    def __init__(
+        self,
+        stack: LocalStack,
+        bootstrap: str,
+        broker_pid: int | None,
+        work: Path,
+        postgres_pid: int | None = None,
+    ):
         self.stack = stack
         self.bootstrap = bootstrap
         self.broker_pid = broker_pid
+        self.postgres_pid = postgres_pid  # settlement's database server, when in the loop
         self.work = work
         self.profiles: dict[str, Path] = {}
+
+    @staticmethod
+    def cpu(name: str, pid: int) -> float | None:
+        """A process's CPU seconds (PostgreSQL's: the server and its backends)."""
+        if name == "postgres":
+            return process_metrics.tree_cpu_seconds(pid)
+        return process_metrics.cpu_seconds(pid)
 
     def pids(self) -> dict[str, int]:
         pids = {
@@ -113,14 +132,16 @@ class Bench:
         }
         if self.broker_pid:
             pids["broker"] = self.broker_pid
+        if self.postgres_pid:
+            pids["postgres"] = self.postgres_pid
         return pids
 
     def idle_cores(self, seconds: float = 10.0) -> dict[str, float]:
         """CPU each process burns with no load at all (cores): the fixed cost of running."""
         pids = self.pids()
-        before = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        before = {name: self.cpu(name, pid) for name, pid in pids.items()}
         time.sleep(seconds)
-        after = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        after = {name: self.cpu(name, pid) for name, pid in pids.items()}
         return {
             name: round((after[name] - before[name]) / seconds, 3)
             for name in pids
@@ -135,7 +156,8 @@ class Bench:
         pids = self.pids()
         for pid in pids.values():
             process_metrics.reset_peak_rss(pid)
-        cpu_before = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: self.cpu(name, pid) for name, pid in pids.items()}
+        booked_before = self.ledger_entries()
         offsets_before = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
         out = self.work / f"level-{rate:g}.json"
         generator = subprocess.Popen(
@@ -159,6 +181,11 @@ class Bench:
                 str(settings.drain_s),
                 "--out",
                 str(out),
+                *(
+                    ["--marketplace-url", self.stack.url("marketplace")]
+                    if self.stack.database_url
+                    else []
+                ),
             ],
             preexec_fn=pinned_to(self.stack.partner_cpus),  # with the partner doubles
         )
@@ -187,7 +214,7 @@ class Bench:
             )
         result = json.loads(out.read_text())
         offsets_after = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
-        cpu_after = {name: process_metrics.cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_after = {name: self.cpu(name, pid) for name, pid in pids.items()}
         bytes_by_topic, bytes_measure = self.bytes_written(offsets_before, offsets_after)
         completed = result["completed_total"]
         cpu = {
@@ -225,6 +252,15 @@ class Bench:
             "partner_doubles_cpu_ms_per_return": bench_figures.cpu_ms_per_return(
                 cpu, PARTNERS, completed
             ),
+            # settlement in the loop: its process and its PostgreSQL, beside the figure above
+            "settlement_cpu_ms_per_return": bench_figures.cpu_ms_per_return(
+                cpu, {*self.stack.ledger_processes, "postgres"}, completed
+            )
+            if self.stack.database_url
+            else None,
+            "ledger_entries_booked": self.ledger_entries() - booked_before
+            if self.stack.database_url
+            else None,
             # the generator's run phase (its imports and drawn returns before the clock left out)
             "generator_cpu_ms_per_return": bench_figures.per_thousand(
                 generator_run_cpu_s, completed
@@ -246,6 +282,13 @@ class Bench:
         }
         level["unfinished_states"] = self.saga_states(result.get("unfinished_return_ids", []))
         return level
+
+    def ledger_entries(self) -> int:
+        """Entries in settlement's ledger (0 without settlement)."""
+        if not self.stack.database_url:
+            return 0
+        with psycopg.connect(self.stack.database_url) as conn:
+            return conn.execute("SELECT count(*) FROM booked_entries").fetchone()[0]
 
     def bytes_written(
         self, before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
@@ -302,6 +345,7 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
         "KB/return",
         "CPU ms/return (services+broker)",
         "doubles/generator CPU ms/return",
+        "settlement+PostgreSQL CPU ms/return",
         "peak RSS MB (max service)",
     ):
         table.add_column(column, justify="right")
@@ -312,7 +356,11 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
         )
 
     for level in levels:
-        rss = [mb for name, mb in level["peak_rss_mb"].items() if name != "broker" and mb]
+        rss = [
+            mb
+            for name, mb in level["peak_rss_mb"].items()
+            if name not in ("broker", "postgres") and mb
+        ]
         table.add_row(
             f"{level['offered_per_s']:g}"
             + (f" ({level.get('overload_factor') or 2:g}×)" if level.get("overload") else ""),
@@ -326,6 +374,7 @@ def print_levels(levels: list[dict[str, Any]]) -> None:
             str(level["kb_per_return"]),
             str(level["cpu_ms_per_return"]),
             f"{level['partner_doubles_cpu_ms_per_return']}/{level['generator_cpu_ms_per_return']}",
+            str(level.get("settlement_cpu_ms_per_return") or "-"),
             f"{max(rss):.0f}" if rss else "-",
         )
     console.print(table)
@@ -379,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw pipe ceiling")
     parser.add_argument(
+        "--settlement",
+        action="store_true",
+        default=bool(os.environ.get("SETTLEMENT")),
+        help="settlement in the loop (its own PostgreSQL database; orders placed first)",
+    )
+    parser.add_argument(
         "--no-admission-level",
         action="store_true",
         help="skip the level at 4× the max sustained offer (admission control's check)",
@@ -423,6 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         broker_pid = broker.statuses()[0].pid
         kafka_version = f"Apache Kafka {kafka_settings.version} (KRaft, 1 node, local)"
     work = Path(tempfile.mkdtemp(prefix="boomerang-bench-", dir=cache / "runs"))
+    databases = contextlib.ExitStack()
+    database_url = postgres_pid = None
+    if args.settlement:  # settlement in the loop, on a ledger database of the run's own
+        console.print("starting PostgreSQL for settlement ...")
+        server_url = databases.enter_context(postgres_server())
+        database_url = databases.enter_context(fresh_database(server_url, "boomerang_bench_"))
+        if not os.environ.get("DATABASE_URL"):
+            postgres_pid = LocalPostgres(LocalPostgresSettings.from_env()).status().pid
     stack = LocalStack(
         bootstrap,
         work,
@@ -431,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         log=lambda m: console.print(f"  {m}"),
         instances=args.instances,
         partner_cpus=load_cpus,
+        database_url=database_url,
+        ledger_start_ms=int(time.time() * 1000) if database_url else None,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels: list[dict[str, Any]] = []
@@ -440,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(bootstrap_topics(bootstrap))
         stack.start_all()
-        bench = Bench(stack, bootstrap, broker_pid, work)
+        bench = Bench(stack, bootstrap, broker_pid, work, postgres_pid)
         time.sleep(3)  # let the groups settle
         idle = bench.idle_cores()
         # the broker's JIT and the services' first-use paths warm up outside the figures
@@ -515,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop_all()
         if broker is not None:
             broker.down(wipe=True)
+        databases.close()
     saturation = bench_figures.saturation_level(levels)
     final = bench_figures.final_line(levels, raw["returns_per_s"] if raw else None)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
