@@ -75,8 +75,8 @@ sample: kafka-up ## send one sample return's events and read them back (no servi
 chaos: setup ## M returns (1000) through real processes while services, broker and partners fail; SEED=, NODES=3, INSTANCES=2
 	@$(PY) -m services.tools.local_stack.chaos $(if $(M),--returns $(M)) $(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES)) $(if $(INSTANCES),--instances $(INSTANCES))
 
-bench: setup ## open-loop sweep of the whole loop (25-300/s, then 2x the max sustained) vs a raw Kafka pipe with its record budget (<15 min; QUICK=1 <3 min; LEVELS=25,50 LABEL=name RAW_BUDGET=target ISOLATE_LOAD=1: generator and doubles on a core of their own); never part of `make test`
-	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(INSTANCES),--instances $(INSTANCES)) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL)) $(if $(RAW_BUDGET),--raw-budget $(RAW_BUDGET)) $(if $(ISOLATE_LOAD),--isolate-load $(ISOLATE_LOAD))
+bench: setup ## open-loop sweep of the whole loop (25-300/s, then 2x the max sustained) vs a raw Kafka pipe with its record budget (<15 min; QUICK=1 <3 min; LEVELS=25,50 LABEL=name RAW_BUDGET=target ISOLATE_LOAD=1: generator and doubles on a core of their own; SETTLEMENT=1: settlement and PostgreSQL in the loop); never part of `make test`
+	@$(PY) -m tests.bench.run_bench $(if $(QUICK),--quick) $(if $(SETTLEMENT),--settlement) $(if $(INSTANCES),--instances $(INSTANCES)) $(if $(LEVELS),--levels $(LEVELS)) $(if $(LABEL),--label $(LABEL)) $(if $(RAW_BUDGET),--raw-budget $(RAW_BUDGET)) $(if $(ISOLATE_LOAD),--isolate-load $(ISOLATE_LOAD))
 
 test: test-unit test-integration ## the whole suite: unit tests, then tests against a real broker (incl. a 200-return chaos run)
 
