@@ -36,6 +36,7 @@ from services.decisions.settlement.return_postings import (
     liability_entry,
     refund_entry,
 )
+from services.decisions.settlement.statements import StatementLine, statement
 
 CURRENCIES = ("EUR", "GBP", "JPY", "KWD", "IDR", "USD")
 
@@ -287,3 +288,46 @@ def test_rates_are_exact_decimals() -> None:
         Rate.parse("EUR", "EUR", "1.1")
     with pytest.raises(FxError):
         Rate.parse("EUR", "XXX", "1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(returns_to_settle(), st.integers(0, 4)), min_size=1, max_size=15),
+    terms_strategy,
+)
+def test_statements_over_cycles_sum_to_the_sellers_ledger_balance(
+    many: list[tuple[ReturnToSettle, int]], terms: SettlementTerms
+) -> None:
+    """Any mix of returns, liabilities and currencies booked into any of five cycles: each
+    seller's statements, chained cycle after cycle (a negative balance carried), pay out
+    plus carry exactly what the ledger says the marketplace owes the seller."""
+    lines: dict[tuple[str, str], dict[int, list[StatementLine]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    payable: dict[tuple[str, str], int] = defaultdict(int)
+    for n, (settled, cycle_no) in enumerate(many):
+        entry = liability_entry(settled, terms, n)
+        for posting in entry.postings if entry else ():
+            if kind_of(posting.account) is not AccountKind.SELLER_PAYABLE:
+                continue
+            key = (party_of(posting.account) or "", posting.currency)
+            payable[key] += posting.amount_minor
+            lines[key][cycle_no].append(
+                StatementLine(
+                    entry.entry_id,
+                    settled.return_id,
+                    "O-1",
+                    posting.sku,
+                    posting.line_type or "",
+                    posting.description,
+                    -posting.amount_minor,  # the seller's side
+                    n,
+                )
+            )
+    for key, by_cycle in lines.items():
+        previous, paid_out = None, 0
+        for number in range(5):
+            previous = statement(*key, f"DE-{number:05d}", previous, by_cycle.get(number, []))
+            paid_out += previous.payout_minor
+        assert previous is not None
+        assert paid_out + previous.carried_forward_minor == -payable[key]
