@@ -145,6 +145,7 @@ class SettlementService:
             "status": "ok",
             "service": SERVICE,
             "booked": consumer.booked if consumer else 0,
+            "records_read": consumer.read if consumer else 0,
             "duplicates": consumer.duplicates if consumer else 0,
             "restarts": self.failures,
             "last_error": self.last_error,

@@ -48,6 +48,7 @@ from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import Booking, LedgerStore
 
 GROUP = "boomerang-settlement"
+ORDER_EVENTS = frozenset({"OrderPlaced", "OrderDelivered"})
 TOPICS = (ORDERS.name, REFUND_EVENTS.name, SAGA_EVENTS.name)
 MAX_RECORDS = 500
 STORE_CREDIT = "STORE_CREDIT"
@@ -55,7 +56,11 @@ log = get_logger(__name__)
 
 
 def _json(record: Mapping[str, Any]) -> Jsonb:
-    return Jsonb(orjson.loads(orjson.dumps(record, default=str)))
+    return Jsonb(record, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 class SettlementConsumer:
@@ -81,6 +86,7 @@ class SettlementConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.booked = 0
         self.duplicates = 0
+        self.read = 0  # records read (booked or not) since this consumer started
         self._batch: list[JournalEntry] = []
 
     async def start(self) -> None:
@@ -104,6 +110,7 @@ class SettlementConsumer:
         assert self.consumer is not None, "start() first"
         batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=MAX_RECORDS)
         records = sum(len(rs) for rs in batch.values())
+        self.read += records
         if records:
             booking = await self.handle(batch)
             self.booked += len(booking.booked)
@@ -111,30 +118,52 @@ class SettlementConsumer:
         return records
 
     async def handle(self, batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> Booking:
-        """One transaction: every record's effects, then the entries and the offsets."""
+        """One transaction: the poll's orders kept (in one statement), every other record's
+        effects in order, then the entries and the offsets."""
         async with self.conn.transaction():
             entries: list[JournalEntry] = []
             self._batch = entries  # a refund failed in the same poll as it was issued
             offsets: dict[tuple[str, int], int] = {}
+            orders: list[tuple[ConsumerRecord, str, dict[str, Any]]] = []
+            others: list[tuple[ConsumerRecord, str, dict[str, Any]]] = []
             for tp, records in batch.items():
-                for record in records:
-                    entries += await self._effects(record)
-                    offsets[(tp.topic, tp.partition)] = record.offset + 1
+                for message in records:
+                    offsets[(tp.topic, tp.partition)] = message.offset + 1
+                    checked = await self._checked(message)
+                    if checked is None:
+                        continue
+                    if checked[1] in ORDER_EVENTS:
+                        orders.append(checked)
+                    else:
+                        others.append(checked)
+            entries += await self._orders(orders)
+            for message, name, record in others:
+                entries += await self._effects(message, name, record)
             return await self.store.book(entries, offsets, self.calendar)
 
-    async def _effects(self, message: ConsumerRecord) -> list[JournalEntry]:
+    async def _checked(
+        self, message: ConsumerRecord
+    ) -> tuple[ConsumerRecord, str, dict[str, Any]] | None:
+        """The record decoded and within the event contract, or None (kept aside with the
+        reason: never lost)."""
         try:
             decoded = self.codec.decode(message.value)
         except CodecError as exc:  # undecodable bytes: kept with the reason, not lost
             await self._reject(message, None, None, f"not decodable: {exc!r}")
-            return []
+            return None
         name, record = decoded.name, decoded.record
-        return_id = record.get("envelope", {}).get("return_id")
         try:
             check_envelope(name, record, message.key)
         except EnvelopeError as exc:  # decodes, but breaks the contract: kept, not booked
+            return_id = record.get("envelope", {}).get("return_id")
             await self._reject(message, name, return_id, f"contract: {exc}")
-            return []
+            return None
+        return message, name, record
+
+    async def _effects(
+        self, message: ConsumerRecord, name: str, record: dict[str, Any]
+    ) -> list[JournalEntry]:
+        return_id = record.get("envelope", {}).get("return_id")
         try:
             return await self._dispatch(name, record)
         except NotSettleable as exc:
@@ -146,8 +175,6 @@ class SettlementConsumer:
         return []
 
     async def _dispatch(self, name: str, record: Mapping[str, Any]) -> list[JournalEntry]:
-        if name in ("OrderPlaced", "OrderDelivered"):
-            return await self._order(record, delivered=name == "OrderDelivered")
         if name == "RefundIssued":
             return self._refund(record)
         if name == "RefundFailed":
@@ -298,29 +325,49 @@ class SettlementConsumer:
             ),
         )
 
-    async def _order(self, record: Mapping[str, Any], delivered: bool) -> list[JournalEntry]:
-        order = record["order"]
-        await self.conn.execute(
-            "INSERT INTO orders (order_ref, seller_id, body, placed_at, delivered_at)"
-            " VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))"
-            " ON CONFLICT (order_ref) DO UPDATE SET body = EXCLUDED.body,"
-            " delivered_at = COALESCE(EXCLUDED.delivered_at, orders.delivered_at)",
-            (
-                order["order_ref"],
-                order["seller_id"],
-                _json(order),
-                order["placed_at"],
-                record["delivered_at"] if delivered else None,
-            ),
-        )
-        cursor = await self.conn.execute(
-            "DELETE FROM pending_completions WHERE order_ref = %s RETURNING completion",
-            (order["order_ref"],),
-        )
-        entries = []
-        for (completion,) in await cursor.fetchall():
+    async def _orders(
+        self, orders: list[tuple[ConsumerRecord, str, dict[str, Any]]]
+    ) -> list[JournalEntry]:
+        """The poll's orders kept in one statement (the latest of each), and the completions
+        that were waiting for one of them settled now."""
+        rows, kept = [], {}
+        for message, name, record in orders:
             try:
-                settled = return_to_settle(completion, order, completion.get("carrier_id"))
+                order = record["order"]
+                rows.append(
+                    (
+                        order["order_ref"],
+                        order["seller_id"],
+                        _json(order),
+                        order["placed_at"],
+                        record["delivered_at"] if name == "OrderDelivered" else None,
+                    )
+                )
+                kept[order["order_ref"]] = order
+            except (KeyError, TypeError) as exc:
+                await self._reject(message, name, None, f"cannot be kept: {exc!r}")
+        if not rows:
+            return []
+        async with self.conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO orders (order_ref, seller_id, body, placed_at, delivered_at)"
+                " VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))"
+                " ON CONFLICT (order_ref) DO UPDATE SET body = EXCLUDED.body,"
+                " delivered_at = COALESCE(EXCLUDED.delivered_at, orders.delivered_at)",
+                rows,
+            )
+            await cursor.execute(
+                "DELETE FROM pending_completions WHERE order_ref = ANY(%s)"
+                " RETURNING order_ref, completion",
+                (list(kept),),
+            )
+            waiting = await cursor.fetchall()
+        entries = []
+        for order_ref, completion in waiting:
+            try:
+                settled = return_to_settle(
+                    completion, kept[order_ref], completion.get("carrier_id")
+                )
             except NotSettleable as exc:
                 log.warning("waiting completion not settleable", reason=str(exc))
                 continue

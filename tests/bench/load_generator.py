@@ -180,7 +180,9 @@ class LoadGenerator:
 
     async def run(self) -> dict[str, Any]:
         if self.args.marketplace_url:
+            read_before = await self._ledger_read()
             await self._place_orders(self.args.marketplace_url)
+            await self._wait_for_ledger(read_before + len(self.arrivals))
         self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns, orders
         self.clients = {
             what: http_client(self.args.http_client, self.args.connections, timeout_s=30.0)
@@ -326,6 +328,25 @@ class LoadGenerator:
             self.finished += 1
             if self.finished == len(self.arrivals):
                 self.all_finished.set()
+
+    async def _ledger_read(self) -> int:
+        """Records settlement has read (0 without its address)."""
+        if not self.args.ledger_url:
+            return 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.args.ledger_url}/health") as answer,
+        ):
+            return int((await answer.json())["records_read"])
+
+    async def _wait_for_ledger(self, read: int, timeout_s: float = 180.0) -> None:
+        """Until settlement has read the orders just placed: in life they come long before
+        the returns, and their burst must not fall into the measured window."""
+        deadline = time.monotonic() + timeout_s
+        while self.args.ledger_url and time.monotonic() < deadline:
+            if await self._ledger_read() >= read:
+                return
+            await asyncio.sleep(0.5)
 
     async def _place_orders(self, marketplace_url: str) -> None:
         """Every arrival's order placed with the marketplace (not part of the load)."""
@@ -482,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="place each return's order there first, before the clock starts (settlement "
         "in the loop charges from the orders; in life they exist long before a return)",
+    )
+    parser.add_argument(
+        "--ledger-url", default=None, help="settlement: wait until it has read the orders"
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -49,7 +49,7 @@ from services.tools.local_kafka.broker import LocalKafka, LocalKafkaSettings, de
 from services.tools.local_postgres.databases import fresh_database, postgres_server
 from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
 from services.tools.local_stack.orphan_reaper import reap_children_if_i_die
-from services.tools.local_stack.stack import PARTNERS, SERVICES, LocalStack, pinned_to
+from services.tools.local_stack.stack import LEDGER, PARTNERS, SERVICES, LocalStack, pinned_to
 from services.tools.oncall import consumer_lag
 from tests.bench import bench_figures, process_metrics, service_profiles, topic_offsets
 from tests.bench.latency_plot import plot_levels
@@ -182,7 +182,12 @@ class Bench:
                 "--out",
                 str(out),
                 *(
-                    ["--marketplace-url", self.stack.url("marketplace")]
+                    [
+                        "--marketplace-url",
+                        self.stack.url("marketplace"),
+                        "--ledger-url",
+                        self.stack.url(LEDGER),
+                    ]
                     if self.stack.database_url
                     else []
                 ),
