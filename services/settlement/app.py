@@ -16,6 +16,7 @@ import io
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ from services.decisions.settlement.return_postings import SettlementTerms
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
+from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.settlement.consumer import SettlementConsumer
@@ -52,6 +54,7 @@ from services.settlement.statements_store import (
 )
 
 SERVICE = "settlement"
+OPENAPI_DOCUMENT = Path(__file__).resolve().parent / "openapi.json"
 DEFAULT_PORT = 8088
 RETRY_S = (1, 2, 5, 10)
 log = get_logger(__name__)
@@ -140,10 +143,13 @@ class SettlementService:
                     await asyncio.wait_for(stop.wait(), wait_s)
 
     async def health(self, _request: web.Request) -> web.Response:
+        """200 while booking from Kafka into the ledger, 503 while (re)connecting."""
         consumer = self.consumer
+        ready = consumer is not None and consumer.consumer is not None
         body: dict[str, object] = {
-            "status": "ok",
+            "status": "ok" if ready else "starting",
             "service": SERVICE,
+            "ready": ready,
             "booked": consumer.booked if consumer else 0,
             "records_read": consumer.read if consumer else 0,
             "duplicates": consumer.duplicates if consumer else 0,
@@ -152,7 +158,7 @@ class SettlementService:
             "scheduled_runs": self.schedule.runs if self.schedule else {},
             "scheduled_last_error": self.schedule.last_error if self.schedule else "",
         }
-        return web.json_response(body)
+        return web.json_response(body, status=200 if ready else 503)
 
     def _reader(self, request: web.Request) -> Reader:
         return self.access.reader(request.headers.get("Authorization"), now_ms())
@@ -290,6 +296,8 @@ async def serve(settings: SettlementSettings) -> int:
     service = SettlementService(settings, SettlementTerms())
     app = web.Application(middlewares=[_problems])
     app.router.add_get("/health", service.health)
+    document = load_openapi_document(OPENAPI_DOCUMENT)  # a bad one stops the start
+    app.router.add_get("/openapi.json", lambda _request: web.json_response(document))
     app.router.add_get("/sellers/{seller_id}/statements/{cycle_id}", service.seller_statement)
     app.router.add_get(
         "/sellers/{seller_id}/statements/{cycle_id}/notification", service.seller_notification

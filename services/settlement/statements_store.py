@@ -122,7 +122,7 @@ async def draft_statements(
             "payout_minor": made.payout_minor,
             "carried_forward_minor": made.carried_forward_minor,
             "totals": made.totals,
-            "lines": [asdict(line) for line in made.lines],
+            "lines": [asdict(line) | {"currency": made.currency} for line in made.lines],
             "draft": True,
         }
         for made in await _cycle_statements(conn, drafted)
@@ -207,7 +207,7 @@ def _row(row: tuple) -> dict[str, Any]:
         "payout_minor": payout,
         "carried_forward_minor": carried,
         "totals": totals,
-        "lines": lines,
+        "lines": [line | {"currency": currency.strip()} for line in lines],
     }
 
 

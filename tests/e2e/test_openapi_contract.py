@@ -20,7 +20,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from services.eventing.webhook_signature import CARRIER_SIGNATURE, PSP_SIGNATURE
-from services.tools.local_stack.stack import CARRIER_SECRET, PSP_WEBHOOK_SECRET
+from services.tools.local_stack.stack import CARRIER_SECRET, FINANCE_TOKEN, PSP_WEBHOOK_SECRET
 from tests.e2e.scenario import (
     create_return,
     post_scan,
@@ -31,7 +31,15 @@ from tests.e2e.scenario import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("returns", "inspection", "pickup", "coordinator", "refund", "warehouse_intake")
+SERVICES = (
+    "returns",
+    "inspection",
+    "pickup",
+    "coordinator",
+    "refund",
+    "warehouse_intake",
+    "settlement",
+)
 DOC_URI = "urn:boomerang:openapi"
 
 
@@ -421,3 +429,46 @@ def test_a_body_over_one_mebibyte_is_a_413_too(stack, client, contracts):
     huge = {"padding": "x" * (1024 * 1024 + 1)}
     answer = client.post(f"{stack.url('returns')}/returns", json=huge)
     contracts["returns"].check(answer, "/returns", "post", 413)
+
+
+def test_settlement_answers_match_the_document(stack, client, contracts):
+    contract, base = contracts["settlement"], stack.url("settlement")
+    finance = {"Authorization": f"Bearer {FINANCE_TOKEN}"}
+    issued = client.post(f"{stack.url('marketplace')}/sellers/S-contract/tokens")
+    assert issued.status_code == 201, issued.text
+    seller = {"Authorization": f"Bearer {issued.json()['token']}"}
+
+    def get(path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return client.get(f"{base}{path}", headers=headers or {})
+
+    def post(path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return client.post(f"{base}{path}", headers=headers or {})
+
+    balances = contract.check(get("/ledger/balances", finance), "/ledger/balances", "get", 200)
+    assert balances["ledger_balanced"] is True
+    contract.check(get("/ledger/balances"), "/ledger/balances", "get", 401)
+    contract.check(get("/ledger/balances", seller), "/ledger/balances", "get", 403)
+    own = "/sellers/{seller_id}/statements"
+    contract.check(get("/sellers/S-contract/statements", seller), own, "get", 200)
+    contract.check(get("/sellers/S-other/statements", seller), own, "get", 403)
+    one = "/sellers/{seller_id}/statements/{cycle_id}"
+    contract.check(get("/sellers/S-contract/statements/DE-00010", seller), one, "get", 404)
+    contract.check(
+        get("/sellers/S-contract/statements/DE-00010/notification", seller),
+        f"{one}/notification",
+        "get",
+        404,
+    )
+    current = contract.check(get("/cycles/DE/current"), "/cycles/{market}/current", "get", 200)
+    number = current["number"]
+    draft = "/cycles/{market}/{number}/draft"
+    contract.check(get(f"/cycles/DE/{number}/draft", finance), draft, "get", 200)
+    contract.check(get("/cycles/DE/x/draft", finance), draft, "get", 400)
+    contract.check(get(f"/cycles/DE/{number}/draft", seller), draft, "get", 403)
+    close = "/cycles/{market}/{number}/close"
+    contract.check(post(f"/cycles/DE/{number}/close", finance), close, "post", 409)
+    contract.check(post("/cycles/DE/x/close", finance), close, "post", 400)
+    contract.check(post("/cycles/DE/10/close", finance), close, "post", 200)  # 2024: empty
+    contract.check(post("/cycles/DE/10/close"), close, "post", 401)
+    contract.check(get("/statements/DE-00010", finance), "/statements/{cycle_id}", "get", 200)
+    contract.check(get("/statements/DE-00010"), "/statements/{cycle_id}", "get", 401)

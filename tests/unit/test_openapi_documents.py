@@ -40,7 +40,15 @@ from tests.support.policies import deployed_rules
 from tests.support.return_events import event
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("returns", "inspection", "pickup", "coordinator", "refund", "warehouse_intake")
+SERVICES = (
+    "returns",
+    "inspection",
+    "pickup",
+    "coordinator",
+    "refund",
+    "warehouse_intake",
+    "settlement",
+)
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOC_URI = "urn:boomerang:openapi"
 
