@@ -53,11 +53,12 @@ def test_the_service_migrates_serves_and_stops(
     try:
         base = f"http://127.0.0.1:{port}"
         deadline, health = time.monotonic() + 60, None
-        while time.monotonic() < deadline and health is None:
+        while time.monotonic() < deadline and (health is None or health["status"] != "ok"):
             try:
-                health = httpx.get(f"{base}/health", timeout=1).json()
+                health = httpx.get(f"{base}/health", timeout=1).json()  # 503 until booking
             except httpx.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         assert health is not None and health["status"] == "ok", log_path.read_text()
         deadline, applied = time.monotonic() + 30, []
         with psycopg.connect(postgres_database, autocommit=True) as conn:
