@@ -4,6 +4,7 @@ and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,10 +55,8 @@ def test_the_service_migrates_serves_and_stops(
         base = f"http://127.0.0.1:{port}"
         deadline, health = time.monotonic() + 60, None
         while time.monotonic() < deadline and (health is None or health["status"] != "ok"):
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 health = httpx.get(f"{base}/health", timeout=1).json()  # 503 until booking
-            except httpx.TransportError:
-                pass
             time.sleep(0.2)
         assert health is not None and health["status"] == "ok", log_path.read_text()
         deadline, applied = time.monotonic() + 30, []
