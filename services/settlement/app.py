@@ -247,7 +247,7 @@ class SettlementService:
                 closed = await close_cycle(conn, self.calendar, market, number, now_ms())
         except CycleNotEnded as exc:
             return _problem(409, "cycle_not_ended", str(exc))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # a number no calendar reaches
             return _problem(400, "invalid_cycle", str(exc))
         return web.json_response({"market": market, "number": number, "statements": closed})
 
@@ -260,8 +260,11 @@ class SettlementService:
             number = int(request.match_info["number"])
         except ValueError:
             return _problem(400, "invalid_cycle", "the cycle number is a whole number")
-        async with await AsyncConnection.connect(self.settings.database_url) as conn:
-            drafted = await draft_statements(conn, self.calendar, market, number)
+        try:
+            async with await AsyncConnection.connect(self.settings.database_url) as conn:
+                drafted = await draft_statements(conn, self.calendar, market, number)
+        except (ValueError, OverflowError) as exc:  # a number no calendar reaches
+            return _problem(400, "invalid_cycle", str(exc))
         return web.json_response({"market": market, "number": number, "statements": drafted})
 
     async def current_cycle(self, request: web.Request) -> web.Response:

@@ -49,12 +49,19 @@ async def work_claims(
         for claim_id, return_id, carrier_id, amount, currency, status in await cursor.fetchall():
             currency = currency.strip()
             try:
-                if status == "to_file":
-                    answer = await _file(http, carrier_url, claim_id, return_id, amount, currency)
-                    worked.filed += 1
-                else:
-                    answer = await _ask(http, carrier_url, claim_id)
-            except (httpx.HTTPError, ValueError) as exc:
+                async with conn.transaction():  # each claim's answer and outcome, or nothing
+                    if status == "to_file":
+                        answer = await _file(
+                            http, carrier_url, claim_id, return_id, amount, currency
+                        )
+                        worked.filed += 1
+                    else:
+                        answer = await _ask(http, carrier_url, claim_id)
+                    decided = await _record(
+                        conn, answer, claim_id, return_id, carrier_id, amount, currency
+                    )
+                    worked.decided += decided
+            except (httpx.HTTPError, ValueError, TypeError) as exc:  # asked again next round
                 worked.failures += 1
                 log.warning("carrier claim not worked", claim_id=claim_id, error=repr(exc))
                 await conn.execute(
@@ -62,9 +69,6 @@ async def work_claims(
                     " detail = %s WHERE claim_id = %s",
                     (repr(exc)[:500], claim_id),
                 )
-                continue
-            if await _record(conn, answer, claim_id, return_id, carrier_id, amount, currency):
-                worked.decided += 1
     return worked
 
 
@@ -84,10 +88,10 @@ async def _file(
     )
     if response.status_code not in (200, 201):
         raise ValueError(f"filing answered HTTP {response.status_code}: {response.text[:200]}")
-    return response.json()
+    return response.json()  # a body that is not JSON: ValueError
 
 
-async def _ask(http: httpx.AsyncClient, url: str, claim_id: str) -> dict[str, Any]:
+async def _ask(http: httpx.AsyncClient, url: str, claim_id: str) -> Any:
     response = await http.get(f"{url}/claims/{claim_id}")
     if response.status_code != 200:
         raise ValueError(f"asking answered HTTP {response.status_code}: {response.text[:200]}")
@@ -96,18 +100,23 @@ async def _ask(http: httpx.AsyncClient, url: str, claim_id: str) -> dict[str, An
 
 async def _record(
     conn: AsyncConnection,
-    answer: dict[str, Any],
+    answer: Any,
     claim_id: str,
     return_id: str,
     carrier_id: str,
     amount: int,
     currency: str,
 ) -> bool:
-    """The carrier's answer kept, and its outcome booked; whether it was decided."""
+    """The carrier's answer kept, and its outcome booked; whether it was decided. An answer
+    that makes no sense is a ValueError (the claim is asked again next round)."""
+    if not isinstance(answer, dict):
+        raise ValueError(f"the carrier answered {type(answer).__name__}, not an object")
     status = answer.get("status")
     if status not in ("filed", "accepted", "rejected", "paid"):
         raise ValueError(f"the carrier answered status {status!r}")
-    paid = int(answer.get("paid_minor") or 0)
+    paid = answer.get("paid_minor") or 0
+    if not isinstance(paid, int) or isinstance(paid, bool) or not 0 <= paid <= amount:
+        raise ValueError(f"the carrier says it paid {paid!r} of {amount}")
     detail = answer.get("rejection_reason") or ""
     await conn.execute(
         "UPDATE carrier_claims SET status = %s, paid_minor = %s, detail = %s, updated_at = now()"
@@ -117,7 +126,7 @@ async def _record(
     if status not in ("rejected", "paid"):
         return False
     entry = claim_entry(
-        return_id, carrier_id, amount, currency, ClaimOutcome(status), now_ms(), min(paid, amount)
+        return_id, carrier_id, amount, currency, ClaimOutcome(status), now_ms(), paid
     )
     if entry is not None:
         await LedgerStore(conn, "claims").book([entry], {})

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from psycopg import AsyncConnection
@@ -112,7 +113,13 @@ class SettlementConsumer:
         records = sum(len(rs) for rs in batch.values())
         self.read += records
         if records:
-            booking = await self.handle(batch)
+            try:
+                booking = await self.handle(batch)
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # a value the database refuses (a text with NUL, a currency too long): the
+                # poll again, record by record, the refused one kept aside
+                log.warning("the database refused a record; booking one by one", error=repr(exc))
+                booking = await self.handle_one_by_one(batch)
             self.booked += len(booking.booked)
             self.duplicates += len(booking.duplicates)
         return records
@@ -140,6 +147,41 @@ class SettlementConsumer:
             for message, name, record in others:
                 entries += await self._effects(message, name, record)
             return await self.store.book(entries, offsets, self.calendar)
+
+    async def handle_one_by_one(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> Booking:
+        """The poll in one transaction, each record in a savepoint of its own: a record the
+        database refuses is kept aside with the reason, the others are booked."""
+        booking = Booking()
+        async with self.conn.transaction():
+            offsets: dict[tuple[str, int], int] = {}
+            for tp, records in batch.items():
+                for message in records:
+                    offsets[(tp.topic, tp.partition)] = message.offset + 1
+                    try:
+                        async with self.conn.transaction():
+                            part = await self.store.book(
+                                await self._record_effects(message), {}, self.calendar
+                            )
+                    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                        await self._reject(message, None, None, f"refused by the database: {exc}")
+                        continue
+                    booking.booked.extend(part.booked)
+                    booking.duplicates.extend(part.duplicates)
+            await self.store.book([], offsets, self.calendar)
+        return booking
+
+    async def _record_effects(self, message: ConsumerRecord) -> list[JournalEntry]:
+        self._batch = []
+        checked = await self._checked(message)
+        if checked is None:
+            return []
+        if checked[1] in ORDER_EVENTS:
+            return await self._orders([checked])
+        entries = await self._effects(*checked)
+        self._batch = entries
+        return entries
 
     async def _checked(
         self, message: ConsumerRecord

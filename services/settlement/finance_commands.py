@@ -166,12 +166,16 @@ def finance_sql(query: str, as_csv: bool, limit: int) -> None:
     """Run QUERY read-only, as the `boomerang_finance` role (SELECT on the ledger, the
     statements and reconciliation; nothing can be changed), 60 s at most."""
 
+    statement = query.strip().rstrip(";").strip()
+    if ";" in statement:
+        raise click.ClickException("one statement at a time (no ';' inside the query)")
+
     async def run() -> tuple[list[str], list[tuple[Any, ...]]]:
         async with await _connect() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION READ ONLY")
             await conn.execute(f"SET LOCAL ROLE {FINANCE_ROLE}")
             await conn.execute("SET LOCAL statement_timeout = '60s'")
-            cursor = await conn.execute(query)  # type: ignore[arg-type]
+            cursor = await conn.execute(statement)  # type: ignore[arg-type]
             names = [column.name for column in cursor.description or ()]
             return names, await cursor.fetchmany(limit)
 

@@ -4,8 +4,9 @@
 - every minute, every market's cycle that has ended (plus a grace period for late
   bookings in flight) closed, its statements written; closing is idempotent and takes the
   market's lock, so several settlement processes never close a cycle twice;
-- every ten minutes, yesterday reconciled with the providers' reports once its reports
-  are due (`BOOMERANG_RECON_HOUR_UTC`), unless a run of that day exists;
+- every ten minutes, each of the last seven days reconciled with the providers' reports
+  once its reports are due (`BOOMERANG_RECON_HOUR_UTC`) unless a complete run of that day
+  exists (a run that could not fetch a provider's report is run again);
 - every hour, retention: rows older than their policy deleted (`BOOMERANG_SETTLEMENT_
   RETENTION_DAYS`, JSON per table) and ledger months older than the statutory years
   (`BOOMERANG_LEDGER_RETENTION_YEARS`, 10) dropped whole.
@@ -39,6 +40,7 @@ from services.settlement.reconciliation_store import ReconSettings, reconcile_da
 from services.settlement.statements_store import close_cycle
 
 log = get_logger(__name__)
+RECON_CATCH_UP_DAYS = 7  # days the schedule looks back for a missing or incomplete run
 
 # days each table keeps its rows (the ledger itself: whole months, statutory years)
 RETENTION_DAYS = {
@@ -136,6 +138,9 @@ class FinanceSchedule:
         except (psycopg.Error, httpx.HTTPError, OSError, ValueError) as exc:
             self.last_error = f"{name}: {exc!r}"
             log.warning("scheduled job failed; it runs again", job=name, error=repr(exc))
+        except Exception as exc:  # a bug: logged with its trace, the other jobs go on
+            self.last_error = f"{name}: {exc!r}"
+            log.exception("scheduled job failed unexpectedly; it runs again", job=name)
 
     async def claims(self, conn: AsyncConnection) -> None:
         assert self.settings.carrier_url is not None
@@ -161,19 +166,30 @@ class FinanceSchedule:
             )
 
     async def reconcile_yesterday(self, conn: AsyncConnection) -> None:
+        """Every day of the last week (up to yesterday, once its reports are due) without a
+        complete run: never run (no settlement process was up), or run while a provider's
+        report could not be had."""
         providers = providers_from_env()
         now = datetime.now(UTC)
-        if not providers or now.hour < self.settings.recon_hour_utc:
-            return
         yesterday = now.date() - timedelta(days=1)
-        cursor = await conn.execute("SELECT 1 FROM recon_runs WHERE run_date = %s", (yesterday,))
-        if await cursor.fetchone() is not None:
+        last_due = (
+            yesterday if now.hour >= self.settings.recon_hour_utc else yesterday - timedelta(1)
+        )
+        if not providers:
             return
+        days = [last_due - timedelta(days=back) for back in range(RECON_CATCH_UP_DAYS)]
+        cursor = await conn.execute(
+            "SELECT run_date FROM recon_runs WHERE run_date = ANY(%s)"
+            " AND reports->'unavailable' = '{}'::jsonb",
+            (days,),
+        )
+        complete = {day for (day,) in await cursor.fetchall()}
         async with httpx.AsyncClient(timeout=30.0) as http:
-            done = await reconcile_day(
-                conn, http, providers, yesterday, ReconSettings.from_env(), self.calendar
-            )
-        log.info("reconciled on schedule", day=str(yesterday), **done.result.by_category())
+            for day in sorted(set(days) - complete):
+                done = await reconcile_day(
+                    conn, http, providers, day, ReconSettings.from_env(), self.calendar
+                )
+                log.info("reconciled on schedule", day=str(day), **done.result.by_category())
 
     async def retention(self, conn: AsyncConnection) -> None:
         for table, days in self.settings.retention_days.items():

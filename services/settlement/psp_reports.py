@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 
@@ -31,6 +31,8 @@ COLUMNS = (
     "batch",
 )
 MAX_TEXT = 200
+MAX_MINOR = 10**15  # a line above this is a corrupt report, not a refund
+BOOKED_WITHIN_DAYS = (400, 7)  # a line's booking date: at most this long before / after its report
 
 
 class ReportUnavailable(Exception):
@@ -48,8 +50,11 @@ class RejectedRow:
         return {"provider": self.provider, "row": self.row_no, "reason": self.reason}
 
 
-def parse_report(provider: str, text: str) -> tuple[list[ReportLine], list[RejectedRow]]:
-    """The report's lines, and the rows that could not be read (with the reason)."""
+def parse_report(
+    provider: str, text: str, day: date | None = None
+) -> tuple[list[ReportLine], list[RejectedRow]]:
+    """The report's lines, and the rows that could not be read (with the reason); with the
+    report's `day`, a booking date far from it is a wrong row too."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
@@ -71,7 +76,14 @@ def parse_report(provider: str, text: str) -> tuple[list[ReportLine], list[Rejec
             rejected.append(RejectedRow(provider, row_no, rest, ""))
             break
         try:
-            lines.append(_line(provider, row, row_no))
+            line = _line(provider, row, row_no)
+            if day is not None and not (
+                day - timedelta(days=BOOKED_WITHIN_DAYS[0])
+                <= line.booking_date
+                <= day + timedelta(days=BOOKED_WITHIN_DAYS[1])
+            ):
+                raise ValueError(f"booking_date {line.booking_date} is far from the report's {day}")
+            lines.append(line)
         except ValueError as exc:
             rejected.append(RejectedRow(provider, row_no, str(exc), json.dumps(row)[:500]))
     return lines, rejected
@@ -79,9 +91,12 @@ def parse_report(provider: str, text: str) -> tuple[list[ReportLine], list[Rejec
 
 def _line(provider: str, row: Mapping[str, str | None], row_no: int) -> ReportLine:
     def text(name: str) -> str:
-        value = (row.get(name) or "").strip()
+        value = row.get(name)
+        value = value.strip() if isinstance(value, str) else ""
         if not value or len(value) > MAX_TEXT:
             raise ValueError(f"{name} is empty or longer than {MAX_TEXT} characters")
+        if not value.isprintable():
+            raise ValueError(f"{name} holds control characters")
         return value
 
     def whole(name: str) -> int:
@@ -98,6 +113,8 @@ def _line(provider: str, row: Mapping[str, str | None], row_no: int) -> ReportLi
     if currency not in CURRENCY_EXPONENTS:
         raise ValueError(f"currency {currency!r} is not an ISO 4217 code settled here")
     gross, fee, net = whole("gross_minor"), whole("fee_minor"), whole("net_minor")
+    if max(gross, fee, net) > MAX_MINOR:
+        raise ValueError(f"an amount above {MAX_MINOR} minor units")
     if gross < 0 or fee < 0 or net != gross + fee:
         raise ValueError(f"gross {gross}, fee {fee} and net {net} do not add up (net = gross+fee)")
     try:

@@ -24,6 +24,7 @@ from services.decisions.refunds.order_model import Liable
 from services.decisions.settlement.reconciliation import (
     CHARGEBACK,
     REFUNDED_REVERSED,
+    ChargedTo,
     FeeTerms,
     LedgerRefund,
     Reconciliation,
@@ -126,7 +127,7 @@ async def reconcile_day(
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RECON_LOCK,))
         for provider, text in texts.items():
-            lines, bad = parse_report(provider, text)
+            lines, bad = parse_report(provider, text, day)
             rejected += bad
             lines_read[provider] = len(lines)
             await _keep_report(conn, provider, day, lines)
@@ -142,7 +143,7 @@ async def reconcile_day(
             settings.fees,
             settings.timing_days,
         )
-        booked = await _book_report_entries(conn, all_lines, refunds, calendar)
+        booked = await _book_report_entries(conn, all_lines, calendar)
         tickets = await _record(conn, result, lines_read, rejected, unavailable)
     return DayReconciled(result, lines_read, rejected, unavailable, tickets, booked)
 
@@ -225,48 +226,52 @@ async def _seller_returns(conn: AsyncConnection, since: date) -> list[SellerLiab
 
 
 async def _book_report_entries(
-    conn: AsyncConnection,
-    lines: list[ReportLine],
-    refunds: list[LedgerRefund],
-    calendar: CycleCalendar | None,
+    conn: AsyncConnection, lines: list[ReportLine], calendar: CycleCalendar | None
 ) -> int:
-    """Chargebacks and reversed refunds booked (once per line id), against the seller when
+    """Chargebacks and reversed refunds booked (once per line), against the seller when
     the return's seller is liable and settles in the line's currency."""
     money_back = [line for line in lines if line.type in (CHARGEBACK, REFUNDED_REVERSED)]
     if not money_back:
         return 0
-    return_of = {(r.provider, r.merchant_reference): r.return_id for r in refunds}
     entries = []
     for line in money_back:
-        return_id = return_of.get((line.provider, line.merchant_reference), "")
-        liable, seller_account = await _liability_of(conn, return_id, line.currency)
+        charged_to = await _charged_to(conn, line)
         at_ms = int(datetime.combine(line.booking_date, datetime.min.time(), UTC).timestamp())
-        entry = report_line_entry(line, return_id, liable, seller_account, at_ms * 1000)
+        entry = report_line_entry(line, charged_to, at_ms * 1000)
         if entry is not None:
             entries.append(entry)
     booking = await LedgerStore(conn, "reconciliation").book(entries, {}, calendar)
     return len(booking.booked)
 
 
-async def _liability_of(
-    conn: AsyncConnection, return_id: str, currency: str
-) -> tuple[Liable | None, str | None]:
-    if not return_id:
-        return None, None
+async def _charged_to(conn: AsyncConnection, line: ReportLine) -> ChargedTo:
+    """The return the line's refund was for (however long ago it was booked), its liable
+    party, and the seller's account, market and order when the seller was charged."""
+    cursor = await conn.execute(
+        "SELECT return_id FROM journal_entries WHERE (step = 'refund' OR step LIKE 'refund:%%')"
+        " AND refs->>'provider' = %s AND refs->>'merchant_reference' = %s LIMIT 1",
+        (line.provider, line.merchant_reference),
+    )
+    found = await cursor.fetchone()
+    if found is None:
+        return ChargedTo()
+    return_id = found[0]
     cursor = await conn.execute(
         "SELECT liable FROM completions_seen WHERE return_id = %s", (return_id,)
     )
     row = await cursor.fetchone()
     liable = Liable(row[0]) if row and row[0] in Liable.__members__ else None
     cursor = await conn.execute(
-        "SELECT p.account FROM journal_entries e JOIN postings p"
-        " ON p.entry_id = e.entry_id AND p.booked_at = e.booked_at"
+        "SELECT p.account, e.refs->>'market', e.refs->>'order_id' FROM journal_entries e"
+        " JOIN postings p ON p.entry_id = e.entry_id AND p.booked_at = e.booked_at"
         " WHERE e.return_id = %s AND e.step = 'liability' AND p.currency = %s"
         " AND p.account LIKE 'seller\\_payable:%%' LIMIT 1",
-        (return_id, currency),
+        (return_id, line.currency),
     )
-    account = await cursor.fetchone()
-    return liable, account[0] if account else None
+    seller = await cursor.fetchone()
+    if seller is None:
+        return ChargedTo(return_id, liable)
+    return ChargedTo(return_id, liable, seller[0], seller[1] or "", seller[2] or "")
 
 
 async def _record(

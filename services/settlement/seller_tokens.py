@@ -48,7 +48,7 @@ def seller_of_token(secret: str, token: str, now_ms: int) -> str:
     if len(parts) != 4 or parts[0] != PREFIX or not secret:
         raise AccessDenied(401, "not a seller token")
     body = ".".join(parts[:3])
-    if not hmac.compare_digest(parts[3], _signature(secret, body)):
+    if not hmac.compare_digest(parts[3].encode(), _signature(secret, body).encode()):
         raise AccessDenied(401, "the token's signature is wrong")
     try:
         seller_id, expires_ms = _unb64(parts[1]).decode(), int(parts[2])
@@ -92,6 +92,8 @@ class AccessSettings:
         if not authorization or not authorization.startswith("Bearer "):
             raise AccessDenied(401, "an Authorization: Bearer token is required")
         token = authorization.removeprefix("Bearer ").strip()
-        if any(hmac.compare_digest(token, known) for known in self.finance_tokens):
+        if any(
+            hmac.compare_digest(token.encode(), known.encode()) for known in self.finance_tokens
+        ):
             return Reader(None)
         return Reader(seller_of_token(self.seller_secret, token, now_ms))

@@ -225,7 +225,7 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
 ) -> None:
     return_id = f"RMA-F-{uuid.uuid4().hex[:8]}"
     first, second = f"{return_id}-refund-1", f"{return_id}-refund-2"
-    voided = f"{return_id}-V"
+    voided, refused = f"{return_id}-V", f"{return_id}-X"
     money = {"amount_minor": 2_500, "currency": "EUR"}
     records = [
         (
@@ -251,6 +251,11 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
         (
             "RefundVoided",
             event("RefundVoided", voided, amount=money) | {"provider_refund_id": "RF-V"},
+        ),
+        (  # a value the database refuses (its currency column holds 3 letters)
+            "ReturnCompleted",
+            completed(refused, f"O-{refused}")
+            | {"refunded": {"amount_minor": 1, "currency": "EURO"}},
         ),
     ]
     written = asyncio.run(publish(catalogue_topics, codec, records))
@@ -293,5 +298,9 @@ def test_a_refund_failed_after_it_was_issued_is_reversed_and_the_next_attempt_bo
                 (voided, f"refund:{voided}-refund-1"),
                 (voided, f"reversal:refund:{voided}-refund-1"),
             ]
+            cursor = await conn.execute(
+                "SELECT reason FROM settlement_rejects WHERE reason LIKE 'refused by the database%'"
+            )
+            assert len(await cursor.fetchall()) == 1  # kept aside; the rest of its poll booked
 
     asyncio.run(scenario())

@@ -209,3 +209,5 @@ def test_recon_finds_each_anomaly_once_and_a_day_run_twice_changes_nothing(
     refused = recon(postgres_database, psp_double, "finance", "sql", "DELETE FROM recon_runs")
     assert refused.returncode != 0
     assert "read-only" in refused.stderr or "permission denied" in refused.stderr
+    escape = recon(postgres_database, psp_double, "finance", "sql", "COMMIT; DROP TABLE recon_runs")
+    assert escape.returncode != 0 and "one statement" in escape.stderr

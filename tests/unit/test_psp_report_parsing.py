@@ -51,3 +51,21 @@ def test_a_report_without_its_columns_is_refused_whole() -> None:
 def test_no_text_makes_the_parser_raise(text: str) -> None:
     lines, rejected = parse_report("psp", HEADER + "\n" + text)
     assert len(lines) + len(rejected) >= 0
+
+
+def test_amounts_dates_and_text_a_database_would_refuse_are_wrong_rows() -> None:
+    huge = "9" * 20
+    text = "\n".join(
+        [
+            HEADER,
+            f"rf_1,R-1,Refunded,{huge},0,{huge},EUR,2026-12-01,b",
+            "rf_2,R-2,Chargeback,100,0,100,EUR,9999-12-31,b",
+            "rf_3,R-\x00,Refunded,100,0,100,EUR,2026-12-01,b",
+            GOOD,
+        ]
+    )
+    lines, rejected = parse_report("psp", text, date(2026, 12, 1))
+    assert [line.line_no for line in lines] == [4]  # the good row
+    assert {row.row_no for row in rejected} == {1, 2, 3}
+    reasons = " ".join(row.reason for row in rejected)
+    assert "above" in reasons and "far from" in reasons and "control" in reasons

@@ -19,6 +19,7 @@ from services.decisions.settlement.reconciliation import (
     REFUNDED,
     REFUNDED_REVERSED,
     BreakCategory,
+    ChargedTo,
     FeeTerms,
     LedgerRefund,
     ReportLine,
@@ -185,23 +186,24 @@ def test_exactly_the_bent_refunds_break_whatever_the_order(amounts, currencies, 
 def test_a_chargeback_is_charged_to_a_liable_seller_and_a_reversal_owes_the_buyer_again() -> None:
     r = refund(1)
     chargeback = line_for(r, type=CHARGEBACK, provider_reference="cb_1")
-    seller_account = "seller_payable:S-1:EUR"
+    seller = ChargedTo("R-1", Liable.SELLER, "seller_payable:S-1:EUR", "DE", "O-1")
 
-    on_seller = report_line_entry(chargeback, "R-1", Liable.SELLER, seller_account, 0)
-    on_platform = report_line_entry(chargeback, "R-1", Liable.PLATFORM, seller_account, 0)
-    reversed_ = report_line_entry(replace(chargeback, type=REFUNDED_REVERSED), "R-1", None, None, 0)
+    on_seller = report_line_entry(chargeback, seller, 0)
+    on_platform = report_line_entry(chargeback, replace(seller, liable=Liable.PLATFORM), 0)
+    reversed_ = report_line_entry(replace(chargeback, type=REFUNDED_REVERSED), ChargedTo(), 0)
 
     assert on_seller and on_platform and reversed_
     for entry in (on_seller, on_platform, reversed_):
         assert imbalance(entry.postings) == {}
-    assert on_seller.postings[0].account == seller_account
+    assert on_seller.postings[0].account == "seller_payable:S-1:EUR"
+    # on the seller's statement: the market's cycle and the order
+    assert (on_seller.references["market"], on_seller.references["order_id"]) == ("DE", "O-1")
     assert on_platform.postings[0].account == "chargebacks:EUR"
+    assert "market" not in on_platform.references
     assert [p.account for p in reversed_.postings] == [
         "psp_clearing:psp:EUR",
         "buyer_refunds_payable:EUR",
     ]
-    # the same line derives the same entry id: booked once however often it is read
-    assert report_line_entry(chargeback, "R-1", Liable.SELLER, seller_account, 5) == replace(
-        on_seller, booked_at_ms=5
-    )
-    assert report_line_entry(line_for(r), "R-1", None, None, 0) is None  # a refund line
+    # the line alone names the entry: booked once, whatever is known of its return when read
+    assert on_seller.entry_id == report_line_entry(chargeback, ChargedTo(), 5).entry_id
+    assert report_line_entry(line_for(r), seller, 0) is None  # a refund line

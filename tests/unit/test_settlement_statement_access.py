@@ -59,7 +59,7 @@ def test_finance_reads_everything_a_seller_its_own() -> None:
     seller = access.reader(f"Bearer {issue_seller_token(SECRET, 'S-1', NOW + 1)}", NOW)
     assert finance.may_read("S-1") and finance.may_read("S-2") and finance.is_finance
     assert seller.may_read("S-1") and not seller.may_read("S-2") and not seller.is_finance
-    for header in (None, "Basic abc", "Bearer fin-2"):
+    for header in (None, "Basic abc", "Bearer fin-2", "Bearer st1.a.1.é", "Bearer é"):
         with pytest.raises(AccessDenied):
             access.reader(header, NOW)
 

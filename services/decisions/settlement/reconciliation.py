@@ -286,14 +286,24 @@ def _age(as_of: date, since: date) -> int:
     return max(0, (as_of - since).days)
 
 
+@dataclass(frozen=True)
+class ChargedTo:
+    """Who a report line's return charges: its liable party, and when the seller, the
+    seller's account in the line's currency and the market and order of its statement."""
+
+    return_id: str = ""
+    liable: Liable | None = None
+    seller_account: str | None = None
+    market: str = ""
+    order_ref: str = ""
+
+
 def report_line_entry(
-    line: ReportLine,
-    return_id: str,
-    liable: Liable | None,
-    seller_account: str | None,
-    booked_at_ms: int,
+    line: ReportLine, charged_to: ChargedTo, booked_at_ms: int
 ) -> JournalEntry | None:
-    """The entry a `Chargeback` or `RefundedReversed` line books (None for other types).
+    """The entry a `Chargeback` or `RefundedReversed` line books (None for other types), its
+    id derived from the line alone (the provider and its reference): booked once however
+    the line is read, whatever is known of its return then.
 
     - RefundedReversed: the refund came back from the buyer's bank; the provider credits us
       (debit its clearing) and the buyer is owed it again (credit buyer refunds payable).
@@ -312,9 +322,10 @@ def report_line_entry(
         )
         step = f"reversed:{line.provider_reference}"
     else:
+        on_seller = charged_to.liable is Liable.SELLER and bool(charged_to.seller_account)
         charged = (
-            seller_account
-            if liable is Liable.SELLER and seller_account
+            charged_to.seller_account
+            if on_seller and charged_to.seller_account
             else account(AccountKind.CHARGEBACKS, currency)
         )
         postings = (
@@ -322,16 +333,20 @@ def report_line_entry(
             Posting(clearing, -amount, currency),
         )
         step = f"chargeback:{line.provider_reference}"
+    references = {
+        "provider": line.provider,
+        "provider_reference": line.provider_reference,
+        "merchant_reference": line.merchant_reference,
+        "batch": line.batch,
+    }
+    if line.type == CHARGEBACK and charged.startswith(AccountKind.SELLER_PAYABLE.value):
+        # on the seller's statement: its market's cycle, its order
+        references |= {"market": charged_to.market, "order_id": charged_to.order_ref}
     return JournalEntry(
-        entry_id(return_id or line.merchant_reference, step),
-        return_id or line.merchant_reference,
+        entry_id(f"{line.provider}:{line.provider_reference}", step),
+        charged_to.return_id or line.merchant_reference,
         step,
         booked_at_ms,
         postings,
-        references={
-            "provider": line.provider,
-            "provider_reference": line.provider_reference,
-            "merchant_reference": line.merchant_reference,
-            "batch": line.batch,
-        },
+        references=references,
     )
