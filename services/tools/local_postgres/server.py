@@ -25,6 +25,7 @@ from pathlib import Path
 
 from services.tools.local_kafka.cluster_settings import REPO_ROOT, default_base_port
 from services.tools.local_kafka.node_processes import is_ours, port_open
+from services.tools.local_stack.orphan_reaper import OWNER_VARIABLE
 
 SERVER_USER = "postgres"  # the system user the server runs as when we are root
 BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
@@ -269,7 +270,13 @@ class LocalPostgres:
         command = [str(program), *args]
         if self.as_root:
             command = ["runuser", "-u", SERVER_USER, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
+        # the server is this checkout's, not the run's that (re)started it: without the
+        # run's mark a runner's reaper leaves it up for the next user (a test session
+        # whose chaos run restarted it lost it when that run ended)
+        env = {k: v for k, v in os.environ.items() if k != OWNER_VARIABLE}
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, cwd="/", env=env
+        )
         if done.returncode != 0:
             log_tail = ""
             with contextlib.suppress(OSError):
