@@ -180,15 +180,7 @@ class SettlementService:
     async def seller_statement(self, request: web.Request) -> web.Response:
         """GET /sellers/{id}/statements/{cycle_id}[?format=csv|html][&lang=xx]: one closed
         statement per currency (JSON), or the CSV, or the readable page."""
-        seller_id, cycle_id = request.match_info["seller_id"], request.match_info["cycle_id"]
-        if not self._reader(request).may_read(seller_id):
-            raise AccessDenied(403, "a seller sees its own statements only")
-        async with await AsyncConnection.connect(self.settings.database_url) as conn:
-            found = [
-                s for s in await statements_of_cycle(conn, cycle_id) if s["seller_id"] == seller_id
-            ]
-        if not found:
-            return _problem(404, "not_found", f"no statement of {seller_id} in {cycle_id}")
+        _, cycle_id, found = await self._sellers_statements_of_cycle(request)
         wanted = request.query.get("format", "json")
         if wanted == "csv":
             return web.Response(text=statements_csv(found), content_type="text/csv")
@@ -201,6 +193,18 @@ class SettlementService:
     async def seller_notification(self, request: web.Request) -> web.Response:
         """GET /sellers/{id}/statements/{cycle_id}/notification[?lang=xx]: the message
         telling the seller its statement is ready, per currency."""
+        seller_id, cycle_id, found = await self._sellers_statements_of_cycle(request)
+        language = self._language(request, found[0]["market"])
+        link = f"/sellers/{seller_id}/statements/{cycle_id}?format=html"
+        return web.json_response(
+            {"notifications": [notification(s, language, link) for s in found]}
+        )
+
+    async def _sellers_statements_of_cycle(
+        self, request: web.Request
+    ) -> tuple[str, str, list[dict[str, Any]]]:
+        """The seller's statements of the cycle the path names (403: another seller's; 404:
+        none)."""
         seller_id, cycle_id = request.match_info["seller_id"], request.match_info["cycle_id"]
         if not self._reader(request).may_read(seller_id):
             raise AccessDenied(403, "a seller sees its own statements only")
@@ -209,12 +213,8 @@ class SettlementService:
                 s for s in await statements_of_cycle(conn, cycle_id) if s["seller_id"] == seller_id
             ]
         if not found:
-            return _problem(404, "not_found", f"no statement of {seller_id} in {cycle_id}")
-        language = self._language(request, found[0]["market"])
-        link = f"/sellers/{seller_id}/statements/{cycle_id}?format=html"
-        return web.json_response(
-            {"notifications": [notification(s, language, link) for s in found]}
-        )
+            raise _RequestProblem(404, "not_found", f"no statement of {seller_id} in {cycle_id}")
+        return seller_id, cycle_id, found
 
     def _language(self, request: web.Request, market: str) -> Language:
         try:

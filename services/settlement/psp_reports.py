@@ -17,19 +17,9 @@ from datetime import date, timedelta
 import httpx
 
 from services.decisions.money import CURRENCY_EXPONENTS
-from services.decisions.settlement.reconciliation import LINE_TYPES, ReportLine
+from services.decisions.settlement.reconciliation import LINE_TYPES, REPORT_COLUMNS, ReportLine
 
-COLUMNS = (
-    "provider_reference",
-    "merchant_reference",
-    "type",
-    "gross_minor",
-    "fee_minor",
-    "net_minor",
-    "currency",
-    "booking_date",
-    "batch",
-)
+COLUMNS = REPORT_COLUMNS
 MAX_TEXT = 200
 MAX_MINOR = 10**15  # a line above this is a corrupt report, not a refund
 BOOKED_WITHIN_DAYS = (400, 7)  # a line's booking date: at most this long before / after its report

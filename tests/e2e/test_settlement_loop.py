@@ -131,6 +131,25 @@ async def publish_completions(bootstrap: str, records: list[dict[str, Any]]) -> 
         await producer.stop()
 
 
+def place_order(marketplace: str, order_ref: str, seller: str, unit_price: int) -> None:
+    """The marketplace places a DE order of two units of SKU-LATE, in EUR."""
+    line = {"line_id": "L1", "sku": "SKU-LATE", "quantity": 2, "unit_price_minor": unit_price}
+    placed = httpx.post(
+        f"{marketplace}/orders",
+        json={
+            "order_ref": order_ref,
+            "market": "DE",
+            "buyer_id": "B-1",
+            "seller_id": seller,
+            "currency": "EUR",
+            "seller_currency": "EUR",
+            "lines": [line | {"commission_bps": 1_000}],
+        },
+        timeout=10,
+    )
+    assert placed.status_code == 201, placed.text
+
+
 def wait_until(condition, what: str, timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -146,23 +165,7 @@ def test_a_cycle_closed_twice_has_one_statement_set_and_a_late_completion_lands_
 ) -> None:
     settlement, marketplace = stack.url(LEDGER), stack.url("marketplace")
     seller, order_ref = f"S-e2e-{uuid.uuid4().hex[:6]}", f"O-late-{uuid.uuid4().hex[:8]}"
-    placed = httpx.post(
-        f"{marketplace}/orders",
-        json={
-            "order_ref": order_ref,
-            "market": "DE",
-            "buyer_id": "B-1",
-            "seller_id": seller,
-            "currency": "EUR",
-            "seller_currency": "EUR",
-            "lines": [
-                {"line_id": "L1", "sku": "SKU-LATE", "quantity": 2, "unit_price_minor": 5_000}
-                | {"commission_bps": 1_000}
-            ],
-        },
-        timeout=10,
-    )
-    assert placed.status_code == 201, placed.text
+    place_order(marketplace, order_ref, seller, 5_000)
     rule, zone = CycleCalendar.from_env().rule_and_zone("DE")
     now_ms = int(time.time() * 1000)
     current = cycle_number(rule, zone, now_ms)
@@ -242,23 +245,7 @@ def test_a_carrier_claim_is_filed_then_paid_or_rejected_and_each_outcome_booked_
 ) -> None:
     marketplace, carrier = stack.url("marketplace"), stack.url("carrier")
     order_ref = f"O-claim-{uuid.uuid4().hex[:8]}"
-    placed = httpx.post(
-        f"{marketplace}/orders",
-        json={
-            "order_ref": order_ref,
-            "market": "DE",
-            "buyer_id": "B-2",
-            "seller_id": "S-claims",
-            "currency": "EUR",
-            "seller_currency": "EUR",
-            "lines": [
-                {"line_id": "L1", "sku": "SKU-LATE", "quantity": 2, "unit_price_minor": 4_000}
-                | {"commission_bps": 1_000}
-            ],
-        },
-        timeout=10,
-    )
-    assert placed.status_code == 201, placed.text
+    place_order(marketplace, order_ref, "S-claims", 4_000)
     paid_return, rejected_return = (f"R-claim-{n}-{uuid.uuid4().hex[:6]}" for n in (1, 2))
     now_ms = int(time.time() * 1000)
     damaged = completion(order_ref, paid_return, now_ms, 4_000) | {

@@ -53,6 +53,18 @@ REFUNDED_REVERSED = "RefundedReversed"
 CHARGEBACK = "Chargeback"
 FEE = "Fee"
 LINE_TYPES = frozenset({REFUNDED, REFUND_FAILED, REFUNDED_REVERSED, CHARGEBACK, FEE})
+# a provider's daily settlement report, one line per money movement (net = gross + fee)
+REPORT_COLUMNS = (
+    "provider_reference",
+    "merchant_reference",
+    "type",
+    "gross_minor",
+    "fee_minor",
+    "net_minor",
+    "currency",
+    "booking_date",
+    "batch",
+)
 
 
 @dataclass(frozen=True)

@@ -32,22 +32,13 @@ from fractions import Fraction
 from typing import Any
 
 from services.decisions.settlement.fx import round_half_even
+from services.decisions.settlement.reconciliation import REPORT_COLUMNS
 from services.tools.partners.psp_refunds import STORE_CREDIT, SUCCEEDED, Refund
 
 ANOMALIES = ("timing", "missing", "unknown", "amount", "currency", "duplicate", "fee", "status")
 # not anomalies but later money movements on a reported refund, asked for the same way
 EVENTS = {"chargeback": "Chargeback", "reversed": "RefundedReversed"}
-COLUMNS = (
-    "provider_reference",
-    "merchant_reference",
-    "type",
-    "gross_minor",
-    "fee_minor",
-    "net_minor",
-    "currency",
-    "booking_date",
-    "batch",
-)
+COLUMNS = REPORT_COLUMNS
 REFUNDED = "Refunded"
 REFUND_FAILED = "RefundFailed"
 OTHER_CURRENCY = {"EUR": "USD"}  # a wrong currency for `currency`; EUR for anything else
