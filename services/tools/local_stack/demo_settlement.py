@@ -53,7 +53,8 @@ BENT_PROVIDER = PAYMENT_PROVIDERS[0]  # the provider with most refunds (every me
 
 async def wait_for_ledger(stack: LocalStack, timeout_s: float) -> bool:
     """Until settlement has booked every record written since it started (its stored
-    offsets at the topics' ends) and no refund is still pending at a provider."""
+    offsets at the topics' ends), no refund is still pending at a provider and every
+    carrier claim has been decided by the carrier."""
     database_url = stack.database_url
     assert database_url is not None and stack.ledger_start_ms is not None
     deadline = time.monotonic() + timeout_s
@@ -94,12 +95,16 @@ async def _ledger_at_the_ends(consumer: AIOKafkaConsumer, database_url: str, sta
             (GROUP,),
         )
         stored = {(t, p): offset for t, p, offset in await cursor.fetchall()}
+        cursor = await conn.execute(
+            "SELECT count(*) FROM carrier_claims WHERE status IN ('to_file', 'filed', 'accepted')"
+        )
+        open_claims = (await cursor.fetchone())[0]
     for tp in partitions:
         if firsts.get(tp) is None:  # nothing written there since settlement started
             continue
         if stored.get((tp.topic, tp.partition), -1) < ends[tp]:
             return False
-    return True
+    return open_claims == 0  # every carrier claim filed, decided and paid (or rejected)
 
 
 async def ledger_figures(stack: LocalStack) -> dict[str, Any]:
