@@ -13,6 +13,7 @@ boomerang lag               consumer lag per service and partition
 boomerang audit             who replayed / redrove / purged / steered what, when and why
 boomerang recon run --date D   reconcile a day with the payment providers' reports
 boomerang finance sql "…"   a read-only query on the ledger (finance's role)
+boomerang risk backtest --rules F --from T --to T   a rule set replayed on the topics' history
 """
 
 from __future__ import annotations
@@ -280,6 +281,15 @@ def _add_finance_commands() -> None:
 
 
 _add_finance_commands()
+
+
+def _add_risk_commands() -> None:
+    from services.risk.risk_commands import risk
+
+    main.add_command(risk)
+
+
+_add_risk_commands()
 
 
 if __name__ == "__main__":

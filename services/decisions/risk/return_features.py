@@ -66,9 +66,9 @@ def counted_return(request: Mapping[str, Any], at_ms: int) -> list[Counted]:
     """A return accepted: returns and value returned per buyer, seller and SKU, fault claims
     and their kind, and the buyer behind the pickup address."""
     fault = request["reason_code"] in FAULT_REASONS
-    units = sum(int(line["quantity"]) for line in request["lines"])
+    units = sum(_returned(line) for line in request["lines"])
     value = sum(
-        int(line["unit_price"]["amount_minor"]) * int(line["quantity"]) for line in request["lines"]
+        int(line["unit_price"]["amount_minor"]) * _returned(line) for line in request["lines"]
     )
     reason = request["reason_code"].lower()
     per_return = {"returns": 1, "units_returned": units, "fault_claims": int(fault)}
@@ -84,10 +84,16 @@ def counted_return(request: Mapping[str, Any], at_ms: int) -> list[Counted]:
         ),
     ]
     counted += [
-        Counted("sku", line["sku"], at_ms, {"units_returned": int(line["quantity"])})
+        Counted("sku", line["sku"], at_ms, {"units_returned": _returned(line)})
         for line in request["lines"]
     ]
     return counted
+
+
+def _returned(line: Mapping[str, Any]) -> int:
+    """Units returned on a request line (`quantity_returned` in ReturnRequested, `quantity`
+    in a buyer's HTTP body)."""
+    return int(line.get("quantity_returned", line.get("quantity", 0)))
 
 
 @dataclass(frozen=True)
