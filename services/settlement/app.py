@@ -236,12 +236,7 @@ class SettlementService:
 
     async def close(self, request: web.Request) -> web.Response:
         """POST /cycles/{market}/{number}/close: idempotent; 409 before the cycle ends."""
-        self._finance(request)
-        market = request.match_info["market"]
-        try:
-            number = int(request.match_info["number"])
-        except ValueError:
-            return _problem(400, "invalid_cycle", "the cycle number is a whole number")
+        market, number = self._cycle_of(request)
         try:
             async with await AsyncConnection.connect(self.settings.database_url) as conn:
                 closed = await close_cycle(conn, self.calendar, market, number, now_ms())
@@ -254,18 +249,23 @@ class SettlementService:
     async def draft(self, request: web.Request) -> web.Response:
         """GET /cycles/{market}/{number}/draft: the statements of a cycle still open, as
         they would be if it closed now (a closed cycle: its statements)."""
-        self._finance(request)
-        market = request.match_info["market"]
-        try:
-            number = int(request.match_info["number"])
-        except ValueError:
-            return _problem(400, "invalid_cycle", "the cycle number is a whole number")
+        market, number = self._cycle_of(request)
         try:
             async with await AsyncConnection.connect(self.settings.database_url) as conn:
                 drafted = await draft_statements(conn, self.calendar, market, number)
         except (ValueError, OverflowError) as exc:  # a number no calendar reaches
             return _problem(400, "invalid_cycle", str(exc))
         return web.json_response({"market": market, "number": number, "statements": drafted})
+
+    def _cycle_of(self, request: web.Request) -> tuple[str, int]:
+        """Finance only; the market and cycle number the path names (400: not a number)."""
+        self._finance(request)
+        try:
+            return request.match_info["market"], int(request.match_info["number"])
+        except ValueError:
+            raise _RequestProblem(
+                400, "invalid_cycle", "the cycle number is a whole number"
+            ) from None
 
     async def current_cycle(self, request: web.Request) -> web.Response:
         """GET /cycles/{market}/current: the number and bounds of the market's open cycle."""

@@ -29,17 +29,9 @@ from tests.e2e.scenario import (
     scan,
     wait_for_status,
 )
+from tests.support.openapi_services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = (
-    "returns",
-    "inspection",
-    "pickup",
-    "coordinator",
-    "refund",
-    "warehouse_intake",
-    "settlement",
-)
 DOC_URI = "urn:boomerang:openapi"
 
 

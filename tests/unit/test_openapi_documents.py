@@ -36,19 +36,11 @@ from services.returns.return_request import (
     check_idempotency_key,
     parse_return_request,
 )
+from tests.support.openapi_services import SERVICES
 from tests.support.policies import deployed_rules
 from tests.support.return_events import event
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = (
-    "returns",
-    "inspection",
-    "pickup",
-    "coordinator",
-    "refund",
-    "warehouse_intake",
-    "settlement",
-)
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOC_URI = "urn:boomerang:openapi"
 

@@ -1,0 +1,11 @@
+"""The service packages that keep an OpenAPI document (services/<package>/openapi.json)."""
+
+SERVICES = (
+    "returns",
+    "inspection",
+    "pickup",
+    "coordinator",
+    "refund",
+    "warehouse_intake",
+    "settlement",
+)
