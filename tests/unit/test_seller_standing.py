@@ -3,9 +3,13 @@ spell, never flapping at a threshold."""
 
 from __future__ import annotations
 
+import shutil
+
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.decisions.policy.policy_rules import resolve_policy
 from services.decisions.risk.seller_standing import (
     GovernanceTerms,
     PeerRates,
@@ -13,6 +17,8 @@ from services.decisions.risk.seller_standing import (
     Standing,
     next_standing,
 )
+from services.decisions.risk.standing_policy import standing_layer
+from services.policy_files.loader import DEFAULT_POLICY_DIR, load_policy_set
 
 TERMS = GovernanceTerms()
 
@@ -71,3 +77,23 @@ def test_a_seller_hovering_at_the_threshold_is_not_flagged_and_lifted_every_day(
         changes += decision.standing is not standing
         standing, calm = decision.standing, decision.calm_days
     assert changes <= 1  # flagged once at most: hovering never counts as recovered
+
+
+def test_a_flagged_sellers_layer_loads_with_the_policies_and_tightens_them(tmp_path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICY_DIR, policies)
+    market = load_policy_set(policies)
+    window = resolve_policy(market, "DE", "home", "S-bad").rules["return_window_days"]
+    watch = standing_layer("DE", "S-bad", Standing.WATCH, window)
+    probation = standing_layer("DE", "S-bad", Standing.PROBATION, window, watch)
+    assert watch is not None and probation is not None
+    assert (watch["version"], probation["version"]) == (1, 2)
+    assert standing_layer("DE", "S-bad", Standing.PROBATION, window, probation) == probation
+    assert standing_layer("DE", "S-bad", Standing.GOOD, window) is None
+
+    (policies / "DE" / "seller-S-bad.yaml").write_text(yaml.safe_dump(probation))
+    tightened = resolve_policy(load_policy_set(policies), "DE", "home", "S-bad")
+    assert tightened.rules["return_window_days"] == window + 14
+    assert tightened.rules["return_shipping"]["payer"]["BUYER"] == "SELLER"
+    other = resolve_policy(load_policy_set(policies), "DE", "home", "S-good")
+    assert other.rules["return_window_days"] == window
