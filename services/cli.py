@@ -13,6 +13,7 @@ boomerang lag               consumer lag per service and partition
 boomerang audit             who replayed / redrove / purged / steered what, when and why
 boomerang recon run --date D   reconcile a day with the payment providers' reports
 boomerang finance sql "…"   a read-only query on the ledger (finance's role)
+boomerang risk check F      validate a risk rule set (shape, features it reads)
 boomerang risk backtest --rules F --from T --to T   a rule set replayed on the topics' history
 """
 

@@ -1,4 +1,6 @@
-"""`boomerang risk backtest --rules FILE --from … --to …`: the orders, accepted returns and
+"""`boomerang risk check FILE`: a rule set validated before it is deployed.
+
+`boomerang risk backtest --rules FILE --from … --to …`: the orders, accepted returns and
 inspections on the topics replayed through a rule set (services/decisions/risk/
 history_replay.py): per rule its hits and, where the inspection confirmed the abuse or
 found none, its precision and recall; the outcomes it would have given. Reads the topics
@@ -18,6 +20,7 @@ import yaml
 
 from services.decisions.risk.backtest import backtest
 from services.decisions.risk.history_replay import HistoryEvent, replay
+from services.decisions.risk.return_features import known_features
 from services.decisions.risk.rule_sets import RuleSetError, parse_rule_set
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
@@ -36,6 +39,30 @@ def _instant(_ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.group()
 def risk() -> None:
     """Risk rules: back-test a rule set on the history in the topics."""
+
+
+@risk.command("check")
+@click.argument("rules_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def risk_check(rules_file: Path) -> None:
+    """Validate a rule set file (its shape, and that every feature it reads exists): exit 1
+    naming what is wrong, else list its rules and what each reads."""
+    try:
+        rules = parse_rule_set(yaml.safe_load(rules_file.read_text()), str(rules_file))
+    except (RuleSetError, yaml.YAMLError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    known = known_features()
+    unknown = {
+        rule.rule_id: sorted(rule.condition.features() - known)
+        for rule in rules.rules
+        if rule.condition.features() - known
+    }
+    if unknown:  # a misspelt feature never fires: refused, not silently dead
+        raise click.ClickException(f"{rules_file}: features no return has: {unknown}")
+    thresholds = ", ".join(f"{o.value} from {score}" for o, score in rules.thresholds.items())
+    click.echo(f"{rules.name} v{rules.version}: {len(rules.rules)} rules; {thresholds}")
+    for rule in rules.rules:
+        reads = ", ".join(sorted(rule.condition.features()))
+        click.echo(f"  {rule.rule_id:<22} score {rule.score:>4}  reads {reads}")
 
 
 @risk.command("backtest")

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.decisions.risk.backtest import Judged, backtest
+from services.decisions.risk.return_features import known_features
 from services.decisions.risk.rolling_counts import DAY_MS, DISTINCT_CAP, RollingCounts
 from services.decisions.risk.rule_sets import (
     Outcome,
@@ -19,6 +20,7 @@ from services.decisions.risk.rule_sets import (
     compare_shadow,
     parse_rule_set,
 )
+from tests.support.cli_process import run_python_module
 
 LIVE = Path(__file__).resolve().parents[2] / "deploy" / "risk" / "live.yaml"
 T0 = 20_000 * DAY_MS  # an event time: day 20,000
@@ -214,3 +216,22 @@ def test_no_condition_fires_without_the_inputs_it_reads(condition: dict, feature
         read = set(decision.fired[0].inputs)
         assert not rules.decide({k: v for k, v in features.items() if k not in read}).fired
     assert not rules.decide({}).fired
+
+
+def test_risk_check_lists_a_good_set_and_refuses_a_misspelt_feature(tmp_path) -> None:
+    good = run_python_module("services.cli", "risk", "check", str(LIVE))
+    assert (
+        good.returncode == 0
+        and "8 rules" in good.stdout
+        and "reads item.weight_ratio" in good.stdout
+    )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(LIVE.read_text().replace("buyer.returns_365d", "buyer.retrns_365d"))
+    refused = run_python_module("services.cli", "risk", "check", str(typo))
+    assert refused.returncode == 1 and "buyer.retrns_365d" in refused.stderr
+
+
+def test_every_feature_the_deployed_rules_read_is_one_a_return_has() -> None:
+    live = parse_rule_set(yaml.safe_load(LIVE.read_text()))
+    read = set().union(*(rule.condition.features() for rule in live.rules))
+    assert read <= known_features()

@@ -222,6 +222,33 @@ def return_features(
     return features
 
 
+def known_features() -> frozenset[str]:
+    """Every feature `return_features` can give: a rule reading any other never fires."""
+    names = {
+        f"{subject}.{figure}_{days}d"
+        for subject in ("buyer", "seller")
+        for figure in ("returns", "orders", "return_rate")
+        for days in WINDOWS
+    }
+    names |= {
+        "buyer.fault_claims_365d",
+        "buyer.overturned_share_365d",
+        "buyer.worn_returns_90d",
+        "buyer.confirmed_fraud_365d",
+        "buyer.value_returned_90d",
+        "address.buyers_90d",
+        "item.category",
+        "item.days_kept",
+        "item.worn",
+        "item.matches_order",
+        "item.fault_claim",
+        "item.overturned",
+        "item.weight_ratio",
+        "item.serial_shipped",
+    }
+    return frozenset(names)
+
+
 def _address_key(address: str) -> str:
     """One address however it is typed (case, spaces, punctuation)."""
     return " ".join("".join(c if c.isalnum() else " " for c in address.lower()).split())
