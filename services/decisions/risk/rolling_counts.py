@@ -13,7 +13,7 @@ beyond it the day only counts (the figure is then a floor, flagged as saturated)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,8 +135,3 @@ class RollingCounts:
         if today_ms is not None:
             rebuilt.expire(max(day_of(today_ms), rebuilt.newest_day or 0))
         return rebuilt
-
-
-def merged_total(keys: Iterable[RollingCounts], name: str, as_of_ms: int, window_days: int) -> int:
-    """A counter summed over several keys' windows (a ring of linked accounts)."""
-    return sum(counts.total(name, as_of_ms, window_days) for counts in keys)
