@@ -15,6 +15,7 @@ from services.decisions.risk.rule_sets import Decision
 class Judged:
     decision: Decision
     abuse: bool | None  # confirmed (True), cleared (False), or nobody knows (None)
+    return_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,6 @@ def replay(
             if event.at_ms >= start_ms:
                 decision = rules.decide(return_features(request, facts, keys, event.at_ms))
                 confirmed = facts.fraud or facts.overturned or facts.worn
-                judged.append(Judged(decision, confirmed))
+                judged.append(Judged(decision, confirmed, event.record["envelope"]["return_id"]))
             apply(keys, counted_inspection(request, facts, event.at_ms))
     return judged
