@@ -33,6 +33,7 @@ from services.eventing.topics import (
     POLICY_SNAPSHOTS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
+    RISK_EVENTS,
     SAGA_ARCHIVE,
     SAGA_EVENTS,
 )
@@ -45,6 +46,7 @@ INPUTS = (
     INSPECTION_EVENTS,
     INTAKE_EVENTS,
     REFUND_EVENTS,
+    RISK_EVENTS,
     SAGA_EVENTS,
     SAGA_ARCHIVE,  # its own SagaArchived records, taken back (archive_saga)
 )

@@ -11,9 +11,10 @@ from services.decisions.saga import SagaConfig
 
 
 def saga_config_from_env(env: Mapping[str, str] | None = None) -> SagaConfig:
-    """SAGA_MAX_TRIES, SAGA_BACKOFF_BASE_MS, SAGA_<NAME>_MS for every deadline, …"""
+    """SAGA_MAX_TRIES, SAGA_BACKOFF_BASE_MS, SAGA_<NAME>_MS for every deadline, …; the risk
+    step is on unless SAGA_RISK_STEP=0."""
     env = os.environ if env is None else env
-    values: dict[str, int] = {}
+    values: dict[str, int] = {"risk_step": 1}
     for config_field in fields(SagaConfig):
         key = "SAGA_" + config_field.name.upper()
         if key in env:

@@ -182,6 +182,32 @@ SUPPORT_TICKETS = _stream(
     days=90,
 )
 
+# Risk: the saga asks before money moves; the answers and reviewers' verdicts come back.
+RISK_COMMANDS = _stream(
+    "boomerang.risk.commands",
+    "coordinator → risk: decide on a return before its refund",
+    ("RiskCheckRequested",),
+    days=7,
+)
+RISK_EVENTS = _stream(
+    "boomerang.risk.events",
+    "risk → coordinator: decisions (with the shadow rule set's, not acted on) and reviewers' "
+    "verdicts",
+    ("RiskDecided", "RiskReviewDecided"),
+    days=VIEW_SOURCE_DAYS,  # the risk service's decisions and cases are folded from it
+)
+# What each order, return and inspection adds to one buyer's, seller's, SKU's, address's or
+# order's rolling counts, keyed by subject:key (repartitioned). Kept as long as the longest
+# window a rule reads, with a margin (decisions/risk/return_features.HORIZON_DAYS), so the
+# windows can be rebuilt from it.
+RISK_COUNTS_RETENTION_DAYS = 400
+RISK_COUNTS = _stream(
+    "boomerang.risk.counts",
+    "risk → itself: rolling-count increments keyed by subject:key (repartitioned)",
+    ("RiskCounted",),
+    days=RISK_COUNTS_RETENTION_DAYS,
+)
+
 STREAMS: tuple[TopicSpec, ...] = (
     RETURNS_EVENTS,
     PICKUP_COMMANDS,
@@ -197,6 +223,9 @@ STREAMS: tuple[TopicSpec, ...] = (
     SAGA_ARCHIVE,
     ORDERS,
     SUPPORT_TICKETS,
+    RISK_COMMANDS,
+    RISK_EVENTS,
+    RISK_COUNTS,
 )
 
 
@@ -223,6 +252,9 @@ SERVICE_CHANGELOGS = (
     _changelog("boomerang-warehouse-intake", "ledger", "inventory ledger per sku@warehouse"),
     _changelog("boomerang-refund", "refund-routes", "the provider each refund key reached"),
     _changelog("boomerang-refund", "order-ledger", "live returns' refund shares per order"),
+    _changelog("boomerang-risk", "windows", "rolling counts per subject:key (risk features)"),
+    _changelog("boomerang-risk", "returns", "each return's request and what risk counted of it"),
+    _changelog("boomerang-risk", "orders", "the orders risk counted"),
 )
 # Tables every instance reads whole (not partitioned with a service's inputs): compacted,
 # kept while any record may name a key (a digest names one policy, so keys stay few).

@@ -21,7 +21,12 @@ from services.decisions.saga import (
     status_view,
     stored,
 )
-from services.decisions.saga.state import HISTORY_KEPT, PROCESSED_IDS_KEPT
+from services.decisions.saga.state import (
+    DEFAULT_CONFIG,
+    HISTORY_KEPT,
+    PROCESSED_IDS_KEPT,
+    SagaConfig,
+)
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.schema_catalogue import SchemaCatalogue
 from tests.support.return_events import event
@@ -74,6 +79,22 @@ EXPECTED = {
     (Status.AWAITING_BUYER_DETAILS, "BuyerDetailsProvided"): Status.REFUND_PENDING,
     (Status.EXCHANGE_PENDING, "ReplacementOrderPlaced"): Status.COMPLETED,
     (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): Status.REFUND_PENDING,
+    # the risk step (on in the coordinator): the default decision approves, the default
+    # verdict approves a held return; late pickup details are kept
+    (Status.RISK_PENDING, "RiskDecided"): Status.REFUND_PENDING,
+    (Status.HELD_FOR_REVIEW, "RiskReviewDecided"): Status.REFUND_PENDING,
+    (Status.RISK_PENDING, "PickupScheduled"): Status.RISK_PENDING,
+    (Status.HELD_FOR_REVIEW, "PickupScheduled"): Status.HELD_FOR_REVIEW,
+    # a verdict on a return paid before it was reviewed is kept, the state stays
+    **{
+        (status, "RiskReviewDecided"): status
+        for status in (
+            Status.RESERVING_REFUND,
+            Status.AWAITING_BUYER_DETAILS,
+            Status.EXCHANGE_PENDING,
+            Status.REFUND_PENDING,
+        )
+    },
     # a person's retry re-issues the current step's command (nothing to send while waiting
     # for the buyer, the warehouse or the policy); the state stays
     **{
@@ -87,6 +108,8 @@ EXPECTED = {
             Status.EXCHANGE_PENDING,
             Status.CANCELLING,
             Status.COMPENSATING,
+            Status.RISK_PENDING,
+            Status.HELD_FOR_REVIEW,
         )
     },
     # a person's cancel: nothing booked → cancelled; booked → cancel the pickup; collected
@@ -103,6 +126,8 @@ EXPECTED = {
             Status.AWAITING_BUYER_DETAILS,
             Status.EXCHANGE_PENDING,
             Status.REFUND_PENDING,
+            Status.RISK_PENDING,
+            Status.HELD_FOR_REVIEW,
         )
     },
     # a person's decision on a return that needs attention (here: paid while compensating)
@@ -119,15 +144,20 @@ EXPECTED = {
             Status.INTAKE_PENDING,
             Status.RESERVING_REFUND,
             Status.EXCHANGE_PENDING,
+            Status.RISK_PENDING,
+            Status.HELD_FOR_REVIEW,
         )
     },
 }
 
 
-def run(names, state=None):
+RISK_STEP = SagaConfig(risk_step=1)
+
+
+def run(names, state=None, config=DEFAULT_CONFIG):
     transitions = []
     for name in names:
-        transition = decide(state, name, event(name, RID), next(NOW))
+        transition = decide(state, name, event(name, RID), next(NOW), config)
         transitions.append(transition)
         state = transition.state
     return state, transitions
@@ -177,6 +207,12 @@ def state_in(status: Status) -> SagaState | None:
         )
 
         return intake_completed(accepted_return(order=ORDER_SNAPSHOT)).state
+    if status == Status.RISK_PENDING:
+        return run(to_refund, config=RISK_STEP)[0]
+    if status == Status.HELD_FOR_REVIEW:
+        state = run(to_refund, config=RISK_STEP)[0]
+        held = event("RiskDecided", RID, outcome="hold", score=70, case_id="case-1")
+        return decide(state, "RiskDecided", held, next(NOW), RISK_STEP).state
     if status == Status.EXCHANGE_PENDING:
         exchange = {"resolution": "EXCHANGE", "exchange_sku": "SKU-RED-L"}
         return run_events([("ReturnRequested", exchange), *to_refund[1:]])

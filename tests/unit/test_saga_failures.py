@@ -442,4 +442,8 @@ def test_a_refund_paid_late_during_compensation_is_recovered_forward():
 def test_default_config_is_sane():
     assert DEFAULT_CONFIG.max_tries >= 3
     env = {"SAGA_MAX_TRIES": "7", "SAGA_INSPECTION_DEADLINE_MS": "5"}
-    assert saga_config_from_env(env) == SagaConfig(max_tries=7, inspection_deadline_ms=5)
+    # the coordinator asks the risk step unless told not to
+    assert saga_config_from_env(env) == SagaConfig(
+        max_tries=7, inspection_deadline_ms=5, risk_step=1
+    )
+    assert saga_config_from_env({"SAGA_RISK_STEP": "0"}).risk_step == 0

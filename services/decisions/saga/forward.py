@@ -11,9 +11,8 @@ from services.decisions.saga.commands import (
     cancel_pickup,
     request_intake,
     request_pickup,
-    request_reservation,
 )
-from services.decisions.saga.refund_routes import refund_or_exchange, reserves_with_the_order
+from services.decisions.saga.risk_answers import request_risk_check, towards_the_money
 from services.decisions.saga.state import SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
@@ -232,11 +231,6 @@ def intake_completed(step: Step) -> SagaState:
             problem,
             ("refund-not-computable", ticket_facts(state, problem=problem)),
         )
-    if reserves_with_the_order(state):
-        state = changed(
-            state,
-            status=Status.RESERVING_REFUND,
-            compensations=(*state.compensations, "release-reservation"),
-        )
-        return request_reservation(step, state)
-    return refund_or_exchange(step, state)
+    if step.config.risk_step:
+        return request_risk_check(step, state)
+    return towards_the_money(step, state)

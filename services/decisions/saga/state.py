@@ -25,6 +25,8 @@ class Status(StrEnum):
     PICKUP_SCHEDULED = "PICKUP_SCHEDULED"
     AWAITING_INSPECTION = "AWAITING_INSPECTION"
     INTAKE_PENDING = "INTAKE_PENDING"
+    RISK_PENDING = "RISK_PENDING"  # the risk service is asked before money moves
+    HELD_FOR_REVIEW = "HELD_FOR_REVIEW"  # no money moves until a reviewer decides
     RESERVING_REFUND = "RESERVING_REFUND"
     AWAITING_BUYER_DETAILS = "AWAITING_BUYER_DETAILS"
     EXCHANGE_PENDING = "EXCHANGE_PENDING"
@@ -56,6 +58,8 @@ STATUS_RANK = {
     Status.PICKUP_SCHEDULED: 3,
     Status.AWAITING_INSPECTION: 4,
     Status.INTAKE_PENDING: 5,
+    Status.RISK_PENDING: 6,
+    Status.HELD_FOR_REVIEW: 6,
     Status.RESERVING_REFUND: 6,
     Status.AWAITING_BUYER_DETAILS: 6,
     Status.EXCHANGE_PENDING: 6,
@@ -76,6 +80,8 @@ EVENT_RANK = {
     "PickupCompleted": 2,
     "InspectionRecorded": 4,
     "IntakeCompleted": 5,
+    "RiskDecided": 6,
+    "RiskReviewDecided": 6,
     "RefundReserved": 6,
     "RefundReservationRefused": 6,
     "RefundIssued": 6,
@@ -93,6 +99,8 @@ STEP_OF = {
     Status.PICKUP_SCHEDULED: "PICKUP",
     Status.AWAITING_INSPECTION: "INSPECTION",
     Status.INTAKE_PENDING: "INTAKE",
+    Status.RISK_PENDING: "RISK",
+    Status.HELD_FOR_REVIEW: "RISK",
     Status.RESERVING_REFUND: "REFUND",
     Status.AWAITING_BUYER_DETAILS: "REFUND",
     Status.EXCHANGE_PENDING: "REFUND",
@@ -133,6 +141,12 @@ class SagaConfig:
     exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order
     decline_retry_limit: int = 3  # refunds asked again after RETRY declines, then fallback
     compensation_deadline_ms: int = HOUR_MS
+    # the risk step (1: a decision is asked for after intake, before any money moves; the
+    # coordinator turns it on, SAGA_RISK_STEP=0 turns it off): an answer is awaited this
+    # long per try; a held return waits this long for a reviewer before a person is told
+    risk_step: int = 0
+    risk_deadline_ms: int = 30_000
+    review_deadline_ms: int = 2 * DAY_MS
     # a finished saga's working state is archived this long after its last change (its
     # summary stays on GET /returns/{id}); past it, events of the return are ignored
     finished_retention_ms: int = 30 * DAY_MS
@@ -154,6 +168,7 @@ class SagaState:
     inspection: dict[str, Any] = field(default_factory=dict)
     intake: dict[str, Any] = field(default_factory=dict)
     refund: dict[str, Any] = field(default_factory=dict)
+    risk: dict[str, Any] = field(default_factory=dict)  # the risk decision and any verdict
     outcome: dict[str, Any] = field(default_factory=dict)
     timer: dict[str, Any] = field(default_factory=dict)  # {id, kind, step, due_at}
     timers_set: int = 0

@@ -13,6 +13,11 @@ from services.decisions.saga.commands import (
 )
 from services.decisions.saga.compensation import next_compensation, start_compensation
 from services.decisions.saga.refund_answers import fall_back, wait_for_settlement
+from services.decisions.saga.risk_answers import (
+    request_risk_check,
+    review_overdue,
+    risk_check_overdue,
+)
 from services.decisions.saga.state import STEP_OF, SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
@@ -60,6 +65,10 @@ def timed_out(step: Step) -> SagaState | None:
         return fall_back(
             step, state, "the buyer gave no bank account before the deadline", "no_bank_account"
         )
+    if status == Status.RISK_PENDING:
+        return risk_check_overdue(step, state, step.config.max_tries)
+    if status == Status.HELD_FOR_REVIEW:
+        return review_overdue(step, state)
     if exhausted(step, state):
         return _give_up(step, state)
     state = count_try(state, str(status))
@@ -79,6 +88,8 @@ def redo(step: Step, state: SagaState) -> SagaState:
         return request_refund(step, state)
     if status == Status.EXCHANGE_PENDING:
         return request_replacement(step, state)
+    if status == Status.RISK_PENDING:
+        return request_risk_check(step, state)
     if status == Status.PICKUP_SCHEDULED:  # nothing to send: wait for the collection again
         return set_deadline(step, state, step.config.collection_deadline_ms)
     if status == Status.CANCELLING:

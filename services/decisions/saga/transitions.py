@@ -37,6 +37,7 @@ from services.decisions.saga.refund_routes import (
     replacement_placed,
     reservation_refused,
 )
+from services.decisions.saga.risk_answers import review_decided, review_noted, risk_decided
 from services.decisions.saga.state import (
     DEFAULT_CONFIG,
     EVENT_RANK,
@@ -159,6 +160,12 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.AWAITING_BUYER_DETAILS, "ReturnCancelled"): too_late_to_cancel,
     (Status.EXCHANGE_PENDING, "ReturnCancelled"): too_late_to_cancel,
     (Status.INTAKE_PENDING, "IntakeCompleted"): intake_completed,
+    (Status.RISK_PENDING, "RiskDecided"): risk_decided,
+    (Status.HELD_FOR_REVIEW, "RiskReviewDecided"): review_decided,
+    (Status.RISK_PENDING, "ReturnCancelled"): too_late_to_cancel,
+    (Status.HELD_FOR_REVIEW, "ReturnCancelled"): too_late_to_cancel,
+    (Status.RISK_PENDING, "PickupScheduled"): pickup_scheduled,
+    (Status.HELD_FOR_REVIEW, "PickupScheduled"): pickup_scheduled,
     (Status.RESERVING_REFUND, "RefundReserved"): refund_reserved,
     (Status.RESERVING_REFUND, "RefundReservationRefused"): reservation_refused,
     (Status.RESERVING_REFUND, "ReturnCancelled"): too_late_to_cancel,
@@ -187,6 +194,14 @@ for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaRetryRequested")] = on_operator_retry
     _HANDLERS[(_status, "SagaCancelRequested")] = on_operator_cancel
 _HANDLERS[(Status.NEEDS_ATTENTION, "SagaResumeRequested")] = on_operator_decision
+# a verdict on a return paid before it was reviewed (outcome review) is kept, not acted on
+for _status in (
+    Status.RESERVING_REFUND,
+    Status.AWAITING_BUYER_DETAILS,
+    Status.EXCHANGE_PENDING,
+    Status.REFUND_PENDING,
+):
+    _HANDLERS[(_status, "RiskReviewDecided")] = review_noted
 # the buyer may give the bank account any time before the refund needs it
 for _status in (
     Status.REQUESTED,
@@ -195,6 +210,8 @@ for _status in (
     Status.CANCELLING,
     Status.AWAITING_INSPECTION,
     Status.INTAKE_PENDING,
+    Status.RISK_PENDING,
+    Status.HELD_FOR_REVIEW,
     Status.RESERVING_REFUND,
     Status.EXCHANGE_PENDING,
 ):

@@ -40,6 +40,7 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "inspection": state.inspection or None,
         "intake": state.intake or None,
         "refund": state.refund or None,
+        "risk": state.risk or None,
         "timer": state.timer or None,
         "compensations_registered": list(state.compensations),
         "compensation": state.compensation or None,
