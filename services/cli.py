@@ -36,6 +36,7 @@ SERVICES: dict[str, str] = {
     "warehouse-intake": "services.warehouse_intake.app",
     "refund": "services.refund.app",
     "settlement": "services.settlement.app",
+    "risk": "services.risk.app",
     "carrier": "services.tools.partners.carrier_server",
     "psp": "services.tools.partners.psp_server",
     "psp-b": "services.tools.partners.psp_server",

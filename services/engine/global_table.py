@@ -70,6 +70,20 @@ class GlobalTable(Generic[Value]):
                     ) from exc
         return self.values.get(key)
 
+    async def caught_up(self) -> dict[str, Value]:
+        """Every value, after reading the topic to its current end (for a reader that
+        needs the latest value of keys it has seen before, not just of new keys)."""
+        async with self._lock:
+            try:
+                async with asyncio.timeout(CATCH_UP_S):
+                    await self._catch_up()
+            except (KafkaError, TimeoutError) as exc:
+                await self.stop()
+                raise GlobalTableUnavailable(
+                    f"{self.topic} could not be read to its end: {exc!r}"
+                ) from exc
+        return self.values
+
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:

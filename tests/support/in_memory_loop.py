@@ -1,4 +1,4 @@
-"""The six services' handlers as their composition roots wire them (each app's `wiring`),
+"""The seven services' handlers as their composition roots wire them (each app's `wiring`),
 with in-memory tables and fake partners, records routed by topic and each one encoded and
 decoded by the real Avro codec — no broker, no HTTP server, no engine.
 
@@ -42,6 +42,8 @@ from services.refund import app as refund_app
 from services.refund.handlers import Partners, RefundPorts
 from services.returns import app as returns_app
 from services.returns.handlers import ReturnsPorts
+from services.risk import app as risk_app
+from services.risk.handlers import RiskPorts
 from services.warehouse_intake import app as intake_app
 from services.warehouse_intake.handlers import IntakePorts
 from tests.support.fake_partners import FakeCarrier, FakeMarketplace, FakePsp
@@ -51,6 +53,7 @@ CODEC = AvroCodec(SchemaCatalogue.load())
 CARRIER_SECRET = b"carrier-secret-for-tests"
 PSP_SECRET = b"psp-secret-for-tests"
 STATION, STATION_TOKEN = "ST-1", "station-token-for-tests-0001"
+REVIEWER, REVIEWER_TOKEN = "reviewer-1", "reviewer-token-for-tests-0001"
 
 
 @dataclass
@@ -86,6 +89,8 @@ class InMemoryLoop:
     pending: deque[tuple[str, str, bytes, bytes | None]] = field(default_factory=deque)
     dead_letters: list[tuple[str, str, Exception]] = field(default_factory=list)
     return_numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+    offsets: dict[str, int] = field(default_factory=dict)  # topic → next offset (one partition)
+    audit_trail: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         publish = self.publish
@@ -129,6 +134,27 @@ class InMemoryLoop:
             publish=publish,
             clock_s=self.clock.seconds,
         )
+        windows: dict[str, Any] = {}
+
+        async def every_window() -> dict[str, Any]:
+            return windows
+
+        async def audit(event: dict[str, Any]) -> None:
+            self.audit_trail.append(event)
+
+        self.risk = RiskPorts(
+            returns={},
+            orders={},
+            windows=windows,
+            cases={},
+            all_windows=every_window,
+            live=risk_app.rule_set_from(risk_app.LIVE_RULES),
+            shadow=None,
+            reviewer_tokens={REVIEWER: REVIEWER_TOKEN},
+            publish=publish,
+            audit=audit,
+            clock_ms=self.clock,
+        )
         self.wirings: dict[str, Wiring] = {
             "returns": returns_app.wiring(self.returns),
             "coordinator": coordinator_app.wiring(self.coordinator),
@@ -136,6 +162,7 @@ class InMemoryLoop:
             "inspection": inspection_app.wiring(self.inspection),
             "warehouse-intake": intake_app.wiring(self.intake),
             "refund": refund_app.wiring(self.refund),
+            "risk": risk_app.wiring(self.risk),
         }
 
     async def publish(self, outbound: Any) -> None:
@@ -162,6 +189,8 @@ class InMemoryLoop:
             count += 1
             assert count <= max_records, "the loop does not settle"
             topic, _, value, key = self.pending.popleft()
+            offset = self.offsets.get(topic, 0)
+            self.offsets[topic] = offset + 1
             decoded = CODEC.decode(value)
             self.delivered.append((topic, decoded.name, decoded.record, key))
             for wiring in self.wirings.values():
@@ -181,7 +210,7 @@ class InMemoryLoop:
                         decoded.record,
                         key=record_key if subscription.keyed_by_return else None,
                     )
-                    incoming = Incoming(decoded.name, decoded.record, record_key)
+                    incoming = Incoming(decoded.name, decoded.record, record_key, topic, 0, offset)
                     await self.publish(await self.handle(subscription, incoming, topic))
         return count
 

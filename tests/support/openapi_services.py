@@ -8,4 +8,5 @@ SERVICES = (
     "refund",
     "warehouse_intake",
     "settlement",
+    "risk",
 )

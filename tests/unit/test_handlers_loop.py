@@ -10,7 +10,7 @@ from typing import Any
 
 from services.coordinator import handlers as coordinator_handlers
 from services.coordinator.handlers import saga_of
-from services.decisions.saga import Status
+from services.decisions.saga import SagaConfig, Status
 from services.engine.stored_value import Settled
 from tests.support.in_memory_loop import (
     InMemoryLoop,
@@ -212,7 +212,7 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
     from services.tools.oncall.service_state import views
 
     async def scenario() -> InMemoryLoop:
-        loop = InMemoryLoop()
+        loop = InMemoryLoop(saga_config=SagaConfig(risk_step=1))  # risk decides too
         return_id = await request_return(loop)
         await collect(loop, return_id)
         await inspect(loop, return_id)
@@ -232,6 +232,7 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
         ("inspection", "scans"): loop.inspection.scans,
         ("warehouse-intake", "intakes"): loop.intake.intakes,
         ("refund", "refunds"): loop.refund.refunds,
+        ("risk", "cases"): loop.risk.cases,
     }
     assert set(tables) == set(views())
     for where, (topics, fold) in views().items():

@@ -53,7 +53,7 @@ def counted_order(order: Mapping[str, Any]) -> list[Counted]:
         counted.append(
             Counted(
                 "address",
-                _address_key(order["pickup_address"]),
+                address_key(order["pickup_address"]),
                 at,
                 {},
                 {"buyers": order["buyer_id"]},
@@ -77,7 +77,7 @@ def counted_return(request: Mapping[str, Any], at_ms: int) -> list[Counted]:
         Counted("seller", request["seller_id"], at_ms, per_return | {f"reason_{reason}": 1}),
         Counted(
             "address",
-            _address_key(request["pickup_address"]),
+            address_key(request["pickup_address"]),
             at_ms,
             {"returns": 1},
             {"buyers": request["buyer_id"]},
@@ -184,7 +184,7 @@ def return_features(
     features: dict[str, FeatureValue] = {}
     buyer = keys.get(("buyer", request["buyer_id"]))
     seller = keys.get(("seller", request["seller_id"]))
-    address = keys.get(("address", _address_key(request["pickup_address"])))
+    address = keys.get(("address", address_key(request["pickup_address"])))
     for subject, window in (("buyer", buyer), ("seller", seller)):
         if window is None:
             continue
@@ -249,6 +249,6 @@ def known_features() -> frozenset[str]:
     return frozenset(names)
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
     """One address however it is typed (case, spaces, punctuation)."""
     return " ".join("".join(c if c.isalnum() else " " for c in address.lower()).split())

@@ -74,20 +74,30 @@ def give_verdict(
     case: ReviewCase, approve: bool, reviewer: str, reason: str, now_ms: int
 ) -> ReviewCase:
     """The case after a reviewer's verdict (unchanged when it repeats the one given)."""
+    given = (case.status.value, case.reviewer) if case.decided else None
+    if not verdict_is_new(given, approve, reviewer, reason):
+        return case  # the same verdict again: nothing changes
+    wanted = CaseStatus.APPROVED if approve else CaseStatus.DENIED
+    return replace(
+        case, status=wanted, reviewer=reviewer, reason=reason.strip(), decided_at_ms=now_ms
+    )
+
+
+def verdict_is_new(
+    given: tuple[str, str] | None, approve: bool, reviewer: str, reason: str
+) -> bool:
+    """Whether a verdict is to be taken (True), repeats the one `given` ((status,
+    reviewer); False: nothing changes), or is refused (VerdictRefused says why)."""
     if not reviewer:
         raise VerdictRefused("a verdict needs the reviewer's name")
     if len(reason.strip()) < MIN_REASON:
         raise VerdictRefused(f"a verdict says why (at least {MIN_REASON} characters)")
-    wanted = CaseStatus.APPROVED if approve else CaseStatus.DENIED
-    if case.decided:
-        if (case.status, case.reviewer) == (wanted, reviewer):
-            return case  # the same verdict again: nothing changes
-        raise VerdictRefused(
-            f"case {case.case_id} was {case.status.value} by {case.reviewer}: open a new case"
-        )
-    return replace(
-        case, status=wanted, reviewer=reviewer, reason=reason.strip(), decided_at_ms=now_ms
-    )
+    if given is None:
+        return True
+    wanted = (CaseStatus.APPROVED if approve else CaseStatus.DENIED).value
+    if given == (wanted, reviewer):
+        return False
+    raise VerdictRefused(f"the case was {given[0]} by {given[1]}: open a new case")
 
 
 def escalate_overdue(case: ReviewCase, now_ms: int) -> ReviewCase:

@@ -87,6 +87,12 @@ class RollingCounts:
     def distinct(self, name: str, as_of_ms: int, window_days: int) -> tuple[int, bool]:
         """How many distinct members over the window, and whether a day was saturated (the
         figure is then at least this)."""
+        seen, saturated = self.members(name, as_of_ms, window_days)
+        return len(seen), saturated
+
+    def members(self, name: str, as_of_ms: int, window_days: int) -> tuple[set[str], bool]:
+        """The distinct members over the window, and whether a day was saturated (some are
+        then missing)."""
         self._check(window_days)
         last = day_of(as_of_ms)
         seen: set[str] = set()
@@ -95,7 +101,7 @@ class RollingCounts:
             if last - window_days < day <= last:
                 seen.update(bucket.members.get(name, ()))
                 saturated = saturated or name in bucket.saturated
-        return len(seen), saturated
+        return seen, saturated
 
     def _check(self, window_days: int) -> None:
         if not 0 < window_days <= self.horizon_days:

@@ -18,7 +18,7 @@ predicts one new effect, as the consumer would do.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,15 @@ from services.eventing.topics import (
     INTAKE_COMMANDS,
     INTAKE_EVENTS,
     ORDER_REFUND_LEDGER,
+    ORDERS,
     PICKUP_COMMANDS,
     PICKUP_EVENTS,
     REFUND_COMMANDS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
+    RISK_COMMANDS,
+    RISK_COUNTS,
+    RISK_EVENTS,
     SAGA_ARCHIVE,
     SAGA_EVENTS,
     STOCK_MOVEMENTS,
@@ -81,13 +85,16 @@ def _answered(table: str) -> Callable[[Tables, str, dict[str, Any], bytes | None
     return verdict
 
 
+_AS_RUN = saga.SagaConfig(risk_step=1)  # as the coordinator runs it
+
+
 def _saga(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
     if name not in saga.CONSUMED_EVENTS:
         return IGNORED
     return_id = record["envelope"]["return_id"]
     stored = tables["sagas"].get(return_id)
     state = stored_saga.loaded_state(stored) if stored else None
-    transition = saga.decide(state, name, record, record["envelope"]["occurred_at"])
+    transition = saga.decide(state, name, record, record["envelope"]["occurred_at"], _AS_RUN)
     if transition.duplicate:
         return APPLIED
     tables["sagas"][return_id] = stored_saga.slim_record(transition.state)
@@ -180,6 +187,74 @@ def _front_door_answers(
     return IGNORED
 
 
+def _risk_facts(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    """Counted once per return and event kind (risk's `returns` table)."""
+    return_id = record["envelope"]["return_id"]
+    entry = tables["returns"].get(return_id)
+    if name == "ReturnRequested":
+        if entry is not None:
+            return APPLIED
+        tables["returns"][return_id] = {"counted": []}
+        return NEW
+    what = {"ReturnAccepted": "accepted", "InspectionRecorded": "inspection"}.get(name)
+    if what is None or entry is None:
+        return IGNORED
+    if what in entry["counted"]:
+        return APPLIED
+    if name == "InspectionRecorded":
+        return IGNORED  # counted here only when the saga rejects it; else after its decision
+    tables["returns"][return_id] = {**entry, "counted": [*entry["counted"], what]}
+    return NEW
+
+
+def _risk_orders(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    if name != "OrderPlaced":
+        return IGNORED
+    ref = record["order"]["order_ref"]
+    if ref in tables["orders"]:
+        return APPLIED
+    tables["orders"][ref] = {}
+    return NEW
+
+
+def _risk_windows(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    """An increment a key's entry took (its source offset or recent id) adds nothing."""
+    table_key = f"{record['subject']}:{record['key']}"
+    entry = tables["windows"].get(table_key) or {}
+    if record["envelope"]["event_id"] in entry.get("recent", ()):
+        return APPLIED
+    if record["source_offset"] <= entry.get("applied", {}).get(record["source"], -1):
+        return APPLIED
+    tables["windows"][table_key] = {
+        **entry,
+        "recent": [*entry.get("recent", ()), record["envelope"]["event_id"]],
+    }
+    return NEW
+
+
+def _risk_checks(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    """A return decided before gets its first answer again (nothing new)."""
+    return_id = record["envelope"]["return_id"]
+    if return_id in tables["cases"]:
+        return APPLIED
+    tables["cases"][return_id] = {"decided": {"decision_id": record["decision_id"]}}
+    return NEW
+
+
+def _risk_cases(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    return_id = record["envelope"]["return_id"]
+    known = tables["cases"].get(return_id)
+    if name == "RiskDecided":
+        if known is not None:
+            return APPLIED
+        tables["cases"][return_id] = {"decided": record, "verdict": None}
+        return NEW
+    if known is None or known.get("verdict") is not None:
+        return APPLIED
+    tables["cases"][return_id] = {**known, "verdict": record}
+    return NEW
+
+
 Verdict = Callable[[Tables, str, dict[str, Any], bytes | None], str]
 
 
@@ -195,6 +270,7 @@ def _unfolding(verdict: Verdict) -> Verdict:
 
 _COORDINATOR = Consumer("coordinator", "saga", ("sagas",), _unfolding(_saga))
 _INSPECTION = Consumer("inspection", "returns-view", ("returns",), _unfolding(_returns_view))
+_RISK_FACTS = Consumer("risk", "return-facts", ("returns",), _unfolding(_risk_facts))
 
 # topic → the consumers that read it (the agents in each service's app.py)
 CONSUMERS: dict[str, tuple[Consumer, ...]] = {
@@ -202,12 +278,13 @@ CONSUMERS: dict[str, tuple[Consumer, ...]] = {
         _COORDINATOR,
         _INSPECTION,
         Consumer("returns", "answers", ("answers",), _unfolding(_front_door_answers)),
+        _RISK_FACTS,
     ),
     PICKUP_COMMANDS.name: (
         Consumer("pickup", "pickup-commands", ("pickups",), _answered("pickups")),
     ),
     PICKUP_EVENTS.name: (_COORDINATOR, _INSPECTION),
-    INSPECTION_EVENTS.name: (_COORDINATOR, _INSPECTION),
+    INSPECTION_EVENTS.name: (_COORDINATOR, _INSPECTION, _RISK_FACTS),
     INTAKE_COMMANDS.name: (
         Consumer("warehouse-intake", "intake-commands", ("intakes", "ledger"), _intake),
     ),
@@ -222,6 +299,13 @@ CONSUMERS: dict[str, tuple[Consumer, ...]] = {
     REFUND_EVENTS.name: (_COORDINATOR,),
     SAGA_EVENTS.name: (_COORDINATOR, _INSPECTION),
     SAGA_ARCHIVE.name: (Consumer("coordinator", "saga", ("sagas",), _archived),),
+    ORDERS.name: (Consumer("risk", "orders", ("orders",), _risk_orders),),
+    RISK_COUNTS.name: (Consumer("risk", "windows", ("windows",), _risk_windows),),
+    RISK_COMMANDS.name: (Consumer("risk", "checks", ("cases",), _risk_checks),),
+    RISK_EVENTS.name: (
+        _COORDINATOR,
+        Consumer("risk", "decisions", ("cases",), _risk_cases),
+    ),
 }
 
 
@@ -258,14 +342,14 @@ class EffectPrediction:
 def predict(
     topic: str,
     records: list[tuple[str | None, dict[str, Any] | None, bytes | None]],
-    tables_by_service: Mapping[str, Tables],
+    tables_by_service: dict[str, Tables],
     consumers: tuple[Consumer, ...] | None = None,
 ) -> EffectPrediction:
     """`records` in delivery order as (event type, decoded record, key); (None, None, key)
     for one that cannot be decoded. `tables_by_service` is changed as the consumers would."""
     prediction = EffectPrediction()
     for consumer in consumers if consumers is not None else consumers_of(topic):
-        tables = tables_by_service[consumer.service]
+        tables = tables_by_service.setdefault(consumer.service, {})
         for table in consumer.tables:
             tables.setdefault(table, {})
         for index, (name, record, key) in enumerate(records):

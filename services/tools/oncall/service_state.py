@@ -22,6 +22,7 @@ from services.eventing.topics import (
     PICKUP_EVENTS,
     REFUND_EVENTS,
     RETURNS_EVENTS,
+    RISK_EVENTS,
 )
 from services.tools.oncall.topic_reader import read_topic
 
@@ -35,6 +36,7 @@ def views() -> dict[tuple[str, str], tuple[tuple[str, ...], Fold]]:
     from services.pickup import handlers as pickup
     from services.refund import handlers as refund
     from services.returns import handlers as returns
+    from services.risk import handlers as risk
     from services.warehouse_intake import handlers as intake
 
     return {
@@ -44,6 +46,7 @@ def views() -> dict[tuple[str, str], tuple[tuple[str, ...], Fold]]:
         ("inspection", "scans"): ((INSPECTION_EVENTS.name,), inspection_handlers.fold_scan),
         ("warehouse-intake", "intakes"): ((INTAKE_EVENTS.name,), intake.fold_intake),
         ("refund", "refunds"): ((REFUND_EVENTS.name,), refund.fold_answers),
+        ("risk", "cases"): ((RISK_EVENTS.name,), risk.fold_case),
     }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from services.risk.app import main
+
+sys.exit(main())
