@@ -27,7 +27,15 @@ import httpx
 
 from services.tools.local_stack.orphan_reaper import OWNER_VARIABLE, reap_children_if_i_die
 
-SERVICES = ("returns", "coordinator", "pickup", "inspection", "warehouse-intake", "refund")
+SERVICES = (
+    "returns",
+    "coordinator",
+    "pickup",
+    "inspection",
+    "warehouse-intake",
+    "refund",
+    "risk",
+)
 INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")
 PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
@@ -36,6 +44,10 @@ STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0
 CARRIER_SECRET = "local-stack-carrier-secret"
 PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
 SELLER_TOKEN_SECRET = "local-stack-seller-token-secret"  # the marketplace signs, settlement checks
+REVIEWER_TOKENS = {
+    "reviewer-1": "local-stack-reviewer-token-1",
+    "reviewer-2": "local-stack-reviewer-token-2",
+}
 FINANCE_TOKEN = "local-stack-finance-token"  # finance reads every statement and balance
 # cards have a second provider (failover when the first is down); other methods one
 REFUND_PROVIDER_ROUTES = '{"CARD": ["psp", "psp-b"], "*": ["psp"]}'
@@ -153,6 +165,7 @@ class LocalStack:
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
             "SELLER_TOKEN_SECRET": SELLER_TOKEN_SECRET,
             "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,
+            "RISK_REVIEWER_TOKENS": ",".join(f"{r}:{t}" for r, t in REVIEWER_TOKENS.items()),
             **self.extra_env,
             OWNER_VARIABLE: owner_mark,
         }
