@@ -15,6 +15,7 @@ boomerang recon run --date D   reconcile a day with the payment providers' repor
 boomerang finance sql "…"   a read-only query on the ledger (finance's role)
 boomerang risk check F      validate a risk rule set (shape, features it reads)
 boomerang risk backtest --rules F --from T --to T   a rule set replayed on the topics' history
+boomerang review list|show|approve|deny   the reviewers' queue of held and reviewed returns
 """
 
 from __future__ import annotations
@@ -286,9 +287,11 @@ _add_finance_commands()
 
 
 def _add_risk_commands() -> None:
+    from services.risk.review_commands import review
     from services.risk.risk_commands import risk
 
     main.add_command(risk)
+    main.add_command(review)
 
 
 _add_risk_commands()

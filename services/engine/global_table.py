@@ -4,8 +4,10 @@ latest value per key in memory (a thin aiokafka adapter).
 Unlike a table (state_store.py), it is not partitioned with the service's inputs: every
 instance holds every key, so a record of any partition can look one up. It is read from the
 beginning on first use and caught up to the topic's end whenever a key is missing, so a key
-written (and acknowledged) before the record that names it is always found. Its keys are
-few by construction (a digest names one policy), so it stays bounded.
+written (and acknowledged) before the record that names it is always found (or, with
+`caught_up`, whenever values may have changed). The policy snapshots' keys are few by
+construction (a digest names one policy); the risk windows' are every buyer, seller, SKU,
+address and order of the longest window (docs/risk.md: every instance holds them all).
 
 A broker that cannot be read (down, the topic missing, a catch-up longer than
 CATCH_UP_S) is `GlobalTableUnavailable`, a transient failure: the record that asked is
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -42,17 +45,20 @@ class GlobalTable(Generic[Value]):
         partitions: int,
         value_of: Callable[[bytes], Value],
         client_id: str = "boomerang-global-table",
+        key_of: Callable[[bytes], str] = bytes.decode,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.declared_partitions = partitions  # more are read if the topic has more
         self.value_of = value_of  # raises ValueError for a value it cannot read
+        self.key_of = key_of  # a table's changelog writes its keys as JSON strings
         self.client_id = client_id
         self.values: dict[str, Value] = {}
         self.unreadable = 0  # records skipped: a value `value_of` refused
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._lock = asyncio.Lock()
+        self._caught_up_at = -1e18  # monotonic time the last full catch-up started
 
     async def get(self, key: str) -> Value | None:
         """The key's value, reading what the topic gained since last time if it is missing."""
@@ -70,10 +76,14 @@ class GlobalTable(Generic[Value]):
                     ) from exc
         return self.values.get(key)
 
-    async def caught_up(self) -> dict[str, Value]:
-        """Every value, after reading the topic to its current end (for a reader that
-        needs the latest value of keys it has seen before, not just of new keys)."""
+    async def caught_up(self, max_age_s: float = 0.0) -> dict[str, Value]:
+        """Every value, after reading the topic to its end as of at most `max_age_s` ago
+        (for a reader that needs recent values of keys it has seen before, not just new
+        keys; readers arriving together share one catch-up)."""
         async with self._lock:
+            if time.monotonic() - self._caught_up_at <= max_age_s:
+                return self.values
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(CATCH_UP_S):
                     await self._catch_up()
@@ -82,6 +92,7 @@ class GlobalTable(Generic[Value]):
                 raise GlobalTableUnavailable(
                     f"{self.topic} could not be read to its end: {exc!r}"
                 ) from exc
+            self._caught_up_at = started
         return self.values
 
     async def stop(self) -> None:
@@ -105,7 +116,11 @@ class GlobalTable(Generic[Value]):
     def _take(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        name = key.decode(errors="replace")
+        try:
+            name = self.key_of(key)
+        except ValueError:
+            self.unreadable += 1
+            return
         if value is None:
             self.values.pop(name, None)
             return

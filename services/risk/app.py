@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
 
@@ -55,6 +56,9 @@ DEV_REVIEWER_TOKENS = "reviewer-1:dev-reviewer-token-0001,reviewer-2:dev-reviewe
 # a key's window entry is forgotten this long after its last increment: every day it holds
 # is then past the longest window a rule reads
 WINDOW_RETENTION_MS = (HORIZON_DAYS + 1) * DAY_MS
+# a decision reads the windows as caught up at most this long ago (decisions arriving
+# together share one catch-up instead of each reading the changelog's end offsets)
+WINDOWS_MAX_AGE_S = 0.25
 log = get_logger(__name__)
 
 
@@ -121,6 +125,7 @@ def build(
             RISK_COUNTS.partitions,
             value_of,
             client_id=f"{parts.settings.group_id}-{parts.settings.instance_id}-windows",
+            key_of=orjson.loads,  # a changelog's keys are JSON strings
         )
         parts.on_stop(every_key.stop)
 
@@ -136,7 +141,7 @@ def build(
             ),
             windows=windows,
             cases=parts.view("cases", TopicView((RISK_EVENTS.name,), handlers.fold_case)),
-            all_windows=every_key.caught_up,
+            all_windows=partial(every_key.caught_up, WINDOWS_MAX_AGE_S),
             live=live,
             shadow=shadow,
             reviewer_tokens=reviewer_tokens,

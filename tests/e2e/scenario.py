@@ -15,14 +15,16 @@ from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 def return_body(**changes: Any) -> dict[str, Any]:
     body = {
         "order_ref": f"ORD-{uuid.uuid4().hex[:8]}",
-        "buyer_id": "B-e2e",
+        # a buyer and address of its own: risk counts history per buyer and address, and one
+        # test's empty parcels must not make another test's buyer a repeat fraudster
+        "buyer_id": f"B-e2e-{uuid.uuid4().hex[:8]}",
         "seller_id": "S-e2e",
         "category": "apparel",
         "market": "DE",
         "reason_code": "WRONG_SIZE",
         "delivered_at": (datetime.now(UTC) - timedelta(days=3)).date().isoformat(),
         "payment_method": "CARD",
-        "pickup_address": "Musterstrasse 1, Berlin",
+        "pickup_address": f"Musterstrasse {uuid.uuid4().hex[:6]}, Berlin",
         "lines": [
             {
                 "sku": "SKU-E2E-1",

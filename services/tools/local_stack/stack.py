@@ -48,6 +48,8 @@ REVIEWER_TOKENS = {
     "reviewer-1": "local-stack-reviewer-token-1",
     "reviewer-2": "local-stack-reviewer-token-2",
 }
+# the next rule set version runs in shadow beside the live one (decided, never acted on)
+SHADOW_RULES = Path(__file__).resolve().parents[3] / "deploy" / "risk" / "shadow.yaml"
 FINANCE_TOKEN = "local-stack-finance-token"  # finance reads every statement and balance
 # cards have a second provider (failover when the first is down); other methods one
 REFUND_PROVIDER_ROUTES = '{"CARD": ["psp", "psp-b"], "*": ["psp"]}'
@@ -166,6 +168,7 @@ class LocalStack:
             "SELLER_TOKEN_SECRET": SELLER_TOKEN_SECRET,
             "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,
             "RISK_REVIEWER_TOKENS": ",".join(f"{r}:{t}" for r, t in REVIEWER_TOKENS.items()),
+            "RISK_SHADOW_RULES_FILE": str(SHADOW_RULES),
             **self.extra_env,
             OWNER_VARIABLE: owner_mark,
         }
