@@ -22,12 +22,13 @@ URL_VARIABLE = "BOOMERANG_RISK_URL"
 
 class Reviewer:
     def __init__(self, url: str, token: str | None) -> None:
-        if not token:
-            raise click.UsageError(f"a reviewer token is needed: --token or ${TOKEN_VARIABLE}")
         self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.token = token
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if not self.token:
+            raise click.UsageError(f"a reviewer token is needed: --token or ${TOKEN_VARIABLE}")
+        self.headers = {"Authorization": f"Bearer {self.token}"}
         try:
             answer = httpx.request(
                 method, f"{self.url}{path}", headers=self.headers, timeout=15, **kwargs
