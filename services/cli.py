@@ -16,6 +16,7 @@ boomerang finance sql "…"   a read-only query on the ledger (finance's role)
 boomerang risk check F      validate a risk rule set (shape, features it reads)
 boomerang risk backtest --rules F --from T --to T   a rule set replayed on the topics' history
 boomerang review list|show|approve|deny   the reviewers' queue of held and reviewed returns
+boomerang sellers show S    a seller's standing per market, why, and its rates beside its peers'
 """
 
 from __future__ import annotations
@@ -289,9 +290,11 @@ _add_finance_commands()
 def _add_risk_commands() -> None:
     from services.risk.review_commands import review
     from services.risk.risk_commands import risk
+    from services.risk.seller_commands import sellers
 
     main.add_command(risk)
     main.add_command(review)
+    main.add_command(sellers)
 
 
 _add_risk_commands()

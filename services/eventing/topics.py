@@ -208,6 +208,17 @@ RISK_COUNTS = _stream(
     days=RISK_COUNTS_RETENTION_DAYS,
 )
 
+# Sellers' standings per market (seller governance), keyed by seller_id|market, compacted:
+# the latest is the standing the front door applies; kept while a seller may be flagged.
+RISK_SELLERS = TopicSpec(
+    "boomerang.risk.sellers",
+    "risk → the front door, reviewers: sellers' standings per market (watch, probation, "
+    "good again), keyed by seller_id|market (compacted)",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    record_types=("SellerFlagged",),
+)
+
 STREAMS: tuple[TopicSpec, ...] = (
     RETURNS_EVENTS,
     PICKUP_COMMANDS,
@@ -226,6 +237,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     RISK_COMMANDS,
     RISK_EVENTS,
     RISK_COUNTS,
+    RISK_SELLERS,
 )
 
 

@@ -17,6 +17,7 @@ from services.policy_files.loader import (
     PolicyError,
     PolicyLayer,
     PolicySet,
+    build_policy_set,
     load_policy_set,
     policy_files,
 )
@@ -32,8 +33,29 @@ class Reload:
 class PolicyBook:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # layers made by the service, not read from files (sellers' standings: risk)
+        self.generated: tuple[tuple[str, str], ...] = ()
         self._stamp = self._files_stamp()
-        self.current: PolicySet = load_policy_set(directory)  # a bad set at start is fatal
+        self.files: PolicySet = load_policy_set(directory)  # a bad set at start is fatal
+        self.current: PolicySet = self.files
+
+    def set_generated(self, texts: list[tuple[str, str]]) -> None:
+        """The generated layers the next reload loads with the files."""
+        self.generated = tuple(texts)
+
+    def _load(self) -> PolicySet:
+        files = policy_files(self.directory)
+        self.files = build_policy_set(
+            (str(path.relative_to(self.directory)), path.read_text(errors="replace"))
+            for path in files
+        )
+        return build_policy_set(
+            [
+                (str(path.relative_to(self.directory)), path.read_text(errors="replace"))
+                for path in files
+            ]
+            + list(self.generated)
+        )
 
     def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
         stamp = []
@@ -43,6 +65,7 @@ class PolicyBook:
             except FileNotFoundError:
                 continue  # removed while listing: the next look sees it gone
             stamp.append((str(path), info.st_mtime_ns, info.st_size))
+        stamp += [(name, hash(text), len(text)) for name, text in self.generated]
         return tuple(stamp)
 
     def reload_if_changed(self) -> Reload:
@@ -52,7 +75,9 @@ class PolicyBook:
             return Reload(False, self.current.digest)
         self._stamp = stamp
         try:
-            candidate = load_policy_set(self.directory)
+            if not self.directory.is_dir():
+                candidate = load_policy_set(self.directory)  # says why
+            candidate = self._load()
         except PolicyError as exc:
             return Reload(False, self.current.digest, tuple(str(p) for p in exc.problems))
         if candidate.digest == self.current.digest:

@@ -1,7 +1,8 @@
 """Composition root of the returns front door: the policy (files under `policy_dir()`,
 reloaded when they change) and the `answers` table wired to the handlers
 (services/returns/handlers.py), one consumer keeping the answers, three POST routes and,
-when it decides with the files, GET /policies; admission control measuring the
+when it decides with the files, GET /policies (the files, and the layers flagged sellers'
+standings generate: risk's SellerFlagged); admission control measuring the
 pipeline's queues (pipeline_backlog.py)."""
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ import random
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from services.decisions.admission import Refusal, admission
 from services.decisions.admission_pace import AdmissionPace
 from services.engine import worker as runtime
+from services.engine.global_table import GlobalTable, GlobalTableUnavailable
 from services.engine.state_store import TopicView
+from services.eventing.avro_codec import CodecError
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
 from services.eventing.request_keys import path_parameter
-from services.eventing.topics import RETURNS_EVENTS
+from services.eventing.topics import RETURNS_EVENTS, RISK_SELLERS
+from services.policy_files.generated_layers import generated_layers
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
@@ -111,12 +116,41 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
     return admit
 
 
+def sellers_standings(parts: runtime.ServiceParts) -> GlobalTable[dict[str, Any]]:
+    """Sellers' standings per market (risk's SellerFlagged, compacted), read whole: each
+    flagged one generates a stricter policy layer for its returns."""
+    codec = parts.codec
+
+    def record_of(value: bytes) -> dict[str, Any]:
+        try:
+            return codec.decode(value).record
+        except CodecError as exc:
+            raise ValueError(str(exc)) from exc
+
+    table: GlobalTable[dict[str, Any]] = GlobalTable(
+        parts.settings.bootstrap,
+        RISK_SELLERS.name,
+        RISK_SELLERS.partitions,
+        record_of,
+        client_id=f"{parts.settings.group_id}-{parts.settings.instance_id}-sellers",
+    )
+    parts.on_stop(table.stop)
+    return table
+
+
 def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:
     """Reload the policy files when they change; the GET /policies route shows the active
     set and why a newer one was refused."""
     rejected: list[str] = []  # the problems of the last set that failed to load
+    standings = sellers_standings(parts)
 
     async def reload_policies() -> None:
+        try:
+            flagged = await standings.caught_up()
+        except GlobalTableUnavailable as exc:
+            log.warning("sellers' standings unreadable; generated layers kept", error=str(exc))
+        else:
+            book.set_generated(generated_layers(flagged.values(), book.files))
         outcome = book.reload_if_changed()
         if outcome.changed:
             rejected.clear()

@@ -3,13 +3,15 @@ the reviewers' tokens, the `returns`, `orders` and `windows` tables, the `cases`
 global table of the windows' changelog, wired to the handlers (services/risk/handlers.py).
 
 Consumers: the return events and inspections (counted), the orders (counted), the
-repartitioned counts (windows), the saga's risk checks (decided) and the service's own
-decisions and verdicts (the cases view). Routes: GET /reviews, GET /reviews/{return_id},
-POST /reviews/{return_id}/verdict.
+repartitioned counts (windows), the saga's risk checks (decided), the service's own
+decisions and verdicts (the cases view) and sellers' standings (the standings view). A
+timer judges the sellers. Routes: GET /reviews, GET /reviews/{return_id},
+POST /reviews/{return_id}/verdict, GET /governance/sellers/{seller_id}.
 
 Configuration: RISK_RULES_FILE (default deploy/risk/live.yaml), RISK_SHADOW_RULES_FILE
 (none by default), RISK_REVIEWER_TOKENS (`name:token,…`, development tokens when unset),
-RISK_REVIEW_HOURS (48).
+RISK_REVIEW_HOURS (48), RISK_GOVERNANCE_INTERVAL_S (600: how often sellers are judged; each
+seller and market once a day).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from services.decisions.risk.return_features import HORIZON_DAYS
 from services.decisions.risk.rule_sets import RuleSet, parse_rule_set
 from services.engine import worker as runtime
 from services.engine.global_table import GlobalTable
+from services.engine.partition_owners import partition_for
 from services.engine.state_store import TopicView
 from services.engine.stored_value import value_of
 from services.eventing.envelope import now_ms
@@ -45,6 +48,7 @@ from services.eventing.topics import (
     RISK_COMMANDS,
     RISK_COUNTS,
     RISK_EVENTS,
+    RISK_SELLERS,
 )
 from services.risk import handlers
 from services.risk.handlers import SERVICE, RiskPorts
@@ -87,6 +91,12 @@ def wiring(ports: RiskPorts) -> Wiring:
     decisions = Subscription(
         "decisions", (RISK_EVENTS.name,), partial(handlers.follow_decisions, ports)
     )
+    sellers = Subscription(
+        "sellers",
+        (RISK_SELLERS.name,),
+        partial(handlers.follow_standings, ports),
+        keyed_by_return=False,
+    )
     by_return = path_parameter("return_id")
     routes = (
         Route("GET", "/reviews", partial(handlers.list_cases, ports), merge=handlers.merged_cases),
@@ -102,8 +112,22 @@ def wiring(ports: RiskPorts) -> Wiring:
             partial(handlers.give_verdict, ports),
             owner_key=by_return,
         ),
+        Route(
+            "GET",
+            "/governance/sellers/{seller_id}",
+            partial(handlers.seller_view, ports),
+            merge=handlers.merged_seller_views,
+        ),
     )
-    return Wiring((checks, decisions, facts, orders, windows), routes)
+    return Wiring((checks, decisions, facts, orders, windows, sellers), routes)
+
+
+def judged_here(parts: runtime.ServiceParts, seller_id: str, market: str) -> bool:
+    """Whether this instance judges the seller in the market: it owns the partition of its
+    standing's key (one instance does, whatever their number)."""
+    owned = parts.loop.owned_partitions() if parts.loop else None
+    partition = partition_for(handlers.standing_key(seller_id, market), RISK_SELLERS.partitions)
+    return owned is not None and partition in owned
 
 
 def build(
@@ -112,6 +136,7 @@ def build(
     shadow: RuleSet | None,
     reviewer_tokens: dict[str, str],
     review_hours: int,
+    governance_interval_s: float = 600.0,
 ) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
         windows = parts.store.table(
@@ -149,7 +174,17 @@ def build(
             audit=audit,
             clock_ms=now_ms,
             review_hours=review_hours,
+            standings=parts.view(
+                "standings", TopicView((RISK_SELLERS.name,), handlers.fold_standing)
+            ),
+            judges=partial(judged_here, parts),
         )
+
+        async def judge_sellers() -> None:
+            if parts.ready and (due := await handlers.judge_sellers(ports)):
+                await parts.publish_durably(due)
+
+        parts.every(governance_interval_s, judge_sellers)
         return wiring(ports)
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
@@ -180,8 +215,9 @@ def main() -> int:
         raw_tokens = DEV_REVIEWER_TOKENS
     tokens = parse_named_tokens(raw_tokens, "reviewer")
     review_hours = int(os.environ.get("RISK_REVIEW_HOURS") or 48)
+    interval = float(os.environ.get("RISK_GOVERNANCE_INTERVAL_S") or 600)
     return runtime.run_service(
         SERVICE,
         DEFAULT_PORT,
-        lambda settings: build(settings, live, shadow, tokens, review_hours),
+        lambda settings: build(settings, live, shadow, tokens, review_hours, interval),
     )

@@ -43,6 +43,14 @@ from services.decisions.risk.risk_check import (
     windows_needed,
 )
 from services.decisions.risk.rule_sets import RuleSet
+from services.decisions.risk.seller_governance import (
+    SEGMENT_PREFIX,
+    SELLER_PREFIX,
+    peers_of,
+    segments,
+    standings_due,
+)
+from services.decisions.risk.seller_standing import GovernanceTerms
 from services.decisions.saga.forward import inspection_problem
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
@@ -84,6 +92,9 @@ class RiskPorts:
     audit: AuditWriter
     clock_ms: Callable[[], int]
     review_hours: int = 48
+    standings: MutableMapping[str, Any] = field(default_factory=dict)  # view: seller|market
+    judges: Callable[[str, str], bool] = lambda seller_id, market: True  # this instance?
+    terms: GovernanceTerms = field(default_factory=GovernanceTerms)
     # verdicts published by this instance, not yet folded back into `cases`
     verdicts_sent: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
@@ -479,3 +490,132 @@ async def _record_verdict(
         }
     )
     await ports.publish([("RiskReviewDecided", record)])
+
+
+# ------------------------------------------------------------------------------ sellers
+
+
+def standing_key(seller_id: str, market: str) -> str:
+    return f"{seller_id}|{market}"
+
+
+def fold_standing(standings: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
+    """The `standings` view (folded from risk.sellers): each seller's latest standing per
+    market."""
+    if name == "SellerFlagged":
+        key = standing_key(record["seller_id"], record["market"])
+        known = standings.get(key)
+        if known is None or known["day"] <= record["day"]:
+            standings[key] = {k: v for k, v in record.items() if k != "envelope"}
+
+
+async def follow_standings(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
+    fold_standing(ports.standings, incoming.name, incoming.record)
+    return []
+
+
+def governed_windows(every_key: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+    """The sellers' and their segments' windows, expired as of now."""
+    windows = {}
+    for key, entry in every_key.items():
+        if key.startswith((SEGMENT_PREFIX, SELLER_PREFIX)):
+            window = window_of(entry, now_ms)
+            if window is not None:
+                windows[key] = window
+    return windows
+
+
+async def judge_sellers(ports: RiskPorts) -> list[Outbound]:
+    """Today's standings of the sellers this instance judges (those whose standing's key is
+    on a partition it owns), as SellerFlagged records where something changed."""
+    now = ports.clock_ms()
+    windows = governed_windows(await ports.all_windows(), now)
+    previous = {
+        key: {**record, "rates": orjson.loads(record["rates_json"])}
+        for key, record in ports.standings.items()
+    }
+    outbound: list[Outbound] = []
+    for record in standings_due(windows, previous, now, ports.terms, ports.judges):
+        key = standing_key(record["seller_id"], record["market"])
+        body = {
+            "envelope": new_envelope(
+                "SellerFlagged",
+                key,
+                SERVICE,
+                event_id=deterministic_event_id(key, "seller-standing", str(record["day"])),
+                correlation_id=key,
+                occurred_at=now,
+            ),
+            **{k: record[k] for k in ("seller_id", "market", "standing", "previous")},
+            "calm_days": record["calm_days"],
+            "day": record["day"],
+            "reasons": record["reasons"],
+            "rates_json": orjson.dumps(record["rates"], option=orjson.OPT_SORT_KEYS).decode(),
+            "judged_at": now,
+        }
+        outbound.append(("SellerFlagged", body, key.encode()))
+        log.info(
+            "seller standing",
+            seller_id=record["seller_id"],
+            market=record["market"],
+            standing=record["standing"],
+            previous=record["previous"],
+            calm_days=record["calm_days"],
+        )
+    return outbound
+
+
+async def seller_view(ports: RiskPorts, request: HttpRequest, seller_id: str) -> HttpAnswer:
+    """GET /governance/sellers/{seller_id}: the seller's standings per market (this
+    instance's part), with its current rates per category and why it stands there."""
+    _reviewer(ports, request)
+    now = ports.clock_ms()
+    shown = [
+        {**record, "rates": orjson.loads(record["rates_json"])}
+        for key, record in sorted(ports.standings.items())
+        if record["seller_id"] == seller_id
+    ]
+    for record in shown:
+        del record["rates_json"]
+    figures = []
+    if ports.judges(seller_id, ""):  # the figures once, from the instance judging market ""
+        windows = governed_windows(await ports.all_windows(), now)
+        found = segments(windows, now)
+        peers = peers_of(found, ports.terms)
+        for segment in found:
+            if segment.seller_id != seller_id:
+                continue
+            medians = {
+                name: peer.median()
+                for name, peer in peers.get((segment.market, segment.category), {}).items()
+            }
+            figures.append(
+                {
+                    "market": segment.market,
+                    "category": segment.category,
+                    "returns_90d": segment.rates.returns,
+                    "rates": {n: round(r, 4) for n, r in segment.rates.rates.items()},
+                    "peer_medians": medians,
+                    "peers": max(
+                        (
+                            p.sellers
+                            for p in peers.get((segment.market, segment.category), {}).values()
+                        ),
+                        default=0,
+                    ),
+                }
+            )
+    return HttpAnswer(200, {"seller_id": seller_id, "standings": shown, "figures": figures})
+
+
+def merged_seller_views(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "seller_id": parts[0]["seller_id"] if parts else "",
+        "standings": sorted(
+            (s for part in parts for s in part["standings"]), key=lambda s: s["market"]
+        ),
+        "figures": sorted(
+            (f for part in parts for f in part["figures"]),
+            key=lambda f: (f["market"], f["category"]),
+        ),
+    }

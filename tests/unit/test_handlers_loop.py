@@ -12,6 +12,7 @@ from services.coordinator import handlers as coordinator_handlers
 from services.coordinator.handlers import saga_of
 from services.decisions.saga import SagaConfig, Status
 from services.engine.stored_value import Settled
+from services.eventing.envelope import new_envelope
 from tests.support.in_memory_loop import (
     InMemoryLoop,
     signed_carrier_callback,
@@ -205,6 +206,24 @@ def test_a_second_return_of_the_same_units_is_refused_by_the_order_ledger():
     run(scenario())
 
 
+def flagged_seller(loop: InMemoryLoop, standing: str, day: int) -> tuple:
+    """A seller's standing as the risk service's daily judgement publishes it."""
+    key = "S-1|DE"
+    record = {
+        "envelope": new_envelope("SellerFlagged", key, "risk", occurred_at=loop.clock()),
+        "seller_id": "S-1",
+        "market": "DE",
+        "standing": standing,
+        "previous": "good",
+        "calm_days": 0,
+        "day": day,
+        "reasons": [],
+        "rates_json": "{}",
+        "judged_at": loop.clock(),
+    }
+    return ("SellerFlagged", record, key.encode())
+
+
 def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
     """A view has no changelog: on assignment it is rebuilt by folding its topics
     (service_state.views() lists each as its app.py wires it). Folding every record the loop
@@ -220,6 +239,10 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
         rejected = await request_return(loop, key="key-2", category="no-such-category")
         assert rejected
         await request_return(loop, key="key-3")
+        await loop.publish(
+            [flagged_seller(loop, "watch", 20_700), flagged_seller(loop, "good", 20_716)]
+        )
+        await loop.run()
         await loop.replay()  # every record delivered twice: folds take a record twice
         await loop.run()
         return loop
@@ -233,6 +256,7 @@ def test_every_view_folded_from_its_topics_is_the_table_the_handlers_wrote():
         ("warehouse-intake", "intakes"): loop.intake.intakes,
         ("refund", "refunds"): loop.refund.refunds,
         ("risk", "cases"): loop.risk.cases,
+        ("risk", "standings"): loop.risk.standings,
     }
     assert set(tables) == set(views())
     for where, (topics, fold) in views().items():

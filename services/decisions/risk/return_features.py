@@ -18,6 +18,7 @@ from services.decisions.risk.rolling_counts import DAY_MS, RollingCounts
 from services.decisions.risk.rule_sets import FeatureValue
 
 SUBJECTS = ("buyer", "seller", "sku", "address")
+SEGMENT = "seller_segment"  # a seller in one market and category (seller governance)
 WINDOWS = (30, 90, 365)
 HORIZON_DAYS = max(WINDOWS)
 # the reasons that blame the seller (or the goods): overturned when inspection finds nothing
@@ -87,7 +88,20 @@ def counted_return(request: Mapping[str, Any], at_ms: int) -> list[Counted]:
         Counted("sku", line["sku"], at_ms, {"units_returned": _returned(line)})
         for line in request["lines"]
     ]
+    counted.append(
+        Counted(
+            SEGMENT,
+            segment_key(request),
+            at_ms,
+            {"returns": 1, "fault_claims": int(fault), f"reason_{reason}": 1},
+        )
+    )
     return counted
+
+
+def segment_key(request: Mapping[str, Any]) -> str:
+    """A seller in one market and category: what seller governance compares with peers."""
+    return f"{request['seller_id']}|{request.get('market', '')}|{request['category']}"
 
 
 def _returned(line: Mapping[str, Any]) -> int:
@@ -164,6 +178,7 @@ def counted_inspection(request: Mapping[str, Any], facts: ItemFacts, at_ms: int)
     return [
         Counted("buyer", request["buyer_id"], at_ms, buyer),
         Counted("seller", request["seller_id"], at_ms, seller),
+        Counted(SEGMENT, segment_key(request), at_ms, seller),
     ]
 
 

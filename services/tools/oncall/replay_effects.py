@@ -42,6 +42,7 @@ from services.eventing.topics import (
     RISK_COMMANDS,
     RISK_COUNTS,
     RISK_EVENTS,
+    RISK_SELLERS,
     SAGA_ARCHIVE,
     SAGA_EVENTS,
     STOCK_MOVEMENTS,
@@ -255,6 +256,16 @@ def _risk_cases(tables: Tables, name: str, record: dict[str, Any], key: bytes | 
     return NEW
 
 
+def _risk_standings(tables: Tables, name: str, record: dict[str, Any], key: bytes | None) -> str:
+    """A standing the view holds (or a later one) changes nothing."""
+    stored = f"{record['seller_id']}|{record['market']}"
+    known = tables["standings"].get(stored)
+    if known is not None and known["day"] >= record["day"]:
+        return APPLIED
+    tables["standings"][stored] = {"day": record["day"]}
+    return NEW
+
+
 Verdict = Callable[[Tables, str, dict[str, Any], bytes | None], str]
 
 
@@ -302,6 +313,7 @@ CONSUMERS: dict[str, tuple[Consumer, ...]] = {
     ORDERS.name: (Consumer("risk", "orders", ("orders",), _risk_orders),),
     RISK_COUNTS.name: (Consumer("risk", "windows", ("windows",), _risk_windows),),
     RISK_COMMANDS.name: (Consumer("risk", "checks", ("cases",), _risk_checks),),
+    RISK_SELLERS.name: (Consumer("risk", "sellers", ("standings",), _risk_standings),),
     RISK_EVENTS.name: (
         _COORDINATOR,
         Consumer("risk", "decisions", ("cases",), _risk_cases),

@@ -23,6 +23,7 @@ from services.eventing.topics import (
     REFUND_EVENTS,
     RETURNS_EVENTS,
     RISK_EVENTS,
+    RISK_SELLERS,
 )
 from services.tools.oncall.topic_reader import read_topic
 
@@ -47,6 +48,7 @@ def views() -> dict[tuple[str, str], tuple[tuple[str, ...], Fold]]:
         ("warehouse-intake", "intakes"): ((INTAKE_EVENTS.name,), intake.fold_intake),
         ("refund", "refunds"): ((REFUND_EVENTS.name,), refund.fold_answers),
         ("risk", "cases"): ((RISK_EVENTS.name,), risk.fold_case),
+        ("risk", "standings"): ((RISK_SELLERS.name,), risk.fold_standing),
     }
 
 
