@@ -77,8 +77,18 @@ def risk_check(rules_file: Path) -> None:
 @click.option(
     "--to", "end_ms", callback=_instant, required=True, help="Instant judged up to (excluded)."
 )
+@click.option(
+    "--history",
+    "history_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="More history, as JSON lines {name, at_ms, record} (the demo writes its seeded year "
+    "to risk-history.jsonl in its run directory), replayed with the topics'.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def risk_backtest(rules_file: Path, start_ms: int, end_ms: int, as_json: bool) -> None:
+def risk_backtest(
+    rules_file: Path, start_ms: int, end_ms: int, history_file: Path | None, as_json: bool
+) -> None:
     """Replay the history through RULES; events before --from only feed the windows."""
     from services.eventing.settings import bootstrap_servers
     from services.tools.oncall.topic_reader import read_topic
@@ -108,7 +118,10 @@ def risk_backtest(rules_file: Path, start_ms: int, end_ms: int, as_json: bool) -
             click.echo(f"skipped {unreadable} records that do not decode", err=True)
         return events
 
-    judged = replay(asyncio.run(history()), rules, start_ms, end_ms)
+    events = asyncio.run(history())
+    if history_file is not None:
+        events += history_lines(history_file)
+    judged = replay(events, rules, start_ms, end_ms)
     result = backtest(judged, [rule.rule_id for rule in rules.rules])
     report: dict[str, Any] = {
         "rule_set": rules.name,
@@ -144,3 +157,21 @@ def risk_backtest(rules_file: Path, start_ms: int, end_ms: int, as_json: bool) -
             f"{row['rule_id']:<22} {row['hits']:>6} {row['known']:>6} "
             f"{row['true_positives']:>6} {precision:>10} {recall:>8}"
         )
+
+
+def history_lines(path: Path) -> list[HistoryEvent]:
+    """History events from JSON lines {name, at_ms, record}; a line that is not one is
+    refused with its number."""
+    events = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            event = HistoryEvent(str(row["name"]), int(row["at_ms"]), dict(row["record"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(f"{path}:{number}: not a history event ({exc})") from exc
+        if event.name in REPLAYED:
+            events.append(event)
+    click.echo(f"read {len(events)} history events of {path}", err=True)
+    return events

@@ -235,3 +235,25 @@ def test_every_feature_the_deployed_rules_read_is_one_a_return_has() -> None:
     live = parse_rule_set(yaml.safe_load(LIVE.read_text()))
     read = set().union(*(rule.condition.features() for rule in live.rules))
     assert read <= known_features()
+
+
+def test_history_lines_are_read_and_a_bad_line_is_refused_with_its_number(tmp_path):
+    import click
+
+    from services.risk.risk_commands import history_lines
+
+    good = tmp_path / "history.jsonl"
+    good.write_text(
+        '{"name": "OrderPlaced", "at_ms": 5, "record": {"order": {}}}\n\n'
+        '{"name": "SomethingElse", "at_ms": 6, "record": {}}\n'
+    )
+    [event] = history_lines(good)
+    assert (event.name, event.at_ms) == ("OrderPlaced", 5)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"name": "OrderPlaced", "at_ms": 5, "record": {}}\nnot json\n')
+    try:
+        history_lines(bad)
+    except click.ClickException as exc:
+        assert "bad.jsonl:2" in exc.message
+    else:
+        raise AssertionError("a bad line was read")

@@ -25,18 +25,34 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 
 from services.tools.local_postgres.databases import fresh_database, postgres_server
 from services.tools.local_stack.demo_report import demo_passed, print_table, summarize
+from services.tools.local_stack.demo_risk import (
+    PER_KIND,
+    abusers_returns,
+    decisions_of,
+    draw_risk_world,
+    history_increments,
+    review_queue,
+    risk_figures,
+    risk_passed,
+    seed_history,
+    sellers_flagged,
+    write_history,
+)
 from services.tools.local_stack.demo_settlement import charges_foreseen, settle_and_reconcile
 from services.tools.local_stack.loop_driver import LoopDriver
 from services.tools.local_stack.loop_records import psp_ledger, saga_views
 from services.tools.local_stack.oncall_drill import consumer_bug_drill, keep_running
+from services.tools.local_stack.risk_history import ABUSE_KINDS
 from services.tools.local_stack.stack import PARTNERS, PAYMENT_PROVIDERS
 from services.tools.local_stack.stack_session import (
     checkout_broker,
@@ -100,10 +116,27 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_all()
         if args.drill == "consumer-bug":
             return consumer_bug_drill(stack, bootstrap, args.returns, args.seed)
-        console.print(f"driving {args.returns} returns (seed {args.seed}) ...")
-        driver = LoopDriver(stack, bootstrap, args.returns, args.seed, place_orders=True)
+        world = draw_risk_world(args.seed, int(time.time() * 1000))
+        history = history_increments(world, int(time.time() * 1000), args.seed)
+        console.print(
+            f"seeding a year of history ({len(world.events)} orders, returns and inspections, "
+            f"{len(world.labels)} returns of them; 20 sellers' last 80 days) ..."
+        )
+        asyncio.run(seed_history(bootstrap, history))
+        write_history(world, run_dir / "risk-history.jsonl")  # for `boomerang risk backtest`
+        per_kind = min(PER_KIND, args.returns // 40)
+        abusive = per_kind * len(ABUSE_KINDS)
+        console.print(
+            f"driving {args.returns} returns (seed {args.seed}), {abusive} of them from seeded "
+            "abusers; a reviewer works the queue ..."
+        )
+        driver = LoopDriver(stack, bootstrap, args.returns - abusive, args.seed, place_orders=True)
+        driver.tracked += abusers_returns(
+            world, random.Random(args.seed), driver.run_id, len(driver.tracked), per_kind
+        )
         timeout = args.timeout or 60 + args.returns * 0.5
-        asyncio.run(driver.run(timeout))
+        verdicts: Counter = Counter()
+        asyncio.run(run_with_reviewer(driver, stack.url("risk"), timeout, verdicts))
         ledger = asyncio.run(psp_ledger(*(stack.url(p) for p in PAYMENT_PROVIDERS)))
         ids = [t.return_id for t in driver.tracked if t.return_id]
         views = asyncio.run(saga_views(stack.url("coordinator"), ids))
@@ -114,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
         markets = [t.body["market"] for t in driver.tracked]
         summary |= settle_and_reconcile(stack, markets, timeout_s=120)
         summary |= charges_foreseen(driver, views)
+        mine = {t.return_id for t in driver.tracked if t.return_id}
+        summary |= risk_figures(
+            driver.tracked,
+            asyncio.run(decisions_of(bootstrap, mine)),
+            verdicts,
+            asyncio.run(sellers_flagged(bootstrap)),
+        )
         for wrong in driver.wrong_answers[:10]:
             console.print(f"  wrong answer: {wrong}")
         print_table(summary, driver)
         print(json.dumps(summary), flush=True)
         if args.keep_running:
             keep_running(stack, bootstrap)
-        return 0 if demo_passed(summary) else 1
+        return 0 if demo_passed(summary) and risk_passed(summary) else 1
     except KeyboardInterrupt:
         console.print("interrupted: stopping everything")
         return 130
@@ -128,6 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         if stop_run(stack, broker):
             console.print("stopped the broker this demo started")
         databases.close()
+
+
+async def run_with_reviewer(
+    driver: LoopDriver, risk_url: str, timeout: float, verdicts: Counter
+) -> None:
+    """The run, with a reviewer working the queue until it ends (held returns wait for it)."""
+    stop = asyncio.Event()
+
+    def abuse_of(return_id: str) -> str | None:
+        tracked = driver.by_return_id.get(return_id)
+        return tracked.abuse if tracked else None
+
+    reviewer = asyncio.create_task(review_queue(risk_url, abuse_of, stop, verdicts))
+    try:
+        await driver.run(timeout)
+    finally:
+        stop.set()
+        await reviewer
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ def summarize(
     return {
         "returns": len(driver.tracked),
         "completed": sum(t.terminal == "ReturnCompleted" for t in driver.tracked),
+        # seeded abuse the system refused (at inspection, by the rules, or a reviewer)
+        "rejected_as_abuse": sum(
+            bool(t.abuse) and t.terminal == "ReturnFailed" for t in driver.tracked
+        ),
         "refunds_expected": sum(t.expected_minor > 0 for t in completed),
         "refunds_at_psp": len(per_return),
         "refunded_minor_by_currency": dict(sorted(refunded_by_currency.items())),
@@ -81,7 +85,11 @@ def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
     table.add_column("value", justify="right")
     for key, value in summary.items():
         table.add_row(key, str(value))
-    failures = [t for t in driver.tracked if t.terminal != "ReturnCompleted"]
+    failures = [
+        t
+        for t in driver.tracked
+        if t.terminal != "ReturnCompleted" and not (t.abuse and t.terminal == "ReturnFailed")
+    ]
     table.add_row("not completed", str(len(failures)))
     console.print(table)
     for tracked in failures[:5]:
@@ -92,9 +100,9 @@ def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
 
 
 def demo_passed(summary: dict[str, Any]) -> bool:
-    """Every return completed, each refund paid once, with the right amount, method and
-    liable party; settlement booked it all, balanced, once; reconciliation found each
-    injected anomaly and nothing else."""
+    """Every return completed (or, seeded abuse, refused), each refund paid once, with the
+    right amount, method and liable party; settlement booked it all, balanced, once;
+    reconciliation found each injected anomaly and nothing else."""
     settled = "ledger_balanced" not in summary or (
         summary["ledger_balanced"]
         and summary["ledger_caught_up"]
@@ -107,7 +115,7 @@ def demo_passed(summary: dict[str, Any]) -> bool:
         and summary["carrier_claims"] == summary["carrier_claims_expected"]
     )
     return settled and (
-        summary["completed"] == summary["returns"]
+        summary["completed"] + summary["rejected_as_abuse"] == summary["returns"]
         and summary["refunds_at_psp"] == summary["refunds_expected"]
         and summary["duplicates_at_psp"] == 0
         and not summary.get("wrong_http_answers")

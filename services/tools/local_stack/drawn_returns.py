@@ -51,6 +51,10 @@ class TrackedReturn:
     refunded_at: float = 0.0
     terminal: str = ""
     errors: list[str] = field(default_factory=list)
+    # a seeded abuser's return (demo_risk): what kind, and what the scan finds on each item
+    # (a light parcel, a serial never shipped, wear); the rules never read `abuse`
+    abuse: str | None = None
+    item_changes: dict[str, Any] = field(default_factory=dict)
 
 
 PAYMENT_METHODS = ("CARD", "CARD", "EWALLET", "BNPL", "DIRECT_DEBIT", "BANK_TRANSFER", "COD")

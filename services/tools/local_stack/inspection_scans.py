@@ -47,6 +47,7 @@ def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str
     units = [line["sku"] for line in tracked.body["lines"] for _ in range(line["quantity"])]
     items = [
         scanned_item(sku, grade, rng.randint(300, 900), tracked.packaging_damaged)
+        | tracked.item_changes
         for sku, grade in zip(units, tracked.grades, strict=True)
     ]
     inspector = f"I-{rng.randint(1, 12)}"

@@ -169,6 +169,7 @@ class LocalStack:
             "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,
             "RISK_REVIEWER_TOKENS": ",".join(f"{r}:{t}" for r, t in REVIEWER_TOKENS.items()),
             "RISK_SHADOW_RULES_FILE": str(SHADOW_RULES),
+            "RISK_GOVERNANCE_INTERVAL_S": "5",  # each seller is still judged once a day
             **self.extra_env,
             OWNER_VARIABLE: owner_mark,
         }
