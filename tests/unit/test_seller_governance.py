@@ -80,3 +80,10 @@ def test_a_seller_is_judged_once_a_day_and_lifted_one_step_after_calm_days():
 
 def test_too_few_peers_or_returns_flag_nobody():
     assert standings_due(windows_of({"S-BAD": 18, "S-OK-1": 2}), {}, NOW, TERMS) == []
+
+
+def test_only_the_instance_judging_a_seller_and_market_publishes_it():
+    windows = windows_of(SELLERS)
+    assert standings_due(windows, {}, NOW, TERMS, lambda seller, market: False) == []
+    judged = standings_due(windows, {}, NOW, TERMS, lambda seller, market: market == "DE")
+    assert [r["seller_id"] for r in judged] == ["S-BAD"]

@@ -17,7 +17,7 @@ that put it there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,10 +158,10 @@ def standings_due(
     previous: Mapping[str, Mapping[str, Any]],
     today_ms: int,
     terms: GovernanceTerms,
-    owns: Any = None,
+    owns: Callable[[str, str], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Every seller-and-market standing that changed today (`previous`: the latest record per
-    `seller_id|market`; `owns(seller_id)`: whether this instance judges that seller)."""
+    `seller_id|market`; `owns(seller_id, market)`: whether this instance judges it)."""
     found = segments(windows, today_ms)
     peers = peers_of(found, terms)
     by_seller: dict[tuple[str, str], list[Segment]] = {}
@@ -172,7 +172,7 @@ def standings_due(
             by_seller.setdefault((record["seller_id"], record["market"]), [])
     due = []
     for (seller_id, market), own in sorted(by_seller.items()):
-        if owns is not None and not owns(seller_id):
+        if owns is not None and not owns(seller_id, market):
             continue
         before = previous.get(f"{seller_id}|{market}")
         record = judged(seller_id, market, own, peers, before, today_ms, terms)

@@ -11,7 +11,9 @@ returns among the drawn ones, a reviewer double working the queue, and the figur
   same broker adds nothing twice.
 - **Abusers' returns.** Of the run's N returns, up to 4 per kind come from seeded abusers:
   their buyer ids and addresses, and what the scanner finds (a light parcel, a serial the
-  order never shipped, wear, nothing behind a defect claim).
+  order never shipped, wear, nothing behind a defect claim). Half the swaps come from
+  buyers with an honest year behind them: a first swap is held for a person, a repeat
+  fraudster's declined.
 - **A reviewer double** works the queue (`GET /reviews`) while the run goes on: it denies
   what the demo seeded as abuse and approves the rest, as a person looking at the parcel
   would. The labels are read here and to score; the rules never see them.
@@ -196,8 +198,12 @@ def abusers_returns(
     addresses), each with what the scanner will find."""
     tracked = []
     index = first_index
+    honest = sorted(b for b, k in world.buyers.items() if k is None)
     for kind in ABUSE_KINDS:
         buyers = sorted(b for b, k in world.buyers.items() if k == kind)[:per_kind]
+        if kind == "swap":  # half of them first-time swappers: an honest year behind them
+            first_timers = per_kind // 2
+            buyers = buyers[: per_kind - first_timers] + honest[len(honest) - first_timers :]
         for buyer in buyers:
             tracked.append(_abusive_return(rng, run_id, index, kind, buyer))
             index += 1
