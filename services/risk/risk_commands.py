@@ -2,9 +2,9 @@
 
 `boomerang risk backtest --rules FILE --from … --to …`: the orders, accepted returns and
 inspections on the topics replayed through a rule set (services/decisions/risk/
-history_replay.py): per rule its hits and, where the inspection confirmed the abuse or
-found none, its precision and recall; the outcomes it would have given. Reads the topics
-without a consumer group and changes nothing.
+history_replay.py): per rule its hits and, where the truth is known (a reviewer's verdict,
+else what the inspection confirmed or found none of), its precision and recall; the outcomes
+it would have given. Reads the topics without a consumer group and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from services.decisions.risk.return_features import known_features
 from services.decisions.risk.rule_sets import RuleSetError, parse_rule_set
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.eventing.topics import INSPECTION_EVENTS, ORDERS, RETURNS_EVENTS
+from services.eventing.topics import INSPECTION_EVENTS, ORDERS, RETURNS_EVENTS, RISK_EVENTS
 
 REPLAYED = ("OrderPlaced", "ReturnAccepted", "InspectionRecorded")
 
@@ -100,8 +100,19 @@ def risk_backtest(
     codec = AvroCodec(SchemaCatalogue.load())
     bootstrap = bootstrap_servers()
 
+    verdicts: dict[str, bool] = {}
+
     async def history() -> list[HistoryEvent]:
         events, unreadable = [], 0
+        for message in await read_topic(bootstrap, RISK_EVENTS.name, RISK_EVENTS.partitions):
+            try:
+                decoded = codec.decode(message.value)
+            except CodecError:
+                continue
+            if decoded.name == "RiskReviewDecided":
+                return_id = decoded.record["envelope"]["return_id"]
+                verdicts.setdefault(return_id, decoded.record["verdict"] == "deny")
+        click.echo(f"read {len(verdicts)} reviewers' verdicts of {RISK_EVENTS.name}", err=True)
         for topic in (ORDERS, RETURNS_EVENTS, INSPECTION_EVENTS):
             records = await read_topic(bootstrap, topic.name, topic.partitions)
             click.echo(f"read {len(records)} records of {topic.name}", err=True)
@@ -121,7 +132,7 @@ def risk_backtest(
     events = asyncio.run(history())
     if history_file is not None:
         events += history_lines(history_file)
-    judged = replay(events, rules, start_ms, end_ms)
+    judged = replay(events, rules, start_ms, end_ms, verdicts)
     result = backtest(judged, [rule.rule_id for rule in rules.rules])
     report: dict[str, Any] = {
         "rule_set": rules.name,

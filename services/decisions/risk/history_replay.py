@@ -37,8 +37,14 @@ class HistoryEvent:
 
 
 def replay(
-    events: Iterable[HistoryEvent], rules: RuleSet, start_ms: int, end_ms: int
+    events: Iterable[HistoryEvent],
+    rules: RuleSet,
+    start_ms: int,
+    end_ms: int,
+    verdicts: Mapping[str, bool] | None = None,
 ) -> list[Judged]:
+    """`verdicts`: reviewers' verdicts by return id (True: abuse, denied); where one was
+    given it is the truth, else what the inspection confirmed."""
     keys: dict[tuple[str, str], RollingCounts] = {}
     shipped: dict[str, list[str]] = {}
     requests: dict[str, Mapping[str, Any]] = {}
@@ -67,7 +73,9 @@ def replay(
             )
             if event.at_ms >= start_ms:
                 decision = rules.decide(return_features(request, facts, keys, event.at_ms))
+                return_id = event.record["envelope"]["return_id"]
                 confirmed = facts.fraud or facts.overturned or facts.worn
-                judged.append(Judged(decision, confirmed, event.record["envelope"]["return_id"]))
+                confirmed = (verdicts or {}).get(return_id, confirmed)
+                judged.append(Judged(decision, confirmed, return_id))
             apply(keys, counted_inspection(request, facts, event.at_ms))
     return judged
