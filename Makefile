@@ -65,7 +65,7 @@ pg-status: setup ## is the local PostgreSQL cluster running, and where
 topics: kafka-up ## create the declared topics (idempotent) and report drift
 	@$(PY) -m services.cli topics
 
-demo: setup ## the main job: broker, topics, partners and six services; N returns (N=50) through the whole loop; INSTANCES=2 runs two of each service; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
+demo: setup ## the main job: broker, topics, partners and seven services (risk among them); N returns (N=50) through the whole loop; INSTANCES=2 runs two of each service; KEEP=1 leaves it running; DRILL=consumer-bug stages the runbook's first incident
 	@$(PY) -m services.tools.local_stack.demo $(if $(N),--returns $(N)) $(if $(INSTANCES),--instances $(INSTANCES)) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep-running) $(if $(DRILL),--drill $(DRILL))
 
 sample: kafka-up ## send one sample return's events and read them back (no services)

@@ -3,7 +3,7 @@
     python -m tests.bench.run_bench [--quick] [--levels 50,100,...] [--label NAME]
 
 Starts a broker of its own (wiped before and after; or uses $KAFKA_BOOTSTRAP_SERVERS), the
-topics, the partner doubles with zero injected latency and the six services, as `make demo`
+topics, the partner doubles with zero injected latency and the seven services, as `make demo`
 does. For each offered load (ascending) the load generator runs as its own process
 (load_generator.py); around it this runner reads every process's CPU time and peak RSS from
 /proc, every topic's end offsets, and then the bytes of the records written in between
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-at",
         default=os.environ.get("PROFILE") or None,
-        help="offered load (one of the levels) at which py-spy samples the six services",
+        help="offered load (one of the levels) at which py-spy samples the seven services",
     )
     args = parser.parse_args(argv)
     settings = settings_from(args)

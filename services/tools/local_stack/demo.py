@@ -4,7 +4,7 @@
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one) and PostgreSQL (unless
 DATABASE_URL points at a server; the run gets a database of its own, dropped at the end),
-creates the topics, starts the partner doubles, the six services and settlement, then
+creates the topics, starts the partner doubles, the seven services and settlement, then
 plays the world: the marketplace places each order, buyers POST return requests, the
 carrier double calls back, a simulated scanner POSTs an inspection once the parcel has been
 collected. Then it waits for settlement to book the run and reconciles the day with the
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         create_topics(bootstrap)
         logs = run_dir / "logs"
-        services = f"6 services × {args.instances}" if args.instances > 1 else "6 services"
+        services = f"7 services × {args.instances}" if args.instances > 1 else "7 services"
         console.print(
             f"starting {len(PARTNERS)} partner doubles, {services} and settlement "
             f"(logs in {logs}) ..."
