@@ -36,6 +36,7 @@ from services.decisions.risk.count_records import (
 )
 from services.decisions.risk.review_cases import MIN_REASON, VerdictRefused, verdict_is_new
 from services.decisions.risk.risk_check import (
+    REQUEST_FIELDS,
     counted_after,
     decide_check,
     decided_body,
@@ -60,17 +61,7 @@ from services.eventing.named_tokens import token_holder
 from services.eventing.request_fields import ApiError, parse_json_object
 
 SERVICE = "risk"
-REQUEST_KEPT = (
-    "order_ref",
-    "buyer_id",
-    "seller_id",
-    "category",
-    "market",
-    "reason_code",
-    "pickup_address",
-    "delivered_at",
-    "lines",
-)
+REQUEST_KEPT = (*REQUEST_FIELDS, "lines")  # what counting a return reads
 CASES_LISTED = 500
 VERDICTS_REMEMBERED = 10_000
 log = get_logger(__name__)

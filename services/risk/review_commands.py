@@ -8,7 +8,9 @@ same verdict again changes nothing; a different one on a decided case is refused
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,13 +50,23 @@ class Reviewer:
 pass_reviewer = click.make_pass_decorator(Reviewer)
 
 
-@click.group()
-@click.option("--url", envvar=URL_VARIABLE, default=DEFAULT_URL, show_default=True)
-@click.option("--token", envvar=TOKEN_VARIABLE, help=f"the reviewer's token (${TOKEN_VARIABLE})")
-@click.pass_context
-def review(ctx: click.Context, url: str, token: str | None) -> None:
+def reviewer_group(command: Callable[[], None]) -> click.Group:
+    """A command group whose commands call the risk service as a reviewer (`--url`,
+    `--token`)."""
+
+    @click.option("--url", envvar=URL_VARIABLE, default=DEFAULT_URL, show_default=True)
+    @click.option("--token", envvar=TOKEN_VARIABLE, help=f"a reviewer's token (${TOKEN_VARIABLE})")
+    @click.pass_context
+    @functools.wraps(command)
+    def connect(ctx: click.Context, url: str, token: str | None) -> None:
+        ctx.obj = Reviewer(url, token)
+
+    return click.group()(connect)
+
+
+@reviewer_group
+def review() -> None:
     """Review held and queued returns: list, show, approve, deny."""
-    ctx.obj = Reviewer(url, token)
 
 
 @review.command("list")

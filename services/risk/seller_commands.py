@@ -8,16 +8,12 @@ import json
 
 import click
 
-from services.risk.review_commands import DEFAULT_URL, TOKEN_VARIABLE, URL_VARIABLE, Reviewer
+from services.risk.review_commands import Reviewer, reviewer_group
 
 
-@click.group()
-@click.option("--url", envvar=URL_VARIABLE, default=DEFAULT_URL, show_default=True)
-@click.option("--token", envvar=TOKEN_VARIABLE, help=f"a reviewer's token (${TOKEN_VARIABLE})")
-@click.pass_context
-def sellers(ctx: click.Context, url: str, token: str | None) -> None:
+@reviewer_group
+def sellers() -> None:
     """Seller governance: standings (good, watch, probation) and the figures behind them."""
-    ctx.obj = Reviewer(url, token)
 
 
 @sellers.command("show")

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from services.decisions.risk.risk_check import REQUEST_FIELDS
 from services.decisions.saga.commands import request_reservation, send_command
 from services.decisions.saga.refund_routes import refund_or_exchange, reserves_with_the_order
 from services.decisions.saga.state import SagaState, Status, changed
@@ -43,18 +44,7 @@ def request_risk_check(step: Step, state: SagaState) -> SagaState:
     request, inspection = state.request, state.inspection
     body = {
         "decision_id": decision_id(state.return_id),
-        **{
-            name: str(request.get(name, ""))
-            for name in (
-                "order_ref",
-                "buyer_id",
-                "seller_id",
-                "category",
-                "market",
-                "reason_code",
-                "pickup_address",
-            )
-        },
+        **{name: str(request.get(name, "")) for name in REQUEST_FIELDS if name != "delivered_at"},
         "delivered_at": int(request.get("delivered_at") or 0),
         "items": inspection.get("items", []),
         "inspected_at": int(inspection.get("inspected_at") or step.now_ms),
