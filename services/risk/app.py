@@ -16,7 +16,6 @@ seller and market once a day).
 
 from __future__ import annotations
 
-import json
 import os
 from functools import partial
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaProducer
 
 from services.decisions.risk.return_features import HORIZON_DAYS
 from services.decisions.risk.rule_sets import RuleSet, parse_rule_set
@@ -41,7 +39,6 @@ from services.eventing.request_keys import path_parameter
 from services.eventing.topics import (
     DAY_MS,
     INSPECTION_EVENTS,
-    OPERATIONS_AUDIT,
     ORDER_RETENTION_DAYS,
     ORDERS,
     RETURNS_EVENTS,
@@ -52,6 +49,8 @@ from services.eventing.topics import (
 )
 from services.risk import handlers
 from services.risk.handlers import SERVICE, RiskPorts
+from services.tools.oncall.audit_trail import Operation, audit_event
+from services.tools.oncall.audit_trail import record as record_audit
 
 DEFAULT_PORT = 8089
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +154,20 @@ def build(
         parts.on_stop(every_key.stop)
 
         async def audit(event: dict[str, Any]) -> None:
-            await write_audit(parts.settings.bootstrap, event)
+            operation = Operation(
+                event["operation"], event["reason"], event["operation_id"], event["actor"]
+            )
+            await record_audit(
+                parts.settings.bootstrap,
+                audit_event(
+                    operation,
+                    event["at_ms"],
+                    "completed",
+                    event["selection"],
+                    None,
+                    event["result"],
+                ),
+            )
 
         ports = RiskPorts(
             returns=parts.table("returns", expires=True),
@@ -188,21 +200,6 @@ def build(
         return wiring(ports)
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
-
-
-async def write_audit(bootstrap: str, event: dict[str, Any]) -> None:
-    """A reviewer's verdict on the operations audit trail (acknowledged by every replica)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            OPERATIONS_AUDIT.name,
-            json.dumps({**event, "operation_id": event["event_id"]}, sort_keys=True).encode(),
-            key=event["event_id"].encode(),
-            headers=[("content-type", b"application/json")],
-        )
-    finally:
-        await producer.stop()
 
 
 def main() -> int:

@@ -104,29 +104,41 @@ def _counted(
     return [
         (
             "RiskCounted",
-            {
-                "envelope": new_envelope(
-                    "RiskCounted",
-                    source_id,
-                    SERVICE,
-                    event_id=deterministic_event_id(
-                        source_id, "risk-counted", counted_as, inc.table_key
-                    ),
-                    correlation_id=source_id,
-                    occurred_at=inc.at_ms,
-                ),
-                "subject": inc.subject,
-                "key": inc.key,
-                "at": inc.at_ms,
-                "counts": inc.counts,
-                "members": inc.members,
-                "source": source,
-                "source_offset": incoming.offset,
-            },
+            counted_record(
+                inc,
+                source_id,
+                deterministic_event_id(source_id, "risk-counted", counted_as, inc.table_key),
+                source,
+                incoming.offset,
+            ),
             inc.table_key.encode(),
         )
         for inc in increments
     ]
+
+
+def counted_record(
+    increment: Increment, source_id: str, event_id: str, source: str, source_offset: int
+) -> dict[str, Any]:
+    """The RiskCounted record of one increment (`source_id`: the return or order it came
+    from, `source` and `source_offset`: the input record, its stamp)."""
+    return {
+        "envelope": new_envelope(
+            "RiskCounted",
+            source_id,
+            SERVICE,
+            event_id=event_id,
+            correlation_id=source_id,
+            occurred_at=increment.at_ms,
+        ),
+        "subject": increment.subject,
+        "key": increment.key,
+        "at": increment.at_ms,
+        "counts": increment.counts,
+        "members": increment.members,
+        "source": source,
+        "source_offset": source_offset,
+    }
 
 
 def _first_count(returns: MutableMapping[str, Any], return_id: str, what: str) -> bool:
@@ -471,13 +483,13 @@ async def _record_verdict(
     has the same event id: the saga takes it once)."""
     await ports.audit(
         {
+            "operation_id": record["envelope"]["event_id"],
             "operation": f"review {record['verdict']}",
             "actor": reviewer,
             "reason": reason.strip(),
             "at_ms": record["decided_at"],
-            "return_id": return_id,
-            "case_id": record["case_id"],
-            "event_id": record["envelope"]["event_id"],
+            "selection": {"return_id": return_id, "case_id": record["case_id"]},
+            "result": {"verdict": record["verdict"], "held": record["held"]},
         }
     )
     await ports.publish([("RiskReviewDecided", record)])

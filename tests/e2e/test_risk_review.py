@@ -125,7 +125,9 @@ def test_a_held_return_pays_nothing_until_approved_then_pays_once(stack, http):
     time.sleep(2)
     assert len(refunds_of(http, stack, return_id)) == 1
     audited = [
-        e for e in asyncio.run(read_trail(stack.bootstrap)) if e.get("return_id") == return_id
+        e
+        for e in asyncio.run(read_trail(stack.bootstrap))
+        if (e.get("selection") or {}).get("return_id") == return_id
     ]
     assert [(e["operation"], e["actor"]) for e in audited] == [("review approve", "reviewer-1")]
 

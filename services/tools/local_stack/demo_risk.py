@@ -43,10 +43,11 @@ from services.decisions.risk.count_records import (
 from services.decisions.risk.return_features import counted_inspection, item_facts
 from services.decisions.risk.rolling_counts import DAY_MS
 from services.eventing.avro_codec import AvroCodec, CodecError
-from services.eventing.envelope import deterministic_event_id, new_envelope
+from services.eventing.envelope import deterministic_event_id
 from services.eventing.event_publisher import producer_settings
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import RISK_COUNTS, RISK_EVENTS, RISK_SELLERS
+from services.risk.handlers import counted_record
 from services.tools.local_stack.drawn_returns import (
     PHOTO_REASONS,
     TrackedReturn,
@@ -157,24 +158,9 @@ async def seed_history(bootstrap: str, increments: list[Increment]) -> int:
     try:
         sent = []
         for offset, increment in enumerate(increments):
+            event_id = deterministic_event_id(HISTORY_SOURCE, str(offset))
             source_id = f"{increment.subject}-{increment.key}"
-            record = {
-                "envelope": new_envelope(
-                    "RiskCounted",
-                    source_id,
-                    "demo-history",
-                    event_id=deterministic_event_id(HISTORY_SOURCE, str(offset)),
-                    correlation_id=source_id,
-                    occurred_at=increment.at_ms,
-                ),
-                "subject": increment.subject,
-                "key": increment.key,
-                "at": increment.at_ms,
-                "counts": increment.counts,
-                "members": increment.members,
-                "source": HISTORY_SOURCE,
-                "source_offset": offset,
-            }
+            record = counted_record(increment, source_id, event_id, HISTORY_SOURCE, offset)
             sent.append(
                 await producer.send(
                     RISK_COUNTS.name,
