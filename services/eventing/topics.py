@@ -219,6 +219,18 @@ RISK_SELLERS = TopicSpec(
     record_types=("SellerFlagged",),
 )
 
+# Buyers whose return was held or declined, keyed by buyer_id|market: the front door
+# tightens their policy until the record's day (standing_policy.BUYER_TIGHTENED_DAYS, after
+# which compaction's deletion forgets them).
+RISK_BUYERS = TopicSpec(
+    "boomerang.risk.buyers",
+    "risk → the front door: buyers held or declined, whose policy is tightened for a while "
+    "(keyed by buyer_id|market, compacted, then deleted)",
+    cleanup_policy="compact,delete",
+    retention_ms=120 * DAY_MS,
+    record_types=("BuyerFlagged",),
+)
+
 STREAMS: tuple[TopicSpec, ...] = (
     RETURNS_EVENTS,
     PICKUP_COMMANDS,
@@ -238,6 +250,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     RISK_EVENTS,
     RISK_COUNTS,
     RISK_SELLERS,
+    RISK_BUYERS,
 )
 
 

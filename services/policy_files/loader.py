@@ -51,7 +51,7 @@ def parse_layer(name: str, text: str) -> PolicyLayer:
         raise PolicyError(problems)
     scope = document["scope"]
     currency = document.get("currency")
-    is_market = "category" not in scope and "seller" not in scope
+    is_market = not {"category", "seller", "buyer"} & set(scope)
     if is_market and currency is None:
         problems.append(PolicyProblem(name, "currency", "a market's policy names its currency"))
     if currency is not None and currency not in CURRENCY_EXPONENTS:
@@ -69,6 +69,7 @@ def parse_layer(name: str, text: str) -> PolicyLayer:
         document["rules"],
         currency,
         document.get("description", ""),
+        scope.get("buyer"),
     )
 
 

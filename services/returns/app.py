@@ -1,8 +1,8 @@
 """Composition root of the returns front door: the policy (files under `policy_dir()`,
 reloaded when they change) and the `answers` table wired to the handlers
 (services/returns/handlers.py), one consumer keeping the answers, three POST routes and,
-when it decides with the files, GET /policies (the files, and the layers flagged sellers'
-standings generate: risk's SellerFlagged); admission control measuring the
+when it decides with the files, GET /policies (the files, and the layers risk's flags
+generate: SellerFlagged, BuyerFlagged); admission control measuring the
 pipeline's queues (pipeline_backlog.py)."""
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
 from services.eventing.request_keys import path_parameter
-from services.eventing.topics import RETURNS_EVENTS, RISK_SELLERS
-from services.policy_files.generated_layers import generated_layers
+from services.eventing.topics import (
+    DAY_MS,
+    RETURNS_EVENTS,
+    RISK_BUYERS,
+    RISK_SELLERS,
+    TopicSpec,
+)
+from services.policy_files.generated_layers import buyer_layers, generated_layers
 from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
@@ -116,9 +122,11 @@ def admission_control(parts: runtime.ServiceParts) -> Callable[[int], Refusal | 
     return admit
 
 
-def sellers_standings(parts: runtime.ServiceParts) -> GlobalTable[dict[str, Any]]:
-    """Sellers' standings per market (risk's SellerFlagged, compacted), read whole: each
-    flagged one generates a stricter policy layer for its returns."""
+def flags_table(
+    parts: runtime.ServiceParts, topic: TopicSpec, name: str
+) -> GlobalTable[dict[str, Any]]:
+    """Risk's flags (sellers' standings, buyers held or declined; compacted), read whole:
+    each generates a stricter policy layer for its returns."""
     codec = parts.codec
 
     def record_of(value: bytes) -> dict[str, Any]:
@@ -129,10 +137,10 @@ def sellers_standings(parts: runtime.ServiceParts) -> GlobalTable[dict[str, Any]
 
     table: GlobalTable[dict[str, Any]] = GlobalTable(
         parts.settings.bootstrap,
-        RISK_SELLERS.name,
-        RISK_SELLERS.partitions,
+        topic.name,
+        topic.partitions,
         record_of,
-        client_id=f"{parts.settings.group_id}-{parts.settings.instance_id}-sellers",
+        client_id=f"{parts.settings.group_id}-{parts.settings.instance_id}-{name}",
     )
     parts.on_stop(table.stop)
     return table
@@ -142,15 +150,21 @@ def serve_policy_book(parts: runtime.ServiceParts, book: PolicyBook) -> Route:
     """Reload the policy files when they change; the GET /policies route shows the active
     set and why a newer one was refused."""
     rejected: list[str] = []  # the problems of the last set that failed to load
-    standings = sellers_standings(parts)
+    standings = flags_table(parts, RISK_SELLERS, "sellers")
+    buyers = flags_table(parts, RISK_BUYERS, "buyers")
 
     async def reload_policies() -> None:
         try:
-            flagged = await standings.caught_up()
+            sellers_flagged = await standings.caught_up()
+            buyers_flagged = await buyers.caught_up()
         except GlobalTableUnavailable as exc:
-            log.warning("sellers' standings unreadable; generated layers kept", error=str(exc))
+            log.warning("risk's flags unreadable; generated layers kept", error=str(exc))
         else:
-            book.set_generated(generated_layers(flagged.values(), book.files))
+            today = now_ms() // DAY_MS
+            book.set_generated(
+                generated_layers(sellers_flagged.values(), book.files)
+                + buyer_layers(buyers_flagged.values(), book.files, today)
+            )
         outcome = book.reload_if_changed()
         if outcome.changed:
             rejected.clear()

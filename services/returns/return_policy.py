@@ -61,7 +61,9 @@ class ReturnPolicy(Protocol):
 
 def decide_return(policies: PolicySet, request: ReturnRequest, now_ms: int) -> PolicyDecision:
     try:
-        policy = resolve_policy(policies, request.market, request.category, request.seller_id)
+        policy = resolve_policy(
+            policies, request.market, request.category, request.seller_id, request.buyer_id
+        )
     except PolicyLookupError as exc:
         rule = RuleFired("policy.market", {"market": request.market}, str(exc))
         return PolicyDecision(

@@ -43,6 +43,7 @@ from services.decisions.risk.risk_check import (
     request_of,
     windows_needed,
 )
+from services.decisions.risk.rolling_counts import day_of
 from services.decisions.risk.rule_sets import RuleSet
 from services.decisions.risk.seller_governance import (
     SEGMENT_PREFIX,
@@ -52,6 +53,7 @@ from services.decisions.risk.seller_governance import (
     standings_due,
 )
 from services.decisions.risk.seller_standing import GovernanceTerms
+from services.decisions.risk.standing_policy import BUYER_TIGHTENED_DAYS
 from services.decisions.saga.forward import inspection_problem
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
@@ -257,6 +259,8 @@ async def decide_return(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
             ports.returns[return_id] = {"request": request_of(check), "counted": []}
         if _first_count(ports.returns, return_id, "inspection"):
             counts = _counted(counted_after(check, result), incoming, "inspection", return_id)
+        if record["outcome"] in ("hold", "decline"):
+            counts.append(buyer_flagged(check, record, now))
         log.info(
             "risk decided",
             outcome=record["outcome"],
@@ -265,6 +269,31 @@ async def decide_return(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
             shadow=record["shadow_outcome"],
         )
         return [("RiskDecided", record), *counts]
+
+
+def buyer_flagged(check: Mapping[str, Any], decided: Mapping[str, Any], now_ms: int) -> Outbound:
+    """The buyer of a held or declined return: their policy in the market is tightened for
+    BUYER_TIGHTENED_DAYS (the front door loads the layer it generates)."""
+    key = f"{check['buyer_id']}|{check['market']}"
+    today = day_of(now_ms)
+    record = {
+        "envelope": new_envelope(
+            "BuyerFlagged",
+            key,
+            SERVICE,
+            event_id=deterministic_event_id(check["envelope"]["return_id"], "buyer-flagged"),
+            correlation_id=check["envelope"]["correlation_id"],
+            occurred_at=now_ms,
+        ),
+        "buyer_id": check["buyer_id"],
+        "market": check["market"],
+        "outcome": decided["outcome"],
+        "rules": [rule["rule_id"] for rule in decided["rules"]],
+        "day": today,
+        "until_day": today + BUYER_TIGHTENED_DAYS,
+        "flagged_at": now_ms,
+    }
+    return ("BuyerFlagged", record, key.encode())
 
 
 # ------------------------------------------------------------------------------ review cases

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 from services.decisions.policy.policy_rules import resolve_policy
-from services.policy_files.generated_layers import generated_layers
+from services.policy_files.generated_layers import buyer_layers, generated_layers
 from services.policy_files.loader import DEFAULT_POLICY_DIR
 from services.policy_files.policy_book import PolicyBook
 
@@ -57,3 +57,41 @@ def test_a_hand_written_seller_layer_and_unknown_markets_are_left_alone(tmp_path
         book.files,
     )
     assert texts == []
+
+
+def buyer_flag(buyer: str, day: int, until_day: int, market: str = "DE") -> dict:
+    return {"buyer_id": buyer, "market": market, "day": day, "until_day": until_day}
+
+
+def test_a_held_or_declined_buyer_gets_a_stricter_policy_until_the_flag_runs_out(tmp_path):
+    book = book_with(tmp_path)
+    before = resolve_policy(book.current, "DE", "home", "S-1", "B-risky")
+    flags = [buyer_flag("B-risky", 20_700, 20_790), buyer_flag("bad id!", 20_700, 20_790)]
+    book.set_generated(buyer_layers(flags, book.files, 20_701))
+    assert book.reload_if_changed().changed
+    tightened = resolve_policy(book.current, "DE", "home", "S-1", "B-risky")
+    assert tightened.rules["return_window_days"] == min(14, before.rules["return_window_days"])
+    assert all(r["photos_required"] >= 1 for r in tightened.rules["reasons"].values())
+    assert tightened.rules["return_shipping"]["payer"]["BUYER"] == "BUYER"
+    assert tightened.version.endswith("+DE/buyer:B-risky@v20700")
+    assert resolve_policy(book.current, "DE", "home", "S-1", "B-other") == resolve_policy(
+        book.current, "DE", "home", "S-1"
+    )
+    book.set_generated(buyer_layers(flags, book.files, 20_791))  # the flag ran out
+    assert book.reload_if_changed().changed
+    assert resolve_policy(book.current, "DE", "home", "S-1", "B-risky").rules == before.rules
+
+
+def test_a_policy_file_cannot_scope_a_buyer_together_with_a_seller_or_category(tmp_path):
+    from services.policy_files.loader import PolicyError, parse_layer
+
+    text = (
+        "policy: return-policy/v1\nscope: {market: DE, seller: S-1, buyer: B-1}\nversion: 1\n"
+        "rules: {return_window_days: 10}\n"
+    )
+    try:
+        parse_layer("x.yaml", text)
+    except PolicyError as exc:
+        assert "scope" in str(exc)
+    else:
+        raise AssertionError("a layer for a seller and a buyer at once was taken")

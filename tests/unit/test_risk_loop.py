@@ -98,6 +98,9 @@ def test_a_swapped_item_is_held_and_paid_once_after_a_reviewer_approves():
         return_id = await held_return(loop, "key-1", "ORD-HELD-1")
         assert status(loop, return_id) == Status.HELD_FOR_REVIEW
         assert loop.psp.refunds == {}, "no money moves while held"
+        [flag] = [r for _, n, r, _ in loop.delivered if n == "BuyerFlagged"]
+        assert (flag["buyer_id"], flag["market"], flag["outcome"]) == ("B-1", "DE", "hold")
+        assert flag["until_day"] - flag["day"] == 90
         listed = await loop.call("risk", "GET", "/reviews", headers=REVIEWER)
         [case] = listed.body["cases"]
         assert case["return_id"] == return_id and case["held"] and case["status"] == "open"

@@ -77,13 +77,20 @@ def policy_digest(policy_json: str) -> str:
     return hashlib.sha256(policy_json.encode()).hexdigest()
 
 
-def resolve_policy(policies: PolicySet, market: str, category: str, seller: str) -> EffectivePolicy:
-    """Market default, then the category in that market, then the seller's override."""
+def resolve_policy(
+    policies: PolicySet, market: str, category: str, seller: str, buyer: str | None = None
+) -> EffectivePolicy:
+    """Market default, then the category in that market, then the seller's override, then
+    the buyer's (a layer risk generates for a buyer whose return was held or declined)."""
     base = policies.market_layer(market)
     if base is None:
         raise PolicyLookupError(f"no return policy for market {market!r}")
     layers: list[PolicyLayer] = [base]
-    for layer in (policies.category_layer(market, category), policies.seller_layer(market, seller)):
+    for layer in (
+        policies.category_layer(market, category),
+        policies.seller_layer(market, seller),
+        policies.buyer_layer(market, buyer) if buyer else None,
+    ):
         if layer is not None:
             layers.append(layer)
     rules: dict[str, Any] = {}
