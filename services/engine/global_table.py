@@ -77,11 +77,15 @@ class GlobalTable(Generic[Value]):
         return self.values.get(key)
 
     async def caught_up(self, max_age_s: float = 0.0) -> dict[str, Value]:
-        """Every value, after reading the topic to its end as of at most `max_age_s` ago
-        (for a reader that needs recent values of keys it has seen before, not just new
-        keys; readers arriving together share one catch-up)."""
+        """Every value, after reading the topic to its end as of at most `max_age_s` before
+        this call (for a reader that needs recent values of keys it has seen before, not
+        just new keys). Readers share catch-ups: one that started after a reader asked (or
+        up to `max_age_s` before) serves it, so readers waiting behind a catch-up are served
+        by the next one together, not by one each (which, once a catch-up took longer than
+        `max_age_s`, made every reader wait for all the others' catch-ups)."""
+        asked = time.monotonic()
         async with self._lock:
-            if time.monotonic() - self._caught_up_at <= max_age_s:
+            if self._caught_up_at >= asked - max_age_s:
                 return self.values
             started = time.monotonic()
             try:

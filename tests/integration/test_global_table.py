@@ -104,3 +104,40 @@ def test_a_broker_that_cannot_be_reached_is_a_transient_failure_not_a_dead_lette
         assert isinstance(failed.value, TransientFailure)
 
     asyncio.run(scenario())
+
+
+class CountedCatchUps(GlobalTable):
+    """A GlobalTable that counts its full catch-ups (the real one underneath)."""
+
+    catch_ups = 0
+
+    async def _catch_up(self) -> None:
+        self.catch_ups += 1
+        await super()._catch_up()
+
+
+def test_readers_waiting_behind_a_catch_up_share_the_next_one_and_see_what_was_written(
+    kafka_bootstrap,
+):
+    """The risk service's decisions read every key's windows caught up: 200 readers at once
+    are served by two catch-ups (the one running and the next), not by one each, and each
+    sees every value written before it asked."""
+    topic = f"it-global-table-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        await _create(kafka_bootstrap, topic)
+        table = CountedCatchUps(kafka_bootstrap, topic, PARTITIONS, bytes.decode)
+        try:
+            await _write(kafka_bootstrap, topic, [(p, (f"k{p}", b"v1")) for p in range(3)])
+            seen = await asyncio.gather(*(table.caught_up(0.0) for _ in range(200)))
+            assert all(values == {"k0": "v1", "k1": "v1", "k2": "v1"} for values in seen)
+            assert table.catch_ups <= 2
+            await _write(kafka_bootstrap, topic, [(1, ("k1", b"v2"))])
+            assert (await table.caught_up(0.0))["k1"] == "v2"  # asked after: caught up again
+            before = table.catch_ups
+            await table.caught_up(60.0)  # a catch-up within the last minute serves it
+            assert table.catch_ups == before
+        finally:
+            await table.stop()
+
+    asyncio.run(scenario())
