@@ -22,7 +22,13 @@ from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import new_envelope
 from services.eventing.event_publisher import producer_settings
 from services.eventing.schema_catalogue import SchemaCatalogue
-from services.eventing.topics import ORDERS, REFUND_COMMANDS, STREAMS, SUPPORT_TICKETS
+from services.eventing.topics import (
+    ORDERS,
+    REFUND_COMMANDS,
+    RISK_BUYERS,
+    STREAMS,
+    SUPPORT_TICKETS,
+)
 from services.tools.local_kafka.broker import LocalKafka
 from services.tools.local_postgres.server import LocalPostgres, LocalPostgresSettings
 from services.tools.local_stack.drawn_returns import TrackedReturn
@@ -33,11 +39,11 @@ from services.tools.local_stack.stack import LEDGER, STATION_TOKENS, LocalStack
 console = Console(stderr=True)
 POISON_HEADER = "chaos.poison-id"
 RANDOM_KILLS_S = 240.0  # how long services are killed at random (a good run drives ~150 s)
-# Topics some service consumes (support tickets go to people, not to a consumer of ours).
-# the topics a service of the local stack consumes: not the support tickets (people read
-# them), not the marketplace's orders (settlement, not in the chaos stack yet, reads them
-# and keeps what it cannot book in its database, not in a dead-letter topic)
-INPUT_STREAMS = tuple(s for s in STREAMS if s not in (SUPPORT_TICKETS, ORDERS))
+# the topics a service of the local stack consumes in a group: not the support tickets
+# (people read them), not the marketplace's orders (settlement keeps what it cannot book in
+# its database, not in a dead-letter topic), not the buyers risk flags (the front door reads
+# them whole and skips, counted, what it cannot read, as a global table does)
+INPUT_STREAMS = tuple(s for s in STREAMS if s not in (SUPPORT_TICKETS, ORDERS, RISK_BUYERS))
 
 
 @dataclass
