@@ -248,13 +248,14 @@ def _recon_day(stack: LocalStack, day: date) -> dict[str, Any]:
 
 
 def charges_foreseen(driver: LoopDriver, views: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Who settlement should charge, from the returns that moved money and the liable
-    party the coordinator decided: the seller for SELLER and BUYER (the sale is reversed;
-    the buyer's fees are kept from the refund), a claim for CARRIER."""
+    """Who settlement should charge, from the returns refunded and the liable party the
+    coordinator decided: the seller for SELLER and BUYER (the sale is reversed; the buyer's
+    fees are kept from the refund, even when they take all of it: a refund of 0 still
+    reverses the sale), a claim for CARRIER. An exchange moves no money: nothing."""
     liable = Counter(
         ((views.get(t.return_id, {}).get("liability") or {}).get("liable"))
         for t in driver.tracked
-        if t.terminal == "ReturnCompleted" and t.expected_minor > 0
+        if t.terminal == "ReturnCompleted" and t.expected_method != "EXCHANGE"
     )
     return {
         "seller_debits_expected": liable["SELLER"] + liable["BUYER"],
