@@ -127,6 +127,22 @@ class ConsumeLoop:
             return None
         return frozenset(self.state_partitions)
 
+    async def records_behind(self, topic: str) -> int | None:
+        """Records of `topic` on this instance's partitions not handled yet: not fetched
+        (to the high watermark last seen) or fetched and not done; None while unknown (no
+        consumer, partitions moving, or no fetch answered yet)."""
+        if self.consumer is None or self.owned_partitions() is None:
+            return None
+        behind = 0
+        for tp in self.consumer.assignment():
+            if tp.topic != topic:
+                continue
+            high = self.consumer.highwater(tp)
+            if high is None:
+                return None
+            behind += max(0, high - await self.consumer.position(tp))
+        return behind + self.progress.outstanding()
+
     def partition_count(self, topic: str, declared: int) -> int:
         """`topic`'s partitions as the consumer's metadata has them (`declared` before it
         has any)."""

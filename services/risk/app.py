@@ -62,6 +62,8 @@ WINDOW_RETENTION_MS = (HORIZON_DAYS + 1) * DAY_MS
 # a decision reads the windows as caught up at most this long ago (decisions arriving
 # together share one catch-up instead of each reading the changelog's end offsets)
 WINDOWS_MAX_AGE_S = 0.25
+# sellers are judged only with at most this many counts records not yet folded here
+GOVERNANCE_MAX_BEHIND = 1000
 log = get_logger(__name__)
 
 
@@ -193,7 +195,16 @@ def build(
         )
 
         async def judge_sellers() -> None:
-            if parts.ready and (due := await handlers.judge_sellers(ports)):
+            """Sellers are judged on counts folded to the end of the counts topic: judged
+            on a part of them (a restart, a backfill), an honest seller stood out among
+            the few peers counted so far, and a flag lasts."""
+            if not parts.ready or parts.loop is None:
+                return
+            behind = await parts.loop.records_behind(RISK_COUNTS.name)
+            if behind is None or behind > GOVERNANCE_MAX_BEHIND:
+                log.info("sellers not judged: counts still being folded", behind=behind)
+                return
+            if due := await handlers.judge_sellers(ports):
                 await parts.publish_durably(due)
 
         parts.every(governance_interval_s, judge_sellers)
