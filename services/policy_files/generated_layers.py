@@ -28,7 +28,7 @@ def generated_layers(
     standings: Iterable[Mapping[str, Any]], files: PolicySet
 ) -> list[tuple[str, str]]:
     """(name, text) of each layer to load with `files` (the layers read from the files)."""
-    written = {layer.key for layer in files.layers if not layer.file.startswith(GENERATED_DIR)}
+    written = _hand_written_scopes(files)
     texts = []
     for record in sorted(standings, key=lambda r: (r["market"], r["seller_id"])):
         market, seller = record["market"], record["seller_id"]
@@ -51,7 +51,7 @@ def buyer_layers(
     flags: Iterable[Mapping[str, Any]], files: PolicySet, today: int
 ) -> list[tuple[str, str]]:
     """(name, text) of each flagged buyer's layer still in force `today` (a UTC day)."""
-    written = {layer.key for layer in files.layers if not layer.file.startswith(GENERATED_DIR)}
+    written = _hand_written_scopes(files)
     texts = []
     for record in sorted(flags, key=lambda r: (r["market"], r["buyer_id"])):
         market, buyer = record["market"], record["buyer_id"]
@@ -64,3 +64,8 @@ def buyer_layers(
         name = f"{GENERATED_DIR}/{market}/buyer-{buyer}.yaml"
         texts.append((name, yaml.safe_dump(layer, sort_keys=True)))
     return texts
+
+
+def _hand_written_scopes(files: PolicySet) -> set[tuple[str, str, str, str]]:
+    """The scopes a policy file names: a generated layer never replaces one."""
+    return {layer.key for layer in files.layers if not layer.file.startswith(GENERATED_DIR)}

@@ -562,10 +562,7 @@ async def judge_sellers(ports: RiskPorts) -> list[Outbound]:
     on a partition it owns), as SellerFlagged records where something changed."""
     now = ports.clock_ms()
     windows = governed_windows(await ports.all_windows(), now)
-    previous = {
-        key: {**record, "rates": orjson.loads(record["rates_json"])}
-        for key, record in ports.standings.items()
-    }
+    previous = dict(ports.standings)  # the latest standing per seller|market
     outbound: list[Outbound] = []
     for record in standings_due(windows, previous, now, ports.terms, ports.judges):
         key = standing_key(record["seller_id"], record["market"])
