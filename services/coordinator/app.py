@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from services.coordinator import handlers
+from services.coordinator import handlers, saga_metrics
 from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_archive import SqliteArchive, catch_up
@@ -88,7 +88,9 @@ def build(
             archive=archive,
             archive_timers=DueTimers(reloads=lambda: sagas.reloads),
             owned_partitions=lambda: parts.loop.owned_partitions() if parts.loop else None,
+            figures=saga_metrics.record_figures,
         )
+        saga_metrics.SAGA_TABLE.sagas = lambda: sagas
 
         async def archive_arriving(partitions: set[int]) -> None:
             await catch_up(archive, settings.bootstrap, SAGA_ARCHIVE.name, partitions, parts.codec)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from services.coordinator.archived_sagas import MemoryArchive, SagaArchive, archived_saga
 from services.coordinator.due_timers import DueTimers
 from services.decisions import saga
+from services.decisions.after_sales.saga_figures import SagaFigures, saga_figures
 from services.decisions.folded_events import unfolded
 from services.decisions.saga import archiving
 from services.decisions.saga import stored as stored_saga
@@ -85,6 +86,8 @@ class CoordinatorPorts:
     archive: SagaArchive = field(default_factory=MemoryArchive)
     archive_timers: DueTimers = field(default_factory=DueTimers)
     owned_partitions: Callable[[], Collection[int] | None] = lambda: None  # None: all
+    # what each step adds to the after-sales figures, and the return it is of (metrics)
+    figures: Callable[[SagaFigures, str], None] = lambda figures, return_id: None
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ def _drive(
             ports.timers.note(return_id, timer["due_at"])
         if isinstance(value, Settled) and value.archive_at is not None:
             ports.archive_timers.note(return_id, value.archive_at)
+        ports.figures(saga_figures(state, transition.state), return_id)
     log.debug(
         "saga event",
         event_type=name,

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.engine import loop_metrics
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
 from services.engine.handled_signal import SIGNAL_EVERY_S, HandledPositions
 from services.engine.heap_release import heap_trimmer
@@ -40,6 +41,7 @@ LOST_GENERATION = -1  # aiokafka's generation once the group coordinator forgot 
 PRUNE_EVERY_S = 60.0  # stamps of keys whose state is gone are dropped this often
 # free heap pages are handed back to the system this often (engine/heap_release.py)
 HEAP_RELEASE_EVERY_S = 10.0
+LAG_MEASURED_EVERY_S = 1.0  # for /metrics (engine/loop_metrics.py)
 
 
 class OffsetStore(Protocol):
@@ -115,6 +117,43 @@ class ConsumeLoop:
         )
         self._checkpoint_lock = asyncio.Lock()
         self._stopping = False
+        self.lag: dict[tuple[str, int], int] = {}  # last measured, per input partition
+
+    def readings(self) -> loop_metrics.LoopReadings:
+        """What /metrics shows of this loop (plain readings, no I/O)."""
+        return loop_metrics.LoopReadings(
+            ready=self.ready,
+            partitions_assigned=len(self.owned),
+            in_flight=len(self.tails),
+            buffered=self.progress.outstanding(),
+            lag=dict(self.lag),
+            state_entries={name: len(table) for name, table in self.store.tables.items()},
+            keys_tracked=len(self.store.partition_of),
+            state_expired=self.state_expired,
+            skipped_as_applied=self.records.skipped_as_applied,
+        )
+
+    async def _measure_lag_every(self) -> None:
+        """Each owned partition's records not yet done: fetched and not done, plus not
+        fetched up to the high watermark last seen."""
+        while True:
+            await asyncio.sleep(LAG_MEASURED_EVERY_S)
+            if self.consumer is None or self.owned_partitions() is None:
+                continue
+            measured = {}
+            for tp in list(self.owned):
+                high = self.consumer.highwater(tp)
+                if high is None:
+                    continue
+                try:
+                    position = await self.consumer.position(tp)
+                except KafkaError:
+                    continue
+                waiting = self.progress.partitions.get((tp.topic, tp.partition))
+                measured[(tp.topic, tp.partition)] = max(0, high - position) + (
+                    waiting.outstanding if waiting else 0
+                )
+            self.lag = measured
 
     @property
     def ready(self) -> bool:
@@ -189,6 +228,7 @@ class ConsumeLoop:
             return
         checkpoints = asyncio.create_task(self._checkpoint_every())
         signals = asyncio.create_task(self._signal_handled_every())
+        lag = asyncio.create_task(self._measure_lag_every())
         try:
             while not self._stopping:
                 # no fetch while partitions move, state is recovered, or this member was put
@@ -217,6 +257,7 @@ class ConsumeLoop:
         finally:
             checkpoints.cancel()
             signals.cancel()
+            lag.cancel()
 
     def _throttle(self, room: int) -> None:
         """Pause every partition while the buffer is full, and the admission topics' while

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from services.engine import loop_metrics
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.event_publisher import encoded_record, producer_settings
 from services.eventing.handler_contract import Outbound
@@ -90,10 +91,11 @@ class RecordProducer:
         self, encoded: Sequence[tuple[str, bytes | None, bytes | None, list]]
     ) -> list[asyncio.Future]:
         producer = await self._started()
-        return [
-            await producer.send(topic, value=value, key=key, headers=headers)
-            for topic, key, value, headers in encoded
-        ]
+        sent = []
+        for topic, key, value, headers in encoded:
+            sent.append(await producer.send(topic, value=value, key=key, headers=headers))
+            loop_metrics.produced(topic)
+        return sent
 
     async def send_to(
         self,
@@ -104,9 +106,11 @@ class RecordProducer:
         headers: list[tuple[str, bytes]],
     ) -> asyncio.Future:
         producer = await self._started()
-        return await producer.send(
+        sent = await producer.send(
             topic, value=value, key=key, headers=headers, partition=partition
         )
+        loop_metrics.produced(topic)
+        return sent
 
     async def publish(self, outbound: Sequence[Outbound]) -> None:
         """Write every record and wait until the broker acknowledged all of them."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from services.engine import loop_metrics
 from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import Handling, StateStore, handling
@@ -60,6 +62,7 @@ class RecordHandling:
     async def _effects(self, message: Any, subscription: Subscription) -> list[tuple]:
         """The encoded records this input leads to (its outputs or its dead letter)."""
         if subscription.accepts is not None and self._not_for(subscription, message.value):
+            loop_metrics.passed_over(message.topic, "not_for_service")
             return []
         try:
             decoded = self.codec.decode(message.value)
@@ -74,6 +77,7 @@ class RecordHandling:
         if self.store.already_applied(key, message.topic, message.offset):
             log.debug("record already in the state; skipped", offset=message.offset)
             self.skipped_as_applied += 1
+            loop_metrics.passed_over(message.topic, "skipped_applied")
             return []
         incoming = Incoming(
             decoded.name,
@@ -87,15 +91,23 @@ class RecordHandling:
             key, message.topic, message.partition, message.offset, message.timestamp or 0
         )
         with event_context(decoded.record["envelope"], topic=message.topic), handling(position):
+            started = time.perf_counter()
             try:
                 outbound = await self._outbound(incoming, subscription)
             except (DomainRejection, TransientFailure, UnhandledError) as exc:
                 return [self.dead_letter(message, exc)]
             try:
-                return self.producer.encode(outbound)
+                encoded = self.producer.encode(outbound)
             except (CodecError, EnvelopeError, KeyError) as exc:  # the handler built a bad record
                 log.exception("handler produced an invalid record")
                 return [self.dead_letter(message, UnhandledError(f"{type(exc).__name__}: {exc}"))]
+            loop_metrics.handled(
+                message.topic,
+                decoded.name,
+                time.perf_counter() - started,
+                decoded.record["envelope"].get("return_id"),
+            )
+            return encoded
 
     def _not_for(self, subscription: Subscription, value: Any) -> bool:
         """A record of a type the subscription does not act on, told by its schema
@@ -154,5 +166,6 @@ class RecordHandling:
             source_partition=record.partition,
             source_offset=record.offset,
         )
+        loop_metrics.dead_lettered(record.topic, type(error).__name__)
         headers = dead_letter_headers(record, error, self.settings.service)
         return (dead_letter_topic_name(record.topic), record.key, record.value, headers)

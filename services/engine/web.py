@@ -7,11 +7,15 @@ status (see `request_fields`); anything unexpected is a logged 500.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import REGISTRY, Histogram
+from prometheus_client.exposition import choose_encoder
 
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, RouteHandler
 from services.eventing.log_setup import get_logger
@@ -19,6 +23,59 @@ from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.request_fields import ApiError
 
 log = get_logger(__name__)
+
+HTTP_SECONDS = Histogram(
+    "boomerang_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method, route template and status",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UNMATCHED_ROUTE = "unmatched"  # a path no route serves: one label, whatever was asked
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template ("/returns/{return_id}"), never the path asked (ids are not
+    labels)."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+@web.middleware
+async def timed_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every request's time into HTTP_SECONDS (a refusal raised by aiohttp, 404 and 405
+    included, with its own status)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        HTTP_SECONDS.labels(request.method, route_template(request), str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
+def new_web_app(**options: Any) -> web.Application:
+    """An aiohttp application with every request timed for /metrics."""
+    return web.Application(middlewares=[timed_requests], **options)
+
+
+def add_metrics_page(app: web.Application) -> None:
+    """GET /metrics: the process's metrics, as Prometheus text or, when the scraper asks
+    for it, OpenMetrics (which carries the exemplars)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(REGISTRY), headers={"Content-Type": content_type})
+
+    app.router.add_get("/metrics", metrics)
 
 
 def json_answer(

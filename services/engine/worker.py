@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from services.engine import collector
+from services.engine import collector, loop_metrics
 from services.engine.consume_loop import ConsumeLoop, OffsetStore
 from services.engine.owner_routing import (
     OwnerForwarding,
@@ -34,7 +34,13 @@ from services.engine.producer import RecordProducer
 from services.engine.settings import ServiceSettings
 from services.engine.state_store import StateStore, StateTable, TopicView
 from services.engine.stored_value import Settles
-from services.engine.web import add_openapi_page, add_route, json_answer
+from services.engine.web import (
+    add_metrics_page,
+    add_openapi_page,
+    add_route,
+    json_answer,
+    new_web_app,
+)
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.handler_contract import (
     HttpAnswer,
@@ -124,7 +130,7 @@ def build_parts(settings: ServiceSettings) -> ServiceParts:
     producer = RecordProducer(
         settings.bootstrap, settings.group_id, codec, linger_ms=settings.linger_ms
     )
-    return ServiceParts(settings, codec, producer, StateStore(), web.Application())
+    return ServiceParts(settings, codec, producer, StateStore(), new_web_app())
 
 
 def while_tables_recover(
@@ -149,6 +155,7 @@ def serve(parts: ServiceParts, wiring: Wiring) -> None:
         admission_topics=wiring.admission_topics,
         arrival_hooks=parts.arrival_hooks,
     )
+    loop_metrics.watch_loop(parts.loop.readings)
     for route in wiring.routes:
         if route.owner_key is not None or route.merge is not None:
             handler = owner_answers(parts, route, wiring.subscriptions[0].topics[0])
@@ -219,6 +226,7 @@ def build_service(
     parts = build_parts(settings)
     serve(parts, wire(parts))
     add_health_page(parts)
+    add_metrics_page(parts.web)
     add_openapi_page(parts.web, openapi)
     return parts
 

@@ -10,14 +10,32 @@ hundred partner calls in flight.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+from prometheus_client import Histogram
 
 POOL_SIZE = 20  # connections per partner, all kept alive
+
+PARTNER_CALL_SECONDS = Histogram(
+    "boomerang_partner_call_duration_seconds",
+    "Partner HTTP calls (carrier, payment providers, marketplace), by partner, operation "
+    "(method and path, ids replaced by {id}) and outcome (2xx, 4xx, 5xx, timeout, "
+    "connect_failed, unreachable)",
+    ["partner", "operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+_ID_SEGMENT = re.compile(r"[^/]*\d[^/]*")  # a path segment with a digit is an id
+
+
+def operation_of(method: str, path: str) -> str:
+    """A call's bounded label: "POST /bookings/{id}/cancel" for "/bookings/BK-42/cancel"."""
+    return f"{method} {_ID_SEGMENT.sub('{id}', path.split('?', 1)[0])}"
 
 
 class PartnerUnreachable(Exception):
@@ -43,8 +61,15 @@ class PartnerResponse:
 
 
 class PartnerHttp:
-    def __init__(self, base_url: str, timeout_s: float = 5.0, connect_timeout_s: float = 2.0):
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        partner: str = "partner",
+    ):
         self.base_url = base_url.rstrip("/")
+        self.partner = partner  # the metrics' label: carrier, psp, psp-b, marketplace
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -66,16 +91,27 @@ class PartnerHttp:
         if json is not None:
             body = orjson.dumps(json)
             sent["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        outcome = "unreachable"
         try:
             async with self._opened().request(
                 method, self.base_url + path, data=body, headers=sent
             ) as response:
                 content = await response.read()
+                outcome = f"{response.status // 100}xx"
                 return PartnerResponse(response.status, content, dict(response.headers))
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            outcome = "connect_failed"
             raise PartnerConnectFailed(f"{type(exc).__name__}: {exc}") from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TimeoutError as exc:
+            outcome = "timeout"
             raise PartnerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise PartnerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            PARTNER_CALL_SECONDS.labels(self.partner, operation_of(method, path), outcome).observe(
+                time.perf_counter() - started
+            )
 
     async def post(self, path: str, json: Any = None, headers: Any = None) -> PartnerResponse:
         return await self.request("POST", path, json=json, headers=headers)

@@ -85,4 +85,4 @@ class CarrierClient:
 
 def carrier_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
     """One pooled client per process."""
-    return PartnerHttp(base_url, timeout_s)
+    return PartnerHttp(base_url, timeout_s, partner="carrier")

@@ -78,7 +78,7 @@ def partners_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> Pa
         env.get("PSP_PROVIDERS")
         or json.dumps({PROVIDER: env.get("PSP_URL", "http://127.0.0.1:8092")})
     )
-    providers = {name: PspClient(psp_http(url, timeout), name) for name, url in urls.items()}
+    providers = {name: PspClient(psp_http(url, timeout, name), name) for name, url in urls.items()}
     routes_text = env.get("REFUND_PROVIDER_ROUTES")
     routes = (
         ProviderRoutes.parse(routes_text, list(providers))

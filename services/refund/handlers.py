@@ -49,6 +49,7 @@ from services.eventing.log_setup import get_logger
 from services.eventing.request_fields import ApiError, parse_json_object
 from services.eventing.signed_webhooks import publish_signed_event
 from services.eventing.webhook_signature import PSP_SIGNATURE
+from services.refund import refund_metrics
 from services.refund.marketplace_client import ReplacementAnswer, ReplacementOrder
 from services.refund.psp_client import PROVIDER, ProviderDown, PspAnswer, RefundOrder
 from services.refund.webhook_parsing import provider_of, webhook_event
@@ -207,6 +208,7 @@ async def pay(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
             ports.routes[return_id] = {**reached, order.key: provider}
             raise
         name, record = result_event(command, answer, provider)
+        refund_metrics.refund_answered(order.method, provider, answer.accepted)
         log.debug(
             "refund answered",
             result=name,
@@ -290,6 +292,7 @@ async def partner_unreachable(
     name, record = result_event(command, answer, provider)
     record["retryable"] = True
     record["next_action"] = str(NextAction.RETRY)
+    refund_metrics.provider_unavailable(str(command["method"]), provider)
     return [(name, record)]
 
 

@@ -74,4 +74,4 @@ class MarketplaceClient:
 
 
 def marketplace_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
-    return PartnerHttp(base_url, timeout_s)
+    return PartnerHttp(base_url, timeout_s, partner="marketplace")

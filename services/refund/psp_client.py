@@ -148,5 +148,5 @@ class PspClient:
         raise PspRefused(f"psp void: HTTP {response.status_code} {response.text[:300]}")
 
 
-def psp_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
-    return PartnerHttp(base_url, timeout_s)
+def psp_http(base_url: str, timeout_s: float = 5.0, name: str = "psp") -> PartnerHttp:
+    return PartnerHttp(base_url, timeout_s, partner=name)

@@ -47,7 +47,7 @@ from services.eventing.topics import (
     RISK_EVENTS,
     RISK_SELLERS,
 )
-from services.risk import handlers
+from services.risk import handlers, risk_metrics
 from services.risk.handlers import SERVICE, RiskPorts
 from services.tools.oncall.audit_trail import Operation, audit_event
 from services.tools.oncall.audit_trail import record as record_audit
@@ -193,6 +193,9 @@ def build(
             ),
             judges=partial(judged_here, parts),
         )
+
+        risk_metrics.REVIEW_QUEUE.cases = lambda: ports.cases
+        risk_metrics.REVIEW_QUEUE.status_of = lambda case: handlers.case_status(case, now_ms())
 
         async def judge_sellers() -> None:
             """Sellers are judged on counts folded to the end of the counts topic: judged

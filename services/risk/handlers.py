@@ -61,6 +61,7 @@ from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.named_tokens import token_holder
 from services.eventing.request_fields import ApiError, parse_json_object
+from services.risk import risk_metrics
 
 SERVICE = "risk"
 REQUEST_KEPT = (*REQUEST_FIELDS, "lines")  # what counting a return reads
@@ -185,10 +186,16 @@ async def count_return_events(ports: RiskPorts, incoming: Incoming) -> list[Outb
 
 
 async def count_orders(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
-    if incoming.name != "OrderPlaced":
-        return []
     order = incoming.record["order"]
     ref = order["order_ref"]
+    if incoming.name == "OrderDelivered":
+        known = ports.orders.get(ref) or {"counted_at": int(order["placed_at"])}
+        if not known.get("delivered"):  # once per order
+            ports.orders[ref] = {**known, "delivered": True}
+            risk_metrics.order_delivered(str(order["market"]))
+        return []
+    if incoming.name != "OrderPlaced":
+        return []
     if ref in ports.orders:
         return []  # counted before (the order re-published, or the topic replayed)
     ports.orders[ref] = {"counted_at": int(order["placed_at"])}
@@ -261,6 +268,7 @@ async def decide_return(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
             counts = _counted(counted_after(check, result), incoming, "inspection", return_id)
         if record["outcome"] in ("hold", "decline"):
             counts.append(buyer_flagged(check, record, now))
+        risk_metrics.decided(str(check["market"]), record["outcome"])
         log.info(
             "risk decided",
             outcome=record["outcome"],
@@ -496,6 +504,8 @@ async def give_verdict(ports: RiskPorts, request: HttpRequest, return_id: str) -
                 503, "unavailable", "the verdict could not be recorded; send it again"
             ) from exc
         ports.verdicts_sent[case_id] = ("approved" if approve else "denied", reviewer)
+        waited = now - int(decided.get("decided_at") or now)
+        risk_metrics.verdict_given(verdict, record["held"], waited, return_id)
         while len(ports.verdicts_sent) > VERDICTS_REMEMBERED:
             ports.verdicts_sent.popitem(last=False)
         with event_context(return_id=return_id, event_id=record["envelope"]["event_id"]):

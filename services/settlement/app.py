@@ -26,6 +26,8 @@ from psycopg import AsyncConnection
 
 from services.decisions.settlement.cycles import cycle, cycle_number
 from services.decisions.settlement.return_postings import SettlementTerms
+from services.engine import loop_metrics
+from services.engine.web import add_metrics_page, timed_requests
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
@@ -141,6 +143,22 @@ class SettlementService:
                 log.warning("settlement interrupted; starting again", error=repr(exc), in_s=wait_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait_s)
+
+    def readings(self) -> loop_metrics.LoopReadings:
+        """What /metrics shows of the booking consumer (engine/loop_metrics.py)."""
+        consumer = self.consumer
+        kafka = consumer.consumer if consumer else None
+        return loop_metrics.LoopReadings(
+            ready=kafka is not None,
+            partitions_assigned=len(kafka.assignment()) if kafka else 0,
+            in_flight=0,
+            buffered=0,
+            lag=consumer.lag() if consumer else {},
+            state_entries={},
+            keys_tracked=0,
+            state_expired=0,
+            skipped_as_applied=0,
+        )
 
     async def health(self, _request: web.Request) -> web.Response:
         """200 while booking from Kafka into the ledger, 503 while (re)connecting."""
@@ -297,8 +315,10 @@ class SettlementService:
 
 async def serve(settings: SettlementSettings) -> int:
     service = SettlementService(settings, SettlementTerms())
-    app = web.Application(middlewares=[_problems])
+    app = web.Application(middlewares=[timed_requests, _problems])
     app.router.add_get("/health", service.health)
+    add_metrics_page(app)
+    loop_metrics.watch_loop(service.readings)
     document = load_openapi_document(OPENAPI_DOCUMENT)  # a bad one stops the start
     app.router.add_get("/openapi.json", lambda _request: web.json_response(document))
     app.router.add_get("/sellers/{seller_id}/statements/{cycle_id}", service.seller_statement)

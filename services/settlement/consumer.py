@@ -41,10 +41,12 @@ from services.decisions.settlement.return_postings import (
     liability_entry,
     refund_entry,
 )
+from services.engine import loop_metrics
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.envelope import EnvelopeError, check_envelope
 from services.eventing.log_setup import get_logger
 from services.eventing.topics import ORDERS, REFUND_EVENTS, SAGA_EVENTS
+from services.settlement import settlement_metrics
 from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import Booking, LedgerStore
 
@@ -89,6 +91,20 @@ class SettlementConsumer:
         self.duplicates = 0
         self.read = 0  # records read (booked or not) since this consumer started
         self._batch: list[JournalEntry] = []
+        self.positions: dict[tuple[str, int], int] = {}  # next offset, per partition read
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records of each assigned partition past what was read (the high watermark last
+        fetched minus the next offset): for /metrics."""
+        if self.consumer is None:
+            return {}
+        behind = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            read = self.positions.get((tp.topic, tp.partition))
+            if high is not None and read is not None:
+                behind[(tp.topic, tp.partition)] = max(0, high - read)
+        return behind
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -112,6 +128,9 @@ class SettlementConsumer:
         batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=MAX_RECORDS)
         records = sum(len(rs) for rs in batch.values())
         self.read += records
+        for tp, messages in batch.items():
+            if messages:
+                self.positions[(tp.topic, tp.partition)] = messages[-1].offset + 1
         if records:
             try:
                 booking = await self.handle(batch)
@@ -122,6 +141,10 @@ class SettlementConsumer:
                 booking = await self.handle_one_by_one(batch)
             self.booked += len(booking.booked)
             self.duplicates += len(booking.duplicates)
+            settlement_metrics.ENTRIES_BOOKED.inc(len(booking.booked))
+            settlement_metrics.ENTRIES_DUPLICATE.inc(len(booking.duplicates))
+            for tp, messages in batch.items():
+                loop_metrics.RECORDS_CONSUMED.labels(tp.topic, "handled").inc(len(messages))
         return records
 
     async def handle(self, batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> Booking:
@@ -429,6 +452,7 @@ class SettlementConsumer:
         self, message: ConsumerRecord, name: str | None, return_id: str | None, reason: str
     ) -> None:
         log.warning("record not settled", topic=message.topic, offset=message.offset, reason=reason)
+        settlement_metrics.RECORDS_REJECTED.labels(message.topic).inc()
         payload = message.value
         await self.conn.execute(
             "INSERT INTO settlement_rejects"

@@ -32,6 +32,7 @@ from psycopg import AsyncConnection
 from services.decisions.settlement.cycles import cycle
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import get_logger
+from services.settlement import settlement_metrics
 from services.settlement.claims_desk import work_claims
 from services.settlement.cycle_calendar import CycleCalendar
 from services.settlement.ledger_store import LedgerStore
@@ -110,6 +111,7 @@ class FinanceSchedule:
             ("close", self.settings.close_every_s, self.close_ended_cycles),
             ("recon", self.settings.recon_every_s, self.reconcile_yesterday),
             ("retention", self.settings.retention_every_s, self.retention),
+            ("figures", settlement_metrics.FIGURES_EVERY_S, self.read_figures),
         ]
         if self.settings.carrier_url:
             jobs.insert(0, ("claims", self.settings.claims_every_s, self.claims))
@@ -141,6 +143,22 @@ class FinanceSchedule:
         except Exception as exc:  # a bug: logged with its trace, the other jobs go on
             self.last_error = f"{name}: {exc!r}"
             log.exception("scheduled job failed unexpectedly; it runs again", job=name)
+
+    async def read_figures(self, conn: AsyncConnection) -> None:
+        """The last reconciliation run's figures, for /metrics (settlement_metrics.py)."""
+        run = await (
+            await conn.execute(
+                "SELECT run_date, match_rate, by_category FROM recon_runs"
+                " ORDER BY run_date DESC LIMIT 1"
+            )
+        ).fetchone()
+        tickets = await (await conn.execute("SELECT count(*) FROM recon_tickets")).fetchone()
+        settlement_metrics.RECON.figures = settlement_metrics.ReconFigures(
+            run_date=str(run[0]) if run else "",
+            match_rate=float(run[1]) if run else None,
+            breaks_by_category={str(k): int(v) for k, v in (run[2] if run else {}).items()},
+            open_tickets=int(tickets[0]) if tickets else 0,
+        )
 
     async def claims(self, conn: AsyncConnection) -> None:
         assert self.settings.carrier_url is not None

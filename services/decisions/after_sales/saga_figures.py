@@ -1,0 +1,121 @@
+"""What one saga transition adds to the after-sales figures (pure, no I/O): a return
+started, a pickup resolved (collected at the first attempt, after a failed one, or not at
+all), money paid back to the buyer (request → money and pickup → money, on the providers'
+clocks), a compensation begun, an end reached.
+
+The coordinator records these in its metrics (coordinator/saga_metrics.py); a duplicate
+event changes no state, so it adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.decisions.saga.state import SagaState, Status
+
+# request → money and pickup → money: seconds to 30 days (the refund deadlines of bank
+# transfers and store credit run in days; the loop itself in seconds)
+MONEY_TIME_BUCKETS_S = (
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    2 * 86400.0,
+    3 * 86400.0,
+    5 * 86400.0,
+    7 * 86400.0,
+    10 * 86400.0,
+    14 * 86400.0,
+    21 * 86400.0,
+    30 * 86400.0,
+)
+UNKNOWN = "unknown"  # a label for a field the request did not carry
+NO_MONEY_METHODS = frozenset({"EXCHANGE"})  # completed without paying the buyer back
+
+
+@dataclass(frozen=True)
+class SagaFigures:
+    market: str
+    category: str
+    started: bool = False
+    # "first_attempt" | "after_failed_attempt" | "not_collected" when the pickup step ended
+    pickup: str | None = None
+    compensation_started: bool = False
+    finished: str | None = None  # the terminal status reached
+    refund_method: str | None = None  # set with the money times below
+    request_to_money_s: float | None = None
+    pickup_to_money_s: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.started
+            or self.pickup
+            or self.compensation_started
+            or self.finished
+            or self.request_to_money_s is not None
+        )
+
+
+def saga_figures(before: SagaState | None, after: SagaState) -> SagaFigures:
+    """The figures the step from `before` (None: no saga yet) to `after` adds."""
+    request = after.request or {}
+    market = str(request.get("market") or UNKNOWN)
+    category = str(request.get("category") or UNKNOWN)
+    was = before.status if before is not None else Status.NEW
+    was_requested = before is not None and bool(before.request)
+    started = bool(after.request) and not was_requested
+    finished = (
+        str(after.status) if after.terminal and (before is None or not before.terminal) else None
+    )
+    return SagaFigures(
+        market=market,
+        category=category,
+        started=started,
+        pickup=_pickup_resolved(before, after),
+        compensation_started=after.status == Status.COMPENSATING and was != Status.COMPENSATING,
+        finished=finished,
+        **(_money(after) if finished == Status.COMPLETED else {}),
+    )
+
+
+def _pickup_resolved(before: SagaState | None, after: SagaState) -> str | None:
+    collected_before = bool(before is not None and before.pickup.get("collected_at"))
+    if after.pickup.get("collected_at") and not collected_before:
+        return "after_failed_attempt" if after.pickup.get("failed_attempts") else "first_attempt"
+    if collected_before or not after.pickup.get("failed_attempts"):
+        return None
+    # failed attempts, then the saga left the pickup without the parcel (cancelled, or
+    # compensated for running out of attempts)
+    gave_up = after.status in (Status.CANCELLING, Status.COMPENSATING) or after.terminal
+    was_waiting = before is not None and not (
+        before.status in (Status.CANCELLING, Status.COMPENSATING) or before.terminal
+    )
+    return "not_collected" if gave_up and was_waiting else None
+
+
+def _money(after: SagaState) -> dict[str, object]:
+    """Request → money and pickup → money of a completed saga that paid the buyer back (the
+    provider's time of paying: its settlement of a pending refund, else its answer)."""
+    refund = after.refund or {}
+    method = str(refund.get("method") or UNKNOWN)
+    amount = (refund.get("amount") or {}).get("amount_minor", 0)
+    paid_at = refund.get("settled_at") or refund.get("issued_at")
+    requested_at = (after.request or {}).get("requested_at")
+    if method in NO_MONEY_METHODS or not amount or not paid_at or not requested_at:
+        return {}
+    collected_at = after.pickup.get("collected_at")
+    return {
+        "refund_method": method,
+        "request_to_money_s": max(0, paid_at - requested_at) / 1000,
+        "pickup_to_money_s": max(0, paid_at - collected_at) / 1000 if collected_at else None,
+    }
