@@ -39,6 +39,7 @@ SERVICES: dict[str, str] = {
     "refund": "services.refund.app",
     "settlement": "services.settlement.app",
     "risk": "services.risk.app",
+    "ops": "services.ops.app",
     "carrier": "services.tools.partners.carrier_server",
     "psp": "services.tools.partners.psp_server",
     "psp-b": "services.tools.partners.psp_server",

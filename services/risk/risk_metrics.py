@@ -51,7 +51,7 @@ def verdict_given(verdict: str, held: bool, waited_ms: int, return_id: str) -> N
 
 
 class ReviewQueueCollector(Collector):
-    """Cases by status (pending, overdue, approved, denied), read off the cases view."""
+    """Cases by status (none, open, escalated, approved, denied), read off the cases view."""
 
     def __init__(self) -> None:
         self.cases: Callable[[], Mapping[str, Any] | None] = lambda: None
@@ -68,7 +68,8 @@ class ReviewQueueCollector(Collector):
         family = GaugeMetricFamily(
             "boomerang_risk_cases",
             "Risk cases this instance holds, by status: none (decided by the rules), "
-            "pending and overdue (waiting for a reviewer), approved, denied",
+            "open and escalated (waiting for a reviewer; escalated past its deadline), "
+            "approved, denied",
             labels=["status"],
         )
         for status, count in sorted(by_status.items()):

@@ -9,4 +9,5 @@ SERVICES = (
     "warehouse_intake",
     "settlement",
     "risk",
+    "ops",
 )

@@ -146,8 +146,8 @@ def kpi_figures(samples: Sequence[MetricSample]) -> dict[str, Any]:
         ),
         "risk_decisions": {k: int(v) for k, v in decisions.items()},
         "risk_holds": int(decisions.get("hold", 0.0)),
-        "review_queue": int(cases.get("pending", 0.0) + cases.get("overdue", 0.0)),
-        "review_overdue": int(cases.get("overdue", 0.0)),
+        "review_queue": int(cases.get("open", 0.0) + cases.get("escalated", 0.0)),
+        "review_overdue": int(cases.get("escalated", 0.0)),
         "review_time": _timing(samples, "boomerang_risk_review_duration_seconds"),
         "settlement_breaks": {
             k: int(v)

@@ -40,6 +40,8 @@ INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")
 PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
 LEDGER = "settlement"  # one process, with a database (`database_url`)
+OPS = "ops"  # one process: the operators' dashboard, reading every other one
+OPERATOR_TOKENS = {"operator-1": "local-stack-operator-token-1"}
 STATION_TOKENS = {"ST-1": "e2e-station-token-0001", "ST-2": "e2e-station-token-0002"}
 CARRIER_SECRET = "local-stack-carrier-secret"
 PSP_WEBHOOK_SECRET = "local-stack-psp-webhook-secret"
@@ -47,6 +49,8 @@ SELLER_TOKEN_SECRET = "local-stack-seller-token-secret"  # the marketplace signs
 REVIEWER_TOKENS = {
     "reviewer-1": "local-stack-reviewer-token-1",
     "reviewer-2": "local-stack-reviewer-token-2",
+    # the dashboard reads the review queue with it (and gives no verdict)
+    "ops-dashboard": "local-stack-dashboard-reader-token",
 }
 # the next rule set version runs in shadow beside the live one (decided, never acted on)
 SHADOW_RULES = Path(__file__).resolve().parents[3] / "deploy" / "risk" / "shadow.yaml"
@@ -141,7 +145,7 @@ class LocalStack:
         (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         ports: dict[str, int] = {}
         instances = [instance_name(s, k) for s in SERVICES for k in range(1, self.instances + 1)]
-        for name in (*PARTNERS, *instances, *self.ledger_processes):
+        for name in (*PARTNERS, *instances, *self.ledger_processes, OPS):
             ports[name] = free_port(taken=ports.values())
         owner_mark = reap_children_if_i_die()
         common = {
@@ -179,6 +183,18 @@ class LocalStack:
                 "DATABASE_URL": self.database_url or "",
                 "BOOMERANG_SETTLEMENT_START_AT_MS": str(self.ledger_start_ms or ""),
             },
+            OPS: {
+                "OPS_METRICS_SOURCES": json.dumps(
+                    {
+                        name: f"http://127.0.0.1:{ports[name]}/metrics"
+                        for name in (*instances, *self.ledger_processes)
+                    }
+                ),
+                "OPS_COORDINATOR_URL": f"http://127.0.0.1:{ports['coordinator']}",
+                "OPS_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
+                "OPS_RISK_TOKEN": REVIEWER_TOKENS["ops-dashboard"],
+                "OPS_OPERATOR_TOKENS": ",".join(f"{o}:{t}" for o, t in OPERATOR_TOKENS.items()),
+            },
             "psp": {"PSP_NAME": "psp"},
             "psp-b": {
                 "PSP_NAME": "psp-b",
@@ -211,6 +227,11 @@ class LocalStack:
     def ledger_processes(self) -> tuple[str, ...]:
         """The settlement process, when there is a database for it."""
         return (LEDGER,) if self.database_url else ()
+
+    @property
+    def singletons(self) -> tuple[str, ...]:
+        """The processes of one instance each: settlement (with a database) and ops."""
+        return (*self.ledger_processes, OPS)
 
     @property
     def service_processes(self) -> tuple[str, ...]:
@@ -314,11 +335,11 @@ class LocalStack:
         for name in PARTNERS:
             self.start(name)
         self.wait_healthy(PARTNERS, timeout)
-        for name in (*self.service_processes, *self.ledger_processes):
+        for name in (*self.service_processes, *self.singletons):
             self.start(name)
-        self.wait_healthy((*self.service_processes, *self.ledger_processes), timeout)
+        self.wait_healthy((*self.service_processes, *self.singletons), timeout)
         took = time.monotonic() - started
-        count = len(PARTNERS) + len(self.service_processes) + len(self.ledger_processes)
+        count = len(PARTNERS) + len(self.service_processes) + len(self.singletons)
         self.log(f"{count} processes healthy in {took:.1f}s")
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
@@ -362,7 +383,7 @@ class LocalStack:
         self._closing = True
         with self._lock:
             self.desired.clear()
-        for name in reversed([*PARTNERS, *self.service_processes, *self.ledger_processes]):
+        for name in reversed([*PARTNERS, *self.service_processes, *self.singletons]):
             managed = self.processes.get(name)
             if managed is not None and managed.running and managed.process is not None:
                 with contextlib.suppress(ProcessLookupError):

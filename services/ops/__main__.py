@@ -1,0 +1,5 @@
+import sys
+
+from services.ops.app import main
+
+sys.exit(main())
