@@ -47,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {
     "dashboard.js": "application/javascript",
     "dashboard.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 KAFKA_READINGS_KEPT_S = 10.0  # lag and dead-letter depths are read at most this often
 RETURN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from html import escape
 
-STYLE = '<link rel="stylesheet" href="/dashboard/static/dashboard.css">'
+STYLE = (
+    '<link rel="stylesheet" href="/dashboard/static/dashboard.css">\n'
+    '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">'
+)
 
 
 def _page(title: str, body: str, script: bool = False) -> str:

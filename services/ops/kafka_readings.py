@@ -25,8 +25,7 @@ async def dead_letter_depths(bootstrap: str) -> dict[str, int]:
             if spec.name not in existing:
                 depths[spec.name] = 0
                 continue
-            partitions = consumer.partitions_for_topic(spec.name) or set()
-            tps = [TopicPartition(spec.name, p) for p in sorted(partitions)]
+            tps = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
             ends = await consumer.end_offsets(tps)
             starts = await consumer.beginning_offsets(tps)
             depths[spec.name] = sum(ends[tp] - starts[tp] for tp in tps)

@@ -160,16 +160,22 @@ async def count_return_events(ports: RiskPorts, incoming: Incoming) -> list[Outb
     outbound: list[Outbound] = []
     for name, event in unfolded(incoming.name, incoming.record):
         if name == "ReturnRequested":
-            if return_id not in ports.returns:
-                ports.returns[return_id] = {
-                    "request": {key: event[key] for key in REQUEST_KEPT},
-                    "counted": [],
-                }
+            kept = {key: event[key] for key in REQUEST_KEPT}
+            entry = ports.returns.get(return_id)
+            if entry is None:
+                ports.returns[return_id] = {"request": kept, "counted": []}
+            elif "lines" not in entry["request"]:
+                # its risk check was decided first (the return facts behind, e.g. while a
+                # backlog of counts is folded): the check kept no lines; the request has them
+                ports.returns[return_id] = {**entry, "request": {**entry["request"], **kept}}
             continue
         entry = ports.returns.get(return_id)
         if entry is None:
             continue  # requested before the risk service started: nothing to count it by
         request = entry["request"]
+        if "lines" not in request:
+            log.warning("return not counted: its request was never read", event_type=name)
+            continue
         if name == "ReturnAccepted" and _first_count(ports.returns, return_id, "accepted"):
             at = int(event["envelope"]["occurred_at"])
             increments = return_increments(request, at)

@@ -176,3 +176,30 @@ def test_an_honest_return_is_approved_and_orders_and_returns_are_counted_per_key
         assert json.dumps(windows, sort_keys=True) == before, "a replay counts nothing twice"
 
     run(scenario())
+
+
+def test_return_facts_read_after_the_risk_check_are_still_counted():
+    """The risk check may be decided before the return's own events are read (a backlog of
+    counts folded first): the entry the check made has no lines; the request fills them in
+    and the acceptance is counted, not dead-lettered (seen in the demo with metrics)."""
+    from services.decisions.risk.risk_check import request_of
+    from services.eventing.handler_contract import Incoming
+    from services.eventing.topics import RETURNS_EVENTS
+    from services.risk import handlers as risk_handlers
+    from tests.support.return_events import event
+
+    async def scenario() -> None:
+        loop = InMemoryLoop(saga_config=RISK_ON)
+        return_id = "RMA-CHECK-FIRST"
+        requested = event("ReturnRequested", return_id)
+        loop.risk.returns[return_id] = {"request": request_of(requested), "counted": []}
+        outbound = []
+        for offset, name in enumerate(("ReturnRequested", "ReturnAccepted")):
+            record = requested if name == "ReturnRequested" else event(name, return_id)
+            incoming = Incoming(name, record, return_id.encode(), RETURNS_EVENTS.name, 0, offset)
+            outbound += await risk_handlers.count_return_events(loop.risk, incoming)
+        assert "lines" in loop.risk.returns[return_id]["request"]
+        assert loop.risk.returns[return_id]["counted"] == ["accepted"]
+        assert outbound, "the acceptance is counted"
+
+    run(scenario())

@@ -42,11 +42,13 @@ def _event_entries(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 def _at_of_step(events: Sequence[Mapping[str, Any]], step: Any) -> Any:
-    """When the first event of `step` happened (the last event's time when none did)."""
-    for entry in events:
-        if entry.get("step") == step:
-            return entry["at"]
-    return events[-1]["at"] if events else None
+    """When the event that ended `step` happened: the one after the last event leaving the
+    saga in it (rules fire on the event that decides their step); the last event's time
+    when the saga is still in it, or never was."""
+    last = max((n for n, entry in enumerate(events) if entry.get("step") == step), default=None)
+    if last is None:
+        return events[-1]["at"] if events else None
+    return events[min(last + 1, len(events) - 1)]["at"]
 
 
 def _rule_entries(view: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -112,7 +114,7 @@ def _money_entries(view: Mapping[str, Any], events: Sequence[Mapping[str, Any]])
             {
                 "at": refund["issued_at"],
                 "kind": "money",
-                "title": f"Refund {str(refund.get('status', '')).lower() or 'answered'}",
+                "title": "Refund issued by the provider",
                 "detail": f"{shown_amount(refund.get('amount'))} to {refund.get('method', '?')}"
                 f" via {via}" + (f" ({reference})" if reference else ""),
                 "step": "REFUND",

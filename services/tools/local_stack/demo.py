@@ -31,9 +31,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 
 from services.tools.local_postgres.databases import fresh_database, postgres_server
+from services.tools.local_stack.demo_metrics import DEMO_PICKUP_FAILURE_RATE, kpi_report
 from services.tools.local_stack.demo_report import demo_passed, print_table, summarize
 from services.tools.local_stack.demo_risk import (
     PER_KIND,
@@ -114,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(logs in {logs}) ..."
         )
         stack.start_all()
+        # some pickups fail once before the carrier collects (first-attempt success < 1)
+        httpx.post(
+            f"{stack.url('carrier')}/admin/faults",
+            json={"attempt_failure_rate": DEMO_PICKUP_FAILURE_RATE, "max_failed_attempts": 1},
+            timeout=10.0,
+        ).raise_for_status()
         if args.drill == "consumer-bug":
             return consumer_bug_drill(stack, bootstrap, args.returns, args.seed)
         world = draw_risk_world(args.seed, int(time.time() * 1000))
@@ -154,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             verdicts,
             asyncio.run(sellers_flagged(bootstrap)),
         )
+        # the figures again as the services' /metrics tell them: they must agree
+        summary |= kpi_report(stack, driver, summary["risk_outcomes"])
         for wrong in driver.wrong_answers[:10]:
             console.print(f"  wrong answer: {wrong}")
         print_table(summary, driver)

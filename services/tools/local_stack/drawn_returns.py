@@ -50,6 +50,8 @@ class TrackedReturn:
     scanned: bool = False
     refunded_at: float = 0.0
     terminal: str = ""
+    ended_at: float = 0.0  # when the driver saw ReturnCompleted or ReturnFailed
+    failed_pickup_attempts: int = 0  # the carrier's failed attempts (not booking errors)
     errors: list[str] = field(default_factory=list)
     # a seeded abuser's return (demo_risk): what kind, and what the scan finds on each item
     # (a light parcel, a serial never shipped, wear); the rules never read `abuse`

@@ -50,6 +50,7 @@ class LoopDriver:
         # the marketplace places each return's order first (settlement charges from it)
         self.place_orders = place_orders
         self.orders_placed = 0
+        self.orders_delivered = 0  # the marketplace delivered them (the return rate's base)
         self.request_retries = request_retries
         self.scan_retries = 200 if request_retries <= 5 else 800  # ~2 min when chaos is on
         self.stack = stack
@@ -133,7 +134,15 @@ class LoopDriver:
         elif decoded.name == "BuyerDetailsRequested":
             self._in_background(self._give_bank_account(tracked))
         elif decoded.name in ("ReturnCompleted", "ReturnFailed"):
+            if not tracked.ended_at:
+                tracked.ended_at = time.monotonic()
             tracked.terminal = decoded.name
+        elif (
+            decoded.name == "PickupAttemptFailed"
+            and decoded.record["failure_reason"] != "CARRIER_ERROR"
+            and not tracked.collected
+        ):
+            tracked.failed_pickup_attempts += 1
 
     def _in_background(self, step: Coroutine[Any, Any, None]) -> None:
         """Run a buyer's or scanner's step as a task, cancelled when the run ends."""
@@ -167,25 +176,33 @@ class LoopDriver:
                 await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
     async def _place_order(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
-        """The marketplace places the order the return is about (once per order_ref: a
-        retry after a lost answer gets the same order)."""
+        """The marketplace places the order the return is about and delivers it (each once
+        per order_ref: a retry after a lost answer gets the same order)."""
+        marketplace = self.stack.url("marketplace")
+        order = order_body(tracked)
         async with semaphore:
-            for attempt in range(self.request_retries):
-                try:
-                    response = await self.http.post(
-                        f"{self.stack.url('marketplace')}/orders", json=order_body(tracked)
-                    )
-                except httpx.HTTPError as exc:
-                    tracked.errors.append(f"order: {exc!r}")
-                else:
-                    self.check_answer("order", response, None)
-                    if response.status_code in (200, 201):
-                        self.orders_placed += 1
-                        return
-                    tracked.errors.append(
-                        f"order: HTTP {response.status_code} {response.text[:200]}"
-                    )
-                await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+            if await self._marketplace_call(tracked, "order", f"{marketplace}/orders", order):
+                self.orders_placed += 1
+                delivered = f"{marketplace}/orders/{order['order_ref']}/delivered"
+                if await self._marketplace_call(tracked, "delivery", delivered, None):
+                    self.orders_delivered += 1
+
+    async def _marketplace_call(
+        self, tracked: TrackedReturn, call: str, url: str, body: dict[str, Any] | None
+    ) -> bool:
+        """POST until the marketplace answers 200 or 201 (False when it never did)."""
+        for attempt in range(self.request_retries):
+            try:
+                response = await self.http.post(url, json=body)
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"{call}: {exc!r}")
+            else:
+                self.check_answer(call, response, None)
+                if response.status_code in (200, 201):
+                    return True
+                tracked.errors.append(f"{call}: HTTP {response.status_code} {response.text[:200]}")
+            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+        return False
 
     async def _give_bank_account(self, tracked: TrackedReturn) -> None:
         """The buyer answers the request for a bank account (a bank transfer or COD refund)."""
