@@ -12,7 +12,7 @@ PG := $(PY) -m services.tools.local_postgres
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lock kafka-up kafka-down kafka-clean kafka-status pg-server pg-up pg-down pg-clean pg-status topics demo sample chaos test test-chaos test-unit \
+.PHONY: help setup browser lock kafka-up kafka-down kafka-clean kafka-status pg-server pg-up pg-down pg-clean pg-status topics demo sample chaos test test-chaos test-unit \
         test-integration bench lint schemas-check schemas-publish clean
 
 help: ## list the targets
@@ -83,11 +83,30 @@ test: test-unit test-integration ## the whole suite: unit tests, then tests agai
 test-unit: setup ## fast tests, no Kafka
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup ## tests against a real broker (started if needed, stopped if started here)
+test-integration: setup browser ## tests against a real broker (started if needed, stopped if started here)
 	$(PY) -m pytest tests/integration tests/e2e --durations=8 $(PYTEST_ARGS)
 
 test-chaos: setup ## only the 200-return chaos run of `make test` (minutes)
 	$(PY) -m pytest tests/e2e/test_chaos.py -m chaos $(PYTEST_ARGS)
+
+# the dashboard's browser test: Debian's chromium and its chromedriver, and axe-core from the
+# npm registry (checked against its pinned digest, kept under .cache)
+AXE_VERSION := 4.11.4
+AXE_SHA256 := fb83a4378d978ecb7d2dae48a3a3778a84c971ac692f3afd45d714fba89c0f0d
+AXE := .cache/axe-core-$(AXE_VERSION)/axe.min.js
+
+browser: $(AXE) ## chromium and chromedriver (Debian's, installed as root when missing) and axe-core, for the dashboard's browser test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive \
+	       && { apt-get install -y -q chromium chromium-driver >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }; } \
+	  || { echo "chromium is not installed: apt-get install chromium chromium-driver" >&2; exit 1; }
+
+$(AXE):
+	@mkdir -p $(@D)
+	@cd $(@D) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null \
+	  && tar -xzf axe-core-$(AXE_VERSION).tgz package/axe.min.js && mv package/axe.min.js axe.min.js.part \
+	  && rmdir package && rm axe-core-$(AXE_VERSION).tgz
+	@echo "$(AXE_SHA256)  $@.part" | sha256sum --check --quiet && mv $@.part $@
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .

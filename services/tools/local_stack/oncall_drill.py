@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from services.tools.local_stack.loop_driver import LoopDriver
-from services.tools.local_stack.stack import LocalStack
+from services.tools.local_stack.stack import OPERATOR_TOKENS, OPS, LocalStack
 
 console = Console(stderr=True)
 
@@ -49,6 +49,8 @@ def keep_running(stack: LocalStack, bootstrap: str) -> None:
     console.print(f"  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
     for name in ("returns", "coordinator", "inspection", "warehouse-intake", "refund", "psp"):
         console.print(f"  {name:<17} {stack.url(name)}")
+    token = next(iter(OPERATOR_TOKENS.values()))
+    console.print(f"  dashboard         {stack.url(OPS)}/dashboard (operator token {token})")
     (Path(stack.run_dir) / "services.json").write_text(
         json.dumps({"bootstrap": bootstrap, **{n: stack.url(n) for n in stack.processes}}, indent=1)
     )
