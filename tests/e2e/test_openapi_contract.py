@@ -20,7 +20,12 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from services.eventing.webhook_signature import CARRIER_SIGNATURE, PSP_SIGNATURE
-from services.tools.local_stack.stack import CARRIER_SECRET, FINANCE_TOKEN, PSP_WEBHOOK_SECRET
+from services.tools.local_stack.stack import (
+    CARRIER_SECRET,
+    FINANCE_TOKEN,
+    OPERATOR_TOKENS,
+    PSP_WEBHOOK_SECRET,
+)
 from tests.e2e.scenario import (
     create_return,
     post_scan,
@@ -464,3 +469,27 @@ def test_settlement_answers_match_the_document(stack, client, contracts):
     contract.check(post("/cycles/DE/10/close"), close, "post", 401)
     contract.check(get("/statements/DE-00010", finance), "/statements/{cycle_id}", "get", 200)
     contract.check(get("/statements/DE-00010"), "/statements/{cycle_id}", "get", 401)
+
+
+# ---------------------------------------------------------------- ops (the dashboard's JSON)
+
+
+def test_ops_answers_match_the_document(stack, client, contracts, inspected_return):
+    contract, url = contracts["ops"], f"{stack.url('ops')}/dashboard/api"
+    bearer = {"Authorization": f"Bearer {OPERATOR_TOKENS['operator-1']}"}
+    return_id = inspected_return[0]
+    wait_for_status(client, stack, return_id, {"COMPLETED"})
+    for path, route in (
+        ("/kpis", "/dashboard/api/kpis"),
+        ("/reviews", "/dashboard/api/reviews"),
+        ("/dead-letters", "/dashboard/api/dead-letters"),
+        ("/lag", "/dashboard/api/lag"),
+        (f"/returns/{return_id}", "/dashboard/api/returns/{return_id}"),
+    ):
+        contract.check(client.get(url + path, headers=bearer), route, "get", 200)
+        contract.check(client.get(url + path), route, "get", 401)
+    timeline = "/dashboard/api/returns/{return_id}"
+    contract.check(client.get(f"{url}/returns/RMA-NONE", headers=bearer), timeline, "get", 404)
+    contract.check(client.get(f"{url}/returns/%20bad", headers=bearer), timeline, "get", 400)
+    static = client.get(f"{stack.url('ops')}/dashboard/static/nothing.js")
+    contract.check(static, "/dashboard/static/{name}", "get", 404)
