@@ -48,10 +48,22 @@ HANDLER_SECONDS = Histogram(
 )
 
 
+# the labelled children met so far (a label lookup takes the metric's lock; these are on the
+# path of every record, and their label sets are bounded)
+_consumed: dict[tuple[str, str], Any] = {}
+_produced: dict[str, Any] = {}
+_handler_time: dict[tuple[str, str], Any] = {}
+
+
 def handled(topic: str, event_type: str, seconds: float, return_id: str | None) -> None:
-    RECORDS_CONSUMED.labels(topic, "handled").inc()
-    exemplar = {"return_id": return_id} if return_id else None
-    HANDLER_SECONDS.labels(topic, event_type).observe(seconds, exemplar)
+    consumed = _consumed.get((topic, "handled"))
+    if consumed is None:
+        consumed = _consumed[(topic, "handled")] = RECORDS_CONSUMED.labels(topic, "handled")
+    consumed.inc()
+    timed = _handler_time.get((topic, event_type))
+    if timed is None:
+        timed = _handler_time[(topic, event_type)] = HANDLER_SECONDS.labels(topic, event_type)
+    timed.observe(seconds, {"return_id": return_id} if return_id else None)
 
 
 def passed_over(topic: str, outcome: str) -> None:
@@ -64,7 +76,10 @@ def dead_lettered(topic: str, error_class: str) -> None:
 
 
 def produced(topic: str, count: int = 1) -> None:
-    RECORDS_PRODUCED.labels(topic).inc(count)
+    counter = _produced.get(topic)
+    if counter is None:
+        counter = _produced[topic] = RECORDS_PRODUCED.labels(topic)
+    counter.inc(count)
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["instances"] = args.instances
         summary["wrong_http_answers"] = len(driver.wrong_answers)
         summary["orders_placed"] = driver.orders_placed
+        summary["requests_shed_503"] = driver.overloaded  # the front door's admission control
         markets = [t.body["market"] for t in driver.tracked]
         summary |= settle_and_reconcile(stack, markets, timeout_s=120)
         summary |= charges_foreseen(driver, views)

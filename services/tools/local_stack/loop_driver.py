@@ -31,6 +31,19 @@ from services.tools.local_stack.drawn_returns import (
 from services.tools.local_stack.inspection_scans import scan_body
 from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
+OVERLOAD_PATIENCE_S = 120.0  # how long a buyer keeps waiting out a front door shedding load
+_JITTER = random.Random()  # its own draws: the drawn returns stay those of the seed
+
+
+def retry_after_s(response: httpx.Response) -> float:
+    """The answer's Retry-After in seconds (1 when it says none or nothing readable; at
+    most 5)."""
+    try:
+        return min(5.0, max(0.1, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
 console = Console(stderr=True)
 
 
@@ -51,6 +64,7 @@ class LoopDriver:
         self.place_orders = place_orders
         self.orders_placed = 0
         self.orders_delivered = 0  # the marketplace delivered them (the return rate's base)
+        self.overloaded = 0  # 503s the front door shed load with (waited out, then retried)
         self.request_retries = request_retries
         self.scan_retries = 200 if request_retries <= 5 else 800  # ~2 min when chaos is on
         self.stack = stack
@@ -151,9 +165,13 @@ class LoopDriver:
         task.add_done_callback(self.scans.discard)
 
     async def _request(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
-        """The buyer POSTs the return (retrying with the same idempotency key)."""
+        """The buyer POSTs the return (retrying with the same idempotency key). A front door
+        shedding load (503 with Retry-After) is waited out as it asks, for up to
+        OVERLOAD_PATIENCE_S, without using up a retry (a buyer's app does the same)."""
+        patience_until = time.monotonic() + OVERLOAD_PATIENCE_S
         async with semaphore:
-            for attempt in range(self.request_retries):
+            attempt = 0
+            while attempt < self.request_retries:
                 try:
                     tracked.requested_at = time.monotonic()
                     response = await self.http.post(
@@ -163,7 +181,8 @@ class LoopDriver:
                     )
                 except httpx.HTTPError as exc:
                     tracked.errors.append(f"request: {exc!r}")
-                    await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+                    attempt += 1
+                    await asyncio.sleep(min(2.0, 0.5 * attempt))
                     continue
                 self.check_answer("request", response, None)
                 if response.status_code in (202, 422) and "return_id" in response.json():
@@ -172,8 +191,13 @@ class LoopDriver:
                     if response.status_code == 422:
                         tracked.terminal = "rejected at the door"
                     return
+                if response.status_code == 503 and time.monotonic() < patience_until:
+                    self.overloaded += 1
+                    await asyncio.sleep(retry_after_s(response) * _JITTER.uniform(0.8, 1.5))
+                    continue
                 tracked.errors.append(f"request: HTTP {response.status_code} {response.text[:200]}")
-                await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+                attempt += 1
+                await asyncio.sleep(min(2.0, 0.5 * attempt))
 
     async def _place_order(self, tracked: TrackedReturn, semaphore: asyncio.Semaphore) -> None:
         """The marketplace places the order the return is about and delivers it (each once
