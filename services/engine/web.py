@@ -7,8 +7,11 @@ status (see `request_fields`); anything unexpected is a logged 500.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +126,20 @@ def add_openapi_page(app: web.Application, path: Path) -> None:
         return json_answer(document)
 
     app.router.add_get("/openapi.json", openapi)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[asyncio.Event]:
+    """`app` served on host:port until the block ends; the event it gives is set on SIGTERM
+    or SIGINT (for a process whose only loop is its web server, or its own consumer)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stop = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(number, stop.set)
+    log.info("serving", host=host, port=port)
+    try:
+        yield stop
+    finally:
+        await runner.cleanup()

@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import secrets
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from services.decisions.after_sales.kpi_readings import kpi_figures
 from services.decisions.after_sales.return_timeline import return_timeline
-from services.engine.web import add_metrics_page, new_web_app
+from services.engine.web import add_metrics_page, new_web_app, serving
 from services.eventing.log_setup import configure_logging, get_logger
 from services.eventing.named_tokens import parse_named_tokens
 from services.eventing.openapi_docs import load_openapi_document
@@ -322,19 +321,11 @@ def build_app(service: OpsService) -> web.Application:
 
 async def serve(settings: OpsSettings) -> int:
     service = OpsService(settings)
-    runner = web.AppRunner(build_app(service), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    stop = asyncio.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(number, stop.set)
-    log.info(
-        "serving", host=settings.host, port=settings.port, sources=len(settings.metrics_sources)
-    )
-    await stop.wait()
-    if service.http is not None:
-        await service.http.close()
-    await runner.cleanup()
+    async with serving(build_app(service), settings.host, settings.port) as stop:
+        log.info("reading", sources=len(settings.metrics_sources))
+        await stop.wait()
+        if service.http is not None:
+            await service.http.close()
     log.info("stopped")
     return 0
 

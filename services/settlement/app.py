@@ -14,7 +14,6 @@ import contextlib
 import csv
 import io
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from psycopg import AsyncConnection
 from services.decisions.settlement.cycles import cycle, cycle_number
 from services.decisions.settlement.return_postings import SettlementTerms
 from services.engine import loop_metrics
-from services.engine.web import add_metrics_page, timed_requests
+from services.engine.web import add_metrics_page, serving, timed_requests
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
@@ -331,22 +330,17 @@ async def serve(settings: SettlementSettings) -> int:
     app.router.add_post("/cycles/{market}/{number}/close", service.close)
     app.router.add_get("/cycles/{market}/current", service.current_cycle)
     app.router.add_get("/cycles/{market}/{number}/draft", service.draft)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    stop = asyncio.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(number, stop.set)
-    log.info("serving", host=settings.host, port=settings.port)
-    schedule = FinanceSchedule(settings.database_url, service.calendar, ScheduleSettings.from_env())
-    service.schedule = schedule
-    scheduled = asyncio.create_task(schedule.run(stop))
-    try:
-        await service.consume(stop)
-    finally:
-        stop.set()
-        await scheduled
-        await runner.cleanup()
+    async with serving(app, settings.host, settings.port) as stop:
+        schedule = FinanceSchedule(
+            settings.database_url, service.calendar, ScheduleSettings.from_env()
+        )
+        service.schedule = schedule
+        scheduled = asyncio.create_task(schedule.run(stop))
+        try:
+            await service.consume(stop)
+        finally:
+            stop.set()
+            await scheduled
     log.info("stopped")
     return 0
 

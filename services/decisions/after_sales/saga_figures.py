@@ -16,27 +16,9 @@ from services.decisions.saga.state import SagaState, Status
 # request → money and pickup → money: seconds to 30 days (the refund deadlines of bank
 # transfers and store credit run in days; the loop itself in seconds)
 MONEY_TIME_BUCKETS_S = (
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    900.0,
-    3600.0,
-    4 * 3600.0,
-    12 * 3600.0,
-    86400.0,
-    2 * 86400.0,
-    3 * 86400.0,
-    5 * 86400.0,
-    7 * 86400.0,
-    10 * 86400.0,
-    14 * 86400.0,
-    21 * 86400.0,
-    30 * 86400.0,
+    *(0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0),  # the loop itself
+    *(120.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0),  # a step waits
+    *(d * 86400.0 for d in (1, 2, 3, 5, 7, 10, 14, 21, 30)),  # deadlines run in days
 )
 UNKNOWN = "unknown"  # a label for a field the request did not carry
 NO_MONEY_METHODS = frozenset({"EXCHANGE"})  # completed without paying the buyer back
