@@ -165,6 +165,8 @@ def test_the_dashboard_shows_the_apis_kpis_and_a_returns_timeline(stack, browser
     assert serious_violations(browser) == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, max(800, min(int(height) + 40, 6000)))  # the whole page
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
