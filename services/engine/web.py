@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, RouteHandler
@@ -73,6 +73,8 @@ def new_web_app(**options: Any) -> web.Application:
 def add_metrics_page(app: web.Application) -> None:
     """GET /metrics: the process's metrics, as Prometheus text or, when the scraper asks
     for it, OpenMetrics (which carries the exemplars)."""
+
+    disable_created_metrics()  # no `_created` series beside every counter and histogram
 
     async def metrics(request: web.Request) -> web.Response:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))

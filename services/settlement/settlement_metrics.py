@@ -4,6 +4,7 @@ the ledger database every FIGURES_EVERY_S by the finance schedule, shown at each
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -58,6 +59,14 @@ class ReconCollector(Collector):
                 "boomerang_settlement_match_ratio",
                 "Share of the ledger's refunds the providers' reports matched, last run (0-1)",
                 value=figures.match_rate,
+            )
+        if figures.run_date:
+            day = datetime.date.fromisoformat(figures.run_date)
+            midnight = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+            yield GaugeMetricFamily(
+                "boomerang_settlement_recon_last_run_date_seconds",
+                "The day the last reconciliation ran for (its midnight UTC, Unix seconds)",
+                value=midnight.timestamp(),
             )
         yield GaugeMetricFamily(
             "boomerang_settlement_recon_tickets",

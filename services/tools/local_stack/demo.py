@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(sellers_flagged(bootstrap)),
         )
         # the figures again as the services' /metrics tell them: they must agree
-        summary |= kpi_report(stack, driver, summary["risk_outcomes"])
+        summary |= kpi_report(stack, driver, summary)
         for wrong in driver.wrong_answers[:10]:
             console.print(f"  wrong answer: {wrong}")
         print_table(summary, driver)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import time
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from services.tools.local_stack.stack import LocalStack
 # the share of pickups the carrier double fails once before collecting (the demo's own
 # figure of first-attempt success comes from the PickupAttemptFailed events it sees)
 DEMO_PICKUP_FAILURE_RATE = 0.15
+AGREEMENT_WAIT_S = 30.0
 
 
 def quantile_of(values: list[float], q: float) -> float | None:
@@ -36,8 +38,9 @@ def bucket_index(seconds: float) -> int:
     return bisect.bisect_left(MONEY_TIME_BUCKETS_S, seconds)
 
 
-def demo_kpis(driver: LoopDriver, risk_outcomes: dict[str, int]) -> dict[str, Any]:
-    """The KPIs from what the demo did and saw."""
+def demo_kpis(driver: LoopDriver, summary: dict[str, Any]) -> dict[str, Any]:
+    """The KPIs from what the demo did and saw (`summary`: its figures so far)."""
+    risk_outcomes = summary["risk_outcomes"]
     started = [t for t in driver.tracked if t.return_id]
     paid = [t for t in started if _paid(t) and t.ended_at and t.requested_at]
     money_s = [t.ended_at - t.requested_at for t in paid]
@@ -59,6 +62,8 @@ def demo_kpis(driver: LoopDriver, risk_outcomes: dict[str, int]) -> dict[str, An
         "completed": sum(t.terminal == "ReturnCompleted" for t in started),
         "risk_holds": int(risk_outcomes.get("hold", 0)),
         "risk_declines": int(risk_outcomes.get("decline", 0)),
+        "settlement_breaks": summary.get("recon_breaks_last_run"),
+        "settlement_match_ratio": summary.get("recon_match_rate"),
     }
 
 
@@ -92,6 +97,8 @@ def metric_kpis(figures: dict[str, Any]) -> dict[str, Any]:
         "completed": figures["returns_finished"].get("COMPLETED", 0),
         "risk_holds": figures["risk_holds"],
         "risk_declines": figures["risk_decisions"].get("decline", 0),
+        "settlement_breaks": figures["settlement_breaks"],
+        "settlement_match_ratio": figures["settlement_match_ratio"],
     }
 
 
@@ -104,7 +111,13 @@ COUNTS = (
     "risk_holds",
     "risk_declines",
 )
-RATIOS = ("return_rate", "first_attempt_pickup_success")  # ratios of the counts: exact too
+# ratios of the counts, exact too; and the last reconciliation as settlement reads it back
+RATIOS = (
+    "return_rate",
+    "first_attempt_pickup_success",
+    "settlement_breaks",
+    "settlement_match_ratio",
+)
 QUANTILES = ("refund_p50_s", "refund_p95_s")
 
 
@@ -140,8 +153,15 @@ async def scraped_kpis(stack: LocalStack) -> dict[str, Any]:
     return kpi_figures(found.samples)
 
 
-def kpi_report(stack: LocalStack, driver: LoopDriver, risk_outcomes: dict[str, int]) -> dict:
-    """The demo's JSON fields: both sets of KPIs and where they disagree."""
-    ours = demo_kpis(driver, risk_outcomes)
-    theirs = metric_kpis(asyncio.run(scraped_kpis(stack)))
-    return {"kpis": ours, "kpis_from_metrics": theirs, "kpis_disagree": disagreements(ours, theirs)}
+def kpi_report(stack: LocalStack, driver: LoopDriver, summary: dict[str, Any]) -> dict:
+    """The demo's JSON fields: both sets of KPIs and where they disagree. Read again for up
+    to AGREEMENT_WAIT_S while they differ: settlement reads its last reconciliation back
+    every 15 s, and the last records of the run may still be in a handler."""
+    ours = demo_kpis(driver, summary)
+    deadline = time.monotonic() + AGREEMENT_WAIT_S
+    while True:
+        theirs = metric_kpis(asyncio.run(scraped_kpis(stack)))
+        wrong = disagreements(ours, theirs)
+        if not wrong or time.monotonic() > deadline:
+            return {"kpis": ours, "kpis_from_metrics": theirs, "kpis_disagree": wrong}
+        time.sleep(2.0)

@@ -225,6 +225,10 @@ def reconcile_run(stack: LocalStack, day: date) -> dict[str, Any]:
         "recon_breaks_by_category": dict(
             Counter(b["category"] for r in runs[:1] for b in r["breaks"])
         ),
+        # the last day's run: what settlement's metrics show (open breaks as of it)
+        "recon_breaks_last_run": dict(
+            sorted(Counter(b["category"] for b in last["breaks"]).items())
+        ),
     }
 
 
