@@ -40,7 +40,7 @@ class OperatorSessions:
             return None
         name, expires, signature = cookie.split(".")
         body = f"{name}.{expires}"
-        if not hmac.compare_digest(signature, self._signature(body)):
+        if not hmac.compare_digest(signature.encode(), self._signature(body).encode()):
             return None
         if not expires.isdigit() or int(expires) <= now_ms:
             return None
