@@ -112,9 +112,13 @@ class Fields:
             return None
         return value
 
-    def choice(self, key: str, allowed: frozenset[str] | set[str]) -> str:
-        value = self.data.get(key)
-        if value not in allowed:
+    def choice(
+        self, key: str, allowed: frozenset[str] | set[str], default: str | None = None
+    ) -> str:
+        """One of `allowed` (`default` when the key is absent and there is one); a value of
+        another type is a problem too, never a TypeError (a list or object is unhashable)."""
+        value = self.data.get(key, default)
+        if not isinstance(value, str) or value not in allowed:
             self.problem(key, f"must be one of {', '.join(sorted(allowed))}")
             return ""
         return value

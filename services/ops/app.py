@@ -297,7 +297,10 @@ async def _refusals(request: web.Request, handler: Any) -> web.StreamResponse:
     except Refused as exc:
         return _json({"error": exc.error, "detail": exc.detail}, exc.status)
     except web.HTTPException as exc:
-        return _json({"error": "http_error", "detail": exc.reason}, exc.status)
+        refused = _json({"error": "http_error", "detail": exc.reason}, exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+            refused.headers["Allow"] = exc.headers["Allow"]
+        return refused
 
 
 def build_app(service: OpsService) -> web.Application:

@@ -29,9 +29,7 @@ def callback_event(data: dict[str, Any], producer: str) -> tuple[str, dict[str, 
     if not isinstance(damage, bool):
         fields.problem("carrier_noted_damage", "must be true or false")
     weight = fields.integer("parcel_weight_grams", minimum=0, maximum=10**7, required=False)
-    reason = data.get("reason")
-    if status == "attempt_failed" and reason not in FAILURE_REASONS:
-        fields.problem("reason", f"must be one of {', '.join(sorted(FAILURE_REASONS))}")
+    reason = fields.choice("reason", FAILURE_REASONS) if status == "attempt_failed" else None
     if fields.problems:
         raise invalid(fields.problems)
     event_id = str(uuid.uuid5(CALLBACK_NAMESPACE, callback_id))

@@ -226,9 +226,7 @@ def _order(fields: Fields, data: Any) -> OrderInput | None:
         amounts[key] = order.integer(
             key, minimum=0, maximum=MAX_UNIT_PRICE_MINOR, required=False, default=0
         )
-    tax_basis = data.get("tax_basis", "INCLUSIVE")
-    if tax_basis not in TAX_BASES:
-        order.problem("tax_basis", "must be INCLUSIVE or EXCLUSIVE")
+    tax_basis = order.choice("tax_basis", TAX_BASES, default="INCLUSIVE")
     tax_rate = order.integer("tax_rate_bp", minimum=0, maximum=10_000, required=False, default=0)
     goods = sum(line.unit_price_minor * line.quantity for line in lines)
     if (amounts["discount_minor"] or 0) > goods:
@@ -354,9 +352,7 @@ def parse_refund_account(data: dict[str, Any]) -> dict[str, str]:
 def parse_cancellation(data: dict[str, Any]) -> dict[str, str]:
     """`{"cancelled_by": "buyer"|"support", "reason": "..."}` (both optional)."""
     fields = Fields(data)
-    cancelled_by = data.get("cancelled_by", "buyer")
-    if cancelled_by not in CANCELLERS:
-        fields.problem("cancelled_by", f"must be one of {', '.join(sorted(CANCELLERS))}")
+    cancelled_by = fields.choice("cancelled_by", CANCELLERS, default="buyer")
     reason = fields.text("reason", required=False, max_len=500) or "cancelled by the buyer"
     if fields.problems:
         raise invalid(fields.problems)
