@@ -158,8 +158,15 @@ class OpsService:
         return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
 
     async def sign_in(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        token = str(form.get("token", ""))
+        """POST /dashboard/sign-in: the HTML form's `token=…` (urlencoded only)."""
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise Refused(415, "unsupported_media_type", "send the form urlencoded: token=…")
+        try:
+            form = await request.post()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Refused(400, "unreadable_form", f"the form could not be read: {exc}") from exc
+        token = form.get("token", "")
+        token = token if isinstance(token, str) else ""
         operator = self.settings.sessions.holder_of_token(token) if token else None
         if operator is None:
             log.info("operator sign-in refused")

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,8 +278,9 @@ class SettlementService:
     def _cycle_of(self, request: web.Request) -> tuple[str, int]:
         """Finance only; the market and cycle number the path names (400: not a number)."""
         self._finance(request)
+        market = _market_of(request)
         try:
-            return request.match_info["market"], int(request.match_info["number"])
+            return market, int(request.match_info["number"])
         except ValueError:
             raise _RequestProblem(
                 400, "invalid_cycle", "the cycle number is a whole number"
@@ -286,7 +288,7 @@ class SettlementService:
 
     async def current_cycle(self, request: web.Request) -> web.Response:
         """GET /cycles/{market}/current: the number and bounds of the market's open cycle."""
-        market = request.match_info["market"]
+        market = _market_of(request)
         rule, zone = self.calendar.rule_and_zone(market)
         number = cycle_number(rule, zone, now_ms())
         running = cycle(rule, zone, number)
@@ -367,6 +369,16 @@ async def _problems(request: web.Request, handler: Any) -> web.StreamResponse:
         response = _problem(503, "ledger_unavailable", f"the ledger database: {exc}".strip())
         response.headers["Retry-After"] = "5"
         return response
+
+
+MARKET = re.compile(r"[A-Z]{2}")  # ISO 3166 alpha-2, as the documents say
+
+
+def _market_of(request: web.Request) -> str:
+    market = request.match_info["market"]
+    if not MARKET.fullmatch(market):
+        raise _RequestProblem(400, "invalid_market", "a market is two capital letters, e.g. DE")
+    return market
 
 
 def _problem(status: int, error: str, detail: str) -> web.Response:
