@@ -142,18 +142,24 @@ class ConsumeLoop:
                 continue
             measured = {}
             for tp in list(self.owned):
-                high = self.consumer.highwater(tp)
-                if high is None:
-                    continue
                 try:
-                    position = await self.consumer.position(tp)
+                    unfetched = await self._unfetched(tp)
                 except KafkaError:
                     continue
-                waiting = self.progress.partitions.get((tp.topic, tp.partition))
-                measured[(tp.topic, tp.partition)] = max(0, high - position) + (
-                    waiting.outstanding if waiting else 0
-                )
+                if unfetched is not None:
+                    waiting = self.progress.partitions.get((tp.topic, tp.partition))
+                    outstanding = waiting.outstanding if waiting else 0
+                    measured[(tp.topic, tp.partition)] = unfetched + outstanding
             self.lag = measured
+
+    async def _unfetched(self, tp: TopicPartition) -> int | None:
+        """Records of `tp` not fetched yet, to the high watermark last seen (None before a
+        fetch has answered)."""
+        assert self.consumer is not None
+        high = self.consumer.highwater(tp)
+        if high is None:
+            return None
+        return max(0, high - await self.consumer.position(tp))
 
     @property
     def ready(self) -> bool:
@@ -176,10 +182,10 @@ class ConsumeLoop:
         for tp in self.consumer.assignment():
             if tp.topic != topic:
                 continue
-            high = self.consumer.highwater(tp)
-            if high is None:
+            unfetched = await self._unfetched(tp)
+            if unfetched is None:
                 return None
-            behind += max(0, high - await self.consumer.position(tp))
+            behind += unfetched
         return behind + self.progress.outstanding()
 
     def partition_count(self, topic: str, declared: int) -> int:

@@ -65,9 +65,10 @@ async def timed_requests(
         )
 
 
-def new_web_app(**options: Any) -> web.Application:
-    """An aiohttp application with every request timed for /metrics."""
-    return web.Application(middlewares=[timed_requests], **options)
+def new_web_app(*middlewares: Any, **options: Any) -> web.Application:
+    """An aiohttp application with every request timed for /metrics (its own `middlewares`
+    run inside the timing, so the time and status are those of the answer sent)."""
+    return web.Application(middlewares=[timed_requests, *middlewares], **options)
 
 
 def add_metrics_page(app: web.Application) -> None:

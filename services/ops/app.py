@@ -30,10 +30,12 @@ from aiokafka.errors import KafkaError
 
 from services.decisions.after_sales.kpi_readings import kpi_figures
 from services.decisions.after_sales.return_timeline import return_timeline
-from services.engine.web import add_metrics_page, new_web_app, serving
+from services.engine.web import add_metrics_page, json_answer, new_web_app, serving
+from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
 from services.eventing.named_tokens import parse_named_tokens
 from services.eventing.openapi_docs import load_openapi_document
+from services.eventing.request_fields import ApiError
 from services.eventing.settings import bootstrap_servers
 from services.ops.dashboard_page import dashboard_page, sign_in_page
 from services.ops.kafka_readings import dead_letter_depths, lag_by_service
@@ -93,16 +95,6 @@ class OpsSettings:
         )
 
 
-class Refused(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class KeptReading:
     """An expensive reading done at most once per `kept_s`, one at a time."""
 
@@ -146,7 +138,7 @@ class OpsService:
     def signed_in(self, request: web.Request) -> str:
         operator = self.operator(request)
         if operator is None:
-            raise Refused(401, "unauthenticated", "sign in at /dashboard (or send a Bearer token)")
+            raise ApiError(401, "unauthenticated", "sign in at /dashboard (or send a Bearer token)")
         return operator
 
     async def page(self, request: web.Request) -> web.Response:
@@ -160,11 +152,11 @@ class OpsService:
     async def sign_in(self, request: web.Request) -> web.Response:
         """POST /dashboard/sign-in: the HTML form's `token=…` (urlencoded only)."""
         if request.content_type != "application/x-www-form-urlencoded":
-            raise Refused(415, "unsupported_media_type", "send the form urlencoded: token=…")
+            raise ApiError(415, "unsupported_media_type", "send the form urlencoded: token=…")
         try:
             form = await request.post()
         except (ValueError, UnicodeDecodeError) as exc:
-            raise Refused(400, "unreadable_form", f"the form could not be read: {exc}") from exc
+            raise ApiError(400, "unreadable_form", f"the form could not be read: {exc}") from exc
         token = form.get("token", "")
         token = token if isinstance(token, str) else ""
         operator = self.settings.sessions.holder_of_token(token) if token else None
@@ -197,7 +189,7 @@ class OpsService:
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in STATIC_FILES:
-            raise Refused(404, "not_found", f"no static file {name!r}")
+            raise ApiError(404, "not_found", f"no static file {name!r}")
         return web.Response(
             body=(STATIC / name).read_bytes(),
             content_type=STATIC_FILES[name],
@@ -216,12 +208,12 @@ class OpsService:
         self.signed_in(request)
         return_id = request.match_info["return_id"]
         if not RETURN_ID.fullmatch(return_id):
-            raise Refused(400, "invalid_return_id", "a return id is letters, digits and ._:-")
+            raise ApiError(400, "invalid_return_id", "a return id is letters, digits and ._:-")
         view = await self._upstream(
             f"{self.settings.coordinator_url}/returns/{return_id}", {}, "coordinator"
         )
         if view is None:
-            raise Refused(404, "unknown_return", f"the coordinator knows no return {return_id}")
+            raise ApiError(404, "unknown_return", f"the coordinator knows no return {return_id}")
         return _json(return_timeline(view))
 
     async def reviews(self, request: web.Request) -> web.Response:
@@ -260,19 +252,19 @@ class OpsService:
             return await reading.get()
         except (KafkaError, OSError) as exc:
             log.warning("kafka not readable", error=repr(exc))
-            raise Refused(503, "kafka_unavailable", f"Kafka could not be read: {exc!r}") from exc
+            raise ApiError(503, "kafka_unavailable", f"Kafka could not be read: {exc!r}") from exc
 
     async def _upstream(self, url: str, headers: dict[str, str], name: str) -> Any:
-        """The JSON at `url`; None for a 404; Refused(503) when `name` does not answer."""
+        """The JSON at `url`; None for a 404; ApiError(503) when `name` does not answer."""
         try:
             async with self.client().get(url, headers=headers) as response:
                 if response.status == 404:
                     return None
                 if response.status != 200:
-                    raise Refused(503, "upstream_unavailable", f"{name}: HTTP {response.status}")
+                    raise ApiError(503, "upstream_unavailable", f"{name}: HTTP {response.status}")
                 return orjson.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-            raise Refused(503, "upstream_unavailable", f"{name}: {exc!r}"[:300]) from exc
+            raise ApiError(503, "upstream_unavailable", f"{name}: {exc!r}"[:300]) from exc
 
     async def health(self, _request: web.Request) -> web.Response:
         """200 once operators can sign in and the figures have sources, else 503."""
@@ -287,12 +279,7 @@ class OpsService:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body),
-        status=status,
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
+    return json_answer(body, status, {"Cache-Control": "no-store"})
 
 
 @web.middleware
@@ -301,8 +288,8 @@ async def _refusals(request: web.Request, handler: Any) -> web.StreamResponse:
     answer); aiohttp's own (404, 405, a body too large) too."""
     try:
         return await handler(request)
-    except Refused as exc:
-        return _json({"error": exc.error, "detail": exc.detail}, exc.status)
+    except ApiError as exc:
+        return _json(exc.body(), exc.status)
     except web.HTTPException as exc:
         refused = _json({"error": "http_error", "detail": exc.reason}, exc.status)
         if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
@@ -311,8 +298,7 @@ async def _refusals(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def build_app(service: OpsService) -> web.Application:
-    app = new_web_app(client_max_size=64 * 1024)
-    app.middlewares.append(_refusals)
+    app = new_web_app(_refusals, client_max_size=64 * 1024)
     app.router.add_get("/dashboard", service.page)
     app.router.add_post("/dashboard/sign-in", service.sign_in)
     app.router.add_post("/dashboard/sign-out", service.sign_out)

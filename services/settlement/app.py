@@ -27,7 +27,7 @@ from psycopg import AsyncConnection
 from services.decisions.settlement.cycles import cycle, cycle_number
 from services.decisions.settlement.return_postings import SettlementTerms
 from services.engine import loop_metrics
-from services.engine.web import add_metrics_page, serving, timed_requests
+from services.engine.web import add_metrics_page, new_web_app, serving
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
@@ -316,7 +316,7 @@ class SettlementService:
 
 async def serve(settings: SettlementSettings) -> int:
     service = SettlementService(settings, SettlementTerms())
-    app = web.Application(middlewares=[timed_requests, _problems])
+    app = new_web_app(_problems)
     app.router.add_get("/health", service.health)
     add_metrics_page(app)
     loop_metrics.watch_loop(service.readings)

@@ -141,12 +141,8 @@ def disagreements(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
 
 async def scraped_kpis(stack: LocalStack) -> dict[str, Any]:
     """Every service process's /metrics (settlement's too), read back as KPIs."""
-    sources = {
-        name: f"{stack.url(name)}/metrics"
-        for name in (*stack.service_processes, *stack.ledger_processes)
-    }
     async with aiohttp.ClientSession() as session:
-        found = await scrape(session, sources)
+        found = await scrape(session, stack.metrics_sources)
     down = sorted(name for name, state in found.sources.items() if state != "ok")
     if down:
         raise RuntimeError(f"/metrics not read from {down}: {found.sources}")

@@ -184,12 +184,6 @@ class LocalStack:
                 "BOOMERANG_SETTLEMENT_START_AT_MS": str(self.ledger_start_ms or ""),
             },
             OPS: {
-                "OPS_METRICS_SOURCES": json.dumps(
-                    {
-                        name: f"http://127.0.0.1:{ports[name]}/metrics"
-                        for name in (*instances, *self.ledger_processes)
-                    }
-                ),
                 "OPS_COORDINATOR_URL": f"http://127.0.0.1:{ports['coordinator']}",
                 "OPS_RISK_URL": f"http://127.0.0.1:{ports['risk']}",
                 "OPS_RISK_TOKEN": REVIEWER_TOKENS["ops-dashboard"],
@@ -212,6 +206,8 @@ class LocalStack:
             self.processes[name] = ManagedProcess(
                 name, port, self.run_dir / "logs" / f"{name}.log", env
             )
+        # the dashboard reads the processes the stack starts with (metrics_sources)
+        self.processes[OPS].env["OPS_METRICS_SOURCES"] = json.dumps(self.metrics_sources)
         atexit.register(self.stop_all)
 
     def url(self, name: str) -> str:
@@ -227,6 +223,14 @@ class LocalStack:
     def ledger_processes(self) -> tuple[str, ...]:
         """The settlement process, when there is a database for it."""
         return (LEDGER,) if self.database_url else ()
+
+    @property
+    def metrics_sources(self) -> dict[str, str]:
+        """Every service process's and settlement's /metrics, by process name."""
+        return {
+            name: f"{self.url(name)}/metrics"
+            for name in (*self.service_processes, *self.ledger_processes)
+        }
 
     @property
     def singletons(self) -> tuple[str, ...]:
