@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
+from services.engine.documented_parameters import checked_parameters
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, RouteHandler
 from services.eventing.log_setup import get_logger
 from services.eventing.openapi_docs import load_openapi_document
@@ -122,8 +123,10 @@ def add_route(app: web.Application, method: str, path: str, handler: RouteHandle
 
 
 def add_openapi_page(app: web.Application, path: Path) -> None:
-    """GET /openapi.json: the document at `path`, read now (a bad one stops the start)."""
+    """GET /openapi.json: the document at `path`, read now (a bad one stops the start); every
+    request's parameters are checked against it from then on (`documented_parameters`)."""
     document = load_openapi_document(path)
+    app.middlewares.append(checked_parameters(document))
 
     async def openapi(request: web.Request) -> web.Response:
         return json_answer(document)

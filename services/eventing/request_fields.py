@@ -50,6 +50,18 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+def json_integer(value: Any) -> int | None:
+    """`value` as an int when JSON Schema calls it an integer (1 and 1.0 both are; true,
+    1.5 and "1" are not), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 class Fields:
     """Collects problems while reading fields out of a JSON object."""
 
@@ -94,7 +106,8 @@ class Fields:
             if required:
                 self.problem(key, "is required")
             return default
-        if isinstance(value, bool) or not isinstance(value, int):
+        value = json_integer(value)
+        if value is None:
             self.problem(key, "must be an integer")
             return default
         if minimum is not None and value < minimum:

@@ -30,11 +30,16 @@ from aiokafka.errors import KafkaError
 
 from services.decisions.after_sales.kpi_readings import kpi_figures
 from services.decisions.after_sales.return_timeline import return_timeline
-from services.engine.web import add_metrics_page, json_answer, new_web_app, serving
+from services.engine.web import (
+    add_metrics_page,
+    add_openapi_page,
+    json_answer,
+    new_web_app,
+    serving,
+)
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
 from services.eventing.named_tokens import parse_named_tokens
-from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.request_fields import ApiError
 from services.eventing.settings import bootstrap_servers
 from services.ops.dashboard_page import dashboard_page, sign_in_page
@@ -310,8 +315,7 @@ def build_app(service: OpsService) -> web.Application:
     app.router.add_get("/dashboard/api/lag", service.consumer_lag)
     app.router.add_get("/health", service.health)
     add_metrics_page(app)
-    document = load_openapi_document(Path(__file__).with_name("openapi.json"))
-    app.router.add_get("/openapi.json", lambda _request: _json(document))
+    add_openapi_page(app, Path(__file__).with_name("openapi.json"))
     return app
 
 

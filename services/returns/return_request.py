@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -328,11 +329,19 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
     )
 
 
+# visible ASCII, inner spaces allowed (HTTP trims outer ones); the document's pattern
+IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
+
+
 def check_idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
-    if not 1 <= len(value) <= 128 or not value.isprintable():
-        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 printable chars")
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ApiError(
+            400,
+            "bad_idempotency_key",
+            "Idempotency-Key must be 1..128 visible ASCII characters (inner spaces allowed)",
+        )
     return value
 
 

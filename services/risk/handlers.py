@@ -34,7 +34,13 @@ from services.decisions.risk.count_records import (
     return_increments,
     window_of,
 )
-from services.decisions.risk.review_cases import MIN_REASON, VerdictRefused, verdict_is_new
+from services.decisions.risk.review_cases import (
+    MAX_REASON,
+    MIN_REASON,
+    VerdictRefused,
+    reason_is_given,
+    verdict_is_new,
+)
 from services.decisions.risk.risk_check import (
     REQUEST_FIELDS,
     counted_after,
@@ -447,9 +453,11 @@ def _verdict_fields(body: Mapping[str, Any]) -> tuple[bool, str]:
     if verdict not in ("approve", "deny"):
         raise ApiError(422, "bad_verdict", "verdict is approve or deny")
     reason = body.get("reason")
-    if not isinstance(reason, str) or len(reason.strip()) < MIN_REASON:
+    if not isinstance(reason, str) or not reason_is_given(reason):
         raise ApiError(
-            422, "reason_required", f"a verdict says why: reason, at least {MIN_REASON} characters"
+            422,
+            "reason_required",
+            f"a verdict says why: reason, {MIN_REASON} to {MAX_REASON} characters, not only blanks",
         )
     return verdict == "approve", reason
 

@@ -27,11 +27,10 @@ from psycopg import AsyncConnection
 from services.decisions.settlement.cycles import cycle, cycle_number
 from services.decisions.settlement.return_postings import SettlementTerms
 from services.engine import loop_metrics
-from services.engine.web import add_metrics_page, new_web_app, serving
+from services.engine.web import add_metrics_page, add_openapi_page, new_web_app, serving
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms
 from services.eventing.log_setup import configure_logging, get_logger
-from services.eventing.openapi_docs import load_openapi_document
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.settings import bootstrap_servers
 from services.settlement.consumer import SettlementConsumer
@@ -320,8 +319,7 @@ async def serve(settings: SettlementSettings) -> int:
     app.router.add_get("/health", service.health)
     add_metrics_page(app)
     loop_metrics.watch_loop(service.readings)
-    document = load_openapi_document(OPENAPI_DOCUMENT)  # a bad one stops the start
-    app.router.add_get("/openapi.json", lambda _request: web.json_response(document))
+    add_openapi_page(app, OPENAPI_DOCUMENT)
     app.router.add_get("/sellers/{seller_id}/statements/{cycle_id}", service.seller_statement)
     app.router.add_get(
         "/sellers/{seller_id}/statements/{cycle_id}/notification", service.seller_notification

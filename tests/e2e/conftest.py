@@ -14,6 +14,7 @@ import pytest
 from services.policy_files.loader import DEFAULT_POLICY_DIR
 from services.tools.local_postgres.databases import fresh_database
 from services.tools.local_stack.stack import LocalStack
+from tests.e2e.test_api_fuzzing import fuzzing_summary
 
 # Short retries and deadlines, so failure paths resolve within a test.
 SAGA_ENV = {
@@ -32,6 +33,21 @@ SAGA_ENV = {
     "SAGA_FINISHED_RETENTION_MS": "40000",
     "BOOMERANG_RETRY_ATTEMPTS": "3",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fuzzing run goes last: what it creates is nobody else's business."""
+    items.sort(key=lambda item: item.get_closest_marker("fuzzing") is not None)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    lines = fuzzing_summary(config)
+    if lines:
+        terminalreporter.section("fuzzing: every operation of every service")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 RELOAD_MARKET = "NL"  # a market only the policy-reload test uses and changes

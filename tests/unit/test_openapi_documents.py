@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -20,6 +22,7 @@ from referencing.jsonschema import DRAFT202012
 from services.decisions import saga
 from services.decisions.money import CURRENCY_EXPONENTS
 from services.decisions.refunds import order_refund_ledger
+from services.decisions.risk.review_cases import reason_is_given
 from services.decisions.saga import stored as stored_saga
 from services.engine.web import add_openapi_page
 from services.eventing.openapi_docs import load_openapi_document
@@ -128,6 +131,45 @@ def schema_locations(document: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_links_name_operations_and_fill_their_path_parameters(service):
+    """The stateful fuzzing follows these links: each names an operation of the document
+    and fills every path parameter it has from the answer or the request."""
+    document = DOCS[service]
+    by_id = {op["operationId"]: (path, op) for path, _, op in operations(document)}
+    for path, method, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            for name, link in answer.get("links", {}).items():
+                where = (f"{method.upper()} {path}", status, name)
+                assert link["operationId"] in by_id, where
+                _, target = by_id[link["operationId"]]
+                wanted = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                assert wanted <= set(link["parameters"]), where
+                for expression in link["parameters"].values():
+                    assert re.fullmatch(r"\$(response\.body#/\S+|request\.path\.\w+)", expression)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_parameter_checks_refusals_are_documented(service):
+    """Every operation with parameters documents the answer `documented_parameters` gives
+    when one breaks its schema: 404 for a path parameter, 400 for a query or header one."""
+    document = DOCS[service]
+    for path, method, operation in operations(document):
+        locations = {p["in"] for p in operation.get("parameters", [])}
+        for status, kinds in ((404, {"path"}), (400, {"query", "header"})):
+            if not locations & kinds:
+                continue
+            name = next(p["name"] for p in operation["parameters"] if p["in"] in kinds)
+            where = f"{'path' if status == 404 else 'query'}.{name}"
+            code = "not_found" if status == 404 else "invalid_parameter"
+            body = {
+                "error": code,
+                "detail": f"{where}: does not match '^x$'",
+                "fields": [{"field": where, "problem": "does not match '^x$'"}],
+            }
+            assert_response(service, path, method, status, body)
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_document_is_openapi_3_1_with_info_paths_and_components(service):
     document = DOCS[service]
     assert document["openapi"] == "3.1.0"
@@ -148,6 +190,25 @@ def test_document_is_openapi_3_1_with_info_paths_and_components(service):
     assert load_openapi_document(ROOT / "services" / service / "openapi.json") == document
 
 
+# answers that are not JSON: a statement's other formats (?format=csv|html) and the
+# dashboard's pages; every other answer, refusals included, is JSON
+NON_JSON_ANSWERS = {
+    ("settlement", "GET /statements/{cycle_id}", "200"): {"application/json", "text/csv"},
+    ("settlement", "GET /sellers/{seller_id}/statements/{cycle_id}", "200"): {
+        "application/json",
+        "text/csv",
+        "text/html",
+    },
+    ("ops", "GET /dashboard", "200"): {"text/html"},
+    ("ops", "POST /dashboard/sign-in", "401"): {"text/html"},
+    ("ops", "GET /dashboard/static/{name}", "200"): {
+        "application/javascript",
+        "text/css",
+        "image/svg+xml",
+    },
+}
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_operation_has_documented_responses(service):
     document = DOCS[service]
@@ -161,7 +222,10 @@ def test_every_operation_has_documented_responses(service):
         for status, answer in operation["responses"].items():
             assert re.fullmatch(r"[1-5]\d\d", status), (where, status)
             assert answer["description"], (where, status)
-            assert set(answer.get("content", {})) <= {"application/json"}, (where, status)
+            allowed = NON_JSON_ANSWERS.get((service, where, status), {"application/json"})
+            assert set(answer.get("content", {})) <= allowed, (where, status)
+            for media in answer.get("content", {}).values():
+                assert "schema" in media, (where, status)
         templated = set(re.findall(r"\{([^}]+)\}", path))
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
         assert templated == declared, where
@@ -249,7 +313,9 @@ def test_every_example_matches_its_schema(service):
                     parameter["example"]
                 )
         for status, answer in operation["responses"].items():
-            if status not in ("200", "201", "202") and "content" in answer:
+            if status not in ("200", "201", "202") and "application/json" in answer.get(
+                "content", {}
+            ):
                 assert answer["content"]["application/json"].get("examples"), (path, status)
     assert checked >= 5
 
@@ -505,3 +571,19 @@ def test_refund_order_ledger_summary_matches_the_200_schema():
     entry, _ = order_refund_ledger.release(entry, "RMA-1", {"order_ref": "ORD-1", "reason": "x"})
     summary = order_refund_ledger.summary(entry)
     assert_response("refund", "/orders/{order_ref}/refunds", "get", 200, summary)
+
+
+@settings(max_examples=500)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [" ", "\t", "\x0b", "\x1c", "\x85", "\xa0", "\u2028", "\ufeff", "a", "é", "\x9f"]
+        ),
+        max_size=12,
+    )
+    | st.text(max_size=2100)
+)
+def test_the_verdict_reason_check_and_its_document_agree_on_every_string(reason):
+    documented = validator(DOCS["risk"], "/components/schemas/VerdictRequest")
+    body = {"verdict": "deny", "reason": reason}
+    assert documented.is_valid(body) == reason_is_given(reason)
