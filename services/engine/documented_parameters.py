@@ -1,12 +1,12 @@
-"""Every request's path, query and header parameters checked against the operation's
-OpenAPI document before its handler runs, so what a service takes is what its document
-says (bodies are read field by field by each service's parser, `request_fields`).
+"""Every request's path and query parameters checked against the operation's OpenAPI
+document before its handler runs, so what a service takes is what its document says
+(bodies are read field by field by each service's parser, `request_fields`).
 
 - a path parameter that breaks its schema names nothing: 404 `not_found`;
-- a query or header parameter that breaks its schema, or a query parameter given twice
-  where one is documented: 400 `invalid_parameter`, naming it (`query.format`);
-- undocumented query parameters and headers are ignored; a missing required header is
-  left to the handler (a missing signature or token is its 401, not a 400).
+- a query parameter that breaks its schema, or is given twice where one is documented:
+  400 `invalid_parameter`, naming it (`query.format`);
+- undocumented query parameters are ignored. Headers are the handlers' (a malformed
+  signature or token is their 401, a malformed Idempotency-Key their 400, as documented).
 
 Values arrive as text and are read the way the document types them (an integer
 parameter's "7" is 7) before validation.
@@ -34,7 +34,7 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    location: str  # path, query, header
+    location: str  # path or query
     validator: Draft202012Validator
     kind: str  # the schema's type ("string" when it gives none)
     item_kind: str  # an array's items' type
@@ -80,7 +80,7 @@ class DocumentedParameters:
                 found: dict[tuple[str, str], Parameter] = {}
                 for index, raw in enumerate([*shared, *operation.get("parameters", [])]):
                     parameter = _resolved(document, raw)
-                    if parameter.get("in") not in ("path", "query", "header"):
+                    if parameter.get("in") not in ("path", "query"):
                         continue
                     schema = _resolved(document, parameter.get("schema", {}))
                     pointer = self._pointer(path, method, raw, index, len(shared))
@@ -108,7 +108,6 @@ class DocumentedParameters:
         template: str,
         path_values: Mapping[str, str],
         query: Any,
-        headers: Mapping[str, str],
     ) -> ApiError | None:
         """Why the request breaks its operation's parameters, or None (also for an
         undocumented operation)."""
@@ -122,7 +121,7 @@ class DocumentedParameters:
             if parameter.location == "path":
                 value: Any = _typed(path_values.get(parameter.name, ""), parameter.kind)
                 sink = path_problems
-            elif parameter.location == "query":
+            else:
                 given = query.getall(parameter.name, [])
                 if not given:
                     continue
@@ -133,12 +132,6 @@ class DocumentedParameters:
                     continue
                 else:
                     value = _typed(given[0], parameter.kind)
-                sink = problems
-            else:
-                text = headers.get(parameter.name)
-                if text is None:
-                    continue
-                value = _typed(text, parameter.kind)
                 sink = problems
             error = next(iter(parameter.validator.iter_errors(value)), None)
             if error is not None:
@@ -187,7 +180,6 @@ def checked_parameters(
                 resource.canonical,
                 request.match_info,
                 request.query,
-                request.headers,
             )
             if refusal is not None:
                 return web.json_response(refusal.body(), status=refusal.status)

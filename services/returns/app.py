@@ -7,8 +7,10 @@ pipeline's queues (pipeline_backlog.py)."""
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from services.eventing.avro_codec import CodecError
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.partner_http import PartnerHttp
 from services.eventing.request_keys import path_parameter
 from services.eventing.topics import (
     DAY_MS,
@@ -36,6 +39,8 @@ from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
 from services.returns.handlers import SERVICE, ReturnsPorts
+from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
+from services.returns.order_facts import OrderSource
 from services.returns.pipeline_backlog import REFRESH_S, PipelineBacklog
 from services.returns.return_policy import PolicyFileRules, ReturnPolicy
 
@@ -74,19 +79,39 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
     return Wiring((answers,), routes)
 
 
+def marketplace_orders_from_env(env: Mapping[str, str] = os.environ) -> MarketplaceOrders:
+    """The order system at MARKETPLACE_URL (the double's port by default), its answers
+    within ORDER_TIMEOUT_S, delivered orders cached (ORDER_CACHE_SIZE, ORDER_CACHE_TTL_S)."""
+    url = env.get("MARKETPLACE_URL", "http://127.0.0.1:8093")
+    http = PartnerHttp(url, float(env.get("ORDER_TIMEOUT_S", "3")), partner="marketplace")
+    return MarketplaceOrders(http, time.monotonic, CacheTerms.from_env(env))
+
+
 def build(
-    settings: runtime.ServiceSettings, policy: ReturnPolicy | None = None
+    settings: runtime.ServiceSettings,
+    policy: ReturnPolicy | None = None,
+    orders: OrderSource | None = None,
 ) -> runtime.ServiceParts:
     """Without `policy`, decides with the policy files of `policy_dir()` and reloads them
-    when they change (a bad set is rejected; the previous one stays active)."""
+    when they change (a bad set is rejected; the previous one stays active); without
+    `orders`, reads orders from the marketplace (MARKETPLACE_URL)."""
 
     def wire(parts: runtime.ServiceParts) -> Wiring:
         answers = parts.view("answers", TopicView((RETURNS_EVENTS.name,), handlers.fold_answer))
         admit = admission_control(parts)
+        order_source = orders
+        if order_source is None:
+            marketplace = marketplace_orders_from_env()
+            parts.on_stop(marketplace.aclose)
+            order_source = marketplace
         if policy is not None:
-            return wiring(ReturnsPorts(answers, policy, parts.publish, now_ms, admit=admit))
+            return wiring(
+                ReturnsPorts(answers, policy, parts.publish, now_ms, order_source, admit=admit)
+            )
         book = PolicyBook(policy_dir())
-        ports = ReturnsPorts(answers, PolicyFileRules(book), parts.publish, now_ms, admit=admit)
+        ports = ReturnsPorts(
+            answers, PolicyFileRules(book), parts.publish, now_ms, order_source, admit=admit
+        )
         return wiring(ports, serve_policy_book(parts, book))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))

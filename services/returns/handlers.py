@@ -28,7 +28,9 @@ from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
-from services.eventing.request_fields import ApiError, parse_json_object
+from services.eventing.request_fields import ApiError, FieldProblem, invalid, parse_json_object
+from services.returns.order_facts import OrderSource, OrderSystemUnavailable
+from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import PolicyDecision, ReturnPolicy
 from services.returns.return_request import (
     ReturnRequest,
@@ -40,6 +42,7 @@ from services.returns.return_request import (
 
 SERVICE = "returns"
 RECENT_ANSWERS = 10_000
+ORDER_SYSTEM_RETRY_AFTER_S = 5
 PUBLISHED_POLICIES_KEPT = 10_000
 log = get_logger(__name__)
 
@@ -65,8 +68,16 @@ def new_return_id() -> str:
 
 
 def decision_events(
-    return_id: str, request: ReturnRequest, decision: PolicyDecision, key: str | None, at: int
+    return_id: str,
+    request: ReturnRequest,
+    decision: PolicyDecision,
+    key: str | None,
+    at: int,
+    request_hash: str | None = None,
 ) -> list[Outbound]:
+    """ReturnRequested inside ReturnAccepted or ReturnRejected; `request_hash` is the
+    body's (what a retry with the same Idempotency-Key is compared with; by default the
+    request's own)."""
     requested_id = deterministic_event_id(return_id, "ReturnRequested")
     requested = {
         "envelope": new_envelope(
@@ -74,7 +85,7 @@ def decision_events(
         ),
         **request.event_fields(),
         "idempotency_key": key,
-        "request_hash": request.fingerprint(),
+        "request_hash": request_hash or request.fingerprint(),
     }
     name = "ReturnAccepted" if decision.accepted else "ReturnRejected"
     body: dict[str, Any] = {
@@ -154,6 +165,7 @@ class ReturnsPorts:
     policy: ReturnPolicy
     publish: Publish
     clock_ms: Callable[[], int]
+    orders: OrderSource  # the marketplace's order system: the facts of every return
     new_return_id: Callable[[], str] = new_return_id  # without an Idempotency-Key
     # digests of the policies this process has published (each before the first return
     # that names it; published again after a restart: the topic is compacted by digest)
@@ -236,8 +248,8 @@ def overloaded(refusal: Refusal) -> HttpAnswer:
 
 async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
-    return_request = parse_return_request(parse_json_object(request.body))
-    fingerprint = return_request.fingerprint()
+    claim = parse_return_request(parse_json_object(request.body))
+    fingerprint = claim.fingerprint()  # the body's meaning: a replay needs no order lookup
     return_id = return_id_for_key(key) if key else ports.new_return_id()
     async with ports.locks.holding(return_id):
         with event_context(return_id=return_id):
@@ -257,9 +269,24 @@ async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswe
             if (refusal := ports.admit(ports.in_flight)) is not None:
                 log.debug("return refused: overloaded", reason=refusal.reason)
                 return overloaded(refusal)
+            try:
+                facts = await ports.orders.find(claim.order_ref)
+            except OrderSystemUnavailable as exc:
+                log.warning("order system unavailable", detail=str(exc)[:300])
+                return HttpAnswer(
+                    503,
+                    {
+                        "error": "order_system_unavailable",
+                        "detail": "the marketplace's order system did not answer; try again",
+                    },
+                    {"Retry-After": str(ORDER_SYSTEM_RETRY_AFTER_S)},
+                )
+            if facts is None:
+                raise invalid([FieldProblem("order_ref", "the marketplace has no such order")])
+            return_request = request_from_order(claim, facts)
             now = ports.clock_ms()
             decision = ports.policy.decide(return_request, now)
-            events = decision_events(return_id, return_request, decision, key, now)
+            events = decision_events(return_id, return_request, decision, key, now, fingerprint)
             await ports.publish_policy_once(return_id, decision, now)
             await ports.publish(events)
             [(_, decided)] = events

@@ -1,23 +1,21 @@
 """A buyer's return request: validated from JSON, normalised, hashed (pure; no I/O).
 
-{"order_ref": "ORD-1", "buyer_id": "B-1", "seller_id": "S-1", "category": "apparel",
- "market": "ID", "reason_code": "WRONG_SIZE", "delivered_at": "2026-11-20",
- "payment_method": "EWALLET", "pickup_address": "Jl. Sudirman 1, Jakarta",
- "lines": [{"sku": "TS-M", "quantity": 1, "quantity_bought": 2, "order_line_id": "L1",
-            "unit_price": {"amount_minor": 149000, "currency": "IDR"}}],
- "buyer_notes": "", "photo_refs": [],
- "order": {"currency": "IDR", "discount_minor": 20000, "shipping_fee_minor": 15000,
-           "tax_basis": "INCLUSIVE", "tax_rate_bp": 1100,
-           "lines": [{"line_id": "L1", "sku": "TS-M", "unit_price_minor": 149000, "quantity": 2},
-                     {"line_id": "L2", "sku": "CAP", "unit_price_minor": 59000, "quantity": 1}]},
- "store_credit": false}
+The buyer names the order, the lines and how many, the reason and the photos:
 
-Optional: "resolution": "EXCHANGE" with "exchange_sku" (a replacement of another variant
-instead of money), "refund_account": {"holder", "number", "bank_code"} (where a bank-transfer
-refund goes; without it the refund waits for the buyer to give it).
+{"order_ref": "ORD-1", "reason_code": "WRONG_SIZE",
+ "lines": [{"order_line_id": "L1", "quantity": 1}],
+ "buyer_notes": "", "photo_refs": [], "store_credit": false}
 
-`order` (optional) is the whole order as paid: the refund shares its discounts and shipping
-across all of its lines. Without it the refund is unit price × quantity of the returned lines.
+Optional: "pickup_address" (else the order's), "resolution": "EXCHANGE" with
+"exchange_sku", "refund_account": {"holder", "number", "bank_code"} (where a bank-transfer
+refund goes; without it the refund waits for the buyer to give it). A line may name its
+order line by "sku" instead of "order_line_id" when one line of the order has that sku.
+
+Everything else that decides a refund comes from the marketplace's order
+(`order_facts`): a body may still state buyer_id, seller_id, category, market,
+delivered_at, payment_method, a line's sku, quantity_bought and unit_price, and the
+`order` block (currency, discount_minor, shipping_fee_minor, tax_basis, tax_rate_bp,
+lines) — each stated must agree with the order, else 422 naming it.
 """
 
 from __future__ import annotations
@@ -149,6 +147,49 @@ class ReturnRequest:
         }
 
 
+@dataclass(frozen=True)
+class ClaimedLine:
+    """A returned line as the body gives it: the line (by id, or by sku) and how many; the
+    rest, when stated, must agree with the order."""
+
+    quantity: int
+    order_line_id: str | None = None
+    sku: str | None = None
+    quantity_bought: int | None = None
+    unit_price_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class ReturnClaim:
+    """The buyer's request as the body gives it (order_facts makes it a ReturnRequest with
+    the order's facts). Facts it states are None when absent."""
+
+    order_ref: str
+    reason_code: str
+    lines: tuple[ClaimedLine, ...]
+    buyer_notes: str = ""
+    photo_refs: tuple[str, ...] = ()
+    pickup_address: str | None = None
+    store_credit_chosen: bool = False
+    resolution: str = "REFUND"
+    exchange_sku: str | None = None
+    refund_account: tuple[tuple[str, str], ...] | None = None
+    buyer_id: str | None = None
+    seller_id: str | None = None
+    category: str | None = None
+    market: str | None = None
+    delivered_at_ms: int | None = None
+    delivered_on_day: bool = False  # stated as a date (compared by day), not a date-time
+    payment_method: str | None = None
+    order: OrderInput | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the normalised body: equal bodies (in meaning) hash equal."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _delivered_at(fields: Fields) -> int:
     raw = fields.data.get("delivered_at")
     if not isinstance(raw, str):
@@ -167,18 +208,19 @@ def _delivered_at(fields: Fields) -> int:
     return (moment - EPOCH) // timedelta(milliseconds=1)  # integer arithmetic, no float
 
 
-def _line(fields: Fields, index: int, data: dict[str, Any]) -> RequestLine | None:
+def _line(fields: Fields, index: int, data: dict[str, Any]) -> ClaimedLine | None:
     line = fields.nested(f"lines[{index}]", data)
     before = len(fields.problems)
-    sku = line.text("sku", max_len=64)
-    quantity = line.integer("quantity", minimum=1, maximum=10_000)
-    bought = line.integer("quantity_bought", minimum=1, maximum=10_000)
     order_line_id = line.text("order_line_id", required=False, max_len=64) or None
+    stated_sku = order_line_id is None or data.get("sku") is not None  # stated: not blank
+    sku = line.text("sku", required=stated_sku, max_len=64) or None
+    quantity = line.integer("quantity", minimum=1, maximum=10_000)
+    bought = line.integer("quantity_bought", minimum=1, maximum=10_000, required=False)
     price = data.get("unit_price")
-    amount, currency = None, ""
-    if not isinstance(price, dict):
-        line.problem("unit_price", "is required as {amount_minor, currency}")
-    else:
+    amount, currency = None, None
+    if price is not None and not isinstance(price, dict):
+        line.problem("unit_price", "must be {amount_minor, currency}")
+    elif price is not None:
         money = line.nested("unit_price", price)
         amount = money.integer("amount_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR)
         currency = money.text("currency", max_len=3)
@@ -186,9 +228,9 @@ def _line(fields: Fields, index: int, data: dict[str, Any]) -> RequestLine | Non
             money.problem("currency", f"{currency!r} is not a supported ISO 4217 code")
     if quantity and bought and quantity > bought:
         line.problem("quantity", f"returns {quantity} but only {bought} were bought")
-    if len(fields.problems) > before or quantity is None or bought is None or amount is None:
+    if len(fields.problems) > before or quantity is None:
         return None
-    return RequestLine(sku, quantity, bought, amount, currency, order_line_id)
+    return ClaimedLine(quantity, order_line_id, sku, bought, amount, currency or None)
 
 
 TAX_BASES = frozenset({"INCLUSIVE", "EXCLUSIVE"})
@@ -244,41 +286,30 @@ def _order(fields: Fields, data: Any) -> OrderInput | None:
     )
 
 
-def _check_lines_against_order(fields: Fields, lines: list[RequestLine], order: OrderInput) -> None:
-    by_id = {line.line_id: line for line in order.lines}
-    if lines and lines[0].currency != order.currency:
-        fields.problem(
-            "order.currency", f"is {order.currency}; the lines are in {lines[0].currency}"
-        )
-    for index, line in enumerate(lines):
-        where = f"lines[{index}]"
-        ordered = by_id.get(line.order_line_id or "")
-        if ordered is None:
-            fields.problem(f"{where}.order_line_id", "must name a line of the order")
-            continue
-        if (line.sku, line.quantity_bought, line.unit_price_minor) != (
-            ordered.sku,
-            ordered.quantity,
-            ordered.unit_price_minor,
-        ):
-            fields.problem(
-                where,
-                f"sku, quantity_bought and unit_price differ from order line {ordered.line_id}",
-            )
+def _stated_text(fields: Fields, key: str, max_len: int) -> str | None:
+    """A fact the body may state: absent is None; stated, it must be a non-empty string."""
+    if fields.data.get(key) is None:
+        return None
+    return fields.text(key, max_len=max_len) or None
 
 
-def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
-    """Raise ApiError(422) naming every invalid field, or return the normalised request."""
+def parse_return_request(data: dict[str, Any]) -> ReturnClaim:
+    """Raise ApiError(422) naming every invalid field, or return the buyer's claim (the
+    order's facts complete it: order_facts.return_request)."""
     fields = Fields(data)
     order_ref = fields.text("order_ref", max_len=64)
-    buyer_id = fields.text("buyer_id", max_len=64)
-    seller_id = fields.text("seller_id", max_len=64)
-    category = fields.text("category", max_len=64)
-    market = fields.text("market", max_len=8)
     reason_code = fields.text("reason_code", max_len=64)
-    payment_method = fields.choice("payment_method", PAYMENT_METHODS)
-    delivered_at = _delivered_at(fields)
-    pickup_address = fields.text("pickup_address", max_len=500)
+    buyer_id = _stated_text(fields, "buyer_id", 64)
+    seller_id = _stated_text(fields, "seller_id", 64)
+    category = _stated_text(fields, "category", 64)
+    market = _stated_text(fields, "market", 8)
+    payment_method = (
+        fields.choice("payment_method", PAYMENT_METHODS)
+        if data.get("payment_method") is not None
+        else None
+    )
+    delivered_at = _delivered_at(fields) if data.get("delivered_at") is not None else None
+    pickup_address = _stated_text(fields, "pickup_address", 500)
     buyer_notes = fields.text("buyer_notes", required=False, max_len=2000)
     photo_refs = fields.string_list("photo_refs")
     lines = [
@@ -286,20 +317,19 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
         for index, raw in enumerate(fields.objects("lines", max_items=MAX_LINES))
         if (line := _line(fields, index, raw)) is not None
     ]
-    if lines and len({line.currency for line in lines}) > 1:
+    if len({line.currency for line in lines if line.currency}) > 1:
         fields.problem("lines", "all lines of one return must have the same currency")
-    skus = [(line.sku, line.order_line_id) for line in lines]
-    if len(set(skus)) != len(skus):
+    named = [(line.order_line_id, line.sku) for line in lines]
+    if len(set(named)) != len(named):
         fields.problem("lines", "the same order line appears twice")
     order = _order(fields, data.get("order"))
-    if order is not None:
-        _check_lines_against_order(fields, lines, order)
     store_credit = data.get("store_credit", False)
     if not isinstance(store_credit, bool):
         fields.problem("store_credit", "must be true or false")
-    resolution = str(data.get("resolution") or "REFUND")
-    if resolution not in RESOLUTIONS:
+    resolution = data.get("resolution") or "REFUND"  # null and "" are the default
+    if not isinstance(resolution, str) or resolution not in RESOLUTIONS:
         fields.problem("resolution", f"must be one of {', '.join(sorted(RESOLUTIONS))}")
+        resolution = "REFUND"
     exchange_sku = fields.text("exchange_sku", required=resolution == "EXCHANGE", max_len=64)
     if resolution == "EXCHANGE" and store_credit is True:
         fields.problem("store_credit", "an exchange pays no money: leave store_credit out")
@@ -308,24 +338,26 @@ def parse_return_request(data: dict[str, Any]) -> ReturnRequest:
         account = parse_bank_account(fields, "refund_account", data["refund_account"])
     if fields.problems:
         raise invalid(fields.problems)
-    return ReturnRequest(
+    raw_delivered = data.get("delivered_at")
+    return ReturnClaim(
         order_ref=order_ref,
-        buyer_id=buyer_id,
-        seller_id=seller_id,
-        category=category.lower(),
-        market=market.upper(),
         reason_code=reason_code.upper(),
-        delivered_at_ms=delivered_at,
-        payment_method=payment_method,
         lines=tuple(lines),
-        pickup_address=pickup_address,
         buyer_notes=buyer_notes,
         photo_refs=tuple(photo_refs),
-        order=order,
+        pickup_address=pickup_address,
         store_credit_chosen=store_credit is True,
         resolution=resolution,
         exchange_sku=(exchange_sku or None) if resolution == "EXCHANGE" else None,
         refund_account=tuple(account.items()) if account else None,
+        buyer_id=buyer_id,
+        seller_id=seller_id,
+        category=category.lower() if category else None,
+        market=market.upper() if market else None,
+        delivered_at_ms=delivered_at,
+        delivered_on_day=isinstance(raw_delivered, str) and len(raw_delivered) == 10,
+        payment_method=payment_method,
+        order=order,
     )
 
 

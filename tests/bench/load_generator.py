@@ -40,6 +40,7 @@ from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.tools.local_stack.drawn_returns import (
     TrackedReturn,
+    delivered_at_ms,
     demo_bank_account,
     order_body,
     random_return,
@@ -182,7 +183,8 @@ class LoadGenerator:
         if self.args.marketplace_url:
             read_before = await self._ledger_read()
             await self._place_orders(self.args.marketplace_url)
-            await self._wait_for_ledger(read_before + len(self.arrivals))
+            # each order is placed and delivered: two records settlement reads
+            await self._wait_for_ledger(read_before + 2 * len(self.arrivals))
         self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns, orders
         self.clients = {
             what: http_client(self.args.http_client, self.args.connections, timeout_s=30.0)
@@ -349,20 +351,28 @@ class LoadGenerator:
             await asyncio.sleep(0.5)
 
     async def _place_orders(self, marketplace_url: str) -> None:
-        """Every arrival's order placed with the marketplace (not part of the load)."""
+        """Every arrival's order placed and delivered by the marketplace (not part of the
+        load: the front door reads it for each return)."""
         limit = asyncio.Semaphore(32)
         async with aiohttp.ClientSession() as session:
 
+            async def call(url: str, body: dict[str, Any], what: str) -> None:
+                for _ in range(10):
+                    async with session.post(url, json=body) as answer:
+                        if answer.status in (200, 201):
+                            return
+                    await asyncio.sleep(0.5)
+                raise RuntimeError(f"{what} refused")
+
             async def place(arrival: Arrival) -> None:
+                order = order_body(arrival.tracked)
                 async with limit:
-                    for _ in range(10):
-                        async with session.post(
-                            f"{marketplace_url}/orders", json=order_body(arrival.tracked)
-                        ) as answer:
-                            if answer.status in (200, 201):
-                                return
-                        await asyncio.sleep(0.5)
-                    raise RuntimeError(f"order of {arrival.tracked.body['order_ref']} refused")
+                    await call(f"{marketplace_url}/orders", order, f"order {order['order_ref']}")
+                    await call(
+                        f"{marketplace_url}/orders/{order['order_ref']}/delivered",
+                        {"delivered_at": delivered_at_ms(arrival.tracked.body)},
+                        f"delivery of {order['order_ref']}",
+                    )
 
             await asyncio.gather(*(place(a) for a in self.arrivals))
         print(f"    placed {len(self.arrivals)} orders", file=sys.stderr, flush=True)

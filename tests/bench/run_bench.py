@@ -181,16 +181,10 @@ class Bench:
                 str(settings.drain_s),
                 "--out",
                 str(out),
-                *(
-                    [
-                        "--marketplace-url",
-                        self.stack.url("marketplace"),
-                        "--ledger-url",
-                        self.stack.url(LEDGER),
-                    ]
-                    if self.stack.database_url
-                    else []
-                ),
+                # the front door reads every return's order: placed before the load
+                "--marketplace-url",
+                self.stack.url("marketplace"),
+                *(["--ledger-url", self.stack.url(LEDGER)] if self.stack.database_url else []),
             ],
             preexec_fn=pinned_to(self.stack.partner_cpus),  # with the partner doubles
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from services.tools.local_stack.drawn_returns import delivered_at_ms, marketplace_order
 from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
 
@@ -54,13 +55,33 @@ DE_RETURN_SHIPPING_MINOR = 495
 EXPECTED_REFUND_MINOR = 2 * 2599 + 1000 - DE_RETURN_SHIPPING_MINOR
 
 
+def place_order(http: httpx.Client, stack: LocalStack, body: dict[str, Any]) -> None:
+    """The marketplace places and delivers the order a return body describes (the front
+    door takes every fact from it); once per order_ref, the same order again is a no-op."""
+    marketplace = stack.url("marketplace")
+    order = marketplace_order(body)
+    placed = http.post(f"{marketplace}/orders", json=order)
+    assert placed.status_code in (200, 201), placed.text
+    delivered = http.post(
+        f"{marketplace}/orders/{order['order_ref']}/delivered",
+        json={"delivered_at": delivered_at_ms(body)},
+    )
+    assert delivered.status_code in (200, 201), delivered.text
+
+
+def post_return(
+    http: httpx.Client, stack: LocalStack, body: dict[str, Any], **options: Any
+) -> httpx.Response:
+    """POST /returns after the marketplace placed the body's order."""
+    place_order(http, stack, body)
+    return http.post(f"{stack.url('returns')}/returns", json=body, **options)
+
+
 def create_return(
     http: httpx.Client, stack: LocalStack, key: str | None = None, **changes: Any
 ) -> str:
     headers = {"Idempotency-Key": key or uuid.uuid4().hex}
-    response = http.post(
-        f"{stack.url('returns')}/returns", json=return_body(**changes), headers=headers
-    )
+    response = post_return(http, stack, return_body(**changes), headers=headers)
     assert response.status_code == 202, response.text
     return response.json()["return_id"]
 

@@ -17,6 +17,7 @@ from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     TERMINAL,
     create_return,
+    post_return,
     post_scan_when_ready,
     return_body,
     scan,
@@ -236,7 +237,7 @@ def test_a_refund_service_killed_mid_flow_pays_each_return_once(stack, http):
 def _post_return(http, stack) -> tuple[int, dict, dict]:
     body = return_body()
     headers = {"Idempotency-Key": uuid.uuid4().hex}
-    answer = http.post(f"{stack.url('returns')}/returns", json=body, headers=headers)
+    answer = post_return(http, stack, body, headers=headers)
     return answer.status_code, answer.json(), dict(answer.headers)
 
 

@@ -14,6 +14,7 @@ from services.tools.local_stack.demo import LoopDriver, psp_ledger, summarize
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     create_return,
+    post_return,
     post_scan,
     post_scan_when_ready,
     return_body,
@@ -185,7 +186,7 @@ def test_idempotency_key_same_body_same_return_different_body_409(stack, http):
     key = f"e2e-{uuid.uuid4().hex}"
     body = return_body()
     url = f"{stack.url('returns')}/returns"
-    first = http.post(url, json=body, headers={"Idempotency-Key": key})
+    first = post_return(http, stack, body, headers={"Idempotency-Key": key})
     again = http.post(url, json=body, headers={"Idempotency-Key": key})
     assert first.status_code == again.status_code == 202
     assert again.json()["return_id"] == first.json()["return_id"]
@@ -196,9 +197,7 @@ def test_idempotency_key_same_body_same_return_different_body_409(stack, http):
 
 
 def test_policy_rejection_is_422_and_ends_the_saga(stack, http):
-    response = http.post(
-        f"{stack.url('returns')}/returns", json=return_body(category="perishables")
-    )
+    response = post_return(http, stack, return_body(category="perishables"))
     assert response.status_code == 422
     assert response.json()["rejection_code"] == "NON_RETURNABLE_CATEGORY"
     view = wait_for_status(http, stack, response.json()["return_id"], {"REJECTED"})

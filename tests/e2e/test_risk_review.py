@@ -30,16 +30,18 @@ WINDOWS_CHANGELOG = "boomerang-risk-windows-changelog"
 
 
 def place_order_with_serials(stack: LocalStack, order_ref: str) -> None:
-    """The order as the marketplace shipped it: SKU-E2E-2 with serials SN-A, SN-B, SN-C."""
+    """The order as the marketplace shipped it (SKU-E2E-2 with serials SN-A, SN-B, SN-C),
+    delivered three days ago."""
     placed = httpx.post(
         f"{stack.url('marketplace')}/orders",
         json={
             "order_ref": order_ref,
             "market": "DE",
-            "buyer_id": "B-risk",
+            "buyer_id": f"B-{order_ref}",  # a buyer of its own: no history across tests
             "seller_id": "S-e2e",
             "currency": "EUR",
             "seller_currency": "EUR",
+            "pickup_address": f"Musterstrasse 9, {order_ref}, Berlin",
             "lines": [
                 {
                     "line_id": "L1",
@@ -61,6 +63,12 @@ def place_order_with_serials(stack: LocalStack, order_ref: str) -> None:
         timeout=10,
     )
     assert placed.status_code == 201, placed.text
+    delivered = httpx.post(
+        f"{stack.url('marketplace')}/orders/{order_ref}/delivered",
+        json={"delivered_at": int((time.time() - 3 * 86_400) * 1000)},
+        timeout=10,
+    )
+    assert delivered.status_code == 201, delivered.text
     key = orjson.dumps(f"order:{order_ref}")  # a changelog's keys are JSON strings
     deadline = time.monotonic() + 60
     while not any(  # counted into the order's window (the risk service's changelog)
@@ -77,7 +85,18 @@ def swapped_return(http: httpx.Client, stack: LocalStack) -> str:
     """A return whose scan finds serial SN-1 on SKU-E2E-2: not one the order shipped."""
     order_ref = f"ORD-RISK-{uuid.uuid4().hex[:8]}"
     place_order_with_serials(stack, order_ref)
-    return_id = create_return(http, stack, order_ref=order_ref)
+    choices = {  # the buyer's choices: every fact is the order's
+        "order_ref": order_ref,
+        "reason_code": "WRONG_SIZE",
+        "lines": [{"order_line_id": "L1", "quantity": 2}, {"order_line_id": "L2", "quantity": 1}],
+    }
+    answer = http.post(
+        f"{stack.url('returns')}/returns",
+        json=choices,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert answer.status_code == 202, answer.text
+    return_id = answer.json()["return_id"]
     body, headers = scan(return_id)
     assert post_scan_when_ready(http, stack, body, headers, timeout=60).status_code == 202
     wait_for_status(http, stack, return_id, {"HELD_FOR_REVIEW"}, timeout=90)

@@ -44,7 +44,7 @@ def test_returns_are_settled_once_and_a_replay_of_the_refund_topic_books_nothing
     stack, kafka_bootstrap
 ) -> None:
     started = datetime.now(UTC)
-    driver = LoopDriver(stack, kafka_bootstrap, returns=8, seed=23, place_orders=True)
+    driver = LoopDriver(stack, kafka_bootstrap, returns=8, seed=23)
     asyncio.run(driver.run(180))
     assert all(t.terminal == "ReturnCompleted" for t in driver.tracked), [
         (t.return_id, t.terminal, t.errors[-1:]) for t in driver.tracked

@@ -6,14 +6,19 @@ is a 409, a wrong field a 422 naming it, and without Kafka the answer is 503."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from services.eventing.avro_codec import AvroCodec
+from services.eventing.partner_http import PartnerHttp
 from services.eventing.topics import ORDERS
-from tests.integration.test_partner_doubles import own_partner
+from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
+from services.returns.order_facts import OrderSystemUnavailable
+from tests.integration.test_partner_doubles import own_partner, stop_process
 
 
 def order_body(order_ref: str, **changes) -> dict:
@@ -117,3 +122,91 @@ def test_wrong_orders_are_refused_naming_the_field_and_without_kafka_it_is_503(
         assert unavailable.status_code == 503
         assert unavailable.json()["error"] == "orders_unavailable"
         assert client.get("/orders/ORD-NO-KAFKA").status_code == 404  # nothing remembered
+
+
+def test_the_front_door_reads_orders_from_the_double_and_keeps_delivered_ones(
+    catalogue_topics: str, tmp_path: Path
+) -> None:
+    """MarketplaceOrders over HTTP: an unknown order is None, an order not delivered is read
+    again every time, a delivered one is kept (the double stopped, it is still known); the
+    category, tax and back-dated delivery of the order are its facts; no double: 503."""
+    settings = {"KAFKA_BOOTSTRAP_SERVERS": catalogue_topics}
+    order_ref = f"ORD-{uuid.uuid4().hex[:8]}"
+    body = order_body(order_ref, tax_basis="EXCLUSIVE", tax_rate_bp=1900, paid_with="CARD")
+    body["lines"][0]["category"] = "Shoes"
+    delivered_at = 1_790_000_000_123
+
+    async def read(base_url: str, refs: list[str]) -> list:
+        orders = MarketplaceOrders(
+            PartnerHttp(base_url, 3.0, partner="marketplace"), time.monotonic
+        )
+        try:
+            return [await orders.find(ref) for ref in refs]
+        finally:
+            await orders.aclose()
+
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path) as (partner, client):
+        assert client.post("/orders", json=body).status_code == 201
+        unknown, placed = asyncio.run(read(partner.base_url, ["ORD-NONE", order_ref]))
+        assert unknown is None
+        assert placed is not None and placed.delivered_at_ms is None
+        answer = client.post(f"/orders/{order_ref}/delivered", json={"delivered_at": delivered_at})
+        assert answer.status_code == 201, answer.text
+        future = client.post(f"/orders/{order_ref}/delivered", json={"delivered_at": 10**15})
+        assert future.status_code == 200  # delivered already: the first answer stands
+
+        orders = MarketplaceOrders(
+            PartnerHttp(partner.base_url, 3.0, partner="marketplace"), time.monotonic
+        )
+
+        async def twice() -> tuple:
+            first = await orders.find(order_ref)
+            stop_process(partner.process)  # the order system goes away
+            second = await orders.find(order_ref)
+            with pytest.raises(OrderSystemUnavailable):
+                await orders.find(f"ORD-{uuid.uuid4().hex[:8]}")
+            await orders.aclose()
+            return first, second
+
+        first, second = asyncio.run(twice())
+    assert first == second
+    assert first.delivered_at_ms == delivered_at
+    assert (first.tax_basis, first.tax_rate_bp) == ("EXCLUSIVE", 1900)
+    assert first.lines[0].category == "shoes"
+    assert (first.buyer_id, first.seller_id, first.paid_with) == ("B-1", "S-UK-1", "CARD")
+
+
+def test_the_front_doors_order_cache_is_bounded_and_expires(
+    catalogue_topics: str, tmp_path: Path
+) -> None:
+    """At most ORDER_CACHE_SIZE delivered orders are kept, each ORDER_CACHE_TTL_S: an order
+    pushed out, or kept too long, is asked for again (the double stopped: 503)."""
+    settings = {"KAFKA_BOOTSTRAP_SERVERS": catalogue_topics}
+    refs = [f"ORD-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    now = [0.0]
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path) as (partner, client):
+        for ref in refs:
+            assert client.post("/orders", json=order_body(ref)).status_code == 201
+            assert client.post(f"/orders/{ref}/delivered").status_code == 201
+        orders = MarketplaceOrders(
+            PartnerHttp(partner.base_url, 3.0, partner="marketplace"),
+            lambda: now[0],
+            CacheTerms(size=2, ttl_s=60.0),
+        )
+
+        async def run() -> list[str]:
+            for ref in refs:  # the first is pushed out by the third
+                await orders.find(ref)
+            stop_process(partner.process)
+            outcomes = []
+            for ref, at in ((refs[2], 59.0), (refs[0], 59.0), (refs[1], 61.0)):
+                now[0] = at
+                try:
+                    found = await orders.find(ref)
+                    outcomes.append("kept" if found else "none")
+                except OrderSystemUnavailable:
+                    outcomes.append("asked")
+            await orders.aclose()
+            return outcomes
+
+        assert asyncio.run(run()) == ["kept", "asked", "asked"]

@@ -9,7 +9,9 @@ handled as the consume loop handles them (`handle`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,7 @@ from services.risk import app as risk_app
 from services.risk.handlers import RiskPorts
 from services.warehouse_intake import app as intake_app
 from services.warehouse_intake.handlers import IntakePorts
+from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import FakeCarrier, FakeMarketplace, FakePsp
 from tests.support.policies import deployed_rules
 
@@ -84,6 +87,7 @@ class InMemoryLoop:
     carrier: FakeCarrier = field(default_factory=FakeCarrier)
     psp: FakePsp = field(default_factory=FakePsp)
     marketplace: FakeMarketplace = field(default_factory=FakeMarketplace)
+    orders: FakeOrders = field(default_factory=FakeOrders)  # the order system's orders
     saga_config: SagaConfig = field(default_factory=SagaConfig)
     delivered: list[tuple[str, str, dict[str, Any], bytes | None]] = field(default_factory=list)
     pending: deque[tuple[str, str, bytes, bytes | None]] = field(default_factory=deque)
@@ -99,6 +103,7 @@ class InMemoryLoop:
             policy=deployed_rules(),
             publish=publish,
             clock_ms=self.clock,
+            orders=self.orders,
             new_return_id=lambda: f"RMA-MEM-{next(self.return_numbers):06d}",
         )
         self.policy_snapshots = PublishedPolicies()
@@ -250,8 +255,16 @@ class InMemoryLoop:
         """Answer one HTTP request with the route's handler, as the HTTP layer would."""
         route = self.route(service, method, path)
         params = _path_params(route.path, path)
+        if (service, method, path) == ("returns", "POST", "/returns"):
+            self._order_for(body)
         request = HttpRequest(body, headers or {}, query or {})
         return await route.handler(request, **params)
+
+    def _order_for(self, body: bytes) -> None:
+        """The marketplace placed and delivered the order a full return body describes
+        (the loop's tests state every fact), unless the test placed one itself."""
+        with contextlib.suppress(ValueError):  # not JSON: the front door refuses it
+            self.orders.place_described(json.loads(body))
 
     def names(self, topic_suffix: str = "") -> list[str]:
         return [name for topic, name, *_ in self.delivered if topic.endswith(topic_suffix)]

@@ -20,6 +20,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.returns import handlers
 from services.returns.handlers import ReturnsPorts
 from services.returns.return_request import MAX_UNIT_PRICE_MINOR
+from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
 from tests.support.return_events import return_request_body
@@ -60,8 +61,13 @@ BODY_CHANGES = st.fixed_dictionaries(
 
 def posted(changes: dict[str, Any], key: str | None) -> list[tuple[str, dict[str, Any]]]:
     published = Published()
-    ports = ReturnsPorts({}, deployed_rules(), published, lambda: NOW, lambda: "RMA-PROPERTY-1")
-    body = json.dumps(return_request_body(**changes)).encode()
+    orders = FakeOrders()
+    ports = ReturnsPorts(
+        {}, deployed_rules(), published, lambda: NOW, orders, lambda: "RMA-PROPERTY-1"
+    )
+    described = return_request_body(**changes)
+    orders.place_described(described)  # the marketplace's order of the body
+    body = json.dumps(described).encode()
     headers = {"Idempotency-Key": key} if key else {}
     try:
         asyncio.run(handlers.create_return(ports, HttpRequest(body, headers)))

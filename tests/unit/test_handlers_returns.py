@@ -18,7 +18,8 @@ from services.eventing.request_fields import ApiError
 from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
 from services.returns.handlers import ReturnsPorts
-from services.returns.return_request import parse_return_request
+from services.tools.local_stack.drawn_returns import request_of
+from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
 from tests.support.return_events import return_request_body
@@ -27,11 +28,15 @@ NOW = 1_790_000_000_000
 
 
 def ports() -> ReturnsPorts:
-    return ReturnsPorts({}, deployed_rules(), Published(), lambda: NOW, lambda: "RMA-NEW-1")
+    return ReturnsPorts(
+        {}, deployed_rules(), Published(), lambda: NOW, FakeOrders(), lambda: "RMA-NEW-1"
+    )
 
 
 def create(wired: ReturnsPorts, key: str | None = "key-1", **overrides: Any) -> Any:
-    body = json.dumps(return_request_body(**overrides)).encode()
+    described = return_request_body(**overrides)
+    wired.orders.place_described(described)  # the marketplace's order of the body
+    body = json.dumps(described).encode()
     headers = {"Idempotency-Key": key} if key else {}
     return asyncio.run(handlers.create_return(wired, HttpRequest(body, headers)))
 
@@ -75,7 +80,7 @@ def test_an_accepted_return_is_one_record_carrying_its_request_and_answers_202()
 
 def test_a_policy_is_published_with_its_digest_as_the_key():
     (name, record, key) = handlers.policy_snapshot(
-        "RMA-1", deployed_rules().decide(parse_return_request(return_request_body()), NOW), NOW
+        "RMA-1", deployed_rules().decide(request_of(return_request_body()), NOW), NOW
     )
     assert name == "PolicySnapshotPublished"
     assert key == record["policy_digest"].encode()

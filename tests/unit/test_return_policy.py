@@ -17,7 +17,8 @@ from services.returns.return_policy import (
     PolicyFileRules,
     decide_return,
 )
-from services.returns.return_request import RequestLine, ReturnRequest, parse_return_request
+from services.returns.return_request import RequestLine, ReturnRequest
+from services.tools.local_stack.drawn_returns import request_of
 from tests.support.policies import FixedPolicies, deployed_policies, deployed_rules
 
 DELIVERED = 1_790_000_000_000
@@ -126,7 +127,7 @@ def test_category_written_in_capitals_by_the_buyer_is_still_non_returnable() -> 
             }
         ],
     }
-    request = parse_return_request(body)
+    request = request_of(body)
     decision = POLICY.decide(request, request.delivered_at_ms)
     assert decision.rejection_code == "NON_RETURNABLE_CATEGORY"
 

@@ -135,7 +135,9 @@ def test_an_exchange_holds_its_units_before_the_replacement_is_ordered():
 
 
 def test_a_return_without_the_orders_snapshot_still_goes_through_the_ledger():
-    reserving = intake_completed(accepted_return(return_id="RMA-N", reason_code="DEFECTIVE"))
+    reserving = intake_completed(
+        accepted_return(return_id="RMA-N", with_order=False, reason_code="DEFECTIVE")
+    )
     assert reserving.state.status == Status.RESERVING_REFUND
     reservation = command(reserving, "RefundReservationRequested")
     assert reservation["order_complete"] is False
@@ -145,10 +147,12 @@ def test_a_return_without_the_orders_snapshot_still_goes_through_the_ledger():
 
 def test_two_returns_of_the_same_units_without_a_snapshot_pay_once():
     """The hole the ledger closes: each return alone looks fine (2 of 3 bought)."""
-    first, entry = through_the_ledger(accepted_return(return_id="RMA-N1", reason_code="DEFECTIVE"))
+    first, entry = through_the_ledger(
+        accepted_return(return_id="RMA-N1", with_order=False, reason_code="DEFECTIVE")
+    )
     assert first.state.status == Status.REFUND_PENDING
     second, _ = through_the_ledger(
-        accepted_return(return_id="RMA-N2", reason_code="DEFECTIVE"), entry
+        accepted_return(return_id="RMA-N2", with_order=False, reason_code="DEFECTIVE"), entry
     )
     assert second.state.status == Status.NEEDS_ATTENTION
     assert "returning 2 after 2 of 3 bought" in second.state.outcome["reason"]

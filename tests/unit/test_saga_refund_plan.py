@@ -14,7 +14,7 @@ from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import reply_record
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.returns.return_policy import decide_return
-from services.returns.return_request import parse_return_request
+from services.tools.local_stack.drawn_returns import request_of
 from tests.support.policies import deployed_policies
 from tests.support.return_events import event, inspected_item, return_request_body
 
@@ -39,13 +39,19 @@ def apply(state: SagaState | None, name: str, record: dict[str, Any]):
     return transition
 
 
-def accepted_return(policies=None, return_id: str = RID, **overrides: Any) -> SagaState:
-    """Through the front door's real decision, then the saga up to awaiting inspection."""
-    request = parse_return_request(return_request_body(**overrides))
+def accepted_return(
+    policies=None, return_id: str = RID, with_order: bool = True, **overrides: Any
+) -> SagaState:
+    """Through the front door's real decision, then the saga up to awaiting inspection
+    (`with_order=False`: a ReturnRequested of before the front door sent the order's
+    figures, as older records on the topic are)."""
+    request = request_of(return_request_body(**overrides))
     now = request.delivered_at_ms + 3 * 86_400_000
     decision = decide_return(policies or deployed_policies(), request, now)
     assert decision.accepted, decision.detail
     fields = request.event_fields()
+    if not with_order:
+        fields["order"] = None
     state = apply(None, "ReturnRequested", event("ReturnRequested", return_id, **fields)).state
     accepted = event(
         "ReturnAccepted",

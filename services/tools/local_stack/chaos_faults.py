@@ -86,7 +86,6 @@ class ChaosRun:
             seed,
             concurrency=20,
             request_retries=600,
-            place_orders=bool(stack.database_url),  # settlement charges from the orders
         )
         self.codec = AvroCodec(SchemaCatalogue.load())
         self.log = ChaosLog()

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             f"driving {args.returns} returns (seed {args.seed}), {abusive} of them from seeded "
             "abusers; a reviewer works the queue ..."
         )
-        driver = LoopDriver(stack, bootstrap, args.returns - abusive, args.seed, place_orders=True)
+        driver = LoopDriver(stack, bootstrap, args.returns - abusive, args.seed)
         driver.tracked += abusers_returns(
             world, random.Random(args.seed), driver.run_id, len(driver.tracked), per_kind
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -17,8 +18,10 @@ from typing import Any
 from services.decisions.refunds.refund_plan import plan_refund
 from services.eventing.envelope import now_ms
 from services.policy_files.loader import PolicySet, load_policy_set, policy_dir
+from services.returns.order_facts import order_facts
+from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import decide_return
-from services.returns.return_request import parse_return_request
+from services.returns.return_request import ReturnRequest, parse_return_request
 
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
 REASONS = (
@@ -208,7 +211,7 @@ def expected_refund(
 ) -> ExpectedRefund:
     """What the services should refund: the front door's and the saga's own pure decisions,
     on the policy files they load (deploy/policies, or $BOOMERANG_POLICY_DIR)."""
-    request = parse_return_request(body)
+    request = request_of(body)
     decision = decide_return(_policies(), request, now_ms())
     if not decision.accepted or decision.policy_json is None:
         raise ValueError(f"the demo built a return the policy rejects: {decision.detail}")
@@ -260,18 +263,33 @@ def seller_currency(seller_id: str) -> str:
 
 
 def order_body(tracked: TrackedReturn) -> dict[str, Any]:
-    """The order the return is about, as the marketplace placed it before (`POST /orders`):
-    the lines bought (the whole order when the buyer sent it), commission per line, the
-    order's discount spread over its lines, the rate locked between the buyer's and the
-    seller's currency. Drawn from the return's own key: the same order on every call."""
-    body = tracked.body
+    """The order a demo return is about, as the marketplace placed it (`marketplace_order`),
+    with commission per line and the rate locked between the buyer's and the seller's
+    currency drawn from the return's own key: the same order on every call."""
     rng = random.Random(tracked.idempotency_key)
+    return marketplace_order(
+        tracked.body, lambda: rng.choice((800, 1000, 1200, 1500)), seller_currency, serials=True
+    )
+
+
+def marketplace_order(
+    body: dict[str, Any],
+    commission_bps: Callable[[], int] = lambda: 1000,
+    settles_in: Callable[[str], str] | None = None,
+    serials: bool = False,
+) -> dict[str, Any]:
+    """The order a full return body describes (every fact an older client stated), as the
+    marketplace places it (`POST /orders`): the lines bought (the whole order when the body
+    gives it), its category on every line, the order's discount spread over its lines, its
+    shipping fee and tax; with `serials`, one made-up serial per unit shipped (the demo's
+    risk checks them against the scans). A test or a demo places it before the return: the
+    front door takes every fact from it."""
     currency = body["lines"][0]["unit_price"]["currency"]
-    settles_in = seller_currency(body["seller_id"])
+    seller_currency_ = settles_in(body["seller_id"]) if settles_in else currency
     order = body.get("order") or {}
     bought = order.get("lines") or [
         {
-            "line_id": line["order_line_id"],
+            "line_id": line.get("order_line_id") or f"L-{line['sku']}",
             "sku": line["sku"],
             "quantity": line["quantity_bought"],
             "unit_price_minor": line["unit_price"]["amount_minor"],
@@ -287,11 +305,13 @@ def order_body(tracked: TrackedReturn) -> dict[str, Any]:
         "buyer_id": body["buyer_id"],
         "seller_id": body["seller_id"],
         "currency": currency,
-        "seller_currency": settles_in,
-        "fx_rate": DEMO_RATES.get((currency, settles_in), "1"),
+        "seller_currency": seller_currency_,
+        "fx_rate": DEMO_RATES.get((currency, seller_currency_), "1"),
         "shipping_fee_minor": order.get("shipping_fee_minor", 0),
         "paid_with": body["payment_method"],
-        "pickup_address": body["pickup_address"],
+        "pickup_address": body.get("pickup_address", ""),
+        "tax_basis": order.get("tax_basis", "INCLUSIVE"),
+        "tax_rate_bp": order.get("tax_rate_bp", 0),
         "lines": [
             {
                 "line_id": line["line_id"],
@@ -299,12 +319,36 @@ def order_body(tracked: TrackedReturn) -> dict[str, Any]:
                 "quantity": line["quantity"],
                 "unit_price_minor": line["unit_price_minor"],
                 "discount_minor": discount,
-                "commission_bps": rng.choice((800, 1000, 1200, 1500)),
-                "serials": [f"SN-{line['sku']}-{n}" for n in range(line["quantity"])],
+                "commission_bps": commission_bps(),
+                "serials": (
+                    [f"SN-{line['sku']}-{n}" for n in range(line["quantity"])] if serials else []
+                ),
+                "category": body["category"],
             }
             for line, discount in zip(bought, discounts, strict=True)
         ],
     }
+
+
+def delivered_at_ms(body: dict[str, Any]) -> int:
+    """When the body says the order was delivered (an ISO date is its midnight UTC): the
+    marketplace double delivers it then (`POST /orders/{ref}/delivered`)."""
+    raw = body["delivered_at"]
+    moment = (
+        datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        if len(raw) == 10
+        else datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def request_of(body: dict[str, Any]) -> ReturnRequest:
+    """The request the front door makes of a full body once its order is placed."""
+    claim = parse_return_request(body)
+    record = {**marketplace_order(body), "delivered_at": delivered_at_ms(body)}
+    return request_from_order(claim, order_facts(record))
 
 
 def spread(total: int, weights: list[int]) -> list[int]:

@@ -24,6 +24,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.eventing.topics import PICKUP_EVENTS, REFUND_EVENTS, SAGA_EVENTS
 from services.tools.local_stack.drawn_returns import (
     TrackedReturn,
+    delivered_at_ms,
     demo_bank_account,
     make_request,
     order_body,
@@ -58,10 +59,9 @@ class LoopDriver:
         seed: int,
         concurrency: int = 25,
         request_retries: int = 5,
-        place_orders: bool = False,
     ) -> None:
-        # the marketplace places each return's order first (settlement charges from it)
-        self.place_orders = place_orders
+        # the marketplace places and delivers each return's order first: the front door
+        # takes the return's facts from it, settlement its commission and rate
         self.orders_placed = 0
         self.orders_delivered = 0  # the marketplace delivered them (the return rate's base)
         self.overloaded = 0  # 503s the front door shed load with (waited out, then retried)
@@ -106,8 +106,8 @@ class LoopDriver:
         progress = asyncio.create_task(self._progress())
         try:
             semaphore = asyncio.Semaphore(self.concurrency)
-            if self.place_orders:
-                await asyncio.gather(*(self._place_order(t, semaphore) for t in self.tracked))
+            # the front door takes every return's facts from its order: placed first
+            await asyncio.gather(*(self._place_order(t, semaphore) for t in self.tracked))
             await asyncio.gather(*(self._request(t, semaphore) for t in self.tracked))
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and not all(t.terminal for t in self.tracked):
@@ -208,7 +208,8 @@ class LoopDriver:
             if await self._marketplace_call(tracked, "order", f"{marketplace}/orders", order):
                 self.orders_placed += 1
                 delivered = f"{marketplace}/orders/{order['order_ref']}/delivered"
-                if await self._marketplace_call(tracked, "delivery", delivered, None):
+                when = {"delivered_at": delivered_at_ms(tracked.body)}
+                if await self._marketplace_call(tracked, "delivery", delivered, when):
                     self.orders_delivered += 1
 
     async def _marketplace_call(

@@ -5,7 +5,8 @@ Settlement reads the seller, the commission per line, the currencies and the rat
 at order time from there (and, later, risk and the front door).
 
 `POST /orders` places an order once per `order_ref` (the same body again: the same answer;
-another body: 409); `POST /orders/{order_ref}/delivered` marks it delivered once;
+another body: 409); `POST /orders/{order_ref}/delivered` marks it delivered once (now, or
+at the body's `delivered_at`, milliseconds: a test's order delivered weeks ago);
 `GET /orders/{order_ref}` shows it. When the topic cannot be written the answer is 503
 and nothing is remembered: the caller tries again.
 """
@@ -72,6 +73,10 @@ def order_record(payload: Mapping[str, Any], placed_at: int) -> dict[str, Any]:
         "shipping_fee_minor": _minor(payload, "shipping_fee_minor", 0),
         "paid_with": _text_or(payload, "paid_with", "CARD"),
         "pickup_address": _text_or(payload, "pickup_address", ""),
+        "tax_basis": _tax_basis(payload),
+        "tax_rate_bp": http_support.whole_number_field(
+            {"tax_rate_bp": payload.get("tax_rate_bp", 0)}, "tax_rate_bp", minimum=0, maximum=10_000
+        ),
         "lines": [_line(line, n) for n, line in enumerate(lines)],
         "placed_at": placed_at,
     }
@@ -107,7 +112,15 @@ def _line(line: Any, n: int) -> dict[str, Any]:
             line, "commission_bps", minimum=0, maximum=10_000
         ),
         "serials": serials,
+        "category": _text_or(line, "category", ""),
     }
+
+
+def _tax_basis(payload: Mapping[str, Any]) -> str:
+    basis = payload.get("tax_basis", "INCLUSIVE")
+    if basis not in ("INCLUSIVE", "EXCLUSIVE"):
+        raise http_support.invalid_field("tax_basis", "must be INCLUSIVE or EXCLUSIVE")
+    return str(basis)
 
 
 def _currency(payload: Mapping[str, Any], name: str) -> str:

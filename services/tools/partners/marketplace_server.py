@@ -182,7 +182,7 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         async with self._order_locks.holding(order_ref):
             if known.delivered_at is not None:
                 return http_support.creation_answer(known.to_json(), created=False)
-            at = http_support.now_ms()
+            at = await _delivery_time(request)
             await self.order_events.publish("OrderDelivered", known.order, at)
             known.delivered_at = at
             delivered = {"op": "customer_order_delivered", "order_ref": order_ref, "at": at}
@@ -341,6 +341,16 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
             self._remember(order)
             if order.status == PLACED:
                 self.stock[order.sku] = self._on_hand(order.sku) - order.quantity
+
+
+async def _delivery_time(request: web.Request) -> int:
+    """When the order was delivered: the body's `delivered_at` (ms; not in the future), or
+    now without a body."""
+    now = http_support.now_ms()
+    payload = await http_support.json_object(request, empty_is_object=True)
+    if payload.get("delivered_at") is None:
+        return now
+    return http_support.whole_number_field(payload, "delivered_at", minimum=0, maximum=now)
 
 
 def _replacement_request(payload: Mapping[str, Any]) -> ReplacementRequest:
