@@ -50,6 +50,27 @@ def _resolved(document: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]
     return value
 
 
+def _python_patterns(value: Any) -> Any:
+    """The document with its ECMA-262 patterns as Python reads them alike: a final `$` is
+    the end of the text (Python's `$` also matches before a final newline, ECMA's does not:
+    "DE\\n" must not pass `^[A-Z]{2}$`)."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                item[:-1] + r"(?![\s\S])"
+                if key == "pattern"
+                and isinstance(item, str)
+                and item.endswith("$")
+                and not item.endswith("\\$")
+                else _python_patterns(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_python_patterns(item) for item in value]
+    return value
+
+
 def _kind(schema: dict[str, Any]) -> str:
     kind = schema.get("type", "string")
     return kind if isinstance(kind, str) else "string"
@@ -69,6 +90,7 @@ class DocumentedParameters:
     template."""
 
     def __init__(self, document: dict[str, Any]) -> None:
+        document = _python_patterns(document)
         registry = Registry().with_resource(DOCUMENT_URI, DRAFT202012.create_resource(document))
         self.operations: dict[tuple[str, str], tuple[Parameter, ...]] = {}
         for path, item in document.get("paths", {}).items():

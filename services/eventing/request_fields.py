@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.decisions.visible_text import has_visible
+
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -84,7 +86,7 @@ class Fields:
             if required:
                 self.problem(key, "is required")
             return default
-        if not isinstance(value, str) or (required and not value.strip()):
+        if not isinstance(value, str) or (required and not has_visible(value)):
             self.problem(key, "must be a non-empty string" if required else "must be a string")
             return default
         if len(value) > max_len:

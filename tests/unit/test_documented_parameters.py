@@ -94,6 +94,7 @@ def test_undocumented_operations_are_not_checked() -> None:
         ({"market": "DE", "number": "x"}, "path.number"),
         ({"market": "DE", "number": "-1"}, "path.number"),
         ({"market": "DE", "number": "1.5"}, "path.number"),
+        ({"market": "DE\n", "number": "1"}, "path.market"),  # ECMA's `$` is the very end
     ],
 )
 def test_a_path_parameter_that_breaks_its_schema_is_a_404(path, field) -> None:

@@ -10,28 +10,22 @@ ticket), never approved or denied by itself.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from services.decisions.risk.rule_sets import Decision, Outcome
+from services.decisions.visible_text import has_visible
 
 CASE_NAMESPACE = uuid.UUID("6b1d3c52-0f61-4e53-9a33-2a0a3f0e9c41")
 MIN_REASON = 5  # characters: a verdict says why
 MAX_REASON = 2000
-# a character that is not a blank, as JSON Schema's (ECMA-262) \s names blanks: the
-# document's pattern for a reason, so the check and the document agree on every string
-VISIBLE_PATTERN = "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-_VISIBLE = re.compile(VISIBLE_PATTERN)
 
 
 def reason_is_given(reason: object) -> bool:
     """A verdict's reason: MIN_REASON to MAX_REASON characters, not only blanks."""
     return (
-        isinstance(reason, str)
-        and MIN_REASON <= len(reason) <= MAX_REASON
-        and _VISIBLE.search(reason) is not None
+        isinstance(reason, str) and MIN_REASON <= len(reason) <= MAX_REASON and has_visible(reason)
     )
 
 
