@@ -33,7 +33,7 @@ FORWARDED_BY = "Boomerang-Forwarded-By"  # the instance that forwarded a request
 COVERED_PARTITIONS = "Boomerang-Partitions"  # the partitions a gathered part answers for
 FORWARD_TIMEOUT_S = 10.0
 FORWARD_CONNECTIONS = 100  # kept-alive connections to the other instances
-PASSED_ANSWER_HEADERS = ("Retry-After", "Location", COVERED_PARTITIONS)
+PASSED_ANSWER_HEADERS = ("Retry-After", "Location", "WWW-Authenticate", COVERED_PARTITIONS)
 NOT_FORWARDED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 
 

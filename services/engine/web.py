@@ -101,7 +101,7 @@ async def answer_request(request: web.Request, handler: RouteHandler) -> web.Res
         answer: HttpAnswer = await handler(incoming, **request.match_info)
     except ApiError as exc:
         log.info("request refused", status=exc.status, error=exc.code, detail=exc.detail[:300])
-        return json_answer(exc.body(), exc.status)
+        return json_answer(exc.body(), exc.status, exc.headers or None)
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body over its limit
         code = "body_too_large" if exc.status == 413 else "http_error"
         log.info("request refused by the HTTP layer", status=exc.status, error=code)

@@ -27,6 +27,7 @@ class ApiError(Exception):
     detail: str
     fields: list[FieldProblem] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After, WWW-Authenticate
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.code, "detail": self.detail, **self.extra}

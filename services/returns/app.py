@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from services.decisions.admission import Refusal, admission
 from services.decisions.admission_pace import AdmissionPace
+from services.decisions.caller_quota import CallerQuotas, QuotaTerms
 from services.engine import worker as runtime
 from services.engine.global_table import GlobalTable, GlobalTableUnavailable
 from services.engine.state_store import TopicView
@@ -38,7 +39,9 @@ from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
+from services.returns.buyer_tokens import BUYER, SUPPORT, Caller, TokenTerms
 from services.returns.handlers import SERVICE, ReturnsPorts
+from services.returns.marketplace_keys import BearerCheck, MarketplaceKeys
 from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
 from services.returns.order_facts import OrderSource
 from services.returns.pipeline_backlog import REFRESH_S, PipelineBacklog
@@ -87,14 +90,52 @@ def marketplace_orders_from_env(env: Mapping[str, str] = os.environ) -> Marketpl
     return MarketplaceOrders(http, time.monotonic, CacheTerms.from_env(env))
 
 
+def token_terms_from_env(env: Mapping[str, str] = os.environ) -> TokenTerms:
+    defaults = TokenTerms()
+    return TokenTerms(
+        issuer=env.get("BUYER_TOKEN_ISSUER") or defaults.issuer,
+        audience=env.get("BUYER_TOKEN_AUDIENCE") or defaults.audience,
+        leeway_s=int(env.get("BUYER_TOKEN_LEEWAY_S", str(defaults.leeway_s))),
+        fresh_sign_in_s=int(env.get("BUYER_FRESH_SIGN_IN_S", str(defaults.fresh_sign_in_s))),
+    )
+
+
+def quotas_from_env(env: Mapping[str, str] = os.environ) -> dict[str, CallerQuotas]:
+    """Each role's quota: BUYER_REQUESTS_* and SUPPORT_REQUESTS_* (per minute, burst);
+    BUYER_QUOTAS_KEPT callers kept per role."""
+    kept = int(env.get("BUYER_QUOTAS_KEPT", str(QuotaTerms().callers_kept)))
+
+    def terms(prefix: str, defaults: QuotaTerms) -> QuotaTerms:
+        return QuotaTerms(
+            per_minute=float(env.get(f"{prefix}_REQUESTS_PER_MINUTE", str(defaults.per_minute))),
+            burst=float(env.get(f"{prefix}_REQUESTS_BURST", str(defaults.burst))),
+            callers_kept=kept,
+        )
+
+    return {
+        BUYER: CallerQuotas(terms("BUYER", QuotaTerms())),
+        SUPPORT: CallerQuotas(terms("SUPPORT", handlers.SUPPORT_QUOTA)),
+    }
+
+
+def marketplace_sign_in_from_env(env: Mapping[str, str] = os.environ) -> BearerCheck:
+    """Buyers' tokens checked with the keys of the marketplace at MARKETPLACE_URL, on the
+    terms of BUYER_TOKEN_* (buyer_tokens.TokenTerms)."""
+    url = env.get("MARKETPLACE_URL", "http://127.0.0.1:8093")
+    http = PartnerHttp(url, float(env.get("ORDER_TIMEOUT_S", "3")), partner="marketplace")
+    return BearerCheck(MarketplaceKeys(http, time.monotonic), token_terms_from_env(env))
+
+
 def build(
     settings: runtime.ServiceSettings,
     policy: ReturnPolicy | None = None,
     orders: OrderSource | None = None,
+    authenticate: Callable[[str | None, int], Awaitable[Caller]] | None = None,
 ) -> runtime.ServiceParts:
     """Without `policy`, decides with the policy files of `policy_dir()` and reloads them
     when they change (a bad set is rejected; the previous one stays active); without
-    `orders`, reads orders from the marketplace (MARKETPLACE_URL)."""
+    `orders` and `authenticate`, reads orders and checks tokens with the marketplace
+    (MARKETPLACE_URL)."""
 
     def wire(parts: runtime.ServiceParts) -> Wiring:
         answers = parts.view("answers", TopicView((RETURNS_EVENTS.name,), handlers.fold_answer))
@@ -104,13 +145,23 @@ def build(
             marketplace = marketplace_orders_from_env()
             parts.on_stop(marketplace.aclose)
             order_source = marketplace
+        check = authenticate
+        if check is None:
+            sign_in = marketplace_sign_in_from_env()
+            parts.on_stop(sign_in.key_set.aclose)
+            check = sign_in
+        shared = {
+            "admit": admit,
+            "quotas": quotas_from_env(),
+            "token_terms": token_terms_from_env(),
+        }
         if policy is not None:
             return wiring(
-                ReturnsPorts(answers, policy, parts.publish, now_ms, order_source, admit=admit)
+                ReturnsPorts(answers, policy, parts.publish, now_ms, order_source, check, **shared)
             )
         book = PolicyBook(policy_dir())
         ports = ReturnsPorts(
-            answers, PolicyFileRules(book), parts.publish, now_ms, order_source, admit=admit
+            answers, PolicyFileRules(book), parts.publish, now_ms, order_source, check, **shared
         )
         return wiring(ports, serve_policy_book(parts, book))
 

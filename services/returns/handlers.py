@@ -10,6 +10,13 @@ same key with another body is 409. What each key answered is kept in a table reb
 the returns topic (`record_answers`), so the answer survives restarts. A buyer may cancel
 (POST /returns/{id}/cancel) and give a bank account for a transfer refund
 (POST /returns/{id}/bank-account).
+
+Every call carries the marketplace's bearer token (buyer_tokens.py): a buyer creates
+returns of their own orders only and acts on their own returns only (403 otherwise); a
+support agent may cancel any return; a bank account is given only by the return's buyer,
+signed in within the last `fresh_sign_in_s` (else 401 with the step-up challenge of RFC
+9470), and the event records who gave it with which token. Each caller has a request
+quota (decisions/caller_quota.py: 429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -18,17 +25,20 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.decisions.admission import Refusal
+from services.decisions.caller_quota import CallerQuotas, QuotaTerms
 from services.decisions.folded_events import unfolded
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.request_fields import ApiError, FieldProblem, invalid, parse_json_object
+from services.returns.buyer_tokens import BUYER, SUPPORT, Caller, TokenRefused, TokenTerms
+from services.returns.marketplace_keys import TokenKeysUnavailable
 from services.returns.order_facts import OrderSource, OrderSystemUnavailable
 from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import PolicyDecision, ReturnPolicy
@@ -44,6 +54,8 @@ SERVICE = "returns"
 RECENT_ANSWERS = 10_000
 ORDER_SYSTEM_RETRY_AFTER_S = 5
 PUBLISHED_POLICIES_KEPT = 10_000
+TOKEN_KEYS_RETRY_AFTER_S = 5
+SUPPORT_QUOTA = QuotaTerms(per_minute=600, burst=100)
 log = get_logger(__name__)
 
 RETURN_ID_NAMESPACE = uuid.UUID("b7d7a0c4-0d0e-5a4e-8f57-3c6a4c1e2f90")
@@ -166,6 +178,8 @@ class ReturnsPorts:
     publish: Publish
     clock_ms: Callable[[], int]
     orders: OrderSource  # the marketplace's order system: the facts of every return
+    # (Authorization header, now in seconds) -> the Caller its token proves, or TokenRefused
+    authenticate: Callable[[str | None, int], Awaitable[Caller]]
     new_return_id: Callable[[], str] = new_return_id  # without an Idempotency-Key
     # digests of the policies this process has published (each before the first return
     # that names it; published again after a restart: the topic is compacted by digest)
@@ -177,6 +191,11 @@ class ReturnsPorts:
     # Refusal when a new return must wait (the composition root measures the backlog)
     admit: Callable[[int], Refusal | None] = lambda in_flight: None
     in_flight: int = 0  # POST /returns being answered
+    # each role's quotas: a support agent works many buyers' returns
+    quotas: Mapping[str, CallerQuotas] = field(
+        default_factory=lambda: {BUYER: CallerQuotas(), SUPPORT: CallerQuotas(SUPPORT_QUOTA)}
+    )
+    token_terms: TokenTerms = field(default_factory=TokenTerms)
 
     def remember(self, return_id: str, entry: dict[str, Any]) -> None:
         self.recent[return_id] = entry
@@ -206,6 +225,50 @@ class ReturnsPorts:
     def knows(self, return_id: str) -> bool:
         return self.answers.get(return_id) is not None or return_id in self.recent
 
+    def buyer_of(self, return_id: str) -> str | None:
+        """The buyer of a return this front door answered (None: no such return)."""
+        known = self.recent.get(return_id) or self.answers.get(return_id)
+        return None if known is None else known.get("buyer_id")
+
+    async def caller(self, request: HttpRequest) -> Caller:
+        """Who sends `request` (401 without a valid token, 503 when the marketplace's keys
+        cannot be read), within their quota (429)."""
+        now_ms = self.clock_ms()
+        try:
+            caller = await self.authenticate(request.headers.get("Authorization"), now_ms // 1000)
+        except TokenRefused as exc:
+            challenge = f'Bearer error="invalid_token", error_description="{exc.reason}"'
+            if exc.reason == "missing_token":
+                challenge = "Bearer"
+            raise ApiError(
+                401, exc.reason, exc.detail, headers={"WWW-Authenticate": challenge}
+            ) from exc
+        except TokenKeysUnavailable as exc:
+            log.warning("the marketplace's signing keys are unreadable", detail=str(exc)[:300])
+            raise ApiError(
+                503,
+                "token_keys_unavailable",
+                "the marketplace's signing keys could not be read; try again",
+                headers={"Retry-After": str(TOKEN_KEYS_RETRY_AFTER_S)},
+            ) from exc
+        quotas = self.quotas[caller.role]
+        over = quotas.take(caller.subject, now_ms / 1000)
+        if over is not None:
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"over this caller's quota of {quotas.terms.per_minute:g} requests a minute",
+                headers={"Retry-After": str(over.retry_after_s)},
+            )
+        return caller
+
+    def check_buyer(self, caller: Caller, return_id: str) -> None:
+        """404 for a return nobody asked for; 403 when `caller` is a buyer and not its own."""
+        if not self.knows(return_id):
+            raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+        if caller.is_buyer and self.buyer_of(return_id) != caller.subject:
+            raise ApiError(403, "not_your_return", "this return is another buyer's")
+
 
 def fold_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
     """What each return's POST answered (the `answers` view, folded from returns.events)."""
@@ -216,7 +279,11 @@ def fold_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, 
 def _fold_one_answer(answers: MutableMapping[str, Any], name: str, record: dict[str, Any]) -> None:
     return_id = record["envelope"]["return_id"]
     if name == "ReturnRequested" and answers.get(return_id) is None:
-        answers[return_id] = {"request_hash": record.get("request_hash"), "status": None}
+        answers[return_id] = {
+            "request_hash": record.get("request_hash"),
+            "buyer_id": record.get("buyer_id"),
+            "status": None,
+        }
     elif name in ("ReturnAccepted", "ReturnRejected"):
         known = answers.get(return_id)
         if known is not None:
@@ -247,14 +314,19 @@ def overloaded(refusal: Refusal) -> HttpAnswer:
 
 
 async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
+    caller = await ports.caller(request)
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     claim = parse_return_request(parse_json_object(request.body))
+    if not caller.is_buyer:
+        raise ApiError(403, "buyers_only", "a return is asked for by the order's buyer")
     fingerprint = claim.fingerprint()  # the body's meaning: a replay needs no order lookup
     return_id = return_id_for_key(key) if key else ports.new_return_id()
     async with ports.locks.holding(return_id):
         with event_context(return_id=return_id):
             known = ports.recent.get(return_id) or (ports.answers.get(return_id) if key else None)
             if known is not None:
+                if known.get("buyer_id") not in (None, caller.subject):
+                    raise ApiError(403, "not_your_return", "this return is another buyer's")
                 if known["request_hash"] != fingerprint:
                     raise ApiError(
                         409,
@@ -283,6 +355,8 @@ async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswe
                 )
             if facts is None:
                 raise invalid([FieldProblem("order_ref", "the marketplace has no such order")])
+            if facts.buyer_id != caller.subject:
+                raise ApiError(403, "not_your_order", "this order is another buyer's")
             return_request = request_from_order(claim, facts)
             now = ports.clock_ms()
             decision = ports.policy.decide(return_request, now)
@@ -291,7 +365,15 @@ async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswe
             await ports.publish(events)
             [(_, decided)] = events
             status, body = answer_for(return_id, decided, decision.accepted)
-            ports.remember(return_id, {"request_hash": fingerprint, "status": status, "body": body})
+            ports.remember(
+                return_id,
+                {
+                    "request_hash": fingerprint,
+                    "buyer_id": facts.buyer_id,
+                    "status": status,
+                    "body": body,
+                },
+            )
             log.debug(
                 "return requested",
                 event_id=decided["requested"]["envelope"]["event_id"],
@@ -306,9 +388,9 @@ async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswe
 
 
 async def cancel_return(ports: ReturnsPorts, request: HttpRequest, return_id: str) -> HttpAnswer:
-    cancellation = parse_cancellation(parse_json_object(request.body or b"{}"))
-    if not ports.knows(return_id):
-        raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+    caller = await ports.caller(request)
+    cancellation = parse_cancellation(parse_json_object(request.body or b"{}"), caller.role)
+    ports.check_buyer(caller, return_id)
     event_id = deterministic_event_id(return_id, "ReturnCancelled")
     record = {
         "envelope": new_envelope(
@@ -328,9 +410,24 @@ async def cancel_return(ports: ReturnsPorts, request: HttpRequest, return_id: st
 async def give_bank_account(
     ports: ReturnsPorts, request: HttpRequest, return_id: str
 ) -> HttpAnswer:
+    caller = await ports.caller(request)
     account = parse_refund_account(parse_json_object(request.body))
-    if not ports.knows(return_id):
-        raise ApiError(404, "unknown_return", f"no return {return_id} is known")
+    if not caller.is_buyer:
+        raise ApiError(403, "buyers_only", "only the return's buyer gives its bank account")
+    ports.check_buyer(caller, return_id)
+    fresh_s = ports.token_terms.fresh_sign_in_s
+    if not caller.signed_in_within(fresh_s, ports.clock_ms() // 1000):
+        raise ApiError(
+            401,
+            "fresh_sign_in_required",
+            f"changing the refund's bank account needs a sign-in within the last {fresh_s} s",
+            headers={
+                "WWW-Authenticate": (
+                    'Bearer error="insufficient_user_authentication", '
+                    f'error_description="sign in again", max_age="{fresh_s}"'
+                )
+            },
+        )
     # the same account given twice is one event; a corrected one is a new event
     account_hash = hashlib.sha256(json.dumps(account, sort_keys=True).encode()).hexdigest()
     event_id = deterministic_event_id(return_id, "BuyerDetailsProvided", account_hash[:16])
@@ -343,6 +440,10 @@ async def give_bank_account(
             occurred_at=ports.clock_ms(),
         ),
         "refund_account": account,
+        # the audit: who gave it, with which token, signed in when
+        "given_by": caller.subject,
+        "token_id": caller.token_id,
+        "signed_in_at": caller.signed_in_at_s * 1000,
     }
     with event_context(record["envelope"]):
         await ports.publish([("BuyerDetailsProvided", record)])

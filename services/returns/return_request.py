@@ -390,11 +390,17 @@ def parse_refund_account(data: dict[str, Any]) -> dict[str, str]:
     return account
 
 
-def parse_cancellation(data: dict[str, Any]) -> dict[str, str]:
-    """`{"cancelled_by": "buyer"|"support", "reason": "..."}` (both optional)."""
+def parse_cancellation(data: dict[str, Any], role: str) -> dict[str, str]:
+    """`{"cancelled_by": "buyer"|"support", "reason": "..."}` (both optional); who cancels
+    is the caller's role (`role`, from the token): a body naming another is 403."""
     fields = Fields(data)
-    cancelled_by = fields.choice("cancelled_by", CANCELLERS, default="buyer")
-    reason = fields.text("reason", required=False, max_len=500) or "cancelled by the buyer"
+    cancelled_by = fields.choice("cancelled_by", CANCELLERS, default=role)
+    if not fields.problems and cancelled_by != role:
+        raise ApiError(403, "not_your_role", f"a {role} cannot cancel as {cancelled_by}")
+    reason = (
+        fields.text("reason", required=False, max_len=500)
+        or f"cancelled by {'the buyer' if role == 'buyer' else role}"
+    )
     if fields.problems:
         raise invalid(fields.problems)
     return {"cancelled_by": cancelled_by, "reason": reason}

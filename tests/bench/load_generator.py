@@ -142,6 +142,7 @@ class Arrival:
     failed: bool = False
     refused: bool = False  # the front door's admission control said 503 overloaded
     errors: list[str] = field(default_factory=list)
+    authorization: str = ""  # the buyer's bearer token (signed in when the order was placed)
 
     @property
     def finished(self) -> bool:
@@ -188,7 +189,7 @@ class LoadGenerator:
         self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns, orders
         self.clients = {
             what: http_client(self.args.http_client, self.args.connections, timeout_s=30.0)
-            for what in ("request", "bank account", "scan")
+            for what in ("request", "bank account", "sign-in", "scan")
         }
         consumer = await self._watch()
         watcher = asyncio.create_task(self._consume(consumer))
@@ -356,11 +357,11 @@ class LoadGenerator:
         limit = asyncio.Semaphore(32)
         async with aiohttp.ClientSession() as session:
 
-            async def call(url: str, body: dict[str, Any], what: str) -> None:
+            async def call(url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
                 for _ in range(10):
                     async with session.post(url, json=body) as answer:
                         if answer.status in (200, 201):
-                            return
+                            return await answer.json()
                     await asyncio.sleep(0.5)
                 raise RuntimeError(f"{what} refused")
 
@@ -373,13 +374,22 @@ class LoadGenerator:
                         {"delivered_at": delivered_at_ms(arrival.tracked.body)},
                         f"delivery of {order['order_ref']}",
                     )
+                    buyer = order["buyer_id"]
+                    signed = await call(
+                        f"{marketplace_url}/buyers/{buyer}/tokens", {}, f"sign-in of {buyer}"
+                    )
+                    arrival.authorization = f"Bearer {signed['token']}"
 
             await asyncio.gather(*(place(a) for a in self.arrivals))
         print(f"    placed {len(self.arrivals)} orders", file=sys.stderr, flush=True)
 
     async def _request(self, arrival: Arrival) -> None:
         tracked = arrival.tracked
-        headers = {**JSON_HEADERS, "Idempotency-Key": tracked.idempotency_key}
+        headers = {
+            **JSON_HEADERS,
+            "Idempotency-Key": tracked.idempotency_key,
+            "Authorization": arrival.authorization,
+        }
         url = f"{spread(self.args.returns_url, arrival.index)}/returns"
         answer = await self._post(arrival, "request", url, arrival.request_body, headers)
         if answer is None:
@@ -400,7 +410,15 @@ class LoadGenerator:
         base = spread(self.args.returns_url, arrival.index + 1)
         url = f"{base}/returns/{arrival.tracked.return_id}/bank-account"
         body = json.dumps(demo_bank_account(arrival.index)).encode()
-        await self._post(arrival, "bank account", url, body, JSON_HEADERS)
+        # a change of bank account needs a fresh sign-in: the buyer signs in again
+        buyer = arrival.tracked.body["buyer_id"]
+        signed_in = f"{self.args.marketplace_url}/buyers/{buyer}/tokens"
+        answer = await self._post(arrival, "sign-in", signed_in, b"{}", JSON_HEADERS)
+        if answer is None:
+            return
+        token = json.loads(answer)["token"]
+        headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}"}
+        await self._post(arrival, "bank account", url, body, headers)
 
     async def _progress(self) -> None:
         while True:

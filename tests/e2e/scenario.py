@@ -69,12 +69,41 @@ def place_order(http: httpx.Client, stack: LocalStack, body: dict[str, Any]) -> 
     assert delivered.status_code in (200, 201), delivered.text
 
 
+def signed_in(
+    http: httpx.Client,
+    stack: LocalStack,
+    subject: str,
+    signed_in_at_ms: int | None = None,
+    role: str = "buyer",
+) -> dict[str, str]:
+    """The Authorization header of a buyer (or a support agent) who signed in at the
+    marketplace, at `signed_in_at_ms` (now)."""
+    kind = "buyers" if role == "buyer" else "support-agents"
+    body = {} if signed_in_at_ms is None else {"signed_in_at": signed_in_at_ms}
+    answer = http.post(f"{stack.url('marketplace')}/{kind}/{subject}/tokens", json=body)
+    assert answer.status_code == 201, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def as_buyer_of(http: httpx.Client, stack: LocalStack, return_id: str) -> dict[str, str]:
+    """Signed in as the return's buyer (read from the coordinator's view)."""
+    deadline = time.monotonic() + 30
+    while (view := status(http, stack, return_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert view is not None, f"{return_id} unknown to the coordinator"
+    return signed_in(http, stack, view["request"]["buyer_id"])
+
+
 def post_return(
     http: httpx.Client, stack: LocalStack, body: dict[str, Any], **options: Any
 ) -> httpx.Response:
-    """POST /returns after the marketplace placed the body's order."""
+    """POST /returns after the marketplace placed the body's order, signed in as its buyer
+    (unless `headers` carry an Authorization of their own)."""
     place_order(http, stack, body)
-    return http.post(f"{stack.url('returns')}/returns", json=body, **options)
+    headers = dict(options.pop("headers", None) or {})
+    if "Authorization" not in headers:
+        headers |= signed_in(http, stack, body["buyer_id"])
+    return http.post(f"{stack.url('returns')}/returns", json=body, headers=headers, **options)
 
 
 def create_return(

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from services.tools.local_stack.stack import (
@@ -38,7 +39,16 @@ FUZZ_ROWS = pytest.StashKey[list[dict[str, Any]]]()
 ST = Path(sys.executable).with_name("st")
 
 
-def _environment(tally: Path) -> dict[str, str]:
+def _support_token(stack: LocalStack) -> str:
+    """A support agent's token from the marketplace: the front door's widest role (it may
+    act on any return; a buyer's token would stop at another buyer's order)."""
+    marketplace = stack.url("marketplace")
+    answer = httpx.post(f"{marketplace}/support-agents/AGENT-fuzz/tokens", json={"ttl_s": 7200})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["token"]
+
+
+def _environment(tally: Path, stack: LocalStack) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -48,6 +58,7 @@ def _environment(tally: Path) -> dict[str, str]:
         "FUZZ_REVIEWER_TOKEN": next(iter(REVIEWER_TOKENS.values())),
         "FUZZ_FINANCE_TOKEN": FINANCE_TOKEN,
         "FUZZ_OPERATOR_TOKEN": next(iter(OPERATOR_TOKENS.values())),
+        "FUZZ_SUPPORT_TOKEN": _support_token(stack),
     }
 
 
@@ -72,7 +83,7 @@ def test_every_operation_survives_fuzzing(
             "--report-dir",
             str(reports),
         ],
-        env=_environment(tally_file),
+        env=_environment(tally_file, stack),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,12 +16,14 @@ from services.eventing.topics import REFUND_COMMANDS, by_name, dead_letter_topic
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     TERMINAL,
+    as_buyer_of,
     create_return,
     post_return,
     post_scan_when_ready,
     return_body,
     scan,
     set_partner_faults,
+    signed_in,
     wait_for_status,
 )
 
@@ -138,7 +140,9 @@ def test_the_buyer_cancels_before_pickup(stack, http, faults):
     return_id = create_return(http, stack)
     wait_for_status(http, stack, return_id, {"PICKUP_SCHEDULED", "PICKUP_PENDING"}, timeout=30)
     response = http.post(
-        f"{stack.url('returns')}/returns/{return_id}/cancel", json={"reason": "found a better size"}
+        f"{stack.url('returns')}/returns/{return_id}/cancel",
+        json={"reason": "found a better size"},
+        headers=as_buyer_of(http, stack, return_id),
     )
     assert response.status_code == 202
     view = wait_for_status(http, stack, return_id, TERMINAL, timeout=60)
@@ -148,7 +152,8 @@ def test_the_buyer_cancels_before_pickup(stack, http, faults):
 
 
 def test_a_cancellation_for_an_unknown_return_is_404(stack, http):
-    response = http.post(f"{stack.url('returns')}/returns/RMA-NOPE/cancel", json={})
+    agent = signed_in(http, stack, "AGENT-e2e", role="support")
+    response = http.post(f"{stack.url('returns')}/returns/RMA-NOPE/cancel", json={}, headers=agent)
     assert response.status_code == 404
 
 

@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.scenario import (
     EXPECTED_REFUND_MINOR,
     TERMINAL,
+    as_buyer_of,
     create_return,
     post_scan_when_ready,
     scan,
@@ -104,15 +105,19 @@ def test_a_bank_transfer_waits_for_the_buyers_account_then_pays_it(stack, http):
     return_id = through_inspection(http, stack, payment_method="BANK_TRANSFER")
     waiting = wait_for_status(http, stack, return_id, {"AWAITING_BUYER_DETAILS"}, timeout=60)
     assert waiting["refund"]["method"] == "BANK_TRANSFER"
+    buyer = as_buyer_of(http, stack, return_id)
     bad = http.post(
-        f"{stack.url('returns')}/returns/{return_id}/bank-account", json={"holder": "E"}
+        f"{stack.url('returns')}/returns/{return_id}/bank-account",
+        json={"holder": "E"},
+        headers=buyer,
     )
     assert bad.status_code == 422
     assert {p["field"] for p in bad.json()["fields"]} >= {
         "refund_account.number",
         "refund_account.bank_code",
     }
-    given = http.post(f"{stack.url('returns')}/returns/{return_id}/bank-account", json=ACCOUNT)
+    url = f"{stack.url('returns')}/returns/{return_id}/bank-account"
+    given = http.post(url, json=ACCOUNT, headers=buyer)
     assert given.status_code == 202, given.text
     view = wait_for_status(http, stack, return_id, TERMINAL, timeout=90)
     assert view["status"] == "COMPLETED", view["outcome"]

@@ -19,6 +19,7 @@ from tests.e2e.scenario import (
     post_scan_when_ready,
     return_body,
     scan,
+    signed_in,
     wait_for_status,
 )
 
@@ -117,7 +118,7 @@ def test_scan_for_a_return_awaiting_pickup_is_409_with_its_state(stack, http):
 def test_bad_json_is_400_on_every_api(stack, http):
     _, headers = scan("RMA-X")
     for url, extra in (
-        (f"{stack.url('returns')}/returns", {}),
+        (f"{stack.url('returns')}/returns", signed_in(http, stack, "B-e2e-bad-json")),
         (f"{stack.url('inspection')}/inspections", headers),
     ):
         response = http.post(
@@ -138,7 +139,8 @@ def test_invalid_return_request_is_422_naming_the_field(stack, http):
             }
         ]
     )
-    response = http.post(f"{stack.url('returns')}/returns", json=body)
+    buyer = signed_in(http, stack, body["buyer_id"])
+    response = http.post(f"{stack.url('returns')}/returns", json=body, headers=buyer)
     assert response.status_code == 422
     fields = {f["field"] for f in response.json()["fields"]}
     assert "lines[0].unit_price.amount_minor" in fields
@@ -187,11 +189,13 @@ def test_idempotency_key_same_body_same_return_different_body_409(stack, http):
     body = return_body()
     url = f"{stack.url('returns')}/returns"
     first = post_return(http, stack, body, headers={"Idempotency-Key": key})
-    again = http.post(url, json=body, headers={"Idempotency-Key": key})
+    buyer = signed_in(http, stack, body["buyer_id"])
+    again = http.post(url, json=body, headers={"Idempotency-Key": key, **buyer})
     assert first.status_code == again.status_code == 202
     assert again.json()["return_id"] == first.json()["return_id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    other = http.post(url, json={**body, "buyer_id": "B-other"}, headers={"Idempotency-Key": key})
+    other_body = {**body, "reason_code": "DEFECTIVE"}
+    other = http.post(url, json=other_body, headers={"Idempotency-Key": key, **buyer})
     assert other.status_code == 409
     assert other.json()["error"] == "idempotency_key_reused"
 

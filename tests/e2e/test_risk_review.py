@@ -20,7 +20,14 @@ from services.eventing.topics import RISK_COMMANDS, RISK_EVENTS, SUPPORT_TICKETS
 from services.tools.local_stack.stack import REVIEWER_TOKENS, LocalStack
 from services.tools.oncall.audit_trail import read_trail
 from services.tools.oncall.topic_reader import read_topic
-from tests.e2e.scenario import TERMINAL, create_return, post_scan_when_ready, scan, wait_for_status
+from tests.e2e.scenario import (
+    TERMINAL,
+    create_return,
+    post_scan_when_ready,
+    scan,
+    signed_in,
+    wait_for_status,
+)
 from tests.e2e.test_oncall import REASON, refunds_at_psps, report, wait_caught_up
 from tests.support.cli_process import run_cli
 
@@ -93,7 +100,7 @@ def swapped_return(http: httpx.Client, stack: LocalStack) -> str:
     answer = http.post(
         f"{stack.url('returns')}/returns",
         json=choices,
-        headers={"Idempotency-Key": uuid.uuid4().hex},
+        headers={"Idempotency-Key": uuid.uuid4().hex, **signed_in(http, stack, f"B-{order_ref}")},
     )
     assert answer.status_code == 202, answer.text
     return_id = answer.json()["return_id"]

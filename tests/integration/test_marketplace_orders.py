@@ -16,6 +16,13 @@ from aiokafka import AIOKafkaConsumer
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.partner_http import PartnerHttp
 from services.eventing.topics import ORDERS
+from services.returns.buyer_tokens import TokenRefused, TokenTerms
+from services.returns.marketplace_keys import (
+    REFETCH_S,
+    BearerCheck,
+    MarketplaceKeys,
+    TokenKeysUnavailable,
+)
 from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
 from services.returns.order_facts import OrderSystemUnavailable
 from tests.integration.test_partner_doubles import own_partner, stop_process
@@ -210,3 +217,73 @@ def test_the_front_doors_order_cache_is_bounded_and_expires(
             return outcomes
 
         assert asyncio.run(run()) == ["kept", "asked", "asked"]
+
+
+def test_the_front_door_checks_the_marketplaces_tokens_with_its_published_keys(
+    tmp_path: Path,
+) -> None:
+    """BearerCheck over HTTP against the double: a buyer's and an agent's token are read
+    with the keys of its JWKS; a backdated sign-in is kept; with a key file the key survives
+    a restart, without one a new key is fetched again for its new key id; no double: the
+    keys are unavailable (503 at the front door)."""
+    key_file = tmp_path / "signing-key.pem"
+    settings = {"MARKETPLACE_SIGNING_KEY_FILE": str(key_file)}
+
+    def sign_in(client, path: str, body: dict | None = None) -> str:
+        answer = client.post(path, json=body or {})
+        assert answer.status_code == 201, answer.text
+        return f"Bearer {answer.json()['token']}"
+
+    async def check(check_with: BearerCheck, *headers: str) -> list:
+        now_s = int(time.time())
+        try:
+            return [await check_with(header, now_s) for header in headers]
+        finally:
+            await check_with.key_set.aclose()
+
+    clock = [0.0]  # the keys' clock: a refetch for an unknown key id waits REFETCH_S
+
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path / "a") as (
+        partner,
+        client,
+    ):
+        jwks = client.get("/.well-known/jwks.json").json()
+        assert [(k["kty"], k["alg"], k["use"]) for k in jwks["keys"]] == [("RSA", "RS256", "sig")]
+        assert "d" not in jwks["keys"][0]  # the public half only
+        signed_in_at = (int(time.time()) - 400) * 1000
+        buyer = sign_in(client, "/buyers/B-42/tokens", {"signed_in_at": signed_in_at})
+        agent = sign_in(client, "/support-agents/AGENT-1/tokens")
+        assert client.post("/buyers/B-42/tokens", json={"signed_in_at": 10**15}).status_code == 422
+        http = PartnerHttp(partner.base_url, 3.0, partner="marketplace")
+        checker = BearerCheck(MarketplaceKeys(http, lambda: clock[0]), TokenTerms())
+        as_buyer, as_agent = asyncio.run(check(checker, buyer, agent))
+        assert (as_buyer.subject, as_buyer.role, as_buyer.signed_in_at_s) == (
+            "B-42",
+            "buyer",
+            signed_in_at // 1000,
+        )
+        assert (as_agent.subject, as_agent.role) == ("AGENT-1", "support")
+        first_key = jwks["keys"][0]["kid"]
+    assert key_file.exists() and oct(key_file.stat().st_mode)[-3:] == "600"
+    with own_partner("marketplace_server", "MARKETPLACE_", settings, tmp_path / "b") as (_, client):
+        assert client.get("/.well-known/jwks.json").json()["keys"][0]["kid"] == first_key
+    with own_partner("marketplace_server", "MARKETPLACE_", {}, tmp_path / "c") as (partner, client):
+        rotated = sign_in(client, "/buyers/B-42/tokens")
+        # the checker knew the old key only: the new kid makes it fetch the set again
+        checker.key_set.http = PartnerHttp(partner.base_url, 3.0, partner="marketplace")
+        with pytest.raises(TokenRefused):  # fetched 0 s ago: not fetched again yet
+            asyncio.run(check(checker, rotated))
+        clock[0] += REFETCH_S
+        [again] = asyncio.run(check(checker, rotated))
+        assert again.subject == "B-42"
+        stop_process(partner.process)
+
+        async def no_marketplace() -> None:
+            fresh = MarketplaceKeys(
+                PartnerHttp(partner.base_url, 1.0, partner="marketplace"), time.monotonic
+            )
+            with pytest.raises(TokenKeysUnavailable):
+                await BearerCheck(fresh, TokenTerms())(rotated, int(time.time()))
+            await fresh.aclose()
+
+        asyncio.run(no_marketplace())

@@ -48,6 +48,7 @@ from services.risk import app as risk_app
 from services.risk.handlers import RiskPorts
 from services.warehouse_intake import app as intake_app
 from services.warehouse_intake.handlers import IntakePorts
+from tests.support.buyer_signin import authenticate, bearer
 from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import FakeCarrier, FakeMarketplace, FakePsp
 from tests.support.policies import deployed_rules
@@ -104,6 +105,7 @@ class InMemoryLoop:
             publish=publish,
             clock_ms=self.clock,
             orders=self.orders,
+            authenticate=authenticate,
             new_return_id=lambda: f"RMA-MEM-{next(self.return_numbers):06d}",
         )
         self.policy_snapshots = PublishedPolicies()
@@ -255,10 +257,24 @@ class InMemoryLoop:
         """Answer one HTTP request with the route's handler, as the HTTP layer would."""
         route = self.route(service, method, path)
         params = _path_params(route.path, path)
+        headers = dict(headers or {})
         if (service, method, path) == ("returns", "POST", "/returns"):
             self._order_for(body)
-        request = HttpRequest(body, headers or {}, query or {})
+        if service == "returns" and "Authorization" not in headers:
+            headers |= self._signed_in_buyer(path, body)
+        request = HttpRequest(body, headers, query or {})
         return await route.handler(request, **params)
+
+    def _signed_in_buyer(self, path: str, body: bytes) -> dict[str, str]:
+        """The bearer token of the buyer a returns call is made by (the body's buyer, or
+        the return's), signed in just now; none when the request names no buyer."""
+        buyer: str | None = None
+        if path == "/returns":
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                buyer = json.loads(body).get("buyer_id") or None
+        else:
+            buyer = self.returns.buyer_of(path.strip("/").split("/")[1])
+        return {} if not isinstance(buyer, str) else bearer(buyer, self.clock())
 
     def _order_for(self, body: bytes) -> None:
         """The marketplace placed and delivered the order a full return body describes

@@ -20,6 +20,7 @@ from services.eventing.schema_catalogue import SchemaCatalogue
 from services.returns import handlers
 from services.returns.handlers import ReturnsPorts
 from services.returns.return_request import MAX_UNIT_PRICE_MINOR
+from tests.support.buyer_signin import authenticate, bearer
 from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
@@ -63,12 +64,14 @@ def posted(changes: dict[str, Any], key: str | None) -> list[tuple[str, dict[str
     published = Published()
     orders = FakeOrders()
     ports = ReturnsPorts(
-        {}, deployed_rules(), published, lambda: NOW, orders, lambda: "RMA-PROPERTY-1"
+        {}, deployed_rules(), published, lambda: NOW, orders, authenticate, lambda: "RMA-PROPERTY-1"
     )
     described = return_request_body(**changes)
     orders.place_described(described)  # the marketplace's order of the body
     body = json.dumps(described).encode()
     headers = {"Idempotency-Key": key} if key else {}
+    buyer = described.get("buyer_id") if isinstance(described, dict) else None
+    headers |= bearer(buyer if isinstance(buyer, str) and buyer else "B-1", NOW)
     try:
         asyncio.run(handlers.create_return(ports, HttpRequest(body, headers)))
     except ApiError as refused:

@@ -12,6 +12,7 @@ import pytest
 
 from services.decisions.admission import AdmissionLimits, Refusal
 from services.decisions.admission_pace import PaceSettings
+from services.decisions.caller_quota import CallerQuotas, QuotaTerms
 from services.decisions.folded_events import unfolded
 from services.eventing.handler_contract import HttpRequest, Incoming
 from services.eventing.request_fields import ApiError
@@ -19,6 +20,7 @@ from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
 from services.returns.handlers import ReturnsPorts
 from services.tools.local_stack.drawn_returns import request_of
+from tests.support.buyer_signin import authenticate, bearer
 from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import Published
 from tests.support.policies import deployed_rules
@@ -29,16 +31,30 @@ NOW = 1_790_000_000_000
 
 def ports() -> ReturnsPorts:
     return ReturnsPorts(
-        {}, deployed_rules(), Published(), lambda: NOW, FakeOrders(), lambda: "RMA-NEW-1"
+        {},
+        deployed_rules(),
+        Published(),
+        lambda: NOW,
+        FakeOrders(),
+        authenticate,
+        lambda: "RMA-NEW-1",
     )
 
 
-def create(wired: ReturnsPorts, key: str | None = "key-1", **overrides: Any) -> Any:
+def create(
+    wired: ReturnsPorts, key: str | None = "key-1", as_buyer: str = "B-1", **overrides: Any
+) -> Any:
     described = return_request_body(**overrides)
     wired.orders.place_described(described)  # the marketplace's order of the body
     body = json.dumps(described).encode()
     headers = {"Idempotency-Key": key} if key else {}
+    headers |= bearer(as_buyer, NOW)
     return asyncio.run(handlers.create_return(wired, HttpRequest(body, headers)))
+
+
+def signed(body: Any, subject: str = "B-1", signed_in_at: int = NOW, role: str = "buyer") -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return HttpRequest(raw, bearer(subject, NOW, signed_in_at, role))
 
 
 def refusal(call: Any) -> tuple[int, str]:
@@ -129,7 +145,7 @@ def test_without_a_key_each_return_gets_a_fresh_id_from_the_port():
 def test_cancel_and_bank_account_need_a_known_return_and_are_one_event_each():
     wired = ports()
     return_id = create(wired).body["return_id"]
-    cancel = HttpRequest(json.dumps({"cancelled_by": "buyer", "reason": "found it"}).encode())
+    cancel = signed({"cancelled_by": "buyer", "reason": "found it"})
     assert refusal(lambda: asyncio.run(handlers.cancel_return(wired, cancel, "RMA-NOPE"))) == (
         404,
         "unknown_return",
@@ -143,10 +159,10 @@ def test_cancel_and_bank_account_need_a_known_return_and_are_one_event_each():
         "number": "DE89370400440532013000",
         "bank_code": "COBA",
     }
-    given = HttpRequest(json.dumps(account).encode())
+    given = signed(account)
     answer = asyncio.run(handlers.give_bank_account(wired, given, return_id))
     assert (answer.status, wired.publish.names()[-1]) == (202, "BuyerDetailsProvided")
-    bad = HttpRequest(b"[]")
+    bad = signed(b"[]")
     assert refusal(lambda: asyncio.run(handlers.give_bank_account(wired, bad, return_id)))[0] == 400
 
 
@@ -218,3 +234,113 @@ def test_the_pace_settings_come_from_the_environment() -> None:
     assert pace == PaceSettings(slow_from_s=4.0, cut=1.0, growth=0.0, min_rate=20.0, enabled=False)
     no_wait_limit = {"BOOMERANG_ADMISSION_MAX_PIPELINE_WAIT_S": "0"}
     assert pace_settings_from_env(no_wait_limit).slow_from_s == float("inf")
+
+
+def refused_with_headers(call: Any) -> tuple[int, str, dict[str, str]]:
+    with pytest.raises(ApiError) as refused:
+        call()
+    return refused.value.status, refused.value.code, refused.value.headers
+
+
+def test_a_return_needs_the_buyers_token_and_their_own_order():
+    wired = ports()
+    body = json.dumps(return_request_body()).encode()
+    unsigned = HttpRequest(body, {"Idempotency-Key": "key-1"})
+    status, code, headers = refused_with_headers(
+        lambda: asyncio.run(handlers.create_return(wired, unsigned))
+    )
+    assert (status, code, headers) == (401, "missing_token", {"WWW-Authenticate": "Bearer"})
+    forged = HttpRequest(body, {"Authorization": "Bearer abc.def.ghi"})
+    assert refusal(lambda: asyncio.run(handlers.create_return(wired, forged))) == (
+        401,
+        "invalid_token",
+    )
+    assert refusal(lambda: create(wired, as_buyer="B-OTHER")) == (403, "not_your_order")
+    assert wired.publish.records == []
+    first = create(wired)  # the order's own buyer
+    assert first.status == 202
+    # another buyer replaying the same key and body learns nothing of it
+    assert refusal(lambda: create(wired, as_buyer="B-OTHER")) == (403, "not_your_return")
+
+
+def test_an_expired_token_and_a_support_agent_cannot_ask_for_a_return():
+    wired = ports()
+    body = return_request_body()
+    wired.orders.place_described(body)
+    old = HttpRequest(json.dumps(body).encode(), bearer("B-1", NOW - 2 * 3_600_000))
+    assert refusal(lambda: asyncio.run(handlers.create_return(wired, old))) == (
+        401,
+        "token_expired",
+    )
+    agent = signed(body, "AGENT-7", role="support")
+    assert refusal(lambda: asyncio.run(handlers.create_return(wired, agent))) == (
+        403,
+        "buyers_only",
+    )
+
+
+def test_only_the_returns_buyer_or_support_cancels_it():
+    wired = ports()
+    return_id = create(wired).body["return_id"]
+    other = signed({}, "B-OTHER")
+    assert refusal(lambda: asyncio.run(handlers.cancel_return(wired, other, return_id))) == (
+        403,
+        "not_your_return",
+    )
+    posing = signed({"cancelled_by": "support"})
+    assert refusal(lambda: asyncio.run(handlers.cancel_return(wired, posing, return_id))) == (
+        403,
+        "not_your_role",
+    )
+    agent = signed({"reason": "duplicate return"}, "AGENT-7", role="support")
+    answer = asyncio.run(handlers.cancel_return(wired, agent, return_id))
+    assert answer.status == 202
+    assert wired.publish.records[-1][1]["cancelled_by"] == "support"
+
+
+def test_a_bank_account_needs_a_fresh_sign_in_and_is_audited():
+    wired = ports()
+    return_id = create(wired).body["return_id"]
+    account = {
+        "holder": "Erika Mustermann",
+        "number": "DE89370400440532013000",
+        "bank_code": "COBA",
+    }
+    stale = signed(account, signed_in_at=NOW - 301_000)
+    status, code, headers = refused_with_headers(
+        lambda: asyncio.run(handlers.give_bank_account(wired, stale, return_id))
+    )
+    assert (status, code) == (401, "fresh_sign_in_required")
+    assert 'error="insufficient_user_authentication"' in headers["WWW-Authenticate"]
+    assert 'max_age="300"' in headers["WWW-Authenticate"]
+    other = signed(account, "B-OTHER")
+    assert refusal(lambda: asyncio.run(handlers.give_bank_account(wired, other, return_id))) == (
+        403,
+        "not_your_return",
+    )
+    agent = signed(account, "AGENT-7", role="support")
+    assert refusal(lambda: asyncio.run(handlers.give_bank_account(wired, agent, return_id))) == (
+        403,
+        "buyers_only",
+    )
+    assert wired.publish.names()[-1] != "BuyerDetailsProvided"
+    fresh = signed(account, signed_in_at=NOW - 299_000)
+    assert asyncio.run(handlers.give_bank_account(wired, fresh, return_id)).status == 202
+    name, given = wired.publish.records[-1][:2]
+    assert name == "BuyerDetailsProvided"
+    assert (given["given_by"], given["signed_in_at"]) == ("B-1", (NOW - 299_000) // 1000 * 1000)
+    assert len(given["token_id"]) == 32
+
+
+def test_a_buyer_over_their_quota_gets_429_with_retry_after():
+    wired = ports()
+    wired.quotas = {"buyer": CallerQuotas(QuotaTerms(per_minute=6, burst=2))}
+    return_id = create(wired).body["return_id"]  # the first request of the burst
+    cancel = signed({})
+    assert asyncio.run(handlers.cancel_return(wired, cancel, return_id)).status == 202
+    status, code, headers = refused_with_headers(
+        lambda: asyncio.run(handlers.cancel_return(wired, cancel, return_id))
+    )
+    assert (status, code, headers) == (429, "too_many_requests", {"Retry-After": "10"})
+    other = create(wired, key="key-9", as_buyer="B-9", buyer_id="B-9", order_ref="ORD-9")
+    assert other.status == 202  # another buyer's quota is their own

@@ -29,7 +29,7 @@ WRONG = ({}, [], None, 1.5, -1, True, "", "x" * 5000, {"nested": [1, {}]}, [{}],
 
 PARSERS: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("returns", "/returns"): parse_return_request,
-    ("returns", "/returns/{return_id}/cancel"): parse_cancellation,
+    ("returns", "/returns/{return_id}/cancel"): lambda body: parse_cancellation(body, "buyer"),
     ("returns", "/returns/{return_id}/bank-account"): parse_refund_account,
     ("inspection", "/inspections"): parse_scan,
     ("pickup", "/carrier/callbacks"): lambda body: callback_event(body, "pickup"),

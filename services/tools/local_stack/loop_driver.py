@@ -170,6 +170,8 @@ class LoopDriver:
         OVERLOAD_PATIENCE_S, without using up a retry (a buyer's app does the same)."""
         patience_until = time.monotonic() + OVERLOAD_PATIENCE_S
         async with semaphore:
+            headers = {"Idempotency-Key": tracked.idempotency_key}
+            headers |= await self._signed_in(tracked)
             attempt = 0
             while attempt < self.request_retries:
                 try:
@@ -177,7 +179,7 @@ class LoopDriver:
                     response = await self.http.post(
                         f"{self.stack.url_of('returns', tracked.index)}/returns",
                         json=tracked.body,
-                        headers={"Idempotency-Key": tracked.idempotency_key},
+                        headers=headers,
                     )
                 except httpx.HTTPError as exc:
                     tracked.errors.append(f"request: {exc!r}")
@@ -212,10 +214,19 @@ class LoopDriver:
                 if await self._marketplace_call(tracked, "delivery", delivered, when):
                     self.orders_delivered += 1
 
+    async def _signed_in(self, tracked: TrackedReturn) -> dict[str, str]:
+        """The buyer signs in at the marketplace: the Authorization header of their calls
+        (none when the marketplace never answered: the front door then answers 401)."""
+        buyer = tracked.body["buyer_id"]
+        url = f"{self.stack.url('marketplace')}/buyers/{buyer}/tokens"
+        answer = await self._marketplace_call(tracked, "sign-in", url, {})
+        return {} if answer is None else {"Authorization": f"Bearer {answer['token']}"}
+
     async def _marketplace_call(
         self, tracked: TrackedReturn, call: str, url: str, body: dict[str, Any] | None
-    ) -> bool:
-        """POST until the marketplace answers 200 or 201 (False when it never did)."""
+    ) -> dict[str, Any] | None:
+        """POST until the marketplace answers 200 or 201: its answer (None when it never
+        did)."""
         for attempt in range(self.request_retries):
             try:
                 response = await self.http.post(url, json=body)
@@ -224,7 +235,7 @@ class LoopDriver:
             else:
                 self.check_answer(call, response, None)
                 if response.status_code in (200, 201):
-                    return True
+                    return response.json()
                 tracked.errors.append(f"{call}: HTTP {response.status_code} {response.text[:200]}")
             await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
         return False
@@ -234,9 +245,12 @@ class LoopDriver:
         await asyncio.sleep(self.rng.uniform(0.1, 0.5))
         returns_url = self.stack.url_of("returns", tracked.index + 1)
         url = f"{returns_url}/returns/{tracked.return_id}/bank-account"
+        buyer = await self._signed_in(tracked)  # a change of account needs a fresh sign-in
         for attempt in range(self.request_retries):
             try:
-                response = await self.http.post(url, json=demo_bank_account(tracked.index))
+                response = await self.http.post(
+                    url, json=demo_bank_account(tracked.index), headers=buyer
+                )
             except httpx.HTTPError as exc:
                 tracked.errors.append(f"bank account: {exc!r}")
             else:

@@ -168,6 +168,10 @@ class LocalStack:
             "PSP_WEBHOOK_SECRET": PSP_WEBHOOK_SECRET,
             "MARKETPLACE_URL": f"http://127.0.0.1:{ports['marketplace']}",
             "MARKETPLACE_LEDGER_FILE": str(self.run_dir / "marketplace-ledger.jsonl"),
+            # buyers' tokens outlive a restart of the marketplace (chaos restarts it)
+            "MARKETPLACE_SIGNING_KEY_FILE": str(self.run_dir / "marketplace-signing-key.pem"),
+            "BUYER_REQUESTS_PER_MINUTE": "120",
+            "BUYER_REQUESTS_BURST": "20",
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),
             "SELLER_TOKEN_SECRET": SELLER_TOKEN_SECRET,
             "SETTLEMENT_FINANCE_TOKENS": FINANCE_TOKEN,

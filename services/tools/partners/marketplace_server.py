@@ -3,6 +3,11 @@ and, as the marketplace's order system, publishes customer orders placed and del
 Kafka (`POST /orders`, services/tools/partners/marketplace_orders.py; needs
 KAFKA_BOOTSTRAP_SERVERS, else those answer 503).
 
+Buyers and support agents sign in here: `POST /buyers/{id}/tokens` and
+`POST /support-agents/{id}/tokens` answer an RS256 bearer token (buyer_token_issuer.py;
+the body may backdate the sign-in), whose key the front door reads from
+`GET /.well-known/jwks.json` (MARKETPLACE_SIGNING_KEY_FILE keeps it across restarts).
+
 An exchange ends with a replacement order for another variant. `POST /replacement-orders`
 (with an `Idempotency-Key`) places one if the sku has stock, or answers 409 out_of_stock;
 either answer is remembered for its key, so a retry never places a second order (and a
@@ -31,6 +36,7 @@ from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import get_logger
 from services.settlement.seller_tokens import issue_seller_token
 from services.tools.partners import http_support, partner_double
+from services.tools.partners.buyer_token_issuer import BuyerTokenIssuer, signing_key
 from services.tools.partners.fault_injection import FaultPlan
 from services.tools.partners.json_lines_ledger import JsonLinesLedger
 from services.tools.partners.marketplace_orders import (
@@ -43,6 +49,7 @@ SERVICE_NAME = "marketplace"
 PLACED = "placed"
 OUT_OF_STOCK = "out_of_stock"
 MAX_QUANTITY = 1000
+MAX_SUBJECT_LEN = 64
 
 log = get_logger(__name__)
 
@@ -58,6 +65,9 @@ class MarketplaceSettings:
     kafka_bootstrap: str | None = None  # where customer orders are published
     seller_token_secret: str = ""  # signs the sellers' statement tokens (shared with settlement)
     seller_token_days: int = 30
+    # the RSA key buyers' tokens are signed with (PEM; written there when missing, so
+    # tokens outlive a restart); a new key each start without one
+    signing_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
@@ -77,6 +87,7 @@ class MarketplaceSettings:
             seller_token_days=http_support.env_int(
                 env, "SELLER_TOKEN_DAYS", defaults.seller_token_days, minimum=1
             ),
+            signing_key_file=http_support.env_path(env, "MARKETPLACE_SIGNING_KEY_FILE"),
         )
 
 
@@ -136,6 +147,7 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         self.order_events = OrderEvents(settings.kafka_bootstrap)
         self._order_locks = KeyedLocks()
         self._ledger = JsonLinesLedger(settings.ledger_file)
+        self.sign_in = BuyerTokenIssuer(signing_key(settings.signing_key_file))
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: replay the ledger file and keep it open while serving."""
@@ -218,6 +230,45 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         return web.json_response(
             {"seller_id": seller_id, "token": token, "expires_at": expires}, status=201
         )
+
+    # --- buyers' and support agents' sign-in (the front door checks their tokens) ----------
+
+    @partner_double.route("GET", "/.well-known/jwks.json")
+    async def signing_keys(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.sign_in.jwks())
+
+    @partner_double.route("POST", "/buyers/{buyer_id}/tokens")
+    async def sign_in_buyer(self, request: web.Request) -> web.Response:
+        """A buyer signs in: their bearer token. The body may backdate the sign-in
+        (`signed_in_at`, ms; not in the future) and set the lifetime (`ttl_s`)."""
+        return await self._token(request, request.match_info["buyer_id"], "buyer")
+
+    @partner_double.route("POST", "/support-agents/{agent_id}/tokens")
+    async def sign_in_agent(self, request: web.Request) -> web.Response:
+        return await self._token(request, request.match_info["agent_id"], "support")
+
+    async def _token(self, request: web.Request, subject: str, role: str) -> web.Response:
+        if not 0 < len(subject) <= MAX_SUBJECT_LEN:
+            raise http_support.ApiError(422, "invalid_subject", "an id of 1 to 64 characters")
+        now = http_support.now_ms()
+        payload = await http_support.json_object(request, empty_is_object=True)
+        signed_in_at = now
+        if payload.get("signed_in_at") is not None:
+            signed_in_at = http_support.whole_number_field(
+                payload, "signed_in_at", minimum=0, maximum=now
+            )
+        ttl_s = 3600
+        if payload.get("ttl_s") is not None:
+            ttl_s = http_support.whole_number_field(payload, "ttl_s", minimum=1, maximum=86_400)
+        token = self.sign_in.issue(subject, role, signed_in_at // 1000, ttl_s, now // 1000)
+        answer = {
+            "subject": subject,
+            "role": role,
+            "token": token,
+            "signed_in_at": signed_in_at // 1000 * 1000,
+            "expires_at": (now // 1000 + ttl_s) * 1000,
+        }
+        return web.json_response(answer, status=201)
 
     # --- replacement orders ----------------------------------------------------------------
 
