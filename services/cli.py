@@ -39,15 +39,17 @@ SERVICES: dict[str, str] = {
     "refund": "services.refund.app",
     "settlement": "services.settlement.app",
     "risk": "services.risk.app",
+    "notifications": "services.notifications.app",
     "ops": "services.ops.app",
     "carrier": "services.tools.partners.carrier_server",
     "psp": "services.tools.partners.psp_server",
     "psp-b": "services.tools.partners.psp_server",
     "marketplace": "services.tools.partners.marketplace_server",
+    "notify": "services.tools.partners.notify_server",
 }
 
 
-PARTNER_DOUBLES = frozenset({"carrier", "psp", "psp-b", "marketplace"})  # no Kafka
+PARTNER_DOUBLES = frozenset({"carrier", "psp", "psp-b", "marketplace", "notify"})  # no Kafka
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,13 +10,13 @@ from functools import partial
 from pathlib import Path
 
 from services.coordinator import handlers, saga_metrics
-from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import INPUTS, SERVICE, CoordinatorPorts
 from services.coordinator.saga_archive import SqliteArchive, catch_up
 from services.coordinator.saga_settings import saga_config_from_env
 from services.decisions import saga
 from services.decisions.policy.policy_rules import policy_digest
 from services.engine import worker as runtime
+from services.engine.due_timers import DueTimers
 from services.engine.global_table import GlobalTable
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import now_ms

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.coordinator.archived_sagas import MemoryArchive, SagaArchive, archived_saga
-from services.coordinator.due_timers import DueTimers
 from services.decisions import saga
 from services.decisions.after_sales.saga_figures import SagaFigures, saga_figures
 from services.decisions.folded_events import unfolded
 from services.decisions.saga import archiving
 from services.decisions.saga import stored as stored_saga
+from services.engine.due_timers import DueTimers
 from services.engine.stored_value import Settled
 from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import (

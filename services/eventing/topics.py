@@ -181,6 +181,13 @@ SUPPORT_TICKETS = _stream(
     ("TicketOpened",),
     days=90,
 )
+NOTIFICATION_EVENTS = _stream(
+    "boomerang.notifications.events",
+    "notifications → itself: a message the provider took, or a failed send and when it is "
+    "tried again (the outbox's durable steps, keyed by return)",
+    ("NotificationSent", "NotificationFailed"),
+    days=VIEW_SOURCE_DAYS,
+)
 
 # Risk: the saga asks before money moves; the answers and reviewers' verdicts come back.
 RISK_COMMANDS = _stream(
@@ -246,6 +253,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     SAGA_ARCHIVE,
     ORDERS,
     SUPPORT_TICKETS,
+    NOTIFICATION_EVENTS,
     RISK_COMMANDS,
     RISK_EVENTS,
     RISK_COUNTS,
@@ -280,6 +288,7 @@ SERVICE_CHANGELOGS = (
     _changelog("boomerang-risk", "windows", "rolling counts per subject:key (risk features)"),
     _changelog("boomerang-risk", "returns", "each return's request and what risk counted of it"),
     _changelog("boomerang-risk", "orders", "the orders risk counted"),
+    _changelog("boomerang-notifications", "outboxes", "each return's notifications to send"),
 )
 # Tables every instance reads whole (not partitioned with a service's inputs): compacted,
 # kept while any record may name a key (a digest names one policy, so keys stay few).

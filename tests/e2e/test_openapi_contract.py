@@ -34,6 +34,7 @@ from tests.e2e.scenario import (
     post_scan_when_ready,
     return_body,
     scan,
+    signed_in,
     wait_for_status,
 )
 from tests.support.openapi_services import SERVICES
@@ -159,16 +160,26 @@ def test_returns_answers_match_the_document(stack, client, contracts, rejected_r
     key = f"contract-{uuid.uuid4().hex}"
     body = return_body()
     place_order(client, stack, body)
+    buyer = signed_in(client, stack, body["buyer_id"])
+
+    anonymous = contract.check(client.post(url, json=body), "/returns", "post", 401)
+    assert anonymous["error"] == "missing_token"
+    intruder = signed_in(client, stack, "B-contract-intruder")
+    foreign = contract.check(client.post(url, json=body, headers=intruder), "/returns", "post", 403)
+    assert foreign["error"] == "not_your_order"
 
     accepted = contract.check(
-        client.post(url, json=body, headers={"Idempotency-Key": key}), "/returns", "post", 202
+        client.post(url, json=body, headers={"Idempotency-Key": key, **buyer}),
+        "/returns",
+        "post",
+        202,
     )
-    replay = client.post(url, json=body, headers={"Idempotency-Key": key})
+    replay = client.post(url, json=body, headers={"Idempotency-Key": key, **buyer})
     assert contract.check(replay, "/returns", "post", 202) == accepted
     assert replay.headers["Idempotent-Replayed"] == "true"
 
     conflict = contract.check(
-        client.post(url, json=return_body(), headers={"Idempotency-Key": key}),
+        client.post(url, json=return_body(), headers={"Idempotency-Key": key, **buyer}),
         "/returns",
         "post",
         409,
@@ -177,17 +188,23 @@ def test_returns_answers_match_the_document(stack, client, contracts, rejected_r
     assert conflict["return_id"] == accepted["return_id"]
 
     for raw in (b"{not json", b"[1, 2]"):
-        answer = client.post(url, content=raw, headers={"Content-Type": "application/json"})
+        answer = client.post(
+            url, content=raw, headers={"Content-Type": "application/json", **buyer}
+        )
         assert contract.check(answer, "/returns", "post", 400)["error"] == "malformed_json"
-    bad_key = client.post(url, json=body, headers={"Idempotency-Key": "k" * 129})
+    bad_key = client.post(url, json=body, headers={"Idempotency-Key": "k" * 129, **buyer})
     assert contract.check(bad_key, "/returns", "post", 400)["error"] == "bad_idempotency_key"
 
-    too_large = contract.check(client.post(url, json=OVER_LIMIT), "/returns", "post", 413)
+    too_large = contract.check(
+        client.post(url, json=OVER_LIMIT, headers=buyer), "/returns", "post", 413
+    )
     assert too_large["error"] == "body_too_large"
 
     invalid_body = return_body(buyer_id="", payment_method="CASH")
     invalid_body["lines"][0]["unit_price"] = {"amount_minor": 25.99, "currency": "EUR"}
-    invalid = contract.check(client.post(url, json=invalid_body), "/returns", "post", 422)
+    invalid = contract.check(
+        client.post(url, json=invalid_body, headers=buyer), "/returns", "post", 422
+    )
     assert invalid["error"] == "invalid_request"
     assert {f["field"] for f in invalid["fields"]} == {
         "buyer_id",
@@ -198,15 +215,19 @@ def test_returns_answers_match_the_document(stack, client, contracts, rejected_r
     rejected_key = f"contract-{uuid.uuid4().hex}"
     rejected_body = return_body(category="perishables")
     place_order(client, stack, rejected_body)
+    rejecting = {
+        "Idempotency-Key": rejected_key,
+        **signed_in(client, stack, rejected_body["buyer_id"]),
+    }
     rejected = contract.check(
-        client.post(url, json=rejected_body, headers={"Idempotency-Key": rejected_key}),
+        client.post(url, json=rejected_body, headers=rejecting),
         "/returns",
         "post",
         422,
     )
     assert rejected["error"] == "policy_rejected"
     assert rejected["rejection_code"] == "NON_RETURNABLE_CATEGORY"
-    replayed = client.post(url, json=rejected_body, headers={"Idempotency-Key": rejected_key})
+    replayed = client.post(url, json=rejected_body, headers=rejecting)
     assert contract.check(replayed, "/returns", "post", 422) == rejected
     assert replayed.headers["Idempotent-Replayed"] == "true"
 
@@ -422,6 +443,20 @@ def test_warehouse_intake_answers_match_the_document(stack, client, contracts, i
     assert whole["units_on_hand"] >= 1
     one = contract.check(client.get(url, params={"sku": "SKU-E2E-1"}), "/ledger", "get", 200)
     assert {entry["sku"] for entry in one["entries"]} == {"SKU-E2E-1"}
+
+
+def test_notifications_answers_match_the_document(stack, client, contracts, inspected_return):
+    contract, base = contracts["notifications"], stack.url("notifications")
+    return_id = inspected_return[0]
+    path = "/returns/{return_id}/notifications"
+    deadline = time.monotonic() + 30
+    while (answer := client.get(f"{base}/returns/{return_id}/notifications")).status_code != 200:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.5)
+    kept = contract.check(answer, path, "get", 200)
+    assert kept["return_id"] == return_id and kept["recipients_known"]
+    unknown = client.get(f"{base}/returns/RMA-NONE/notifications")
+    assert contract.check(unknown, path, "get", 404)["error"] == "unknown_return"
 
 
 # ---------------------------------------------------------------- the HTTP layer's own limit

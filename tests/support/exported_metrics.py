@@ -20,6 +20,7 @@ METRIC_MODULES = (
     "services.refund.refund_metrics",
     "services.risk.risk_metrics",
     "services.settlement.settlement_metrics",
+    "services.notifications.notification_metrics",
 )
 
 

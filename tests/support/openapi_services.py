@@ -9,5 +9,6 @@ SERVICES = (
     "warehouse_intake",
     "settlement",
     "risk",
+    "notifications",
     "ops",
 )

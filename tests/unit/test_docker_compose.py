@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli import SERVICES
+from services.cli import PARTNER_DOUBLES, SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-PARTNERS = {"carrier", "psp", "psp-b", "marketplace"}
+PARTNERS = PARTNER_DOUBLES
 BOOMERANG = set(SERVICES) - PARTNERS
 
 
@@ -110,11 +110,12 @@ OWN_PAGES = {"/health", "/openapi.json"}  # each instance's own: not behind the 
 
 
 def gateway_routes() -> list[tuple[str, str, str]]:
-    """(match, path, upstream) of the gateway's locations ("=" exact, "" prefix)."""
+    """(match, path, upstream) of the gateway's locations ("=" exact, "~" regular
+    expression, "" prefix)."""
     conf = GATEWAY_CONF.read_text()
     methods = dict(re.findall(r"^\s*(GET|HEAD|default)\s+([\w-]+:\d+);", conf, re.M))
     routes = []
-    for match, path, body in re.findall(r"location\s+(=?)\s*(\S+)\s*\{([^}]*)\}", conf):
+    for match, path, body in re.findall(r"location\s+([=~]?)\s*(\S+)\s*\{([^}]*)\}", conf):
         if "$returns_api" in body:
             routes.append((match, path, f"GET {methods['GET']} POST {methods['default']}"))
         elif found := re.search(r"set \$api ([\w-]+:\d+);", body):
@@ -123,12 +124,19 @@ def gateway_routes() -> list[tuple[str, str, str]]:
 
 
 def upstream_of(path: str, method: str) -> str | None:
-    for match, location, upstream in sorted(gateway_routes(), key=lambda r: -len(r[1])):
-        if (match == "=" and path == location) or (match == "" and path.startswith(location)):
-            if upstream.startswith("GET "):
-                _, get, _, post = upstream.split()
-                return get if method in ("get", "head") else post
-            return upstream
+    """As nginx picks: an exact location, else the first regular expression that matches,
+    else the longest prefix."""
+    routes = gateway_routes()
+    exact = [r for r in routes if r[0] == "=" and r[1] == path]
+    regex = [r for r in routes if r[0] == "~" and re.search(r[1], path)]
+    prefix = sorted(
+        (r for r in routes if r[0] == "" and path.startswith(r[1])), key=lambda r: -len(r[1])
+    )
+    for _, _, upstream in (*exact, *regex, *prefix):
+        if upstream.startswith("GET "):
+            _, get, _, post = upstream.split()
+            return get if method in ("get", "head") else post
+        return upstream
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.coordinator.due_timers import SMALL_HEAP, DueTimers
+from services.engine.due_timers import SMALL_HEAP, DueTimers
 
 REFIRE = 15
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli import SERVICES
+from services.cli import PARTNER_DOUBLES, SERVICES
 from tests.support.exported_metrics import exported_series
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = json.loads((REPO / "deploy/grafana/dashboards/boomerang.json").read_text())
 PROMETHEUS = REPO / "deploy/prometheus/prometheus.yml"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-PARTNERS = {"carrier", "psp", "psp-b", "marketplace"}
+PARTNERS = PARTNER_DOUBLES
 
 
 def panels() -> list[dict]:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from services.coordinator import handlers
-from services.coordinator.due_timers import DueTimers
 from services.coordinator.handlers import REFIRE_AFTER_MS, CoordinatorPorts
 from services.decisions.saga import SagaConfig, Status
 from services.decisions.saga import stored as stored_saga
+from services.engine.due_timers import DueTimers
 from services.eventing.handler_contract import HttpRequest, Incoming, TransientFailure
 from tests.support.in_memory_loop import PublishedPolicies
 from tests.support.return_events import event

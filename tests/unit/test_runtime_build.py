@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from setuptools import find_packages
 
+from services.cli import PARTNER_DOUBLES
+
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 TOOLING = ("services.tools.partners", "services.tools.local_kafka", "services.tools.local_stack")
@@ -79,7 +81,7 @@ def test_the_runtime_image_leaves_the_tooling_out_and_the_doubles_image_adds_the
 
 def test_compose_runs_the_services_from_the_runtime_image_and_the_partners_from_theirs():
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    partners = {"carrier", "psp", "psp-b", "marketplace"}
+    partners = PARTNER_DOUBLES
     for name, service in services.items():
         if "build" not in service:
             continue

@@ -4,7 +4,7 @@
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one) and PostgreSQL (unless
 DATABASE_URL points at a server; the run gets a database of its own, dropped at the end),
-creates the topics, starts the partner doubles, the seven services and settlement, then
+creates the topics, starts the partner doubles, the eight services and settlement, then
 plays the world: the marketplace places each order, buyers POST return requests, the
 carrier double calls back, a simulated scanner POSTs an inspection once the parcel has been
 collected. Then it waits for settlement to book the run and reconciles the day with the
@@ -53,9 +53,10 @@ from services.tools.local_stack.demo_risk import (
 from services.tools.local_stack.demo_settlement import charges_foreseen, settle_and_reconcile
 from services.tools.local_stack.loop_driver import LoopDriver
 from services.tools.local_stack.loop_records import psp_ledger, saga_views
+from services.tools.local_stack.notification_figures import notification_figures
 from services.tools.local_stack.oncall_drill import consumer_bug_drill, keep_running
 from services.tools.local_stack.risk_history import ABUSE_KINDS
-from services.tools.local_stack.stack import PARTNERS, PAYMENT_PROVIDERS
+from services.tools.local_stack.stack import PARTNERS, PAYMENT_PROVIDERS, SERVICES
 from services.tools.local_stack.stack_session import (
     checkout_broker,
     create_topics,
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         create_topics(bootstrap)
         logs = run_dir / "logs"
-        services = f"7 services × {args.instances}" if args.instances > 1 else "7 services"
+        services = f"{len(SERVICES)} services"
+        if args.instances > 1:
+            services += f" × {args.instances}"
         console.print(
             f"starting {len(PARTNERS)} partner doubles, {services} and settlement "
             f"(logs in {logs}) ..."
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             verdicts,
             asyncio.run(sellers_flagged(bootstrap)),
         )
+        ended = [t.return_id for t in driver.tracked if t.return_id and t.terminal]
+        summary |= notification_figures(stack.url("notify"), ended)
         # the figures again as the services' /metrics tell them: they must agree
         summary |= kpi_report(stack, driver, summary)
         for wrong in driver.wrong_answers[:10]:

@@ -119,6 +119,8 @@ def demo_passed(summary: dict[str, Any]) -> bool:
         summary["completed"] + summary["rejected_as_abuse"] == summary["returns"]
         and summary["refunds_at_psp"] == summary["refunds_expected"]
         and summary["duplicates_at_psp"] == 0
+        and summary.get("notification_duplicates", 0) == 0
+        and summary.get("notifications_missing", 0) == 0
         and not summary.get("wrong_http_answers")
         and summary["wrong_amounts"] == summary["wrong_methods"] == 0
         and summary["wrong_liable"] == 0

@@ -35,10 +35,11 @@ SERVICES = (
     "warehouse-intake",
     "refund",
     "risk",
+    "notifications",
 )
 INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")
-PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace")
+PARTNERS = ("carrier", *PAYMENT_PROVIDERS, "marketplace", "notify")
 LEDGER = "settlement"  # one process, with a database (`database_url`)
 OPS = "ops"  # one process: the operators' dashboard, reading every other one
 OPERATOR_TOKENS = {"operator-1": "local-stack-operator-token-1"}
@@ -170,6 +171,8 @@ class LocalStack:
             "MARKETPLACE_LEDGER_FILE": str(self.run_dir / "marketplace-ledger.jsonl"),
             # buyers' tokens outlive a restart of the marketplace (chaos restarts it)
             "MARKETPLACE_SIGNING_KEY_FILE": str(self.run_dir / "marketplace-signing-key.pem"),
+            "NOTIFY_URL": f"http://127.0.0.1:{ports['notify']}",
+            "NOTIFY_LEDGER_FILE": str(self.run_dir / "notify-ledger.jsonl"),
             "BUYER_REQUESTS_PER_MINUTE": "120",
             "BUYER_REQUESTS_BURST": "20",
             "INSPECTION_STATION_TOKENS": ",".join(f"{s}:{t}" for s, t in STATION_TOKENS.items()),

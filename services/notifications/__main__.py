@@ -1,0 +1,5 @@
+import sys
+
+from services.notifications.app import main
+
+sys.exit(main())
