@@ -66,14 +66,20 @@ RETURNS_EVENTS = _stream(
 )
 PICKUP_COMMANDS = _stream(
     "boomerang.pickup.commands",
-    "coordinator → pickup: book / cancel a pickup",
-    ("PickupRequested", "PickupCancelRequested"),
+    "coordinator → pickup: book / cancel / reschedule a pickup",
+    ("PickupRequested", "PickupCancelRequested", "PickupRescheduleRequested"),
     days=7,
 )
 PICKUP_EVENTS = _stream(
     "boomerang.pickup.events",
-    "pickup → coordinator: scheduled, attempt failed, completed, cancelled",
-    ("PickupScheduled", "PickupAttemptFailed", "PickupCompleted", "PickupCancelled"),
+    "pickup → coordinator: scheduled, attempt failed, rescheduled, completed, cancelled",
+    (
+        "PickupScheduled",
+        "PickupAttemptFailed",
+        "PickupRescheduled",
+        "PickupCompleted",
+        "PickupCancelled",
+    ),
     days=VIEW_SOURCE_DAYS,
 )
 INSPECTION_EVENTS = _stream(
@@ -146,6 +152,7 @@ SAGA_EVENTS = _stream(
         # the saga takes it in any order (early details are kept, decisions/saga). Records
         # of it written on returns.events before are still handled there.
         "BuyerDetailsProvided",
+        "PickupWindowRequested",  # the buyer's, from the front door (as BuyerDetailsProvided)
         "SagaRetryRequested",
         "SagaCancelRequested",
         "SagaResumeRequested",

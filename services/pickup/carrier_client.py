@@ -82,6 +82,26 @@ class CarrierClient:
             raise
         return str(data.get("status", "cancelled"))
 
+    async def reschedule(
+        self, key: str, booking_id: str, window_start: int, window_end: int
+    ) -> Rescheduled:
+        """The booking moved, or refused (collected, cancelled, unknown, a window the
+        carrier does not serve: 404, 409, 422)."""
+        body = {"window_start": window_start, "window_end": window_end}
+        try:
+            data = await self._call("POST", f"/pickups/{booking_id}/reschedule", key, body)
+        except CarrierRefused as exc:
+            return Rescheduled(False, None, None, str(exc)[:300])
+        return Rescheduled(True, data["window_start"], data["window_end"], "")
+
+
+@dataclass(frozen=True)
+class Rescheduled:
+    moved: bool
+    window_start: int | None
+    window_end: int | None
+    detail: str
+
 
 def carrier_http(base_url: str, timeout_s: float = 5.0) -> PartnerHttp:
     """One pooled client per process."""

@@ -1,11 +1,13 @@
 """The pickup service's handlers: carrier bookings and cancellations for the saga's commands,
 and the carrier's signed status callbacks.
 
-A command books (or cancels) with the carrier, idempotency key `{return_id}-pickup`, and is
-answered with PickupScheduled / PickupCancelled with event ids derived from the command, so
+A command books (or cancels, or moves) with the carrier, idempotency key `{return_id}-pickup`
+(`-pickup-cancel`, `-pickup-reschedule-{n}`), and is answered with PickupScheduled /
+PickupCancelled / PickupRescheduled with event ids derived from the command, so
 a retried command yields the same event; a command seen before re-emits its stored answer
 without calling the carrier (a replayed topic books nothing; the carrier's idempotency key
-is the second net). A callback becomes PickupAttemptFailed / PickupCompleted.
+is the second net). A callback becomes PickupAttemptFailed / PickupRescheduled (the carrier
+proposing a window) / PickupCompleted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from services.eventing.log_setup import get_logger
 from services.eventing.signed_webhooks import publish_signed_event
 from services.eventing.webhook_signature import CARRIER_SIGNATURE
 from services.pickup.callback_parsing import callback_event
-from services.pickup.carrier_client import Booking
+from services.pickup.carrier_client import Booking, Rescheduled
 
 SERVICE = "pickup"
 log = get_logger(__name__)
@@ -34,6 +36,10 @@ class Carrier(Protocol):
     ) -> Booking: ...
 
     async def cancel(self, key: str, booking_id: str) -> str: ...
+
+    async def reschedule(
+        self, key: str, booking_id: str, window_start: int, window_end: int
+    ) -> Rescheduled: ...
 
 
 @dataclass
@@ -50,7 +56,7 @@ def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
 
 
 # what a command is answered with (stored): the view of them is folded from pickup.events
-ANSWERS = frozenset({"PickupScheduled", "PickupCancelled"})
+ANSWERS = frozenset({"PickupScheduled", "PickupCancelled", "PickupRescheduled"})
 fold_answers = answers_fold(ANSWERS)
 
 
@@ -87,6 +93,24 @@ async def ask_carrier(ports: PickupPorts, incoming: Incoming) -> list[Outbound]:
         if outcome == "already_collected":
             reason = f"{NOT_CANCELLED_PREFIX}: the carrier had already collected the parcel"
         return [reply(command, "PickupCancelled", {"booking_id": booking_id, "reason": reason})]
+    if incoming.name == "PickupRescheduleRequested":
+        moved = await ports.carrier.reschedule(
+            command["idempotency_key"],
+            command["booking_id"],
+            command["window_start"],
+            command["window_end"],
+        )
+        log.debug("pickup reschedule answered", moved=moved.moved)
+        answer = {
+            "booking_id": command["booking_id"],
+            "outcome": "rescheduled" if moved.moved else "refused",
+            "proposed_by": "buyer",
+            "reschedule_no": command["reschedule_no"],
+            "window_start": moved.window_start,
+            "window_end": moved.window_end,
+            "detail": moved.detail,
+        }
+        return [reply(command, "PickupRescheduled", answer)]
     return []
 
 
@@ -94,7 +118,20 @@ async def carrier_unreachable(
     ports: PickupPorts, incoming: Incoming, error: Exception
 ) -> list[Outbound]:
     """A booking whose carrier calls outlived their retries: a retryable attempt failure the
-    saga retries later (an unconfirmed cancellation is retried by the saga's timer)."""
+    saga retries later (an unconfirmed cancellation is retried by the saga's timer); a
+    reschedule: refused (the pickup stays in its window)."""
+    if incoming.name == "PickupRescheduleRequested":  # the buyer hears it did not move
+        command = incoming.record
+        unmoved = {
+            "booking_id": command["booking_id"],
+            "outcome": "refused",
+            "proposed_by": "buyer",
+            "reschedule_no": command["reschedule_no"],
+            "window_start": None,
+            "window_end": None,
+            "detail": f"carrier unreachable: {str(error)[:200]}",
+        }
+        return [reply(command, "PickupRescheduled", unmoved)]
     if incoming.name != "PickupRequested":
         return []
     failed = {

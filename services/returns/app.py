@@ -77,6 +77,12 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
             partial(handlers.give_bank_account, ports),
             owner_key=path_parameter("return_id"),
         ),
+        Route(
+            "POST",
+            "/returns/{return_id}/pickup-window",
+            partial(handlers.move_pickup, ports),
+            owner_key=path_parameter("return_id"),
+        ),
         *more_routes,
     )
     return Wiring((answers,), routes)

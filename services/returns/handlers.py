@@ -46,6 +46,7 @@ from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
     parse_cancellation,
+    parse_pickup_window,
     parse_refund_account,
     parse_return_request,
 )
@@ -450,3 +451,30 @@ async def give_bank_account(
         log.info("buyer gave a bank account", number_ends=account["number"][-4:])
     received = {"return_id": return_id, "status": "bank_account_received", "event_id": event_id}
     return HttpAnswer(202, received)
+
+
+async def move_pickup(ports: ReturnsPorts, request: HttpRequest, return_id: str) -> HttpAnswer:
+    """POST /returns/{id}/pickup-window: the buyer (or support) asks for another pickup
+    window; the saga moves the booking while the reschedules allowed last (its outcome is
+    PickupRescheduled, and the buyer is notified)."""
+    caller = await ports.caller(request)
+    start, end = parse_pickup_window(parse_json_object(request.body), ports.clock_ms())
+    ports.check_buyer(caller, return_id)
+    event_id = deterministic_event_id(return_id, "PickupWindowRequested", f"{start}-{end}")
+    record = {
+        "envelope": new_envelope(
+            "PickupWindowRequested",
+            return_id,
+            SERVICE,
+            event_id=event_id,
+            occurred_at=ports.clock_ms(),
+        ),
+        "window_start": start,
+        "window_end": end,
+        "requested_by": caller.role,
+    }
+    with event_context(record["envelope"]):
+        await ports.publish([("PickupWindowRequested", record)])
+        log.info("pickup window asked", requested_by=caller.role)
+    asked = {"return_id": return_id, "status": "pickup_window_requested", "event_id": event_id}
+    return HttpAnswer(202, asked)

@@ -404,3 +404,40 @@ def parse_cancellation(data: dict[str, Any], role: str) -> dict[str, str]:
     if fields.problems:
         raise invalid(fields.problems)
     return {"cancelled_by": cancelled_by, "reason": reason}
+
+
+HOUR_MS = 3_600_000
+PICKUP_LEAD_MS = HOUR_MS  # a new window starts at least this far ahead
+PICKUP_WINDOW_MIN_MS, PICKUP_WINDOW_MAX_MS = HOUR_MS, 8 * HOUR_MS
+PICKUP_AHEAD_MAX_MS = 14 * 24 * HOUR_MS
+
+
+def _instant(fields: Fields, name: str) -> int | None:
+    raw = fields.data.get(name)
+    if not isinstance(raw, str) or len(raw) <= 10:
+        fields.problem(name, "is required as an ISO 8601 date-time with its offset")
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        fields.problem(name, f"{raw[:40]!r} is not an ISO 8601 date-time")
+        return None
+    if moment.tzinfo is None:
+        fields.problem(name, "needs its offset (e.g. Z or +01:00)")
+        return None
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def parse_pickup_window(data: dict[str, Any], now_ms: int) -> tuple[int, int]:
+    """`{"window_start": "2026-12-08T09:00:00Z", "window_end": "…T13:00:00Z"}`: a window
+    starting 1 h to 14 days from now, 1 to 8 h long (epoch ms)."""
+    fields = Fields(data)
+    start, end = _instant(fields, "window_start"), _instant(fields, "window_end")
+    if start is not None and not now_ms + PICKUP_LEAD_MS <= start <= now_ms + PICKUP_AHEAD_MAX_MS:
+        fields.problem("window_start", "must be between 1 hour and 14 days from now")
+    long_enough = start is not None and end is not None
+    if long_enough and not start + PICKUP_WINDOW_MIN_MS <= end <= start + PICKUP_WINDOW_MAX_MS:
+        fields.problem("window_end", "must be 1 to 8 hours after window_start")
+    if fields.problems or start is None or end is None:
+        raise invalid(fields.problems)
+    return start, end

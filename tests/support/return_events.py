@@ -119,6 +119,20 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "detail": "",
             "retryable": True,
         },
+        "PickupRescheduled": {
+            "booking_id": "BK-1",
+            "outcome": "rescheduled",
+            "proposed_by": "buyer",
+            "reschedule_no": 1,
+            "window_start": 86_400_000,
+            "window_end": 86_400_000 + 4 * 3_600_000,
+            "detail": "",
+        },
+        "PickupWindowRequested": {
+            "window_start": 86_400_000,
+            "window_end": 86_400_000 + 4 * 3_600_000,
+            "requested_by": "buyer",
+        },
         "PickupCompleted": {
             "booking_id": "BK-1",
             "tracking_number": "TRK-1",

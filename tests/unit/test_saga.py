@@ -132,6 +132,19 @@ EXPECTED = {
     },
     # a person's decision on a return that needs attention (here: paid while compensating)
     (Status.NEEDS_ATTENTION, "SagaResumeRequested"): Status.COMPLETED,
+    # a pickup may move while it is booked (a request before the booking is refused with a
+    # note); a move the carrier reports is recorded until the parcel is inspected
+    (Status.PICKUP_PENDING, "PickupWindowRequested"): Status.PICKUP_PENDING,
+    (Status.PICKUP_SCHEDULED, "PickupWindowRequested"): Status.PICKUP_SCHEDULED,
+    **{
+        (status, "PickupRescheduled"): status
+        for status in (
+            Status.PICKUP_PENDING,
+            Status.PICKUP_SCHEDULED,
+            Status.CANCELLING,
+            Status.AWAITING_INSPECTION,
+        )
+    },
     # the buyer's bank account is kept whenever it comes before the refund
     **{
         (status, "BuyerDetailsProvided"): status

@@ -81,7 +81,7 @@ def milestone_of(name: str, record: Mapping[str, Any]) -> tuple[str, dict[str, A
             "window_start": _window(record.get("window_start")),
             "window_end": _window(record.get("window_end")),
         }
-    if name == "PickupRescheduled":
+    if name == "PickupRescheduled" and record.get("outcome") == "rescheduled":
         return "pickup_rescheduled", {
             "window_start": _window(record.get("window_start")),
             "window_end": _window(record.get("window_end")),

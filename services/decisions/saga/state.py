@@ -129,6 +129,7 @@ class SagaConfig:
     backoff_base_ms: int = 1_000
     backoff_cap_ms: int = 60_000
     pickup_attempt_limit: int = 3
+    pickup_reschedule_limit: int = 3  # the buyer's moves of a booked pickup
     booking_deadline_ms: int = 2 * HOUR_MS  # PickupRequested → PickupScheduled
     collection_deadline_ms: int = 7 * DAY_MS  # scheduled → collected
     inspection_deadline_ms: int = 14 * DAY_MS  # collected → inspected

@@ -29,6 +29,7 @@ from services.decisions.saga.operator import (
     on_operator_decision,
     on_operator_retry,
 )
+from services.decisions.saga.pickup_window import rescheduled, window_requested
 from services.decisions.saga.refund_answers import refund_failed, refund_issued, refund_settled
 from services.decisions.saga.refund_routes import (
     buyer_details_provided,
@@ -194,6 +195,16 @@ for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaRetryRequested")] = on_operator_retry
     _HANDLERS[(_status, "SagaCancelRequested")] = on_operator_cancel
 _HANDLERS[(Status.NEEDS_ATTENTION, "SagaResumeRequested")] = on_operator_decision
+# a booked pickup may move: asked by the buyer, or proposed by the carrier
+_HANDLERS[(Status.PICKUP_PENDING, "PickupWindowRequested")] = window_requested
+_HANDLERS[(Status.PICKUP_SCHEDULED, "PickupWindowRequested")] = window_requested
+for _status in (
+    Status.PICKUP_PENDING,
+    Status.PICKUP_SCHEDULED,
+    Status.CANCELLING,
+    Status.AWAITING_INSPECTION,
+):
+    _HANDLERS[(_status, "PickupRescheduled")] = rescheduled
 # a verdict on a return paid before it was reviewed (outcome review) is kept, not acted on
 for _status in (
     Status.RESERVING_REFUND,

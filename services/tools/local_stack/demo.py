@@ -122,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         # some pickups fail once before the carrier collects (first-attempt success < 1)
         httpx.post(
             f"{stack.url('carrier')}/admin/faults",
-            json={"attempt_failure_rate": DEMO_PICKUP_FAILURE_RATE, "max_failed_attempts": 1},
+            json={
+                "attempt_failure_rate": DEMO_PICKUP_FAILURE_RATE,
+                "max_failed_attempts": 1,
+                # after a missed attempt the carrier proposes the next day's window half the
+                # time; the first attempt waits a moment, so a buyer can still move it
+                "reschedule_proposal_rate": 0.5,
+                "first_attempt_delay_ms": 1500,
+            },
             timeout=10.0,
         ).raise_for_status()
         if args.drill == "consumer-bug":
@@ -156,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["wrong_http_answers"] = len(driver.wrong_answers)
         summary["orders_placed"] = driver.orders_placed
         summary["requests_shed_503"] = driver.overloaded  # the front door's admission control
+        summary["reschedules_asked"] = driver.reschedules_asked
+        summary["reschedules"] = sum(
+            (view.get("pickup") or {}).get("reschedules", 0) for view in views.values()
+        )
         markets = [t.body["market"] for t in driver.tracked]
         summary |= settle_and_reconcile(stack, markets, timeout_s=120)
         summary |= charges_foreseen(driver, views)

@@ -55,6 +55,7 @@ class TrackedReturn:
     terminal: str = ""
     ended_at: float = 0.0  # when the driver saw ReturnCompleted or ReturnFailed
     failed_pickup_attempts: int = 0  # the carrier's failed attempts (not booking errors)
+    moved: bool = False  # the buyer asked to move the booked pickup
     errors: list[str] = field(default_factory=list)
     # a seeded abuser's return (demo_risk): what kind, and what the scan finds on each item
     # (a light parcel, a serial never shipped, wear); the rules never read `abuse`

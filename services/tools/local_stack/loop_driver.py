@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ from services.tools.local_stack.inspection_scans import scan_body
 from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
 OVERLOAD_PATIENCE_S = 120.0  # how long a buyer keeps waiting out a front door shedding load
+HOUR_MS = 3_600_000
 _JITTER = random.Random()  # its own draws: the drawn returns stay those of the seed
 
 
@@ -48,6 +50,10 @@ def retry_after_s(response: httpx.Response) -> float:
 console = Console(stderr=True)
 
 
+def iso_instant(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
 class LoopDriver:
     """Drives `returns` drawn returns (from `seed`) through the running stack to their end."""
 
@@ -59,6 +65,7 @@ class LoopDriver:
         seed: int,
         concurrency: int = 25,
         request_retries: int = 5,
+        reschedule_share: float = 0.1,
     ) -> None:
         # the marketplace places and delivers each return's order first: the front door
         # takes the return's facts from it, settlement its commission and rate
@@ -79,6 +86,10 @@ class LoopDriver:
         self.scans: set[asyncio.Task] = set()
         self.http_answers: Counter[str] = Counter()  # "<call> <status>" → how many
         self.wrong_answers: list[str] = []  # answers that contradict what is known
+        # buyers who ask to move their booked pickup (a day later), and how many asked
+        self.reschedule_share = reschedule_share
+        self.reschedules_asked = 0
+        self._reschedule_draws = random.Random(seed + 1)  # not the returns' own draws
 
     def check_answer(self, call: str, response: httpx.Response, return_id: str | None) -> None:
         """Count an answer, and keep it as wrong when it contradicts what is known: a 5xx
@@ -140,7 +151,11 @@ class LoopDriver:
         tracked = self.by_return_id.get(decoded.record["envelope"]["return_id"])
         if tracked is None:
             return
-        if decoded.name == "PickupCompleted" and not tracked.collected:
+        if decoded.name == "PickupScheduled" and not tracked.collected and not tracked.moved:
+            if self._reschedule_draws.random() < self.reschedule_share:
+                tracked.moved = True
+                self._in_background(self._move_pickup(tracked))
+        elif decoded.name == "PickupCompleted" and not tracked.collected:
             tracked.collected = True
             self._in_background(self._scan(tracked))
         elif decoded.name == "RefundIssued" and not tracked.refunded_at:
@@ -258,6 +273,30 @@ class LoopDriver:
                 if response.status_code == 202:
                     return
                 tracked.errors.append(f"bank account: HTTP {response.status_code}")
+            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+
+    async def _move_pickup(self, tracked: TrackedReturn) -> None:
+        """The buyer asks for tomorrow's window instead (the carrier may have collected
+        the parcel already: then the move is refused, and that is fine)."""
+        start = (int(time.time() * 1000) // HOUR_MS + 26) * HOUR_MS
+        window = {
+            "window_start": iso_instant(start),
+            "window_end": iso_instant(start + 4 * HOUR_MS),
+        }
+        returns_url = self.stack.url_of("returns", tracked.index)
+        url = f"{returns_url}/returns/{tracked.return_id}/pickup-window"
+        buyer = await self._signed_in(tracked)
+        for attempt in range(self.request_retries):
+            try:
+                response = await self.http.post(url, json=window, headers=buyer)
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"pickup window: {exc!r}")
+            else:
+                self.check_answer("pickup window", response, tracked.return_id)
+                if response.status_code == 202:
+                    self.reschedules_asked += 1
+                    return
+                tracked.errors.append(f"pickup window: HTTP {response.status_code}")
             await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
     async def _scan(self, tracked: TrackedReturn) -> None:

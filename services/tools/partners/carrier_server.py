@@ -61,6 +61,10 @@ class CarrierFaults(FaultPlan):
     damage_rate: float = rate_field()
     claim_rejection_rate: float = rate_field()  # claims the carrier rejects
     claim_shortfall_share: float = rate_field()  # the share of a paid claim it keeps
+    # a wait before the first attempt (a pickup the buyer can still move: tests, drills)
+    first_attempt_delay_ms: int = count_field(0, maximum=600_000)
+    # after a failed attempt, the carrier proposes the next window instead of just retrying
+    reschedule_proposal_rate: float = rate_field()
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class Booking:
     status: str = "scheduled"  # scheduled | cancelled | collected
     callbacks_sent: int = 0  # callbacks the receiver acknowledged with a 2xx
     cancel_requests: int = 0  # DELETEs received, whatever they answered
+    reschedules: int = 0  # windows moved, by the buyer or by the carrier
     delivery: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -142,6 +147,7 @@ class Booking:
             "window_end": self.window_end,
             "created_at": self.created_at,
             "status": self.status,
+            "reschedules": self.reschedules,
         }
 
 
@@ -156,6 +162,8 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         self._session: aiohttp.ClientSession | None = None
         self._backoff_jitter = random.Random()  # separate from the plan's seeded stream
         self.claims = ClaimsDesk(settings.claim_terms)
+        # Idempotency-Key of a reschedule -> (its body's fingerprint, its answer)
+        self.reschedule_keys: dict[str, tuple[str, dict[str, Any]]] = {}
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the callback HTTP client, and no task left behind."""
@@ -235,6 +243,47 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
             self.ghost_if_planned("pickup cancelled")
         return web.json_response({"booking_id": booking.booking_id, "status": booking.status})
 
+    @partner_double.route("POST", "/pickups/{booking_id}/reschedule")
+    async def reschedule_pickup(self, request: web.Request) -> web.Response:
+        """Move a booking to the window the body gives (Idempotency-Key: the same key and
+        body again answer the same; 409 once collected or cancelled; 422 a window not an
+        hour away, shorter than an hour, longer than 8 h or more than 14 days away). The
+        parcel is then collected in the new window: its attempts start again."""
+        await self.inject_faults()
+        key = http_support.idempotency_key(request)
+        payload = await http_support.json_object(request)
+        fingerprint = http_support.request_fingerprint(payload)
+        known = self.reschedule_keys.get(key)
+        if known is not None:
+            if known[0] != fingerprint:
+                raise http_support.ApiError(
+                    409, "idempotency_key_reused", f"Idempotency-Key {key!r} had another body"
+                )
+            return web.json_response(known[1], headers=dict(http_support.REPLAYED_HEADERS))
+        booking_id = request.match_info["booking_id"]
+        booking = http_support.found(
+            request, self.bookings, booking_id, f"no booking {booking_id!r}"
+        )
+        if booking.status != "scheduled":
+            raise http_support.ApiError(
+                409, f"already_{booking.status}", f"the booking is {booking.status}"
+            )
+        start, end = _window(payload, http_support.now_ms())
+        self._move(booking, start, end)
+        answer = booking.to_json()
+        self.reschedule_keys[key] = (fingerprint, answer)
+        log.info("pickup rescheduled", booking_id=booking_id, window_start=start)
+        return web.json_response(answer)
+
+    def _move(self, booking: Booking, start: int, end: int) -> None:
+        booking.window_start, booking.window_end = start, end
+        booking.reschedules += 1
+        if booking.delivery is not None:
+            booking.delivery.cancel()
+        booking.delivery = asyncio.create_task(self._run_pickup(booking, first_wait=False))
+        self._deliveries.add(booking.delivery)
+        booking.delivery.add_done_callback(self._deliveries.discard)
+
     @partner_double.route("GET", "/pickups")
     async def list_pickups(self, request: web.Request) -> web.Response:
         listed = http_support.filter_by_return_id(request, self.bookings.values())
@@ -286,13 +335,16 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         log.info("pickup booked", booking_id=booking.booking_id, key=key)
         return booking
 
-    async def _run_pickup(self, booking: Booking) -> None:
-        """The carrier's side of one booking: failed attempts as the plan says, then collection."""
+    async def _run_pickup(self, booking: Booking, first_wait: bool = True) -> None:
+        """The carrier's side of one booking: failed attempts as the plan says (after one, it
+        may propose the next window), then collection."""
         delay_s = self.settings.callback_delay_ms / 1000
         failed_attempts = 0
         with structlog.contextvars.bound_contextvars(
             return_id=booking.return_id, booking_id=booking.booking_id
         ):
+            if first_wait and self.faults.first_attempt_delay_ms:
+                await asyncio.sleep(self.faults.first_attempt_delay_ms / 1000)
             while True:
                 await asyncio.sleep(delay_s)
                 faults = self.faults  # the plan in force now; chaos runs change it mid-flight
@@ -305,6 +357,12 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
                     await self._deliver(
                         booking, self._callback(booking, "attempt_failed", attempt_no, reason)
                     )
+                    if faults.roll(faults.reschedule_proposal_rate):
+                        start = booking.window_end + 20 * HOUR_MS  # the next day's window
+                        booking.window_start, booking.window_end = start, start + PICKUP_WINDOW_MS
+                        booking.reschedules += 1
+                        proposed = self._callback(booking, "rescheduled", attempt_no, None)
+                        await self._deliver(booking, proposed)
                     continue
                 booking.status = "collected"
                 damaged = faults.roll(faults.damage_rate)
@@ -335,6 +393,8 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
             "occurred_at": http_support.now_ms(),
             "carrier_noted_damage": carrier_noted_damage,
             "parcel_weight_grams": parcel_weight_grams,
+            "window_start": booking.window_start,
+            "window_end": booking.window_end,
         }
 
     async def _deliver(self, booking: Booking, callback: dict[str, Any]) -> None:
@@ -373,6 +433,20 @@ def main() -> int:
 
 
 # --- HTTP helpers --------------------------------------------------------------------------
+
+
+MIN_LEAD_MS, MIN_WINDOW_MS, MAX_WINDOW_MS = HOUR_MS, HOUR_MS, 8 * HOUR_MS
+MAX_AHEAD_MS = 14 * 24 * HOUR_MS
+
+
+def _window(payload: Mapping[str, Any], now_ms: int) -> tuple[int, int]:
+    start = http_support.whole_number_field(
+        payload, "window_start", minimum=now_ms + MIN_LEAD_MS, maximum=now_ms + MAX_AHEAD_MS
+    )
+    end = http_support.whole_number_field(
+        payload, "window_end", minimum=start + MIN_WINDOW_MS, maximum=start + MAX_WINDOW_MS
+    )
+    return start, end
 
 
 def _pickup_request(payload: Mapping[str, Any]) -> PickupRequest:

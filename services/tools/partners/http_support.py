@@ -79,7 +79,7 @@ def unavailable(partner: str) -> ApiError:
 # --- reading a request ---------------------------------------------------------------------
 
 
-def _idempotency_key(request: web.Request) -> str:
+def idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
         raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
@@ -218,7 +218,7 @@ class IdempotencyKeys(Generic[RecordT]):
         The body is checked by `parse` (its `return_id` goes into the request log line); a key
         used before with a different body is a 409. One request per key at a time.
         """
-        key = _idempotency_key(request)
+        key = idempotency_key(request)
         payload = await json_object(request)
         wanted = parse(payload)
         request["return_id"] = wanted.return_id
