@@ -16,6 +16,7 @@ boomerang finance sql "…"   a read-only query on the ledger (finance's role)
 boomerang risk check F      validate a risk rule set (shape, features it reads)
 boomerang risk backtest --rules F --from T --to T   a rule set replayed on the topics' history
 boomerang review list|show|approve|deny   the reviewers' queue of held and reviewed returns
+boomerang cases list|show|assign|close   support cases: tickets with an SLA, escalated when overdue
 boomerang sellers show S    a seller's standing per market, why, and its rates beside its peers'
 """
 
@@ -40,6 +41,7 @@ SERVICES: dict[str, str] = {
     "settlement": "services.settlement.app",
     "risk": "services.risk.app",
     "notifications": "services.notifications.app",
+    "cases": "services.cases.app",
     "ops": "services.ops.app",
     "carrier": "services.tools.partners.carrier_server",
     "psp": "services.tools.partners.psp_server",
@@ -301,6 +303,15 @@ def _add_risk_commands() -> None:
 
 
 _add_risk_commands()
+
+
+def _add_case_commands() -> None:
+    from services.cases.case_commands import cases
+
+    main.add_command(cases)
+
+
+_add_case_commands()
 
 
 if __name__ == "__main__":

@@ -188,6 +188,12 @@ SUPPORT_TICKETS = _stream(
     ("TicketOpened",),
     days=90,
 )
+CASE_EVENTS = _stream(
+    "boomerang.support.cases",
+    "cases → itself: a support case assigned, escalated, closed (keyed by return)",
+    ("CaseAssigned", "CaseEscalated", "CaseClosed"),
+    days=90,
+)
 NOTIFICATION_EVENTS = _stream(
     "boomerang.notifications.events",
     "notifications → itself: a message the provider took, or a failed send and when it is "
@@ -260,6 +266,7 @@ STREAMS: tuple[TopicSpec, ...] = (
     SAGA_ARCHIVE,
     ORDERS,
     SUPPORT_TICKETS,
+    CASE_EVENTS,
     NOTIFICATION_EVENTS,
     RISK_COMMANDS,
     RISK_EVENTS,

@@ -25,6 +25,8 @@ from services.eventing.avro_codec import CodecError
 from services.eventing.envelope import now_ms
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Route, Subscription, Wiring
 from services.eventing.log_setup import get_logger
+from services.eventing.marketplace_keys import BearerCheck, MarketplaceKeys
+from services.eventing.marketplace_tokens import BUYER, SUPPORT, Caller, TokenTerms
 from services.eventing.partner_http import PartnerHttp
 from services.eventing.request_keys import path_parameter
 from services.eventing.topics import (
@@ -39,9 +41,7 @@ from services.policy_files.loader import policy_dir
 from services.policy_files.policy_book import PolicyBook
 from services.returns import handlers
 from services.returns.admission_settings import admission_limits_from_env, pace_settings_from_env
-from services.returns.buyer_tokens import BUYER, SUPPORT, Caller, TokenTerms
 from services.returns.handlers import SERVICE, ReturnsPorts
-from services.returns.marketplace_keys import BearerCheck, MarketplaceKeys
 from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
 from services.returns.order_facts import OrderSource
 from services.returns.pipeline_backlog import REFRESH_S, PipelineBacklog
@@ -126,7 +126,7 @@ def quotas_from_env(env: Mapping[str, str] = os.environ) -> dict[str, CallerQuot
 
 def marketplace_sign_in_from_env(env: Mapping[str, str] = os.environ) -> BearerCheck:
     """Buyers' tokens checked with the keys of the marketplace at MARKETPLACE_URL, on the
-    terms of BUYER_TOKEN_* (buyer_tokens.TokenTerms)."""
+    terms of BUYER_TOKEN_* (marketplace_tokens.TokenTerms)."""
     url = env.get("MARKETPLACE_URL", "http://127.0.0.1:8093")
     http = PartnerHttp(url, float(env.get("ORDER_TIMEOUT_S", "3")), partner="marketplace")
     return BearerCheck(MarketplaceKeys(http, time.monotonic), token_terms_from_env(env))

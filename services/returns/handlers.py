@@ -11,7 +11,7 @@ the returns topic (`record_answers`), so the answer survives restarts. A buyer m
 (POST /returns/{id}/cancel) and give a bank account for a transfer refund
 (POST /returns/{id}/bank-account).
 
-Every call carries the marketplace's bearer token (buyer_tokens.py): a buyer creates
+Every call carries the marketplace's bearer token (marketplace_tokens.py): a buyer creates
 returns of their own orders only and acts on their own returns only (403 otherwise); a
 support agent may cancel any return; a bank account is given only by the return's buyer,
 signed in within the last `fresh_sign_in_s` (else 401 with the step-up challenge of RFC
@@ -36,9 +36,9 @@ from services.eventing.envelope import deterministic_event_id, new_envelope
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound, Publish
 from services.eventing.keyed_locks import KeyedLocks
 from services.eventing.log_setup import event_context, get_logger
+from services.eventing.marketplace_keys import TokenKeysUnavailable
+from services.eventing.marketplace_tokens import BUYER, SUPPORT, Caller, TokenRefused, TokenTerms
 from services.eventing.request_fields import ApiError, FieldProblem, invalid, parse_json_object
-from services.returns.buyer_tokens import BUYER, SUPPORT, Caller, TokenRefused, TokenTerms
-from services.returns.marketplace_keys import TokenKeysUnavailable
 from services.returns.order_facts import OrderSource, OrderSystemUnavailable
 from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import PolicyDecision, ReturnPolicy

@@ -88,6 +88,9 @@ def stack(
         extra_env={
             **SAGA_ENV,
             "BOOMERANG_POLICY_DIR": str(policy_dir),
+            # SLAs of seconds: a case escalates within a test (test_cases.py)
+            "CASES_TERMS_FILE": str(Path(__file__).with_name("case_terms.yaml")),
+            "CASES_SCAN_S": "1",
             "BOOMERANG_LOG_LEVEL": "DEBUG",
             # the session's broker keeps what earlier stacks left unprocessed (the chaos
             # run's returns): the coordinator's backlog would refuse these tests' returns;

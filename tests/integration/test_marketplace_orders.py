@@ -14,15 +14,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from services.eventing.avro_codec import AvroCodec
-from services.eventing.partner_http import PartnerHttp
-from services.eventing.topics import ORDERS
-from services.returns.buyer_tokens import TokenRefused, TokenTerms
-from services.returns.marketplace_keys import (
+from services.eventing.marketplace_keys import (
     REFETCH_S,
     BearerCheck,
     MarketplaceKeys,
     TokenKeysUnavailable,
 )
+from services.eventing.marketplace_tokens import TokenRefused, TokenTerms
+from services.eventing.partner_http import PartnerHttp
+from services.eventing.topics import ORDERS
 from services.returns.marketplace_orders import CacheTerms, MarketplaceOrders
 from services.returns.order_facts import OrderSystemUnavailable
 from tests.integration.test_partner_doubles import own_partner, stop_process

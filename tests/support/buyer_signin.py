@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from services.returns.buyer_tokens import Caller, TokenTerms, bearer_token, caller_of
-from services.returns.marketplace_keys import signing_keys
+from services.eventing.marketplace_keys import signing_keys
+from services.eventing.marketplace_tokens import Caller, TokenTerms, bearer_token, caller_of
 from services.tools.partners.buyer_token_issuer import BuyerTokenIssuer, signing_key
 
 TERMS = TokenTerms()

@@ -21,6 +21,7 @@ METRIC_MODULES = (
     "services.risk.risk_metrics",
     "services.settlement.settlement_metrics",
     "services.notifications.notification_metrics",
+    "services.cases.case_metrics",
 )
 
 

@@ -10,5 +10,6 @@ SERVICES = (
     "settlement",
     "risk",
     "notifications",
+    "cases",
     "ops",
 )

@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.decisions.caller_quota import CallerQuotas, QuotaTerms
-from services.returns.buyer_tokens import (
+from services.eventing.marketplace_keys import signing_keys
+from services.eventing.marketplace_tokens import (
     TokenRefused,
     TokenTerms,
     UnknownSigningKey,
     bearer_token,
     caller_of,
 )
-from services.returns.marketplace_keys import signing_keys
 from services.tools.partners.buyer_token_issuer import BuyerTokenIssuer, signing_key
 from tests.support.buyer_signin import issuer
 

@@ -149,6 +149,14 @@ def kpi_figures(samples: Sequence[MetricSample]) -> dict[str, Any]:
         "review_queue": int(cases.get("open", 0.0) + cases.get("escalated", 0.0)),
         "review_overdue": int(cases.get("escalated", 0.0)),
         "review_time": _timing(samples, "boomerang_risk_review_duration_seconds"),
+        "cases_open": int(total(samples, "boomerang_cases")),
+        "cases_overdue": int(total(samples, "boomerang_cases", state="overdue")),
+        "cases_escalated": int(total(samples, "boomerang_cases_escalated_total")),
+        "notifications_sent": int(total(samples, "boomerang_notifications_sent_total")),
+        "notification_send_failures": int(
+            total(samples, "boomerang_notification_send_failures_total")
+        ),
+        "notifications_given_up": int(total(samples, "boomerang_notifications_given_up_total")),
         "settlement_breaks": {
             k: int(v)
             for k, v in by_label(samples, "boomerang_settlement_breaks", "category").items()

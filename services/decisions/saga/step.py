@@ -165,6 +165,7 @@ def ticket_facts(state: SagaState, **extra: Any) -> dict[str, str]:
         "return_id": state.return_id,
         "status": str(state.status),
         "order_ref": str(state.request.get("order_ref", "")),
+        "market": str(state.request.get("market", "")),
         "booking_id": str(state.pickup.get("booking_id", "")),
         "refund_status": str(state.refund.get("status", "")),
     }

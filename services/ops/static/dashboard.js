@@ -22,6 +22,10 @@ const KPIS = [
   ["review_overdue", "Reviews overdue", "count"],
   ["review_time.p50_s", "Review time, p50", "seconds"],
   ["settlement_match_ratio", "Reconciliation match rate", "ratio"],
+  ["cases_open", "Support cases open", "count"],
+  ["cases_overdue", "Support cases overdue", "count"],
+  ["notifications_sent", "Notifications sent", "count"],
+  ["notifications_given_up", "Notifications given up", "count"],
 ];
 
 function element(tag, attributes = {}, ...children) {

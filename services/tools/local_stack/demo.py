@@ -4,7 +4,7 @@
 
 Starts the broker (unless KAFKA_BOOTSTRAP_SERVERS points at one) and PostgreSQL (unless
 DATABASE_URL points at a server; the run gets a database of its own, dropped at the end),
-creates the topics, starts the partner doubles, the eight services and settlement, then
+creates the topics, starts the partner doubles, the nine services and settlement, then
 plays the world: the marketplace places each order, buyers POST return requests, the
 carrier double calls back, a simulated scanner POSTs an inspection once the parcel has been
 collected. Then it waits for settlement to book the run and reconciles the day with the
@@ -35,6 +35,7 @@ import httpx
 from rich.console import Console
 
 from services.tools.local_postgres.databases import fresh_database, postgres_server
+from services.tools.local_stack.demo_cases import work_cases
 from services.tools.local_stack.demo_metrics import DEMO_PICKUP_FAILURE_RATE, kpi_report
 from services.tools.local_stack.demo_report import demo_passed, print_table, summarize
 from services.tools.local_stack.demo_risk import (
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         ended = [t.return_id for t in driver.tracked if t.return_id and t.terminal]
         summary |= notification_figures(stack.url("notify"), ended)
+        summary |= work_cases(stack.url("cases"), stack.url("marketplace"), ended)
         # the figures again as the services' /metrics tell them: they must agree
         summary |= kpi_report(stack, driver, summary)
         for wrong in driver.wrong_answers[:10]:

@@ -121,6 +121,7 @@ def demo_passed(summary: dict[str, Any]) -> bool:
         and summary["duplicates_at_psp"] == 0
         and summary.get("notification_duplicates", 0) == 0
         and summary.get("notifications_missing", 0) == 0
+        and summary.get("cases_closed", 0) == summary.get("cases_opened", 0)
         and not summary.get("wrong_http_answers")
         and summary["wrong_amounts"] == summary["wrong_methods"] == 0
         and summary["wrong_liable"] == 0

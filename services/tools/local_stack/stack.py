@@ -36,6 +36,7 @@ SERVICES = (
     "refund",
     "risk",
     "notifications",
+    "cases",
 )
 INSTANCE_MARK = "#"  # instance K > 1 of a service is the process "<service>#K"
 PAYMENT_PROVIDERS = ("psp", "psp-b")

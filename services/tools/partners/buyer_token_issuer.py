@@ -1,5 +1,5 @@
 """The marketplace double's sign-in: RS256 tokens for buyers and support agents, and the
-JWKS the front door verifies them with (services/returns/buyer_tokens.py reads them).
+JWKS the front door verifies them with (services/eventing/marketplace_tokens.py reads them).
 
 The signing key is an RSA key kept in a PEM file when one is named (so tokens outlive a
 restart of the double), else made at start. Its key id is the key's RFC 7638 thumbprint.

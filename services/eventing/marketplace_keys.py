@@ -1,5 +1,5 @@
 """The marketplace's token-signing keys (`GET /.well-known/jwks.json` at MARKETPLACE_URL),
-and the check of a request's bearer token with them (buyer_tokens.py).
+and the check of a request's bearer token with them (marketplace_tokens.py).
 
 The key set is fetched on first use and kept; a token naming a key the set lacks (the
 marketplace rotated its keys) fetches it again, at most once every REFETCH_S, so a flood
@@ -14,14 +14,14 @@ from typing import Any
 
 import jwt
 
-from services.eventing.partner_http import PartnerHttp, PartnerUnreachable
-from services.returns.buyer_tokens import (
+from services.eventing.marketplace_tokens import (
     Caller,
     TokenTerms,
     bearer_token,
     caller_of,
     key_id_of,
 )
+from services.eventing.partner_http import PartnerHttp, PartnerUnreachable
 
 JWKS_PATH = "/.well-known/jwks.json"
 REFETCH_S = 30.0

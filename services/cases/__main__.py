@@ -1,0 +1,5 @@
+import sys
+
+from services.cases.app import main
+
+sys.exit(main())
