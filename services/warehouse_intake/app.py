@@ -9,7 +9,10 @@ import os
 from functools import partial
 from pathlib import Path
 
+import yaml
+
 from services.decisions.stock import inventory_ledger
+from services.decisions.stock.disposition_rules import DispositionRules, parse_disposition_rules
 from services.engine import worker as runtime
 from services.engine.state_store import TopicView
 from services.eventing.handler_contract import Route, Subscription, Wiring
@@ -40,6 +43,15 @@ def wiring(ports: IntakePorts) -> Wiring:
     return Wiring((commands, movements), (ledger,))
 
 
+RULES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "stock" / "dispositions.yaml"
+
+
+def load_disposition_rules(path: Path | None = None) -> DispositionRules:
+    """DISPOSITION_RULES_FILE (deploy/stock/dispositions.yaml); a bad file stops the start."""
+    chosen = path or Path(os.environ.get("DISPOSITION_RULES_FILE") or RULES_FILE)
+    return parse_disposition_rules(yaml.safe_load(chosen.read_text(encoding="utf-8")))
+
+
 def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
     def wire(parts: runtime.ServiceParts) -> Wiring:
         intakes = parts.view("intakes", TopicView((INTAKE_EVENTS.name,), handlers.fold_intake))
@@ -47,7 +59,7 @@ def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
         window_ms = int(
             os.environ.get("INVENTORY_DEDUPE_WINDOW_MS") or inventory_ledger.DEDUPE_WINDOW_MS
         )
-        return wiring(IntakePorts(intakes, ledger, window_ms))
+        return wiring(IntakePorts(intakes, ledger, window_ms, load_disposition_rules()))
 
     return runtime.build_service(settings, wire, Path(__file__).with_name("openapi.json"))
 

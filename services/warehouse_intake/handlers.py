@@ -15,6 +15,11 @@ from typing import Any
 
 from services.decisions.stock import inventory_ledger
 from services.decisions.stock.disposition import movements_for, reversal_movements
+from services.decisions.stock.disposition_rules import (
+    DEFAULT_RULES,
+    DispositionRules,
+    item_facts_of,
+)
 from services.eventing.envelope import reply_record
 from services.eventing.handler_contract import HttpAnswer, HttpRequest, Incoming, Outbound
 from services.eventing.log_setup import get_logger
@@ -30,6 +35,7 @@ class IntakePorts:
     ledger: MutableMapping[str, Any]  # sku@warehouse -> ledger entry (inventory_ledger.py)
     # how long a movement id is remembered against a second booking (inventory_ledger.py)
     dedupe_window_ms: int = inventory_ledger.DEDUPE_WINDOW_MS
+    rules: DispositionRules = DEFAULT_RULES  # deploy/stock/dispositions.yaml
 
 
 def intake_event(command: dict[str, Any], name: str, body: dict[str, Any], *id_parts: str) -> dict:
@@ -45,11 +51,13 @@ def movement_events(command: dict[str, Any], warehouse: str, movements: list[dic
     return [("StockMovementsRecorded", record, warehouse.encode())]
 
 
-def intake_outcome(command: dict[str, Any]) -> list[Outbound]:
+def intake_outcome(
+    command: dict[str, Any], rules: DispositionRules = DEFAULT_RULES
+) -> list[Outbound]:
     """Everything an IntakeRequested produces (pure; the same command → the same events)."""
     return_id = command["envelope"]["return_id"]
     warehouse = command["warehouse_id"]
-    movements = movements_for(return_id, warehouse, command["items"])
+    movements = movements_for(return_id, warehouse, command["items"], item_facts_of(command), rules)
     outbound: list[Outbound] = movement_events(command, warehouse, movements)
     outbound.append(
         (
@@ -91,7 +99,7 @@ async def take_in(ports: IntakePorts, incoming: Incoming) -> list[Outbound]:
         outbound = reversal_outcome(command, ports.intakes.get(return_id))
         log.info("intake reversed", movements=len(outbound) - 1)
         return outbound
-    outbound = intake_outcome(command)
+    outbound = intake_outcome(command, ports.rules)
     fold_intake(ports.intakes, *outbound[-1])
     log.debug("intake decided", movements=len(outbound) - 1)
     return outbound

@@ -4,14 +4,24 @@ and the stock movements derived from a scan."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+import yaml
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.decisions.stock.disposition import Decision, decide, movements_for
+from services.decisions.stock.disposition_rules import (
+    DISPOSITIONS,
+    DispositionRulesError,
+    ItemFacts,
+    item_facts_of,
+    parse_disposition_rules,
+)
 from services.eventing.avro_codec import AvroCodec
+from services.warehouse_intake.app import load_disposition_rules
 from tests.support.return_events import envelope
 
 ALLOWED_DISPOSITIONS = {
@@ -286,3 +296,93 @@ def test_every_item_gets_exactly_one_movement_with_an_allowed_disposition(
         assert movement["sku"] == raw["sku"]
         assert movement["quantity"] == 1
         assert movement["movement_id"].startswith(return_id)
+
+
+# --- disposition rules as data (deploy/stock/dispositions.yaml) -------------------------
+
+DEPLOYED_RULES = load_disposition_rules()
+
+
+def facts(**changes) -> ItemFacts:
+    return ItemFacts(
+        **{
+            "category": "apparel",
+            "unit_value_minor": 5000,
+            "currency": "EUR",
+            "market": "DE",
+            "days_since_delivery": 10,
+            **changes,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("grade", "changes", "wanted"),
+    [
+        ("C", {"unit_value_minor": 999}, ("LIQUIDATE", "low-value-damaged")),
+        ("D", {"unit_value_minor": 1499}, ("LIQUIDATE", "low-value-damaged")),
+        ("C", {"unit_value_minor": 1500}, ("RETURN_TO_VENDOR", "grade-C")),
+        ("C", {"unit_value_minor": 999, "currency": "CHF"}, ("RETURN_TO_VENDOR", "grade-C")),
+        ("B", {"days_since_delivery": 91}, ("LIQUIDATE", "aged-opened-stock")),
+        ("B", {"days_since_delivery": 90}, ("REFURBISH", "grade-B")),
+        ("B", {"unit_value_minor": 700}, ("LIQUIDATE", "low-value-opened")),
+        ("A", {"category": "electronics"}, ("REFURBISH", "opened-electronics-refurbish")),
+        ("A", {}, ("RESTOCK_SELLABLE", "grade-A")),
+        ("X", {}, ("QUARANTINE", "grade-unknown")),
+    ],
+)
+def test_the_deployed_rules_liquidate_low_value_and_aged_stock(grade, changes, wanted):
+    decision = decide(item(grade=grade), facts(**changes), DEPLOYED_RULES)
+    assert (decision.disposition, decision.rule) == wanted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    grade=st.sampled_from(["A", "B", "C", "D", "X"]),
+    matches=st.booleans(),
+    value=st.one_of(st.none(), st.integers(0, 10**7)),
+    currency=st.sampled_from(["EUR", "GBP", "IDR", "KWD", "CHF", ""]),
+    days=st.one_of(st.none(), st.integers(0, 400)),
+    category=st.sampled_from(["apparel", "electronics", ""]),
+)
+def test_identity_comes_before_any_rule_and_every_item_has_one_disposition(
+    grade, matches, value, currency, days, category
+):
+    found = decide(
+        item(grade=grade, matches_order=matches),
+        ItemFacts(category, value, currency, "DE", days),
+        DEPLOYED_RULES,
+    )
+    assert found.disposition in DISPOSITIONS
+    if not matches:
+        assert found == Decision("QUARANTINE", "item-does-not-match-order")
+    if found.disposition == "LIQUIDATE":
+        assert value is not None or days is not None  # only the order's facts liquidate
+
+
+def test_wrong_rules_are_refused_naming_the_problem():
+    data = yaml.safe_load(Path("deploy/stock/dispositions.yaml").read_text())
+    data["rules"][0]["disposition"] = "SELL_ON_EBAY"
+    data["rules"][1]["grades"] = ["Z"]
+    data["by_grade"].pop("D")
+    with pytest.raises(DispositionRulesError) as refused:
+        parse_disposition_rules(data)
+    message = str(refused.value)
+    assert "rules[0].disposition" in message and "rules[1].grades" in message
+    assert "by_grade" in message
+
+
+def test_the_facts_come_from_the_intake_command_and_its_age_from_its_time():
+    command = {
+        "envelope": {"occurred_at": 100 * 86_400_000},
+        "market": "DE",
+        "delivered_at": 5 * 86_400_000,
+        "item_facts": [
+            {"sku": "S", "category": "apparel", "unit_price_minor": 900, "currency": "EUR"}
+        ],
+    }
+    assert item_facts_of(command) == {"S": ItemFacts("apparel", 900, "EUR", "DE", 95)}
+    [moved] = movements_for(
+        "RMA-1", "WH-1", [item(sku="S", grade="B")], item_facts_of(command), DEPLOYED_RULES
+    )
+    assert moved["disposition"] == "LIQUIDATE"

@@ -46,7 +46,25 @@ def request_pickup(step: Step, state: SagaState) -> SagaState:
 
 
 def request_intake(step: Step, state: SagaState) -> SagaState:
-    body = {"warehouse_id": DEFAULT_WAREHOUSE, "items": state.inspection["items"]}
+    """Take the items in, with what the order says of each sku (the disposition rules read
+    its category, unit value and age)."""
+    request = state.request
+    facts = {}
+    for line in request.get("lines") or ():
+        price = line.get("unit_price") or {}
+        facts[line["sku"]] = {
+            "sku": line["sku"],
+            "category": str(line.get("category") or request.get("category") or ""),
+            "unit_price_minor": price.get("amount_minor"),
+            "currency": str(price.get("currency") or ""),
+        }
+    body = {
+        "warehouse_id": DEFAULT_WAREHOUSE,
+        "items": state.inspection["items"],
+        "item_facts": list(facts.values()),
+        "market": str(request.get("market") or ""),
+        "delivered_at": request.get("delivered_at"),
+    }
     return send_command(
         step, state, Status.INTAKE_PENDING, "IntakeRequested", body, step.config.intake_deadline_ms
     )

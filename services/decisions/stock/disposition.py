@@ -10,18 +10,23 @@
 | grade D (unusable)                                  | DISPOSE           |
 | grade unknown                                       | QUARANTINE        |
 
-The first matching row wins. LIQUIDATE is reserved for policy rules (e.g. low-value
-damaged goods) that the rules engine adds.
+The identity rows come first, always; then the disposition rules as data
+(disposition_rules.py, deploy/stock/dispositions.yaml: LIQUIDATE for low-value or aged
+stock, a category's own path), then the grade. Without rules, the grade decides as above.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.decisions.stock.disposition_rules import DEFAULT_RULES, DispositionRules, ItemFacts
+
 MIN_WEIGHT_RATIO_NUM, MIN_WEIGHT_RATIO_DEN = 1, 2  # below 1/2 of expected is suspicious
 
-BY_GRADE = {"A": "RESTOCK_SELLABLE", "B": "REFURBISH", "C": "RETURN_TO_VENDOR", "D": "DISPOSE"}
+BY_GRADE = dict(DEFAULT_RULES.by_grade)
+NO_FACTS = ItemFacts()
 
 
 @dataclass(frozen=True)
@@ -37,23 +42,30 @@ def weight_far_below_expected(item: dict[str, Any]) -> bool:
     return item["measured_weight_grams"] * MIN_WEIGHT_RATIO_DEN < expected * MIN_WEIGHT_RATIO_NUM
 
 
-def decide(item: dict[str, Any]) -> Decision:
+def decide(
+    item: dict[str, Any], facts: ItemFacts = NO_FACTS, rules: DispositionRules = DEFAULT_RULES
+) -> Decision:
     if not item["matches_order"]:
         return Decision("QUARANTINE", "item-does-not-match-order")
     if weight_far_below_expected(item):
         return Decision("QUARANTINE", "weight-far-below-expected")
-    disposition = BY_GRADE.get(item["grade"])
-    if disposition is None:
-        return Decision("QUARANTINE", "grade-unknown")
-    return Decision(disposition, f"grade-{item['grade']}")
+    disposition, rule = rules.decide(item["grade"], facts)
+    return Decision(disposition, rule)
 
 
-def movements_for(return_id: str, warehouse_id: str, items: list[dict[str, Any]]) -> list[dict]:
-    """One +1 movement per inspected item into the location of its disposition.
-    movement_id names the cause (return, step, item) so replays can be recognised."""
+def movements_for(
+    return_id: str,
+    warehouse_id: str,
+    items: list[dict[str, Any]],
+    facts: Mapping[str, ItemFacts] | None = None,
+    rules: DispositionRules = DEFAULT_RULES,
+) -> list[dict]:
+    """One +1 movement per inspected item into the location of its disposition (`facts`:
+    what the order says of each sku). movement_id names the cause (return, step, item) so
+    replays can be recognised."""
     movements = []
     for index, item in enumerate(items, start=1):
-        decision = decide(item)
+        decision = decide(item, (facts or {}).get(item["sku"], NO_FACTS), rules)
         movements.append(
             {
                 "movement_id": f"{return_id}-intake-{index}-{item['sku']}",
