@@ -66,8 +66,8 @@ RETURNS_EVENTS = _stream(
 )
 PICKUP_COMMANDS = _stream(
     "boomerang.pickup.commands",
-    "coordinator → pickup: book / cancel / reschedule a pickup",
-    ("PickupRequested", "PickupCancelRequested", "PickupRescheduleRequested"),
+    "coordinator → pickup: book / cancel / reschedule a pickup, or make it a drop-off",
+    ("PickupRequested", "PickupCancelRequested", "PickupRescheduleRequested", "DropOffRequested"),
     days=7,
 )
 PICKUP_EVENTS = _stream(
@@ -77,6 +77,7 @@ PICKUP_EVENTS = _stream(
         "PickupScheduled",
         "PickupAttemptFailed",
         "PickupRescheduled",
+        "DropOffBooked",
         "PickupCompleted",
         "PickupCancelled",
     ),
@@ -153,6 +154,8 @@ SAGA_EVENTS = _stream(
         # of it written on returns.events before are still handled there.
         "BuyerDetailsProvided",
         "PickupWindowRequested",  # the buyer's, from the front door (as BuyerDetailsProvided)
+        "PersonalDataErasureRequested",  # the buyer's, from the front door
+        "DropOffChosen",  # the buyer's, from the front door
         "SagaRetryRequested",
         "SagaCancelRequested",
         "SagaResumeRequested",

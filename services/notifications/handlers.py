@@ -37,6 +37,7 @@ TAKEN = frozenset(
         "ReturnCancelled",
         "PickupScheduled",
         "PickupRescheduled",
+        "DropOffBooked",
         "PickupAttemptFailed",
         "InspectionRecorded",
         "RiskDecided",

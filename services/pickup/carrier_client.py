@@ -94,6 +94,23 @@ class CarrierClient:
             return Rescheduled(False, None, None, str(exc)[:300])
         return Rescheduled(True, data["window_start"], data["window_end"], "")
 
+    async def drop_off(self, key: str, booking_id: str, point_id: str) -> DropOff:
+        """The booking turned into a drop-off at `point_id`, or refused (404, 409, 422)."""
+        try:
+            data = await self._call(
+                "POST", f"/pickups/{booking_id}/drop-off", key, {"point_id": point_id}
+            )
+        except CarrierRefused as exc:
+            return DropOff(False, "", str(exc)[:300])
+        return DropOff(True, str((data.get("drop_off") or {}).get("code", "")), "")
+
+
+@dataclass(frozen=True)
+class DropOff:
+    booked: bool
+    code: str
+    detail: str
+
 
 @dataclass(frozen=True)
 class Rescheduled:

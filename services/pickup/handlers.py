@@ -24,7 +24,7 @@ from services.eventing.log_setup import get_logger
 from services.eventing.signed_webhooks import publish_signed_event
 from services.eventing.webhook_signature import CARRIER_SIGNATURE
 from services.pickup.callback_parsing import callback_event
-from services.pickup.carrier_client import Booking, Rescheduled
+from services.pickup.carrier_client import Booking, DropOff, Rescheduled
 
 SERVICE = "pickup"
 log = get_logger(__name__)
@@ -41,6 +41,8 @@ class Carrier(Protocol):
         self, key: str, booking_id: str, window_start: int, window_end: int
     ) -> Rescheduled: ...
 
+    async def drop_off(self, key: str, booking_id: str, point_id: str) -> DropOff: ...
+
 
 @dataclass
 class PickupPorts:
@@ -56,7 +58,7 @@ def reply(command: dict[str, Any], name: str, body: dict[str, Any]) -> Outbound:
 
 
 # what a command is answered with (stored): the view of them is folded from pickup.events
-ANSWERS = frozenset({"PickupScheduled", "PickupCancelled", "PickupRescheduled"})
+ANSWERS = frozenset({"PickupScheduled", "PickupCancelled", "PickupRescheduled", "DropOffBooked"})
 fold_answers = answers_fold(ANSWERS)
 
 
@@ -111,6 +113,18 @@ async def ask_carrier(ports: PickupPorts, incoming: Incoming) -> list[Outbound]:
             "detail": moved.detail,
         }
         return [reply(command, "PickupRescheduled", answer)]
+    if incoming.name == "DropOffRequested":
+        dropped = await ports.carrier.drop_off(
+            command["idempotency_key"], command["booking_id"], command["point_id"]
+        )
+        booked = {
+            "booking_id": command["booking_id"],
+            "outcome": "booked" if dropped.booked else "refused",
+            "point_id": command["point_id"],
+            "drop_off_code": dropped.code,
+            "detail": dropped.detail,
+        }
+        return [reply(command, "DropOffBooked", booked)]
     return []
 
 
@@ -132,6 +146,16 @@ async def carrier_unreachable(
             "detail": f"carrier unreachable: {str(error)[:200]}",
         }
         return [reply(command, "PickupRescheduled", unmoved)]
+    if incoming.name == "DropOffRequested":
+        command = incoming.record
+        refused = {
+            "booking_id": command["booking_id"],
+            "outcome": "refused",
+            "point_id": command["point_id"],
+            "drop_off_code": "",
+            "detail": f"carrier unreachable: {str(error)[:200]}",
+        }
+        return [reply(command, "DropOffBooked", refused)]
     if incoming.name != "PickupRequested":
         return []
     failed = {

@@ -79,6 +79,18 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
         ),
         Route(
             "POST",
+            "/buyers/{buyer_id}/erasure",
+            partial(handlers.erase_buyer, ports),
+            merge=handlers.merged_erasures,
+        ),
+        Route(
+            "POST",
+            "/returns/{return_id}/drop-off",
+            partial(handlers.choose_drop_off, ports),
+            owner_key=path_parameter("return_id"),
+        ),
+        Route(
+            "POST",
             "/returns/{return_id}/pickup-window",
             partial(handlers.move_pickup, ports),
             owner_key=path_parameter("return_id"),

@@ -25,7 +25,7 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
     parse_cancellation,
+    parse_drop_off,
     parse_pickup_window,
     parse_refund_account,
     parse_return_request,
@@ -263,6 +264,30 @@ class ReturnsPorts:
             )
         return caller
 
+    def require_fresh_sign_in(self, caller: Caller, what: str) -> None:
+        """401 with RFC 9470's step-up challenge unless `caller` signed in lately."""
+        fresh_s = self.token_terms.fresh_sign_in_s
+        if not caller.signed_in_within(fresh_s, self.clock_ms() // 1000):
+            raise ApiError(
+                401,
+                "fresh_sign_in_required",
+                f"{what} needs a sign-in within the last {fresh_s} s",
+                headers={
+                    "WWW-Authenticate": (
+                        'Bearer error="insufficient_user_authentication", '
+                        f'error_description="sign in again", max_age="{fresh_s}"'
+                    )
+                },
+            )
+
+    def returns_of(self, buyer_id: str) -> list[str]:
+        """The returns of `buyer_id` this instance answered (its partitions' share)."""
+        known = {
+            rid for rid, entry in self.answers.items() if (entry or {}).get("buyer_id") == buyer_id
+        }
+        known |= {rid for rid, entry in self.recent.items() if entry.get("buyer_id") == buyer_id}
+        return sorted(known)
+
     def check_buyer(self, caller: Caller, return_id: str) -> None:
         """404 for a return nobody asked for; 403 when `caller` is a buyer and not its own."""
         if not self.knows(return_id):
@@ -416,19 +441,7 @@ async def give_bank_account(
     if not caller.is_buyer:
         raise ApiError(403, "buyers_only", "only the return's buyer gives its bank account")
     ports.check_buyer(caller, return_id)
-    fresh_s = ports.token_terms.fresh_sign_in_s
-    if not caller.signed_in_within(fresh_s, ports.clock_ms() // 1000):
-        raise ApiError(
-            401,
-            "fresh_sign_in_required",
-            f"changing the refund's bank account needs a sign-in within the last {fresh_s} s",
-            headers={
-                "WWW-Authenticate": (
-                    'Bearer error="insufficient_user_authentication", '
-                    f'error_description="sign in again", max_age="{fresh_s}"'
-                )
-            },
-        )
+    ports.require_fresh_sign_in(caller, "changing the refund's bank account")
     # the same account given twice is one event; a corrected one is a new event
     account_hash = hashlib.sha256(json.dumps(account, sort_keys=True).encode()).hexdigest()
     event_id = deterministic_event_id(return_id, "BuyerDetailsProvided", account_hash[:16])
@@ -478,3 +491,60 @@ async def move_pickup(ports: ReturnsPorts, request: HttpRequest, return_id: str)
         log.info("pickup window asked", requested_by=caller.role)
     asked = {"return_id": return_id, "status": "pickup_window_requested", "event_id": event_id}
     return HttpAnswer(202, asked)
+
+
+async def erase_buyer(ports: ReturnsPorts, request: HttpRequest, buyer_id: str) -> HttpAnswer:
+    """POST /buyers/{buyer_id}/erasure: the buyer (signed in lately) or support asks to erase
+    the buyer's personal data: one PersonalDataErasureRequested per return of theirs (this
+    instance's part; the route gathers every instance's, `merged_erasures`). Each saga
+    erases the address, account and notes once its return has ended; ids stay."""
+    caller = await ports.caller(request)
+    if caller.is_buyer:
+        if caller.subject != buyer_id:
+            raise ApiError(403, "not_your_account", "a buyer erases their own data only")
+        ports.require_fresh_sign_in(caller, "erasing your personal data")
+    returns = ports.returns_of(buyer_id)
+    at = ports.clock_ms()
+    events = []
+    for return_id in returns:
+        event_id = deterministic_event_id(return_id, "PersonalDataErasureRequested")
+        envelope = new_envelope(
+            "PersonalDataErasureRequested", return_id, SERVICE, event_id=event_id, occurred_at=at
+        )
+        events.append(
+            (
+                "PersonalDataErasureRequested",
+                {"envelope": envelope, "buyer_id": buyer_id, "requested_by": caller.role},
+            )
+        )
+    if events:
+        await ports.publish(events)
+    log.info("erasure asked", returns=len(returns), requested_by=caller.role)
+    return HttpAnswer(200, {"buyer_id": buyer_id, "returns": returns, "requested": len(returns)})
+
+
+def merged_erasures(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    returns = sorted({rid for part in parts for rid in part["returns"]})
+    return {"buyer_id": parts[0]["buyer_id"], "returns": returns, "requested": len(returns)}
+
+
+async def choose_drop_off(ports: ReturnsPorts, request: HttpRequest, return_id: str) -> HttpAnswer:
+    """POST /returns/{id}/drop-off: the buyer (or support) will bring the parcel to a
+    carrier's point instead of waiting for the courier (DropOffChosen; the saga turns the
+    booking into a drop-off, the buyer is told the code)."""
+    caller = await ports.caller(request)
+    point = parse_drop_off(parse_json_object(request.body))
+    ports.check_buyer(caller, return_id)
+    event_id = deterministic_event_id(return_id, "DropOffChosen", point)
+    record = {
+        "envelope": new_envelope(
+            "DropOffChosen", return_id, SERVICE, event_id=event_id, occurred_at=ports.clock_ms()
+        ),
+        "point_id": point,
+        "requested_by": caller.role,
+    }
+    with event_context(record["envelope"]):
+        await ports.publish([("DropOffChosen", record)])
+        log.info("drop-off chosen", requested_by=caller.role)
+    chosen = {"return_id": return_id, "status": "drop_off_requested", "event_id": event_id}
+    return HttpAnswer(202, chosen)

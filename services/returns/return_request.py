@@ -441,3 +441,12 @@ def parse_pickup_window(data: dict[str, Any], now_ms: int) -> tuple[int, int]:
     if fields.problems or start is None or end is None:
         raise invalid(fields.problems)
     return start, end
+
+
+def parse_drop_off(data: dict[str, Any]) -> str:
+    """`{"point_id": "DP-…"}`: the carrier's drop-off point the buyer takes the parcel to."""
+    fields = Fields(data)
+    point = fields.text("point_id", max_len=64)
+    if fields.problems or point is None:
+        raise invalid(fields.problems)
+    return point

@@ -34,6 +34,7 @@ from services.decisions.risk.count_records import (
     return_increments,
     window_of,
 )
+from services.decisions.risk.return_features import address_key
 from services.decisions.risk.review_cases import (
     MAX_REASON,
     MIN_REASON,
@@ -76,6 +77,14 @@ VERDICTS_REMEMBERED = 10_000
 log = get_logger(__name__)
 
 AuditWriter = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def pseudonymous(request: dict[str, Any]) -> dict[str, Any]:
+    """A request as the risk service keeps it: the pickup address by its pseudonym only
+    (address_key), as it counts it."""
+    if not request.get("pickup_address"):
+        return request
+    return {**request, "pickup_address": address_key(str(request["pickup_address"]))}
 
 
 @dataclass
@@ -166,7 +175,7 @@ async def count_return_events(ports: RiskPorts, incoming: Incoming) -> list[Outb
     outbound: list[Outbound] = []
     for name, event in unfolded(incoming.name, incoming.record):
         if name == "ReturnRequested":
-            kept = {key: event[key] for key in REQUEST_KEPT}
+            kept = pseudonymous({key: event[key] for key in REQUEST_KEPT})
             entry = ports.returns.get(return_id)
             if entry is None:
                 ports.returns[return_id] = {"request": kept, "counted": []}
@@ -275,7 +284,7 @@ async def decide_return(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
         fold_case(ports.cases, "RiskDecided", record)
         counts: list[Outbound] = []
         if return_id not in ports.returns:
-            ports.returns[return_id] = {"request": request_of(check), "counted": []}
+            ports.returns[return_id] = {"request": pseudonymous(request_of(check)), "counted": []}
         if _first_count(ports.returns, return_id, "inspection"):
             counts = _counted(counted_after(check, result), incoming, "inspection", return_id)
         if record["outcome"] in ("hold", "decline"):

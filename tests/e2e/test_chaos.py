@@ -1,4 +1,4 @@
-"""A short chaos run, part of `make test` (alone: `make test-chaos`; the full `make chaos`
+"""A short chaos run: `make test-chaos` (.ci/run runs it after `make test`; the full `make chaos`
 runs 1,000 returns). It runs on a broker of its own, next to the suite's."""
 
 from __future__ import annotations

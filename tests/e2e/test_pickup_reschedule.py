@@ -57,3 +57,30 @@ def test_a_reschedule_then_a_successful_pickup(stack, http):
     wait_for_messages(
         http, stack, return_id, {("pickup_rescheduled", "buyer"), ("closed", "buyer")}
     )
+
+
+def test_a_drop_off_instead_of_the_courier_then_the_return_completes(stack, http):
+    set_partner_faults(http, stack, "carrier", first_attempt_delay_ms=120_000)
+    try:
+        return_id = create_return(http, stack)
+        wait_for_status(http, stack, return_id, {"PICKUP_SCHEDULED"}, timeout=60)
+        url = f"{stack.url('returns')}/returns/{return_id}/drop-off"
+        buyer = as_buyer_of(http, stack, return_id)
+        chosen = http.post(url, json={"point_id": "DP-BER-12"}, headers=buyer)
+        assert chosen.status_code == 202, chosen.text
+        deadline = time.monotonic() + 60
+        while (view := status(http, stack, return_id)) and not view["pickup"].get("drop_off"):
+            assert time.monotonic() < deadline, view
+            time.sleep(0.3)
+        assert view["pickup"]["drop_off"]["point_id"] == "DP-BER-12"
+    finally:
+        set_partner_faults(http, stack, "carrier", first_attempt_delay_ms=0)
+    wait_for_status(http, stack, return_id, {"AWAITING_INSPECTION"}, timeout=60)
+    body, headers = scan(return_id)
+    assert post_scan_when_ready(http, stack, body, headers, timeout=60).status_code == 202
+    wait_for_status(http, stack, return_id, {"COMPLETED"}, timeout=90)
+    [booking] = http.get(f"{stack.url('carrier')}/pickups", params={"return_id": return_id}).json()[
+        "pickups"
+    ]
+    assert booking["drop_off"]["code"] == view["pickup"]["drop_off"]["code"]
+    wait_for_messages(http, stack, return_id, {("drop_off_booked", "buyer")})

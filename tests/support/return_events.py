@@ -128,6 +128,15 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
             "window_end": 86_400_000 + 4 * 3_600_000,
             "detail": "",
         },
+        "PersonalDataErasureRequested": {"buyer_id": "B-1", "requested_by": "buyer"},
+        "DropOffChosen": {"point_id": "DP-BER-1", "requested_by": "buyer"},
+        "DropOffBooked": {
+            "booking_id": "BK-1",
+            "outcome": "booked",
+            "point_id": "DP-BER-1",
+            "drop_off_code": "DO-1",
+            "detail": "",
+        },
         "PickupWindowRequested": {
             "window_start": 86_400_000,
             "window_end": 86_400_000 + 4 * 3_600_000,

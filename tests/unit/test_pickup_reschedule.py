@@ -159,3 +159,24 @@ def test_the_carrier_proposing_a_window_is_a_pickup_rescheduled():
     with pytest.raises(ApiError) as refused:
         callback_event({**body, "window_end": None}, "pickup")
     assert {f.field for f in refused.value.fields} == {"window_end"}
+
+
+def choose(state, clock, point: str = "DP-BER-1"):
+    fields = {"envelope": {"event_id": f"drop-{point}"}, "point_id": point}
+    record = event("DropOffChosen", RID, **fields)
+    return decide(state, "DropOffChosen", record, next(clock))
+
+
+def test_a_booked_pickup_becomes_a_drop_off_once():
+    state, clock = booked()
+    first = choose(state, clock)
+    [(name, command)] = first.commands
+    assert name == "DropOffRequested"
+    assert (command["point_id"], command["idempotency_key"]) == ("DP-BER-1", f"{RID}-drop-off")
+    second = choose(first.state, clock, "DP-BER-2")
+    assert second.commands == () and "already asked" in second.state.history[-1]["note"]
+    now = next(clock)
+    fields = {"envelope": {"event_id": "dropped-1"}, "drop_off_code": "DO-7"}
+    done = decide(second.state, "DropOffBooked", event("DropOffBooked", RID, **fields), now)
+    assert done.state.pickup["drop_off"] == {"point_id": "DP-BER-1", "code": "DO-7"}
+    assert done.state.timer["due_at"] == now + SagaConfig().collection_deadline_ms

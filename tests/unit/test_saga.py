@@ -132,8 +132,21 @@ EXPECTED = {
     },
     # a person's decision on a return that needs attention (here: paid while compensating)
     (Status.NEEDS_ATTENTION, "SagaResumeRequested"): Status.COMPLETED,
+    # a buyer's erasure request is noted in every status (applied once the return ended)
+    **{(status, "PersonalDataErasureRequested"): status for status in Status},
     # a pickup may move while it is booked (a request before the booking is refused with a
     # note); a move the carrier reports is recorded until the parcel is inspected
+    (Status.PICKUP_PENDING, "DropOffChosen"): Status.PICKUP_PENDING,
+    (Status.PICKUP_SCHEDULED, "DropOffChosen"): Status.PICKUP_SCHEDULED,
+    **{
+        (status, "DropOffBooked"): status
+        for status in (
+            Status.PICKUP_PENDING,
+            Status.PICKUP_SCHEDULED,
+            Status.CANCELLING,
+            Status.AWAITING_INSPECTION,
+        )
+    },
     (Status.PICKUP_PENDING, "PickupWindowRequested"): Status.PICKUP_PENDING,
     (Status.PICKUP_SCHEDULED, "PickupWindowRequested"): Status.PICKUP_SCHEDULED,
     **{

@@ -28,6 +28,7 @@ FACTS: dict[str, tuple[str, ...]] = {
     "pickup_booked": ("carrier", "tracking_number", "window_start", "window_end"),
     "pickup_failed": ("attempt_no", "reason"),
     "pickup_rescheduled": ("window_start", "window_end"),
+    "drop_off_booked": ("point_id", "drop_off_code"),
     "inspected": ("items", "grades"),
     "held": ("review_by",),
     "bank_account_needed": ("deadline",),

@@ -25,6 +25,7 @@ MILESTONES: dict[str, tuple[str, ...]] = {
     "pickup_booked": (BUYER,),
     "pickup_failed": (BUYER,),
     "pickup_rescheduled": (BUYER,),
+    "drop_off_booked": (BUYER,),
     "inspected": (BUYER, SELLER),
     "held": (BUYER,),
     "bank_account_needed": (BUYER,),
@@ -85,6 +86,11 @@ def milestone_of(name: str, record: Mapping[str, Any]) -> tuple[str, dict[str, A
         return "pickup_rescheduled", {
             "window_start": _window(record.get("window_start")),
             "window_end": _window(record.get("window_end")),
+        }
+    if name == "DropOffBooked" and record.get("outcome") == "booked":
+        return "drop_off_booked", {
+            "point_id": str(record.get("point_id") or ""),
+            "drop_off_code": str(record.get("drop_off_code") or ""),
         }
     if name == "PickupAttemptFailed":
         return "pickup_failed", {

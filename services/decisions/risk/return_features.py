@@ -10,6 +10,7 @@ its own request (its inspection is counted after the decision).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,6 +265,14 @@ def known_features() -> frozenset[str]:
     return frozenset(names)
 
 
+ADDRESS_PSEUDONYM = "addr:"
+
+
 def address_key(address: str) -> str:
-    """One address however it is typed (case, spaces, punctuation)."""
-    return " ".join("".join(c if c.isalnum() else " " for c in address.lower()).split())
+    """One address however it is typed (case, spaces, punctuation), as a pseudonym: the
+    risk service counts and keeps addresses by it, never in clear (a pseudonym given
+    again is itself)."""
+    if address.startswith(ADDRESS_PSEUDONYM):
+        return address
+    normalized = " ".join("".join(c if c.isalnum() else " " for c in address.lower()).split())
+    return ADDRESS_PSEUDONYM + hashlib.sha256(normalized.encode()).hexdigest()[:24]

@@ -1,11 +1,14 @@
-"""Moving a booked pickup to another window (pure saga steps).
+"""Moving a booked pickup to another window, or making it a drop-off (pure saga steps).
 
 The buyer asks (PickupWindowRequested, from the front door): while the pickup is booked
 and not collected, and fewer than `pickup_reschedule_limit` moves were asked, the saga
 asks the pickup service to move it (PickupRescheduleRequested, the carrier's idempotency
 key `{return_id}-pickup-reschedule-{n}`); one more ask is refused with a note. The carrier
 may also propose a window itself after a missed attempt. Either way a PickupRescheduled
-records the new window, and the collection deadline runs again from it.
+records the new window, and the collection deadline runs again from it. The buyer may
+instead bring the parcel to a drop-off point (DropOffChosen): the booking becomes a
+drop-off once (DropOffRequested → DropOffBooked with the code shown at the point), and the
+carrier reports the parcel collected there as it would at the door.
 """
 
 from __future__ import annotations
@@ -61,6 +64,43 @@ def rescheduled(step: Step) -> SagaState:
     }
     step.notes.append(f"pickup moved (proposed by the {record['proposed_by']})")
     state = changed(state, pickup=pickup)
+    if state.status == Status.PICKUP_SCHEDULED:
+        return set_deadline(step, state, step.config.collection_deadline_ms)
+    return state
+
+
+def drop_off_chosen(step: Step) -> SagaState:
+    """The buyer brings the parcel to a point: the booked pickup becomes a drop-off (once;
+    an ask before the booking, or a second one, is refused with a note)."""
+    state, record = step.state, step.record
+    pickup = state.pickup
+    if state.status != Status.PICKUP_SCHEDULED or not pickup.get("booking_id"):
+        step.notes.append("drop-off refused: no booking to turn into one yet")
+        return state
+    if pickup.get("drop_off_asked"):
+        step.notes.append("drop-off refused: already asked")
+        return state
+    step.command(
+        "DropOffRequested",
+        {
+            "booking_id": pickup["booking_id"],
+            "point_id": record["point_id"],
+            "idempotency_key": f"{state.return_id}-drop-off",
+        },
+        "drop-off",
+    )
+    step.notes.append(f"drop-off at {record['point_id']} asked by {record['requested_by']}")
+    return changed(state, pickup={**pickup, "drop_off_asked": True})
+
+
+def drop_off_booked(step: Step) -> SagaState:
+    state, record = step.state, step.record
+    if record["outcome"] != "booked":
+        step.notes.append(f"the carrier did not make it a drop-off: {record.get('detail') or ''}")
+        return changed(state, pickup={**state.pickup, "drop_off_refused": True})
+    drop_off = {"point_id": record["point_id"], "code": record["drop_off_code"]}
+    step.notes.append(f"drop-off at {record['point_id']} booked")
+    state = changed(state, pickup={**state.pickup, "drop_off": drop_off})
     if state.status == Status.PICKUP_SCHEDULED:
         return set_deadline(step, state, step.config.collection_deadline_ms)
     return state

@@ -29,7 +29,13 @@ from services.decisions.saga.operator import (
     on_operator_decision,
     on_operator_retry,
 )
-from services.decisions.saga.pickup_window import rescheduled, window_requested
+from services.decisions.saga.personal_data import erased_if_ended, erasure_requested
+from services.decisions.saga.pickup_window import (
+    drop_off_booked,
+    drop_off_chosen,
+    rescheduled,
+    window_requested,
+)
 from services.decisions.saga.refund_answers import refund_failed, refund_issued, refund_settled
 from services.decisions.saga.refund_routes import (
     buyer_details_provided,
@@ -82,6 +88,7 @@ def decide(
     if outcome == "applied":
         state, more = _apply_parked(state, now_ms, config)
         commands += more
+        state = erased_if_ended(state, now_ms)  # an erasure asked while it ran
     state = changed(
         state,
         processed_event_ids=(*state.processed_event_ids, event_id)[-PROCESSED_IDS_KEPT:],
@@ -195,9 +202,14 @@ for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaRetryRequested")] = on_operator_retry
     _HANDLERS[(_status, "SagaCancelRequested")] = on_operator_cancel
 _HANDLERS[(Status.NEEDS_ATTENTION, "SagaResumeRequested")] = on_operator_decision
+# a buyer's erasure request: noted whatever the status, applied once the return ended
+for _status in Status:
+    _HANDLERS[(_status, "PersonalDataErasureRequested")] = erasure_requested
 # a booked pickup may move: asked by the buyer, or proposed by the carrier
 _HANDLERS[(Status.PICKUP_PENDING, "PickupWindowRequested")] = window_requested
 _HANDLERS[(Status.PICKUP_SCHEDULED, "PickupWindowRequested")] = window_requested
+_HANDLERS[(Status.PICKUP_PENDING, "DropOffChosen")] = drop_off_chosen
+_HANDLERS[(Status.PICKUP_SCHEDULED, "DropOffChosen")] = drop_off_chosen
 for _status in (
     Status.PICKUP_PENDING,
     Status.PICKUP_SCHEDULED,
@@ -205,6 +217,7 @@ for _status in (
     Status.AWAITING_INSPECTION,
 ):
     _HANDLERS[(_status, "PickupRescheduled")] = rescheduled
+    _HANDLERS[(_status, "DropOffBooked")] = drop_off_booked
 # a verdict on a return paid before it was reviewed (outcome review) is kept, not acted on
 for _status in (
     Status.RESERVING_REFUND,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.decisions.saga.personal_data import masked_request
 from services.decisions.saga.state import STEP_OF, SagaState
 
 
@@ -12,15 +13,6 @@ def due_timer(state: SagaState, now_ms: int) -> dict[str, Any] | None:
     if state.terminal or not state.timer or state.timer["due_at"] > now_ms:
         return None
     return state.timer
-
-
-def _masked_request(request: dict[str, Any]) -> dict[str, Any]:
-    """The buyer's bank account number shows its last four characters only."""
-    account = request.get("refund_account")
-    if not account:
-        return request
-    number = str(account.get("number", ""))
-    return {**request, "refund_account": {**account, "number": f"****{number[-4:]}"}}
 
 
 def status_view(state: SagaState) -> dict[str, Any]:
@@ -35,7 +27,7 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "rules_fired": list(state.rules_fired),
         "liability": (state.refund or {}).get("liability")
         or (state.inspection.get("refund_plan") or {}).get("liability"),
-        "request": _masked_request(state.request) or None,
+        "request": masked_request(state.request) or None,
         "pickup": state.pickup or None,
         "inspection": state.inspection or None,
         "intake": state.intake or None,

@@ -47,6 +47,7 @@ CALLBACK_REQUEST_TIMEOUT_S = 10.0
 RETRYABLE_4XX = frozenset({401, 408, 429})
 
 PICKUP_WINDOW_MS = 4 * 3600 * 1000
+DROP_OFF_POINT_PREFIX = "DP-"  # the carrier's drop-off points (any DP-… id is one)
 HOUR_MS = 3600 * 1000
 
 log = get_logger(__name__)
@@ -128,6 +129,7 @@ class Booking:
     callbacks_sent: int = 0  # callbacks the receiver acknowledged with a 2xx
     cancel_requests: int = 0  # DELETEs received, whatever they answered
     reschedules: int = 0  # windows moved, by the buyer or by the carrier
+    drop_off: dict[str, str] | None = None  # {point_id, code}: the buyer brings the parcel
     delivery: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -148,6 +150,7 @@ class Booking:
             "created_at": self.created_at,
             "status": self.status,
             "reschedules": self.reschedules,
+            "drop_off": self.drop_off,
         }
 
 
@@ -275,6 +278,44 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         log.info("pickup rescheduled", booking_id=booking_id, window_start=start)
         return web.json_response(answer)
 
+    @partner_double.route("POST", "/pickups/{booking_id}/drop-off")
+    async def make_drop_off(self, request: web.Request) -> web.Response:
+        """The buyer brings the parcel to a point instead (Idempotency-Key; 409 once
+        collected or cancelled, 422 an unknown point): no courier comes, the answer's code
+        is shown at the point, and the parcel is reported collected there a moment later."""
+        await self.inject_faults()
+        key = http_support.idempotency_key(request)
+        payload = await http_support.json_object(request)
+        fingerprint = http_support.request_fingerprint(payload)
+        known = self.reschedule_keys.get(key)
+        if known is not None:
+            if known[0] != fingerprint:
+                raise http_support.ApiError(
+                    409, "idempotency_key_reused", f"Idempotency-Key {key!r} had another body"
+                )
+            return web.json_response(known[1], headers=dict(http_support.REPLAYED_HEADERS))
+        booking_id = request.match_info["booking_id"]
+        booking = http_support.found(
+            request, self.bookings, booking_id, f"no booking {booking_id!r}"
+        )
+        point = http_support.text_field(payload, "point_id")
+        if not point.startswith(DROP_OFF_POINT_PREFIX):
+            raise http_support.invalid_field("point_id", "is not one of the carrier's points")
+        if booking.status != "scheduled":
+            raise http_support.ApiError(
+                409, f"already_{booking.status}", f"the booking is {booking.status}"
+            )
+        booking.drop_off = {"point_id": point, "code": f"DO-{uuid.uuid4().hex[:8].upper()}"}
+        if booking.delivery is not None:
+            booking.delivery.cancel()  # no courier: collected at the point
+        booking.delivery = asyncio.create_task(self._run_pickup(booking, first_wait=False))
+        self._deliveries.add(booking.delivery)
+        booking.delivery.add_done_callback(self._deliveries.discard)
+        answer = booking.to_json()
+        self.reschedule_keys[key] = (fingerprint, answer)
+        log.info("pickup made a drop-off", booking_id=booking_id, point_id=point)
+        return web.json_response(answer)
+
     def _move(self, booking: Booking, start: int, end: int) -> None:
         booking.window_start, booking.window_end = start, end
         booking.reschedules += 1
@@ -349,8 +390,10 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
                 await asyncio.sleep(delay_s)
                 faults = self.faults  # the plan in force now; chaos runs change it mid-flight
                 attempt_no = failed_attempts + 1
-                if failed_attempts < faults.max_failed_attempts and faults.roll(
-                    faults.attempt_failure_rate
+                if (
+                    booking.drop_off is None
+                    and failed_attempts < faults.max_failed_attempts
+                    and faults.roll(faults.attempt_failure_rate)
                 ):
                     failed_attempts += 1
                     reason = faults.rng.choice(FAILED_ATTEMPT_REASONS)
