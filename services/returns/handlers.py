@@ -49,7 +49,7 @@ from services.returns.return_request import (
     parse_drop_off,
     parse_pickup_window,
     parse_refund_account,
-    parse_return_request,
+    parse_return_claim,
 )
 
 SERVICE = "returns"
@@ -342,7 +342,7 @@ def overloaded(refusal: Refusal) -> HttpAnswer:
 async def _create_return(ports: ReturnsPorts, request: HttpRequest) -> HttpAnswer:
     caller = await ports.caller(request)
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
-    claim = parse_return_request(parse_json_object(request.body))
+    claim = parse_return_claim(parse_json_object(request.body))
     if not caller.is_buyer:
         raise ApiError(403, "buyers_only", "a return is asked for by the order's buyer")
     fingerprint = claim.fingerprint()  # the body's meaning: a replay needs no order lookup

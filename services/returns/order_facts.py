@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money import CURRENCY_EXPONENTS, MAX_ORDER_AMOUNT_MINOR
 from services.eventing.request_fields import FieldProblem, invalid
 from services.returns.return_request import (
     PAYMENT_METHODS,
@@ -31,7 +31,6 @@ from services.returns.return_request import (
     ReturnRequest,
 )
 
-MAX_MINOR = 10**13
 LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
@@ -98,7 +97,10 @@ def _text(record: Mapping[str, Any], key: str, default: str | None = None) -> st
 
 
 def _whole(
-    record: Mapping[str, Any], key: str, default: int | None = None, maximum: int = MAX_MINOR
+    record: Mapping[str, Any],
+    key: str,
+    default: int | None = None,
+    maximum: int = MAX_ORDER_AMOUNT_MINOR,
 ) -> int:
     value = record.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money import CURRENCY_EXPONENTS, MAX_ORDER_AMOUNT_MINOR
 from services.eventing.request_fields import ApiError, Fields, invalid
 from services.returns.bank_account import parse_bank_account
 
@@ -46,7 +46,6 @@ PAYMENT_METHODS = frozenset(
 )
 MAX_LINES = 50
 MAX_ORDER_LINES = 200
-MAX_UNIT_PRICE_MINOR = 10**13
 
 
 @dataclass(frozen=True)
@@ -190,22 +189,28 @@ class ReturnClaim:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def iso_instant_ms(raw: str) -> int:
+    """An ISO 8601 date (its midnight UTC) or date-time (UTC when it gives no offset) in
+    ms since the epoch; ValueError when it is neither."""
+    if len(raw) == 10:
+        moment = datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
+    else:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(milliseconds=1)  # integer arithmetic, no float
+
+
 def _delivered_at(fields: Fields) -> int:
     raw = fields.data.get("delivered_at")
     if not isinstance(raw, str):
         fields.problem("delivered_at", "is required as an ISO 8601 date or date-time")
         return 0
     try:
-        if len(raw) == 10:
-            moment = datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
-        else:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+        return iso_instant_ms(raw)
     except ValueError:
         fields.problem("delivered_at", f"{raw!r} is not an ISO 8601 date or date-time")
         return 0
-    return (moment - EPOCH) // timedelta(milliseconds=1)  # integer arithmetic, no float
 
 
 def _line(fields: Fields, index: int, data: dict[str, Any]) -> ClaimedLine | None:
@@ -222,7 +227,7 @@ def _line(fields: Fields, index: int, data: dict[str, Any]) -> ClaimedLine | Non
         line.problem("unit_price", "must be {amount_minor, currency}")
     elif price is not None:
         money = line.nested("unit_price", price)
-        amount = money.integer("amount_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR)
+        amount = money.integer("amount_minor", minimum=0, maximum=MAX_ORDER_AMOUNT_MINOR)
         currency = money.text("currency", max_len=3)
         if currency and currency not in CURRENCY_EXPONENTS:
             money.problem("currency", f"{currency!r} is not a supported ISO 4217 code")
@@ -254,10 +259,14 @@ def _order(fields: Fields, data: Any) -> OrderInput | None:
             OrderLineInput(
                 line.text("line_id", max_len=64),
                 line.text("sku", max_len=64),
-                line.integer("unit_price_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR) or 0,
+                line.integer("unit_price_minor", minimum=0, maximum=MAX_ORDER_AMOUNT_MINOR) or 0,
                 line.integer("quantity", minimum=1, maximum=10_000) or 0,
                 line.integer(
-                    "tax_minor", minimum=0, maximum=MAX_UNIT_PRICE_MINOR, required=False, default=0
+                    "tax_minor",
+                    minimum=0,
+                    maximum=MAX_ORDER_AMOUNT_MINOR,
+                    required=False,
+                    default=0,
                 )
                 or 0,
             )
@@ -267,7 +276,7 @@ def _order(fields: Fields, data: Any) -> OrderInput | None:
     amounts = {}
     for key in ("discount_minor", "shipping_fee_minor"):
         amounts[key] = order.integer(
-            key, minimum=0, maximum=MAX_UNIT_PRICE_MINOR, required=False, default=0
+            key, minimum=0, maximum=MAX_ORDER_AMOUNT_MINOR, required=False, default=0
         )
     tax_basis = order.choice("tax_basis", TAX_BASES, default="INCLUSIVE")
     tax_rate = order.integer("tax_rate_bp", minimum=0, maximum=10_000, required=False, default=0)
@@ -293,7 +302,7 @@ def _stated_text(fields: Fields, key: str, max_len: int) -> str | None:
     return fields.text(key, max_len=max_len) or None
 
 
-def parse_return_request(data: dict[str, Any]) -> ReturnClaim:
+def parse_return_claim(data: dict[str, Any]) -> ReturnClaim:
     """Raise ApiError(422) naming every invalid field, or return the buyer's claim (the
     order's facts complete it: order_facts.return_request)."""
     fields = Fields(data)

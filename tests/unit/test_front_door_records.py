@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.decisions.money import MAX_ORDER_AMOUNT_MINOR
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.envelope import check_envelope
 from services.eventing.handler_contract import HttpRequest
@@ -19,7 +20,6 @@ from services.eventing.request_fields import ApiError
 from services.eventing.schema_catalogue import SchemaCatalogue
 from services.returns import handlers
 from services.returns.handlers import ReturnsPorts
-from services.returns.return_request import MAX_UNIT_PRICE_MINOR
 from tests.support.buyer_signin import authenticate, bearer
 from tests.support.fake_orders import FakeOrders
 from tests.support.fake_partners import Published
@@ -37,7 +37,7 @@ LINE = st.fixed_dictionaries(
         "quantity_bought": st.integers(5, 9),
         "unit_price": st.fixed_dictionaries(
             {
-                "amount_minor": st.integers(0, MAX_UNIT_PRICE_MINOR),
+                "amount_minor": st.integers(0, MAX_ORDER_AMOUNT_MINOR),
                 "currency": st.just("EUR"),
             }
         ),

@@ -37,7 +37,7 @@ from services.returns.handlers import answer_for, decision_events
 from services.returns.return_request import (
     PAYMENT_METHODS,
     check_idempotency_key,
-    parse_return_request,
+    parse_return_claim,
 )
 from services.tools.local_stack.drawn_returns import request_of
 from tests.support.openapi_services import SERVICES
@@ -342,7 +342,7 @@ def request_example(service: str, path: str, name: str) -> dict[str, Any]:
 def test_returns_request_examples_are_accepted_by_the_parser():
     examples = DOCS["returns"]["paths"]["/returns"]["post"]["requestBody"]["content"]
     for name in examples["application/json"]["examples"]:
-        parse_return_request(request_example("returns", "/returns", name))
+        parse_return_claim(request_example("returns", "/returns", name))
 
 
 @pytest.mark.parametrize(
@@ -355,7 +355,7 @@ def test_returns_request_examples_are_accepted_by_the_parser():
     ],
 )
 def test_returns_invalid_request_bodies_match_the_422_schema(body):
-    assert_refusal("returns", "/returns", refusal(parse_return_request, body))
+    assert_refusal("returns", "/returns", refusal(parse_return_claim, body))
 
 
 def test_returns_unreadable_bodies_and_keys_match_400_and_413():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.eventing.request_fields import ApiError
 from services.returns.order_facts import OrderRecordError, order_facts, return_request
-from services.returns.return_request import parse_return_request
+from services.returns.return_request import parse_return_claim
 from services.tools.local_stack.drawn_returns import delivered_at_ms, marketplace_order
 
 DELIVERED = "2026-11-20T09:30:00Z"
@@ -60,7 +60,7 @@ def the_order(**changes: Any) -> dict[str, Any]:
 
 
 def decided(body: dict[str, Any], order: dict[str, Any] | None = None) -> Any:
-    return return_request(parse_return_request(body), order_facts(order or the_order()))
+    return return_request(parse_return_claim(body), order_facts(order or the_order()))
 
 
 def refused_fields(body: dict[str, Any], order: dict[str, Any] | None = None) -> list[str]:

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.decisions.money import MAX_ORDER_AMOUNT_MINOR
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.request_fields import ApiError
 from services.returns.order_facts import order_facts, return_request
 from services.returns.return_request import (
     MAX_LINES,
-    MAX_UNIT_PRICE_MINOR,
     PAYMENT_METHODS,
     ClaimedLine,
     OrderInput,
@@ -25,7 +25,7 @@ from services.returns.return_request import (
     RequestLine,
     ReturnRequest,
     check_idempotency_key,
-    parse_return_request,
+    parse_return_claim,
 )
 from services.tools.local_stack.drawn_returns import (
     delivered_at_ms,
@@ -80,7 +80,7 @@ def against_the_order(raw: dict[str, Any], of: dict[str, Any] | None = None) -> 
     """`raw` as the front door reads it against the order a full body describes."""
     full = of or body()
     record = {**marketplace_order(full), "delivered_at": delivered_at_ms(full)}
-    return return_request(parse_return_request(raw), order_facts(record))
+    return return_request(parse_return_claim(raw), order_facts(record))
 
 
 def refused(raw: dict[str, Any]) -> ApiError:
@@ -123,7 +123,7 @@ def test_a_body_of_the_buyers_choices_only_is_a_claim_the_order_completes() -> N
         "reason_code": "wrong_size",
         "lines": [{"order_line_id": "L1", "quantity": 1}],
     }
-    claim = parse_return_request(chosen)
+    claim = parse_return_claim(chosen)
     assert (claim.buyer_id, claim.seller_id, claim.market, claim.category) == (None,) * 4
     assert (claim.delivered_at_ms, claim.payment_method, claim.pickup_address) == (None,) * 3
     assert claim.lines == (ClaimedLine(1, "L1"),)
@@ -176,9 +176,9 @@ def test_photo_refs_are_kept_in_order() -> None:
 def test_a_line_named_by_its_sku_is_the_order_line_of_that_sku() -> None:
     raw_missing = line()
     del raw_missing["order_line_id"]
-    assert parse_return_request(body(lines=[raw_missing])).lines[0].order_line_id is None
+    assert parse_return_claim(body(lines=[raw_missing])).lines[0].order_line_id is None
     empty = line(order_line_id="")
-    assert parse_return_request(body(lines=[empty])).lines[0].order_line_id is None
+    assert parse_return_claim(body(lines=[empty])).lines[0].order_line_id is None
     order_lines = [{"line_id": "L7", "sku": "TS-M", "unit_price_minor": 149000, "quantity": 2}]
     named_by_sku = body(lines=[raw_missing], order={"currency": "IDR", "lines": order_lines})
     assert request_of(named_by_sku).lines[0].order_line_id == "L7"
@@ -194,8 +194,8 @@ def test_zero_unit_price_is_accepted() -> None:
 
 
 def test_largest_unit_price_is_accepted() -> None:
-    raw = line(unit_price={"amount_minor": MAX_UNIT_PRICE_MINOR, "currency": "EUR"})
-    assert request_of(body(lines=[raw])).lines[0].unit_price_minor == (MAX_UNIT_PRICE_MINOR)
+    raw = line(unit_price={"amount_minor": MAX_ORDER_AMOUNT_MINOR, "currency": "EUR"})
+    assert request_of(body(lines=[raw])).lines[0].unit_price_minor == (MAX_ORDER_AMOUNT_MINOR)
 
 
 def test_returning_everything_that_was_bought_is_accepted() -> None:
@@ -274,12 +274,12 @@ def test_bad_delivered_at_is_refused(raw: Any) -> None:
 
 
 def test_a_delivered_at_of_another_day_than_the_orders_is_refused() -> None:
-    claim = parse_return_request(body(delivered_at="2026-11-21"))
+    claim = parse_return_claim(body(delivered_at="2026-11-21"))
     record = {**marketplace_order(body()), "delivered_at": ms(2026, 11, 20, 15)}
     with pytest.raises(ApiError) as info:
         return_request(claim, order_facts(record))
     assert [f.field for f in info.value.fields] == ["delivered_at"]
-    same_day = parse_return_request(body(delivered_at="2026-11-20"))
+    same_day = parse_return_claim(body(delivered_at="2026-11-20"))
     assert return_request(same_day, order_facts(record)).delivered_at_ms == ms(2026, 11, 20, 15)
 
 
@@ -425,7 +425,7 @@ def test_whole_numbers_written_with_a_fraction_are_those_integers() -> None:
         lines=[line(quantity=1.0, unit_price={"amount_minor": 100.0, "currency": "EUR"})]
     )
     plain = body(lines=[line(quantity=1, unit_price={"amount_minor": 100, "currency": "EUR"})])
-    assert parse_return_request(written) == parse_return_request(plain)
+    assert parse_return_claim(written) == parse_return_claim(plain)
 
 
 def test_negative_unit_price_is_refused() -> None:
@@ -434,7 +434,7 @@ def test_negative_unit_price_is_refused() -> None:
 
 
 def test_unit_price_above_the_maximum_is_refused() -> None:
-    raw = line(unit_price={"amount_minor": MAX_UNIT_PRICE_MINOR + 1, "currency": "EUR"})
+    raw = line(unit_price={"amount_minor": MAX_ORDER_AMOUNT_MINOR + 1, "currency": "EUR"})
     assert fields_of(body(lines=[raw])) == ["lines[0].unit_price.amount_minor"]
 
 
@@ -678,7 +678,7 @@ valid_lines = st.lists(
         {
             "quantity": st.integers(1, 10_000),
             "extra": st.integers(0, 100),
-            "amount": st.integers(0, MAX_UNIT_PRICE_MINOR),
+            "amount": st.integers(0, MAX_ORDER_AMOUNT_MINOR),
         }
     ),
     min_size=1,

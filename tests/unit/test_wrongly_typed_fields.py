@@ -20,7 +20,7 @@ from services.refund.webhook_parsing import webhook_event
 from services.returns.return_request import (
     parse_cancellation,
     parse_refund_account,
-    parse_return_request,
+    parse_return_claim,
 )
 from services.risk.handlers import _verdict_fields
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WRONG = ({}, [], None, 1.5, -1, True, "", "x" * 5000, {"nested": [1, {}]}, [{}], "\u0000")
 
 PARSERS: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
-    ("returns", "/returns"): parse_return_request,
+    ("returns", "/returns"): parse_return_claim,
     ("returns", "/returns/{return_id}/cancel"): lambda body: parse_cancellation(body, "buyer"),
     ("returns", "/returns/{return_id}/bank-account"): parse_refund_account,
     ("inspection", "/inspections"): parse_scan,

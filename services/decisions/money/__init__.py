@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 # ISO 4217 minor-unit exponents for the currencies the marketplace settles in.
 # IDR and VND have a minor unit on paper but are used without one by marketplaces.
+# an order's price, fee or line above this many minor units is a typo, not an order (the
+# front door, the order record it reads and the marketplace double refuse it)
+MAX_ORDER_AMOUNT_MINOR = 10**13
+
 CURRENCY_EXPONENTS: dict[str, int] = {
     "JPY": 0,
     "KRW": 0,

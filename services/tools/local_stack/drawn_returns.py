@@ -21,7 +21,7 @@ from services.policy_files.loader import PolicySet, load_policy_set, policy_dir
 from services.returns.order_facts import order_facts
 from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import decide_return
-from services.returns.return_request import ReturnRequest, parse_return_request
+from services.returns.return_request import ReturnRequest, iso_instant_ms, parse_return_claim
 
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
 REASONS = (
@@ -334,20 +334,12 @@ def marketplace_order(
 def delivered_at_ms(body: dict[str, Any]) -> int:
     """When the body says the order was delivered (an ISO date is its midnight UTC): the
     marketplace double delivers it then (`POST /orders/{ref}/delivered`)."""
-    raw = body["delivered_at"]
-    moment = (
-        datetime.fromisoformat(raw).replace(tzinfo=UTC)
-        if len(raw) == 10
-        else datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    )
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    return iso_instant_ms(body["delivered_at"])
 
 
 def request_of(body: dict[str, Any]) -> ReturnRequest:
     """The request the front door makes of a full body once its order is placed."""
-    claim = parse_return_request(body)
+    claim = parse_return_claim(body)
     record = {**marketplace_order(body), "delivered_at": delivered_at_ms(body)}
     return request_from_order(claim, order_facts(record))
 

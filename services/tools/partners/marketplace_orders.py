@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.decisions.event_ids import deterministic_event_id, envelope_of
-from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money import CURRENCY_EXPONENTS, MAX_ORDER_AMOUNT_MINOR
 from services.decisions.settlement.fx import FxError, Rate
 from services.eventing.avro_codec import AvroCodec
 from services.eventing.event_publisher import EventPublisher, producer_settings
@@ -31,7 +31,6 @@ from services.tools.partners import http_support
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
-MAX_MINOR = 10**13  # a line or fee above this is a typo, not an order
 PRODUCER = "marketplace"
 
 
@@ -88,7 +87,7 @@ def _line(line: Any, n: int) -> dict[str, Any]:
         raise http_support.invalid_field(where, "must be an object")
     quantity = http_support.whole_number_field(line, "quantity", minimum=1, maximum=MAX_QUANTITY)
     unit_price = http_support.whole_number_field(
-        line, "unit_price_minor", minimum=0, maximum=MAX_MINOR
+        line, "unit_price_minor", minimum=0, maximum=MAX_ORDER_AMOUNT_MINOR
     )
     discount = _minor(line, "discount_minor", 0)
     if discount > unit_price * quantity:
@@ -133,7 +132,7 @@ def _currency(payload: Mapping[str, Any], name: str) -> str:
 def _minor(payload: Mapping[str, Any], name: str, default: int) -> int:
     if payload.get(name) is None:
         return default
-    return http_support.whole_number_field(payload, name, minimum=0, maximum=MAX_MINOR)
+    return http_support.whole_number_field(payload, name, minimum=0, maximum=MAX_ORDER_AMOUNT_MINOR)
 
 
 def _text_or(payload: Mapping[str, Any], name: str, default: str) -> str:
