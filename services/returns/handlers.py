@@ -473,24 +473,10 @@ async def move_pickup(ports: ReturnsPorts, request: HttpRequest, return_id: str)
     caller = await ports.caller(request)
     start, end = parse_pickup_window(parse_json_object(request.body), ports.clock_ms())
     ports.check_buyer(caller, return_id)
-    event_id = deterministic_event_id(return_id, "PickupWindowRequested", f"{start}-{end}")
-    record = {
-        "envelope": new_envelope(
-            "PickupWindowRequested",
-            return_id,
-            SERVICE,
-            event_id=event_id,
-            occurred_at=ports.clock_ms(),
-        ),
-        "window_start": start,
-        "window_end": end,
-        "requested_by": caller.role,
-    }
-    with event_context(record["envelope"]):
-        await ports.publish([("PickupWindowRequested", record)])
-        log.info("pickup window asked", requested_by=caller.role)
-    asked = {"return_id": return_id, "status": "pickup_window_requested", "event_id": event_id}
-    return HttpAnswer(202, asked)
+    body = {"window_start": start, "window_end": end, "requested_by": caller.role}
+    return await publish_asked(
+        ports, return_id, "PickupWindowRequested", body, f"{start}-{end}", "pickup_window_requested"
+    )
 
 
 async def erase_buyer(ports: ReturnsPorts, request: HttpRequest, buyer_id: str) -> HttpAnswer:
@@ -535,16 +521,26 @@ async def choose_drop_off(ports: ReturnsPorts, request: HttpRequest, return_id: 
     caller = await ports.caller(request)
     point = parse_drop_off(parse_json_object(request.body))
     ports.check_buyer(caller, return_id)
-    event_id = deterministic_event_id(return_id, "DropOffChosen", point)
-    record = {
-        "envelope": new_envelope(
-            "DropOffChosen", return_id, SERVICE, event_id=event_id, occurred_at=ports.clock_ms()
-        ),
-        "point_id": point,
-        "requested_by": caller.role,
-    }
-    with event_context(record["envelope"]):
-        await ports.publish([("DropOffChosen", record)])
-        log.info("drop-off chosen", requested_by=caller.role)
-    chosen = {"return_id": return_id, "status": "drop_off_requested", "event_id": event_id}
-    return HttpAnswer(202, chosen)
+    body = {"point_id": point, "requested_by": caller.role}
+    return await publish_asked(ports, return_id, "DropOffChosen", body, point, "drop_off_requested")
+
+
+async def publish_asked(
+    ports: ReturnsPorts,
+    return_id: str,
+    name: str,
+    body: dict[str, Any],
+    id_part: str,
+    status: str,
+) -> HttpAnswer:
+    """Publish the buyer's (or support's) ask about a return as one event, its id from the
+    return and `id_part` (the same ask twice is one event); 202 with `status`."""
+    event_id = deterministic_event_id(return_id, name, id_part)
+    envelope = new_envelope(
+        name, return_id, SERVICE, event_id=event_id, occurred_at=ports.clock_ms()
+    )
+    record = {"envelope": envelope, **body}
+    with event_context(envelope):
+        await ports.publish([(name, record)])
+        log.info("asked", event_type=name, requested_by=body.get("requested_by"))
+    return HttpAnswer(202, {"return_id": return_id, "status": status, "event_id": event_id})

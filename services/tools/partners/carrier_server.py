@@ -20,7 +20,7 @@ import random
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,8 +165,8 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         self._session: aiohttp.ClientSession | None = None
         self._backoff_jitter = random.Random()  # separate from the plan's seeded stream
         self.claims = ClaimsDesk(settings.claim_terms)
-        # Idempotency-Key of a reschedule -> (its body's fingerprint, its answer)
-        self.reschedule_keys: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Idempotency-Key of a reschedule or drop-off -> (its body's fingerprint, its answer)
+        self.change_keys: dict[str, tuple[str, dict[str, Any]]] = {}
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the callback HTTP client, and no task left behind."""
@@ -252,42 +252,41 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         body again answer the same; 409 once collected or cancelled; 422 a window not an
         hour away, shorter than an hour, longer than 8 h or more than 14 days away). The
         parcel is then collected in the new window: its attempts start again."""
-        await self.inject_faults()
-        key = http_support.idempotency_key(request)
-        payload = await http_support.json_object(request)
-        fingerprint = http_support.request_fingerprint(payload)
-        known = self.reschedule_keys.get(key)
-        if known is not None:
-            if known[0] != fingerprint:
-                raise http_support.ApiError(
-                    409, "idempotency_key_reused", f"Idempotency-Key {key!r} had another body"
-                )
-            return web.json_response(known[1], headers=dict(http_support.REPLAYED_HEADERS))
-        booking_id = request.match_info["booking_id"]
-        booking = http_support.found(
-            request, self.bookings, booking_id, f"no booking {booking_id!r}"
-        )
-        if booking.status != "scheduled":
-            raise http_support.ApiError(
-                409, f"already_{booking.status}", f"the booking is {booking.status}"
-            )
-        start, end = _window(payload, http_support.now_ms())
-        self._move(booking, start, end)
-        answer = booking.to_json()
-        self.reschedule_keys[key] = (fingerprint, answer)
-        log.info("pickup rescheduled", booking_id=booking_id, window_start=start)
-        return web.json_response(answer)
+
+        def move(booking: Booking, payload: dict[str, Any]) -> None:
+            start, end = _window(payload, http_support.now_ms())
+            booking.window_start, booking.window_end = start, end
+            booking.reschedules += 1
+            log.info("pickup rescheduled", booking_id=booking.booking_id, window_start=start)
+
+        return await self._change_booking(request, move)
 
     @partner_double.route("POST", "/pickups/{booking_id}/drop-off")
     async def make_drop_off(self, request: web.Request) -> web.Response:
         """The buyer brings the parcel to a point instead (Idempotency-Key; 409 once
         collected or cancelled, 422 an unknown point): no courier comes, the answer's code
         is shown at the point, and the parcel is reported collected there a moment later."""
+
+        def drop_off(booking: Booking, payload: dict[str, Any]) -> None:
+            point = http_support.text_field(payload, "point_id")
+            if not point.startswith(DROP_OFF_POINT_PREFIX):
+                raise http_support.invalid_field("point_id", "is not one of the carrier's points")
+            booking.drop_off = {"point_id": point, "code": f"DO-{uuid.uuid4().hex[:8].upper()}"}
+            log.info("pickup made a drop-off", booking_id=booking.booking_id, point_id=point)
+
+        return await self._change_booking(request, drop_off)
+
+    async def _change_booking(
+        self, request: web.Request, change: Callable[[Booking, dict[str, Any]], None]
+    ) -> web.Response:
+        """A change of a scheduled booking, once per Idempotency-Key (the same key and body
+        again: the same answer; another body: 409); `change` may refuse the body (422).
+        Its attempts start again afterwards."""
         await self.inject_faults()
         key = http_support.idempotency_key(request)
         payload = await http_support.json_object(request)
         fingerprint = http_support.request_fingerprint(payload)
-        known = self.reschedule_keys.get(key)
+        known = self.change_keys.get(key)
         if known is not None:
             if known[0] != fingerprint:
                 raise http_support.ApiError(
@@ -298,27 +297,17 @@ class CarrierDouble(partner_double.PartnerDouble[CarrierFaults, Booking]):
         booking = http_support.found(
             request, self.bookings, booking_id, f"no booking {booking_id!r}"
         )
-        point = http_support.text_field(payload, "point_id")
-        if not point.startswith(DROP_OFF_POINT_PREFIX):
-            raise http_support.invalid_field("point_id", "is not one of the carrier's points")
         if booking.status != "scheduled":
             raise http_support.ApiError(
                 409, f"already_{booking.status}", f"the booking is {booking.status}"
             )
-        booking.drop_off = {"point_id": point, "code": f"DO-{uuid.uuid4().hex[:8].upper()}"}
-        if booking.delivery is not None:
-            booking.delivery.cancel()  # no courier: collected at the point
-        booking.delivery = asyncio.create_task(self._run_pickup(booking, first_wait=False))
-        self._deliveries.add(booking.delivery)
-        booking.delivery.add_done_callback(self._deliveries.discard)
+        change(booking, payload)
+        self._restart_attempts(booking)
         answer = booking.to_json()
-        self.reschedule_keys[key] = (fingerprint, answer)
-        log.info("pickup made a drop-off", booking_id=booking_id, point_id=point)
+        self.change_keys[key] = (fingerprint, answer)
         return web.json_response(answer)
 
-    def _move(self, booking: Booking, start: int, end: int) -> None:
-        booking.window_start, booking.window_end = start, end
-        booking.reschedules += 1
+    def _restart_attempts(self, booking: Booking) -> None:
         if booking.delivery is not None:
             booking.delivery.cancel()
         booking.delivery = asyncio.create_task(self._run_pickup(booking, first_wait=False))
