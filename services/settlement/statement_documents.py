@@ -18,7 +18,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money import shown_amount
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "deploy" / "settlement"
 FALLBACK = "en"
@@ -41,12 +41,9 @@ class Language:
 
     def money(self, amount_minor: int, currency: str) -> str:
         """`-1.234,56 EUR` (separators of the language, the currency's decimals)."""
-        exponent = CURRENCY_EXPONENTS.get(currency, 2)
-        sign = "-" if amount_minor < 0 else ""
-        whole, fraction = divmod(abs(amount_minor), 10**exponent)
-        grouped = f"{whole:,}".replace(",", self.thousands_separator)
-        decimals = f"{self.decimal_separator}{fraction:0{exponent}d}" if exponent else ""
-        return f"{sign}{grouped}{decimals} {currency}"
+        return shown_amount(
+            amount_minor, currency, self.decimal_separator, self.thousands_separator
+        )
 
 
 @dataclass(frozen=True)

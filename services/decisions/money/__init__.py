@@ -91,3 +91,16 @@ class Money:
         return (
             f"{sign}{units}{'.' + str(minor).zfill(exponent) if exponent else ''} {self.currency}"
         )
+
+
+def shown_amount(
+    amount_minor: int, currency: str, decimal_separator: str = ".", thousands_separator: str = ""
+) -> str:
+    """`-1.234,56 EUR`: minor units shown with the currency's decimals and the reader's
+    separators (statements, notifications)."""
+    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    grouped = f"{whole:,}".replace(",", thousands_separator)
+    decimals = f"{decimal_separator}{fraction:0{exponent}d}" if exponent else ""
+    return f"{sign}{grouped}{decimals} {currency}".rstrip()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any
 
-from services.decisions.money import CURRENCY_EXPONENTS
+from services.decisions.money import shown_amount
 from services.decisions.notifications.milestones import MILESTONES, Notice
 
 FALLBACK = "en"
@@ -73,19 +73,11 @@ class MessageTexts:
         )
 
 
-def shown_money(amount_minor: int, currency: str, decimal_separator: str) -> str:
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    decimals = f"{decimal_separator}{fraction:0{exponent}d}" if exponent else ""
-    return f"{sign}{whole}{decimals} {currency}".strip()
-
-
 def shown_facts(facts: Mapping[str, Any], decimal_separator: str) -> dict[str, str]:
     shown = {key: str(value) for key, value in facts.items()}
     if "amount_minor" in facts:
         amount = int(facts["amount_minor"])
-        shown["amount"] = shown_money(amount, str(facts.get("currency", "")), decimal_separator)
+        shown["amount"] = shown_amount(amount, str(facts.get("currency", "")), decimal_separator)
     return shown
 
 
