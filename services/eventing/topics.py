@@ -156,6 +156,11 @@ SAGA_EVENTS = _stream(
         "PickupWindowRequested",  # the buyer's, from the front door (as BuyerDetailsProvided)
         "PersonalDataErasureRequested",  # the buyer's, from the front door
         "DropOffChosen",  # the buyer's, from the front door
+        "DisputeRequested",  # the buyer's, from the front door
+        "DisputeOpened",
+        "ReinspectionRequested",  # to the inspection service (which follows this topic)
+        "DisputeRuled",  # an agent's, from the cases service
+        "DisputeDecided",
         "SagaRetryRequested",
         "SagaCancelRequested",
         "SagaResumeRequested",

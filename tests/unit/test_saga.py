@@ -134,6 +134,12 @@ EXPECTED = {
     (Status.NEEDS_ATTENTION, "SagaResumeRequested"): Status.COMPLETED,
     # a buyer's erasure request is noted in every status (applied once the return ended)
     **{(status, "PersonalDataErasureRequested"): status for status in Status},
+    # a dispute: noted (refused, with the reason) in every status but a decided one with
+    # something kept (tests/unit/test_saga_disputes.py); a rescan at the first station or a
+    # ruling on another dispute is ignored; the dispute's refund retried
+    **{(status, "DisputeRequested"): status for status in Status},
+    (Status.COMPLETED, "DisputeRequested"): Status.COMPLETED,  # refunded in full: refused
+    (Status.DISPUTE_REFUND_PENDING, "SagaRetryRequested"): Status.DISPUTE_REFUND_PENDING,
     # a pickup may move while it is booked (a request before the booking is refused with a
     # note); a move the carrier reports is recorded until the parcel is inspected
     (Status.PICKUP_PENDING, "DropOffChosen"): Status.PICKUP_PENDING,
@@ -239,6 +245,14 @@ def state_in(status: Status) -> SagaState | None:
         state = run(to_refund, config=RISK_STEP)[0]
         held = event("RiskDecided", RID, outcome="hold", score=70, case_id="case-1")
         return decide(state, "RiskDecided", held, next(NOW), RISK_STEP).state
+    if status in (Status.DISPUTED, Status.DISPUTE_REFUND_PENDING):
+        from tests.unit.test_saga_disputes import completed, dispute, reinspect
+
+        state = dispute(completed(return_id=f"RMA-{status}")[0]).state
+        if status == Status.DISPUTE_REFUND_PENDING:
+            state = reinspect(state, ("B", "B", "B")).state
+        assert state.status == status
+        return state
     if status == Status.EXCHANGE_PENDING:
         exchange = {"resolution": "EXCHANGE", "exchange_sku": "SKU-RED-L"}
         return run_events([("ReturnRequested", exchange), *to_refund[1:]])

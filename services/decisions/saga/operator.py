@@ -14,6 +14,7 @@ NOTHING_TO_RESEND = {
     Status.REQUESTED: "the policy decision",
     Status.AWAITING_INSPECTION: "the warehouse scan",
     Status.AWAITING_BUYER_DETAILS: "the buyer's bank account",
+    Status.DISPUTED: "the re-inspection or an agent's ruling",
 }
 
 

@@ -31,6 +31,10 @@ class Status(StrEnum):
     AWAITING_BUYER_DETAILS = "AWAITING_BUYER_DETAILS"
     EXCHANGE_PENDING = "EXCHANGE_PENDING"
     REFUND_PENDING = "REFUND_PENDING"
+    # a decided return the buyer disputes: re-inspected at another station or decided by
+    # an agent, then any difference paid (decisions/saga/disputes.py)
+    DISPUTED = "DISPUTED"
+    DISPUTE_REFUND_PENDING = "DISPUTE_REFUND_PENDING"
     CANCELLING = "CANCELLING"
     COMPENSATING = "COMPENSATING"
     COMPLETED = "COMPLETED"
@@ -105,6 +109,8 @@ STEP_OF = {
     Status.AWAITING_BUYER_DETAILS: "REFUND",
     Status.EXCHANGE_PENDING: "REFUND",
     Status.REFUND_PENDING: "REFUND",
+    Status.DISPUTED: "INSPECTION",
+    Status.DISPUTE_REFUND_PENDING: "REFUND",
     Status.CANCELLING: "PICKUP",
     Status.COMPENSATING: "UNKNOWN",
     Status.COMPLETED: "REFUND",
@@ -151,6 +157,10 @@ class SagaConfig:
     # a finished saga's working state is archived this long after its last change (its
     # summary stays on GET /returns/{id}); past it, events of the return are ignored
     finished_retention_ms: int = 30 * DAY_MS
+    # a decided return may be disputed this long after it ended; a dispute not decided
+    # (re-inspected or ruled by an agent) this long after it opened goes to a person
+    dispute_window_ms: int = 14 * DAY_MS
+    dispute_decision_deadline_ms: int = 7 * DAY_MS
 
 
 DEFAULT_CONFIG = SagaConfig()
@@ -176,6 +186,8 @@ class SagaState:
     tries: dict[str, int] = field(default_factory=dict)  # deliveries of the current command
     compensations: tuple[str, ...] = ()  # registered, in the order their steps ran
     compensation: dict[str, Any] = field(default_factory=dict)  # while compensating
+    dispute: dict[str, Any] = field(default_factory=dict)  # the buyer's dispute, once decided
+    ended_at: int = 0  # when the saga last reached a final status (the dispute window's start)
     history: tuple[dict[str, Any], ...] = ()
     processed_event_ids: tuple[str, ...] = ()
     last_event_id: str = ""

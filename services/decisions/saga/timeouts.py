@@ -12,6 +12,7 @@ from services.decisions.saga.commands import (
     request_reservation,
 )
 from services.decisions.saga.compensation import next_compensation, start_compensation
+from services.decisions.saga.disputes import dispute_overdue, request_dispute_refund
 from services.decisions.saga.refund_answers import fall_back, wait_for_settlement
 from services.decisions.saga.risk_answers import (
     request_risk_check,
@@ -69,6 +70,8 @@ def timed_out(step: Step) -> SagaState | None:
         return risk_check_overdue(step, state, step.config.max_tries)
     if status == Status.HELD_FOR_REVIEW:
         return review_overdue(step, state)
+    if status == Status.DISPUTED:
+        return dispute_overdue(step, state)
     if exhausted(step, state):
         return _give_up(step, state)
     state = count_try(state, str(status))
@@ -99,6 +102,8 @@ def redo(step: Step, state: SagaState) -> SagaState:
         return set_deadline(step, state, step.config.booking_deadline_ms)
     if status == Status.COMPENSATING:
         return next_compensation(step, state)
+    if status == Status.DISPUTE_REFUND_PENDING:
+        return request_dispute_refund(step, state)
     return state
 
 

@@ -12,6 +12,13 @@ from services.decisions.saga.compensation import (
     refund_paid_while_compensating,
     too_late_to_cancel,
 )
+from services.decisions.saga.disputes import (
+    dispute_refund_failed,
+    dispute_refund_issued,
+    dispute_requested,
+    reinspected,
+    ruled,
+)
 from services.decisions.saga.forward import (
     buyer_cancelled,
     cancelled_before_booking,
@@ -84,10 +91,13 @@ def decide(
         # it led to are on the broker, so a redelivered event's commands were sent.
         return Transition(state, (), duplicate=True)
 
+    before = state.status
     state, commands, outcome = _apply(state, name, record, now_ms, config)
     if outcome == "applied":
         state, more = _apply_parked(state, now_ms, config)
         commands += more
+        if state.terminal and state.status != before:
+            state = changed(state, ended_at=now_ms)
         state = erased_if_ended(state, now_ms)  # an erasure asked while it ran
     state = changed(
         state,
@@ -197,6 +207,17 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.INTAKE_PENDING, "PickupScheduled"): pickup_scheduled,
     (Status.REFUND_PENDING, "PickupScheduled"): pickup_scheduled,
 }
+# a decided return disputed by its buyer (any other status: refused with a note)
+for _status in Status:
+    _HANDLERS[(_status, "DisputeRequested")] = dispute_requested
+_HANDLERS[(Status.DISPUTED, "InspectionRecorded")] = reinspected
+_HANDLERS[(Status.DISPUTED, "DisputeRuled")] = ruled
+_HANDLERS[(Status.DISPUTE_REFUND_PENDING, "RefundIssued")] = dispute_refund_issued
+_HANDLERS[(Status.DISPUTE_REFUND_PENDING, "RefundFailed")] = dispute_refund_failed
+# a dispute's deadline and retries (a person's cancel does not apply: the return was done)
+for _status in (Status.DISPUTED, Status.DISPUTE_REFUND_PENDING):
+    _HANDLERS[(_status, "SagaStepTimedOut")] = timed_out
+    _HANDLERS[(_status, "SagaRetryRequested")] = on_operator_retry
 for _status in STATUS_RANK.keys() | {Status.CANCELLING, Status.COMPENSATING}:
     _HANDLERS[(_status, "SagaStepTimedOut")] = timed_out
     _HANDLERS[(_status, "SagaRetryRequested")] = on_operator_retry

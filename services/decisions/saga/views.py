@@ -36,6 +36,7 @@ def status_view(state: SagaState) -> dict[str, Any]:
         "timer": state.timer or None,
         "compensations_registered": list(state.compensations),
         "compensation": state.compensation or None,
+        "dispute": state.dispute or None,
         "history": list(state.history),
         "created_at": state.created_at,
         "updated_at": state.updated_at,
