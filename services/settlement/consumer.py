@@ -10,6 +10,8 @@ What each record does (the decisions are services/decisions/settlement):
 - RefundFailed with the provider's decline: kept (`refund_declines`) for reconciliation,
   and when that refund had been booked as issued (a pending transfer that failed) its
   entry is reversed; RefundVoided (a pending refund cancelled) reverses it too;
+- DisputeDecided that refunded more: the dispute entry (its payer charged; the refund
+  itself is booked from its RefundIssued, by the key `{return_id}-dispute-1`);
 - ReturnCompleted: its liable party kept (`completions_seen`), and the liability entry (the
   liable party charged), or parked in `pending_completions` until its order comes; one
   that cannot be settled (no liable party, a breakdown that does not add up) goes to
@@ -32,11 +34,16 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from services.decisions.refunds.order_model import Liable
-from services.decisions.settlement.completed_returns import NotSettleable, return_to_settle
+from services.decisions.settlement.completed_returns import (
+    NotSettleable,
+    decided_dispute,
+    return_to_settle,
+)
 from services.decisions.settlement.journal import JournalEntry, Posting
 from services.decisions.settlement.return_postings import (
     ReturnToSettle,
     SettlementTerms,
+    dispute_entry,
     failed_refund_entry,
     liability_entry,
     refund_entry,
@@ -251,6 +258,8 @@ class SettlementConsumer:
         if name == "ReturnCompleted":
             await self._completion_seen(record)
             return await self._completion(record)
+        if name == "DisputeDecided" and record.get("refund"):
+            return await self._dispute(record)
         return []
 
     async def _failed_after_issued(self, record: Mapping[str, Any]) -> list[JournalEntry]:
@@ -373,6 +382,16 @@ class SettlementConsumer:
         entry = liability_entry(settled, self.terms, record["completed_at"])
         await self._claim_to_file(settled)
         return [] if entry is None else [entry]
+
+    async def _dispute(self, record: Mapping[str, Any]) -> list[JournalEntry]:
+        """Who pays for a dispute's refund (the refund itself is booked from its
+        RefundIssued); its order must be known by then (the return's own was settled)."""
+        order_ref = record.get("order_ref")
+        order = await self._known_order(order_ref) if order_ref else None
+        if order is None:
+            raise NotSettleable(f"the dispute's order {order_ref!r} is not known")
+        settled = decided_dispute(record, order)
+        return [dispute_entry(settled, self.terms, record["decided_at"])]
 
     async def _claim_to_file(self, settled: ReturnToSettle) -> None:
         """A carrier-liable return: its claim, to be filed with the carrier (claims_desk)."""

@@ -18,6 +18,7 @@ from services.decisions.refunds.order_model import Liable
 from services.decisions.settlement.fx import FxError, Rate
 from services.decisions.settlement.journal import LedgerError
 from services.decisions.settlement.return_postings import (
+    DecidedDispute,
     ReturnCharges,
     ReturnedLine,
     ReturnToSettle,
@@ -91,3 +92,34 @@ def return_to_settle(
             f"the completion says {refunded['amount_minor']}"
         )
     return settled
+
+
+def decided_dispute(decided: Mapping[str, Any], order: Mapping[str, Any]) -> DecidedDispute:
+    """What a DisputeDecided that refunded more and its order charge; NotSettleable when
+    they cannot be settled (no refund, no payer, another currency)."""
+    return_id = decided["envelope"]["return_id"]
+    refund = decided.get("refund")
+    if not refund:
+        raise NotSettleable(f"{return_id}: the dispute refunded nothing")
+    liable = decided.get("liable")
+    if liable not in Liable.__members__:
+        raise NotSettleable(f"{return_id}: no liable party on the dispute ({liable!r})")
+    currency = refund["currency"]
+    if currency != order["currency"]:
+        raise NotSettleable(f"{return_id}: refunded in {currency}, order in {order['currency']}")
+    try:
+        rate = Rate.parse(currency, order["seller_currency"], order["fx_rate"])
+        return DecidedDispute(
+            return_id,
+            str(decided["dispute_id"]),
+            refund["amount_minor"],
+            currency,
+            Liable(liable),
+            order["order_ref"],
+            SoldBy(order["seller_id"], order["seller_currency"], rate),
+            carrier_id=decided.get("carrier_id") if liable == Liable.CARRIER else None,
+            reinspected=decided.get("decided_by") == "reinspection",
+            market=str(order.get("market", "")),
+        )
+    except (FxError, LedgerError) as exc:
+        raise NotSettleable(f"{return_id}: {exc}") from exc

@@ -53,6 +53,7 @@ class LineType(StrEnum):
     CARRIER_CLAIM = "CarrierClaim"
     FX_ADJUSTMENT = "FXAdjustment"
     CHARGEBACK = "Chargeback"
+    DISPUTE_ADJUSTMENT = "DisputeAdjustment"  # a buyer's dispute refunded at the seller's cost
 
 
 class CommissionCredit(StrEnum):
@@ -296,14 +297,21 @@ def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Pos
         platform.append(
             Posting(account(AccountKind.RETURN_SHIPPING_RECOVERY, currency), -label, currency)
         )
-    lines = [line for line in lines if line[1]]
+    return platform + seller_postings([line for line in lines if line[1]], currency, sold_by)
+
+
+def seller_postings(
+    lines: list[tuple[LineType, int, str, str]], currency: str, sold_by: SoldBy
+) -> list[Posting]:
+    """The seller's statement lines (kind, amount in the buyer's currency, text, sku) on
+    their payable, converted into the seller's currency line by line (the residue to the
+    rounding account, both sides of the conversion to `fx_conversion`)."""
     seller_currency = sold_by.currency
     payable = account(AccountKind.SELLER_PAYABLE, seller_currency, sold_by.seller_id)
     if seller_currency == currency:
-        seller = [
+        return [
             Posting(payable, amount, currency, kind, text, sku) for kind, amount, text, sku in lines
         ]
-        return platform + seller
     converted = convert_lines([amount for _, amount, _, _ in lines], sold_by.rate)
     seller = [
         Posting(payable, amount, seller_currency, kind, text, sku)
@@ -312,12 +320,103 @@ def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Pos
     total = sum(amount for _, amount, _, _ in lines)
     fx_in, fx_out = seller_currency, currency
     return [
-        *platform,
         *seller,
         Posting(account(AccountKind.FX_CONVERSION, fx_out), total, fx_out),
         Posting(account(AccountKind.FX_CONVERSION, fx_in), -converted.whole, fx_in),
         Posting(account(AccountKind.ROUNDING, fx_in), converted.residue, fx_in),
     ]
+
+
+@dataclass(frozen=True)
+class DecidedDispute:
+    """A dispute that refunded the buyer more (DisputeDecided): how much, who pays, and
+    whether a re-inspection (not an agent) decided it."""
+
+    return_id: str
+    dispute_id: str
+    refunded: int
+    currency: str
+    liable: Liable
+    order_id: str
+    sold_by: SoldBy | None = None  # a seller-liable dispute: whose payable, at which rate
+    carrier_id: str | None = None
+    reinspected: bool = False
+    market: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.refunded, bool) or not isinstance(self.refunded, int):
+            raise LedgerError("a dispute's refund must be an integer")
+        if self.refunded <= 0:
+            raise LedgerError("a dispute books only a positive refund")
+        if self.liable is Liable.SELLER and self.sold_by is None:
+            raise LedgerError("a seller-liable dispute needs the order's seller")
+        if self.liable is Liable.CARRIER and not self.carrier_id:
+            raise LedgerError("a carrier-liable dispute needs the carrier")
+        if self.liable is Liable.BUYER:
+            raise LedgerError("a dispute's refund is never the buyer's to pay")
+
+
+def dispute_entry(
+    dispute: DecidedDispute, terms: SettlementTerms, booked_at_ms: int
+) -> JournalEntry:
+    """The party a decided dispute makes pay for its refund (the refund itself is booked
+    from its RefundIssued, by its merchant reference, like any refund):
+    - SELLER: the seller's payable, a DisputeAdjustment line (in their currency, converted
+      as a return's lines are); when a re-inspection gives back a deduction the platform
+      kept (terms: fees to the platform), the platform's retained fees instead;
+    - PLATFORM (goodwill): a platform expense;
+    - CARRIER: a claim receivable from the carrier."""
+    currency, amount = dispute.currency, dispute.refunded
+    postings = [Posting(account(AccountKind.RETURNS_CLEARING, currency), -amount, currency)]
+    if dispute.liable is Liable.PLATFORM:
+        postings.append(
+            Posting(
+                account(AccountKind.PLATFORM_EXPENSE, currency),
+                amount,
+                currency,
+                description=f"dispute {dispute.dispute_id}: goodwill",
+            )
+        )
+    elif dispute.liable is Liable.CARRIER:
+        postings.append(
+            Posting(
+                account(AccountKind.CARRIER_CLAIMS, currency, dispute.carrier_id),
+                amount,
+                currency,
+                LineType.CARRIER_CLAIM,
+                f"dispute {dispute.dispute_id}: claim against the carrier",
+            )
+        )
+    elif dispute.reinspected and terms.fees_to is FeesTo.PLATFORM:
+        postings.append(
+            Posting(
+                account(AccountKind.FEES_RETAINED, currency),
+                amount,
+                currency,
+                description=f"dispute {dispute.dispute_id}: deduction given back",
+            )
+        )
+    else:
+        assert dispute.sold_by is not None  # checked when the dispute was made
+        text = f"dispute {dispute.dispute_id}: refunded to the buyer"
+        line = (LineType.DISPUTE_ADJUSTMENT, amount, text, "")
+        postings += seller_postings([line], currency, dispute.sold_by)
+    step = f"dispute:{dispute.dispute_id}"
+    seller_id = dispute.sold_by.seller_id if dispute.sold_by else ""
+    return JournalEntry(
+        entry_id(dispute.return_id, step),
+        dispute.return_id,
+        step,
+        booked_at_ms,
+        without_zero(postings),
+        references={
+            "order_id": dispute.order_id,
+            "dispute_id": dispute.dispute_id,
+            "seller_id": seller_id,
+            "liable": dispute.liable.value,
+            "market": dispute.market,
+        },
+    )
 
 
 class ClaimOutcome(StrEnum):
