@@ -3,7 +3,9 @@ returns it keeps from the event stream (`returns` table).
 
 POST /inspections: authenticate the station (401/403), validate (400/422), then
 - a scan_id seen before answers its first answer again and emits nothing;
-- an unknown return is 404; a return not awaiting inspection is 409 with its state;
+- an unknown return is 404; a return not awaiting inspection is 409 with its state; a
+  disputed return's re-inspection at the station that inspected it first is 409
+  `same_station`;
 - otherwise InspectionRecorded is emitted (event id derived from the scan_id) and 202.
 """
 
@@ -44,7 +46,8 @@ class InspectionPorts:
     clock_ms: Callable[[], int]
     # answered by this process, not yet in the table (the table learns them from the topic)
     recent_scans: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    # return_id -> scan_id posted here (the newest RECENT_SCANS: the view knows older ones)
+    # "{return_id}#{round}" -> scan_id posted here (the newest RECENT_SCANS: the view knows
+    # older ones)
     submitted: OrderedDict[str, str] = field(default_factory=OrderedDict)
     # a scan waits for another of the same scan_id or return (check, then publish), not for
     # every scan: one lock for all held each scan's publish (~7 ms) and capped the service
@@ -97,15 +100,24 @@ async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpA
             if view is None:
                 raise ApiError(404, "unknown_return", f"no return {scan.return_id} is known")
             state = view["state"]
-            if ports.submitted.get(scan.return_id) or state != return_tracking.AWAITING_INSPECTION:
-                current = (
-                    return_tracking.INSPECTED if ports.submitted.get(scan.return_id) else state
-                )
+            # one scan per return and round (a re-inspection is round 2)
+            submitted_key = f"{scan.return_id}#{view.get('round', 1)}"
+            if ports.submitted.get(submitted_key) or state not in return_tracking.AWAITING:
+                current = return_tracking.INSPECTED if ports.submitted.get(submitted_key) else state
                 raise ApiError(
                     409,
                     "not_awaiting_inspection",
                     f"return {scan.return_id} is {current}",
                     extra={"return_id": scan.return_id, "state": current},
+                )
+            excluded = view.get("excluded_station_id")
+            if state == return_tracking.REINSPECTION and scan.station_id == excluded:
+                raise ApiError(
+                    409,
+                    "same_station",
+                    f"return {scan.return_id} is disputed: it is inspected again at a station "
+                    f"other than {excluded}, which inspected it first",
+                    extra={"return_id": scan.return_id, "state": state},
                 )
             event_id = scan_event_id(scan.scan_id)
             now = ports.clock_ms()
@@ -125,7 +137,7 @@ async def post_inspection(ports: InspectionPorts, request: HttpRequest) -> HttpA
             ports.recent_scans[scan.scan_id] = {"status": 202, "body": body}
             while len(ports.recent_scans) > RECENT_SCANS:
                 ports.recent_scans.popitem(last=False)
-            ports.submitted[scan.return_id] = scan.scan_id
+            ports.submitted[submitted_key] = scan.scan_id
             while len(ports.submitted) > RECENT_SCANS:
                 ports.submitted.popitem(last=False)
             log.debug("inspection recorded", items=len(scan.items), event_id=event_id)

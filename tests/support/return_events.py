@@ -130,6 +130,7 @@ def event(name: str, return_id: str, **fields: Any) -> dict[str, Any]:
         },
         "PersonalDataErasureRequested": {"buyer_id": "B-1", "requested_by": "buyer"},
         "DropOffChosen": {"point_id": "DP-BER-1", "requested_by": "buyer"},
+        "ReturnFailed": {"outcome": "REJECTED", "failed_step": "INSPECTION", "reason": "damaged"},
         "DisputeRequested": {
             "reason": "GRADE_WRONG",
             "details": "",

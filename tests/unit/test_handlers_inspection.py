@@ -147,3 +147,31 @@ def test_scans_of_different_returns_do_not_wait_for_each_others_publish_the_same
         assert len(wired.publish.records) == 2 and len(wired.locks) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_disputed_return_is_inspected_again_once_and_never_at_the_first_station():
+    wired = awaiting_inspection()
+    assert post(wired, scan("SCAN-1")).status == 202
+    follow(wired, "InspectionRecorded", scan_id="SCAN-1", station_id=STATION)
+    follow(wired, "ReturnFailed")
+    assert refused(wired, scan("SCAN-2")) == (409, "not_awaiting_inspection")
+    follow(
+        wired,
+        "ReinspectionRequested",
+        excluded_station_id=STATION,
+        first_scan_id="SCAN-1",
+        round=2,
+    )
+    # the first scan, read again while the view is rebuilt, does not close the round
+    follow(wired, "InspectionRecorded", scan_id="SCAN-1", station_id=STATION)
+    assert wired.returns[RID]["state"] == return_tracking.REINSPECTION
+    assert refused(wired, scan("SCAN-2")) == (409, "same_station")
+    second_station = {"Authorization": "Bearer " + "x" * 20}
+    answer = post(wired, scan("SCAN-3", station="ST-2"), second_station)
+    assert answer.status == 202
+    assert refused(wired, scan("SCAN-4", station="ST-2"), second_station) == (
+        409,
+        "not_awaiting_inspection",
+    )
+    follow(wired, "DisputeDecided")
+    assert wired.returns[RID]["state"] == return_tracking.CLOSED
