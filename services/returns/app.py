@@ -95,6 +95,12 @@ def wiring(ports: ReturnsPorts, *more_routes: Route) -> Wiring:
             partial(handlers.move_pickup, ports),
             owner_key=path_parameter("return_id"),
         ),
+        Route(
+            "POST",
+            "/returns/{return_id}/disputes",
+            partial(handlers.dispute_return, ports),
+            owner_key=path_parameter("return_id"),
+        ),
         *more_routes,
     )
     return Wiring((answers,), routes)

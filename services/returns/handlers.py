@@ -46,6 +46,7 @@ from services.returns.return_request import (
     ReturnRequest,
     check_idempotency_key,
     parse_cancellation,
+    parse_dispute,
     parse_drop_off,
     parse_pickup_window,
     parse_refund_account,
@@ -523,6 +524,22 @@ async def choose_drop_off(ports: ReturnsPorts, request: HttpRequest, return_id: 
     ports.check_buyer(caller, return_id)
     body = {"point_id": point, "requested_by": caller.role}
     return await publish_asked(ports, return_id, "DropOffChosen", body, point, "drop_off_requested")
+
+
+async def dispute_return(ports: ReturnsPorts, request: HttpRequest, return_id: str) -> HttpAnswer:
+    """POST /returns/{id}/disputes: the buyer (or support) disputes how the return was
+    decided (DisputeRequested; asked again with the same body, one event). The saga opens
+    the dispute if the return may be disputed (rejected at inspection, or refunded with
+    something kept, within the dispute window), else notes why not on the return's view:
+    re-inspection at another station or an agent's ruling, then any difference refunded."""
+    caller = await ports.caller(request)
+    dispute = parse_dispute(parse_json_object(request.body))
+    ports.check_buyer(caller, return_id)
+    body = {**dispute, "requested_by": caller.role}
+    digest = hashlib.sha256(json.dumps(dispute, sort_keys=True).encode()).hexdigest()[:16]
+    return await publish_asked(
+        ports, return_id, "DisputeRequested", body, digest, "dispute_requested"
+    )
 
 
 async def publish_asked(

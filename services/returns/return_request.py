@@ -459,3 +459,19 @@ def parse_drop_off(data: dict[str, Any]) -> str:
     if fields.problems or point is None:
         raise invalid(fields.problems)
     return point
+
+
+DISPUTE_REASONS = frozenset({"GRADE_WRONG", "DAMAGE_NOT_MINE", "ITEM_MATCHES_ORDER", "OTHER"})
+
+
+def parse_dispute(data: dict[str, Any]) -> dict[str, Any]:
+    """`{"reason": "GRADE_WRONG", "details": "…", "photo_refs": ["photo://…"]}`: why the
+    buyer disputes how the return was decided (details up to 2000 characters, up to 10
+    photos)."""
+    fields = Fields(data)
+    reason = fields.choice("reason", DISPUTE_REASONS)
+    details = fields.text("details", required=False, max_len=2000)
+    photos = fields.string_list("photo_refs", max_items=10, max_len=256)
+    if fields.problems:
+        raise invalid(fields.problems)
+    return {"reason": reason, "details": details, "photo_refs": photos}

@@ -35,6 +35,7 @@ from services.pickup.callback_parsing import FAILURE_REASONS, STATUSES, callback
 from services.refund.webhook_parsing import webhook_event
 from services.returns.handlers import answer_for, decision_events
 from services.returns.return_request import (
+    DISPUTE_REASONS,
     PAYMENT_METHODS,
     check_idempotency_key,
     parse_return_claim,
@@ -431,7 +432,9 @@ def test_request_enums_match_the_code():
         return_tracking.AWAITING_PICKUP,
         return_tracking.INSPECTED,
         return_tracking.CLOSED,
+        return_tracking.REINSPECTION,  # same_station
     }
+    assert set(returns["DisputeRequest"]["properties"]["reason"]["enum"]) == DISPUTE_REASONS
     callback = DOCS["pickup"]["components"]["schemas"]["CarrierCallback"]
     assert set(callback["properties"]["status"]["enum"]) == STATUSES
     [failed] = [

@@ -3,14 +3,23 @@ the difference paid once with its own idempotency key, DisputeDecided for settle
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.decisions.saga import SagaState, Status, status_view
 from services.decisions.saga.state import DAY_MS
+from services.eventing.handler_contract import HttpRequest
+from services.eventing.request_fields import ApiError
+from services.returns import handlers
+from tests.support.buyer_signin import bearer
 from tests.support.return_events import event
+from tests.unit.test_handlers_returns import NOW as FRONT_DOOR_NOW
+from tests.unit.test_handlers_returns import create, ports
 from tests.unit.test_saga_refund_plan import (
     NOW,
     accepted_return,
@@ -231,3 +240,28 @@ def test_a_dispute_never_pays_more_than_was_kept_and_pays_at_most_once(first, se
         assert 0 < refund["amount"]["amount_minor"] <= kept
         assert refund["idempotency_key"] == f"{rid}-dispute-1"
     assert decided.state.status in (Status.DISPUTE_REFUND_PENDING, Status.COMPLETED)
+
+
+def test_the_front_door_takes_the_buyers_dispute_once_and_refuses_a_bad_one():
+    wired = ports()
+    return_id = create(wired).body["return_id"]
+    body = json.dumps({"reason": "DAMAGE_NOT_MINE", "details": "the box was sealed"}).encode()
+    mine = HttpRequest(body, bearer("B-1", FRONT_DOOR_NOW))
+    first = asyncio.run(handlers.dispute_return(wired, mine, return_id))
+    again = asyncio.run(handlers.dispute_return(wired, mine, return_id))
+    assert first.status == again.status == 202
+    assert first.body == again.body and first.body["status"] == "dispute_requested"
+    name, record = wired.publish.records[-1][:2]
+    assert (name, record["reason"], record["requested_by"]) == (
+        "DisputeRequested",
+        "DAMAGE_NOT_MINE",
+        "buyer",
+    )
+    other = HttpRequest(body, bearer("B-OTHER", FRONT_DOOR_NOW))
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(handlers.dispute_return(wired, other, return_id))
+    assert (refused.value.status, refused.value.code) == (403, "not_your_return")
+    unknown = HttpRequest(json.dumps({"reason": "BORED"}).encode(), mine.headers)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(handlers.dispute_return(wired, unknown, return_id))
+    assert (refused.value.status, refused.value.fields[0].field) == (422, "reason")
