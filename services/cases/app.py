@@ -27,7 +27,7 @@ from services.eventing.log_setup import get_logger
 from services.eventing.marketplace_keys import BearerCheck, MarketplaceKeys
 from services.eventing.marketplace_tokens import TokenTerms
 from services.eventing.partner_http import PartnerHttp
-from services.eventing.topics import CASE_EVENTS, SUPPORT_TICKETS
+from services.eventing.topics import CASE_EVENTS, SAGA_EVENTS, SUPPORT_TICKETS
 
 DEFAULT_PORT = 8097
 TERMS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "cases" / "terms.yaml"
@@ -47,6 +47,13 @@ def case_id_key(request: HttpRequest, params: Mapping[str, str]) -> str | None:
 def wiring(ports: CasesPorts) -> Wiring:
     consumer = Subscription(
         "cases", (SUPPORT_TICKETS.name, CASE_EVENTS.name), partial(handlers.take, ports)
+    )
+    # a dispute the re-inspection decided closes its case
+    disputes = Subscription(
+        "disputes",
+        (SAGA_EVENTS.name,),
+        partial(handlers.dispute_decided, ports),
+        accepts=frozenset({"DisputeDecided"}),
     )
     routes = (
         Route(
@@ -78,7 +85,7 @@ def wiring(ports: CasesPorts) -> Wiring:
             owner_key=case_id_key,
         ),
     )
-    return Wiring((consumer,), routes)
+    return Wiring((consumer, disputes), routes)
 
 
 def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:

@@ -29,6 +29,7 @@ from services.eventing.request_fields import ApiError, Fields, invalid, parse_js
 SERVICE = "cases"
 STATUSES = ("open", "overdue", "closed", "all")
 LISTED = 500
+MAX_RULING_MINOR = 10**12  # an agent's amount: capped by the saga at what was kept
 log = get_logger(__name__)
 
 
@@ -196,34 +197,73 @@ async def assign_case(ports: CasesPorts, request: HttpRequest, case_id: str) -> 
 
 
 async def close_case(ports: CasesPorts, request: HttpRequest, case_id: str) -> HttpAnswer:
+    """Close a case with one of its type's outcomes. A dispute's case closed with a ruling
+    (full_refund, partial_refund or goodwill with `amount_minor`, upheld) also publishes
+    DisputeRuled for the saga, which pays any difference unless a re-inspection decided
+    first."""
     agent = await ports.agent(request)
     fields = Fields(parse_json_object(request.body))
     outcome = fields.text("outcome", max_len=64)
     note = fields.text("note", required=False, max_len=1000) or ""
+    amount = fields.integer("amount_minor", required=False, minimum=1, maximum=MAX_RULING_MINOR)
+    liable = fields.data.get("liable")
+    if liable is not None:
+        liable = fields.choice("liable", case_file.DISPUTE_PAYERS)
     if fields.problems or outcome is None:
         raise invalid(fields.problems)
     case = ports.case(case_id)
     try:
         case_file.check_close(case, outcome, ports.terms)
+        ruling = case_file.dispute_ruling(case, outcome, amount, liable)
     except case_file.CaseRefused as exc:
         status = 409 if case["status"] == case_file.CLOSED else 422
         raise ApiError(status, "case_refused", str(exc)) from exc
     body = {"case_id": case_id, "outcome": outcome, "note": note, "by": agent.subject}
-    return await _publish(ports, case, "CaseClosed", body, outcome)
+    more = []
+    if ruling is not None:
+        ruled = {**ruling, "agent_id": agent.subject, "note": note}
+        more.append(_record(ports, case, "DisputeRuled", ruled, outcome))
+    return await _publish(ports, case, "CaseClosed", body, outcome, more)
+
+
+async def dispute_decided(ports: CasesPorts, incoming: Incoming) -> list[Outbound]:
+    """A dispute the re-inspection decided closes its case (an agent's ruling closed it
+    already)."""
+    record = incoming.record
+    if record.get("decided_by") != "reinspection":
+        return []
+    case = case_file.dispute_case(
+        ports.cases.get(incoming.return_id) or {}, str(record["dispute_id"])
+    )
+    if case is None or case["status"] == case_file.CLOSED:
+        return []
+    outcome = "decided_by_reinspection"
+    body = {"case_id": case["case_id"], "outcome": outcome, "note": record["decision"]}
+    return [_record(ports, case, "CaseClosed", {**body, "by": "reinspection"}, outcome)]
+
+
+def _record(
+    ports: CasesPorts, case: Mapping[str, Any], name: str, body: dict[str, Any], what: str
+) -> Outbound:
+    return_id = case["return_id"]
+    event_id = deterministic_event_id(return_id, name, case["case_id"], what)
+    at = ports.clock_ms()
+    envelope = new_envelope(name, return_id, SERVICE, event_id=event_id, occurred_at=at)
+    return name, {"envelope": envelope, **body}
 
 
 async def _publish(
-    ports: CasesPorts, case: Mapping[str, Any], name: str, body: dict[str, Any], what: str
+    ports: CasesPorts,
+    case: Mapping[str, Any],
+    name: str,
+    body: dict[str, Any],
+    what: str,
+    more: list[Outbound] | None = None,
 ) -> HttpAnswer:
-    return_id = case["return_id"]
-    event_id = deterministic_event_id(return_id, name, case["case_id"], what)
-    record = {
-        "envelope": new_envelope(
-            name, return_id, SERVICE, event_id=event_id, occurred_at=ports.clock_ms()
-        ),
-        **body,
-    }
-    with event_context(record["envelope"]):
-        await ports.publish([(name, record)])
+    outbound = _record(ports, case, name, body, what)
+    envelope = outbound[1]["envelope"]
+    with event_context(envelope):
+        await ports.publish([outbound, *(more or ())])
         log.info("case changed", case_id=case["case_id"], change=name, by=body["by"])
-    return HttpAnswer(202, {"case_id": case["case_id"], "status": "accepted", "event_id": event_id})
+    answer = {"case_id": case["case_id"], "status": "accepted", "event_id": envelope["event_id"]}
+    return HttpAnswer(202, answer)

@@ -39,7 +39,8 @@ def ticket(category: str = "refund-declined", market: str = "DE", n: int = 1) ->
 
 
 def test_the_deployed_terms_read_and_every_saga_category_has_a_type():
-    assert set(TERMS.types) == {"inspection", "refund", "risk", "operations"}
+    assert set(TERMS.types) == {"inspection", "refund", "risk", "dispute", "operations"}
+    assert TERMS.type_of("dispute").sla_ms("DE") == 48 * HOUR_MS
     assert TERMS.type_of("refund-declined").sla_ms("DE") == 12 * HOUR_MS
     assert TERMS.type_of("refund-declined").sla_ms("FR") == 24 * HOUR_MS
     assert TERMS.type_of("something-new").name == "operations"
@@ -166,3 +167,70 @@ def test_only_support_agents_work_cases():
     with pytest.raises(ApiError) as unknown:
         asyncio.run(handlers.show_case(wired, agent_request(), "RMA-NONE.00000000"))
     assert unknown.value.status == 404
+
+
+def dispute_ticket() -> dict:
+    return {
+        **ticket("dispute", n=7),
+        "facts": {
+            "market": "DE",
+            "return_id": RID,
+            "dispute_id": f"{RID}-D1",
+            "currency": "EUR",
+            "kept_minor": "990",
+        },
+    }
+
+
+def test_an_agents_ruling_on_a_dispute_goes_to_the_saga_with_the_case_closed():
+    wired = ports()
+    deliver(wired, "TicketOpened", dispute_ticket())
+    case_id = f"{RID}.00000007"
+    close = handlers.close_case
+    with pytest.raises(ApiError) as refused:  # a partial refund needs its amount
+        asyncio.run(close(wired, agent_request({"outcome": "partial_refund"}), case_id))
+    assert (refused.value.status, refused.value.code) == (422, "case_refused")
+    body = {"outcome": "partial_refund", "amount_minor": 500, "liable": "PLATFORM", "note": "ok"}
+    assert asyncio.run(close(wired, agent_request(body), case_id)).status == 202
+    [(closed_name, closed), (ruled_name, ruled)] = [r[:2] for r in wired.publish.records]
+    assert (closed_name, closed["outcome"]) == ("CaseClosed", "partial_refund")
+    assert ruled_name == "DisputeRuled"
+    assert (ruled["dispute_id"], ruled["decision"], ruled["liable"], ruled["agent_id"]) == (
+        f"{RID}-D1",
+        "PARTIAL_REFUND",
+        "PLATFORM",
+        "agent-1",
+    )
+    assert ruled["amount"] == {"amount_minor": 500, "currency": "EUR"}
+    deliver(wired, closed_name, closed)
+    decided = {
+        "envelope": {"event_id": "d-1", "return_id": RID, "occurred_at": NOW},
+        "dispute_id": f"{RID}-D1",
+        "decided_by": "reinspection",
+        "decision": "UPHELD",
+    }
+    incoming = Incoming("DisputeDecided", decided, RID.encode())
+    assert asyncio.run(handlers.dispute_decided(wired, incoming)) == []  # closed already
+
+
+def test_a_dispute_the_reinspection_decided_closes_its_case():
+    wired = ports()
+    deliver(wired, "TicketOpened", dispute_ticket())
+    decided = {
+        "envelope": {"event_id": "d-1", "return_id": RID, "occurred_at": NOW},
+        "dispute_id": f"{RID}-D1",
+        "decided_by": "reinspection",
+        "decision": "PARTIAL_REFUND",
+    }
+    incoming = Incoming("DisputeDecided", decided, RID.encode())
+    [(name, record)] = asyncio.run(handlers.dispute_decided(wired, incoming))
+    assert (name, record["outcome"], record["by"]) == (
+        "CaseClosed",
+        "decided_by_reinspection",
+        "reinspection",
+    )
+    with pytest.raises(ApiError) as refused:  # amounts belong to a dispute's ruling only
+        body = {"outcome": "resolved", "amount_minor": 5}
+        deliver(wired, "TicketOpened", ticket("something-else", n=8))
+        asyncio.run(handlers.close_case(wired, agent_request(body), f"{RID}.00000008"))
+    assert refused.value.status == 422

@@ -133,3 +133,50 @@ def next_due_at(cases: Mapping[str, Any], terms: CaseTerms) -> int | None:
 
 def overdue(case: Mapping[str, Any], now_ms: int) -> bool:
     return case["status"] == OPEN and case["due_at"] <= now_ms
+
+
+DISPUTE_TYPE = "dispute"
+DISPUTE_PAYERS = frozenset({"SELLER", "PLATFORM", "CARRIER"})
+# a dispute case's outcomes that are an agent's ruling (the saga pays any difference)
+RULINGS = {
+    "full_refund": "FULL_REFUND",
+    "partial_refund": "PARTIAL_REFUND",
+    "goodwill": "GOODWILL",
+    "upheld": "UPHELD",
+}
+
+
+def dispute_ruling(
+    case: Mapping[str, Any], outcome: str, amount_minor: int | None, liable: str | None
+) -> dict[str, Any] | None:
+    """The DisputeRuled body an agent's closing of a dispute's case makes (None: not a
+    ruling); CaseRefused when a ruling lacks what it needs."""
+    facts = case.get("facts") or {}
+    if case["type"] != DISPUTE_TYPE or outcome not in RULINGS or not facts.get("dispute_id"):
+        if amount_minor is not None or liable is not None:
+            raise CaseRefused("amount_minor and liable belong to a dispute's ruling only")
+        return None
+    decision = RULINGS[outcome]
+    needs_amount = decision in ("PARTIAL_REFUND", "GOODWILL")
+    if needs_amount and amount_minor is None:
+        raise CaseRefused(f"{outcome} needs amount_minor (in {facts.get('currency')})")
+    return {
+        "dispute_id": facts["dispute_id"],
+        "case_id": case["case_id"],
+        "decision": decision,
+        "amount": (
+            {"amount_minor": amount_minor, "currency": str(facts.get("currency") or "")}
+            if needs_amount
+            else None
+        ),
+        "liable": liable,
+    }
+
+
+def dispute_case(cases: Mapping[str, Any], dispute_id: str) -> dict[str, Any] | None:
+    """The case opened for a dispute (its ticket's facts name it)."""
+    for case in cases.values():
+        facts = case.get("facts") or {}
+        if case["type"] == DISPUTE_TYPE and facts.get("dispute_id") == dispute_id:
+            return case
+    return None
