@@ -198,14 +198,14 @@ async def assign_case(ports: CasesPorts, request: HttpRequest, case_id: str) -> 
 
 async def close_case(ports: CasesPorts, request: HttpRequest, case_id: str) -> HttpAnswer:
     """Close a case with one of its type's outcomes. A dispute's case closed with a ruling
-    (full_refund, partial_refund or goodwill with `amount_minor`, upheld) also publishes
+    (full_refund, partial_refund or goodwill with `refund_minor`, upheld) also publishes
     DisputeRuled for the saga, which pays any difference unless a re-inspection decided
     first."""
     agent = await ports.agent(request)
     fields = Fields(parse_json_object(request.body))
     outcome = fields.text("outcome", max_len=64)
     note = fields.text("note", required=False, max_len=1000) or ""
-    amount = fields.integer("amount_minor", required=False, minimum=1, maximum=MAX_RULING_MINOR)
+    amount = fields.integer("refund_minor", required=False, minimum=1, maximum=MAX_RULING_MINOR)
     liable = fields.data.get("liable")
     if liable is not None:
         liable = fields.choice("liable", case_file.DISPUTE_PAYERS)

@@ -168,6 +168,8 @@ async def drive_saga(ports: CoordinatorPorts, incoming: Incoming) -> list[Outbou
     for name, record in unfolded(incoming.name, incoming.record):
         if name == "ReturnAccepted" and _deciding_acceptance(ports, incoming.return_id):
             record = await with_policy(ports, record)
+        elif name == "DisputeRequested":
+            record = await with_disputed_policy(ports, incoming.return_id, record)
         commands += _drive(ports, incoming.return_id, name, record)
     return commands
 
@@ -177,6 +179,18 @@ def _deciding_acceptance(ports: CoordinatorPorts, return_id: str) -> bool:
     is a duplicate: it needs no policy)."""
     stored = ports.sagas.get(return_id)
     return stored is None or saga_of(stored).status in (saga.Status.NEW, saga.Status.REQUESTED)
+
+
+async def with_disputed_policy(
+    ports: CoordinatorPorts, return_id: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """A DisputeRequested with the policy the return was accepted under (by the digest the
+    saga kept): the dispute works the refund out again from it."""
+    stored = ports.sagas.get(return_id)
+    digest = saga_of(stored).request.get("policy_digest") if stored is not None else None
+    if not digest:
+        return record
+    return await with_policy(ports, {**record, "policy_digest": digest})
 
 
 async def with_policy(ports: CoordinatorPorts, record: dict[str, Any]) -> dict[str, Any]:

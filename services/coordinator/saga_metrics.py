@@ -42,6 +42,17 @@ COMPENSATIONS_STARTED = Counter(
     "Sagas that began compensating (undoing their steps in reverse)",
     ["market"],
 )
+DISPUTES_OPENED = Counter(
+    "boomerang_disputes_opened",
+    "Decided returns their buyer disputed (re-inspection asked, a case opened), by market",
+    ["market"],
+)
+DISPUTES_DECIDED = Counter(
+    "boomerang_disputes_decided",
+    "Disputes decided, by market, decision (FULL_REFUND, PARTIAL_REFUND, GOODWILL, UPHELD) "
+    "and who decided (reinspection, agent)",
+    ["market", "decision", "decided_by"],
+)
 REQUEST_TO_MONEY = Histogram(
     "boomerang_refund_request_to_money_seconds",
     "From the buyer's return request to the provider paying the refund, by market and method",
@@ -68,6 +79,10 @@ def record_figures(figures: SagaFigures, return_id: str) -> None:
         COMPENSATIONS_STARTED.labels(market).inc()
     if figures.finished:
         RETURNS_FINISHED.labels(market, category, figures.finished).inc()
+    if figures.dispute_opened:
+        DISPUTES_OPENED.labels(market).inc()
+    if figures.dispute_decided:
+        DISPUTES_DECIDED.labels(market, *figures.dispute_decided).inc()
     if figures.request_to_money_s is not None and figures.refund_method:
         exemplar = {"return_id": return_id}
         REQUEST_TO_MONEY.labels(market, figures.refund_method).observe(

@@ -190,7 +190,7 @@ def test_an_agents_ruling_on_a_dispute_goes_to_the_saga_with_the_case_closed():
     with pytest.raises(ApiError) as refused:  # a partial refund needs its amount
         asyncio.run(close(wired, agent_request({"outcome": "partial_refund"}), case_id))
     assert (refused.value.status, refused.value.code) == (422, "case_refused")
-    body = {"outcome": "partial_refund", "amount_minor": 500, "liable": "PLATFORM", "note": "ok"}
+    body = {"outcome": "partial_refund", "refund_minor": 500, "liable": "PLATFORM", "note": "ok"}
     assert asyncio.run(close(wired, agent_request(body), case_id)).status == 202
     [(closed_name, closed), (ruled_name, ruled)] = [r[:2] for r in wired.publish.records]
     assert (closed_name, closed["outcome"]) == ("CaseClosed", "partial_refund")
@@ -230,7 +230,7 @@ def test_a_dispute_the_reinspection_decided_closes_its_case():
         "reinspection",
     )
     with pytest.raises(ApiError) as refused:  # amounts belong to a dispute's ruling only
-        body = {"outcome": "resolved", "amount_minor": 5}
+        body = {"outcome": "resolved", "refund_minor": 5}
         deliver(wired, "TicketOpened", ticket("something-else", n=8))
         asyncio.run(handlers.close_case(wired, agent_request(body), f"{RID}.00000008"))
     assert refused.value.status == 422

@@ -12,6 +12,7 @@ from services.inspection.return_tracking import (
     AWAITING_PICKUP,
     CLOSED,
     INSPECTED,
+    REINSPECTION,
     REQUESTED,
     TRACKED_EVENTS,
     track,
@@ -19,8 +20,8 @@ from services.inspection.return_tracking import (
 from tests.support.return_events import envelope, event
 
 RID = "RMA-TRACK-1"
-STATES = [REQUESTED, AWAITING_PICKUP, AWAITING_INSPECTION, INSPECTED, CLOSED]
-CLOSING = ["ReturnRejected", "ReturnCancelled", "ReturnCompleted", "ReturnFailed"]
+STATES = [REQUESTED, AWAITING_PICKUP, AWAITING_INSPECTION, INSPECTED, CLOSED, REINSPECTION]
+CLOSING = ["ReturnRejected", "ReturnCancelled", "ReturnCompleted", "ReturnFailed", "DisputeDecided"]
 SAGA_EVENTS = {"ReturnCompleted", "ReturnFailed"}  # not built by tests.support.return_events
 
 # The state after (state, event); None: the view is not changed.
@@ -43,6 +44,11 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     (INSPECTED, "InspectionRecorded"): INSPECTED,
     (CLOSED, "InspectionRecorded"): None,
     **{(state, name): CLOSED for state in STATES for name in CLOSING},
+    # a disputed return is inspected again (another station), then closed by its decision
+    **{(state, "ReinspectionRequested"): REINSPECTION for state in STATES},
+    (REINSPECTION, "ReturnAccepted"): None,
+    (REINSPECTION, "PickupCompleted"): None,
+    (REINSPECTION, "InspectionRecorded"): INSPECTED,
 }
 
 

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.decisions.after_sales.saga_figures import saga_figures
 from services.decisions.saga import SagaState, Status, status_view
+from services.decisions.saga import stored as stored_saga
 from services.decisions.saga.state import DAY_MS
 from services.eventing.handler_contract import HttpRequest
 from services.eventing.request_fields import ApiError
@@ -265,3 +267,40 @@ def test_the_front_door_takes_the_buyers_dispute_once_and_refuses_a_bad_one():
     with pytest.raises(ApiError) as refused:
         asyncio.run(handlers.dispute_return(wired, unknown, return_id))
     assert (refused.value.status, refused.value.fields[0].field) == (422, "reason")
+
+
+def test_a_disputed_return_counts_one_dispute_and_ends_once_in_the_figures():
+    state, _ = completed()
+    opened = dispute(state).state
+    paying = reinspect(opened, ("B", "B", "B")).state
+    refund = paying.dispute["refund"]
+    issued = event(
+        "RefundIssued",
+        state.return_id,
+        amount=refund["amount"],
+        method=refund["method"],
+        idempotency_key=refund["idempotency_key"],
+    )
+    done = apply(paying, "RefundIssued", issued).state
+    steps = [saga_figures(a, b) for a, b in ((state, opened), (opened, paying), (paying, done))]
+    assert [f.dispute_opened for f in steps] == [True, False, False]
+    assert [f.dispute_decided for f in steps] == [None, None, ("PARTIAL_REFUND", "reinspection")]
+    assert [f.finished for f in steps] == [None, None, None]  # it ended before the dispute
+
+
+def test_a_stored_saga_disputed_works_from_the_whole_policy_the_coordinator_attaches():
+    state, first = completed(return_id="RMA-DISPUTE-STORED")
+    whole = json.dumps(state.policy)
+    stored = stored_saga.loaded_state(stored_saga.slim_record(state))
+    assert stored.policy != state.policy  # the stored form keeps a few rules only
+    asked = event(
+        "DisputeRequested",
+        state.return_id,
+        envelope={"event_id": "ask-stored"},
+        reason="GRADE_WRONG",
+        requested_by="buyer",
+    )
+    opened = apply(stored, "DisputeRequested", {**asked, "policy_json": whole}).state
+    opened = stored_saga.loaded_state(stored_saga.slim_record(opened))  # kept whole now
+    [(name, refund)] = reinspect(opened, ("B", "B", "B")).commands
+    assert (name, refund["amount"]["amount_minor"]) == ("RefundRequested", deducted(first))

@@ -157,6 +157,11 @@ def kpi_figures(samples: Sequence[MetricSample]) -> dict[str, Any]:
             total(samples, "boomerang_notification_send_failures_total")
         ),
         "notifications_given_up": int(total(samples, "boomerang_notifications_given_up_total")),
+        "disputes_opened": int(total(samples, "boomerang_disputes_opened_total")),
+        "disputes_decided": {
+            k: int(v)
+            for k, v in by_label(samples, "boomerang_disputes_decided_total", "decision").items()
+        },
         "settlement_breaks": {
             k: int(v)
             for k, v in by_label(samples, "boomerang_settlement_breaks", "category").items()

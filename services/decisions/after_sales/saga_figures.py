@@ -22,6 +22,7 @@ MONEY_TIME_BUCKETS_S = (
 )
 UNKNOWN = "unknown"  # a label for a field the request did not carry
 NO_MONEY_METHODS = frozenset({"EXCHANGE"})  # completed without paying the buyer back
+DISPUTE_STATUSES = frozenset({Status.DISPUTED, Status.DISPUTE_REFUND_PENDING})
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,16 @@ class SagaFigures:
     refund_method: str | None = None  # set with the money times below
     request_to_money_s: float | None = None
     pickup_to_money_s: float | None = None
+    dispute_opened: bool = False
+    # (decision, "reinspection" | "agent") when a dispute was decided
+    dispute_decided: tuple[str, str] | None = None
 
     @property
     def empty(self) -> bool:
         return not (
             self.started
+            or self.dispute_opened
+            or self.dispute_decided
             or self.pickup
             or self.compensation_started
             or self.finished
@@ -56,9 +62,10 @@ def saga_figures(before: SagaState | None, after: SagaState) -> SagaFigures:
     was = before.status if before is not None else Status.NEW
     was_requested = before is not None and bool(before.request)
     started = bool(after.request) and not was_requested
-    finished = (
-        str(after.status) if after.terminal and (before is None or not before.terminal) else None
-    )
+    # a disputed return ends again: counted once, when it first ended
+    ended_before = before is not None and (before.terminal or before.status in DISPUTE_STATUSES)
+    finished = str(after.status) if after.terminal and not ended_before else None
+    dispute_opened = after.status == Status.DISPUTED and was != Status.DISPUTED
     return SagaFigures(
         market=market,
         category=category,
@@ -67,7 +74,19 @@ def saga_figures(before: SagaState | None, after: SagaState) -> SagaFigures:
         compensation_started=after.status == Status.COMPENSATING and was != Status.COMPENSATING,
         finished=finished,
         **(_money(after) if finished == Status.COMPLETED else {}),
+        dispute_opened=dispute_opened,
+        dispute_decided=_dispute_decided(before, after),
     )
+
+
+def _dispute_decided(before: SagaState | None, after: SagaState) -> tuple[str, str] | None:
+    dispute = after.dispute or {}
+    if dispute.get("status") != "DECIDED":
+        return None
+    if before is not None and (before.dispute or {}).get("status") == "DECIDED":
+        return None
+    by = str(dispute.get("decided_by") or UNKNOWN)
+    return str(dispute.get("decision") or UNKNOWN), "agent" if by.startswith("agent:") else by
 
 
 def _pickup_resolved(before: SagaState | None, after: SagaState) -> str | None:

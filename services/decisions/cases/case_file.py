@@ -154,12 +154,12 @@ def dispute_ruling(
     facts = case.get("facts") or {}
     if case["type"] != DISPUTE_TYPE or outcome not in RULINGS or not facts.get("dispute_id"):
         if amount_minor is not None or liable is not None:
-            raise CaseRefused("amount_minor and liable belong to a dispute's ruling only")
+            raise CaseRefused("refund_minor and liable belong to a dispute's ruling only")
         return None
     decision = RULINGS[outcome]
     needs_amount = decision in ("PARTIAL_REFUND", "GOODWILL")
     if needs_amount and amount_minor is None:
-        raise CaseRefused(f"{outcome} needs amount_minor (in {facts.get('currency')})")
+        raise CaseRefused(f"{outcome} needs refund_minor (in {facts.get('currency')})")
     return {
         "dispute_id": facts["dispute_id"],
         "case_id": case["case_id"],

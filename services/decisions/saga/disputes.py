@@ -26,6 +26,7 @@ return itself); an agent names the party (goodwill: the platform).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from services.decisions.money import Money
@@ -127,6 +128,8 @@ def _refusal(state: SagaState, now_ms: int, window_ms: int) -> str:
 
 def dispute_requested(step: Step) -> SagaState:
     state, record = step.state, step.record
+    if record.get("policy_json"):  # the whole policy (its stored form keeps a few rules)
+        state = changed(state, policy=json.loads(record["policy_json"]))
     why = _refusal(state, step.now_ms, step.config.dispute_window_ms)
     if why:
         step.notes.append(f"dispute refused: {why}")

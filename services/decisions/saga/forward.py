@@ -67,6 +67,8 @@ def on_accepted(step: Step) -> SagaState:
     request = step.state.request
     if r.get("reason_family"):
         request = {**request, "reason_family": r["reason_family"]}
+    if r.get("policy_digest"):  # a dispute reads the whole policy again by it
+        request = {**request, "policy_digest": r["policy_digest"]}
     state = changed(
         step.state,
         status=Status.PICKUP_PENDING,

@@ -38,7 +38,7 @@ def slim_record(state: SagaState) -> dict[str, Any]:
     data = state.to_json()
     del data["history"]
     data["rules_fired"] = [r for r in state.rules_fired if r.get("step") in RULE_STEPS_KEPT]
-    if state.inspection:
+    if state.inspection and state.status != Status.DISPUTED:  # a dispute reads it whole
         rules = state.policy.get("rules") or {}
         data["policy"] = {"rules": {n: rules[n] for n in LATER_POLICY_RULES if n in rules}}
     plan = state.inspection.get("refund_plan")

@@ -26,6 +26,7 @@ const KPIS = [
   ["cases_overdue", "Support cases overdue", "count"],
   ["notifications_sent", "Notifications sent", "count"],
   ["notifications_given_up", "Notifications given up", "count"],
+  ["disputes_opened", "Disputes opened", "count"],
 ];
 
 function element(tag, attributes = {}, ...children) {
