@@ -37,7 +37,12 @@ from rich.console import Console
 from services.tools.local_postgres.databases import fresh_database, postgres_server
 from services.tools.local_stack.demo_cases import work_cases
 from services.tools.local_stack.demo_metrics import DEMO_PICKUP_FAILURE_RATE, kpi_report
-from services.tools.local_stack.demo_report import demo_passed, print_table, summarize
+from services.tools.local_stack.demo_report import (
+    demo_passed,
+    dispute_figures,
+    print_table,
+    summarize,
+)
 from services.tools.local_stack.demo_risk import (
     PER_KIND,
     abusers_returns,
@@ -70,6 +75,9 @@ from services.tools.local_stack.stack_session import (
 __all__ = ["LoopDriver", "main", "psp_ledger", "summarize"]  # the end-to-end tests use them
 
 console = Console(stderr=True)
+# the buyers of returns graded damaged who dispute the deduction (a second station
+# inspects the parcel again)
+DISPUTE_SHARE = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             f"driving {args.returns} returns (seed {args.seed}), {abusive} of them from seeded "
             "abusers; a reviewer works the queue ..."
         )
-        driver = LoopDriver(stack, bootstrap, args.returns - abusive, args.seed)
+        driver = LoopDriver(
+            stack, bootstrap, args.returns - abusive, args.seed, dispute_share=DISPUTE_SHARE
+        )
         driver.tracked += abusers_returns(
             world, random.Random(args.seed), driver.run_id, len(driver.tracked), per_kind
         )
@@ -164,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["wrong_http_answers"] = len(driver.wrong_answers)
         summary["orders_placed"] = driver.orders_placed
         summary["requests_shed_503"] = driver.overloaded  # the front door's admission control
+        summary |= dispute_figures(driver, ledger)
         summary["reschedules_asked"] = driver.reschedules_asked
         summary["reschedules"] = sum(
             (view.get("pickup") or {}).get("reschedules", 0) for view in views.values()

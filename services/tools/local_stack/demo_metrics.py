@@ -64,6 +64,7 @@ def demo_kpis(driver: LoopDriver, summary: dict[str, Any]) -> dict[str, Any]:
         "risk_declines": int(risk_outcomes.get("decline", 0)),
         "settlement_breaks": summary.get("recon_breaks_last_run"),
         "settlement_match_ratio": summary.get("recon_match_rate"),
+        "disputes_opened": sum(t.dispute in ("open", "decided") for t in started),
     }
 
 
@@ -99,6 +100,7 @@ def metric_kpis(figures: dict[str, Any]) -> dict[str, Any]:
         "risk_declines": figures["risk_decisions"].get("decline", 0),
         "settlement_breaks": figures["settlement_breaks"],
         "settlement_match_ratio": figures["settlement_match_ratio"],
+        "disputes_opened": figures["disputes_opened"],
     }
 
 
@@ -110,6 +112,7 @@ COUNTS = (
     "completed",
     "risk_holds",
     "risk_declines",
+    "disputes_opened",
 )
 # ratios of the counts, exact too; and the last reconciliation as settlement reads it back
 RATIOS = (

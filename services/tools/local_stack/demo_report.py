@@ -14,6 +14,7 @@ from services.tools.local_stack.loop_driver import LoopDriver
 from services.tools.local_stack.loop_records import refunds_paid
 
 console = Console(stderr=True)
+DISPUTE_KEY_SUFFIX = "-dispute-1"
 
 
 def summarize(
@@ -26,7 +27,7 @@ def summarize(
     coordinator's, by return id) adds the liable party the system decided, checked against
     the one foreseen."""
     ours = {t.return_id: t for t in driver.tracked if t.return_id}
-    paid = refunds_paid(ledger, ours)
+    paid = [r for r in refunds_paid(ledger, ours) if not is_dispute_refund(r)]
     per_return = Counter(r["return_id"] for r in paid)
     wrong_amounts = [r for r in paid if r["amount_minor"] != ours[r["return_id"]].expected_minor]
     wrong_methods = [r for r in paid if r["method"] != ours[r["return_id"]].expected_method]
@@ -78,6 +79,33 @@ def summarize(
     }
 
 
+def is_dispute_refund(refund: dict[str, Any]) -> bool:
+    """A provider's refund of a dispute's difference (its key `{return_id}-dispute-1`)."""
+    return str(refund.get("idempotency_key") or "").endswith(DISPUTE_KEY_SUFFIX)
+
+
+def dispute_figures(driver: LoopDriver, ledger: list[dict[str, Any]]) -> dict[str, Any]:
+    """The buyers' disputes: asked, opened (re-inspection asked), refused (refunded in
+    full: nothing kept), decided (by decision); the differences the providers paid, each
+    once and of the amount the saga decided."""
+    ours = {t.return_id: t for t in driver.tracked if t.return_id}
+    asked = [t for t in ours.values() if t.dispute]
+    paid = [r for r in refunds_paid(ledger, ours) if is_dispute_refund(r)]
+    per_return = Counter(r["return_id"] for r in paid)
+    return {
+        "disputes": sum(t.dispute in ("open", "decided") for t in asked),
+        "disputes_asked": len(asked),
+        "disputes_refused": sum(t.dispute == "refused" for t in asked),
+        "disputes_decided": dict(Counter(t.dispute_decision for t in asked if t.dispute_decision)),
+        "dispute_refunds_expected": sum(t.dispute_refunded_minor > 0 for t in asked),
+        "dispute_refunds_at_psp": len(per_return),
+        "dispute_duplicates_at_psp": sum(count - 1 for count in per_return.values()),
+        "dispute_wrong_amounts": sum(
+            r["amount_minor"] != ours[r["return_id"]].dispute_refunded_minor for r in paid
+        ),
+    }
+
+
 def print_table(summary: dict[str, Any], driver: LoopDriver) -> None:
     """The figures as a table on stderr, and the first returns that did not complete."""
     table = Table(title="Boomerang demo")
@@ -122,6 +150,10 @@ def demo_passed(summary: dict[str, Any]) -> bool:
         and summary.get("notification_duplicates", 0) == 0
         and summary.get("notifications_missing", 0) == 0
         and summary.get("cases_closed", 0) == summary.get("cases_opened", 0)
+        and summary.get("disputes", 0) == sum(summary.get("disputes_decided", {}).values())
+        and summary.get("dispute_refunds_at_psp", 0) == summary.get("dispute_refunds_expected", 0)
+        and summary.get("dispute_duplicates_at_psp", 0) == 0
+        and summary.get("dispute_wrong_amounts", 0) == 0
         and not summary.get("wrong_http_answers")
         and summary["wrong_amounts"] == summary["wrong_methods"] == 0
         and summary["wrong_liable"] == 0

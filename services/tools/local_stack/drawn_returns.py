@@ -56,6 +56,11 @@ class TrackedReturn:
     ended_at: float = 0.0  # when the driver saw ReturnCompleted or ReturnFailed
     failed_pickup_attempts: int = 0  # the carrier's failed attempts (not booking errors)
     moved: bool = False  # the buyer asked to move the booked pickup
+    # the buyer disputed the deduction: "asked", "open" (re-inspection asked), "refused",
+    # "decided"; the decision and what it refunded
+    dispute: str = ""
+    dispute_decision: str = ""
+    dispute_refunded_minor: int = 0
     errors: list[str] = field(default_factory=list)
     # a seeded abuser's return (demo_risk): what kind, and what the scan finds on each item
     # (a light parcel, a serial never shipped, wear); the rules never read `abuse`

@@ -54,3 +54,14 @@ def scan_body(tracked: TrackedReturn, rng: random.Random) -> tuple[str, dict[str
     return station, scan_request(
         f"SCAN-{tracked.idempotency_key}", tracked.return_id, station, inspector, items
     )
+
+
+def rescan_body(tracked: TrackedReturn, excluded_station: str) -> tuple[str, dict[str, Any]]:
+    """A disputed return inspected again at another station, which finds no damage
+    (grade B for every unit): (station, body)."""
+    station = next(s for s in sorted(STATION_TOKENS) if s != excluded_station)
+    units = [line["sku"] for line in tracked.body["lines"] for _ in range(line["quantity"])]
+    items = [scanned_item(sku, "B", 500, tracked.packaging_damaged) for sku in units]
+    return station, scan_request(
+        f"SCAN-{tracked.idempotency_key}-R2", tracked.return_id, station, "I-dispute", items
+    )

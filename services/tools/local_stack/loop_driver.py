@@ -30,7 +30,7 @@ from services.tools.local_stack.drawn_returns import (
     make_request,
     order_body,
 )
-from services.tools.local_stack.inspection_scans import scan_body
+from services.tools.local_stack.inspection_scans import rescan_body, scan_body
 from services.tools.local_stack.stack import STATION_TOKENS, LocalStack
 
 OVERLOAD_PATIENCE_S = 120.0  # how long a buyer keeps waiting out a front door shedding load
@@ -66,6 +66,7 @@ class LoopDriver:
         concurrency: int = 25,
         request_retries: int = 5,
         reschedule_share: float = 0.1,
+        dispute_share: float = 0.0,
     ) -> None:
         # the marketplace places and delivers each return's order first: the front door
         # takes the return's facts from it, settlement its commission and rate
@@ -90,6 +91,10 @@ class LoopDriver:
         self.reschedule_share = reschedule_share
         self.reschedules_asked = 0
         self._reschedule_draws = random.Random(seed + 1)  # not the returns' own draws
+        # buyers of returns refunded less a damage deduction who dispute it; a second
+        # station inspects the parcel again and finds no damage
+        self.dispute_share = dispute_share
+        self._dispute_draws = random.Random(seed + 2)
 
     def check_answer(self, call: str, response: httpx.Response, return_id: str | None) -> None:
         """Count an answer, and keep it as wrong when it contradicts what is known: a 5xx
@@ -121,7 +126,7 @@ class LoopDriver:
             await asyncio.gather(*(self._place_order(t, semaphore) for t in self.tracked))
             await asyncio.gather(*(self._request(t, semaphore) for t in self.tracked))
             deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and not all(t.terminal for t in self.tracked):
+            while time.monotonic() < deadline and not all(self._done(t) for t in self.tracked):
                 await asyncio.sleep(0.2)
         finally:
             progress.cancel()
@@ -166,12 +171,74 @@ class LoopDriver:
             if not tracked.ended_at:
                 tracked.ended_at = time.monotonic()
             tracked.terminal = decoded.name
+            if self._disputes(tracked):
+                tracked.dispute = "asked"
+                self._in_background(self._dispute(tracked))
+        elif decoded.name == "ReinspectionRequested" and tracked.dispute in ("asked", "refused"):
+            tracked.dispute = "open"
+            excluded = decoded.record["excluded_station_id"]
+            self._in_background(self._scan(tracked, rescan_body(tracked, excluded)))
+        elif decoded.name == "DisputeDecided":
+            tracked.dispute = "decided"
+            tracked.dispute_decision = decoded.record["decision"]
+            tracked.dispute_refunded_minor = (decoded.record.get("refund") or {}).get(
+                "amount_minor", 0
+            )
         elif (
             decoded.name == "PickupAttemptFailed"
             and decoded.record["failure_reason"] != "CARRIER_ERROR"
             and not tracked.collected
         ):
             tracked.failed_pickup_attempts += 1
+
+    @staticmethod
+    def _done(tracked: TrackedReturn) -> bool:
+        """Ended, and any dispute of it decided (or refused)."""
+        return bool(tracked.terminal) and tracked.dispute not in ("asked", "open")
+
+    def _disputes(self, tracked: TrackedReturn) -> bool:
+        """A completed return the scan graded damaged (a deduction, unless the seller was
+        at fault), its buyer drawn to dispute it (once)."""
+        return (
+            tracked.terminal == "ReturnCompleted"
+            and not tracked.dispute
+            and not tracked.abuse
+            and any(grade in ("C", "D") for grade in tracked.grades)
+            and self._dispute_draws.random() < self.dispute_share
+        )
+
+    async def _dispute(self, tracked: TrackedReturn) -> None:
+        """The buyer disputes the deduction; a return the saga will not reopen (refunded
+        in full: the seller was at fault) is seen refused on its view."""
+        returns_url = self.stack.url_of("returns", tracked.index)
+        url = f"{returns_url}/returns/{tracked.return_id}/disputes"
+        asked = {"reason": "DAMAGE_NOT_MINE", "details": "it left my hands undamaged"}
+        buyer = await self._signed_in(tracked)
+        for attempt in range(self.request_retries):
+            try:
+                response = await self.http.post(url, json=asked, headers=buyer)
+            except httpx.HTTPError as exc:
+                tracked.errors.append(f"dispute: {exc!r}")
+            else:
+                self.check_answer("dispute", response, tracked.return_id)
+                if response.status_code == 202:
+                    break
+                tracked.errors.append(f"dispute: HTTP {response.status_code}")
+            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+        view_url = f"{self.stack.url('coordinator')}/returns/{tracked.return_id}"
+        for _ in range(100):
+            await asyncio.sleep(0.3)
+            if tracked.dispute != "asked":
+                return
+            try:
+                view = (await self.http.get(view_url)).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            if (view.get("dispute") or {}).get("status") == "REFUSED":
+                tracked.dispute = "refused"
+                return
+        tracked.dispute = "refused"
+        tracked.errors.append("dispute: neither opened nor refused in 30 s")
 
     def _in_background(self, step: Coroutine[Any, Any, None]) -> None:
         """Run a buyer's or scanner's step as a task, cancelled when the run ends."""
@@ -299,10 +366,13 @@ class LoopDriver:
                 tracked.errors.append(f"pickup window: HTTP {response.status_code}")
             await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
 
-    async def _scan(self, tracked: TrackedReturn) -> None:
-        """A station scans the collected parcel (retrying while the view catches up)."""
+    async def _scan(
+        self, tracked: TrackedReturn, scan: tuple[str, dict[str, Any]] | None = None
+    ) -> None:
+        """A station scans the collected parcel (retrying while the view catches up); a
+        disputed one is scanned again as `scan` says."""
         await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # the parcel reaches a station
-        station, body = scan_body(tracked, self.rng)
+        station, body = scan or scan_body(tracked, self.rng)
         headers = {"Authorization": f"Bearer {STATION_TOKENS[station]}"}
         for _ in range(self.scan_retries):
             try:
