@@ -111,7 +111,7 @@ STOCK_MOVEMENTS = _stream(
 REFUND_COMMANDS = _stream(
     "boomerang.refund.commands",
     "coordinator → refund: pay / void / order a replacement (exchange)",
-    ("RefundRequested", "RefundVoidRequested", "ReplacementOrderRequested"),
+    ("RefundRequested", "RefundVoidRequested", "ReplacementOrderRequested", "ChargeRequested"),
     days=7,
 )
 ORDER_REFUND_LEDGER = _stream(
@@ -135,6 +135,8 @@ REFUND_EVENTS = _stream(
         "RefundVoided",
         "ReplacementOrderPlaced",
         "ReplacementOutOfStock",
+        "ChargeCaptured",
+        "ChargeFailed",
     ),
     days=VIEW_SOURCE_DAYS,  # the refund service's answers view is folded from it
 )

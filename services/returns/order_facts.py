@@ -60,6 +60,10 @@ class OrderedLine:
     discount_minor: int
     category: str
     serials: tuple[str, ...]
+    # the marketplace's catalog: the line's product and its variants (sku → unit price);
+    # empty when the order system shows none (then no exchange is possible)
+    product_id: str = ""
+    variants: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def order_facts(record: Any) -> OrderFacts:
                 _whole(raw, "discount_minor", 0),
                 _text(raw, "category", "").lower(),
                 tuple(serials),
+                _text(raw, "product_id", ""),
+                _variants(raw.get("variants")),
             )
         )
     delivered = record.get("delivered_at")
@@ -156,6 +162,48 @@ def order_facts(record: Any) -> OrderFacts:
         lines=tuple(lines),
         delivered_at_ms=delivered,
     )
+
+
+def _variants(raw: Any) -> tuple[tuple[str, int], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, Mapping) for v in raw):
+        raise OrderRecordError("an order line's variants are not a list of objects")
+    return tuple((_text(v, "sku"), _whole(v, "unit_price_minor")) for v in raw)
+
+
+def exchange_price(
+    found: _Disagreements, claim: ReturnClaim, lines: list[RequestLine], facts: OrderFacts
+) -> int | None:
+    """An exchange's variant: of the returned lines' one product (the catalog's), its unit
+    price; a dearer one only when the buyer agreed to pay the difference. None (with the
+    problem noted) when it is not a variant, or not affordable as asked."""
+    if claim.resolution != "EXCHANGE" or not claim.exchange_sku or not lines:
+        return None
+    ordered = [facts.line(line.order_line_id, line.sku) for line in lines]
+    products = {line.product_id for line in ordered if line is not None}
+    first = ordered[0]
+    if first is None or len(products) != 1 or not first.variants:
+        found.add("exchange_sku", "an exchange is for the variants of one product of the order")
+        return None
+    variants = dict(first.variants)
+    price = variants.get(claim.exchange_sku)
+    if price is None:
+        offered = ", ".join(sorted(variants)[:10])
+        found.add(
+            "exchange_sku",
+            f"not a variant of the returned product {first.product_id} (its variants: {offered})",
+        )
+        return None
+    difference = sum((price - line.unit_price_minor) * line.quantity for line in lines)
+    if difference > 0 and not claim.pay_difference:
+        found.add(
+            "exchange_sku",
+            f"costs {difference} (minor units of {facts.currency}) more than the returned "
+            "items: set pay_difference to pay it, or choose another variant",
+        )
+        return None
+    return price
 
 
 def _day(at_ms: int) -> str:
@@ -252,6 +300,7 @@ def return_request(claim: ReturnClaim, facts: OrderFacts) -> ReturnRequest:
         found.check("category", claim.category, category)
     if claim.order is not None:
         _check_order_block(found, claim.order, facts)
+    variant_price = exchange_price(found, claim, lines, facts)
     if found.problems:
         raise invalid(found.problems)
     return ReturnRequest(
@@ -281,5 +330,7 @@ def return_request(claim: ReturnClaim, facts: OrderFacts) -> ReturnRequest:
         store_credit_chosen=claim.store_credit_chosen,
         resolution=claim.resolution,
         exchange_sku=claim.exchange_sku,
+        exchange_unit_price_minor=variant_price,
+        pay_difference=claim.pay_difference and variant_price is not None,
         refund_account=claim.refund_account,
     )

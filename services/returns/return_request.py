@@ -7,8 +7,10 @@ The buyer names the order, the lines and how many, the reason and the photos:
  "buyer_notes": "", "photo_refs": [], "store_credit": false}
 
 Optional: "pickup_address" (else the order's), "resolution": "EXCHANGE" with
-"exchange_sku", "refund_account": {"holder", "number", "bank_code"} (where a bank-transfer
-refund goes; without it the refund waits for the buyer to give it). A line may name its
+"exchange_sku" (a variant of the returned product in the marketplace's catalog;
+"pay_difference": true for a dearer one), "refund_account": {"holder", "number",
+"bank_code"} (where a bank-transfer refund goes; without it the refund waits for the
+buyer to give it). A line may name its
 order line by "sku" instead of "order_line_id" when one line of the order has that sku.
 
 Everything else that decides a refund comes from the marketplace's order
@@ -101,6 +103,8 @@ class ReturnRequest:
     resolution: str = "REFUND"  # or EXCHANGE
     exchange_sku: str | None = None
     refund_account: tuple[tuple[str, str], ...] | None = None  # holder, number, bank_code
+    exchange_unit_price_minor: int | None = None  # the variant's price (the catalog's)
+    pay_difference: bool = False  # a dearer variant: the buyer pays the difference
 
     @property
     def currency(self) -> str:
@@ -142,6 +146,8 @@ class ReturnRequest:
             "store_credit_chosen": self.store_credit_chosen,
             "resolution": self.resolution,
             "exchange_sku": self.exchange_sku,
+            "exchange_unit_price_minor": self.exchange_unit_price_minor,
+            "pay_difference": self.pay_difference,
             "refund_account": dict(self.refund_account) if self.refund_account else None,
         }
 
@@ -173,6 +179,7 @@ class ReturnClaim:
     store_credit_chosen: bool = False
     resolution: str = "REFUND"
     exchange_sku: str | None = None
+    pay_difference: bool = False
     refund_account: tuple[tuple[str, str], ...] | None = None
     buyer_id: str | None = None
     seller_id: str | None = None
@@ -342,6 +349,11 @@ def parse_return_claim(data: dict[str, Any]) -> ReturnClaim:
     exchange_sku = fields.text("exchange_sku", required=resolution == "EXCHANGE", max_len=64)
     if resolution == "EXCHANGE" and store_credit is True:
         fields.problem("store_credit", "an exchange pays no money: leave store_credit out")
+    pay_difference = data.get("pay_difference", False)
+    if not isinstance(pay_difference, bool):
+        fields.problem("pay_difference", "must be true or false")
+    elif pay_difference and resolution != "EXCHANGE":
+        fields.problem("pay_difference", "is for an exchange to a dearer variant only")
     account = None
     if data.get("refund_account") is not None:
         account = parse_bank_account(fields, "refund_account", data["refund_account"])
@@ -358,6 +370,7 @@ def parse_return_claim(data: dict[str, Any]) -> ReturnClaim:
         store_credit_chosen=store_credit is True,
         resolution=resolution,
         exchange_sku=(exchange_sku or None) if resolution == "EXCHANGE" else None,
+        pay_difference=pay_difference is True,
         refund_account=tuple(account.items()) if account else None,
         buyer_id=buyer_id,
         seller_id=seller_id,

@@ -1,5 +1,5 @@
 """The marketplace's order system in memory (an OrderSource for the front door's tests):
-the orders a test places, as the double would answer them."""
+the orders a test places, as the double would answer them (with the catalog's variants)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from services.returns.order_facts import OrderFacts, OrderSystemUnavailable, order_facts
 from services.tools.local_stack.drawn_returns import delivered_at_ms, marketplace_order
+from services.tools.partners.marketplace_catalog import Catalog
 
 
 class FakeOrders:
@@ -15,6 +16,7 @@ class FakeOrders:
         self.asked: list[str] = []
         self.down = False  # True: every lookup is OrderSystemUnavailable
         self.described: set[str] = set()  # orders placed from a body, not by the test itself
+        self.catalog = Catalog()  # the double's: each line's product and variants
 
     def place(self, record: dict[str, Any]) -> None:
         self.records[record["order_ref"]] = record
@@ -41,4 +43,7 @@ class FakeOrders:
         if self.down:
             raise OrderSystemUnavailable("the fake order system is down")
         record = self.records.get(order_ref)
-        return None if record is None else order_facts(record)
+        if record is None:
+            return None
+        lines = [self.catalog.line_with_variants(line) for line in record["lines"]]
+        return order_facts({**record, "lines": lines})

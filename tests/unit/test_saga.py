@@ -140,6 +140,9 @@ EXPECTED = {
     **{(status, "DisputeRequested"): status for status in Status},
     (Status.COMPLETED, "DisputeRequested"): Status.COMPLETED,  # refunded in full: refused
     (Status.DISPUTE_REFUND_PENDING, "SagaRetryRequested"): Status.DISPUTE_REFUND_PENDING,
+    # the buyer charged for a dearer variant: too late to cancel, the charge asked again
+    (Status.EXCHANGE_CHARGING, "BuyerDetailsProvided"): Status.EXCHANGE_CHARGING,
+    (Status.EXCHANGE_CHARGING, "SagaRetryRequested"): Status.EXCHANGE_CHARGING,
     # a pickup may move while it is booked (a request before the booking is refused with a
     # note); a move the carrier reports is recorded until the parcel is inspected
     (Status.PICKUP_PENDING, "DropOffChosen"): Status.PICKUP_PENDING,
@@ -245,6 +248,10 @@ def state_in(status: Status) -> SagaState | None:
         state = run(to_refund, config=RISK_STEP)[0]
         held = event("RiskDecided", RID, outcome="hold", score=70, case_id="case-1")
         return decide(state, "RiskDecided", held, next(NOW), RISK_STEP).state
+    if status == Status.EXCHANGE_CHARGING:  # a dearer variant the buyer pays for
+        from tests.unit.test_exchange_variants import exchange
+
+        return exchange("SKU-RED-XL", price=2499, pay=True, rid="RMA-CHARGING").state
     if status in (Status.DISPUTED, Status.DISPUTE_REFUND_PENDING):
         from tests.unit.test_saga_disputes import completed, dispute, reinspect
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.decisions.refunds import order_refund_ledger
 from services.decisions.saga import SagaState, Status
-from tests.support.return_events import event
+from tests.support.return_events import event, return_request_body
 from tests.unit.test_saga_refund_plan import (
     ORDER_SNAPSHOT,
     accepted_return,
@@ -126,8 +126,11 @@ def test_a_refund_undone_for_good_gives_its_share_back_to_the_order():
 
 
 def test_an_exchange_holds_its_units_before_the_replacement_is_ordered():
+    first_line = return_request_body()["lines"][:1]  # an exchange is for one product
     done, entry = through_the_ledger(
-        seller_fault_return("RMA-X", resolution="EXCHANGE", exchange_sku="SKU-RED-L")
+        seller_fault_return(
+            "RMA-X", resolution="EXCHANGE", exchange_sku="SKU-RED-L", lines=first_line
+        )
     )
     assert done.state.status == Status.EXCHANGE_PENDING
     assert [name for name, _ in done.commands] == ["ReplacementOrderRequested"]

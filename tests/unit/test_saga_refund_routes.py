@@ -170,9 +170,22 @@ def test_cash_on_delivery_in_de_goes_by_bank_transfer_per_policy():
     assert done.state.refund["method"] == "BANK_TRANSFER"
 
 
+# an exchange is for the variants of one product: three of the red shirt, for another size
+EXCHANGED_LINES = [
+    {
+        "order_line_id": "L1",
+        "sku": "SKU-RED-M",
+        "quantity": 3,
+        "quantity_bought": 3,
+        "unit_price": {"amount_minor": 1999, "currency": "EUR"},
+    }
+]
+
+
 def exchange_return(**overrides: Any):
+    fields = {"lines": EXCHANGED_LINES, **overrides}
     return refund_command(
-        accepted_return(resolution="EXCHANGE", exchange_sku="SKU-RED-L", **overrides)
+        accepted_return(resolution="EXCHANGE", exchange_sku="SKU-RED-L", **fields)
     )
 
 
@@ -218,9 +231,10 @@ def test_an_exchange_out_of_stock_in_id_refunds_the_way_the_buyer_paid():
 
 
 def test_an_item_damaged_by_the_buyer_gets_the_reduced_refund_instead_of_a_replacement():
-    done = refund_command(
-        accepted_return(resolution="EXCHANGE", exchange_sku="SKU-RED-L"), grades=("D", "D", "D")
+    exchanged = accepted_return(
+        resolution="EXCHANGE", exchange_sku="SKU-RED-L", lines=EXCHANGED_LINES
     )
+    done = refund_command(exchanged, grades=("D", "D", "D"))
     refund = command(done, "RefundRequested")
     assert done.state.status == Status.REFUND_PENDING
     assert not [name for name, _ in done.commands if name == "ReplacementOrderRequested"]

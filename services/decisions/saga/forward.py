@@ -39,6 +39,8 @@ def on_requested(step: Step) -> SagaState:
         "photo_refs": r.get("photo_refs", []),
         "resolution": r.get("resolution") or "REFUND",
         "exchange_sku": r.get("exchange_sku"),
+        "exchange_unit_price_minor": r.get("exchange_unit_price_minor"),
+        "pay_difference": bool(r.get("pay_difference")),
         "refund_account": r.get("refund_account"),
     }
     return changed(

@@ -50,6 +50,12 @@ def on_operator_cancel(step: Step) -> SagaState | None:
     if state.status in (Status.CANCELLING, Status.COMPENSATING):
         step.notes.append(f"cancel asked by {_asked_by(step)}: already being undone")
         return None
+    if state.status == Status.EXCHANGE_CHARGING:  # nothing undoes a charge here yet
+        step.notes.append(
+            f"cancel asked by {_asked_by(step)}: the buyer is being charged for the exchange; "
+            "wait for the answer"
+        )
+        return None
     # collected or later: undo what was done, last first, and end CANCELLED
     return start_compensation(step, changed(state, timer={}), STEP_OF[state.status], reason, True)
 

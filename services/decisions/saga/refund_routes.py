@@ -7,8 +7,23 @@ from typing import Any
 
 from services.decisions.refunds.refund_plan import plan_refund, refund_lines
 from services.decisions.saga.commands import complete, request_refund, request_replacement
+from services.decisions.saga.exchange_difference import (
+    charge_key,
+    difference_plan,
+    exchange_difference,
+    out_of_stock_after_charge,
+    request_charge,
+)
 from services.decisions.saga.state import DAY_MS, SagaState, Status, changed
-from services.decisions.saga.step import Step, finish, rule_fired, set_deadline, ticket_facts
+from services.decisions.saga.step import (
+    Step,
+    exhausted,
+    finish,
+    retry_later,
+    rule_fired,
+    set_deadline,
+    ticket_facts,
+)
 
 
 def reserves_with_the_order(state: SagaState) -> bool:
@@ -22,7 +37,20 @@ def reserves_with_the_order(state: SagaState) -> bool:
 def refund_or_exchange(step: Step, state: SagaState) -> SagaState:
     if state.request.get("resolution") == "EXCHANGE" and state.request.get("exchange_sku"):
         liability = planned_refund(state).get("liability") or {}
-        if liability.get("refund") != "REDUCED":
+        difference = exchange_difference(state)
+        if liability.get("refund") != "REDUCED" and difference > 0:
+            if state.request.get("pay_difference"):
+                step.notes.append(
+                    f"exchange to a dearer variant: the buyer is charged {difference} first"
+                )
+                return request_charge(step, state)
+            state = rule_fired(
+                state,
+                "exchange_refused",
+                {"exchange_sku": state.request["exchange_sku"], "costs_more_minor": difference},
+                "the variant costs more and the buyer did not agree to pay: refunded instead",
+            )
+        elif liability.get("refund") != "REDUCED":
             step.notes.append(f"exchange: replacement {state.request['exchange_sku']} requested")
             return request_replacement(step, changed(state, status=Status.EXCHANGE_PENDING))
         # a full replacement for an item the buyer damaged would undo the policy's deduction
@@ -186,22 +214,49 @@ def buyer_details_provided(step: Step) -> SagaState:
 
 def replacement_placed(step: Step) -> SagaState:
     r = step.record
+    outcome = {
+        "outcome": "COMPLETED",
+        "resolution": "EXCHANGE",
+        "replacement_order_id": r["replacement_order_id"],
+    }
+    difference = exchange_difference(step.state)
+    if difference < 0:  # a cheaper variant: the difference goes back to the buyer
+        plan = difference_plan(step.state, planned_refund(step.state))
+        step.notes.append(
+            f"replacement order {r['replacement_order_id']} placed: the cheaper variant's "
+            f"difference ({-difference}) is refunded"
+        )
+        state = changed(step.state, outcome=outcome, timer={})
+        return start_refund(step, state, plan)
     step.notes.append(f"replacement order {r['replacement_order_id']} placed: nothing to refund")
     complete(step, step.state, None)
-    return changed(
-        step.state,
-        status=Status.COMPLETED,
-        outcome={
-            "outcome": "COMPLETED",
-            "resolution": "EXCHANGE",
-            "replacement_order_id": r["replacement_order_id"],
-        },
-        timer={},
+    return changed(step.state, status=Status.COMPLETED, outcome=outcome, timer={})
+
+
+def charge_failed(step: Step) -> SagaState | None:
+    """The dearer variant's difference could not be charged: retried while transient, else
+    the exchange is off and the return is refunded as planned."""
+    r = step.record
+    state = step.state
+    if r["idempotency_key"] != charge_key(state.return_id):
+        step.notes.append(f"answer for another charge ({r['idempotency_key']}) ignored")
+        return None
+    if r["retryable"] and not exhausted(step, state):
+        return retry_later(step, state, f"the charge failed transiently: {r['decline_code']}")
+    state = rule_fired(
+        changed(state, timer={}),
+        "exchange_charge_declined",
+        {"decline_code": r["decline_code"], "exchange_sku": state.request.get("exchange_sku")},
+        "the buyer could not pay the dearer variant's difference: refunded as planned instead",
     )
+    step.notes.append(f"charge failed ({r['decline_code']}): no exchange, refund as planned")
+    return start_refund(step, state, planned_refund(state))
 
 
 def replacement_out_of_stock(step: Step) -> SagaState:
     r = step.record
+    if step.state.request.get("exchange_charge"):
+        return out_of_stock_after_charge(step, changed(step.state, timer={}))
     choice = str((step.state.policy.get("rules") or {}).get("exchange_out_of_stock") or "REFUND")
     plan = planned_refund(step.state)
     if choice == "STORE_CREDIT":

@@ -29,6 +29,7 @@ class Status(StrEnum):
     HELD_FOR_REVIEW = "HELD_FOR_REVIEW"  # no money moves until a reviewer decides
     RESERVING_REFUND = "RESERVING_REFUND"
     AWAITING_BUYER_DETAILS = "AWAITING_BUYER_DETAILS"
+    EXCHANGE_CHARGING = "EXCHANGE_CHARGING"  # a dearer variant: the buyer pays the difference
     EXCHANGE_PENDING = "EXCHANGE_PENDING"
     REFUND_PENDING = "REFUND_PENDING"
     # a decided return the buyer disputes: re-inspected at another station or decided by
@@ -66,6 +67,7 @@ STATUS_RANK = {
     Status.HELD_FOR_REVIEW: 6,
     Status.RESERVING_REFUND: 6,
     Status.AWAITING_BUYER_DETAILS: 6,
+    Status.EXCHANGE_CHARGING: 6,
     Status.EXCHANGE_PENDING: 6,
     Status.REFUND_PENDING: 6,
 }
@@ -93,6 +95,8 @@ EVENT_RANK = {
     "RefundFailed": 6,
     "ReplacementOrderPlaced": 6,
     "ReplacementOutOfStock": 6,
+    "ChargeCaptured": 6,
+    "ChargeFailed": 6,
 }
 
 # The step a status belongs to (SagaStep in events, timers, retries).
@@ -107,6 +111,7 @@ STEP_OF = {
     Status.HELD_FOR_REVIEW: "RISK",
     Status.RESERVING_REFUND: "REFUND",
     Status.AWAITING_BUYER_DETAILS: "REFUND",
+    Status.EXCHANGE_CHARGING: "REFUND",
     Status.EXCHANGE_PENDING: "REFUND",
     Status.REFUND_PENDING: "REFUND",
     Status.DISPUTED: "INSPECTION",
@@ -145,7 +150,7 @@ class SagaConfig:
     # deadline per method, usually shorter, opens a ticket first)
     settlement_deadline_ms: int = 30 * DAY_MS
     buyer_details_deadline_ms: int = 7 * DAY_MS  # the buyer's bank account, for a transfer
-    exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order
+    exchange_deadline_ms: int = HOUR_MS  # no answer about the replacement order (or charge)
     decline_retry_limit: int = 3  # refunds asked again after RETRY declines, then fallback
     compensation_deadline_ms: int = HOUR_MS
     # the risk step (1: a decision is asked for after intake, before any money moves; the

@@ -13,6 +13,7 @@ from services.decisions.saga.commands import (
 )
 from services.decisions.saga.compensation import next_compensation, start_compensation
 from services.decisions.saga.disputes import dispute_overdue, request_dispute_refund
+from services.decisions.saga.exchange_difference import request_charge
 from services.decisions.saga.refund_answers import fall_back, wait_for_settlement
 from services.decisions.saga.risk_answers import (
     request_risk_check,
@@ -91,6 +92,8 @@ def redo(step: Step, state: SagaState) -> SagaState:
         return request_refund(step, state)
     if status == Status.EXCHANGE_PENDING:
         return request_replacement(step, state)
+    if status == Status.EXCHANGE_CHARGING:
+        return request_charge(step, state)
     if status == Status.RISK_PENDING:
         return request_risk_check(step, state)
     if status == Status.PICKUP_SCHEDULED:  # nothing to send: wait for the collection again

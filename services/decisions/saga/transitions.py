@@ -19,6 +19,7 @@ from services.decisions.saga.disputes import (
     reinspected,
     ruled,
 )
+from services.decisions.saga.exchange_difference import charge_captured
 from services.decisions.saga.forward import (
     buyer_cancelled,
     cancelled_before_booking,
@@ -46,6 +47,7 @@ from services.decisions.saga.pickup_window import (
 from services.decisions.saga.refund_answers import refund_failed, refund_issued, refund_settled
 from services.decisions.saga.refund_routes import (
     buyer_details_provided,
+    charge_failed,
     refund_reserved,
     replacement_out_of_stock,
     replacement_placed,
@@ -194,6 +196,9 @@ _HANDLERS: dict[tuple[Status, str], Any] = {
     (Status.COMPENSATING, "RefundSettled"): refund_paid_while_compensating,
     (Status.AWAITING_BUYER_DETAILS, "BuyerDetailsProvided"): buyer_details_provided,
     (Status.EXCHANGE_PENDING, "ReplacementOrderPlaced"): replacement_placed,
+    (Status.EXCHANGE_CHARGING, "ChargeCaptured"): charge_captured,
+    (Status.EXCHANGE_CHARGING, "ChargeFailed"): charge_failed,
+    (Status.EXCHANGE_CHARGING, "ReturnCancelled"): too_late_to_cancel,
     (Status.EXCHANGE_PENDING, "ReplacementOutOfStock"): replacement_out_of_stock,
     (Status.COMPENSATING, "RefundVoided"): compensation_confirmed("void-refund"),
     (Status.COMPENSATING, "IntakeReversed"): compensation_confirmed("reverse-intake"),
@@ -258,6 +263,7 @@ for _status in (
     Status.RISK_PENDING,
     Status.HELD_FOR_REVIEW,
     Status.RESERVING_REFUND,
+    Status.EXCHANGE_CHARGING,
     Status.EXCHANGE_PENDING,
 ):
     _HANDLERS[(_status, "BuyerDetailsProvided")] = buyer_details_provided

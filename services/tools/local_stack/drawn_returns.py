@@ -22,6 +22,7 @@ from services.returns.order_facts import order_facts
 from services.returns.order_facts import return_request as request_from_order
 from services.returns.return_policy import decide_return
 from services.returns.return_request import ReturnRequest, iso_instant_ms, parse_return_claim
+from services.tools.partners.marketplace_catalog import Catalog
 
 CATEGORIES = ("apparel", "shoes", "electronics", "home", "toys", "beauty")
 REASONS = (
@@ -181,7 +182,9 @@ def random_return(
     if body["payment_method"] == "BANK_TRANSFER" and rng.random() < 0.5:
         body["refund_account"] = demo_bank_account(index)  # else the saga asks for it
     if rng.random() < exchange_share:
+        # another size of the first line's product (an exchange is for one product)
         body |= {"resolution": "EXCHANGE", "exchange_sku": f"{lines[0]['sku']}-XL"}
+        body["lines"] = lines[:1]
         body.pop("store_credit")
     if rng.random() < 0.5:
         kept_price = rng.randint(*market.prices)
@@ -346,6 +349,7 @@ def request_of(body: dict[str, Any]) -> ReturnRequest:
     """The request the front door makes of a full body once its order is placed."""
     claim = parse_return_claim(body)
     record = {**marketplace_order(body), "delivered_at": delivered_at_ms(body)}
+    record["lines"] = [Catalog().line_with_variants(line) for line in record["lines"]]
     return request_from_order(claim, order_facts(record))
 
 

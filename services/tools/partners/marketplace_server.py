@@ -13,7 +13,9 @@ An exchange ends with a replacement order for another variant. `POST /replacemen
 either answer is remembered for its key, so a retry never places a second order (and a
 retry after an out-of-stock answer gets that answer again). Stock per sku comes from
 `MARKETPLACE_STOCK` (JSON sku → units) and `MARKETPLACE_DEFAULT_STOCK` for the rest, or
-`POST /admin/stock` at run time. `MARKETPLACE_LEDGER_FILE` keeps orders and stock changes
+`POST /admin/stock` at run time. Variants and their prices: the catalog
+(marketplace_catalog.py; `GET /orders/{order_ref}` shows each line's product and variants).
+`MARKETPLACE_LEDGER_FILE` keeps orders and stock changes
 across restarts (JSON lines). Faults as the other doubles (`MARKETPLACE_FAULTS`).
 
     python -m services.tools.partners.marketplace_server
@@ -39,6 +41,7 @@ from services.tools.partners import http_support, partner_double
 from services.tools.partners.buyer_token_issuer import BuyerTokenIssuer, signing_key
 from services.tools.partners.fault_injection import FaultPlan
 from services.tools.partners.json_lines_ledger import JsonLinesLedger
+from services.tools.partners.marketplace_catalog import Catalog, parse_catalog
 from services.tools.partners.marketplace_orders import (
     CustomerOrder,
     OrderEvents,
@@ -68,6 +71,7 @@ class MarketplaceSettings:
     # the RSA key buyers' tokens are signed with (PEM; written there when missing, so
     # tokens outlive a restart); a new key each start without one
     signing_key_file: Path | None = None
+    catalog: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MarketplaceSettings:
@@ -88,6 +92,7 @@ class MarketplaceSettings:
                 env, "SELLER_TOKEN_DAYS", defaults.seller_token_days, minimum=1
             ),
             signing_key_file=http_support.env_path(env, "MARKETPLACE_SIGNING_KEY_FILE"),
+            catalog=parse_catalog(env.get("MARKETPLACE_CATALOG") or "{}", "MARKETPLACE_CATALOG"),
         )
 
 
@@ -148,6 +153,7 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         self._order_locks = KeyedLocks()
         self._ledger = JsonLinesLedger(settings.ledger_file)
         self.sign_in = BuyerTokenIssuer(signing_key(settings.signing_key_file))
+        self.catalog = Catalog(settings.catalog)
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: replay the ledger file and keep it open while serving."""
@@ -205,7 +211,9 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
     async def get_customer_order(self, request: web.Request) -> web.Response:
         order_ref = request.match_info["order_ref"]
         known = self._customer_order(order_ref)
-        return web.json_response(known.to_json())
+        shown = known.to_json()
+        shown["lines"] = [self.catalog.line_with_variants(line) for line in shown["lines"]]
+        return web.json_response(shown)
 
     def _customer_order(self, order_ref: str) -> CustomerOrder:
         known = self.customer_orders.get(order_ref)
@@ -332,6 +340,18 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
         log.info("stock set", levels=levels)
         return web.json_response({"stock": levels})
 
+    @partner_double.route("POST", "/admin/catalog")
+    async def add_products(self, request: web.Request) -> web.Response:
+        """Products and their variants' prices (`{"products": {id: {sku: price}}}`)."""
+        payload = await http_support.json_object(request)
+        try:
+            products = parse_catalog(json.dumps(payload.get("products", {})), "products")
+        except ValueError as exc:
+            raise http_support.ApiError(400, "invalid_catalog", str(exc)) from exc
+        self.catalog.add(products)
+        self._ledger.append({"op": "catalog", "products": products})
+        return web.json_response({"products": products})
+
     @partner_double.route("POST", "/admin/reset")
     async def reset(self, _request: web.Request) -> web.Response:
         self._forget_all()
@@ -387,6 +407,8 @@ class MarketplaceDouble(partner_double.PartnerDouble[FaultPlan, ReplacementOrder
             self._forget_all()
         elif entry["op"] == "stock":
             self.stock.update(entry["levels"])
+        elif entry["op"] == "catalog":
+            self.catalog.add(entry["products"])
         else:
             order = ReplacementOrder(**entry["order"])
             self._remember(order)
