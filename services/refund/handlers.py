@@ -6,6 +6,9 @@ Consumes the coordinator's commands:
   with the command's idempotency key and emits RefundIssued or RefundFailed (its decline code
   mapped to RETRY / FALLBACK / NEEDS_ATTENTION).
 - RefundVoidRequested: voids a pending refund at the provider that holds it.
+- ChargeRequested (an exchange to a dearer variant): charges the buyer the difference through
+  the provider of the order's payment method (the same routes and failover) and emits
+  ChargeCaptured or ChargeFailed.
 - ReplacementOrderRequested (exchange): asks the marketplace for a replacement order and
   emits ReplacementOrderPlaced or ReplacementOutOfStock.
 - RefundReservationRequested / RefundReservationReleaseRequested (the order refund ledger,
@@ -51,7 +54,13 @@ from services.eventing.signed_webhooks import publish_signed_event
 from services.eventing.webhook_signature import PSP_SIGNATURE
 from services.refund import refund_metrics
 from services.refund.marketplace_client import ReplacementAnswer, ReplacementOrder
-from services.refund.psp_client import PROVIDER, ProviderDown, PspAnswer, RefundOrder
+from services.refund.psp_client import (
+    PROVIDER,
+    ChargeOrder,
+    ProviderDown,
+    PspAnswer,
+    RefundOrder,
+)
 from services.refund.webhook_parsing import provider_of, webhook_event
 
 SERVICE = "refund"
@@ -68,6 +77,8 @@ class MisroutedLedgerCommand(DomainRejection):
 
 class PaymentProvider(Protocol):
     async def refund(self, order: RefundOrder) -> PspAnswer: ...
+
+    async def charge(self, order: ChargeOrder) -> PspAnswer: ...
 
     async def void(self, refund_id: str) -> str: ...
 
@@ -95,14 +106,16 @@ ANSWERS = frozenset(
         "RefundVoided",
         "ReplacementOrderPlaced",
         "ReplacementOutOfStock",
+        "ChargeCaptured",
+        "ChargeFailed",
     }
 )
 
 
 def _given_up(name: str, record: dict[str, Any]) -> bool:
-    """A retryable RefundFailed is the answer of a command that gave up (partner_unreachable):
-    not stored, so a redelivered command asks again."""
-    return name == "RefundFailed" and bool(record.get("retryable"))
+    """A retryable RefundFailed (or ChargeFailed) is the answer of a command that gave up
+    (partner_unreachable): not stored, so a redelivered command asks again."""
+    return name in ("RefundFailed", "ChargeFailed") and bool(record.get("retryable"))
 
 
 fold_answers = answers_fold(ANSWERS, _given_up)
@@ -181,7 +194,52 @@ async def answer_command(ports: RefundPorts, incoming: Incoming) -> list[Outboun
         return await void(ports, incoming.record)
     if incoming.name == "ReplacementOrderRequested":
         return await replace(ports.partners, incoming.record)
+    if incoming.name == "ChargeRequested":
+        return await charge(ports, incoming.record)
     return await pay(ports, incoming.record)
+
+
+async def charge(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
+    """Charge the buyer (an exchange to a dearer variant) through the provider of the
+    order's payment method, failing over like a refund; ChargeCaptured or ChargeFailed."""
+    return_id = command["envelope"]["return_id"]
+    amount = command["amount"]
+    if not isinstance(amount.get("amount_minor"), int) or amount["amount_minor"] <= 0:
+        raise InvalidRefundCommand(f"a charge must be positive, got {amount}")
+    order = ChargeOrder(
+        command["idempotency_key"],
+        return_id,
+        amount["amount_minor"],
+        amount["currency"],
+        command["method"],
+        command["order_ref"],
+        command["reason"],
+    )
+    reached = ports.routes.get(return_id) or {}
+    candidates = providers_to_try(ports.partners.routes, order.method, reached.get(order.key))
+    down: list[str] = []
+    for provider in candidates:
+        try:
+            answer = await ports.partners.providers[provider].charge(order)
+        except ProviderDown:
+            down.append(provider)
+            continue
+        except TransientFailure:
+            ports.routes[return_id] = {**reached, order.key: provider}
+            raise
+        body: dict[str, Any] = {
+            "amount": amount,
+            "method": command["method"],
+            "provider": provider,
+            "idempotency_key": order.key,
+        }
+        log.info("charge answered", provider=provider, accepted=answer.accepted)
+        if answer.accepted:
+            body |= {"provider_charge_id": answer.refund_id, "order_ref": order.order_ref}
+            return [reply(command, "ChargeCaptured", body)]
+        body |= {"decline_code": answer.decline_code, "detail": answer.detail, "retryable": False}
+        return [reply(command, "ChargeFailed", body)]
+    raise ProviderDown(f"every provider for {order.method} is down: {', '.join(down)}")
 
 
 async def pay(ports: RefundPorts, command: dict[str, Any]) -> list[Outbound]:
@@ -282,6 +340,21 @@ async def partner_unreachable(
 ) -> list[Outbound]:
     """A refund whose provider calls outlived their retries: a retryable RefundFailed the
     saga retries later (an unconfirmed void or replacement is retried by the saga's timer)."""
+    if incoming.name == "ChargeRequested":
+        command = incoming.record
+        provider = (ports.routes.get(incoming.return_id) or {}).get(
+            command["idempotency_key"], "none reached"
+        )
+        failed = {
+            "amount": command["amount"],
+            "method": command["method"],
+            "provider": provider,
+            "idempotency_key": command["idempotency_key"],
+            "decline_code": "provider_unavailable",
+            "detail": str(error)[:200],
+            "retryable": True,
+        }
+        return [reply(command, "ChargeFailed", failed)]
     if incoming.name != "RefundRequested":
         return []
     command = incoming.record

@@ -1,4 +1,5 @@
-"""Thin HTTP adapter for the payment provider's refund API.
+"""Thin HTTP adapter for the payment provider's refund API (and its charges: an exchange's
+difference the buyer pays).
 
 The Idempotency-Key comes from the refund command (`{return_id}-refund-{attempt}`): a retry
 after a crash between "the provider paid" and "we recorded it" gets the same refund back.
@@ -87,6 +88,30 @@ class RefundOrder:
         return body
 
 
+@dataclass(frozen=True)
+class ChargeOrder:
+    """One charge of the buyer as the provider needs it."""
+
+    key: str  # Idempotency-Key, `{return_id}-exchange-charge`
+    return_id: str
+    amount_minor: int
+    currency: str
+    method: str
+    order_ref: str
+    description: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "return_id": self.return_id,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "method": self.method,
+            "reference": self.key,
+            "order_ref": self.order_ref,
+            "description": self.description,
+        }
+
+
 class PspClient:
     def __init__(self, http: PartnerHttp, provider: str = PROVIDER) -> None:
         self.http = http
@@ -132,6 +157,32 @@ class PspClient:
                 detail=data.get("detail", ""),
             )
         raise PspRefused(f"psp: HTTP {response.status_code} {response.text[:300]}")
+
+    async def charge(self, order: ChargeOrder) -> PspAnswer:
+        """Take a payment from the buyer (an exchange's difference): accepted with the
+        provider's charge id, declined (402) with a code, or transient."""
+        try:
+            response = await self.http.post(
+                "/charges", json=order.body(), headers={"Idempotency-Key": order.key}
+            )
+        except PartnerConnectFailed as exc:
+            raise ProviderDown(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
+        except PartnerUnreachable as exc:
+            raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
+        data = _json_object(response)
+        if response.status_code in (200, 201) and data.get("charge_id"):
+            return PspAnswer(
+                True,
+                str(data["charge_id"]),
+                "CAPTURED",
+                replayed=response.headers.get("Idempotent-Replayed") == "true",
+            )
+        if response.status_code == 402:
+            code = data.get("decline_code", "declined")
+            return PspAnswer(False, decline_code=code, detail=data.get("detail", ""))
+        raise PspRefused(f"psp charge: HTTP {response.status_code} {response.text[:300]}")
 
     async def void(self, refund_id: str) -> str:
         """Void a pending refund: "voided", or "already_settled" when money has moved."""

@@ -12,6 +12,8 @@ What each record does (the decisions are services/decisions/settlement):
   entry is reversed; RefundVoided (a pending refund cancelled) reverses it too;
 - DisputeDecided that refunded more: the dispute entry (its payer charged; the refund
   itself is booked from its RefundIssued, by the key `{return_id}-dispute-1`);
+- ChargeCaptured (a buyer paid an exchange's difference): the charge entry (the provider
+  holds it, the order's seller is owed it);
 - ReturnCompleted: its liable party kept (`completions_seen`), and the liability entry (the
   liable party charged), or parked in `pending_completions` until its order comes; one
   that cannot be settled (no liable party, a breakdown that does not add up) goes to
@@ -39,11 +41,14 @@ from services.decisions.settlement.completed_returns import (
     decided_dispute,
     return_to_settle,
 )
+from services.decisions.settlement.fx import FxError, Rate
 from services.decisions.settlement.journal import JournalEntry, Posting
 from services.decisions.settlement.return_postings import (
     ReturnToSettle,
     SettlementTerms,
+    SoldBy,
     dispute_entry,
+    exchange_charge_entry,
     failed_refund_entry,
     liability_entry,
     refund_entry,
@@ -260,6 +265,8 @@ class SettlementConsumer:
             return await self._completion(record)
         if name == "DisputeDecided" and record.get("refund"):
             return await self._dispute(record)
+        if name == "ChargeCaptured":
+            return await self._exchange_charge(record)
         return []
 
     async def _failed_after_issued(self, record: Mapping[str, Any]) -> list[JournalEntry]:
@@ -392,6 +399,32 @@ class SettlementConsumer:
             raise NotSettleable(f"the dispute's order {order_ref!r} is not known")
         settled = decided_dispute(record, order)
         return [dispute_entry(settled, self.terms, record["decided_at"])]
+
+    async def _exchange_charge(self, record: Mapping[str, Any]) -> list[JournalEntry]:
+        """A buyer's payment for a dearer variant: owed to the order's seller."""
+        order_ref = record.get("order_ref")
+        order = await self._known_order(order_ref) if order_ref else None
+        if order is None:
+            raise NotSettleable(f"the charge's order {order_ref!r} is not known")
+        amount = record["amount"]
+        if amount["currency"] != order["currency"]:
+            raise NotSettleable(f"charged in {amount['currency']}, order in {order['currency']}")
+        try:
+            rate = Rate.parse(amount["currency"], order["seller_currency"], order["fx_rate"])
+        except FxError as exc:
+            raise NotSettleable(str(exc)) from exc
+        sold_by = SoldBy(order["seller_id"], order["seller_currency"], rate)
+        entry = exchange_charge_entry(
+            record["envelope"]["return_id"],
+            amount["amount_minor"],
+            amount["currency"],
+            record["provider"],
+            sold_by,
+            record["envelope"]["occurred_at"],
+            record["provider_charge_id"],
+            record["idempotency_key"],
+        )
+        return [entry]
 
     async def _claim_to_file(self, settled: ReturnToSettle) -> None:
         """A carrier-liable return: its claim, to be filed with the carrier (claims_desk)."""

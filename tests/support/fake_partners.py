@@ -9,7 +9,7 @@ from typing import Any
 from services.eventing.handler_contract import Outbound, TransientFailure
 from services.pickup.carrier_client import Booking
 from services.refund.marketplace_client import ReplacementAnswer, ReplacementOrder
-from services.refund.psp_client import ProviderDown, PspAnswer, RefundOrder
+from services.refund.psp_client import ChargeOrder, ProviderDown, PspAnswer, RefundOrder
 
 
 @dataclass
@@ -54,6 +54,7 @@ class FakePsp:
     void_outcome: str = "voided"
     refunds: dict[str, RefundOrder] = field(default_factory=dict)
     voids: list[str] = field(default_factory=list)
+    charges: dict[str, ChargeOrder] = field(default_factory=dict)
 
     async def refund(self, order: RefundOrder) -> PspAnswer:
         if self.down:
@@ -70,6 +71,15 @@ class FakePsp:
     async def void(self, refund_id: str) -> str:
         self.voids.append(refund_id)
         return self.void_outcome
+
+    async def charge(self, order: ChargeOrder) -> PspAnswer:
+        if self.down:
+            raise ProviderDown(f"{self.name}: ConnectError")
+        if self.decline:
+            return PspAnswer(False, decline_code=self.decline, detail="declined by the fake")
+        self.charges.setdefault(order.key, order)
+        charge_id = f"{self.name}-C{list(self.charges).index(order.key) + 1}"
+        return PspAnswer(True, charge_id, "CAPTURED")
 
 
 @dataclass

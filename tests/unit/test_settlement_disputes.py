@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from services.decisions.settlement.accounts import AccountKind
 from services.decisions.settlement.completed_returns import NotSettleable, decided_dispute
+from services.decisions.settlement.fx import Rate
 from services.decisions.settlement.journal import imbalance
 from services.decisions.settlement.return_postings import (
     FeesTo,
     LineType,
     SettlementTerms,
+    SoldBy,
     dispute_entry,
+    exchange_charge_entry,
     refund_entry,
 )
 from tests.unit.test_settlement_completions import order_of
@@ -109,3 +112,20 @@ def test_every_dispute_entry_balances(amount, liable, seller_currency, reinspect
     entry = dispute_entry(dispute, SettlementTerms(fees_to=fees_to), 1)
     assert not imbalance(entry.postings)
     assert entry.entry_id == dispute_entry(dispute, SettlementTerms(fees_to=fees_to), 2).entry_id
+
+
+@settings(max_examples=100, deadline=None)
+@given(amount=st.integers(1, 10**9), seller_currency=st.sampled_from(["EUR", "GBP"]))
+def test_an_exchange_charge_is_owed_to_the_seller_and_balances(amount, seller_currency):
+    order = order_of([{"line_id": "L1", "sku": "SKU-1"}], seller_currency=seller_currency)
+    rate = Rate.parse("EUR", order["seller_currency"], order["fx_rate"])
+    sold_by = SoldBy("S-1", seller_currency, rate)
+    entry = exchange_charge_entry(
+        "RMA-X", amount, "EUR", "psp-double", sold_by, 1, "ch_1", "RMA-X-exchange-charge"
+    )
+    assert not imbalance(entry.postings)
+    assert accounts(entry)[f"{AccountKind.PSP_CLEARING.value}:psp-double:EUR"] == amount
+    [line] = [p for p in entry.postings if p.line_type]
+    assert (line.line_type, line.currency) == (LineType.EXCHANGE_DIFFERENCE, seller_currency)
+    assert line.amount_minor < 0  # owed to the seller
+    assert entry.step == "charge:RMA-X-exchange-charge"

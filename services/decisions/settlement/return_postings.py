@@ -54,6 +54,7 @@ class LineType(StrEnum):
     FX_ADJUSTMENT = "FXAdjustment"
     CHARGEBACK = "Chargeback"
     DISPUTE_ADJUSTMENT = "DisputeAdjustment"  # a buyer's dispute refunded at the seller's cost
+    EXCHANGE_DIFFERENCE = "ExchangeDifference"  # a dearer variant's difference the buyer paid
 
 
 class CommissionCredit(StrEnum):
@@ -415,6 +416,47 @@ def dispute_entry(
             "seller_id": seller_id,
             "liable": dispute.liable.value,
             "market": dispute.market,
+        },
+    )
+
+
+def exchange_charge_entry(
+    return_id: str,
+    amount_minor: int,
+    currency: str,
+    provider: str,
+    sold_by: SoldBy,
+    booked_at_ms: int,
+    provider_reference: str,
+    merchant_reference: str,
+) -> JournalEntry:
+    """A buyer paid the difference of an exchange to a dearer variant: the provider holds
+    the money for us (its clearing account), and the seller, who ships the dearer item, is
+    owed it (an ExchangeDifference line, in their currency; no commission is taken on it)."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise LedgerError(f"a charge must be a positive integer, got {amount_minor!r}")
+    line = (LineType.EXCHANGE_DIFFERENCE, -amount_minor, "dearer variant: the buyer paid", "")
+    postings = [
+        Posting(
+            account(AccountKind.PSP_CLEARING, currency, provider),
+            amount_minor,
+            currency,
+            description="the buyer paid the exchange's difference",
+        ),
+        *seller_postings([line], currency, sold_by),
+    ]
+    step = f"charge:{merchant_reference}"
+    return JournalEntry(
+        entry_id(return_id, step),
+        return_id,
+        step,
+        booked_at_ms,
+        without_zero(postings),
+        references={
+            "provider": provider,
+            "provider_reference": provider_reference,
+            "merchant_reference": merchant_reference,
+            "seller_id": sold_by.seller_id,
         },
     )
 

@@ -38,6 +38,13 @@ from aiohttp import web
 
 from services.eventing.log_setup import get_logger
 from services.tools.partners import http_support, partner_double
+from services.tools.partners.psp_charges import (
+    CAPTURED,
+    Charge,
+    ChargeRequest,
+    charge_request,
+    new_charge,
+)
 from services.tools.partners.psp_refund_ledger import RefundLedger
 from services.tools.partners.psp_refund_requests import optional_return_id, refund_request
 from services.tools.partners.psp_refunds import (
@@ -74,6 +81,7 @@ class PspDouble(partner_double.PartnerDouble[PspFaults, Refund]):
             settings, lambda: self.faults, self._note_webhook_acknowledged
         )
         self._settlements: dict[str, asyncio.Task[None]] = {}
+        self.charge_keys: http_support.IdempotencyKeys[Charge] = http_support.IdempotencyKeys()
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: reload the ledger, settle what was pending, re-send the
@@ -131,6 +139,30 @@ class PspDouble(partner_double.PartnerDouble[PspFaults, Refund]):
         )
         self.ghost_if_planned("refund")
         return _refund_answer(refund, created=True)
+
+    # --- charges (a buyer pays the difference of an exchange to a dearer variant) ---------
+
+    @partner_double.route("POST", "/charges")
+    async def create_charge(self, request: web.Request) -> web.Response:
+        await self.inject_faults()
+        charge, created = await self.charge_keys.create_once(
+            request, charge_request, self._new_charge
+        )
+        log.info("charge answered", charge_id=charge.charge_id, status=charge.status)
+        refused = None
+        if charge.status != CAPTURED:
+            refused = http_support.ApiError(402, "declined", f"charge {charge.charge_id}")
+        return http_support.creation_answer(charge.to_json(), created=created, refused=refused)
+
+    @partner_double.route("GET", "/charges")
+    async def list_charges(self, request: web.Request) -> web.Response:
+        listed = http_support.filter_by_return_id(request, self.charge_keys.records.values())
+        return web.json_response({"charges": [charge.to_json() for charge in listed]})
+
+    def _new_charge(self, wanted: ChargeRequest, key: str, fingerprint: str) -> Charge:
+        declined = self.faults.roll(self.faults.charge_decline_rate)
+        code = "insufficient_funds" if declined else None
+        return new_charge(wanted, key, fingerprint, self.settings.name, code)
 
     @partner_double.route("POST", "/refunds/{refund_id}/void")
     async def void_refund(self, request: web.Request) -> web.Response:

@@ -17,7 +17,8 @@ DEFAULT_DECLINE_CODES = ("account_closed", "card_expired", "do_not_honor")
 @dataclass
 class PspFaults(FaultPlan):
     """The shared faults plus the PSP's own: declined and pending card refunds, pending
-    refunds that fail when they settle, settlement webhooks delivered twice."""
+    refunds that fail when they settle, settlement webhooks delivered twice, declined
+    charges."""
 
     decline_rate: float = rate_field()
     decline_codes: tuple[str, ...] = codes_field(DEFAULT_DECLINE_CODES)
@@ -25,6 +26,7 @@ class PspFaults(FaultPlan):
     pending_rate: float = rate_field()
     settlement_failure_rate: float = rate_field()
     webhook_duplicate_rate: float = rate_field()
+    charge_decline_rate: float = rate_field()  # buyers' charges (exchange differences)
 
 
 @dataclass(frozen=True)
