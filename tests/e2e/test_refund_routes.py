@@ -1,7 +1,7 @@
 """Money back the way the buyer paid, on the real processes: a card refund settled by the
 provider's signed webhook, failover to the second card provider, BNPL schedules, bank
-transfers that wait for the buyer's account, declines that fall back to store credit, and
-exchanges (placed, or out of stock → the policy)."""
+transfers that wait for the buyer's account, declines that fall back to store credit (and
+exchanges: tests/e2e/test_exchanges.py)."""
 
 from __future__ import annotations
 
@@ -151,28 +151,3 @@ def test_a_decline_a_person_must_judge_opens_a_ticket_and_moves_no_money(stack, 
     assert view["status"] == "NEEDS_ATTENTION", view["outcome"]
     assert view["outcome"]["ticket_id"]
     assert [r["status"] for r in refunds_at(http, stack, "psp", return_id)] == ["declined"]
-
-
-def test_an_exchange_places_a_replacement_order_and_refunds_nothing(stack, http):
-    return_id = through_inspection(http, stack, resolution="EXCHANGE", exchange_sku="SKU-E2E-1-XL")
-    view = wait_for_status(http, stack, return_id, TERMINAL, timeout=90)
-    assert view["status"] == "COMPLETED", view["outcome"]
-    assert view["outcome"]["resolution"] == "EXCHANGE"
-    orders = http.get(
-        f"{stack.url('marketplace')}/replacement-orders", params={"return_id": return_id}
-    ).json()["replacement_orders"]
-    assert [(o["sku"], o["quantity"], o["status"]) for o in orders] == [
-        ("SKU-E2E-1-XL", 3, "placed")
-    ]
-    assert refunds_at(http, stack, "psp", return_id) == []
-
-
-def test_an_exchange_out_of_stock_in_de_is_refunded_as_store_credit(stack, http):
-    sku = "SKU-E2E-SOLD-OUT"
-    assert http.post(f"{stack.url('marketplace')}/admin/stock", json={sku: 0}).status_code == 200
-    return_id = through_inspection(http, stack, resolution="EXCHANGE", exchange_sku=sku)
-    view = wait_for_status(http, stack, return_id, TERMINAL, timeout=90)
-    assert view["status"] == "COMPLETED", view["outcome"]
-    [refund] = refunds_at(http, stack, "psp", return_id)
-    assert (refund["method"], refund["amount_minor"]) == ("STORE_CREDIT", EXPECTED_REFUND_MINOR)
-    assert "exchange_out_of_stock" in [r["rule_id"] for r in view["rules_fired"]]
