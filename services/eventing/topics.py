@@ -208,7 +208,7 @@ NOTIFICATION_EVENTS = _stream(
     "boomerang.notifications.events",
     "notifications → itself: a message the provider took, or a failed send and when it is "
     "tried again (the outbox's durable steps, keyed by return)",
-    ("NotificationSent", "NotificationFailed"),
+    ("NotificationsSettled", "NotificationSent", "NotificationFailed"),
     days=VIEW_SOURCE_DAYS,
 )
 

@@ -15,12 +15,13 @@ import asyncio
 import os
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from services.decisions.notifications.outbox import RetryTerms
 from services.engine import worker as runtime
 from services.engine.due_timers import DueTimers
 from services.eventing.envelope import now_ms
-from services.eventing.handler_contract import Outbound, Route, Subscription, Wiring
+from services.eventing.handler_contract import Route, Subscription, Wiring
 from services.eventing.log_setup import event_context, get_logger
 from services.eventing.partner_http import PartnerHttp
 from services.eventing.request_keys import path_parameter
@@ -75,7 +76,9 @@ def wiring(ports: NotifyPorts) -> Wiring:
     return Wiring((milestones,), (listing,))
 
 
-async def send_one(provider: NotifyProvider, send: Send, max_attempts: int) -> Outbound:
+async def send_one(
+    provider: NotifyProvider, send: Send, max_attempts: int
+) -> tuple[str, dict[str, Any]]:
     with event_context(return_id=send.return_id, notice_key=send.notice.key):
         result = await provider.send(send)
         now = now_ms()
@@ -84,12 +87,12 @@ async def send_one(provider: NotifyProvider, send: Send, max_attempts: int) -> O
             NOTIFICATIONS_SENT.labels(milestone, send.notice.recipient, send.message.language).inc()
             NOTIFICATION_DELAY_SECONDS.observe(max(0.0, (now - send.notice.at_ms) / 1000))
             log.debug("notification sent", milestone=milestone, attempt=send.attempt)
-            return handlers.sent_event(send, result.message_id, now)
+            return send.return_id, handlers.sent_result(send, result.message_id)
         NOTIFICATION_SEND_FAILURES.labels(milestone, str(result.retryable).lower()).inc()
         if not result.retryable or send.attempt >= max_attempts:
             NOTIFICATIONS_GIVEN_UP.labels(milestone).inc()
         log.info("notification send failed", milestone=milestone, reason=result.reason[:200])
-        return handlers.failed_event(send, result.reason, result.retryable, now)
+        return send.return_id, handlers.failed_result(send, result.reason, result.retryable)
 
 
 def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
@@ -114,7 +117,7 @@ def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
         parts.on_stop(provider.aclose)
         limit = asyncio.Semaphore(int(os.environ.get("NOTIFY_CONCURRENCY", "16")))
 
-        async def bounded(send: Send) -> Outbound:
+        async def bounded(send: Send) -> tuple[str, dict[str, Any]]:
             async with limit:
                 return await send_one(provider, send, retry.max_attempts)
 
@@ -123,7 +126,7 @@ def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
                 return
             if sends := handlers.due_sends(ports):
                 results = await asyncio.gather(*(bounded(send) for send in sends))
-                await parts.publish_durably(results)
+                await parts.publish_durably(handlers.settled_events(list(results), now_ms()))
 
         parts.every(SEND_SCAN_S, send_due)
         return wiring(ports)

@@ -4,8 +4,9 @@ Every milestone event (returns, pickup, inspection, risk, refund, saga, disputes
 notices to the return's outbox (decisions/notifications/outbox.py) in the `outboxes`
 table, each once however often the event is delivered. A timer (`due_sends`) takes the
 notices whose time has come; the composition root sends them through the provider and
-publishes what happened as NotificationSent or NotificationFailed, which come back here
-and settle the outbox: a send is a durable step like the saga's timers, and a failed one
+publishes what happened, which comes back here
+and settle the outbox (one NotificationsSettled per return and pass, with every send's
+result): a send is a durable step like the saga's timers, and a failed one
 is tried again later without holding anything else back. The provider's Idempotency-Key
 is the notice key, so a send repeated after a crash is one message.
 """
@@ -27,7 +28,8 @@ from services.eventing.log_setup import get_logger
 from services.eventing.request_fields import ApiError
 
 SERVICE = "notifications"
-RESULT_EVENTS = ("NotificationSent", "NotificationFailed")
+# one record per return and sending pass; one per message before (still read)
+RESULT_EVENTS = ("NotificationsSettled", "NotificationSent", "NotificationFailed")
 # every event that adds a notice, names the recipients, ends a return or settles a send
 TAKEN = frozenset(
     {
@@ -79,24 +81,13 @@ async def take(ports: NotifyPorts, incoming: Incoming) -> list[Outbound]:
     return_id, name, record = incoming.return_id, incoming.name, incoming.record
     state = ports.outboxes.get(return_id)
     now = ports.clock_ms()
-    if name == "NotificationSent":
+    if name in RESULT_EVENTS:
         if state is None:
             return []
-        ports.in_flight.pop(record["notice_key"], None)
-        changed = outbox.mark_sent(state, record["notice_key"], record["envelope"]["occurred_at"])
-    elif name == "NotificationFailed":
-        if state is None:
-            return []
-        ports.in_flight.pop(record["notice_key"], None)
-        terms = ports.retry if record["retryable"] else outbox.RetryTerms(max_attempts=0)
-        changed, gave_up = outbox.mark_failed(state, record["notice_key"], now, terms)
-        if gave_up:
-            log.warning(
-                "notification given up",
-                notice_key=record["notice_key"],
-                milestone=record["milestone"],
-                reason=record["reason"][:200],
-            )
+        at = record["envelope"]["occurred_at"]
+        changed = state
+        for result in results_of(name, record):
+            changed = _settle(ports, changed, result, at, now)
     else:
         changed = outbox.take_event(state, name, record, now)
         if changed == state:
@@ -108,6 +99,34 @@ async def take(ports: NotifyPorts, incoming: Incoming) -> list[Outbound]:
     if (due_at := outbox.next_due_at(changed)) is not None:
         ports.due.note(return_id, due_at)
     return []
+
+
+def results_of(name: str, record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The send results a record carries (NotificationsSettled: all of a pass's for its
+    return; the single-message records written before it: one)."""
+    if name == "NotificationsSettled":
+        return list(record["results"])
+    sent = name == "NotificationSent"
+    return [{**record, "sent": sent, "attempt": record.get("attempt", record.get("attempts"))}]
+
+
+def _settle(
+    ports: NotifyPorts, state: Any, result: Mapping[str, Any], at_ms: int, now_ms: int
+) -> Any:
+    key = result["notice_key"]
+    ports.in_flight.pop(key, None)
+    if result["sent"]:
+        return outbox.mark_sent(state, key, at_ms)
+    terms = ports.retry if result["retryable"] else outbox.RetryTerms(max_attempts=0)
+    changed, gave_up = outbox.mark_failed(state, key, now_ms, terms, result.get("attempt"))
+    if gave_up:
+        log.warning(
+            "notification given up",
+            notice_key=key,
+            milestone=result["milestone"],
+            reason=str(result.get("reason") or "")[:200],
+        )
+    return changed
 
 
 def _due_at(state: Any) -> int | None:
@@ -144,38 +163,50 @@ def due_sends(ports: NotifyPorts) -> list[Send]:
     return sends
 
 
-def sent_event(send: Send, message_id: str, now_ms: int) -> Outbound:
-    event_id = deterministic_event_id(send.return_id, "NotificationSent", send.notice.key)
-    record = {
-        "envelope": new_envelope(
-            "NotificationSent", send.return_id, SERVICE, event_id=event_id, occurred_at=now_ms
-        ),
-        "notice_key": send.notice.key,
-        "milestone": send.notice.milestone,
-        "recipient_role": send.notice.recipient,
-        "language": send.message.language,
-        "provider_message_id": message_id,
-        "attempts": send.attempt,
-    }
-    return ("NotificationSent", record)
-
-
-def failed_event(send: Send, reason: str, retryable: bool, now_ms: int) -> Outbound:
-    event_id = deterministic_event_id(
-        send.return_id, "NotificationFailed", send.notice.key, str(send.attempt)
-    )
-    record = {
-        "envelope": new_envelope(
-            "NotificationFailed", send.return_id, SERVICE, event_id=event_id, occurred_at=now_ms
-        ),
+def sent_result(send: Send, message_id: str) -> dict[str, Any]:
+    return {
         "notice_key": send.notice.key,
         "milestone": send.notice.milestone,
         "recipient_role": send.notice.recipient,
         "attempt": send.attempt,
+        "sent": True,
+        "language": send.message.language,
+        "provider_message_id": message_id,
+        "reason": "",
+        "retryable": False,
+    }
+
+
+def failed_result(send: Send, reason: str, retryable: bool) -> dict[str, Any]:
+    return {
+        "notice_key": send.notice.key,
+        "milestone": send.notice.milestone,
+        "recipient_role": send.notice.recipient,
+        "attempt": send.attempt,
+        "sent": False,
+        "language": send.message.language,
+        "provider_message_id": "",
         "reason": reason[:500],
         "retryable": retryable,
     }
-    return ("NotificationFailed", record)
+
+
+def settled_events(results: list[tuple[str, dict[str, Any]]], now_ms: int) -> list[Outbound]:
+    """One NotificationsSettled per return of a sending pass (`results`: return id and each
+    send's result), its id from the return and what it settles (the same pass redone after a
+    crash is the same record)."""
+    by_return: dict[str, list[dict[str, Any]]] = {}
+    for return_id, result in results:
+        by_return.setdefault(return_id, []).append(result)
+    events: list[Outbound] = []
+    for return_id, settled in by_return.items():
+        what = sorted(f"{r['notice_key']}#{r['attempt']}" for r in settled)
+        event_id = deterministic_event_id(return_id, "NotificationsSettled", *what)
+        envelope = new_envelope(
+            "NotificationsSettled", return_id, SERVICE, event_id=event_id, occurred_at=now_ms
+        )
+        events.append(("NotificationsSettled", {"envelope": envelope, "results": settled}))
+    return events
 
 
 async def return_notifications(

@@ -203,12 +203,14 @@ def test_the_handlers_send_each_due_notice_once_and_settle_it_from_its_event():
     assert {(s.notice.milestone, s.notice.recipient) for s in sends} == EXPECTED
     assert {s.recipient_id for s in sends} == {"B-1", "S-1"}
     assert handlers.due_sends(wired) == []  # in flight: not sent again
-    for send in sends[:-1]:
-        _, record = handlers.sent_event(send, f"MSG-{send.notice.key}", NOW + 10)
-        deliver(wired, "NotificationSent", record)
     last = sends[-1]
-    _, failed = handlers.failed_event(last, "HTTP 503", True, NOW + 10)
-    deliver(wired, "NotificationFailed", failed)
+    results = [
+        (s.return_id, handlers.sent_result(s, f"MSG-{s.notice.key}")) for s in sends[:-1]
+    ] + [(last.return_id, handlers.failed_result(last, "HTTP 503", True))]
+    [(name, settled)] = handlers.settled_events(results, NOW + 10)  # one record per return
+    assert name == "NotificationsSettled" and len(settled["results"]) == len(EXPECTED)
+    deliver(wired, name, settled)
+    deliver(wired, name, settled)  # redelivered: nothing changes twice
     state = wired.outboxes[RETURN]
     assert len(state["sent"]) == len(EXPECTED) - 1
     [waiting] = state["outbox"]
@@ -216,9 +218,10 @@ def test_the_handlers_send_each_due_notice_once_and_settle_it_from_its_event():
     wired.clock[0] = NOW + 61_000  # past the retry and the in-flight guard
     [retried] = handlers.due_sends(wired)
     assert (retried.notice.key, retried.attempt) == (last.notice.key, 2)
-    _, sent = handlers.sent_event(retried, "MSG-2", NOW + 61_000)
+    result = (retried.return_id, handlers.sent_result(retried, "MSG-2"))
+    [(name, sent)] = handlers.settled_events([result], NOW + 61_000)
     wired.clock[0] = NOW + 8 * 86_400_000  # long after the return ended
-    deliver(wired, "NotificationSent", sent)
+    deliver(wired, name, sent)
     assert RETURN not in wired.outboxes  # nothing left to send, kept long enough: dropped
 
 

@@ -98,12 +98,14 @@ def mark_sent(state: Mapping[str, Any], key: str, at_ms: int) -> dict[str, Any]:
 
 
 def mark_failed(
-    state: Mapping[str, Any], key: str, at_ms: int, terms: RetryTerms
+    state: Mapping[str, Any], key: str, at_ms: int, terms: RetryTerms, attempt: int | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """After a failed send: tried again later, or given up after `max_attempts` (True)."""
+    """After a failed send (its `attempt`, when known): tried again later, or given up after
+    `max_attempts` (True). A failure of an attempt already counted (redelivered) changes
+    nothing."""
     outbox, gave_up = [], False
     for entry in state["outbox"]:
-        if entry["key"] != key:
+        if entry["key"] != key or (attempt is not None and entry["attempts"] >= attempt):
             outbox.append(entry)
             continue
         attempts = entry["attempts"] + 1
