@@ -120,17 +120,22 @@ class PspClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def refund(self, order: RefundOrder) -> PspAnswer:
+    async def _post(self, path: str, body: dict[str, Any], key: str) -> PartnerResponse:
+        """POST with the Idempotency-Key: ProviderDown when no connection could be made,
+        TransientFailure when the request may have reached the provider (or it asks for
+        a retry)."""
         try:
-            response = await self.http.post(
-                "/refunds", json=order.body(), headers={"Idempotency-Key": order.key}
-            )
+            response = await self.http.post(path, json=body, headers={"Idempotency-Key": key})
         except PartnerConnectFailed as exc:
             raise ProviderDown(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         except PartnerUnreachable as exc:
             raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
+        return response
+
+    async def refund(self, order: RefundOrder) -> PspAnswer:
+        response = await self._post("/refunds", order.body(), order.key)
         data = _json_object(response)
         if response.status_code in (200, 201) and str(data.get("status")) in ("failed", "voided"):
             # a replayed refund that ended badly since (a transfer sent back, a void)
@@ -161,16 +166,7 @@ class PspClient:
     async def charge(self, order: ChargeOrder) -> PspAnswer:
         """Take a payment from the buyer (an exchange's difference): accepted with the
         provider's charge id, declined (402) with a code, or transient."""
-        try:
-            response = await self.http.post(
-                "/charges", json=order.body(), headers={"Idempotency-Key": order.key}
-            )
-        except PartnerConnectFailed as exc:
-            raise ProviderDown(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
-        except PartnerUnreachable as exc:
-            raise TransientFailure(f"{self.provider}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise TransientFailure(f"{self.provider}: HTTP {response.status_code}")
+        response = await self._post("/charges", order.body(), order.key)
         data = _json_object(response)
         if response.status_code in (200, 201) and data.get("charge_id"):
             return PspAnswer(

@@ -40,13 +40,13 @@ from services.decisions.settlement.completed_returns import (
     NotSettleable,
     decided_dispute,
     return_to_settle,
+    sold_by_of,
 )
-from services.decisions.settlement.fx import FxError, Rate
-from services.decisions.settlement.journal import JournalEntry, Posting
+from services.decisions.settlement.fx import FxError
+from services.decisions.settlement.journal import JournalEntry, LedgerError, Posting
 from services.decisions.settlement.return_postings import (
     ReturnToSettle,
     SettlementTerms,
-    SoldBy,
     dispute_entry,
     exchange_charge_entry,
     failed_refund_entry,
@@ -410,10 +410,9 @@ class SettlementConsumer:
         if amount["currency"] != order["currency"]:
             raise NotSettleable(f"charged in {amount['currency']}, order in {order['currency']}")
         try:
-            rate = Rate.parse(amount["currency"], order["seller_currency"], order["fx_rate"])
-        except FxError as exc:
+            sold_by = sold_by_of(order, amount["currency"])
+        except (FxError, LedgerError) as exc:
             raise NotSettleable(str(exc)) from exc
-        sold_by = SoldBy(order["seller_id"], order["seller_currency"], rate)
         entry = exchange_charge_entry(
             record["envelope"]["return_id"],
             amount["amount_minor"],

@@ -13,6 +13,7 @@ from services.decisions.saga import Status
 from services.eventing.request_fields import ApiError
 from services.tools.local_stack.drawn_returns import request_of
 from tests.support.return_events import event, return_request_body
+from tests.unit.test_saga_disputes import issued_for
 from tests.unit.test_saga_refund_plan import accepted_return, apply, refund_command
 from tests.unit.test_saga_refund_routes import EXCHANGED_LINES
 
@@ -66,13 +67,7 @@ def test_a_cheaper_variant_is_placed_then_its_difference_refunded_and_settled_fr
     assert refund["amount"] == {"amount_minor": 3 * 500, "currency": "EUR"}
     assert refund["liable"] == "SELLER"
     assert [line["amount_minor"] for line in refund["breakdown"]] == [1500]
-    issued = event(
-        "RefundIssued",
-        RID,
-        amount=refund["amount"],
-        method=refund["method"],
-        idempotency_key=refund["idempotency_key"],
-    )
+    issued = issued_for(RID, refund)
     completed = apply(placed.state, "RefundIssued", issued)
     [(name, completion)] = completed.commands
     assert name == "ReturnCompleted" and completion["refunded"]["amount_minor"] == 1500

@@ -34,16 +34,22 @@ from tests.unit.test_saga_refund_plan import (
 GRADES = ("A", "B", "C", "D")
 
 
-def completed(grades=("C", "B", "B"), return_id: str = "RMA-DISPUTE-1", **overrides: Any):
-    done = refund_command(accepted_return(return_id=return_id, **overrides), grades)
-    command = the_refund(done)
-    issued = event(
+def issued_for(return_id: str, command: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The refund service's RefundIssued for a RefundRequested."""
+    return event(
         "RefundIssued",
         return_id,
         amount=command["amount"],
         method=command["method"],
         idempotency_key=command["idempotency_key"],
+        **fields,
     )
+
+
+def completed(grades=("C", "B", "B"), return_id: str = "RMA-DISPUTE-1", **overrides: Any):
+    done = refund_command(accepted_return(return_id=return_id, **overrides), grades)
+    command = the_refund(done)
+    issued = issued_for(return_id, command)
     state = apply(done.state, "RefundIssued", issued).state
     assert state.status == Status.COMPLETED
     return state, command
@@ -103,14 +109,7 @@ def test_a_reinspection_that_finds_no_damage_pays_the_deduction_once_with_its_ow
     assert refund["amount"]["amount_minor"] == deducted(first)
     assert sum(line["amount"]["amount_minor"] for line in refund["lines"]) == deducted(first)
     assert refund["liable"] == "SELLER"  # a remorse return: the seller refunds its item
-    issued = event(
-        "RefundIssued",
-        state.return_id,
-        amount=refund["amount"],
-        method=refund["method"],
-        idempotency_key=refund["idempotency_key"],
-        provider_refund_id="re_dispute_1",
-    )
+    issued = issued_for(state.return_id, refund, provider_refund_id="re_dispute_1")
     done = apply(decided.state, "RefundIssued", issued)
     assert done.state.status == Status.COMPLETED
     [(name, decision)] = done.commands
@@ -222,13 +221,7 @@ def test_a_dispute_never_pays_more_than_was_kept_and_pays_at_most_once(first, se
     if done.state.status != Status.REFUND_PENDING:
         return
     command = the_refund(done)
-    issued = event(
-        "RefundIssued",
-        rid,
-        amount=command["amount"],
-        method=command["method"],
-        idempotency_key=command["idempotency_key"],
-    )
+    issued = issued_for(rid, command)
     state = apply(done.state, "RefundIssued", issued).state
     opened = dispute(state)
     if opened.state.status != Status.DISPUTED:
@@ -274,13 +267,7 @@ def test_a_disputed_return_counts_one_dispute_and_ends_once_in_the_figures():
     opened = dispute(state).state
     paying = reinspect(opened, ("B", "B", "B")).state
     refund = paying.dispute["refund"]
-    issued = event(
-        "RefundIssued",
-        state.return_id,
-        amount=refund["amount"],
-        method=refund["method"],
-        idempotency_key=refund["idempotency_key"],
-    )
+    issued = issued_for(state.return_id, refund)
     done = apply(paying, "RefundIssued", issued).state
     steps = [saga_figures(a, b) for a, b in ((state, opened), (opened, paying), (paying, done))]
     assert [f.dispute_opened for f in steps] == [True, False, False]

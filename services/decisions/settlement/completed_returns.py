@@ -56,6 +56,13 @@ def charges_of(
         raise NotSettleable(str(exc)) from exc
 
 
+def sold_by_of(order: Mapping[str, Any], currency: str) -> SoldBy:
+    """The order's seller, their currency and the rate locked on the order from `currency`
+    (FxError or LedgerError when they do not fit)."""
+    rate = Rate.parse(currency, order["seller_currency"], order["fx_rate"])
+    return SoldBy(order["seller_id"], order["seller_currency"], rate)
+
+
 def return_to_settle(
     completed: Mapping[str, Any], order: Mapping[str, Any], carrier_id: str | None = None
 ) -> ReturnToSettle:
@@ -73,14 +80,13 @@ def return_to_settle(
     if currency != order["currency"]:
         raise NotSettleable(f"{return_id}: refunded in {currency}, order in {order['currency']}")
     try:
-        rate = Rate.parse(currency, order["seller_currency"], order["fx_rate"])
         charges = charges_of(currency, breakdown, order)
         settled = ReturnToSettle(
             return_id,
             order["order_ref"],
             Liable(liable),
             charges,
-            SoldBy(order["seller_id"], order["seller_currency"], rate),
+            sold_by_of(order, currency),
             carrier_id=carrier_id if liable == Liable.CARRIER else None,
             market=str(order.get("market", "")),
         )
@@ -108,7 +114,6 @@ def decided_dispute(decided: Mapping[str, Any], order: Mapping[str, Any]) -> Dec
     if currency != order["currency"]:
         raise NotSettleable(f"{return_id}: refunded in {currency}, order in {order['currency']}")
     try:
-        rate = Rate.parse(currency, order["seller_currency"], order["fx_rate"])
         return DecidedDispute(
             return_id,
             str(decided["dispute_id"]),
@@ -116,7 +121,7 @@ def decided_dispute(decided: Mapping[str, Any], order: Mapping[str, Any]) -> Dec
             currency,
             Liable(liable),
             order["order_ref"],
-            SoldBy(order["seller_id"], order["seller_currency"], rate),
+            sold_by_of(order, currency),
             carrier_id=decided.get("carrier_id") if liable == Liable.CARRIER else None,
             reinspected=decided.get("decided_by") == "reinspection",
             market=str(order.get("market", "")),

@@ -228,19 +228,9 @@ def liability_entry(
     postings = [
         Posting(account(AccountKind.RETURNS_CLEARING, currency), -charges.refunded, currency)
     ]
-    if settled.liable is Liable.PLATFORM:
+    if settled.liable in (Liable.PLATFORM, Liable.CARRIER):
         postings.append(
-            Posting(account(AccountKind.PLATFORM_EXPENSE, currency), charges.refunded, currency)
-        )
-    elif settled.liable is Liable.CARRIER:
-        postings.append(
-            Posting(
-                account(AccountKind.CARRIER_CLAIMS, currency, settled.carrier_id),
-                charges.refunded,
-                currency,
-                LineType.CARRIER_CLAIM,
-                "claim against the carrier",
-            )
+            _not_the_seller(settled.liable, charges.refunded, currency, settled.carrier_id, "")
         )
     else:
         postings += _seller_charges(settled, terms)
@@ -262,6 +252,18 @@ def liability_entry(
         moved,
         references=references,
     )
+
+
+def _not_the_seller(
+    liable: Liable, amount: int, currency: str, carrier_id: str | None, prefix: str
+) -> Posting:
+    """A refund the platform (an expense) or the carrier (a claim receivable) pays."""
+    if liable is Liable.PLATFORM:
+        expense = account(AccountKind.PLATFORM_EXPENSE, currency)
+        return Posting(expense, amount, currency, description=f"{prefix}platform expense")
+    claims = account(AccountKind.CARRIER_CLAIMS, currency, carrier_id)
+    text = f"{prefix}claim against the carrier"
+    return Posting(claims, amount, currency, LineType.CARRIER_CLAIM, text)
 
 
 def _seller_charges(settled: ReturnToSettle, terms: SettlementTerms) -> list[Posting]:
@@ -369,25 +371,9 @@ def dispute_entry(
     - CARRIER: a claim receivable from the carrier."""
     currency, amount = dispute.currency, dispute.refunded
     postings = [Posting(account(AccountKind.RETURNS_CLEARING, currency), -amount, currency)]
-    if dispute.liable is Liable.PLATFORM:
-        postings.append(
-            Posting(
-                account(AccountKind.PLATFORM_EXPENSE, currency),
-                amount,
-                currency,
-                description=f"dispute {dispute.dispute_id}: goodwill",
-            )
-        )
-    elif dispute.liable is Liable.CARRIER:
-        postings.append(
-            Posting(
-                account(AccountKind.CARRIER_CLAIMS, currency, dispute.carrier_id),
-                amount,
-                currency,
-                LineType.CARRIER_CLAIM,
-                f"dispute {dispute.dispute_id}: claim against the carrier",
-            )
-        )
+    if dispute.liable in (Liable.PLATFORM, Liable.CARRIER):
+        why = f"dispute {dispute.dispute_id}: "
+        postings.append(_not_the_seller(dispute.liable, amount, currency, dispute.carrier_id, why))
     elif dispute.reinspected and terms.fees_to is FeesTo.PLATFORM:
         postings.append(
             Posting(

@@ -210,21 +210,8 @@ class LoopDriver:
     async def _dispute(self, tracked: TrackedReturn) -> None:
         """The buyer disputes the deduction; a return the saga will not reopen (refunded
         in full: the seller was at fault) is seen refused on its view."""
-        returns_url = self.stack.url_of("returns", tracked.index)
-        url = f"{returns_url}/returns/{tracked.return_id}/disputes"
         asked = {"reason": "DAMAGE_NOT_MINE", "details": "it left my hands undamaged"}
-        buyer = await self._signed_in(tracked)
-        for attempt in range(self.request_retries):
-            try:
-                response = await self.http.post(url, json=asked, headers=buyer)
-            except httpx.HTTPError as exc:
-                tracked.errors.append(f"dispute: {exc!r}")
-            else:
-                self.check_answer("dispute", response, tracked.return_id)
-                if response.status_code == 202:
-                    break
-                tracked.errors.append(f"dispute: HTTP {response.status_code}")
-            await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+        await self._buyer_asks(tracked, "dispute", "disputes", asked)
         view_url = f"{self.stack.url('coordinator')}/returns/{tracked.return_id}"
         for _ in range(100):
             await asyncio.sleep(0.3)
@@ -350,21 +337,29 @@ class LoopDriver:
             "window_start": iso_instant(start),
             "window_end": iso_instant(start + 4 * HOUR_MS),
         }
+        if await self._buyer_asks(tracked, "pickup window", "pickup-window", window):
+            self.reschedules_asked += 1
+
+    async def _buyer_asks(
+        self, tracked: TrackedReturn, call: str, path: str, body: dict[str, Any]
+    ) -> bool:
+        """The buyer POSTs `body` to `/returns/{id}/{path}` at the front door (signed in;
+        retried): True once it answered 202."""
         returns_url = self.stack.url_of("returns", tracked.index)
-        url = f"{returns_url}/returns/{tracked.return_id}/pickup-window"
+        url = f"{returns_url}/returns/{tracked.return_id}/{path}"
         buyer = await self._signed_in(tracked)
         for attempt in range(self.request_retries):
             try:
-                response = await self.http.post(url, json=window, headers=buyer)
+                response = await self.http.post(url, json=body, headers=buyer)
             except httpx.HTTPError as exc:
-                tracked.errors.append(f"pickup window: {exc!r}")
+                tracked.errors.append(f"{call}: {exc!r}")
             else:
-                self.check_answer("pickup window", response, tracked.return_id)
+                self.check_answer(call, response, tracked.return_id)
                 if response.status_code == 202:
-                    self.reschedules_asked += 1
-                    return
-                tracked.errors.append(f"pickup window: HTTP {response.status_code}")
+                    return True
+                tracked.errors.append(f"{call}: HTTP {response.status_code}")
             await asyncio.sleep(min(2.0, 0.5 * (attempt + 1)))
+        return False
 
     async def _scan(
         self, tracked: TrackedReturn, scan: tuple[str, dict[str, Any]] | None = None
