@@ -5,13 +5,14 @@ charges a dearer one's before ordering it (pure)."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from services.decisions.saga import Status
 from services.eventing.request_fields import ApiError
-from services.tools.local_stack.drawn_returns import request_of
+from services.tools.local_stack.drawn_returns import random_return, request_of
 from tests.support.return_events import event, return_request_body
 from tests.unit.test_saga_disputes import issued_for
 from tests.unit.test_saga_refund_plan import accepted_return, apply, refund_command
@@ -123,3 +124,13 @@ def test_a_dearer_variant_without_the_buyers_consent_is_refunded_instead():
     done = exchange("SKU-RED-XL", price=2499, pay=False)  # an older record: no consent
     assert names(done) == ["RefundRequested"]
     assert "exchange_refused" in [r["rule_id"] for r in done.state.rules_fired]
+
+
+def test_the_drawn_exchanges_return_one_product_with_a_grade_per_unit():
+    rng = random.Random(7)
+    for index in range(500):
+        body, grades = random_return(rng, index, "t", exchange_share=0.5)
+        assert len(grades) == sum(line["quantity"] for line in body["lines"])
+        if body.get("resolution") == "EXCHANGE":
+            assert len(body["lines"]) == 1
+            request_of(body)  # the front door takes it: a variant of the returned product

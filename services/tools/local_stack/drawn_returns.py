@@ -196,7 +196,8 @@ def random_return(
             "discount_minor": rng.randint(0, goods // 5),
             "shipping_fee_minor": rng.choice(market.shipping_fees),
         }
-    grades = [rng.choice("AAAABBC") for line in lines for _ in range(line["quantity"])]
+    returned = body["lines"]  # an exchange returns its first line only
+    grades = [rng.choice("AAAABBC") for line in returned for _ in range(line["quantity"])]
     return body, grades
 
 
