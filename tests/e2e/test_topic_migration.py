@@ -92,6 +92,7 @@ def refunds_issued(bootstrap: str, codec: AvroCodec) -> Counter[str]:
     return issued
 
 
+@pytest.mark.long  # ~2 min: `make test-long` (.ci/run), not `make test`
 def test_a_running_deployment_moves_from_4_to_12_partitions_and_carries_on(
     own_broker: str, tmp_path: Path, codec: AvroCodec
 ):
