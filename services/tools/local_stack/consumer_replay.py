@@ -85,6 +85,21 @@ async def group_lag(bootstrap: str, group: str, topics: tuple) -> int:
         await admin.close()
 
 
+async def wait_for_group(
+    bootstrap: str, group: str, topics: tuple, timeout_s: float, settle_s: float = 2.0
+) -> bool:
+    """Wait until `group` has committed everything in `topics` (its state persisted with
+    it), then `settle_s` for readers of its changelog; False when the time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while await group_lag(bootstrap, group, topics) > 0:
+        if time.monotonic() > deadline:
+            console.print(f"  {group} still behind after {timeout_s:.0f}s")
+            return False
+        await asyncio.sleep(1.0)
+    await asyncio.sleep(settle_s)
+    return True
+
+
 async def wait_until_consumed(bootstrap: str, timeout_s: float = 120) -> None:
     """Every replayed group has caught up (the ledger books a movement after the saga ends)."""
     deadline = time.monotonic() + timeout_s

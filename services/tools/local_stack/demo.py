@@ -34,7 +34,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from services.eventing.topics import RISK_COUNTS
 from services.tools.local_postgres.databases import fresh_database, postgres_server
+from services.tools.local_stack.consumer_replay import wait_for_group
 from services.tools.local_stack.demo_cases import work_cases
 from services.tools.local_stack.demo_metrics import DEMO_PICKUP_FAILURE_RATE, kpi_report
 from services.tools.local_stack.demo_report import (
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(world.labels)} returns of them; 20 sellers' last 80 days) ..."
         )
         asyncio.run(seed_history(bootstrap, history))
+        # the risk service folds the history before the seeded abusers' returns are checked
+        # (a check reading half-folded windows misses a ring or a claims history)
+        asyncio.run(wait_for_group(bootstrap, "boomerang-risk", (RISK_COUNTS,), 90.0))
         write_history(world, run_dir / "risk-history.jsonl")  # for `boomerang risk backtest`
         per_kind = min(PER_KIND, args.returns // 40)
         abusive = per_kind * len(ABUSE_KINDS)
