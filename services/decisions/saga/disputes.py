@@ -42,6 +42,7 @@ from services.decisions.saga.step import (
     finish,
     open_ticket,
     retry_later,
+    return_currency,
     set_deadline,
     ticket_facts,
 )
@@ -100,14 +101,6 @@ def _sound_plan(state: SagaState) -> dict[str, Any]:
         return {}
 
 
-def currency_of(state: SagaState) -> str:
-    plan = state.inspection.get("refund_plan") or {}
-    amount = plan.get("amount") or (state.refund or {}).get("amount")
-    if amount:
-        return str(amount["currency"])
-    return str(state.request["lines"][0]["unit_price"]["currency"])
-
-
 def _refusal(state: SagaState, now_ms: int, window_ms: int) -> str:
     """Why the return cannot be disputed now ("" when it can)."""
     if state.dispute and state.dispute.get("status") != "REFUSED":
@@ -152,7 +145,7 @@ def dispute_requested(step: Step) -> SagaState:
         "disputed_outcome": dict(state.outcome),
         "paid_minor": paid_minor(state),
         "full_minor": full_minor(state),
-        "currency": currency_of(state),
+        "currency": return_currency(state),
         "first_station_id": first_station,
         "first_scan_id": str(state.inspection.get("scan_id") or ""),
     }

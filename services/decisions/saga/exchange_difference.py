@@ -23,7 +23,7 @@ from typing import Any
 from services.decisions.money import Money
 from services.decisions.saga.commands import request_replacement, send_command
 from services.decisions.saga.state import SagaState, Status, changed
-from services.decisions.saga.step import Step, finish, ticket_facts
+from services.decisions.saga.step import Step, finish, return_currency, ticket_facts
 
 
 def exchange_difference(state: SagaState) -> int:
@@ -38,17 +38,13 @@ def exchange_difference(state: SagaState) -> int:
     )
 
 
-def currency_of(state: SagaState) -> str:
-    return str(state.request["lines"][0]["unit_price"]["currency"])
-
-
 def charge_key(return_id: str) -> str:
     return f"{return_id}-exchange-charge"
 
 
 def request_charge(step: Step, state: SagaState) -> SagaState:
     """Charge the buyer the dearer variant's difference (sent again with the same key)."""
-    amount = Money(exchange_difference(state), currency_of(state)).to_record()
+    amount = Money(exchange_difference(state), return_currency(state)).to_record()
     state = changed(state, status=Status.EXCHANGE_CHARGING)
     return send_command(
         step,
@@ -72,7 +68,7 @@ def difference_plan(state: SagaState, planned: dict[str, Any]) -> dict[str, Any]
     """The refund of a cheaper variant's difference: per returned line, (its price − the
     variant's) × units, paid by the method the return would have refunded by."""
     price = int(state.request["exchange_unit_price_minor"])
-    currency = currency_of(state)
+    currency = return_currency(state)
     breakdown = []
     for line in state.request["lines"]:
         units = int(line["quantity_returned"])

@@ -178,6 +178,11 @@ def rule_fired(state: SagaState, rule_id: str, facts: dict[str, Any], effect: st
     return changed(state, rules_fired=(*state.rules_fired, fired))
 
 
+def return_currency(state: SagaState) -> str:
+    """The return's currency: its lines' (one currency per return, the order's)."""
+    return str(state.request["lines"][0]["unit_price"]["currency"])
+
+
 def copied(record: dict[str, Any], *names: str) -> dict[str, Any]:
     """The named fields of an event, as the saga keeps them."""
     return {name: record[name] for name in names}
