@@ -291,3 +291,27 @@ def test_a_stored_saga_disputed_works_from_the_whole_policy_the_coordinator_atta
     opened = stored_saga.loaded_state(stored_saga.slim_record(opened))  # kept whole now
     [(name, refund)] = reinspect(opened, ("B", "B", "B")).commands
     assert (name, refund["amount"]["amount_minor"]) == ("RefundRequested", deducted(first))
+
+
+def test_a_bank_transfer_dispute_of_an_erased_buyer_is_paid_as_store_credit():
+    account = {"holder": "Erika Muster", "number": "DE021203000000002020", "bank_code": "BYLADEM1"}
+    state, _ = completed(
+        return_id="RMA-DISPUTE-ERASED", payment_method="BANK_TRANSFER", refund_account=account
+    )
+    assert state.refund["method"] == "BANK_TRANSFER"
+    erasure = event(
+        "PersonalDataErasureRequested",
+        state.return_id,
+        envelope={"event_id": "erase-1"},
+        buyer_id="B-1",
+        requested_by="buyer",
+    )
+    erased = apply(state, "PersonalDataErasureRequested", erasure).state
+    assert erased.request["refund_account"]["number"] == "[erased]"
+    paying = reinspect(dispute(erased).state, ("B", "B", "B"))
+    [(name, refund)] = paying.commands
+    assert (name, refund["method"], refund["refund_account"]) == (
+        "RefundRequested",
+        "STORE_CREDIT",
+        None,
+    )

@@ -35,6 +35,7 @@ from services.decisions.refunds.refund_amount import refund_for_lines
 from services.decisions.refunds.refund_plan import plan_refund
 from services.decisions.saga.commands import send_command
 from services.decisions.saga.forward import inspection_problem
+from services.decisions.saga.personal_data import ERASED
 from services.decisions.saga.state import SagaState, Status, changed
 from services.decisions.saga.step import (
     Step,
@@ -298,7 +299,8 @@ def _pay(
     note: str = "",
 ) -> SagaState:
     method = str(state.refund.get("method") or method)  # the way the return refunded
-    if method == "BANK_TRANSFER" and not state.request.get("refund_account"):
+    account = state.request.get("refund_account") or {}
+    if method == "BANK_TRANSFER" and (not account or account.get("number") == ERASED):
         step.notes.append("no bank account for the dispute's refund: paid as store credit")
         method = "STORE_CREDIT"
     dispute = {
