@@ -30,11 +30,10 @@ import json
 from typing import Any
 
 from services.decisions.money import Money
-from services.decisions.refunds.order_model import RefundArithmeticError
 from services.decisions.refunds.refund_amount import refund_for_lines
 from services.decisions.refunds.refund_plan import plan_refund
 from services.decisions.saga.commands import send_command
-from services.decisions.saga.forward import inspection_problem
+from services.decisions.saga.forward import PLAN_ERRORS, inspection_problem, plan_for_items
 from services.decisions.saga.personal_data import ERASED
 from services.decisions.saga.state import SagaState, Status, changed
 from services.decisions.saga.step import (
@@ -98,7 +97,7 @@ def _sound_plan(state: SagaState) -> dict[str, Any]:
     ]
     try:
         return plan_refund(state.request, state.policy, sound, False).refund
-    except (RefundArithmeticError, KeyError, ValueError):
+    except PLAN_ERRORS:
         return {}
 
 
@@ -225,13 +224,8 @@ def reinspected(step: Step) -> SagaState | None:
     if problem:
         return _decided(step, state, "UPHELD", 0, None, "reinspection", problem)
     try:
-        plan = plan_refund(
-            state.request,
-            state.policy,
-            record["items"],
-            bool(state.pickup.get("carrier_noted_damage")),
-        )
-    except (RefundArithmeticError, KeyError, ValueError) as exc:
+        plan = plan_for_items(state, record["items"])
+    except PLAN_ERRORS as exc:
         return _decided(step, state, "UPHELD", 0, None, "reinspection", f"not computable: {exc}")
     if plan.rejection or not plan.refund:
         return _decided(step, state, "UPHELD", 0, None, "reinspection", plan.rejection or "")

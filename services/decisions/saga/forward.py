@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from services.decisions.refunds.order_model import RefundArithmeticError
-from services.decisions.refunds.refund_plan import plan_refund
+from services.decisions.refunds.refund_plan import RefundPlan, plan_refund
 from services.decisions.saga.commands import (
     cancel_pickup,
     request_intake,
@@ -175,6 +175,18 @@ def inspection_problem(items: list[dict[str, Any]]) -> str:
     return ""
 
 
+# what a return whose lines do not fit its order (or its policy) raises when planned
+PLAN_ERRORS = (RefundArithmeticError, KeyError, ValueError)
+
+
+def plan_for_items(state: SagaState, items: list[dict[str, Any]]) -> RefundPlan:
+    """The policy's refund of the return for these inspected items (PLAN_ERRORS when it
+    cannot be worked out)."""
+    return plan_refund(
+        state.request, state.policy, items, bool(state.pickup.get("carrier_noted_damage"))
+    )
+
+
 def inspection_recorded(step: Step) -> SagaState:
     r = step.record
     inspection = {
@@ -184,13 +196,8 @@ def inspection_recorded(step: Step) -> SagaState:
     problem = inspection_problem(r["items"])
     if not problem:
         try:
-            plan = plan_refund(
-                state.request,
-                state.policy,
-                r["items"],
-                bool(state.pickup.get("carrier_noted_damage")),
-            )
-        except (RefundArithmeticError, KeyError, ValueError) as exc:
+            plan = plan_for_items(state, r["items"])
+        except PLAN_ERRORS as exc:
             inspection["refund_problem"] = f"the refund cannot be worked out: {exc}"
             step.notes.append(inspection["refund_problem"])
         else:
