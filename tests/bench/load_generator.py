@@ -38,6 +38,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from services.eventing.avro_codec import AvroCodec, CodecError
 from services.eventing.schema_catalogue import SchemaCatalogue
+from services.eventing.topics import ORDERS, RISK_COUNTS
+from services.tools.local_stack.consumer_replay import wait_for_group
 from services.tools.local_stack.drawn_returns import (
     TrackedReturn,
     delivered_at_ms,
@@ -186,6 +188,13 @@ class LoadGenerator:
             await self._place_orders(self.args.marketplace_url)
             # each order is placed and delivered: two records settlement reads
             await self._wait_for_ledger(read_before + 2 * len(self.arrivals))
+        if self.args.orders_folded_by:
+            # risk counts each order (and its buyer, seller, address...) long before a return
+            await wait_for_group(
+                self.args.bootstrap, self.args.orders_folded_by, (ORDERS, RISK_COUNTS), 300.0, 0.5
+            )
+        if self.args.ready_file:
+            self.args.ready_file.write_text("orders placed\n")
         self.setup_cpu_s = time.process_time()  # imports, schemas, the drawn returns, orders
         self.clients = {
             what: http_client(self.args.http_client, self.args.connections, timeout_s=30.0)
@@ -534,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--ledger-url", default=None, help="settlement: wait until it has read the orders"
+    )
+    parser.add_argument(
+        "--orders-folded-by",
+        default=None,
+        help="a consumer group that reads the orders: wait until it has counted them",
+    )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="written when the orders are in, just before the clock starts",
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -55,6 +55,8 @@ from tests.bench import bench_figures, process_metrics, service_profiles, topic_
 from tests.bench.latency_plot import plot_levels
 from tests.bench.raw_pipe import run_raw_pipe
 
+RISK_GROUP = "boomerang-risk"  # counts each order: folded before the clock starts
+
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,10 +158,11 @@ class Bench:
         pids = self.pids()
         for pid in pids.values():
             process_metrics.reset_peak_rss(pid)
-        cpu_before = {name: self.cpu(name, pid) for name, pid in pids.items()}
-        booked_before = self.ledger_entries()
-        offsets_before = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
+        cpu_at_launch = {name: self.cpu(name, pid) for name, pid in pids.items()}
+        offsets_at_launch = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
         out = self.work / f"level-{rate:g}.json"
+        ready = self.work / f"level-{rate:g}.ready"
+        ready.unlink(missing_ok=True)
         generator = subprocess.Popen(
             [
                 sys.executable,
@@ -185,10 +188,22 @@ class Bench:
                 "--marketplace-url",
                 self.stack.url("marketplace"),
                 *(["--ledger-url", self.stack.url(LEDGER)] if self.stack.database_url else []),
+                "--orders-folded-by",
+                RISK_GROUP,
+                "--ready-file",
+                str(ready),
             ],
             preexec_fn=pinned_to(self.stack.partner_cpus),  # with the partner doubles
         )
         generator_pid = generator.pid
+        # the orders are placed, delivered and counted before the clock starts (in life
+        # they come long before their returns): the level's figures start from there, and
+        # what the orders cost is reported apart
+        while not ready.exists() and generator.poll() is None:
+            time.sleep(0.02)
+        cpu_before = {name: self.cpu(name, pid) for name, pid in pids.items()}
+        booked_before = self.ledger_entries()
+        offsets_before = asyncio.run(topic_offsets.end_offsets(self.bootstrap))
         lag: dict[str, Any] = {}
         lag_probe = threading.Timer(
             settings.warmup_s + settings.duration_s, self._measure_lag, args=(lag,)
@@ -279,8 +294,41 @@ class Bench:
                 for name, pid in pids.items()
             },
         }
+        level["orders_before_the_clock"] = self.orders_figures(
+            result["created"],
+            bench_figures.records_delta(
+                topic_offsets.totals(offsets_at_launch), topic_offsets.totals(offsets_before)
+            ),
+            {
+                name: round(cpu_before[name] - cpu_at_launch[name], 2)
+                for name in pids
+                if cpu_before.get(name) is not None and cpu_at_launch.get(name) is not None
+            },
+        )
         level["unfinished_states"] = self.saga_states(result.get("unfinished_return_ids", []))
         return level
+
+    def orders_figures(
+        self, orders: int, written: dict[str, int], cpu: dict[str, float]
+    ) -> dict[str, Any]:
+        """What placing, delivering and counting the level's orders cost (and a buyer's
+        sign-in with each), before the clock: per order, not in the return's figures."""
+        return {
+            "orders": orders,
+            "records_per_order": round(
+                sum(n for topic, n in written.items() if not topic.startswith("__")) / orders, 2
+            )
+            if orders
+            else None,
+            "records_by_topic": written,
+            "cpu_s": cpu,
+            "cpu_ms_per_order": bench_figures.cpu_ms_per_return(
+                cpu, {*self.stack.service_processes, "broker"}, orders
+            ),
+            "partner_doubles_cpu_ms_per_order": bench_figures.cpu_ms_per_return(
+                cpu, PARTNERS, orders
+            ),
+        }
 
     def ledger_entries(self) -> int:
         """Entries in settlement's ledger (0 without settlement)."""
