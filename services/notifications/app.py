@@ -4,7 +4,8 @@ own results, a timer sending the due notices through the provider (NOTIFY_URL) a
 publishing what happened, and GET /returns/{return_id}/notifications.
 
 Configuration: NOTIFY_URL (the provider; the double's port by default), NOTIFY_TIMEOUT_S
-(5), NOTIFY_CONCURRENCY (16 sends at once), NOTIFY_MAX_ATTEMPTS (12, from 5 s doubling to
+(5), NOTIFY_BATCH (100 messages a request, the provider's most), NOTIFY_CONCURRENCY (4
+requests at once), NOTIFY_MAX_ATTEMPTS (12, from 5 s doubling to
 10 min apart), NOTIFY_KEEP_DAYS (7: an ended return's outbox kept), texts as
 texts_files.py says.
 """
@@ -42,7 +43,7 @@ from services.notifications.notification_metrics import (
     NOTIFICATIONS_GIVEN_UP,
     NOTIFICATIONS_SENT,
 )
-from services.notifications.provider import Delivered, NotifyProvider
+from services.notifications.provider import BATCH_MAX, Delivered, NotifyProvider, Outcome
 from services.notifications.texts_files import load_texts
 
 DEFAULT_PORT = 8096
@@ -76,12 +77,21 @@ def wiring(ports: NotifyPorts) -> Wiring:
     return Wiring((milestones,), (listing,))
 
 
-async def send_one(
-    provider: NotifyProvider, send: Send, max_attempts: int
+async def send_batch(
+    provider: NotifyProvider, sends: list[Send], max_attempts: int
+) -> list[tuple[str, dict[str, Any]]]:
+    outcomes = await provider.send_batch(sends)
+    now = now_ms()
+    return [
+        settle_one(send, outcome, now, max_attempts)
+        for send, outcome in zip(sends, outcomes, strict=True)
+    ]
+
+
+def settle_one(
+    send: Send, result: Outcome, now: int, max_attempts: int
 ) -> tuple[str, dict[str, Any]]:
     with event_context(return_id=send.return_id, notice_key=send.notice.key):
-        result = await provider.send(send)
-        now = now_ms()
         milestone = send.notice.milestone
         if isinstance(result, Delivered):
             NOTIFICATIONS_SENT.labels(milestone, send.notice.recipient, send.message.language).inc()
@@ -115,18 +125,21 @@ def build(settings: runtime.ServiceSettings) -> runtime.ServiceParts:
             )
         )
         parts.on_stop(provider.aclose)
-        limit = asyncio.Semaphore(int(os.environ.get("NOTIFY_CONCURRENCY", "16")))
+        limit = asyncio.Semaphore(int(os.environ.get("NOTIFY_CONCURRENCY", "4")))
+        batch = max(1, min(BATCH_MAX, int(os.environ.get("NOTIFY_BATCH", str(BATCH_MAX)))))
 
-        async def bounded(send: Send) -> tuple[str, dict[str, Any]]:
+        async def bounded(sends: list[Send]) -> list[tuple[str, dict[str, Any]]]:
             async with limit:
-                return await send_one(provider, send, retry.max_attempts)
+                return await send_batch(provider, sends, retry.max_attempts)
 
         async def send_due() -> None:
             if not parts.ready:
                 return
             if sends := handlers.due_sends(ports):
-                results = await asyncio.gather(*(bounded(send) for send in sends))
-                await parts.publish_durably(handlers.settled_events(list(results), now_ms()))
+                chunks = [sends[i : i + batch] for i in range(0, len(sends), batch)]
+                answered = await asyncio.gather(*(bounded(chunk) for chunk in chunks))
+                results = [result for chunk in answered for result in chunk]
+                await parts.publish_durably(handlers.settled_events(results, now_ms()))
 
         parts.every(SEND_SCAN_S, send_due)
         return wiring(ports)

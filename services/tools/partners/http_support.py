@@ -222,7 +222,16 @@ class IdempotencyKeys(Generic[RecordT]):
         payload = await json_object(request)
         wanted = parse(payload)
         request["return_id"] = wanted.return_id
-        fingerprint = request_fingerprint(payload)
+        return await self.create_keyed(key, wanted, request_fingerprint(payload), create)
+
+    async def create_keyed(
+        self,
+        key: str,
+        wanted: WantedT,
+        fingerprint: str,
+        create: Callable[[WantedT, str, str], RecordT],
+    ) -> tuple[RecordT, bool]:
+        """`create_once` for a request already read (one entry of a batch)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             existing = self.records.get(key)
             if existing is not None:

@@ -3,12 +3,16 @@ sellers (as an e-mail/SMS/push provider would: the recipient by id, the provider
 reach them) and remembers every one.
 
 `POST /messages` needs an `Idempotency-Key`: the same key and body are one message (200
-replayed), the same key with another body is a 409. `GET /messages?return_id=` lists them;
-`GET /messages/stats` counts them: `delivered`, `replays` (sends the key made harmless) and
-`duplicates` (a message with the same recipient, return, milestone and words as one already
-delivered under another key: a notifier that told someone twice). Faults as the other
-doubles (`NOTIFY_FAULTS`: error_rate, latency_ms, ghost_rate); `NOTIFY_LEDGER_FILE` keeps
-the messages across restarts.
+replayed), the same key with another body is a 409. `POST /messages/batch` takes up to
+BATCH_MAX messages, each with its `idempotency_key`, and answers 200 with one result per
+entry, in order (`status` 201, 200, 409 or 422 as the single send would have; as SNS's
+PublishBatch does): the same key sent alone or in a batch is one message.
+`GET /messages?return_id=` lists them; `GET /messages/stats` counts them: `delivered`,
+`replays` (sends the key made harmless) and `duplicates` (a message with the same
+recipient, return, milestone and words as one already delivered under another key: a
+notifier that told someone twice). Faults as the other doubles (`NOTIFY_FAULTS`:
+error_rate, latency_ms, ghost_rate; a batch fails or ghosts whole); `NOTIFY_LEDGER_FILE`
+keeps the messages across restarts.
 
     python -m services.tools.partners.notify_server
 """
@@ -34,6 +38,7 @@ SERVICE_NAME = "notify"
 ROLES = ("buyer", "seller")
 MAX_TEXT = 4_000
 LISTED = 1_000
+BATCH_MAX = 100
 
 log = get_logger(__name__)
 
@@ -105,6 +110,18 @@ def _wanted(payload: Mapping[str, Any]) -> WantedMessage:
     return WantedMessage(recipient_role=role, **texts)
 
 
+def _batch_entries(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    entries = payload.get("messages")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= BATCH_MAX:
+        raise http_support.invalid_field("messages", f"must be a list of 1 to {BATCH_MAX}")
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise http_support.invalid_field("messages", "must hold JSON objects")
+    keys = [entry.get("idempotency_key") for entry in entries]
+    if len({str(key) for key in keys}) != len(keys):
+        raise http_support.invalid_field("messages", "repeat an idempotency_key")
+    return entries
+
+
 class NotifyDouble(partner_double.PartnerDouble[FaultPlan, Message]):
     def __init__(self, settings: NotifySettings) -> None:
         super().__init__(settings.faults, partner="notification provider")
@@ -135,23 +152,19 @@ class NotifyDouble(partner_double.PartnerDouble[FaultPlan, Message]):
         self.keys.records.clear()
         self.replays = 0
 
-    @partner_double.route("POST", "/messages")
-    async def send_message(self, request: web.Request) -> web.Response:
-        await self.inject_faults()
+    def _create(self, wanted: WantedMessage, key: str, fingerprint: str) -> Message:
+        message = Message(
+            f"MSG-{uuid.uuid4().hex[:16].upper()}",
+            key,
+            fingerprint,
+            created_at=http_support.now_ms(),
+            **asdict(wanted),
+        )
+        self.messages[message.message_id] = message
+        self._ledger.append({"op": "message", "message": asdict(message)})
+        return message
 
-        def create(wanted: WantedMessage, key: str, fingerprint: str) -> Message:
-            message = Message(
-                f"MSG-{uuid.uuid4().hex[:16].upper()}",
-                key,
-                fingerprint,
-                created_at=http_support.now_ms(),
-                **asdict(wanted),
-            )
-            self.messages[message.message_id] = message
-            self._ledger.append({"op": "message", "message": asdict(message)})
-            return message
-
-        message, created = await self.keys.create_once(request, _wanted, create)
+    def _answered(self, message: Message, created: bool) -> None:
         if not created:
             self.replays += 1
         log.info(
@@ -161,9 +174,52 @@ class NotifyDouble(partner_double.PartnerDouble[FaultPlan, Message]):
             recipient_role=message.recipient_role,
             replayed=not created,
         )
+
+    @partner_double.route("POST", "/messages")
+    async def send_message(self, request: web.Request) -> web.Response:
+        await self.inject_faults()
+        message, created = await self.keys.create_once(request, _wanted, self._create)
+        self._answered(message, created)
         if created:
             self.ghost_if_planned("message")
         return http_support.creation_answer(message.to_json(), created=created)
+
+    @partner_double.route("POST", "/messages/batch")
+    async def send_batch(self, request: web.Request) -> web.Response:
+        """Several messages in one request; each entry succeeds or fails on its own."""
+        await self.inject_faults()
+        entries = _batch_entries(await http_support.json_object(request))
+        results: list[dict[str, Any]] = []
+        created_any = False
+        for entry in entries:
+            key = entry.get("idempotency_key")
+            try:
+                if not isinstance(key, str) or not key.strip():
+                    raise http_support.invalid_field("idempotency_key", "must be a text")
+                if len(key) > http_support.MAX_IDEMPOTENCY_KEY_LENGTH:
+                    raise http_support.invalid_field("idempotency_key", "is too long")
+                fields = {name: value for name, value in entry.items() if name != "idempotency_key"}
+                message, created = await self.keys.create_keyed(
+                    key, _wanted(fields), http_support.request_fingerprint(fields), self._create
+                )
+            except http_support.ApiError as refused:
+                results.append(
+                    {
+                        "idempotency_key": key if isinstance(key, str) else None,
+                        "status": refused.status,
+                        "error": refused.code,
+                        "detail": refused.detail,
+                    }
+                )
+                continue
+            self._answered(message, created)
+            created_any = created_any or created
+            results.append(
+                {"idempotency_key": key, "status": 201 if created else 200, **message.to_json()}
+            )
+        if created_any:
+            self.ghost_if_planned("message batch")
+        return web.json_response({"results": results})
 
     @partner_double.route("GET", "/messages")
     async def list_messages(self, request: web.Request) -> web.Response:
