@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from services.engine import loop_metrics
 from services.engine.changelog_recovery import rebuild_views, recover_partitions
+from services.engine.fetch_pace import FetchPace
 from services.engine.handled_signal import SIGNAL_EVERY_S, HandledPositions
 from services.engine.heap_release import heap_trimmer
 from services.engine.offset_tracking import OffsetProgress
@@ -101,6 +102,7 @@ class ConsumeLoop:
         self.assignments = 0  # rebalances this instance came out of with its state ready
         self.committed: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.fetch_pace: FetchPace | None = None  # set once the consumer has started
         self.done = 0  # records done since the last report
         self.last_done_at = 0.0
         self._pruned_at = 0.0
@@ -228,6 +230,7 @@ class ConsumeLoop:
         except KafkaError:
             await self.consumer.stop()
             raise
+        self.fetch_pace = FetchPace(self.consumer, self.settings.fetch_wait_ms)
 
     async def run(self) -> None:
         if self.consumer is None:
@@ -252,6 +255,8 @@ class ConsumeLoop:
                     log.warning("fetch failed; retrying", error=repr(exc))
                     await asyncio.sleep(0.5)
                     continue
+                if self.fetch_pace is not None:
+                    self.fetch_pace.after_poll(any(batches.values()))
                 for tp, messages in batches.items():
                     if tp in self.owned:
                         for message in messages:

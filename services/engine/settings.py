@@ -44,9 +44,10 @@ class ServiceSettings:
     # records fetched but not yet done; the loop stops fetching above it (back-pressure)
     max_buffered: int = 2000
     session_timeout_s: float = 10.0
-    # a fetch waits this long for 64 KB; a batch of writes waits this long for more records:
-    # longer costs each hop latency, shorter costs the broker and every service requests
-    fetch_wait_ms: int = 20
+    # while records come, a fetch waits this long for 64 KB (engine/fetch_pace.py; idle, it
+    # returns on the first record): longer costs each hop latency, shorter costs the broker
+    # and every service requests
+    fetch_wait_ms: int = 100
     # bytes one fetch brings at most, per partition and in all (held until handled)
     partition_fetch_bytes: int = 1024 * 1024
     fetch_max_bytes: int = 8 * 1024 * 1024
