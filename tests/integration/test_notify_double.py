@@ -91,7 +91,8 @@ def test_a_batch_the_provider_cannot_read_is_a_422_and_sends_nothing(notify, bod
 def test_the_adapter_sends_a_batch_and_reads_each_outcome_over_http(notify) -> None:
     process, client = notify
     return_id = f"R-{uuid.uuid4().hex[:8]}"
-    sends = [a_send(return_id, "accepted"), a_send(return_id, "pickup_booked", recipient_id="")]
+    accepted = a_send(return_id, "accepted")
+    sends = [accepted, a_send(return_id, "pickup_booked", recipient_id=""), accepted]
 
     async def run() -> tuple[list, list, list]:
         async with PartnerHttp(process.base_url, 5.0, partner="notify") as http:
@@ -105,6 +106,19 @@ def test_the_adapter_sends_a_batch_and_reads_each_outcome_over_http(notify) -> N
     first, again, down = asyncio.run(run())
     assert isinstance(first[0], Delivered)
     assert isinstance(first[1], Undelivered) and not first[1].retryable  # no recipient: 422
+    assert first[2] == first[0]  # one key twice in a pass: sent once, both told
     assert again[0] == first[0]  # the same message, replayed
     assert all(isinstance(o, Undelivered) and o.retryable for o in down)
     assert len(client.get("/messages", params={"return_id": return_id}).json()["messages"]) == 1
+
+
+def test_a_batchs_messages_outlive_a_restart_of_the_double(tmp_path: Path) -> None:
+    ledger = {"NOTIFY_LEDGER_FILE": str(tmp_path / "notify-ledger.jsonl")}
+    return_id = f"R-{uuid.uuid4().hex[:8]}"
+    batch = [message_entry(f"k-{n}", return_id, milestone=f"m{n}") for n in range(3)]
+    with own_partner("notify_server", "NOTIFY_", ledger, tmp_path / "first") as (_, client):
+        assert client.post("/messages/batch", json={"messages": batch}).status_code == 200
+    with own_partner("notify_server", "NOTIFY_", ledger, tmp_path / "second") as (_, client):
+        again = client.post("/messages/batch", json={"messages": batch}).json()["results"]
+        assert [r["status"] for r in again] == [200, 200, 200]  # replays, not new messages
+        assert client.get("/messages/stats").json()["delivered"] == 3

@@ -62,6 +62,17 @@ class JsonLinesLedger:
         self._file.write(json.dumps({**entry, "at": now_ms()}, sort_keys=True) + "\n")
         self._file.flush()
 
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        """`append` for several entries, flushed once (a batch's)."""
+        if self.path is None or not entries:
+            return
+        assert self._file is not None, "the ledger file is not open"
+        at = now_ms()
+        self._file.write(
+            "".join(json.dumps({**entry, "at": at}, sort_keys=True) + "\n" for entry in entries)
+        )
+        self._file.flush()
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
