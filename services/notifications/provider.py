@@ -83,7 +83,9 @@ class NotifyProvider:
         """At most BATCH_MAX sends in one request; an outcome for each, in order."""
         if len(sends) > BATCH_MAX:
             raise ValueError(f"{len(sends)} sends: at most {BATCH_MAX} a request")
-        body = {"messages": [_entry(send) for send in sends]}
+        # a key twice would make the provider refuse the whole batch: each key sent once
+        unique = list({send.notice.key: send for send in sends}.values())
+        body = {"messages": [_entry(send) for send in unique]}
         try:
             answer = await self.http.post("/messages/batch", json=body)
         except PartnerUnreachable as exc:
@@ -92,4 +94,6 @@ class NotifyProvider:
             parsed = answer.json() if answer.status_code == 200 else None
         except ValueError:
             parsed = None
-        return outcomes_of(sends, answer.status_code, parsed, answer.text)
+        outcomes = outcomes_of(unique, answer.status_code, parsed, answer.text)
+        by_key = {send.notice.key: outcome for send, outcome in zip(unique, outcomes, strict=True)}
+        return [by_key[send.notice.key] for send in sends]

@@ -119,6 +119,27 @@ def test_any_order_and_any_redelivery_queues_each_notice_once(order):
     assert bool(outbox.ready(state, NOW)) == (0 in order and bool(keys))
 
 
+@given(copies=st.integers(2, 5), sent_first=st.booleans())
+def test_another_event_saying_the_same_thing_is_not_told_twice(copies, sent_first):
+    """A pickup command retried after its timeout and redriven from the dead letters too:
+    two PickupScheduled for one booking (different ids, the same words) are one message; a
+    new window is news."""
+    name, record = events()[1]
+    state = folded(events()[:1])
+    for n in range(copies):
+        again = {**record, "envelope": envelope("scheduled-again", n)}
+        state = outbox.take_event(state, name, again, NOW)
+        if sent_first and n == 0:
+            state = outbox.mark_sent(state, state["outbox"][-1]["key"], NOW)
+    told = [e for e in state["outbox"] if e["milestone"] == "pickup_booked"]
+    assert len(told) + (1 if sent_first else 0) == 1
+    moved = {**record, "envelope": envelope("rescheduled", 9), "window_start": NOW + 172_800_000}
+    state = outbox.take_event(state, name, moved, NOW)
+    told = [e for e in state["outbox"] if e["milestone"] == "pickup_booked"]
+    assert len(told) + (1 if sent_first else 0) == 2
+    assert outbox.take_event(state, name, moved, NOW) == state  # redelivered: no change
+
+
 def test_a_sent_notice_is_never_queued_again_and_failures_back_off_then_give_up():
     state = folded(events()[:2])
     key = state["outbox"][0]["key"]

@@ -6,16 +6,22 @@ The state of a return (a plain dict, JSON-ready):
   ReturnRejected); until it is known, notices wait in the outbox;
 - `outbox`: notices not sent yet, each with its attempts and when it is tried next;
 - `sent`: key -> when the provider took it (a notice seen again is not queued again);
+- `told`: what each queued notice says (its milestone, recipient and facts, hashed) -> when:
+  another event saying the same thing (a command retried after a timeout and redriven from
+  the dead letters too: two PickupScheduled for one booking) is not told twice;
 - `given_up`: how many were abandoned after `RetryTerms.max_attempts`;
 - `ended_at`: when the return ended (ReturnCompleted/ReturnFailed, a rejection): the state
   is dropped `keep_ms` after that once nothing is left to send (`finished`).
 
-Bounded: a return has a few dozen milestones at most; `sent` keeps at most MAX_SENT keys
-(the oldest dropped first: the provider's idempotency still refuses a duplicate).
+Bounded: a return has a few dozen milestones at most; `sent` and `told` keep at most
+MAX_SENT keys each (the oldest dropped first: the provider's idempotency still refuses a
+duplicate).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,7 +47,13 @@ class RetryTerms:
 
 
 def empty() -> dict[str, Any]:
-    return {"to": None, "outbox": [], "sent": {}, "given_up": 0, "ended_at": None}
+    return {"to": None, "outbox": [], "sent": {}, "told": {}, "given_up": 0, "ended_at": None}
+
+
+def what_it_says(notice: Notice) -> str:
+    """The same for two notices that would be the same message to the same reader."""
+    said = json.dumps([notice.milestone, notice.recipient, notice.facts], sort_keys=True)
+    return hashlib.sha1(said.encode()).hexdigest()[:16]
 
 
 def _recipients(name: str, record: Mapping[str, Any]) -> dict[str, str] | None:
@@ -64,10 +76,21 @@ def take_event(
     if (to := _recipients(name, record)) is not None and new["to"] is None:
         new["to"] = to
     queued = {entry["key"] for entry in new["outbox"]}
+    told = dict(new.get("told") or {})
     for notice in notices_of(name, record):
-        if notice.key in new["sent"] or notice.key in queued or len(new["outbox"]) >= MAX_OUTBOX:
+        said = what_it_says(notice)
+        if (
+            notice.key in new["sent"]
+            or notice.key in queued
+            or said in told
+            or len(new["outbox"]) >= MAX_OUTBOX
+        ):
             continue
         new["outbox"].append({**asdict(notice), "attempts": 0, "next_try_at": now_ms})
+        told[said] = notice.at_ms
+    while len(told) > MAX_SENT:
+        told.pop(next(iter(told)))
+    new["told"] = told
     if name == "DisputeOpened":
         new["ended_at"] = None  # the return is open again until the dispute is decided
     elif name in ENDING_EVENTS and new["ended_at"] is None:
