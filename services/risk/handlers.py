@@ -290,7 +290,7 @@ async def decide_return(ports: RiskPorts, incoming: Incoming) -> list[Outbound]:
         if record["outcome"] in ("hold", "decline"):
             counts.append(buyer_flagged(check, record, now))
         risk_metrics.decided(str(check["market"]), record["outcome"])
-        log.info(
+        log.debug(  # one per return: the hot path logs at DEBUG (RiskDecided says it all)
             "risk decided",
             outcome=record["outcome"],
             score=record["score"],
